@@ -1,0 +1,1 @@
+//! Spawners: the trait and its backends (see issue 4).

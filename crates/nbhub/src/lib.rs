@@ -1,0 +1,1 @@
+//! nbhub: the Hub.
