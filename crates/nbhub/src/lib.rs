@@ -1,1 +1,117 @@
-//! nbhub: the Hub.
+//! nbhub: a multi-user hub for Jupyter, wire-compatible with JupyterHub, built for HPC centres.
+//!
+//! # Layout
+//! - [`config`]: the TOML configuration, environment overrides, `generate-config`.
+//! - [`db`]: SQLite/PostgreSQL storage, one module per table.
+//! - [`auth`]: identities, scopes (RBAC), cookies, XSRF, authenticators.
+//! - [`api`]: the REST API under `{base_url}hub/api`.
+//! - [`pages`]: server-rendered pages (login, home …).
+//! - [`state`]: what every handler shares.
+//!
+//! [`run`] serves the hub on a listener until a shutdown future resolves; the binary and the
+//! tests both go through it.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod names;
+pub mod pages;
+pub mod state;
+
+use std::future::Future;
+
+use axum::extract::{OriginalUri, Request};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Router;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::state::AppState;
+
+/// The `X-JupyterHub-Version` we send on every response.
+pub const VERSION_HEADER: &str = "x-jupyterhub-version";
+
+/// Opens the database, brings it in line with the config, and returns the shared state.
+pub async fn init(config: Config) -> anyhow::Result<AppState> {
+    use anyhow::Context;
+    std::fs::create_dir_all(&config.hub.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", config.hub.data_dir.display()))?;
+    let url = config.database_url();
+    let db = Db::connect(&url).await.with_context(|| format!("cannot open database {}", db::redact_url(&url)))?;
+    let secret = state::load_or_create_secret(&config.hub.data_dir, "nbhub_cookie_secret")
+        .with_context(|| format!("cannot read or create the cookie secret in {}", config.hub.data_dir.display()))?;
+    db::services::sync_from_config(&db, &config.services).await.context("loading [[services]]")?;
+    db::services::sync_roles_from_config(&db, &config.roles).await.context("loading [[roles]]")?;
+    for name in &config.authenticator.admin_users {
+        match db::users::get(&db, name).await? {
+            Some(u) if !u.admin => db::users::set_admin(&db, u.id, true).await?,
+            Some(_) => {}
+            None => {
+                db::users::create(&db, name, true).await?;
+            }
+        }
+    }
+    for name in &config.authenticator.allowed_users {
+        if db::users::get(&db, name).await?.is_none() {
+            db::users::create(&db, name, false).await?;
+        }
+    }
+    db::tokens::purge_expired(&db).await?;
+    Ok(AppState::new(config, db, secret))
+}
+
+/// The whole hub as a router (for in-process tests with `oneshot`).
+pub fn app(state: AppState) -> Router {
+    let base = state.config.hub.base_url.as_str().to_string();
+    let hub = format!("{base}hub");
+    Router::new()
+        // `nest` serves `{hub}/api` itself; clients also ask for `{hub}/api/`.
+        .route(&format!("{hub}/api/"), axum::routing::get(api::info::version))
+        .nest(&format!("{hub}/api"), api::routes())
+        .route(&format!("{hub}/health"), axum::routing::get(api::info::health))
+        .route(&format!("{hub}/"), axum::routing::get(pages::hub_root))
+        .nest(&hub, pages::routes())
+        .fallback(catch_all)
+        .layer(axum::middleware::from_fn(version_header))
+        .with_state(state)
+}
+
+async fn version_header(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(VERSION_HEADER, HeaderValue::from_static(api::API_VERSION));
+    response
+}
+
+/// The hub owns the proxy's catch-all route: send everything else into `/hub/`, as JupyterHub.
+async fn catch_all(axum::extract::State(state): axum::extract::State<AppState>, uri: OriginalUri) -> Response {
+    let base = state.config.hub.base_url.as_str();
+    let path = uri.path();
+    let hub = format!("{base}hub");
+    if path == hub {
+        return Redirect::permanent(&format!("{hub}/")).into_response();
+    }
+    if path == base || path == base.trim_end_matches('/') {
+        return Redirect::to(&format!("{hub}/")).into_response();
+    }
+    if let Some(rest) = path.strip_prefix(base) {
+        if !rest.starts_with("hub/") {
+            let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+            return Redirect::to(&format!("{hub}/{rest}{query}")).into_response();
+        }
+    }
+    (StatusCode::NOT_FOUND, "404: Not Found").into_response()
+}
+
+/// Serves the hub on `listener` until `shutdown` resolves.
+pub async fn run(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}

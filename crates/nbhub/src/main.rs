@@ -1,1 +1,143 @@
-fn main() {}
+//! The `nbhub` command: run the hub, print a config, mint a token.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use nbhub::config::{self, Config};
+
+#[derive(Parser)]
+#[command(name = "nbhub", version, about = "A multi-user hub for Jupyter, built for HPC centres")]
+struct Cli {
+    /// The configuration file (default: ./nbhub.toml if present).
+    #[arg(short = 'f', long = "config", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a complete, commented configuration with every key at its default.
+    GenerateConfig,
+    /// Print a new API token for USER (as `jupyterhub token`).
+    Token {
+        user: String,
+        /// A note to remember what the token is for.
+        #[arg(long)]
+        note: Option<String>,
+        /// Seconds until the token expires (default: never).
+        #[arg(long)]
+        expires_in: Option<u64>,
+        /// Scopes of the token (default: everything the user may do).
+        #[arg(long, num_args = 1..)]
+        scopes: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::GenerateConfig) = cli.command {
+        print!("{}", config::generate_config());
+        return ExitCode::SUCCESS;
+    }
+    let path = cli.config.clone().or_else(|| {
+        let default = PathBuf::from("nbhub.toml");
+        default.exists().then_some(default)
+    });
+    let config = match Config::load(path.as_deref(), std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("nbhub: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| format!("nbhub={0},tower_http={0}", config.hub.log_level.as_str()));
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_writer(std::io::stderr).init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("nbhub: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Some(Command::Token { user, note, expires_in, scopes }) => {
+                mint_token(config, &user, note, expires_in, scopes).await
+            }
+            _ => serve(config).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nbhub: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let addr = config.hub.hub_bind_url.socket_addr_string();
+    let public = config.hub.bind_url.to_string();
+    let state = nbhub::init(config).await?;
+    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!("nbhub {} listening on http://{local} (public URL {public})", env!("CARGO_PKG_VERSION"));
+    nbhub::run(state, listener, shutdown_signal()).await?;
+    tracing::info!("nbhub stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else { return std::future::pending().await };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn mint_token(
+    config: Config,
+    user: &str,
+    note: Option<String>,
+    expires_in: Option<u64>,
+    scopes: Vec<String>,
+) -> anyhow::Result<()> {
+    use anyhow::{bail, Context};
+    use nbhub::db;
+    let name = nbhub::names::normalize_username(user);
+    if !nbhub::names::is_valid_name(&name) {
+        bail!("{}", nbhub::names::invalid_name_message("user", user));
+    }
+    for s in &scopes {
+        nbhub::auth::scopes::validate_scope(s).with_context(|| format!("--scopes {s}"))?;
+    }
+    let state = nbhub::init(config).await?;
+    let user = match db::users::get(&state.db, &name).await? {
+        Some(u) => u,
+        None => bail!("no user named {name}; users are created when they first log in, or with POST /hub/api/users"),
+    };
+    let token = db::tokens::generate();
+    let scopes = if scopes.is_empty() { vec!["inherit".to_string()] } else { scopes };
+    let expires_at = expires_in.map(|s| db::now_micros() + (s as i64) * 1_000_000);
+    db::tokens::insert(
+        &state.db,
+        &db::tokens::NewToken {
+            owner: db::tokens::Owner::User(user.id),
+            token: &token,
+            rounds: db::tokens::GENERATED_ROUNDS,
+            client_id: db::tokens::API_CLIENT_ID,
+            session_id: None,
+            note: note.as_deref().unwrap_or("Requested via nbhub token command"),
+            scopes: &scopes,
+            expires_at,
+        },
+    )
+    .await?;
+    println!("{token}");
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! Who is making a request, and what they may do.
+//!
+//! A request is identified by an API token in the `Authorization` header (`token X` or
+//! `bearer X`; never `?token=`, as JupyterHub) or by the hub's login cookie. Its permissions are a
+//! [`ScopeSet`]: the owner's role scopes, narrowed by the token's own scopes, plus the identify
+//! scopes every token has.
+
+pub mod native;
+pub mod pam;
+pub mod scopes;
+pub mod session;
+pub mod throttle;
+pub mod xsrf;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use axum::http::HeaderMap;
+
+use crate::db::services::Service;
+use crate::db::tokens::{self, Token};
+use crate::db::users::User;
+use crate::db::{self, now_micros};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use scopes::{Owner, Resource, ScopeSet};
+
+/// How often token use is written back (JupyterHub's `activity_resolution`).
+const ACTIVITY_RESOLUTION_MICROS: i64 = 30 * 1_000_000;
+
+#[derive(Clone, Debug)]
+pub enum Principal {
+    User(User),
+    Service(Service),
+}
+
+impl Principal {
+    pub fn name(&self) -> &str {
+        match self {
+            Principal::User(u) => &u.name,
+            Principal::Service(s) => &s.name,
+        }
+    }
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Principal::User(_) => "user",
+            Principal::Service(_) => "service",
+        }
+    }
+}
+
+/// An authenticated caller and its effective scopes.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub principal: Principal,
+    /// The token used, if any (none for cookie logins).
+    pub token: Option<Token>,
+    pub scopes: ScopeSet,
+    pub session_id: Option<String>,
+    /// Members of the groups named in `!group=` filters, loaded once per request so that
+    /// permission checks need no database round trip.
+    group_members: HashMap<String, HashSet<String>>,
+}
+
+impl Identity {
+    pub fn name(&self) -> &str {
+        self.principal.name()
+    }
+
+    pub fn user(&self) -> Option<&User> {
+        match &self.principal {
+            Principal::User(u) => Some(u),
+            Principal::Service(_) => None,
+        }
+    }
+
+    pub fn groups_of(&self, user: &str) -> Vec<String> {
+        self.group_members.iter().filter(|(_, m)| m.contains(user)).map(|(g, _)| g.clone()).collect()
+    }
+
+    pub fn allows(&self, scope: &str, resource: &Resource) -> bool {
+        self.scopes.allows(scope, resource, &|u| self.groups_of(u))
+    }
+
+    /// 403 when the scope is not held at all, 404 when it is held only for other resources
+    /// (so that a caller cannot learn which users exist), as JupyterHub answers.
+    pub fn require_any(&self, scopes: &[&str], resource: &Resource) -> ApiResult<()> {
+        if scopes.iter().any(|s| self.allows(s, resource)) {
+            return Ok(());
+        }
+        if scopes.iter().any(|s| self.scopes.has_any(s)) {
+            return Err(ApiError::not_found("No access to resources or resources not found"));
+        }
+        Err(ApiError::forbidden(format!(
+            "Action is not authorized with current scopes; requires any of [{}]",
+            scopes.join(", ")
+        )))
+    }
+
+    pub fn require(&self, scope: &str, resource: &Resource) -> ApiResult<()> {
+        self.require_any(&[scope], resource)
+    }
+}
+
+/// The token in an `Authorization: token X` or `bearer X` header (scheme case-insensitive).
+pub fn token_from_headers(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(char::is_whitespace)?;
+    let token = token.trim();
+    ((scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer"))
+        && !token.is_empty()
+        && !token.contains(char::is_whitespace))
+    .then_some(token)
+}
+
+/// The scopes of a role: the database's (config roles) or a built-in one.
+async fn role_scopes(state: &AppState, role: &str) -> Result<Vec<String>, db::SqlError> {
+    if let Some(r) = db::services::get_role(&state.db, role).await? {
+        return Ok(r.scopes);
+    }
+    Ok(scopes::builtin_role_scopes(role).map(|s| s.iter().map(|x| x.to_string()).collect()).unwrap_or_default())
+}
+
+/// All role names of a user: the implicit `user` (and `admin`) roles, assigned roles and the
+/// roles of the user's groups.
+pub async fn user_role_names(state: &AppState, user: &User) -> Result<BTreeSet<String>, db::SqlError> {
+    let mut roles: BTreeSet<String> = BTreeSet::from(["user".to_string()]);
+    if user.admin {
+        roles.insert("admin".into());
+    }
+    roles.extend(db::users::role_names(&state.db, user.id).await?);
+    for g in db::users::group_names(&state.db, user.id).await? {
+        if let Some(group) = db::groups::get(&state.db, &g).await? {
+            roles.extend(db::groups::role_names(&state.db, group.id).await?);
+        }
+    }
+    Ok(roles)
+}
+
+pub async fn service_role_names(state: &AppState, service: &Service) -> Result<BTreeSet<String>, db::SqlError> {
+    let mut roles: BTreeSet<String> = db::services::role_names(&state.db, service.id).await?.into_iter().collect();
+    if service.admin {
+        roles.insert("admin".into());
+    }
+    Ok(roles)
+}
+
+/// Everything the principal may do (the union of its roles' scopes, expanded).
+pub async fn owner_scopes(state: &AppState, principal: &Principal) -> ApiResult<ScopeSet> {
+    let roles = match principal {
+        Principal::User(u) => user_role_names(state, u).await?,
+        Principal::Service(s) => service_role_names(state, s).await?,
+    };
+    let mut raw = Vec::new();
+    for role in &roles {
+        raw.extend(role_scopes(state, role).await?);
+    }
+    let owner = owner_of(principal);
+    ScopeSet::expand(&raw, &owner, None, None).map_err(|e| ApiError::internal(format!("role scopes: {e}")))
+}
+
+fn owner_of(principal: &Principal) -> Owner<'_> {
+    match principal {
+        Principal::User(u) => Owner::User { name: &u.name },
+        Principal::Service(s) => Owner::Service { name: &s.name },
+    }
+}
+
+/// Group names appearing in `!group=` filters of a scope set.
+fn filter_groups(scopes: &ScopeSet) -> BTreeSet<String> {
+    scopes
+        .to_strings()
+        .iter()
+        .filter_map(|s| s.split_once("!group=").map(|(_, g)| g.to_string()))
+        .collect()
+}
+
+async fn load_group_members(
+    state: &AppState,
+    groups: BTreeSet<String>,
+) -> Result<HashMap<String, HashSet<String>>, db::SqlError> {
+    let mut map = HashMap::new();
+    for g in groups {
+        if let Some(group) = db::groups::get(&state.db, &g).await? {
+            map.insert(g, db::groups::members(&state.db, group.id).await?.into_iter().collect());
+        }
+    }
+    Ok(map)
+}
+
+async fn load_principal(state: &AppState, token: &Token) -> Result<Option<Principal>, db::SqlError> {
+    Ok(match token.owner {
+        tokens::Owner::User(id) => db::users::get_by_id(&state.db, id).await?.map(Principal::User),
+        tokens::Owner::Service(id) => db::services::get_by_id(&state.db, id).await?.map(Principal::Service),
+    })
+}
+
+/// The identity behind an API token; `None` for unknown, expired or revoked tokens.
+pub async fn identity_for_token(state: &AppState, raw: &str) -> ApiResult<Option<Identity>> {
+    let Some(token) = tokens::find(&state.db, raw).await? else { return Ok(None) };
+    let Some(principal) = load_principal(state, &token).await? else { return Ok(None) };
+    if let Principal::User(u) = &principal {
+        if !u.approved {
+            return Ok(None);
+        }
+    }
+    let owner = owner_scopes(state, &principal).await?;
+    let owner_ref = owner_of(&principal);
+    let token_scopes = ScopeSet::expand(&token.scopes, &owner_ref, None, Some(&owner))
+        .map_err(|e| ApiError::internal(format!("token a{} scopes: {e}", token.id)))?;
+    let mut groups = filter_groups(&owner);
+    groups.extend(filter_groups(&token_scopes));
+    let group_members = load_group_members(state, groups).await?;
+    let groups_of = |u: &str| -> Vec<String> {
+        group_members.iter().filter(|(_, m)| m.contains(u)).map(|(g, _)| g.clone()).collect()
+    };
+    let mut scopes = token_scopes.intersect(&owner, &groups_of);
+    scopes.union(&scopes::identify_scopes(&owner_ref));
+
+    let now = now_micros();
+    if token.last_activity.is_none_or(|t| now - t > ACTIVITY_RESOLUTION_MICROS) {
+        tokens::touch(&state.db, token.id, now).await?;
+        if let Principal::User(u) = &principal {
+            // A server's own token says nothing about the person being active.
+            if !token.note.starts_with("Server at ") {
+                db::users::touch_activity(&state.db, u.id, now).await?;
+            }
+        }
+    }
+    let session_id = token.session_id.clone();
+    Ok(Some(Identity { principal, token: Some(token), scopes, session_id, group_members }))
+}
+
+/// The identity of a user logged in with the hub cookie: all of the user's own scopes.
+pub async fn identity_for_user(state: &AppState, user: User, session_id: Option<String>) -> ApiResult<Identity> {
+    let principal = Principal::User(user);
+    let scopes = owner_scopes(state, &principal).await?;
+    let group_members = load_group_members(state, filter_groups(&scopes)).await?;
+    Ok(Identity { principal, token: None, scopes, session_id, group_members })
+}

@@ -1,0 +1,601 @@
+//! Configuration: one TOML file whose keys are JupyterHub's trait names in snake case, grouped
+//! by class, overridden by `NBHUB_SECTION__KEY` environment variables.
+//!
+//! Layers, later wins: built-in defaults ← the TOML file ← environment. Unknown keys are errors,
+//! and every error names the key, where it came from (file and line, or the variable) and what is
+//! allowed, so an admin can fix it without reading the source.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub hub: HubConfig,
+    pub authenticator: AuthenticatorConfig,
+    pub services: Vec<ServiceConfig>,
+    pub roles: Vec<RoleConfig>,
+}
+
+/// `[hub]`: where things listen, where state lives, sessions and API paging.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubConfig {
+    /// The public URL; the proxy listens here.
+    pub bind_url: HttpUrl,
+    /// Where the hub itself listens (behind the proxy).
+    pub hub_bind_url: HttpUrl,
+    /// URL prefix of the whole site; always starts and ends with `/`.
+    pub base_url: BaseUrl,
+    /// Database, cookie secret and proxy token live here.
+    pub data_dir: PathBuf,
+    /// Empty: an SQLite file `nbhub.sqlite` in data_dir; or `sqlite://…`, `postgresql://…`.
+    pub db_url: String,
+    /// How long a login cookie is accepted.
+    pub cookie_max_age_days: u32,
+    /// Default page size of paginated API lists.
+    pub api_page_default_limit: u32,
+    /// Largest page size a client may ask for.
+    pub api_page_max_limit: u32,
+    /// `error`, `warn`, `info`, `debug` or `trace` (RUST_LOG overrides).
+    pub log_level: LogLevel,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            bind_url: HttpUrl::parse("http://127.0.0.1:8000").expect("valid default"),
+            hub_bind_url: HttpUrl::parse("http://127.0.0.1:8081").expect("valid default"),
+            base_url: BaseUrl("/".into()),
+            data_dir: PathBuf::from("."),
+            db_url: String::new(),
+            cookie_max_age_days: 14,
+            api_page_default_limit: 50,
+            api_page_max_limit: 200,
+            log_level: LogLevel::Info,
+        }
+    }
+}
+
+/// `[authenticator]`: who may log in.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthenticatorConfig {
+    pub kind: AuthenticatorKind,
+    /// dummy: the shared password (empty: any password).
+    pub password: String,
+    pub admin_users: Vec<String>,
+    /// Empty and `allow_all = false`: only admin_users and users already in the database.
+    pub allowed_users: Vec<String>,
+    pub allow_all: bool,
+    /// Never allowed to log in, whatever else says.
+    pub blocked_users: Vec<String>,
+    /// pam: the PAM service to authenticate against.
+    pub pam_service: String,
+    /// native: show a sign-up page.
+    pub enable_signup: bool,
+    /// native: sign-ups are approved at once instead of waiting for an admin.
+    pub open_signup: bool,
+    /// native: shortest password accepted at sign-up.
+    pub minimum_password_length: u32,
+    /// Failed logins for one name before further attempts are slowed down.
+    pub failed_login_threshold: u32,
+}
+
+impl Default for AuthenticatorConfig {
+    fn default() -> Self {
+        AuthenticatorConfig {
+            kind: AuthenticatorKind::Dummy,
+            password: String::new(),
+            admin_users: Vec::new(),
+            allowed_users: Vec::new(),
+            allow_all: false,
+            blocked_users: Vec::new(),
+            pam_service: "login".into(),
+            enable_signup: false,
+            open_signup: false,
+            minimum_password_length: 8,
+            failed_login_threshold: 3,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthenticatorKind {
+    Dummy,
+    Native,
+    Pam,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// `[[services]]`: an external service with a fixed API token.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    pub name: String,
+    /// The service's API token (at least 8 characters); stored hashed.
+    pub api_token: String,
+    /// Grants the admin role (prefer a role with just the scopes it needs).
+    pub admin: bool,
+    /// Where the service listens; the proxy routes `/services/<name>/` there.
+    pub url: String,
+    /// Listed on the home page.
+    pub display: bool,
+    /// Free-form metadata shown by `GET /hub/api/services`.
+    pub info: BTreeMap<String, serde_json::Value>,
+}
+
+/// `[[roles]]`: a named set of scopes given to users, groups and services.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoleConfig {
+    pub name: String,
+    pub description: String,
+    pub scopes: Vec<String>,
+    pub users: Vec<String>,
+    pub groups: Vec<String>,
+    pub services: Vec<String>,
+}
+
+/// An absolute `http://` or `https://` URL with a host.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpUrl(url::Url);
+
+impl HttpUrl {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let url = url::Url::parse(s).map_err(|e| format!("{s:?} is not a URL ({e})"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("{s:?} must start with http:// or https://"));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(format!("{s:?} has no host"));
+        }
+        Ok(HttpUrl(url))
+    }
+    pub fn url(&self) -> &url::Url {
+        &self.0
+    }
+    pub fn host(&self) -> &str {
+        self.0.host_str().unwrap_or("127.0.0.1")
+    }
+    pub fn port(&self) -> u16 {
+        self.0.port_or_known_default().unwrap_or(80)
+    }
+    pub fn is_https(&self) -> bool {
+        self.0.scheme() == "https"
+    }
+    /// `scheme://host:port` with no path.
+    pub fn origin(&self) -> String {
+        self.0.origin().ascii_serialization()
+    }
+    /// The `host:port` to bind to; a bracketed IPv6 host is unbracketed.
+    pub fn socket_addr_string(&self) -> String {
+        let host = self.host().trim_start_matches('[').trim_end_matches(']');
+        if host.contains(':') {
+            format!("[{host}]:{}", self.port())
+        } else {
+            format!("{host}:{}", self.port())
+        }
+    }
+}
+
+impl fmt::Debug for HttpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Print as written by an admin: no trailing `/` on a bare origin.
+        let s = self.0.as_str();
+        f.write_str(if self.0.path() == "/" { s.trim_end_matches('/') } else { s })
+    }
+}
+
+impl<'de> Deserialize<'de> for HttpUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        HttpUrl::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for HttpUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A URL path prefix such as `/` or `/jupyter/`; normalised to start and end with `/`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BaseUrl(String);
+
+impl BaseUrl {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if !s.starts_with('/') {
+            return Err(format!("{s:?} must be a path starting with '/'"));
+        }
+        if s.contains(['?', '#', ' ', '\\']) || s.contains("//") {
+            return Err(format!("{s:?} must be a plain path such as \"/\" or \"/jupyter/\""));
+        }
+        let mut s = s.to_string();
+        if !s.ends_with('/') {
+            s.push('/');
+        }
+        Ok(BaseUrl(s))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for BaseUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        BaseUrl::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A configuration that could not be loaded; the message is for the admin.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Environment variables that override the file: `NBHUB_HUB__BIND_URL=…`.
+pub const ENV_PREFIX: &str = "NBHUB_";
+
+impl Config {
+    /// Load `path` (if given) and apply the environment overrides from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let (text, origin) = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", p.display())))?;
+                (text, p.display().to_string())
+            }
+            None => (String::new(), "<defaults>".to_string()),
+        };
+        let mut config = Config::from_toml_str(&text, &origin)?;
+        let overrides: Vec<(String, String)> =
+            env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+        if !overrides.is_empty() {
+            config = config.with_env_overrides(&overrides)?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parse a TOML document; errors carry the key path, file and line.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(de).map_err(|err| {
+            let key = err.path().to_string();
+            let inner = err.into_inner();
+            let position = inner
+                .span()
+                .map(|span| {
+                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    format!(", line {line}")
+                })
+                .unwrap_or_default();
+            let key = if key == "." { String::new() } else { format!("key `{key}`: ") };
+            ConfigError(format!("{origin}{position}: {key}{}", inner.message()))
+        })
+    }
+
+    fn with_env_overrides(&self, overrides: &[(String, String)]) -> Result<Config, ConfigError> {
+        let mut doc = toml::Value::try_from(self)
+            .map_err(|e| ConfigError(format!("internal: cannot re-serialise config: {e}")))?;
+        for (var, raw) in overrides {
+            let rest = &var[ENV_PREFIX.len()..];
+            let Some((section, key)) = rest.split_once("__") else {
+                return Err(ConfigError(format!(
+                    "environment variable {var}: expected {ENV_PREFIX}SECTION__KEY, e.g. NBHUB_HUB__BIND_URL"
+                )));
+            };
+            let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+            let table = doc
+                .get_mut(&section)
+                .and_then(toml::Value::as_table_mut)
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "environment variable {var}: unknown section [{section}]; sections that take variables: hub, authenticator"
+                    ))
+                })?;
+            if !table.contains_key(&key) {
+                let allowed: Vec<&str> = table.keys().map(String::as_str).collect();
+                return Err(ConfigError(format!(
+                    "environment variable {var}: unknown key `{section}.{key}`; allowed: {}",
+                    allowed.join(", ")
+                )));
+            }
+            // A value that reads as TOML (numbers, booleans, arrays) is taken as such; anything
+            // else is a string, so `NBHUB_HUB__BASE_URL=/jupyter/` needs no quoting.
+            let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .filter(|v| !v.is_str() || table[&key].is_str())
+                .unwrap_or_else(|| toml::Value::String(raw.clone()));
+            table.insert(key, value);
+        }
+        let text = toml::to_string(&doc)
+            .map_err(|e| ConfigError(format!("internal: cannot re-serialise config: {e}")))?;
+        Config::from_toml_str(&text, "environment (NBHUB_* variables)")
+    }
+
+    /// Checks that span several keys, or that serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let h = &self.hub;
+        if h.api_page_default_limit == 0 || h.api_page_max_limit == 0 {
+            return Err(ConfigError("key `hub.api_page_default_limit`/`hub.api_page_max_limit`: must be at least 1".into()));
+        }
+        if h.cookie_max_age_days == 0 {
+            return Err(ConfigError("key `hub.cookie_max_age_days`: must be at least 1".into()));
+        }
+        if !h.db_url.is_empty()
+            && !["sqlite:", "postgres://", "postgresql://"].iter().any(|p| h.db_url.starts_with(p))
+        {
+            return Err(ConfigError(format!(
+                "key `hub.db_url`: {:?} is not supported; use \"\" (SQLite in data_dir), sqlite://PATH or postgresql://USER@HOST/DB",
+                crate::db::redact_url(&h.db_url)
+            )));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, s) in self.services.iter().enumerate() {
+            if !crate::names::is_valid_name(&s.name) {
+                return Err(ConfigError(format!(
+                    "key `services[{i}].name`: {:?} is not a valid service name (letters, digits, '-', '_', '.', at most 255)",
+                    s.name
+                )));
+            }
+            if !names.insert(&s.name) {
+                return Err(ConfigError(format!("key `services[{i}].name`: service {:?} is defined twice", s.name)));
+            }
+            if !s.api_token.is_empty() && !(8..=255).contains(&s.api_token.len()) {
+                return Err(ConfigError(format!(
+                    "key `services[{i}].api_token`: must be 8 to 255 characters long"
+                )));
+            }
+            if !s.url.is_empty() {
+                HttpUrl::parse(&s.url).map_err(|e| ConfigError(format!("key `services[{i}].url`: {e}")))?;
+            }
+        }
+        let mut role_names = std::collections::BTreeSet::new();
+        for (i, r) in self.roles.iter().enumerate() {
+            if r.name.is_empty() {
+                return Err(ConfigError(format!("key `roles[{i}].name`: a role needs a name")));
+            }
+            if !role_names.insert(&r.name) {
+                return Err(ConfigError(format!("key `roles[{i}].name`: role {:?} is defined twice", r.name)));
+            }
+            for (j, scope) in r.scopes.iter().enumerate() {
+                crate::auth::scopes::validate_scope(scope)
+                    .map_err(|e| ConfigError(format!("key `roles[{i}].scopes[{j}]`: {e}")))?;
+            }
+            for (j, svc) in r.services.iter().enumerate() {
+                if !self.services.iter().any(|s| &s.name == svc) {
+                    return Err(ConfigError(format!(
+                        "key `roles[{i}].services[{j}]`: no [[services]] entry is named {svc:?}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the SQLite file or the PostgreSQL server is.
+    pub fn database_url(&self) -> String {
+        if self.hub.db_url.is_empty() {
+            format!("sqlite://{}?mode=rwc", self.hub.data_dir.join("nbhub.sqlite").display())
+        } else {
+            self.hub.db_url.clone()
+        }
+    }
+}
+
+/// A complete, commented configuration with every key at its default. Saved unchanged it is a
+/// valid config (a test checks that, and that no key is missing).
+pub fn generate_config() -> String {
+    let d = Config::default();
+    let (h, a) = (&d.hub, &d.authenticator);
+    let list = |v: &[String]| format!("{v:?}");
+    format!(
+        r#"# nbhub configuration. Every key is shown with its default value.
+# Keys are JupyterHub's trait names in snake case, grouped by class. Any key can be overridden by
+# an environment variable NBHUB_<SECTION>__<KEY>, e.g. NBHUB_HUB__BIND_URL=http://0.0.0.0:8000
+
+[hub]
+# The public URL: the proxy listens here and users browse to it.
+bind_url = "{bind_url}"
+# Where the hub itself listens, behind the proxy.
+hub_bind_url = "{hub_bind_url}"
+# URL prefix of the whole site, e.g. "/jupyter/".
+base_url = "{base_url}"
+# The database (SQLite), cookie secret and proxy token live here.
+data_dir = "{data_dir}"
+# "" = SQLite file nbhub.sqlite in data_dir; or "postgresql://user:password@host/dbname".
+db_url = "{db_url}"
+# How long a login is remembered.
+cookie_max_age_days = {cookie_max_age_days}
+# Page size of paginated API lists, and the largest a client may ask for.
+api_page_default_limit = {api_page_default_limit}
+api_page_max_limit = {api_page_max_limit}
+# error | warn | info | debug | trace (RUST_LOG overrides).
+log_level = "{log_level}"
+
+[authenticator]
+# dummy (a shared password: demos and tests only) | native (accounts in the hub's database) |
+# pam (the machine's Unix accounts; the hub must run as root or be able to read /etc/shadow).
+kind = "{kind}"
+# dummy: the shared password; "" accepts any password.
+password = "{password}"
+# These users are admins.
+admin_users = {admin_users}
+# Who may log in. Empty, with allow_all = false: only admin_users and users already in the database.
+allowed_users = {allowed_users}
+# Let anyone who authenticates log in.
+allow_all = {allow_all}
+# Never let these users log in.
+blocked_users = {blocked_users}
+# pam: the PAM service (a file in /etc/pam.d).
+pam_service = "{pam_service}"
+# native: offer a sign-up page at /hub/signup.
+enable_signup = {enable_signup}
+# native: approve sign-ups at once; otherwise an admin approves them at /hub/authorize.
+open_signup = {open_signup}
+# native: the shortest password accepted at sign-up.
+minimum_password_length = {minimum_password_length}
+# Failed logins for one name after which further attempts must wait, longer each time.
+failed_login_threshold = {failed_login_threshold}
+
+# External services with a fixed API token, e.g. an idle culler:
+# [[services]]
+# name = "culler"
+# api_token = "a-long-random-secret"   # at least 8 characters; stored hashed
+# admin = false
+# url = ""                             # where it listens; routed at /services/<name>/
+# display = true
+# info = {{}}
+
+# Roles give scopes (JupyterHub's scope names) to users, groups and services:
+# [[roles]]
+# name = "culler-role"
+# description = "cull idle servers"
+# scopes = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+# users = []
+# groups = []
+# services = ["culler"]
+"#,
+        bind_url = h.bind_url,
+        hub_bind_url = h.hub_bind_url,
+        base_url = h.base_url.as_str(),
+        data_dir = h.data_dir.display(),
+        db_url = h.db_url,
+        cookie_max_age_days = h.cookie_max_age_days,
+        api_page_default_limit = h.api_page_default_limit,
+        api_page_max_limit = h.api_page_max_limit,
+        log_level = h.log_level.as_str(),
+        kind = match a.kind {
+            AuthenticatorKind::Dummy => "dummy",
+            AuthenticatorKind::Native => "native",
+            AuthenticatorKind::Pam => "pam",
+        },
+        password = a.password,
+        admin_users = list(&a.admin_users),
+        allowed_users = list(&a.allowed_users),
+        allow_all = a.allow_all,
+        blocked_users = list(&a.blocked_users),
+        pam_service = a.pam_service,
+        enable_signup = a.enable_signup,
+        open_signup = a.open_signup,
+        minimum_password_length = a.minimum_password_length,
+        failed_login_threshold = a.failed_login_threshold,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let c = Config::from_toml_str(text, "test.toml")?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn generated_config_is_valid_and_complete() {
+        let text = generate_config();
+        let parsed = load(&text).expect("generated config parses");
+        assert_eq!(parsed, Config::default());
+        // Every key of every section appears, uncommented.
+        let doc = toml::Value::try_from(Config::default()).expect("serialises");
+        for (section, table) in doc.as_table().expect("table") {
+            let Some(table) = table.as_table() else { continue };
+            assert!(text.contains(&format!("[{section}]")), "section {section} missing");
+            for key in table.keys() {
+                assert!(
+                    text.lines().any(|l| l.starts_with(&format!("{key} = "))),
+                    "key {section}.{key} missing from generate-config"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err = load("[hub]\nbase_url = \"/\"\nbind_ulr = \"http://x\"\n").unwrap_err().0;
+        assert!(err.contains("test.toml, line 3"), "{err}");
+        assert!(err.contains("bind_ulr"), "{err}");
+        assert!(err.contains("bind_url"), "should list what is allowed: {err}");
+    }
+
+    #[test]
+    fn bad_url_and_bad_type_name_the_key() {
+        let err = load("[hub]\nbind_url = \"ftp://x\"\n").unwrap_err().0;
+        assert!(err.contains("hub.bind_url") && err.contains("line 2") && err.contains("http://"), "{err}");
+        let err = load("[hub]\ncookie_max_age_days = \"two\"\n").unwrap_err().0;
+        assert!(err.contains("hub.cookie_max_age_days") && err.contains("integer"), "{err}");
+        let err = load("[authenticator]\nkind = \"ldap\"\n").unwrap_err().0;
+        assert!(err.contains("authenticator.kind") && err.contains("dummy"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let env = vec![
+            ("NBHUB_HUB__BASE_URL".to_string(), "/jupyter".to_string()),
+            ("NBHUB_HUB__COOKIE_MAX_AGE_DAYS".to_string(), "3".to_string()),
+            ("NBHUB_AUTHENTICATOR__ADMIN_USERS".to_string(), "[\"root\"]".to_string()),
+            ("NBHUB_AUTHENTICATOR__PASSWORD".to_string(), "123".to_string()),
+        ];
+        let c = Config::default().with_env_overrides(&env).expect("overrides apply");
+        assert_eq!(c.hub.base_url.as_str(), "/jupyter/");
+        assert_eq!(c.hub.cookie_max_age_days, 3);
+        assert_eq!(c.authenticator.admin_users, vec!["root".to_string()]);
+        assert_eq!(c.authenticator.password, "123", "a string key keeps a numeric-looking value as text");
+        let err = Config::default()
+            .with_env_overrides(&[("NBHUB_HUB__NOPE".into(), "1".into())])
+            .unwrap_err()
+            .0;
+        assert!(err.contains("NBHUB_HUB__NOPE") && err.contains("hub.nope"), "{err}");
+    }
+
+    #[test]
+    fn roles_and_services_are_checked() {
+        let err = load("[[roles]]\nname = \"r\"\nscopes = [\"read:usrs\"]\n").unwrap_err().0;
+        assert!(err.contains("roles[0].scopes[0]"), "{err}");
+        let err = load("[[roles]]\nname = \"r\"\nservices = [\"ghost\"]\n").unwrap_err().0;
+        assert!(err.contains("ghost"), "{err}");
+        let err = load("[[services]]\nname = \"c\"\napi_token = \"short\"\n").unwrap_err().0;
+        assert!(err.contains("services[0].api_token"), "{err}");
+    }
+}

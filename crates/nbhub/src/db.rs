@@ -1,0 +1,166 @@
+//! The database: SQLite by default, PostgreSQL when `hub.db_url` says so.
+//!
+//! One set of queries serves both backends through sqlx's `Any` driver: placeholders are `$N`
+//! (SQLite understands them too), timestamps are `BIGINT` microseconds, booleans are 0/1 and JSON
+//! is `TEXT`. Each backend has its own migrations folder because DDL differs (id columns).
+//!
+//! # Layout
+//! - [`users`]: users, their groups and roles, native passwords.
+//! - [`groups`]: groups and membership.
+//! - [`servers`]: one row per (user, server name): the spawner's record.
+//! - [`tokens`]: API tokens, stored as salted hashes.
+//! - [`oauth`]: OAuth clients and codes.
+//! - [`services`] and roles loaded from the config.
+
+pub mod groups;
+pub mod oauth;
+pub mod servers;
+pub mod services;
+pub mod tokens;
+pub mod users;
+
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+pub use sqlx::Error as SqlError;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A handle to the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+/// Replaces the password in a database URL, for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Db {
+    /// Connect and run the migrations of the backend the URL names.
+    pub async fn connect(url: &str) -> Result<Db, sqlx::Error> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        options = match backend {
+            // SQLite allows one writer; a small pool avoids "database is locked" churn.
+            Backend::Sqlite => options.max_connections(4).after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA busy_timeout = 5000").execute(&mut *conn).await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => options.max_connections(16),
+        };
+        let pool = options.connect(url).await?;
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&pool).await?;
+        Ok(Db { pool, backend })
+    }
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_micros() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    (now.unix_timestamp_nanos() / 1000) as i64
+}
+
+/// JupyterHub's timestamp format: naive UTC with microseconds and a `Z`
+/// (`2026-11-26T11:26:43.545556Z`; the fraction dropped when it is zero, as Python does).
+pub fn format_timestamp(micros: i64) -> String {
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000) else {
+        return String::new();
+    };
+    let frac = t.microsecond();
+    let base = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    if frac == 0 {
+        format!("{base}Z")
+    } else {
+        format!("{base}.{frac:06}Z")
+    }
+}
+
+/// Parse an ISO-8601 timestamp as clients send it (`Z`, an offset, or naive = UTC).
+pub fn parse_timestamp(s: &str) -> Option<i64> {
+    use time::format_description::well_known::Rfc3339;
+    let s = s.trim();
+    let parsed = time::OffsetDateTime::parse(s, &Rfc3339)
+        .or_else(|_| time::OffsetDateTime::parse(&format!("{s}Z"), &Rfc3339))
+        .ok()?;
+    Some((parsed.unix_timestamp_nanos() / 1000) as i64)
+}
+
+/// Reads an optional JSON text column.
+pub(crate) fn json_column(row: &AnyRow, column: &str) -> Result<serde_json::Value, sqlx::Error> {
+    let text: Option<String> = row.try_get(column)?;
+    Ok(match text {
+        Some(t) if !t.is_empty() => serde_json::from_str(&t).unwrap_or(serde_json::Value::Null),
+        _ => serde_json::Value::Null,
+    })
+}
+
+/// Builds `$1, $2, …` placeholder lists for `IN (…)` clauses, starting after `first`.
+pub(crate) fn placeholders(first: usize, count: usize) -> String {
+    (first + 1..=first + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// True for a unique-constraint violation on either backend.
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => {
+            db.is_unique_violation() || db.message().contains("UNIQUE constraint failed")
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_in_jupyterhub_format() {
+        let t = parse_timestamp("2026-11-26T11:26:43.545556Z").expect("parses");
+        assert_eq!(format_timestamp(t), "2026-11-26T11:26:43.545556Z");
+        let t = parse_timestamp("2026-11-26T11:26:43Z").expect("parses");
+        assert_eq!(format_timestamp(t), "2026-11-26T11:26:43Z");
+        assert_eq!(parse_timestamp("2026-11-26T11:26:43.5"), parse_timestamp("2026-11-26T11:26:43.500Z"));
+        assert!(parse_timestamp("yesterday").is_none());
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact_url("postgresql://u:secret@h/db"), "postgresql://u:***@h/db");
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}

@@ -1,0 +1,345 @@
+//! Users, their group and role memberships, and native-authenticator passwords.
+
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{json_column, now_micros, placeholders, Db, SqlError};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct User {
+    pub id: i64,
+    pub name: String,
+    pub admin: bool,
+    pub created: i64,
+    pub last_activity: Option<i64>,
+    /// The value inside the signed login cookie; changing it logs the user out everywhere.
+    pub cookie_id: String,
+    pub user_info: Value,
+    pub auth_state: Value,
+    /// native authenticator only.
+    pub password_hash: Option<String>,
+    /// native authenticator: false while a sign-up waits for an admin.
+    pub approved: bool,
+}
+
+const COLUMNS: &str =
+    "id, name, admin, created, last_activity, cookie_id, user_info, auth_state, password_hash, approved";
+
+fn from_row(row: &AnyRow) -> Result<User, SqlError> {
+    Ok(User {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        admin: row.try_get::<i64, _>("admin")? != 0,
+        created: row.try_get("created")?,
+        last_activity: row.try_get("last_activity")?,
+        cookie_id: row.try_get("cookie_id")?,
+        user_info: json_column(row, "user_info")?,
+        auth_state: json_column(row, "auth_state")?,
+        password_hash: row.try_get("password_hash")?,
+        approved: row.try_get::<i64, _>("approved")? != 0,
+    })
+}
+
+pub fn new_cookie_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+pub async fn get(db: &Db, name: &str) -> Result<Option<User>, SqlError> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE name = $1");
+    let row = sqlx::query(&sql).bind(name).fetch_optional(&db.pool).await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+pub async fn get_by_id(db: &Db, id: i64) -> Result<Option<User>, SqlError> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
+    let row = sqlx::query(&sql).bind(id).fetch_optional(&db.pool).await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+pub async fn get_by_cookie_id(db: &Db, cookie_id: &str) -> Result<Option<User>, SqlError> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE cookie_id = $1");
+    let row = sqlx::query(&sql).bind(cookie_id).fetch_optional(&db.pool).await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Creates a user; a name that exists already is a unique violation (see `is_unique_violation`).
+pub async fn create(db: &Db, name: &str, admin: bool) -> Result<User, SqlError> {
+    let mut created = create_many(db, &[name.to_string()], admin).await?;
+    created.pop().ok_or(SqlError::RowNotFound)
+}
+
+/// Creates all of `names` in one transaction: all or nothing.
+pub async fn create_many(db: &Db, names: &[String], admin: bool) -> Result<Vec<User>, SqlError> {
+    let mut tx = db.pool.begin().await?;
+    let mut users = Vec::with_capacity(names.len());
+    let sql = format!(
+        "INSERT INTO users (name, admin, created, cookie_id, approved) VALUES ($1, $2, $3, $4, 1) RETURNING {COLUMNS}"
+    );
+    for name in names {
+        let row = sqlx::query(&sql)
+            .bind(name.as_str())
+            .bind(i64::from(admin))
+            .bind(now_micros())
+            .bind(new_cookie_id())
+            .fetch_one(&mut *tx)
+            .await?;
+        users.push(from_row(&row)?);
+    }
+    tx.commit().await?;
+    Ok(users)
+}
+
+/// A native sign-up: a user row with a password hash, approved or waiting for an admin.
+pub async fn create_with_password(
+    db: &Db,
+    name: &str,
+    password_hash: &str,
+    approved: bool,
+) -> Result<User, SqlError> {
+    let sql = format!(
+        "INSERT INTO users (name, admin, created, cookie_id, password_hash, approved) VALUES ($1, 0, $2, $3, $4, $5) RETURNING {COLUMNS}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(name)
+        .bind(now_micros())
+        .bind(new_cookie_id())
+        .bind(password_hash)
+        .bind(i64::from(approved))
+        .fetch_one(&db.pool)
+        .await?;
+    from_row(&row)
+}
+
+pub async fn set_password(db: &Db, id: i64, password_hash: &str) -> Result<(), SqlError> {
+    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+        .bind(password_hash)
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_approved(db: &Db, id: i64, approved: bool) -> Result<(), SqlError> {
+    sqlx::query("UPDATE users SET approved = $1 WHERE id = $2")
+        .bind(i64::from(approved))
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+/// Native sign-ups waiting for an admin.
+pub async fn list_unapproved(db: &Db) -> Result<Vec<User>, SqlError> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE approved = 0 ORDER BY id");
+    let rows = sqlx::query(&sql).fetch_all(&db.pool).await?;
+    rows.iter().map(from_row).collect()
+}
+
+pub async fn set_admin(db: &Db, id: i64, admin: bool) -> Result<(), SqlError> {
+    sqlx::query("UPDATE users SET admin = $1 WHERE id = $2")
+        .bind(i64::from(admin))
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_auth_state(db: &Db, id: i64, auth_state: &Value) -> Result<(), SqlError> {
+    let text = (!auth_state.is_null()).then(|| auth_state.to_string());
+    sqlx::query("UPDATE users SET auth_state = $1 WHERE id = $2")
+        .bind(text)
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+/// Renames a user and logs them out everywhere (new cookie id).
+pub async fn rename(db: &Db, id: i64, new_name: &str) -> Result<(), SqlError> {
+    sqlx::query("UPDATE users SET name = $1, cookie_id = $2 WHERE id = $3")
+        .bind(new_name)
+        .bind(new_cookie_id())
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+/// A new cookie id invalidates every login cookie of this user.
+pub async fn rotate_cookie_id(db: &Db, id: i64) -> Result<String, SqlError> {
+    let cookie_id = new_cookie_id();
+    sqlx::query("UPDATE users SET cookie_id = $1 WHERE id = $2")
+        .bind(&cookie_id)
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
+    Ok(cookie_id)
+}
+
+pub async fn delete(db: &Db, id: i64) -> Result<(), SqlError> {
+    sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&db.pool).await?;
+    Ok(())
+}
+
+/// Moves `last_activity` forward only, never back.
+pub async fn touch_activity(db: &Db, id: i64, at: i64) -> Result<(), SqlError> {
+    sqlx::query(
+        "UPDATE users SET last_activity = $1 WHERE id = $2 AND (last_activity IS NULL OR last_activity < $1)",
+    )
+    .bind(at)
+    .bind(id)
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn group_names(db: &Db, user_id: i64) -> Result<Vec<String>, SqlError> {
+    let rows = sqlx::query(
+        "SELECT g.name FROM groups g JOIN user_groups ug ON ug.group_id = g.id WHERE ug.user_id = $1 ORDER BY g.name",
+    )
+    .bind(user_id)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter().map(|r| r.try_get("name")).collect()
+}
+
+/// Roles assigned in the database (config or PATCH); the implicit `user`/`admin` roles are not here.
+pub async fn role_names(db: &Db, user_id: i64) -> Result<Vec<String>, SqlError> {
+    let rows = sqlx::query(
+        "SELECT r.name FROM roles r JOIN user_roles ur ON ur.role_id = r.id WHERE ur.user_id = $1 ORDER BY r.name",
+    )
+    .bind(user_id)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter().map(|r| r.try_get("name")).collect()
+}
+
+/// Replaces the user's groups; every group must exist (checked by the caller).
+pub async fn set_groups(db: &Db, user_id: i64, groups: &[String]) -> Result<(), SqlError> {
+    let mut tx = db.pool.begin().await?;
+    sqlx::query("DELETE FROM user_groups WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+    for g in groups {
+        sqlx::query("INSERT INTO user_groups (user_id, group_id) SELECT $1, id FROM groups WHERE name = $2")
+            .bind(user_id)
+            .bind(g.as_str())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
+}
+
+/// Replaces the user's assigned roles; every role must exist (checked by the caller).
+pub async fn set_roles(db: &Db, user_id: i64, roles: &[String]) -> Result<(), SqlError> {
+    let mut tx = db.pool.begin().await?;
+    sqlx::query("DELETE FROM user_roles WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+    for r in roles {
+        sqlx::query("INSERT INTO user_roles (user_id, role_id) SELECT $1, id FROM roles WHERE name = $2")
+            .bind(user_id)
+            .bind(r.as_str())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateFilter {
+    /// Has a server that is starting, running or stopping.
+    Active,
+    /// Has a server that is ready.
+    Ready,
+    /// Has no active server.
+    Inactive,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortKey {
+    Id,
+    Name,
+    LastActivity,
+}
+
+/// Which users a caller may see when its `list:users` scope is filtered.
+#[derive(Clone, Debug, Default)]
+pub struct Visible {
+    pub names: Vec<String>,
+    pub groups: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ListQuery {
+    pub offset: i64,
+    pub limit: i64,
+    pub name_filter: Option<String>,
+    pub state: Option<StateFilter>,
+    pub sort: SortKey,
+    pub descending: bool,
+    /// None: every user.
+    pub visible: Option<Visible>,
+}
+
+/// One page of users and the total that matched.
+pub async fn list(db: &Db, q: &ListQuery) -> Result<(Vec<User>, i64), SqlError> {
+    let mut conditions: Vec<String> = Vec::new();
+    let mut args: Vec<String> = Vec::new();
+    if let Some(filter) = &q.name_filter {
+        let escaped = filter.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        args.push(format!("%{escaped}%"));
+        conditions.push(format!("LOWER(name) LIKE ${} ESCAPE '\\'", args.len()));
+    }
+    match q.state {
+        Some(StateFilter::Active) => conditions
+            .push("EXISTS (SELECT 1 FROM servers s WHERE s.user_id = users.id AND s.started IS NOT NULL)".into()),
+        Some(StateFilter::Ready) => conditions
+            .push("EXISTS (SELECT 1 FROM servers s WHERE s.user_id = users.id AND s.port IS NOT NULL)".into()),
+        Some(StateFilter::Inactive) => conditions.push(
+            "NOT EXISTS (SELECT 1 FROM servers s WHERE s.user_id = users.id AND s.started IS NOT NULL)".into(),
+        ),
+        None => {}
+    }
+    if let Some(visible) = &q.visible {
+        let mut alternatives = vec!["1 = 0".to_string()];
+        if !visible.names.is_empty() {
+            alternatives.push(format!("name IN ({})", placeholders(args.len(), visible.names.len())));
+            args.extend(visible.names.iter().cloned());
+        }
+        if !visible.groups.is_empty() {
+            alternatives.push(format!(
+                "id IN (SELECT ug.user_id FROM user_groups ug JOIN groups g ON g.id = ug.group_id WHERE g.name IN ({}))",
+                placeholders(args.len(), visible.groups.len())
+            ));
+            args.extend(visible.groups.iter().cloned());
+        }
+        conditions.push(format!("({})", alternatives.join(" OR ")));
+    }
+    let where_clause =
+        if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+    let direction = if q.descending { "DESC" } else { "ASC" };
+    let order = match q.sort {
+        SortKey::Id => format!("id {direction}"),
+        SortKey::Name => format!("name {direction}"),
+        // Nulls last ascending, first descending, as JupyterHub.
+        SortKey::LastActivity => format!("(last_activity IS NULL) {direction}, last_activity {direction}, id ASC"),
+    };
+
+    let count_sql = format!("SELECT COUNT(*) AS n FROM users {where_clause}");
+    let mut count = sqlx::query(&count_sql);
+    for a in &args {
+        count = count.bind(a.as_str());
+    }
+    let total: i64 = count.fetch_one(&db.pool).await?.try_get("n")?;
+
+    let n = args.len();
+    let sql = format!(
+        "SELECT {COLUMNS} FROM users {where_clause} ORDER BY {order} LIMIT ${} OFFSET ${}",
+        n + 1,
+        n + 2
+    );
+    let mut query = sqlx::query(&sql);
+    for a in &args {
+        query = query.bind(a.as_str());
+    }
+    let rows = query.bind(q.limit).bind(q.offset).fetch_all(&db.pool).await?;
+    Ok((rows.iter().map(from_row).collect::<Result<_, _>>()?, total))
+}

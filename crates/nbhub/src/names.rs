@@ -1,0 +1,42 @@
+//! Names that reach URLs, file paths and command lines: users, groups, servers, services.
+//! They are checked once, where they enter, against one conservative rule.
+
+/// Letters, digits and `-_.@+`, 1–255 characters, not starting with `-` or `.`.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with(['-', '.'])
+        && name.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | '+'))
+}
+
+/// What JupyterHub's default authenticator does to a user name before anything else.
+pub fn normalize_username(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
+/// A server name: like a user name, but `""` is the default server.
+pub fn is_valid_server_name(name: &str) -> bool {
+    name.is_empty() || (is_valid_name(name) && !name.contains('@'))
+}
+
+pub fn invalid_name_message(kind: &str, name: &str) -> String {
+    format!(
+        "Invalid {kind} name {name:?}: use 1 to 255 letters, digits and - _ . @ +, not starting with - or ."
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["alice", "bob-2", "a.b", "x@y.org", "ünï"] {
+            assert!(is_valid_name(ok), "{ok}");
+        }
+        for bad in ["", "-rf", ".hidden", "a b", "a/b", "a;b", "$(x)", &"x".repeat(256)] {
+            assert!(!is_valid_name(bad), "{bad}");
+        }
+        assert_eq!(normalize_username(" Alice "), "alice");
+    }
+}

@@ -1,0 +1,395 @@
+//! `/hub/login`, `/hub/logout`, and the native authenticator's `/hub/signup` and `/hub/authorize`.
+
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{cookie_user, default_landing, error_page, login_redirect, render, safe_next};
+use crate::auth::{native, pam, session, xsrf};
+use crate::config::AuthenticatorKind;
+use crate::db::{self, users::User};
+use crate::error::{ApiError, ApiResult};
+use crate::names;
+use crate::state::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(login_form).post(login_submit))
+        .route("/logout", get(logout))
+        .route("/signup", get(signup_form).post(signup_submit))
+        .route("/authorize", get(authorize_list))
+        .route("/authorize/{name}", post(authorize_user))
+}
+
+fn is_https(state: &AppState, headers: &HeaderMap) -> bool {
+    state.config.hub.bind_url.is_https()
+        || headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|p| p.starts_with("https"))
+}
+
+/// The XSRF token of this browser: the existing cookie if it is ours, else a new one (which the
+/// caller must set as a cookie).
+fn xsrf_token(state: &AppState, headers: &HeaderMap) -> (String, Option<String>) {
+    if let Some(existing) = session::get_cookie(headers, session::XSRF_COOKIE) {
+        if xsrf::check(&state.cookie_secret, Some(existing), Some(existing)) {
+            return (existing.to_string(), None);
+        }
+    }
+    let token = xsrf::new_token(&state.cookie_secret);
+    let cookie = session::set_cookie(session::XSRF_COOKIE, &token, &state.hub_prefix(), Some(3600), is_https(state, headers));
+    (token.clone(), Some(cookie))
+}
+
+fn with_cookies(mut response: Response, cookies: impl IntoIterator<Item = String>) -> Response {
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    response
+}
+
+fn form_xsrf_ok(state: &AppState, headers: &HeaderMap, submitted: Option<&str>) -> bool {
+    let header_token = headers.get("x-xsrftoken").and_then(|v| v.to_str().ok());
+    xsrf::check(
+        &state.cookie_secret,
+        session::get_cookie(headers, session::XSRF_COOKIE),
+        submitted.filter(|s| !s.is_empty()).or(header_token),
+    )
+}
+
+fn xsrf_failure(state: &AppState) -> Response {
+    error_page(
+        state,
+        StatusCode::FORBIDDEN,
+        "'_xsrf' argument missing from POST, or it does not match the cookie. Reload the page and try again.",
+        None,
+    )
+}
+
+fn next_from(state: &AppState, uri: &OriginalUri, headers: &HeaderMap) -> Option<String> {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let forwarded = headers.get("x-forwarded-host").and_then(|v| v.to_str().ok());
+    let _ = state;
+    crate::api::query_param(uri.query(), "next").and_then(|n| safe_next(&n, forwarded.or(host)))
+}
+
+fn login_page(state: &AppState, headers: &HeaderMap, uri: &OriginalUri, username: &str, error: Option<&str>, status: StatusCode) -> Response {
+    let (token, set) = xsrf_token(state, headers);
+    let next = next_from(state, uri, headers);
+    let login_url = match &next {
+        Some(n) => format!("{}login?next={}", state.hub_prefix(), url::form_urlencoded::byte_serialize(n.as_bytes()).collect::<String>()),
+        None => format!("{}login", state.hub_prefix()),
+    };
+    let auth = &state.config.authenticator;
+    let signup_url = (auth.kind == AuthenticatorKind::Native && auth.enable_signup).then(|| format!("{}signup", state.hub_prefix()));
+    let mut r = render(
+        state,
+        "login.html",
+        None,
+        json!({"xsrf": token, "login_url": login_url, "username": username, "login_error": error, "signup_url": signup_url}),
+    );
+    *r.status_mut() = status;
+    with_cookies(r, set)
+}
+
+async fn login_form(State(state): State<AppState>, headers: HeaderMap, uri: OriginalUri) -> ApiResult<Response> {
+    if let Some((user, _)) = cookie_user(&state, &headers).await? {
+        let target = next_from(&state, &uri, &headers).unwrap_or_else(|| default_landing(&state));
+        return Ok(with_cookies(Redirect::to(&target).into_response(), login_cookies(&state, &headers, &user)));
+    }
+    Ok(login_page(&state, &headers, &uri, "", None, StatusCode::OK))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    _xsrf: Option<String>,
+}
+
+/// Why a login did not succeed, for the page (never says whether the name exists).
+enum Denied {
+    BadCredentials,
+    NotAllowed,
+    Waiting,
+    Misconfigured(String),
+}
+
+async fn authenticate(state: &AppState, name: &str, password: &str) -> ApiResult<Result<(), Denied>> {
+    let auth = &state.config.authenticator;
+    if auth.blocked_users.iter().any(|b| b == name) {
+        return Ok(Err(Denied::NotAllowed));
+    }
+    match auth.kind {
+        AuthenticatorKind::Dummy => {
+            if !auth.password.is_empty()
+                && !db::tokens::constant_time_eq(auth.password.as_bytes(), password.as_bytes())
+            {
+                return Ok(Err(Denied::BadCredentials));
+            }
+        }
+        AuthenticatorKind::Native => {
+            let Some(user) = db::users::get(&state.db, name).await? else { return Ok(Err(Denied::BadCredentials)) };
+            let Some(hash) = user.password_hash.clone() else { return Ok(Err(Denied::BadCredentials)) };
+            let password = password.to_string();
+            let ok = tokio::task::spawn_blocking(move || native::verify_password(&password, &hash))
+                .await
+                .map_err(ApiError::internal)?;
+            if !ok {
+                return Ok(Err(Denied::BadCredentials));
+            }
+            if !user.approved {
+                return Ok(Err(Denied::Waiting));
+            }
+            return Ok(Ok(()));
+        }
+        AuthenticatorKind::Pam => {
+            let (service, user, password) = (auth.pam_service.clone(), name.to_string(), password.to_string());
+            let result = tokio::task::spawn_blocking(move || pam::authenticate(&service, &user, &password))
+                .await
+                .map_err(ApiError::internal)?;
+            match result {
+                Ok(()) => {}
+                Err(pam::PamError::NoPermission { hint }) => return Ok(Err(Denied::Misconfigured(hint.to_string()))),
+                Err(e) => {
+                    tracing::info!(user = %name, error = %e, "PAM refused login");
+                    return Ok(Err(Denied::BadCredentials));
+                }
+            }
+        }
+    }
+    // Authenticated; now: allowed?
+    let allowed = auth.allow_all
+        || auth.admin_users.iter().any(|a| a == name)
+        || auth.allowed_users.iter().any(|a| a == name)
+        || db::users::get(&state.db, name).await?.is_some();
+    Ok(if allowed { Ok(()) } else { Err(Denied::NotAllowed) })
+}
+
+/// The cookies of a logged-in browser: the signed login cookie and the session id.
+fn login_cookies(state: &AppState, headers: &HeaderMap, user: &User) -> Vec<String> {
+    let secure = is_https(state, headers);
+    let now = db::now_micros() / 1_000_000;
+    let max_age = i64::from(state.config.hub.cookie_max_age_days) * 86_400;
+    let signed = session::sign(&state.cookie_secret, session::LOGIN_COOKIE, &user.cookie_id, now);
+    let mut cookies = vec![session::set_cookie(session::LOGIN_COOKIE, &signed, &state.hub_prefix(), Some(max_age), secure)];
+    if session::get_cookie(headers, session::SESSION_COOKIE).is_none() {
+        let sid = uuid::Uuid::new_v4().simple().to_string();
+        cookies.push(session::set_cookie(session::SESSION_COOKIE, &sid, state.config.hub.base_url.as_str(), None, secure));
+    }
+    cookies
+}
+
+async fn login_submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    Form(form): Form<LoginForm>,
+) -> ApiResult<Response> {
+    if !form_xsrf_ok(&state, &headers, form._xsrf.as_deref()) {
+        return Ok(xsrf_failure(&state));
+    }
+    let name = names::normalize_username(&form.username);
+    if !names::is_valid_name(&name) || form.password.len() > 4096 {
+        return Ok(login_page(&state, &headers, &uri, &form.username, Some("Invalid username or password."), StatusCode::FORBIDDEN));
+    }
+    if let Some(wait) = state.throttle.wait_for(&name) {
+        let msg = format!("Too many failed logins for {name}. Wait {} seconds and try again.", wait.as_secs().max(1));
+        let mut r = login_page(&state, &headers, &uri, &name, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
+        if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return Ok(r);
+    }
+    match authenticate(&state, &name, &form.password).await? {
+        Ok(()) => {}
+        Err(denied) => {
+            let msg = match denied {
+                Denied::BadCredentials => "Invalid username or password.".to_string(),
+                Denied::NotAllowed => "Invalid username or password.".to_string(),
+                Denied::Waiting => "Your account is waiting for an administrator's approval.".to_string(),
+                Denied::Misconfigured(hint) => {
+                    tracing::error!("PAM login impossible: {hint}");
+                    format!("The hub cannot check passwords: {hint}.")
+                }
+            };
+            state.throttle.failed(&name);
+            tracing::info!(user = %name, "failed login");
+            return Ok(login_page(&state, &headers, &uri, &name, Some(&msg), StatusCode::FORBIDDEN));
+        }
+    }
+    state.throttle.succeeded(&name);
+    let is_admin = state.config.authenticator.admin_users.iter().any(|a| a == &name);
+    let user = match db::users::get(&state.db, &name).await? {
+        Some(u) => {
+            if is_admin && !u.admin {
+                db::users::set_admin(&state.db, u.id, true).await?;
+            }
+            u
+        }
+        None => match db::users::create(&state.db, &name, is_admin).await {
+            Err(e) if db::is_unique_violation(&e) => db::users::get(&state.db, &name).await?.ok_or_else(|| ApiError::internal("user vanished"))?,
+            other => other?,
+        },
+    };
+    tracing::info!(user = %user.name, "user logged in");
+    let target = next_from(&state, &uri, &headers).unwrap_or_else(|| default_landing(&state));
+    Ok(with_cookies(Redirect::to(&target).into_response(), login_cookies(&state, &headers, &user)))
+}
+
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    if let Some(sid) = session::get_cookie(&headers, session::SESSION_COOKIE) {
+        // The session's OAuth tokens (single-user server logins) end with it.
+        db::tokens::delete_for_session(&state.db, sid).await?;
+    }
+    if let Some((user, _)) = cookie_user(&state, &headers).await? {
+        tracing::info!(user = %user.name, "user logged out");
+    }
+    let base = state.config.hub.base_url.as_str();
+    let hub = state.hub_prefix();
+    let cookies = vec![
+        session::clear_cookie(session::LOGIN_COOKIE, &hub),
+        session::clear_cookie(session::SESSION_COOKIE, base),
+        session::clear_cookie(session::XSRF_COOKIE, &hub),
+        session::clear_cookie("jupyterhub-services", &format!("{base}services")),
+    ];
+    Ok(with_cookies(Redirect::to(&format!("{hub}login")).into_response(), cookies))
+}
+
+fn native_signup_enabled(state: &AppState) -> bool {
+    let a = &state.config.authenticator;
+    a.kind == AuthenticatorKind::Native && a.enable_signup
+}
+
+async fn signup_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !native_signup_enabled(&state) {
+        return error_page(&state, StatusCode::NOT_FOUND, "Sign-up is not enabled on this hub.", None);
+    }
+    let (token, set) = xsrf_token(&state, &headers);
+    with_cookies(render(&state, "signup.html", None, json!({"xsrf": token, "username": ""})), set)
+}
+
+#[derive(Deserialize)]
+struct SignupForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    password_confirmation: String,
+    #[serde(default)]
+    _xsrf: Option<String>,
+}
+
+async fn signup_submit(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<SignupForm>) -> ApiResult<Response> {
+    if !native_signup_enabled(&state) {
+        return Ok(error_page(&state, StatusCode::NOT_FOUND, "Sign-up is not enabled on this hub.", None));
+    }
+    if !form_xsrf_ok(&state, &headers, form._xsrf.as_deref()) {
+        return Ok(xsrf_failure(&state));
+    }
+    let auth = &state.config.authenticator;
+    let name = names::normalize_username(&form.username);
+    let (token, set) = xsrf_token(&state, &headers);
+    let fail = |msg: String| {
+        let mut r = render(&state, "signup.html", None, json!({"xsrf": token, "username": form.username, "error": msg}));
+        *r.status_mut() = StatusCode::BAD_REQUEST;
+        with_cookies(r, set.clone())
+    };
+    if !names::is_valid_name(&name) {
+        return Ok(fail(names::invalid_name_message("user", &form.username)));
+    }
+    if form.password.chars().count() < auth.minimum_password_length as usize || form.password.len() > 1024 {
+        return Ok(fail(format!("The password must be at least {} characters long.", auth.minimum_password_length)));
+    }
+    if form.password != form.password_confirmation {
+        return Ok(fail("The two passwords differ.".into()));
+    }
+    let approved = auth.open_signup || auth.admin_users.contains(&name);
+    let password = form.password.clone();
+    let hash = tokio::task::spawn_blocking(move || native::hash_password(&password))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    match db::users::get(&state.db, &name).await? {
+        Some(existing) if existing.password_hash.is_some() => {
+            return Ok(fail(format!("The name {name} is taken.")));
+        }
+        // An account an admin made without a password: claiming it needs approval again, so
+        // nobody can take over a name just by signing up first.
+        Some(existing) => {
+            db::users::set_password(&state.db, existing.id, &hash).await?;
+            db::users::set_approved(&state.db, existing.id, approved).await?;
+        }
+        None => match db::users::create_with_password(&state.db, &name, &hash, approved).await {
+            Err(e) if db::is_unique_violation(&e) => return Ok(fail(format!("The name {name} is taken."))),
+            other => {
+                other?;
+            }
+        },
+    }
+    tracing::info!(user = %name, approved, "native sign-up");
+    let message = if approved {
+        "Your account is ready: sign in.".to_string()
+    } else {
+        "Your account was created and is waiting for an administrator's approval.".to_string()
+    };
+    Ok(with_cookies(render(&state, "signup.html", None, json!({"xsrf": token, "username": "", "message": message})), set))
+}
+
+async fn require_admin(state: &AppState, headers: &HeaderMap, uri: &OriginalUri) -> ApiResult<Result<User, Response>> {
+    match cookie_user(state, headers).await? {
+        None => Ok(Err(login_redirect(state, uri))),
+        Some((u, _)) if u.admin => Ok(Ok(u)),
+        Some((u, _)) => Ok(Err(error_page(state, StatusCode::FORBIDDEN, "Only administrators can approve sign-ups.", Some(&u)))),
+    }
+}
+
+async fn authorize_list(State(state): State<AppState>, headers: HeaderMap, uri: OriginalUri) -> ApiResult<Response> {
+    let admin = match require_admin(&state, &headers, &uri).await? {
+        Ok(u) => u,
+        Err(r) => return Ok(r),
+    };
+    let pending: Vec<_> = db::users::list_unapproved(&state.db)
+        .await?
+        .into_iter()
+        .map(|u| json!({"name": u.name, "created": db::format_timestamp(u.created)}))
+        .collect();
+    let (token, set) = xsrf_token(&state, &headers);
+    Ok(with_cookies(render(&state, "authorize.html", Some(&admin), json!({"pending": pending, "xsrf": token})), set))
+}
+
+#[derive(Deserialize)]
+struct XsrfOnly {
+    #[serde(default)]
+    _xsrf: Option<String>,
+}
+
+async fn authorize_user(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    Path(name): Path<String>,
+    Form(form): Form<XsrfOnly>,
+) -> ApiResult<Response> {
+    if !form_xsrf_ok(&state, &headers, form._xsrf.as_deref()) {
+        return Ok(xsrf_failure(&state));
+    }
+    let admin = match require_admin(&state, &headers, &uri).await? {
+        Ok(u) => u,
+        Err(r) => return Ok(r),
+    };
+    let Some(user) = db::users::get(&state.db, &name).await? else {
+        return Ok(error_page(&state, StatusCode::NOT_FOUND, &format!("No such user: {name}"), Some(&admin)));
+    };
+    db::users::set_approved(&state.db, user.id, true).await?;
+    tracing::info!(user = %name, by = %admin.name, "approved sign-up");
+    Ok(Redirect::to(&format!("{}authorize", state.hub_prefix())).into_response())
+}

@@ -1,0 +1,64 @@
+//! The state every handler shares: config, database, secrets, templates. Cheap to clone.
+
+use std::ops::Deref;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::auth::throttle::LoginThrottle;
+use crate::config::Config;
+use crate::db::Db;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub db: Db,
+    /// Signs login cookies and XSRF tokens.
+    pub cookie_secret: Vec<u8>,
+    pub throttle: LoginThrottle,
+    pub templates: minijinja::Environment<'static>,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(config: Config, db: Db, cookie_secret: Vec<u8>) -> Self {
+        let throttle = LoginThrottle::new(config.authenticator.failed_login_threshold);
+        AppState(Arc::new(Inner { config, db, cookie_secret, throttle, templates: crate::pages::templates() }))
+    }
+
+    /// `{base_url}hub/`
+    pub fn hub_prefix(&self) -> String {
+        format!("{}hub/", self.config.hub.base_url.as_str())
+    }
+}
+
+/// Reads the cookie secret from data_dir, creating it (mode 0600) on first start.
+pub fn load_or_create_secret(data_dir: &Path, file_name: &str) -> std::io::Result<Vec<u8>> {
+    use rand::RngCore;
+    use std::io::Write;
+    let path = data_dir.join(file_name);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => hex::decode(text.trim()).map_err(|e| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: not hex: {e}", path.display()))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut secret = vec![0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut secret);
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&path)?;
+            file.write_all(hex::encode(&secret).as_bytes())?;
+            Ok(secret)
+        }
+        Err(e) => Err(e),
+    }
+}
