@@ -308,7 +308,11 @@ impl Config {
                 })
                 .unwrap_or_default();
             let key = if key == "." { String::new() } else { format!("key `{key}`: ") };
-            ConfigError(format!("{origin}{position}: {key}{}", inner.message()))
+            let message = inner
+                .message()
+                .replace("expected u32", "expected a whole number (integer)")
+                .replace("expected u64", "expected a whole number (integer)");
+            ConfigError(format!("{origin}{position}: {key}{message}"))
         })
     }
 
@@ -338,13 +342,16 @@ impl Config {
                     allowed.join(", ")
                 )));
             }
-            // A value that reads as TOML (numbers, booleans, arrays) is taken as such; anything
-            // else is a string, so `NBHUB_HUB__BASE_URL=/jupyter/` needs no quoting.
-            let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-                .ok()
-                .and_then(|mut t| t.remove("v"))
-                .filter(|v| !v.is_str() || table[&key].is_str())
-                .unwrap_or_else(|| toml::Value::String(raw.clone()));
+            // A key whose value is text takes the variable as it is (no quoting needed); other
+            // keys read it as TOML, so numbers, booleans and arrays work.
+            let value = if table[&key].is_str() {
+                toml::Value::String(raw.clone())
+            } else {
+                toml::from_str::<toml::Table>(&format!("v = {raw}"))
+                    .ok()
+                    .and_then(|mut t| t.remove("v"))
+                    .unwrap_or_else(|| toml::Value::String(raw.clone()))
+            };
             table.insert(key, value);
         }
         let text = toml::to_string(&doc)

@@ -25,7 +25,7 @@ use std::future::Future;
 use axum::extract::{OriginalUri, Request};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 
 use crate::config::Config;
@@ -92,18 +92,31 @@ async fn catch_all(axum::extract::State(state): axum::extract::State<AppState>, 
     let path = uri.path();
     let hub = format!("{base}hub");
     if path == hub {
-        return Redirect::permanent(&format!("{hub}/")).into_response();
+        return crate::redirect(StatusCode::MOVED_PERMANENTLY, &format!("{hub}/"));
     }
     if path == base || path == base.trim_end_matches('/') {
-        return Redirect::to(&format!("{hub}/")).into_response();
+        return crate::found(&format!("{hub}/"));
     }
     if let Some(rest) = path.strip_prefix(base) {
         if !rest.starts_with("hub/") {
             let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
-            return Redirect::to(&format!("{hub}/{rest}{query}")).into_response();
+            return crate::found(&format!("{hub}/{rest}{query}"));
         }
     }
     (StatusCode::NOT_FOUND, "404: Not Found").into_response()
+}
+
+/// A redirect with an explicit status (axum's `Redirect::to` is a 303; JupyterHub uses 302).
+pub fn redirect(status: StatusCode, location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(v) => (status, [(axum::http::header::LOCATION, v)]).into_response(),
+        Err(_) => (StatusCode::BAD_REQUEST, "bad redirect target").into_response(),
+    }
+}
+
+/// `302 Found`, JupyterHub's usual redirect.
+pub fn found(location: &str) -> Response {
+    redirect(StatusCode::FOUND, location)
 }
 
 /// Serves the hub on `listener` until `shutdown` resolves.

@@ -6,7 +6,7 @@
 pub mod login;
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
@@ -95,7 +95,7 @@ pub async fn cookie_user(state: &AppState, headers: &HeaderMap) -> ApiResult<Opt
 pub fn login_redirect(state: &AppState, uri: &axum::http::Uri) -> Response {
     let next = uri.path_and_query().map_or("/", |p| p.as_str());
     let encoded: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
-    Redirect::to(&format!("{}login?next={encoded}", state.hub_prefix())).into_response()
+    crate::found(&format!("{}login?next={encoded}", state.hub_prefix()))
 }
 
 /// Where a user goes after login when no `next` was given.
@@ -109,7 +109,7 @@ pub async fn hub_root(
     uri: axum::extract::OriginalUri,
 ) -> ApiResult<Response> {
     match cookie_user(&state, &headers).await? {
-        Some(_) => Ok(Redirect::to(&default_landing(&state)).into_response()),
+        Some(_) => Ok(crate::found(&default_landing(&state))),
         None => Ok(login_redirect(&state, &uri)),
     }
 }

@@ -121,22 +121,19 @@ async fn create_token(
     let owner_principal = Principal::User(user.clone());
     let owner_scopes = auth::owner_scopes(&state, &owner_principal).await?;
     let owner_ref = Owner::User { name: &user.name };
-    // A caller cannot mint a token stronger than itself or than the owner.
-    let ceiling = ident.scopes.intersect(&owner_scopes, &|u| ident.groups_of(u));
+    // As JupyterHub: holding `tokens` on a user means minting any token that user could hold;
+    // no scopes asked means `inherit`. Asking for more than the owner has is refused.
     if requested.is_empty() {
-        requested = if ceiling == owner_scopes { vec!["inherit".into()] } else { ceiling.to_strings() };
+        requested = vec!["inherit".into()];
     }
     let wanted = ScopeSet::expand(&requested, &owner_ref, None, Some(&owner_scopes))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let granted = wanted.intersect(&ceiling, &|u| ident.groups_of(u));
-    if granted != wanted {
-        let missing: Vec<String> =
-            wanted.to_strings().into_iter().filter(|s| !granted.to_strings().contains(s)).collect();
+    let excess = wanted.excess_over(&owner_scopes, &|u| ident.groups_of(u));
+    if !excess.is_empty() {
         return Err(ApiError::forbidden(format!(
-            "Not assigning requested scopes {} not held by {} {}",
-            missing.join(", "),
-            ident.principal.kind(),
-            ident.name()
+            "Not assigning requested scopes {} not held by user {}",
+            excess.join(", "),
+            user.name
         )));
     }
     let secret = tokens::generate();

@@ -2,7 +2,7 @@
 
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
@@ -99,7 +99,7 @@ fn login_page(state: &AppState, headers: &HeaderMap, uri: &OriginalUri, username
 async fn login_form(State(state): State<AppState>, headers: HeaderMap, uri: OriginalUri) -> ApiResult<Response> {
     if let Some((user, _)) = cookie_user(&state, &headers).await? {
         let target = next_from(&state, &uri, &headers).unwrap_or_else(|| default_landing(&state));
-        return Ok(with_cookies(Redirect::to(&target).into_response(), login_cookies(&state, &headers, &user)));
+        return Ok(with_cookies(crate::found(&target), login_cookies(&state, &headers, &user)));
     }
     Ok(login_page(&state, &headers, &uri, "", None, StatusCode::OK))
 }
@@ -241,7 +241,7 @@ async fn login_submit(
     };
     tracing::info!(user = %user.name, "user logged in");
     let target = next_from(&state, &uri, &headers).unwrap_or_else(|| default_landing(&state));
-    Ok(with_cookies(Redirect::to(&target).into_response(), login_cookies(&state, &headers, &user)))
+    Ok(with_cookies(crate::found(&target), login_cookies(&state, &headers, &user)))
 }
 
 async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
@@ -260,7 +260,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<
         session::clear_cookie(session::XSRF_COOKIE, &hub),
         session::clear_cookie("jupyterhub-services", &format!("{base}services")),
     ];
-    Ok(with_cookies(Redirect::to(&format!("{hub}login")).into_response(), cookies))
+    Ok(with_cookies(crate::found(&format!("{hub}login")), cookies))
 }
 
 fn native_signup_enabled(state: &AppState) -> bool {
@@ -391,5 +391,5 @@ async fn authorize_user(
     };
     db::users::set_approved(&state.db, user.id, true).await?;
     tracing::info!(user = %name, by = %admin.name, "approved sign-up");
-    Ok(Redirect::to(&format!("{}authorize", state.hub_prefix())).into_response())
+    Ok(crate::found(&format!("{}authorize", state.hub_prefix())))
 }

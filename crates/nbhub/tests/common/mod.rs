@@ -1,0 +1,125 @@
+//! Shared fixtures for the hub's integration tests: an in-process hub on port 0, and the
+//! database backends every database test runs against.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use nbhub::config::{Config, HttpUrl, RoleConfig, ServiceConfig};
+use nbhub::state::AppState;
+use tokio::sync::oneshot;
+
+/// The admin service token every test hub has.
+pub const ADMIN_TOKEN: &str = "admin-service-token-0123456789";
+
+/// A hub running in this process on a free port; stopped on drop.
+pub struct TestHub {
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    pub state: AppState,
+    pub dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl TestHub {
+    pub fn api(&self, path: &str) -> String {
+        format!("{}/hub/api{path}", self.url)
+    }
+    pub fn hub(&self, path: &str) -> String {
+        format!("{}/hub{path}", self.url)
+    }
+}
+
+impl Drop for TestHub {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A config with an admin service (`ADMIN_TOKEN`), data in a fresh temp dir.
+pub fn test_config(dir: &std::path::Path, db_url: &str) -> Config {
+    let mut c = Config::default();
+    c.hub.data_dir = dir.to_path_buf();
+    c.hub.db_url = db_url.to_string();
+    c.hub.bind_url = HttpUrl::parse("http://127.0.0.1:1").expect("url");
+    c.services.push(ServiceConfig {
+        name: "admin-svc".into(),
+        api_token: ADMIN_TOKEN.into(),
+        ..Default::default()
+    });
+    c.roles.push(RoleConfig {
+        name: "svc-admin".into(),
+        scopes: vec!["admin:users".into(), "admin:groups".into(), "tokens".into(), "admin:servers".into(), "list:services".into(), "read:services".into(), "read:hub".into()],
+        services: vec!["admin-svc".into()],
+        ..Default::default()
+    });
+    c
+}
+
+pub async fn start_hub(config: Config, dir: tempfile::TempDir) -> TestHub {
+    // Hub logs go to the test's captured output, shown when a test fails.
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("nbhub=debug").try_init();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let state = nbhub::init(config).await.expect("hub init");
+    let (tx, rx) = oneshot::channel::<()>();
+    let s = state.clone();
+    tokio::spawn(async move {
+        let _ = nbhub::run(s, listener, async move {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    TestHub { url, state, dir, shutdown: Some(tx) }
+}
+
+/// A hub on SQLite in a temp dir, with `adjust` applied to its config.
+pub async fn sqlite_hub(adjust: impl FnOnce(&mut Config)) -> TestHub {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config(dir.path(), "");
+    adjust(&mut config);
+    start_hub(config, dir).await
+}
+
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// The URL of a fresh, empty PostgreSQL database, or None (loudly) when PostgreSQL is not
+/// available. Under CI=true a missing PostgreSQL fails the test.
+pub async fn fresh_postgres_db() -> Option<String> {
+    let Ok(server) = std::env::var("NBHUB_TEST_DATABASE_URL") else {
+        let msg = "PostgreSQL is not available: NBHUB_TEST_DATABASE_URL is not set.\n\
+                   Run the tests through scripts/test.sh (it installs and starts PostgreSQL).";
+        if ci() {
+            panic!("{msg}");
+        }
+        eprintln!("\n*** SKIPPED the PostgreSQL half of this test ***\n{msg}\n");
+        return None;
+    };
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&server).await.expect("connect to test PostgreSQL");
+    let name = format!("nbhub_t_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
+    let mut url = url::Url::parse(&server).expect("NBHUB_TEST_DATABASE_URL is a URL");
+    url.set_path(&format!("/{name}"));
+    Some(url.to_string())
+}
+
+/// Every backend a database test must pass on: SQLite always, PostgreSQL when available.
+pub async fn database_urls(dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    let mut urls = vec![("sqlite", format!("sqlite://{}?mode=rwc", dir.join("t.sqlite").display()))];
+    if let Some(pg) = fresh_postgres_db().await {
+        urls.push(("postgres", pg));
+    }
+    urls
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+}
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
