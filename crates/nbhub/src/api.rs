@@ -49,9 +49,14 @@ async fn api_headers(mut response: Response) -> Response {
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("frame-ancestors 'none'; report-uri /hub/security/csp-report; default-src 'none'"),
+        HeaderValue::from_static(
+            "frame-ancestors 'none'; report-uri /hub/security/csp-report; default-src 'none'",
+        ),
     );
-    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("accept, content-type, authorization"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("accept, content-type, authorization"),
+    );
     response
 }
 
@@ -62,18 +67,26 @@ pub struct ApiIdentity(pub Identity);
 impl FromRequestParts<AppState> for ApiIdentity {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         if let Some(token) = auth::token_from_headers(&parts.headers) {
             return match auth::identity_for_token(state, token).await? {
                 Some(identity) => Ok(ApiIdentity(identity)),
                 None => Err(ApiError::missing_credentials()),
             };
         }
-        let Some((user, session_id)) = crate::pages::cookie_user(state, &parts.headers).await? else {
+        let Some((user, session_id)) = crate::pages::cookie_user(state, &parts.headers).await?
+        else {
             return Err(ApiError::missing_credentials());
         };
         let safe_method = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-        let fetch_mode = parts.headers.get("sec-fetch-mode").and_then(|v| v.to_str().ok()).unwrap_or("navigate");
+        let fetch_mode = parts
+            .headers
+            .get("sec-fetch-mode")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("navigate");
         if !safe_method || fetch_mode != "navigate" {
             let submitted = parts
                 .headers
@@ -86,7 +99,9 @@ impl FromRequestParts<AppState> for ApiIdentity {
                 return Err(ApiError::forbidden("'_xsrf' argument missing or incorrect: cookie-authenticated API requests need the XSRF token"));
             }
         }
-        Ok(ApiIdentity(auth::identity_for_user(state, user, session_id).await?))
+        Ok(ApiIdentity(
+            auth::identity_for_user(state, user, session_id).await?,
+        ))
     }
 }
 
@@ -99,8 +114,17 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     async fn from_request(req: Request, _state: &AppState) -> Result<Self, Self::Rejection> {
         let bytes = axum::body::to_bytes(req.into_body(), 1 << 20)
             .await
-            .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large (1 MiB at most)"))?;
-        let text = if bytes.iter().all(u8::is_ascii_whitespace) { &b"null"[..] } else { &bytes[..] };
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "Request body too large (1 MiB at most)",
+                )
+            })?;
+        let text = if bytes.iter().all(u8::is_ascii_whitespace) {
+            &b"null"[..]
+        } else {
+            &bytes[..]
+        };
         serde_json::from_slice(text)
             .map(JsonBody)
             .map_err(|e| ApiError::bad_request(format!("Invalid JSON in request body: {e}")))
@@ -108,7 +132,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 }
 
 pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    url::form_urlencoded::parse(query?.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 pub fn json_response(status: StatusCode, body: Value) -> Response {
@@ -123,46 +149,68 @@ pub struct Page {
 }
 
 impl Page {
-    pub fn from_request(state: &AppState, headers: &HeaderMap, query: Option<&str>) -> ApiResult<Page> {
+    pub fn from_request(
+        state: &AppState,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> ApiResult<Page> {
         let envelope = headers
             .get_all(header::ACCEPT)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .any(|v| v.trim().eq_ignore_ascii_case("application/jupyterhub-pagination+json"));
+            .any(|v| {
+                v.trim()
+                    .eq_ignore_ascii_case("application/jupyterhub-pagination+json")
+            });
         let cfg = &state.config.hub;
         let number = |name: &str| -> ApiResult<Option<i64>> {
             match query_param(query, name) {
                 None => Ok(None),
-                Some(v) => v
-                    .trim()
-                    .parse::<i64>()
-                    .map(Some)
-                    .map_err(|_| ApiError::bad_request(format!("{name} must be an integer, not {v:?}"))),
+                Some(v) => v.trim().parse::<i64>().map(Some).map_err(|_| {
+                    ApiError::bad_request(format!("{name} must be an integer, not {v:?}"))
+                }),
             }
         };
         let offset = number("offset")?.unwrap_or(0).max(0);
         let max = i64::from(cfg.api_page_max_limit);
         // Without the envelope a client cannot see that it was cut, so give it the maximum.
-        let default = if envelope { i64::from(cfg.api_page_default_limit).min(max) } else { max };
+        let default = if envelope {
+            i64::from(cfg.api_page_default_limit).min(max)
+        } else {
+            max
+        };
         let limit = number("limit")?.unwrap_or(default).clamp(1, max);
-        Ok(Page { offset, limit, envelope })
+        Ok(Page {
+            offset,
+            limit,
+            envelope,
+        })
     }
 
     /// The bare list, or JupyterHub's `{"items", "_pagination"}` with an absolute `next.url`.
-    pub fn respond(&self, items: Vec<Value>, total: i64, headers: &HeaderMap, uri: &OriginalUri) -> Response {
+    pub fn respond(
+        &self,
+        items: Vec<Value>,
+        total: i64,
+        headers: &HeaderMap,
+        uri: &OriginalUri,
+    ) -> Response {
         if !self.envelope {
             return axum::Json(Value::Array(items)).into_response();
         }
         let next_offset = self.offset + self.limit;
         let next = if next_offset < total {
-            let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-                .filter(|(k, _)| k != "offset" && k != "limit")
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
+            let mut pairs: Vec<(String, String)> =
+                url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+                    .filter(|(k, _)| k != "offset" && k != "limit")
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect();
             pairs.push(("limit".into(), self.limit.to_string()));
             pairs.push(("offset".into(), next_offset.to_string()));
-            let query = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+            let query = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(pairs)
+                .finish();
             json!({"offset": next_offset, "limit": self.limit, "url": format!("{}{}?{query}", public_origin(headers), uri.path())})
         } else {
             Value::Null
@@ -178,18 +226,29 @@ impl Page {
 /// `scheme://host` as the client sees it, honouring the proxy's X-Forwarded-* headers.
 pub fn public_origin(headers: &HeaderMap) -> String {
     let first = |name: &str| {
-        headers.get(name).and_then(|v| v.to_str().ok()).map(|v| v.split(',').next().unwrap_or("").trim().to_string())
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(',').next().unwrap_or("").trim().to_string())
     };
-    let proto = first("x-forwarded-proto").filter(|p| p == "https" || p == "http").unwrap_or_else(|| "http".into());
+    let proto = first("x-forwarded-proto")
+        .filter(|p| p == "https" || p == "http")
+        .unwrap_or_else(|| "http".into());
     let host = first("x-forwarded-host")
         .or_else(|| first("host"))
-        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c)))
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
+        })
         .unwrap_or_else(|| "127.0.0.1".into());
     format!("{proto}://{host}")
 }
 
 pub fn timestamp(micros: Option<i64>) -> Value {
-    micros.map_or(Value::Null, |t| Value::String(crate::db::format_timestamp(t)))
+    micros.map_or(Value::Null, |t| {
+        Value::String(crate::db::format_timestamp(t))
+    })
 }
 
 /// Seconds from now, as an absolute expiry, checked.
@@ -198,7 +257,9 @@ pub fn expiry_from(expires_in: Option<&Value>) -> ApiResult<Option<i64>> {
         None | Some(Value::Null) => Ok(None),
         Some(v) => match v.as_f64() {
             Some(secs) if secs > 0.0 && secs < 1e10 => Ok(Some(now_micros() + (secs * 1e6) as i64)),
-            _ => Err(ApiError::bad_request("expires_in must be a positive number of seconds")),
+            _ => Err(ApiError::bad_request(
+                "expires_in must be a positive number of seconds",
+            )),
         },
     }
 }

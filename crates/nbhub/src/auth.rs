@@ -74,7 +74,11 @@ impl Identity {
     }
 
     pub fn groups_of(&self, user: &str) -> Vec<String> {
-        self.group_members.iter().filter(|(_, m)| m.contains(user)).map(|(g, _)| g.clone()).collect()
+        self.group_members
+            .iter()
+            .filter(|(_, m)| m.contains(user))
+            .map(|(g, _)| g.clone())
+            .collect()
     }
 
     pub fn allows(&self, scope: &str, resource: &Resource) -> bool {
@@ -88,7 +92,9 @@ impl Identity {
             return Ok(());
         }
         if scopes.iter().any(|s| self.scopes.has_any(s)) {
-            return Err(ApiError::not_found("No access to resources or resources not found"));
+            return Err(ApiError::not_found(
+                "No access to resources or resources not found",
+            ));
         }
         Err(ApiError::forbidden(format!(
             "Action is not authorized with current scopes; requires any of [{}]",
@@ -103,7 +109,10 @@ impl Identity {
 
 /// The token in an `Authorization: token X` or `bearer X` header (scheme case-insensitive).
 pub fn token_from_headers(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = value.trim().split_once(char::is_whitespace)?;
     let token = token.trim();
     ((scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer"))
@@ -117,12 +126,17 @@ async fn role_scopes(state: &AppState, role: &str) -> Result<Vec<String>, db::Sq
     if let Some(r) = db::services::get_role(&state.db, role).await? {
         return Ok(r.scopes);
     }
-    Ok(scopes::builtin_role_scopes(role).map(|s| s.iter().map(|x| x.to_string()).collect()).unwrap_or_default())
+    Ok(scopes::builtin_role_scopes(role)
+        .map(|s| s.iter().map(|x| x.to_string()).collect())
+        .unwrap_or_default())
 }
 
 /// All role names of a user: the implicit `user` (and `admin`) roles, assigned roles and the
 /// roles of the user's groups.
-pub async fn user_role_names(state: &AppState, user: &User) -> Result<BTreeSet<String>, db::SqlError> {
+pub async fn user_role_names(
+    state: &AppState,
+    user: &User,
+) -> Result<BTreeSet<String>, db::SqlError> {
     let mut roles: BTreeSet<String> = BTreeSet::from(["user".to_string()]);
     if user.admin {
         roles.insert("admin".into());
@@ -136,8 +150,14 @@ pub async fn user_role_names(state: &AppState, user: &User) -> Result<BTreeSet<S
     Ok(roles)
 }
 
-pub async fn service_role_names(state: &AppState, service: &Service) -> Result<BTreeSet<String>, db::SqlError> {
-    let mut roles: BTreeSet<String> = db::services::role_names(&state.db, service.id).await?.into_iter().collect();
+pub async fn service_role_names(
+    state: &AppState,
+    service: &Service,
+) -> Result<BTreeSet<String>, db::SqlError> {
+    let mut roles: BTreeSet<String> = db::services::role_names(&state.db, service.id)
+        .await?
+        .into_iter()
+        .collect();
     if service.admin {
         roles.insert("admin".into());
     }
@@ -155,7 +175,8 @@ pub async fn owner_scopes(state: &AppState, principal: &Principal) -> ApiResult<
         raw.extend(role_scopes(state, role).await?);
     }
     let owner = owner_of(principal);
-    ScopeSet::expand(&raw, &owner, None, None).map_err(|e| ApiError::internal(format!("role scopes: {e}")))
+    ScopeSet::expand(&raw, &owner, None, None)
+        .map_err(|e| ApiError::internal(format!("role scopes: {e}")))
 }
 
 fn owner_of(principal: &Principal) -> Owner<'_> {
@@ -181,23 +202,40 @@ async fn load_group_members(
     let mut map = HashMap::new();
     for g in groups {
         if let Some(group) = db::groups::get(&state.db, &g).await? {
-            map.insert(g, db::groups::members(&state.db, group.id).await?.into_iter().collect());
+            map.insert(
+                g,
+                db::groups::members(&state.db, group.id)
+                    .await?
+                    .into_iter()
+                    .collect(),
+            );
         }
     }
     Ok(map)
 }
 
-async fn load_principal(state: &AppState, token: &Token) -> Result<Option<Principal>, db::SqlError> {
+async fn load_principal(
+    state: &AppState,
+    token: &Token,
+) -> Result<Option<Principal>, db::SqlError> {
     Ok(match token.owner {
-        tokens::Owner::User(id) => db::users::get_by_id(&state.db, id).await?.map(Principal::User),
-        tokens::Owner::Service(id) => db::services::get_by_id(&state.db, id).await?.map(Principal::Service),
+        tokens::Owner::User(id) => db::users::get_by_id(&state.db, id)
+            .await?
+            .map(Principal::User),
+        tokens::Owner::Service(id) => db::services::get_by_id(&state.db, id)
+            .await?
+            .map(Principal::Service),
     })
 }
 
 /// The identity behind an API token; `None` for unknown, expired or revoked tokens.
 pub async fn identity_for_token(state: &AppState, raw: &str) -> ApiResult<Option<Identity>> {
-    let Some(token) = tokens::find(&state.db, raw).await? else { return Ok(None) };
-    let Some(principal) = load_principal(state, &token).await? else { return Ok(None) };
+    let Some(token) = tokens::find(&state.db, raw).await? else {
+        return Ok(None);
+    };
+    let Some(principal) = load_principal(state, &token).await? else {
+        return Ok(None);
+    };
     if let Principal::User(u) = &principal {
         if !u.approved {
             return Ok(None);
@@ -211,13 +249,20 @@ pub async fn identity_for_token(state: &AppState, raw: &str) -> ApiResult<Option
     groups.extend(filter_groups(&token_scopes));
     let group_members = load_group_members(state, groups).await?;
     let groups_of = |u: &str| -> Vec<String> {
-        group_members.iter().filter(|(_, m)| m.contains(u)).map(|(g, _)| g.clone()).collect()
+        group_members
+            .iter()
+            .filter(|(_, m)| m.contains(u))
+            .map(|(g, _)| g.clone())
+            .collect()
     };
     let mut scopes = token_scopes.intersect(&owner, &groups_of);
     scopes.union(&scopes::identify_scopes(&owner_ref));
 
     let now = now_micros();
-    if token.last_activity.is_none_or(|t| now - t > ACTIVITY_RESOLUTION_MICROS) {
+    if token
+        .last_activity
+        .is_none_or(|t| now - t > ACTIVITY_RESOLUTION_MICROS)
+    {
         tokens::touch(&state.db, token.id, now).await?;
         if let Principal::User(u) = &principal {
             // A server's own token says nothing about the person being active.
@@ -227,13 +272,29 @@ pub async fn identity_for_token(state: &AppState, raw: &str) -> ApiResult<Option
         }
     }
     let session_id = token.session_id.clone();
-    Ok(Some(Identity { principal, token: Some(token), scopes, session_id, group_members }))
+    Ok(Some(Identity {
+        principal,
+        token: Some(token),
+        scopes,
+        session_id,
+        group_members,
+    }))
 }
 
 /// The identity of a user logged in with the hub cookie: all of the user's own scopes.
-pub async fn identity_for_user(state: &AppState, user: User, session_id: Option<String>) -> ApiResult<Identity> {
+pub async fn identity_for_user(
+    state: &AppState,
+    user: User,
+    session_id: Option<String>,
+) -> ApiResult<Identity> {
     let principal = Principal::User(user);
     let scopes = owner_scopes(state, &principal).await?;
     let group_members = load_group_members(state, filter_groups(&scopes)).await?;
-    Ok(Identity { principal, token: None, scopes, session_id, group_members })
+    Ok(Identity {
+        principal,
+        token: None,
+        scopes,
+        session_id,
+        group_members,
+    })
 }

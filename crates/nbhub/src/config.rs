@@ -215,7 +215,11 @@ impl fmt::Display for HttpUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Print as written by an admin: no trailing `/` on a bare origin.
         let s = self.0.as_str();
-        f.write_str(if self.0.path() == "/" { s.trim_end_matches('/') } else { s })
+        f.write_str(if self.0.path() == "/" {
+            s.trim_end_matches('/')
+        } else {
+            s
+        })
     }
 }
 
@@ -242,7 +246,9 @@ impl BaseUrl {
             return Err(format!("{s:?} must be a path starting with '/'"));
         }
         if s.contains(['?', '#', ' ', '\\']) || s.contains("//") {
-            return Err(format!("{s:?} must be a plain path such as \"/\" or \"/jupyter/\""));
+            return Err(format!(
+                "{s:?} must be a plain path such as \"/\" or \"/jupyter/\""
+            ));
         }
         let mut s = s.to_string();
         if !s.ends_with('/') {
@@ -278,15 +284,18 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let (text, origin) = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", p.display())))?;
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    ConfigError(format!("cannot read config file {}: {e}", p.display()))
+                })?;
                 (text, p.display().to_string())
             }
             None => (String::new(), "<defaults>".to_string()),
         };
         let mut config = Config::from_toml_str(&text, &origin)?;
-        let overrides: Vec<(String, String)> =
-            env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+        let overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
         if !overrides.is_empty() {
             config = config.with_env_overrides(&overrides)?;
         }
@@ -307,7 +316,11 @@ impl Config {
                     format!(", line {line}")
                 })
                 .unwrap_or_default();
-            let key = if key == "." { String::new() } else { format!("key `{key}`: ") };
+            let key = if key == "." {
+                String::new()
+            } else {
+                format!("key `{key}`: ")
+            };
             let message = inner
                 .message()
                 .replace("expected u32", "expected a whole number (integer)")
@@ -363,13 +376,20 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let h = &self.hub;
         if h.api_page_default_limit == 0 || h.api_page_max_limit == 0 {
-            return Err(ConfigError("key `hub.api_page_default_limit`/`hub.api_page_max_limit`: must be at least 1".into()));
+            return Err(ConfigError(
+                "key `hub.api_page_default_limit`/`hub.api_page_max_limit`: must be at least 1"
+                    .into(),
+            ));
         }
         if h.cookie_max_age_days == 0 {
-            return Err(ConfigError("key `hub.cookie_max_age_days`: must be at least 1".into()));
+            return Err(ConfigError(
+                "key `hub.cookie_max_age_days`: must be at least 1".into(),
+            ));
         }
         if !h.db_url.is_empty()
-            && !["sqlite:", "postgres://", "postgresql://"].iter().any(|p| h.db_url.starts_with(p))
+            && !["sqlite:", "postgres://", "postgresql://"]
+                .iter()
+                .any(|p| h.db_url.starts_with(p))
         {
             return Err(ConfigError(format!(
                 "key `hub.db_url`: {:?} is not supported; use \"\" (SQLite in data_dir), sqlite://PATH or postgresql://USER@HOST/DB",
@@ -385,7 +405,10 @@ impl Config {
                 )));
             }
             if !names.insert(&s.name) {
-                return Err(ConfigError(format!("key `services[{i}].name`: service {:?} is defined twice", s.name)));
+                return Err(ConfigError(format!(
+                    "key `services[{i}].name`: service {:?} is defined twice",
+                    s.name
+                )));
             }
             if !s.api_token.is_empty() && !(8..=255).contains(&s.api_token.len()) {
                 return Err(ConfigError(format!(
@@ -393,16 +416,22 @@ impl Config {
                 )));
             }
             if !s.url.is_empty() {
-                HttpUrl::parse(&s.url).map_err(|e| ConfigError(format!("key `services[{i}].url`: {e}")))?;
+                HttpUrl::parse(&s.url)
+                    .map_err(|e| ConfigError(format!("key `services[{i}].url`: {e}")))?;
             }
         }
         let mut role_names = std::collections::BTreeSet::new();
         for (i, r) in self.roles.iter().enumerate() {
             if r.name.is_empty() {
-                return Err(ConfigError(format!("key `roles[{i}].name`: a role needs a name")));
+                return Err(ConfigError(format!(
+                    "key `roles[{i}].name`: a role needs a name"
+                )));
             }
             if !role_names.insert(&r.name) {
-                return Err(ConfigError(format!("key `roles[{i}].name`: role {:?} is defined twice", r.name)));
+                return Err(ConfigError(format!(
+                    "key `roles[{i}].name`: role {:?} is defined twice",
+                    r.name
+                )));
             }
             for (j, scope) in r.scopes.iter().enumerate() {
                 crate::auth::scopes::validate_scope(scope)
@@ -422,7 +451,10 @@ impl Config {
     /// Where the SQLite file or the PostgreSQL server is.
     pub fn database_url(&self) -> String {
         if self.hub.db_url.is_empty() {
-            format!("sqlite://{}?mode=rwc", self.hub.data_dir.join("nbhub.sqlite").display())
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.hub.data_dir.join("nbhub.sqlite").display()
+            )
         } else {
             self.hub.db_url.clone()
         }
@@ -547,8 +579,13 @@ mod tests {
         // Every key of every section appears, uncommented.
         let doc = toml::Value::try_from(Config::default()).expect("serialises");
         for (section, table) in doc.as_table().expect("table") {
-            let Some(table) = table.as_table() else { continue };
-            assert!(text.contains(&format!("[{section}]")), "section {section} missing");
+            let Some(table) = table.as_table() else {
+                continue;
+            };
+            assert!(
+                text.contains(&format!("[{section}]")),
+                "section {section} missing"
+            );
             for key in table.keys() {
                 assert!(
                     text.lines().any(|l| l.starts_with(&format!("{key} = "))),
@@ -560,49 +597,88 @@ mod tests {
 
     #[test]
     fn unknown_key_names_key_and_line() {
-        let err = load("[hub]\nbase_url = \"/\"\nbind_ulr = \"http://x\"\n").unwrap_err().0;
+        let err = load("[hub]\nbase_url = \"/\"\nbind_ulr = \"http://x\"\n")
+            .unwrap_err()
+            .0;
         assert!(err.contains("test.toml, line 3"), "{err}");
         assert!(err.contains("bind_ulr"), "{err}");
-        assert!(err.contains("bind_url"), "should list what is allowed: {err}");
+        assert!(
+            err.contains("bind_url"),
+            "should list what is allowed: {err}"
+        );
     }
 
     #[test]
     fn bad_url_and_bad_type_name_the_key() {
         let err = load("[hub]\nbind_url = \"ftp://x\"\n").unwrap_err().0;
-        assert!(err.contains("hub.bind_url") && err.contains("line 2") && err.contains("http://"), "{err}");
-        let err = load("[hub]\ncookie_max_age_days = \"two\"\n").unwrap_err().0;
-        assert!(err.contains("hub.cookie_max_age_days") && err.contains("integer"), "{err}");
+        assert!(
+            err.contains("hub.bind_url") && err.contains("line 2") && err.contains("http://"),
+            "{err}"
+        );
+        let err = load("[hub]\ncookie_max_age_days = \"two\"\n")
+            .unwrap_err()
+            .0;
+        assert!(
+            err.contains("hub.cookie_max_age_days") && err.contains("integer"),
+            "{err}"
+        );
         let err = load("[authenticator]\nkind = \"ldap\"\n").unwrap_err().0;
-        assert!(err.contains("authenticator.kind") && err.contains("dummy"), "{err}");
+        assert!(
+            err.contains("authenticator.kind") && err.contains("dummy"),
+            "{err}"
+        );
     }
 
     #[test]
     fn env_overrides_file() {
         let env = vec![
             ("NBHUB_HUB__BASE_URL".to_string(), "/jupyter".to_string()),
-            ("NBHUB_HUB__COOKIE_MAX_AGE_DAYS".to_string(), "3".to_string()),
-            ("NBHUB_AUTHENTICATOR__ADMIN_USERS".to_string(), "[\"root\"]".to_string()),
-            ("NBHUB_AUTHENTICATOR__PASSWORD".to_string(), "123".to_string()),
+            (
+                "NBHUB_HUB__COOKIE_MAX_AGE_DAYS".to_string(),
+                "3".to_string(),
+            ),
+            (
+                "NBHUB_AUTHENTICATOR__ADMIN_USERS".to_string(),
+                "[\"root\"]".to_string(),
+            ),
+            (
+                "NBHUB_AUTHENTICATOR__PASSWORD".to_string(),
+                "123".to_string(),
+            ),
         ];
-        let c = Config::default().with_env_overrides(&env).expect("overrides apply");
+        let c = Config::default()
+            .with_env_overrides(&env)
+            .expect("overrides apply");
         assert_eq!(c.hub.base_url.as_str(), "/jupyter/");
         assert_eq!(c.hub.cookie_max_age_days, 3);
         assert_eq!(c.authenticator.admin_users, vec!["root".to_string()]);
-        assert_eq!(c.authenticator.password, "123", "a string key keeps a numeric-looking value as text");
+        assert_eq!(
+            c.authenticator.password, "123",
+            "a string key keeps a numeric-looking value as text"
+        );
         let err = Config::default()
             .with_env_overrides(&[("NBHUB_HUB__NOPE".into(), "1".into())])
             .unwrap_err()
             .0;
-        assert!(err.contains("NBHUB_HUB__NOPE") && err.contains("hub.nope"), "{err}");
+        assert!(
+            err.contains("NBHUB_HUB__NOPE") && err.contains("hub.nope"),
+            "{err}"
+        );
     }
 
     #[test]
     fn roles_and_services_are_checked() {
-        let err = load("[[roles]]\nname = \"r\"\nscopes = [\"read:usrs\"]\n").unwrap_err().0;
+        let err = load("[[roles]]\nname = \"r\"\nscopes = [\"read:usrs\"]\n")
+            .unwrap_err()
+            .0;
         assert!(err.contains("roles[0].scopes[0]"), "{err}");
-        let err = load("[[roles]]\nname = \"r\"\nservices = [\"ghost\"]\n").unwrap_err().0;
+        let err = load("[[roles]]\nname = \"r\"\nservices = [\"ghost\"]\n")
+            .unwrap_err()
+            .0;
         assert!(err.contains("ghost"), "{err}");
-        let err = load("[[services]]\nname = \"c\"\napi_token = \"short\"\n").unwrap_err().0;
+        let err = load("[[services]]\nname = \"c\"\napi_token = \"short\"\n")
+            .unwrap_err()
+            .0;
         assert!(err.contains("services[0].api_token"), "{err}");
     }
 }

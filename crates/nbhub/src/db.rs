@@ -57,15 +57,25 @@ impl Db {
     /// Connect and run the migrations of the backend the URL names.
     pub async fn connect(url: &str) -> Result<Db, sqlx::Error> {
         sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
         let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
         options = match backend {
             // SQLite allows one writer; a small pool avoids "database is locked" churn.
             Backend::Sqlite => options.max_connections(4).after_connect(|conn, _| {
                 Box::pin(async move {
-                    sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA busy_timeout = 5000").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA foreign_keys = ON")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA busy_timeout = 5000")
+                        .execute(&mut *conn)
+                        .await?;
                     Ok(())
                 })
             }),
@@ -131,7 +141,10 @@ pub(crate) fn json_column(row: &AnyRow, column: &str) -> Result<serde_json::Valu
 
 /// Builds `$1, $2, …` placeholder lists for `IN (…)` clauses, starting after `first`.
 pub(crate) fn placeholders(first: usize, count: usize) -> String {
-    (first + 1..=first + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+    (first + 1..=first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// True for a unique-constraint violation on either backend.
@@ -154,13 +167,19 @@ mod tests {
         assert_eq!(format_timestamp(t), "2026-11-26T11:26:43.545556Z");
         let t = parse_timestamp("2026-11-26T11:26:43Z").expect("parses");
         assert_eq!(format_timestamp(t), "2026-11-26T11:26:43Z");
-        assert_eq!(parse_timestamp("2026-11-26T11:26:43.5"), parse_timestamp("2026-11-26T11:26:43.500Z"));
+        assert_eq!(
+            parse_timestamp("2026-11-26T11:26:43.5"),
+            parse_timestamp("2026-11-26T11:26:43.500Z")
+        );
         assert!(parse_timestamp("yesterday").is_none());
     }
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact_url("postgresql://u:secret@h/db"), "postgresql://u:***@h/db");
+        assert_eq!(
+            redact_url("postgresql://u:secret@h/db"),
+            "postgresql://u:***@h/db"
+        );
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
     }
 }

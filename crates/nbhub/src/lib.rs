@@ -41,11 +41,22 @@ pub async fn init(config: Config) -> anyhow::Result<AppState> {
     std::fs::create_dir_all(&config.hub.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.hub.data_dir.display()))?;
     let url = config.database_url();
-    let db = Db::connect(&url).await.with_context(|| format!("cannot open database {}", db::redact_url(&url)))?;
+    let db = Db::connect(&url)
+        .await
+        .with_context(|| format!("cannot open database {}", db::redact_url(&url)))?;
     let secret = state::load_or_create_secret(&config.hub.data_dir, "nbhub_cookie_secret")
-        .with_context(|| format!("cannot read or create the cookie secret in {}", config.hub.data_dir.display()))?;
-    db::services::sync_from_config(&db, &config.services).await.context("loading [[services]]")?;
-    db::services::sync_roles_from_config(&db, &config.roles).await.context("loading [[roles]]")?;
+        .with_context(|| {
+            format!(
+                "cannot read or create the cookie secret in {}",
+                config.hub.data_dir.display()
+            )
+        })?;
+    db::services::sync_from_config(&db, &config.services)
+        .await
+        .context("loading [[services]]")?;
+    db::services::sync_roles_from_config(&db, &config.roles)
+        .await
+        .context("loading [[roles]]")?;
     for name in &config.authenticator.admin_users {
         match db::users::get(&db, name).await? {
             Some(u) if !u.admin => db::users::set_admin(&db, u.id, true).await?,
@@ -70,9 +81,15 @@ pub fn app(state: AppState) -> Router {
     let hub = format!("{base}hub");
     Router::new()
         // `nest` serves `{hub}/api` itself; clients also ask for `{hub}/api/`.
-        .route(&format!("{hub}/api/"), axum::routing::get(api::info::version))
+        .route(
+            &format!("{hub}/api/"),
+            axum::routing::get(api::info::version),
+        )
         .nest(&format!("{hub}/api"), api::routes())
-        .route(&format!("{hub}/health"), axum::routing::get(api::info::health))
+        .route(
+            &format!("{hub}/health"),
+            axum::routing::get(api::info::health),
+        )
         .route(&format!("{hub}/"), axum::routing::get(pages::hub_root))
         .nest(&hub, pages::routes())
         .fallback(catch_all)
@@ -82,12 +99,17 @@ pub fn app(state: AppState) -> Router {
 
 async fn version_header(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
-    response.headers_mut().insert(VERSION_HEADER, HeaderValue::from_static(api::API_VERSION));
+    response
+        .headers_mut()
+        .insert(VERSION_HEADER, HeaderValue::from_static(api::API_VERSION));
     response
 }
 
 /// The hub owns the proxy's catch-all route: send everything else into `/hub/`, as JupyterHub.
-async fn catch_all(axum::extract::State(state): axum::extract::State<AppState>, uri: OriginalUri) -> Response {
+async fn catch_all(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    uri: OriginalUri,
+) -> Response {
     let base = state.config.hub.base_url.as_str();
     let path = uri.path();
     let hub = format!("{base}hub");
@@ -126,5 +148,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }

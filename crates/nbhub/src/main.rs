@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use nbhub::config::{self, Config};
 
 #[derive(Parser)]
-#[command(name = "nbhub", version, about = "A multi-user hub for Jupyter, built for HPC centres")]
+#[command(
+    name = "nbhub",
+    version,
+    about = "A multi-user hub for Jupyter, built for HPC centres"
+)]
 struct Cli {
     /// The configuration file (default: ./nbhub.toml if present).
     #[arg(short = 'f', long = "config", global = true)]
@@ -52,8 +56,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| format!("nbhub={0},tower_http={0}", config.hub.log_level.as_str()));
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_writer(std::io::stderr).init();
+    let filter = std::env::var("RUST_LOG")
+        .unwrap_or_else(|_| format!("nbhub={0},tower_http={0}", config.hub.log_level.as_str()));
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -63,9 +71,12 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Some(Command::Token { user, note, expires_in, scopes }) => {
-                mint_token(config, &user, note, expires_in, scopes).await
-            }
+            Some(Command::Token {
+                user,
+                note,
+                expires_in,
+                scopes,
+            }) => mint_token(config, &user, note, expires_in, scopes).await,
             _ => serve(config).await,
         }
     });
@@ -83,9 +94,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = config.hub.hub_bind_url.socket_addr_string();
     let public = config.hub.bind_url.to_string();
     let state = nbhub::init(config).await?;
-    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
-    tracing::info!("nbhub {} listening on http://{local} (public URL {public})", env!("CARGO_PKG_VERSION"));
+    tracing::info!(
+        "nbhub {} listening on http://{local} (public URL {public})",
+        env!("CARGO_PKG_VERSION")
+    );
     nbhub::run(state, listener, shutdown_signal()).await?;
     tracing::info!("nbhub stopped");
     Ok(())
@@ -93,7 +109,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut term) = signal(SignalKind::terminate()) else { return std::future::pending().await };
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return std::future::pending().await;
+    };
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
@@ -122,7 +140,11 @@ async fn mint_token(
         None => bail!("no user named {name}; users are created when they first log in, or with POST /hub/api/users"),
     };
     let token = db::tokens::generate();
-    let scopes = if scopes.is_empty() { vec!["inherit".to_string()] } else { scopes };
+    let scopes = if scopes.is_empty() {
+        vec!["inherit".to_string()]
+    } else {
+        scopes
+    };
     let expires_at = expires_in.map(|s| db::now_micros() + (s as i64) * 1_000_000);
     db::tokens::insert(
         &state.db,
@@ -132,7 +154,9 @@ async fn mint_token(
             rounds: db::tokens::GENERATED_ROUNDS,
             client_id: db::tokens::API_CLIENT_ID,
             session_id: None,
-            note: note.as_deref().unwrap_or("Requested via nbhub token command"),
+            note: note
+                .as_deref()
+                .unwrap_or("Requested via nbhub token command"),
             scopes: &scopes,
             expires_at,
         },

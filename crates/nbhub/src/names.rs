@@ -6,7 +6,9 @@ pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255
         && !name.starts_with(['-', '.'])
-        && name.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | '+'))
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | '+'))
 }
 
 /// What JupyterHub's default authenticator does to a user name before anything else.
@@ -34,7 +36,16 @@ mod tests {
         for ok in ["alice", "bob-2", "a.b", "x@y.org", "ünï"] {
             assert!(is_valid_name(ok), "{ok}");
         }
-        for bad in ["", "-rf", ".hidden", "a b", "a/b", "a;b", "$(x)", &"x".repeat(256)] {
+        for bad in [
+            "",
+            "-rf",
+            ".hidden",
+            "a b",
+            "a/b",
+            "a;b",
+            "$(x)",
+            &"x".repeat(256),
+        ] {
             assert!(!is_valid_name(bad), "{bad}");
         }
         assert_eq!(normalize_username(" Alice "), "alice");

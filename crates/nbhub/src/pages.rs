@@ -20,7 +20,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("page.html", include_str!("../templates/page.html")),
     ("login.html", include_str!("../templates/login.html")),
     ("signup.html", include_str!("../templates/signup.html")),
-    ("authorize.html", include_str!("../templates/authorize.html")),
+    (
+        "authorize.html",
+        include_str!("../templates/authorize.html"),
+    ),
     ("home.html", include_str!("../templates/home.html")),
     ("error.html", include_str!("../templates/error.html")),
 ];
@@ -54,12 +57,18 @@ pub fn render(state: &AppState, name: &str, user: Option<&User>, ctx: Value) -> 
     if let (Some(full), Value::Object(extra)) = (full.as_object_mut(), ctx) {
         full.extend(extra);
     }
-    match state.templates.get_template(name).and_then(|t| t.render(&full)) {
+    match state
+        .templates
+        .get_template(name)
+        .and_then(|t| t.render(&full))
+    {
         Ok(html) => {
             let mut r = Html(html).into_response();
             r.headers_mut().insert(
                 header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static("frame-ancestors 'none'; report-uri /hub/security/csp-report"),
+                HeaderValue::from_static(
+                    "frame-ancestors 'none'; report-uri /hub/security/csp-report",
+                ),
             );
             r
         }
@@ -67,7 +76,12 @@ pub fn render(state: &AppState, name: &str, user: Option<&User>, ctx: Value) -> 
     }
 }
 
-pub fn error_page(state: &AppState, status: StatusCode, message: &str, user: Option<&User>) -> Response {
+pub fn error_page(
+    state: &AppState,
+    status: StatusCode,
+    message: &str,
+    user: Option<&User>,
+) -> Response {
     let mut r = render(
         state,
         "error.html",
@@ -79,14 +93,27 @@ pub fn error_page(state: &AppState, status: StatusCode, message: &str, user: Opt
 }
 
 /// The user whose valid login cookie this request carries, and the browser session id.
-pub async fn cookie_user(state: &AppState, headers: &HeaderMap) -> ApiResult<Option<(User, Option<String>)>> {
-    let Some(raw) = session::get_cookie(headers, session::LOGIN_COOKIE) else { return Ok(None) };
-    let max_age = i64::from(state.config.hub.cookie_max_age_days) * 86_400;
-    let now = db::now_micros() / 1_000_000;
-    let Some(cookie_id) = session::verify(&state.cookie_secret, session::LOGIN_COOKIE, raw, now, max_age) else {
+pub async fn cookie_user(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> ApiResult<Option<(User, Option<String>)>> {
+    let Some(raw) = session::get_cookie(headers, session::LOGIN_COOKIE) else {
         return Ok(None);
     };
-    let user = db::users::get_by_cookie_id(&state.db, &cookie_id).await?.filter(|u| u.approved);
+    let max_age = i64::from(state.config.hub.cookie_max_age_days) * 86_400;
+    let now = db::now_micros() / 1_000_000;
+    let Some(cookie_id) = session::verify(
+        &state.cookie_secret,
+        session::LOGIN_COOKIE,
+        raw,
+        now,
+        max_age,
+    ) else {
+        return Ok(None);
+    };
+    let user = db::users::get_by_cookie_id(&state.db, &cookie_id)
+        .await?
+        .filter(|u| u.approved);
     let session_id = session::get_cookie(headers, session::SESSION_COOKIE).map(str::to_string);
     Ok(user.map(|u| (u, session_id)))
 }
@@ -170,13 +197,22 @@ mod tests {
 
     #[test]
     fn next_is_local_only() {
-        assert_eq!(safe_next("/user/alice/lab", None).as_deref(), Some("/user/alice/lab"));
+        assert_eq!(
+            safe_next("/user/alice/lab", None).as_deref(),
+            Some("/user/alice/lab")
+        );
         assert_eq!(safe_next("https://evil.example/x", Some("hub.org")), None);
         assert_eq!(safe_next("//evil.example/x", None), None);
         assert_eq!(safe_next("///evil.example/x", None), None);
-        assert_eq!(safe_next("/\\evil.example", None).as_deref(), Some("/%5Cevil.example"));
+        assert_eq!(
+            safe_next("/\\evil.example", None).as_deref(),
+            Some("/%5Cevil.example")
+        );
         assert_eq!(safe_next("javascript:alert(1)", None), None);
-        assert_eq!(safe_next("http://hub.org:8000/hub/home?x=1", Some("hub.org:8000")).as_deref(), Some("/hub/home?x=1"));
+        assert_eq!(
+            safe_next("http://hub.org:8000/hub/home?x=1", Some("hub.org:8000")).as_deref(),
+            Some("/hub/home?x=1")
+        );
         assert_eq!(safe_next("relative", None), None);
     }
 }

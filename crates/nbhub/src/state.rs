@@ -30,7 +30,13 @@ impl Deref for AppState {
 impl AppState {
     pub fn new(config: Config, db: Db, cookie_secret: Vec<u8>) -> Self {
         let throttle = LoginThrottle::new(config.authenticator.failed_login_threshold);
-        AppState(Arc::new(Inner { config, db, cookie_secret, throttle, templates: crate::pages::templates() }))
+        AppState(Arc::new(Inner {
+            config,
+            db,
+            cookie_secret,
+            throttle,
+            templates: crate::pages::templates(),
+        }))
     }
 
     /// `{base_url}hub/`
@@ -46,7 +52,10 @@ pub fn load_or_create_secret(data_dir: &Path, file_name: &str) -> std::io::Resul
     let path = data_dir.join(file_name);
     match std::fs::read_to_string(&path) {
         Ok(text) => hex::decode(text.trim()).map_err(|e| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: not hex: {e}", path.display()))
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: not hex: {e}", path.display()),
+            )
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut secret = vec![0u8; 32];

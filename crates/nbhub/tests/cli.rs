@@ -16,7 +16,11 @@ impl Drop for Guard {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// Polls `GET url` with a tiny HTTP/1.0 client until it answers, up to `deadline`.
@@ -25,7 +29,8 @@ fn first_answer(url_host: &str, path: &str, deadline: Duration) -> Option<(Durat
     let start = Instant::now();
     while start.elapsed() < deadline {
         if let Ok(mut s) = std::net::TcpStream::connect(url_host) {
-            let _ = s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {url_host}\r\n\r\n").as_bytes());
+            let _ =
+                s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {url_host}\r\n\r\n").as_bytes());
             let mut out = String::new();
             if s.read_to_string(&mut out).is_ok() && out.starts_with("HTTP/1") {
                 return Some((start.elapsed(), out));
@@ -37,7 +42,10 @@ fn first_answer(url_host: &str, path: &str, deadline: Duration) -> Option<(Durat
 }
 
 fn generated_config(dir: &std::path::Path) -> std::path::PathBuf {
-    let out = Command::new(NBHUB).arg("generate-config").output().expect("run nbhub generate-config");
+    let out = Command::new(NBHUB)
+        .arg("generate-config")
+        .output()
+        .expect("run nbhub generate-config");
     assert!(out.status.success());
     let path = dir.join("x.toml");
     std::fs::write(&path, &out.stdout).expect("write config");
@@ -54,26 +62,43 @@ fn generated_config_starts_and_answers_within_300ms() {
         .args(["--config", config.to_str().expect("utf-8 path")])
         .current_dir(dir.path())
         // The generated file is used unchanged; only the port is moved off the default.
-        .env("NBHUB_HUB__HUB_BIND_URL", format!("http://127.0.0.1:{port}"))
+        .env(
+            "NBHUB_HUB__HUB_BIND_URL",
+            format!("http://127.0.0.1:{port}"),
+        )
         .stderr(Stdio::null())
         .spawn()
         .expect("start nbhub");
     let _guard = Guard(child);
-    let (_, response) = first_answer(&format!("127.0.0.1:{port}"), "/hub/api/", Duration::from_secs(10))
-        .expect("nbhub answered GET /hub/api/");
+    let (_, response) = first_answer(
+        &format!("127.0.0.1:{port}"),
+        "/hub/api/",
+        Duration::from_secs(10),
+    )
+    .expect("nbhub answered GET /hub/api/");
     let elapsed = start.elapsed();
-    assert!(response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
     assert!(response.contains("\"version\":\"6."), "{response}");
     eprintln!("nbhub answered GET /hub/api/ {elapsed:?} after launch");
     assert!(elapsed <= Duration::from_millis(300), "took {elapsed:?}");
-    assert!(dir.path().join("nbhub.sqlite").exists(), "SQLite database created in data_dir");
+    assert!(
+        dir.path().join("nbhub.sqlite").exists(),
+        "SQLite database created in data_dir"
+    );
 }
 
 fn config_error(text: &str) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, text).expect("write");
-    let out = Command::new(NBHUB).args(["-f", path.to_str().expect("utf-8")]).current_dir(dir.path()).output().expect("run");
+    let out = Command::new(NBHUB)
+        .args(["-f", path.to_str().expect("utf-8")])
+        .current_dir(dir.path())
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(2), "exit status 2 for a bad config");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -81,29 +106,48 @@ fn config_error(text: &str) -> String {
 #[test]
 fn config_errors_exit_2_and_name_the_key() {
     let e = config_error("[hub]\nbind_ulr = \"http://127.0.0.1:8000\"\n");
-    assert!(e.contains("bad.toml, line 2") && e.contains("bind_ulr") && e.contains("expected one of"), "{e}");
+    assert!(
+        e.contains("bad.toml, line 2") && e.contains("bind_ulr") && e.contains("expected one of"),
+        "{e}"
+    );
     let e = config_error("[hub]\nbind_url = \"not a url\"\n");
     assert!(e.contains("hub.bind_url") && e.contains("line 2"), "{e}");
     let e = config_error("[hub]\ncookie_max_age_days = \"14\"\n");
-    assert!(e.contains("hub.cookie_max_age_days") && e.contains("integer"), "{e}");
+    assert!(
+        e.contains("hub.cookie_max_age_days") && e.contains("integer"),
+        "{e}"
+    );
     let e = config_error("[authenticator]\nkind = \"ldap\"\n");
-    assert!(e.contains("authenticator.kind") && e.contains("dummy"), "{e}");
+    assert!(
+        e.contains("authenticator.kind") && e.contains("dummy"),
+        "{e}"
+    );
     let e = config_error("[spawnr]\n");
     assert!(e.contains("spawnr"), "{e}");
     let e = config_error("[hub]\ndb_url = \"mysql://x\"\n");
     assert!(e.contains("hub.db_url"), "{e}");
 
     // A bad environment override names the variable.
-    let out = Command::new(NBHUB).env("NBHUB_HUB__COOKIE_MAX_AGE_DAYS", "many").current_dir(std::env::temp_dir()).output().expect("run");
+    let out = Command::new(NBHUB)
+        .env("NBHUB_HUB__COOKIE_MAX_AGE_DAYS", "many")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(2));
     let e = String::from_utf8_lossy(&out.stderr);
-    assert!(e.contains("NBHUB_") && e.contains("cookie_max_age_days"), "{e}");
+    assert!(
+        e.contains("NBHUB_") && e.contains("cookie_max_age_days"),
+        "{e}"
+    );
 }
 
 #[test]
 fn version_flag() {
     let out = Command::new(NBHUB).arg("--version").output().expect("run");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("nbhub {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("nbhub {}", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[test]
@@ -117,23 +161,67 @@ fn token_command_mints_a_working_token() {
     )
     .expect("write");
     let cfg = config.to_str().expect("utf-8");
-    let out = Command::new(NBHUB).args(["token", "--config", cfg, "root", "--note", "cli", "--expires-in", "600"]).current_dir(dir.path()).output().expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(NBHUB)
+        .args([
+            "token",
+            "--config",
+            cfg,
+            "root",
+            "--note",
+            "cli",
+            "--expires-in",
+            "600",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(token.len() == 32 && token.chars().all(|c| c.is_ascii_hexdigit()), "{token}");
-    let out = Command::new(NBHUB).args(["token", "--config", cfg, "nobody"]).current_dir(dir.path()).output().expect("run");
+    assert!(
+        token.len() == 32 && token.chars().all(|c| c.is_ascii_hexdigit()),
+        "{token}"
+    );
+    let out = Command::new(NBHUB)
+        .args(["token", "--config", cfg, "nobody"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no user named nobody"));
-    let out = Command::new(NBHUB).args(["token", "--config", cfg, "root", "--scopes", "bogus"]).current_dir(dir.path()).output().expect("run");
+    let out = Command::new(NBHUB)
+        .args(["token", "--config", cfg, "root", "--scopes", "bogus"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run");
     assert!(!out.status.success());
 
-    let child = Command::new(NBHUB).args(["--config", cfg]).current_dir(dir.path()).stderr(Stdio::null()).spawn().expect("start");
+    let child = Command::new(NBHUB)
+        .args(["--config", cfg])
+        .current_dir(dir.path())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start");
     let _guard = Guard(child);
-    first_answer(&format!("127.0.0.1:{port}"), "/hub/api/", Duration::from_secs(10)).expect("hub up");
+    first_answer(
+        &format!("127.0.0.1:{port}"),
+        "/hub/api/",
+        Duration::from_secs(10),
+    )
+    .expect("hub up");
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.write_all(format!("GET /hub/api/user HTTP/1.0\r\nAuthorization: token {token}\r\n\r\n").as_bytes()).expect("write");
+    s.write_all(
+        format!("GET /hub/api/user HTTP/1.0\r\nAuthorization: token {token}\r\n\r\n").as_bytes(),
+    )
+    .expect("write");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read");
-    assert!(out.contains(" 200 OK") && out.contains("\"name\":\"root\""), "{out}");
+    assert!(
+        out.contains(" 200 OK") && out.contains("\"name\":\"root\""),
+        "{out}"
+    );
 }

@@ -15,10 +15,14 @@ where
     let dir = tempfile::tempdir().expect("tempdir");
     for (backend, url) in common::database_urls(dir.path()).await {
         eprintln!("-- running on {backend}");
-        let db = Db::connect(&url).await.unwrap_or_else(|e| panic!("{backend}: connect: {e}"));
+        let db = Db::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{backend}: connect: {e}"));
         test(db.clone()).await;
         // Migrations are idempotent: connecting again must not fail.
-        Db::connect(&url).await.unwrap_or_else(|e| panic!("{backend}: reconnect: {e}"));
+        Db::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{backend}: reconnect: {e}"));
         db.pool.close().await;
     }
 }
@@ -26,25 +30,60 @@ where
 #[tokio::test]
 async fn users_crud_listing_and_atomic_batches() {
     each_backend(|db| async move {
-        let created = users::create_many(&db, &["alice".into(), "bob".into(), "carol".into()], false).await.expect("create");
+        let created =
+            users::create_many(&db, &["alice".into(), "bob".into(), "carol".into()], false)
+                .await
+                .expect("create");
         assert_eq!(created.len(), 3);
-        assert!(created.iter().all(|u| !u.admin && u.approved && u.cookie_id.len() == 32));
+        assert!(created
+            .iter()
+            .all(|u| !u.admin && u.approved && u.cookie_id.len() == 32));
         // A batch with one existing name creates nothing at all.
-        let err = users::create_many(&db, &["dave".into(), "alice".into()], false).await.expect_err("duplicate");
+        let err = users::create_many(&db, &["dave".into(), "alice".into()], false)
+            .await
+            .expect_err("duplicate");
         assert!(db::is_unique_violation(&err), "{err}");
-        assert!(users::get(&db, "dave").await.expect("get").is_none(), "no half-written batch");
+        assert!(
+            users::get(&db, "dave").await.expect("get").is_none(),
+            "no half-written batch"
+        );
 
         let alice = users::get(&db, "alice").await.expect("get").expect("alice");
         users::set_admin(&db, alice.id, true).await.expect("admin");
-        users::touch_activity(&db, alice.id, 2_000).await.expect("touch");
-        users::touch_activity(&db, alice.id, 1_000).await.expect("touch");
-        let alice = users::get_by_id(&db, alice.id).await.expect("get").expect("alice");
+        users::touch_activity(&db, alice.id, 2_000)
+            .await
+            .expect("touch");
+        users::touch_activity(&db, alice.id, 1_000)
+            .await
+            .expect("touch");
+        let alice = users::get_by_id(&db, alice.id)
+            .await
+            .expect("get")
+            .expect("alice");
         assert!(alice.admin);
-        assert_eq!(alice.last_activity, Some(2_000), "activity never moves back");
-        assert_eq!(users::get_by_cookie_id(&db, &alice.cookie_id).await.expect("get").map(|u| u.name), Some("alice".into()));
-        let new_cookie = users::rotate_cookie_id(&db, alice.id).await.expect("rotate");
-        assert!(users::get_by_cookie_id(&db, &alice.cookie_id).await.expect("get").is_none());
-        assert!(users::get_by_cookie_id(&db, &new_cookie).await.expect("get").is_some());
+        assert_eq!(
+            alice.last_activity,
+            Some(2_000),
+            "activity never moves back"
+        );
+        assert_eq!(
+            users::get_by_cookie_id(&db, &alice.cookie_id)
+                .await
+                .expect("get")
+                .map(|u| u.name),
+            Some("alice".into())
+        );
+        let new_cookie = users::rotate_cookie_id(&db, alice.id)
+            .await
+            .expect("rotate");
+        assert!(users::get_by_cookie_id(&db, &alice.cookie_id)
+            .await
+            .expect("get")
+            .is_none());
+        assert!(users::get_by_cookie_id(&db, &new_cookie)
+            .await
+            .expect("get")
+            .is_some());
 
         let q = |name_filter: Option<&str>, sort, descending, offset, limit| users::ListQuery {
             offset,
@@ -55,29 +94,49 @@ async fn users_crud_listing_and_atomic_batches() {
             descending,
             visible: None,
         };
-        let (page, total) = users::list(&db, &q(None, users::SortKey::Name, true, 0, 2)).await.expect("list");
+        let (page, total) = users::list(&db, &q(None, users::SortKey::Name, true, 0, 2))
+            .await
+            .expect("list");
         assert_eq!(total, 3);
-        assert_eq!(page.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(), ["carol", "bob"]);
-        let (page, _) = users::list(&db, &q(None, users::SortKey::Name, true, 2, 2)).await.expect("list");
+        assert_eq!(
+            page.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
+            ["carol", "bob"]
+        );
+        let (page, _) = users::list(&db, &q(None, users::SortKey::Name, true, 2, 2))
+            .await
+            .expect("list");
         assert_eq!(page.len(), 1);
-        let (page, total) = users::list(&db, &q(Some("AR"), users::SortKey::Id, false, 0, 10)).await.expect("list");
+        let (page, total) = users::list(&db, &q(Some("AR"), users::SortKey::Id, false, 0, 10))
+            .await
+            .expect("list");
         assert_eq!((total, page[0].name.as_str()), (1, "carol"));
-        let (page, _) = users::list(&db, &q(Some("%"), users::SortKey::Id, false, 0, 10)).await.expect("list");
+        let (page, _) = users::list(&db, &q(Some("%"), users::SortKey::Id, false, 0, 10))
+            .await
+            .expect("list");
         assert!(page.is_empty(), "LIKE wildcards in the filter are literal");
         // last_activity: nulls last ascending, first descending
-        let (page, _) = users::list(&db, &q(None, users::SortKey::LastActivity, false, 0, 10)).await.expect("list");
+        let (page, _) = users::list(&db, &q(None, users::SortKey::LastActivity, false, 0, 10))
+            .await
+            .expect("list");
         assert_eq!(page[0].name, "alice");
-        let (page, _) = users::list(&db, &q(None, users::SortKey::LastActivity, true, 0, 10)).await.expect("list");
+        let (page, _) = users::list(&db, &q(None, users::SortKey::LastActivity, true, 0, 10))
+            .await
+            .expect("list");
         assert_eq!(page[2].name, "alice");
         // restricted visibility (filtered list:users)
         let mut vis = q(None, users::SortKey::Id, false, 0, 10);
-        vis.visible = Some(users::Visible { names: vec!["bob".into()], groups: vec![] });
+        vis.visible = Some(users::Visible {
+            names: vec!["bob".into()],
+            groups: vec![],
+        });
         let (page, total) = users::list(&db, &vis).await.expect("list");
         assert_eq!((total, page[0].name.as_str()), (1, "bob"));
         vis.visible = Some(users::Visible::default());
         assert_eq!(users::list(&db, &vis).await.expect("list").1, 0);
 
-        users::rename(&db, alice.id, "alicia").await.expect("rename");
+        users::rename(&db, alice.id, "alicia")
+            .await
+            .expect("rename");
         assert!(users::get(&db, "alicia").await.expect("get").is_some());
         users::delete(&db, alice.id).await.expect("delete");
         assert!(users::get(&db, "alicia").await.expect("get").is_none());
@@ -88,25 +147,62 @@ async fn users_crud_listing_and_atomic_batches() {
 #[tokio::test]
 async fn groups_membership_and_cascades() {
     each_backend(|db| async move {
-        users::create_many(&db, &["alice".into(), "bob".into()], false).await.expect("users");
-        let g = groups::create_many(&db, &[("physics".into(), vec!["alice".into()])]).await.expect("group").remove(0);
-        groups::add_users(&db, g.id, &["bob".into(), "alice".into()]).await.expect("add");
-        assert_eq!(groups::members(&db, g.id).await.expect("members"), ["alice", "bob"]);
-        groups::remove_users(&db, g.id, &["alice".into()]).await.expect("remove");
+        users::create_many(&db, &["alice".into(), "bob".into()], false)
+            .await
+            .expect("users");
+        let g = groups::create_many(&db, &[("physics".into(), vec!["alice".into()])])
+            .await
+            .expect("group")
+            .remove(0);
+        groups::add_users(&db, g.id, &["bob".into(), "alice".into()])
+            .await
+            .expect("add");
+        assert_eq!(
+            groups::members(&db, g.id).await.expect("members"),
+            ["alice", "bob"]
+        );
+        groups::remove_users(&db, g.id, &["alice".into()])
+            .await
+            .expect("remove");
         assert_eq!(groups::members(&db, g.id).await.expect("members"), ["bob"]);
-        groups::set_properties(&db, g.id, &json!({"quota": 1})).await.expect("props");
-        assert_eq!(groups::get(&db, "physics").await.expect("get").expect("g").properties, json!({"quota": 1}));
+        groups::set_properties(&db, g.id, &json!({"quota": 1}))
+            .await
+            .expect("props");
+        assert_eq!(
+            groups::get(&db, "physics")
+                .await
+                .expect("get")
+                .expect("g")
+                .properties,
+            json!({"quota": 1})
+        );
         let bob = users::get(&db, "bob").await.expect("get").expect("bob");
-        assert_eq!(users::group_names(&db, bob.id).await.expect("groups"), ["physics"]);
-        users::set_groups(&db, bob.id, &[]).await.expect("set groups");
-        assert!(groups::members(&db, g.id).await.expect("members").is_empty());
-        groups::add_users(&db, g.id, &["bob".into()]).await.expect("add");
+        assert_eq!(
+            users::group_names(&db, bob.id).await.expect("groups"),
+            ["physics"]
+        );
+        users::set_groups(&db, bob.id, &[])
+            .await
+            .expect("set groups");
+        assert!(groups::members(&db, g.id)
+            .await
+            .expect("members")
+            .is_empty());
+        groups::add_users(&db, g.id, &["bob".into()])
+            .await
+            .expect("add");
         // Deleting a user removes the membership; deleting the group removes it too.
         users::delete(&db, bob.id).await.expect("delete");
-        assert!(groups::members(&db, g.id).await.expect("members").is_empty());
+        assert!(groups::members(&db, g.id)
+            .await
+            .expect("members")
+            .is_empty());
         let (list, total) = groups::list(&db, 0, 10, None).await.expect("list");
         assert_eq!((list.len(), total), (1, 1));
-        assert_eq!(groups::list(&db, 0, 10, Some(&[])).await.expect("list").1, 0);
+        assert_eq!(
+            groups::list(&db, 0, 10, Some(&[])).await.expect("list").1,
+            0
+        );
         groups::delete(&db, g.id).await.expect("delete");
         assert!(groups::get(&db, "physics").await.expect("get").is_none());
     })
@@ -135,16 +231,24 @@ async fn tokens_are_hashed_found_expired_and_revoked() {
         .await
         .expect("insert");
         assert_eq!(row.scopes, scopes);
-        let found = tokens::find(&db, &secret).await.expect("find").expect("found");
+        let found = tokens::find(&db, &secret)
+            .await
+            .expect("find")
+            .expect("found");
         assert_eq!(found.id, row.id);
-        assert!(tokens::find(&db, &tokens::generate()).await.expect("find").is_none());
+        assert!(tokens::find(&db, &tokens::generate())
+            .await
+            .expect("find")
+            .is_none());
         assert!(tokens::find(&db, "short").await.expect("find").is_none());
         // Only a hash is stored.
         let stored: Vec<(String, String)> = sqlx::query_as("SELECT prefix, hashed FROM api_tokens")
             .fetch_all(&db.pool)
             .await
             .expect("select");
-        assert!(stored.iter().all(|(p, h)| p.len() == 4 && h.starts_with("sha512:") && !h.contains(&secret)));
+        assert!(stored
+            .iter()
+            .all(|(p, h)| p.len() == 4 && h.starts_with("sha512:") && !h.contains(&secret)));
         // Expiry
         let expired = tokens::generate();
         tokens::insert(
@@ -163,12 +267,27 @@ async fn tokens_are_hashed_found_expired_and_revoked() {
         .await
         .expect("insert");
         assert!(tokens::find(&db, &expired).await.expect("find").is_none());
-        assert_eq!(tokens::list_for(&db, tokens::Owner::User(alice.id)).await.expect("list").len(), 1);
+        assert_eq!(
+            tokens::list_for(&db, tokens::Owner::User(alice.id))
+                .await
+                .expect("list")
+                .len(),
+            1
+        );
         assert_eq!(tokens::purge_expired(&db).await.expect("purge"), 1);
         tokens::touch(&db, row.id, 42).await.expect("touch");
-        assert_eq!(tokens::get(&db, row.id).await.expect("get").expect("row").last_activity, Some(42));
+        assert_eq!(
+            tokens::get(&db, row.id)
+                .await
+                .expect("get")
+                .expect("row")
+                .last_activity,
+            Some(42)
+        );
         // Logout revokes the session's tokens.
-        tokens::delete_for_session(&db, "sess1").await.expect("delete");
+        tokens::delete_for_session(&db, "sess1")
+            .await
+            .expect("delete");
         assert!(tokens::find(&db, &secret).await.expect("find").is_none());
     })
     .await;
@@ -177,7 +296,11 @@ async fn tokens_are_hashed_found_expired_and_revoked() {
 #[tokio::test]
 async fn services_and_roles_follow_the_config() {
     each_backend(|db| async move {
-        let mut svc = vec![ServiceConfig { name: "culler".into(), api_token: "culler-secret-token".into(), ..Default::default() }];
+        let mut svc = vec![ServiceConfig {
+            name: "culler".into(),
+            api_token: "culler-secret-token".into(),
+            ..Default::default()
+        }];
         let roles = vec![RoleConfig {
             name: "culler-role".into(),
             scopes: vec!["list:users".into()],
@@ -187,27 +310,64 @@ async fn services_and_roles_follow_the_config() {
             ..Default::default()
         }];
         services::sync_from_config(&db, &svc).await.expect("sync");
-        services::sync_roles_from_config(&db, &roles).await.expect("roles");
-        let found = tokens::find(&db, "culler-secret-token").await.expect("find").expect("service token");
-        let culler = services::get(&db, "culler").await.expect("get").expect("culler");
+        services::sync_roles_from_config(&db, &roles)
+            .await
+            .expect("roles");
+        let found = tokens::find(&db, "culler-secret-token")
+            .await
+            .expect("find")
+            .expect("service token");
+        let culler = services::get(&db, "culler")
+            .await
+            .expect("get")
+            .expect("culler");
         assert_eq!(found.owner, tokens::Owner::Service(culler.id));
-        assert_eq!(services::role_names(&db, culler.id).await.expect("roles"), ["culler-role"]);
-        let newbie = users::get(&db, "newbie").await.expect("get").expect("role users are created");
-        assert_eq!(users::role_names(&db, newbie.id).await.expect("roles"), ["culler-role"]);
+        assert_eq!(
+            services::role_names(&db, culler.id).await.expect("roles"),
+            ["culler-role"]
+        );
+        let newbie = users::get(&db, "newbie")
+            .await
+            .expect("get")
+            .expect("role users are created");
+        assert_eq!(
+            users::role_names(&db, newbie.id).await.expect("roles"),
+            ["culler-role"]
+        );
         assert!(groups::get(&db, "staff").await.expect("get").is_some());
         // Syncing again is a no-op; a changed token replaces the old one.
         services::sync_from_config(&db, &svc).await.expect("sync");
-        assert_eq!(tokens::list_for(&db, tokens::Owner::Service(culler.id)).await.expect("list").len(), 1);
+        assert_eq!(
+            tokens::list_for(&db, tokens::Owner::Service(culler.id))
+                .await
+                .expect("list")
+                .len(),
+            1
+        );
         svc[0].api_token = "another-secret-token".into();
         services::sync_from_config(&db, &svc).await.expect("sync");
-        assert!(tokens::find(&db, "culler-secret-token").await.expect("find").is_none());
-        assert!(tokens::find(&db, "another-secret-token").await.expect("find").is_some());
+        assert!(tokens::find(&db, "culler-secret-token")
+            .await
+            .expect("find")
+            .is_none());
+        assert!(tokens::find(&db, "another-secret-token")
+            .await
+            .expect("find")
+            .is_some());
         // Removed from the config: gone, with its tokens.
-        services::sync_roles_from_config(&db, &[]).await.expect("roles");
+        services::sync_roles_from_config(&db, &[])
+            .await
+            .expect("roles");
         services::sync_from_config(&db, &[]).await.expect("sync");
         assert!(services::get(&db, "culler").await.expect("get").is_none());
-        assert!(tokens::find(&db, "another-secret-token").await.expect("find").is_none());
-        assert!(services::get_role(&db, "culler-role").await.expect("get").is_none());
+        assert!(tokens::find(&db, "another-secret-token")
+            .await
+            .expect("find")
+            .is_none());
+        assert!(services::get_role(&db, "culler-role")
+            .await
+            .expect("get")
+            .is_none());
     })
     .await;
 }
@@ -217,17 +377,41 @@ async fn servers_and_oauth_records() {
     each_backend(|db| async move {
         let alice = users::create(&db, "alice", false).await.expect("alice");
         let row = servers::ensure(&db, alice.id, "").await.expect("ensure");
-        assert_eq!(servers::ensure(&db, alice.id, "").await.expect("ensure").id, row.id, "one row per name");
-        servers::mark_starting(&db, row.id, &json!({"partition": "debug"}), 1_000).await.expect("start");
-        servers::set_state(&db, row.id, &json!({"pid": 42})).await.expect("state");
-        servers::mark_ready(&db, row.id, "127.0.0.1", 8888).await.expect("ready");
-        let r = servers::get(&db, alice.id, "").await.expect("get").expect("row");
-        assert_eq!((r.started, r.port, r.ip.as_deref()), (Some(1_000), Some(8888), Some("127.0.0.1")));
+        assert_eq!(
+            servers::ensure(&db, alice.id, "").await.expect("ensure").id,
+            row.id,
+            "one row per name"
+        );
+        servers::mark_starting(&db, row.id, &json!({"partition": "debug"}), 1_000)
+            .await
+            .expect("start");
+        servers::set_state(&db, row.id, &json!({"pid": 42}))
+            .await
+            .expect("state");
+        servers::mark_ready(&db, row.id, "127.0.0.1", 8888)
+            .await
+            .expect("ready");
+        let r = servers::get(&db, alice.id, "")
+            .await
+            .expect("get")
+            .expect("row");
+        assert_eq!(
+            (r.started, r.port, r.ip.as_deref()),
+            (Some(1_000), Some(8888), Some("127.0.0.1"))
+        );
         assert_eq!(r.state, json!({"pid": 42}));
         assert_eq!(servers::list_started(&db).await.expect("list").len(), 1);
         let (ready, _) = users::list(
             &db,
-            &users::ListQuery { offset: 0, limit: 10, name_filter: None, state: Some(users::StateFilter::Ready), sort: users::SortKey::Id, descending: false, visible: None },
+            &users::ListQuery {
+                offset: 0,
+                limit: 10,
+                name_filter: None,
+                state: Some(users::StateFilter::Ready),
+                sort: users::SortKey::Id,
+                descending: false,
+                visible: None,
+            },
         )
         .await
         .expect("list");
@@ -247,8 +431,16 @@ async fn servers_and_oauth_records() {
         )
         .await
         .expect("client");
-        assert!(oauth::verify_client_secret(&db, "jupyterhub-user-alice", "client-secret").await.expect("verify"));
-        assert!(!oauth::verify_client_secret(&db, "jupyterhub-user-alice", "wrong").await.expect("verify"));
+        assert!(
+            oauth::verify_client_secret(&db, "jupyterhub-user-alice", "client-secret")
+                .await
+                .expect("verify")
+        );
+        assert!(
+            !oauth::verify_client_secret(&db, "jupyterhub-user-alice", "wrong")
+                .await
+                .expect("verify")
+        );
         let code = oauth::Code {
             client_id: "jupyterhub-user-alice".into(),
             redirect_uri: "/user/alice/oauth_callback".into(),
@@ -258,13 +450,33 @@ async fn servers_and_oauth_records() {
             code_challenge: Some("abc".into()),
             code_challenge_method: Some("S256".into()),
         };
-        oauth::insert_code(&db, "the-code", &code, 300).await.expect("code");
-        assert_eq!(oauth::take_code(&db, "the-code").await.expect("take"), Some(code.clone()));
-        assert_eq!(oauth::take_code(&db, "the-code").await.expect("take"), None, "a code works once");
-        oauth::insert_code(&db, "old-code", &code, -1).await.expect("code");
-        assert_eq!(oauth::take_code(&db, "old-code").await.expect("take"), None, "expired");
-        oauth::delete_client(&db, "jupyterhub-user-alice").await.expect("delete");
-        assert!(oauth::get_client(&db, "jupyterhub-user-alice").await.expect("get").is_none());
+        oauth::insert_code(&db, "the-code", &code, 300)
+            .await
+            .expect("code");
+        assert_eq!(
+            oauth::take_code(&db, "the-code").await.expect("take"),
+            Some(code.clone())
+        );
+        assert_eq!(
+            oauth::take_code(&db, "the-code").await.expect("take"),
+            None,
+            "a code works once"
+        );
+        oauth::insert_code(&db, "old-code", &code, -1)
+            .await
+            .expect("code");
+        assert_eq!(
+            oauth::take_code(&db, "old-code").await.expect("take"),
+            None,
+            "expired"
+        );
+        oauth::delete_client(&db, "jupyterhub-user-alice")
+            .await
+            .expect("delete");
+        assert!(oauth::get_client(&db, "jupyterhub-user-alice")
+            .await
+            .expect("get")
+            .is_none());
     })
     .await;
 }
@@ -272,19 +484,60 @@ async fn servers_and_oauth_records() {
 /// The API scenario of the foundation, on PostgreSQL (the SQLite one is in api.rs).
 #[tokio::test]
 async fn hub_api_on_postgres() {
-    let Some(url) = common::fresh_postgres_db().await else { return };
+    let Some(url) = common::fresh_postgres_db().await else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let config = common::test_config(dir.path(), &url);
     let hub = common::start_hub(config, dir).await;
     let c = common::client();
     let auth = format!("token {}", common::ADMIN_TOKEN);
-    let resp = c.post(hub.api("/users")).header("Authorization", &auth).json(&json!({"usernames": ["alice", "bob"]})).send().await.expect("post");
+    let resp = c
+        .post(hub.api("/users"))
+        .header("Authorization", &auth)
+        .json(&json!({"usernames": ["alice", "bob"]}))
+        .send()
+        .await
+        .expect("post");
     assert_eq!(resp.status(), 201);
-    let t: serde_json::Value = c.post(hub.api("/users/alice/tokens")).header("Authorization", &auth).json(&json!({})).send().await.expect("post").json().await.expect("json");
+    let t: serde_json::Value = c
+        .post(hub.api("/users/alice/tokens"))
+        .header("Authorization", &auth)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
     let alice = format!("token {}", t["token"].as_str().expect("token"));
-    assert_eq!(c.get(hub.api("/user")).header("Authorization", &alice).send().await.expect("get").status(), 200);
-    assert_eq!(c.get(hub.api("/users/bob")).header("Authorization", &alice).send().await.expect("get").status(), 404);
-    assert_eq!(c.get(hub.api("/users")).header("Authorization", &alice).send().await.expect("get").status(), 403);
+    assert_eq!(
+        c.get(hub.api("/user"))
+            .header("Authorization", &alice)
+            .send()
+            .await
+            .expect("get")
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.get(hub.api("/users/bob"))
+            .header("Authorization", &alice)
+            .send()
+            .await
+            .expect("get")
+            .status(),
+        404
+    );
+    assert_eq!(
+        c.get(hub.api("/users"))
+            .header("Authorization", &alice)
+            .send()
+            .await
+            .expect("get")
+            .status(),
+        403
+    );
     let page: serde_json::Value = c
         .get(hub.api("/users?limit=1"))
         .header("Authorization", &auth)
@@ -296,5 +549,7 @@ async fn hub_api_on_postgres() {
         .await
         .expect("json");
     assert_eq!(page["_pagination"]["total"], 2);
-    assert!(page["_pagination"]["next"]["url"].as_str().is_some_and(|u| u.starts_with("http://127.0.0.1:")));
+    assert!(page["_pagination"]["next"]["url"]
+        .as_str()
+        .is_some_and(|u| u.starts_with("http://127.0.0.1:")));
 }

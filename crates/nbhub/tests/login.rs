@@ -27,12 +27,25 @@ async fn get_form(b: &reqwest::Client, url: &str) -> String {
     xsrf_of(&resp.text().await.expect("html"))
 }
 
-async fn post_login(hub: &TestHub, b: &reqwest::Client, user: &str, password: &str, xsrf: Option<&str>) -> reqwest::Response {
-    let mut form = vec![("username", user.to_string()), ("password", password.to_string())];
+async fn post_login(
+    hub: &TestHub,
+    b: &reqwest::Client,
+    user: &str,
+    password: &str,
+    xsrf: Option<&str>,
+) -> reqwest::Response {
+    let mut form = vec![
+        ("username", user.to_string()),
+        ("password", password.to_string()),
+    ];
     if let Some(x) = xsrf {
         form.push(("_xsrf", x.to_string()));
     }
-    b.post(hub.hub("/login?next=%2Fhub%2Fhome%3Fx%3D1")).form(&form).send().await.expect("post login")
+    b.post(hub.hub("/login?next=%2Fhub%2Fhome%3Fx%3D1"))
+        .form(&form)
+        .send()
+        .await
+        .expect("post login")
 }
 
 #[tokio::test]
@@ -55,38 +68,73 @@ async fn dummy_login_needs_xsrf_and_the_password() {
     // Without the XSRF token: 403, and no login cookie.
     let resp = post_login(&hub, &b, "alice", "letmein", None).await;
     assert_eq!(resp.status(), 403);
-    assert!(resp.headers().get_all("set-cookie").iter().all(|c| !c.to_str().unwrap_or("").starts_with("jupyterhub-hub-login")));
+    assert!(resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .all(|c| !c.to_str().unwrap_or("").starts_with("jupyterhub-hub-login")));
     // A forged token: 403.
     let resp = post_login(&hub, &b, "alice", "letmein", Some("0123:abcd")).await;
     assert_eq!(resp.status(), 403);
     // Wrong password: 403 with the form again.
     let resp = post_login(&hub, &b, "alice", "nope", Some(&xsrf)).await;
     assert_eq!(resp.status(), 403);
-    assert!(resp.text().await.expect("html").contains("Invalid username or password"));
+    assert!(resp
+        .text()
+        .await
+        .expect("html")
+        .contains("Invalid username or password"));
 
     // Right password: 302 to the (local) next, with HttpOnly cookies.
     let resp = post_login(&hub, &b, "Alice", "letmein", Some(&xsrf)).await;
     assert_eq!(resp.status(), 302);
     assert_eq!(resp.headers()["location"], "/hub/home?x=1");
-    let cookies: Vec<String> =
-        resp.headers().get_all("set-cookie").iter().map(|c| c.to_str().expect("ascii").to_string()).collect();
-    let login = cookies.iter().find(|c| c.starts_with("jupyterhub-hub-login=")).expect("login cookie");
-    assert!(login.contains("HttpOnly") && login.contains("Path=/hub/") && login.contains("SameSite=Lax"), "{login}");
-    let session = cookies.iter().find(|c| c.starts_with("jupyterhub-session-id=")).expect("session cookie");
+    let cookies: Vec<String> = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().expect("ascii").to_string())
+        .collect();
+    let login = cookies
+        .iter()
+        .find(|c| c.starts_with("jupyterhub-hub-login="))
+        .expect("login cookie");
+    assert!(
+        login.contains("HttpOnly")
+            && login.contains("Path=/hub/")
+            && login.contains("SameSite=Lax"),
+        "{login}"
+    );
+    let session = cookies
+        .iter()
+        .find(|c| c.starts_with("jupyterhub-session-id="))
+        .expect("session cookie");
     assert!(session.contains("Path=/;"), "{session}");
 
     let resp = b.get(hub.hub("/home")).send().await.expect("home");
     assert_eq!(resp.status(), 200);
-    assert!(resp.text().await.expect("html").contains("alice"), "the user name was normalised to lower case");
+    assert!(
+        resp.text().await.expect("html").contains("alice"),
+        "the user name was normalised to lower case"
+    );
     // The login cookie also authenticates API GETs from the browser.
     let resp = b.get(hub.api("/user")).send().await.expect("whoami");
     assert_eq!(resp.status(), 200);
     // … but a cookie-authenticated API POST without the XSRF token is refused.
-    let resp = b.post(hub.api("/users/alice/tokens")).json(&serde_json::json!({})).send().await.expect("post");
+    let resp = b
+        .post(hub.api("/users/alice/tokens"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("post");
     assert_eq!(resp.status(), 403);
 
     // An off-site next is dropped.
-    let resp = b.get(hub.hub("/login?next=https%3A%2F%2Fevil.example%2Fx")).send().await.expect("get");
+    let resp = b
+        .get(hub.hub("/login?next=https%3A%2F%2Fevil.example%2Fx"))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(resp.status(), 302);
     assert_eq!(resp.headers()["location"], "/hub/home");
 
@@ -108,13 +156,23 @@ async fn repeated_failures_are_slowed_down() {
     let b = browser();
     let xsrf = get_form(&b, &hub.hub("/login")).await;
     for _ in 0..2 {
-        assert_eq!(post_login(&hub, &b, "carol", "wrong", Some(&xsrf)).await.status(), 403);
+        assert_eq!(
+            post_login(&hub, &b, "carol", "wrong", Some(&xsrf))
+                .await
+                .status(),
+            403
+        );
     }
     let resp = post_login(&hub, &b, "carol", "right", Some(&xsrf)).await;
     assert_eq!(resp.status(), 429, "even the right password must wait");
     assert!(resp.headers().contains_key("retry-after"));
     // Another name is not affected.
-    assert_eq!(post_login(&hub, &b, "dave", "right", Some(&xsrf)).await.status(), 302);
+    assert_eq!(
+        post_login(&hub, &b, "dave", "right", Some(&xsrf))
+            .await
+            .status(),
+        302
+    );
 }
 
 #[tokio::test]
@@ -126,9 +184,24 @@ async fn dummy_login_respects_allowed_and_blocked_users() {
     .await;
     let b = browser();
     let xsrf = get_form(&b, &hub.hub("/login")).await;
-    assert_eq!(post_login(&hub, &b, "stranger", "x", Some(&xsrf)).await.status(), 403);
-    assert_eq!(post_login(&hub, &b, "mallory", "x", Some(&xsrf)).await.status(), 403);
-    assert_eq!(post_login(&hub, &b, "erin", "x", Some(&xsrf)).await.status(), 302);
+    assert_eq!(
+        post_login(&hub, &b, "stranger", "x", Some(&xsrf))
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        post_login(&hub, &b, "mallory", "x", Some(&xsrf))
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        post_login(&hub, &b, "erin", "x", Some(&xsrf))
+            .await
+            .status(),
+        302
+    );
 }
 
 #[tokio::test]
@@ -142,23 +215,50 @@ async fn native_signup_approval_and_login() {
     let alice = browser();
     let xsrf = get_form(&alice, &hub.hub("/signup")).await;
     let signup = |b: &reqwest::Client, user: &str, pw: &str, confirm: &str, x: &str| {
-        let form = [("username", user.to_string()), ("password", pw.to_string()), ("password_confirmation", confirm.to_string()), ("_xsrf", x.to_string())];
+        let form = [
+            ("username", user.to_string()),
+            ("password", pw.to_string()),
+            ("password_confirmation", confirm.to_string()),
+            ("_xsrf", x.to_string()),
+        ];
         b.post(hub.hub("/signup")).form(&form).send()
     };
     // Bad input: a clear 400 and no account.
-    let resp = signup(&alice, "alice", "short", "short", &xsrf).await.expect("post");
+    let resp = signup(&alice, "alice", "short", "short", &xsrf)
+        .await
+        .expect("post");
     assert_eq!(resp.status(), 400);
     assert!(resp.text().await.expect("html").contains("at least 8"));
-    let resp = signup(&alice, "alice", "long enough 1", "long enough 2", &xsrf).await.expect("post");
+    let resp = signup(&alice, "alice", "long enough 1", "long enough 2", &xsrf)
+        .await
+        .expect("post");
     assert_eq!(resp.status(), 400);
-    assert!(nbhub::db::users::get(&hub.state.db, "alice").await.expect("db").is_none());
+    assert!(nbhub::db::users::get(&hub.state.db, "alice")
+        .await
+        .expect("db")
+        .is_none());
     // No XSRF: 403.
-    let resp = alice.post(hub.hub("/signup")).form(&[("username", "alice"), ("password", "correct horse"), ("password_confirmation", "correct horse")]).send().await.expect("post");
+    let resp = alice
+        .post(hub.hub("/signup"))
+        .form(&[
+            ("username", "alice"),
+            ("password", "correct horse"),
+            ("password_confirmation", "correct horse"),
+        ])
+        .send()
+        .await
+        .expect("post");
     assert_eq!(resp.status(), 403);
 
-    let resp = signup(&alice, "alice", "correct horse", "correct horse", &xsrf).await.expect("post");
+    let resp = signup(&alice, "alice", "correct horse", "correct horse", &xsrf)
+        .await
+        .expect("post");
     assert_eq!(resp.status(), 200);
-    assert!(resp.text().await.expect("html").contains("waiting for an administrator"));
+    assert!(resp
+        .text()
+        .await
+        .expect("html")
+        .contains("waiting for an administrator"));
     // Not approved yet.
     let resp = post_login(&hub, &alice, "alice", "correct horse", Some(&xsrf)).await;
     assert_eq!(resp.status(), 403);
@@ -167,23 +267,59 @@ async fn native_signup_approval_and_login() {
     // The admin signs up (approved at once, being in admin_users) and approves alice.
     let root = browser();
     let rx = get_form(&root, &hub.hub("/signup")).await;
-    assert_eq!(signup(&root, "root", "admin password", "admin password", &rx).await.expect("post").status(), 200);
-    assert_eq!(post_login(&hub, &root, "root", "admin password", Some(&rx)).await.status(), 302);
-    let page = root.get(hub.hub("/authorize")).send().await.expect("authorize page");
+    assert_eq!(
+        signup(&root, "root", "admin password", "admin password", &rx)
+            .await
+            .expect("post")
+            .status(),
+        200
+    );
+    assert_eq!(
+        post_login(&hub, &root, "root", "admin password", Some(&rx))
+            .await
+            .status(),
+        302
+    );
+    let page = root
+        .get(hub.hub("/authorize"))
+        .send()
+        .await
+        .expect("authorize page");
     assert_eq!(page.status(), 200);
     let html = page.text().await.expect("html");
     assert!(html.contains("alice"));
     let form_xsrf = xsrf_of(&html);
-    let resp = root.post(hub.hub("/authorize/alice")).form(&[("_xsrf", form_xsrf.as_str())]).send().await.expect("approve");
+    let resp = root
+        .post(hub.hub("/authorize/alice"))
+        .form(&[("_xsrf", form_xsrf.as_str())])
+        .send()
+        .await
+        .expect("approve");
     assert_eq!(resp.status(), 302, "approved, back to the list");
 
     // Now alice can log in, with the right password only.
-    assert_eq!(post_login(&hub, &alice, "alice", "wrong password", Some(&xsrf)).await.status(), 403);
-    assert_eq!(post_login(&hub, &alice, "alice", "correct horse", Some(&xsrf)).await.status(), 302);
+    assert_eq!(
+        post_login(&hub, &alice, "alice", "wrong password", Some(&xsrf))
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        post_login(&hub, &alice, "alice", "correct horse", Some(&xsrf))
+            .await
+            .status(),
+        302
+    );
     // A non-admin cannot approve.
     let resp = alice.get(hub.hub("/authorize")).send().await.expect("get");
     assert_eq!(resp.status(), 403);
     // The password is stored as an argon2 hash only.
-    let row = nbhub::db::users::get(&hub.state.db, "alice").await.expect("db").expect("alice");
-    assert!(row.password_hash.as_deref().is_some_and(|h| h.starts_with("$argon2id$") && !h.contains("correct horse")));
+    let row = nbhub::db::users::get(&hub.state.db, "alice")
+        .await
+        .expect("db")
+        .expect("alice");
+    assert!(row
+        .password_hash
+        .as_deref()
+        .is_some_and(|h| h.starts_with("$argon2id$") && !h.contains("correct horse")));
 }

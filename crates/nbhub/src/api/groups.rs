@@ -19,8 +19,14 @@ use crate::state::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/groups", get(list_groups).post(create_groups))
-        .route("/groups/{name}", get(get_group).post(create_group).delete(delete_group))
-        .route("/groups/{name}/users", post(add_group_users).delete(remove_group_users))
+        .route(
+            "/groups/{name}",
+            get(get_group).post(create_group).delete(delete_group),
+        )
+        .route(
+            "/groups/{name}/users",
+            post(add_group_users).delete(remove_group_users),
+        )
         .route("/groups/{name}/properties", put(set_group_properties))
 }
 
@@ -42,7 +48,9 @@ async fn group_model(state: &AppState, ident: &Identity, g: &Group) -> ApiResult
 }
 
 async fn load_group(state: &AppState, name: &str) -> ApiResult<Group> {
-    db::groups::get(&state.db, name).await?.ok_or_else(|| ApiError::not_found(format!("No such group: {name}")))
+    db::groups::get(&state.db, name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("No such group: {name}")))
 }
 
 async fn list_groups(
@@ -52,14 +60,28 @@ async fn list_groups(
     uri: OriginalUri,
 ) -> ApiResult<Response> {
     let visible: Option<Vec<String>> = match ident.scopes.access("list:groups") {
-        None => return Err(ApiError::forbidden("Action is not authorized with current scopes; requires any of [list:groups]")),
-        Some(Access::All) => None,
-        Some(Access::Filters(filters)) => {
-            Some(filters.iter().filter_map(|f| if let Filter::Group(g) = f { Some(g.clone()) } else { None }).collect())
+        None => {
+            return Err(ApiError::forbidden(
+                "Action is not authorized with current scopes; requires any of [list:groups]",
+            ))
         }
+        Some(Access::All) => None,
+        Some(Access::Filters(filters)) => Some(
+            filters
+                .iter()
+                .filter_map(|f| {
+                    if let Filter::Group(g) = f {
+                        Some(g.clone())
+                    } else {
+                        None
+                    }
+                })
+                .collect(),
+        ),
     };
     let page = Page::from_request(&state, &headers, uri.query())?;
-    let (groups, total) = db::groups::list(&state.db, page.offset, page.limit, visible.as_deref()).await?;
+    let (groups, total) =
+        db::groups::list(&state.db, page.offset, page.limit, visible.as_deref()).await?;
     let mut items = Vec::with_capacity(groups.len());
     for g in &groups {
         items.push(group_model(&state, &ident, g).await?);
@@ -71,10 +93,18 @@ async fn list_groups(
 async fn users_in_body(state: &AppState, body: &Value, required: bool) -> ApiResult<Vec<String>> {
     let users = match body.get("users") {
         None | Some(Value::Null) if !required => return Ok(Vec::new()),
-        None | Some(Value::Null) => return Err(ApiError::bad_request("Must specify users: {\"users\": [names]}")),
+        None | Some(Value::Null) => {
+            return Err(ApiError::bad_request(
+                "Must specify users: {\"users\": [names]}",
+            ))
+        }
         Some(v) => v
             .as_array()
-            .and_then(|a| a.iter().map(|x| x.as_str().map(str::to_string)).collect::<Option<Vec<_>>>())
+            .and_then(|a| {
+                a.iter()
+                    .map(|x| x.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+            })
             .ok_or_else(|| ApiError::bad_request("users must be a list of user names"))?,
     };
     let mut missing = Vec::new();
@@ -84,7 +114,10 @@ async fn users_in_body(state: &AppState, body: &Value, required: bool) -> ApiRes
         }
     }
     if !missing.is_empty() {
-        return Err(ApiError::bad_request(format!("No such users: {}", missing.join(", "))));
+        return Err(ApiError::bad_request(format!(
+            "No such users: {}",
+            missing.join(", ")
+        )));
     }
     Ok(users)
 }
@@ -93,7 +126,9 @@ fn check_group_name(name: &str) -> ApiResult<()> {
     if names::is_valid_name(name) {
         Ok(())
     } else {
-        Err(ApiError::bad_request(names::invalid_name_message("group", name)))
+        Err(ApiError::bad_request(names::invalid_name_message(
+            "group", name,
+        )))
     }
 }
 
@@ -106,9 +141,15 @@ async fn create_groups(
     let names: Vec<String> = body
         .get("groups")
         .and_then(Value::as_array)
-        .and_then(|a| a.iter().map(|x| x.as_str().map(str::to_string)).collect::<Option<Vec<_>>>())
+        .and_then(|a| {
+            a.iter()
+                .map(|x| x.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+        })
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| ApiError::bad_request("Expected {\"groups\": [names]} with at least one group"))?;
+        .ok_or_else(|| {
+            ApiError::bad_request("Expected {\"groups\": [names]} with at least one group")
+        })?;
     let users = users_in_body(&state, &body, false).await?;
     let mut to_create = Vec::new();
     for n in &names {
@@ -119,7 +160,11 @@ async fn create_groups(
         to_create.push((n.clone(), users.clone()));
     }
     let created = match db::groups::create_many(&state.db, &to_create).await {
-        Err(e) if is_unique_violation(&e) => return Err(ApiError::conflict("A group was created meanwhile; try again")),
+        Err(e) if is_unique_violation(&e) => {
+            return Err(ApiError::conflict(
+                "A group was created meanwhile; try again",
+            ))
+        }
         other => other?,
     };
     let mut models = Vec::new();
@@ -134,7 +179,10 @@ async fn get_group(
     ApiIdentity(ident): ApiIdentity,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    ident.require_any(&["read:groups", "read:groups:name"], &Resource::Group(&name))?;
+    ident.require_any(
+        &["read:groups", "read:groups:name"],
+        &Resource::Group(&name),
+    )?;
     let g = load_group(&state, &name).await?;
     Ok(axum::Json(group_model(&state, &ident, &g).await?).into_response())
 }
@@ -152,11 +200,19 @@ async fn create_group(
         return Err(ApiError::conflict(format!("Group {name} already exists")));
     }
     let created = match db::groups::create_many(&state.db, &[(name.clone(), users)]).await {
-        Err(e) if is_unique_violation(&e) => return Err(ApiError::conflict(format!("Group {name} already exists"))),
+        Err(e) if is_unique_violation(&e) => {
+            return Err(ApiError::conflict(format!("Group {name} already exists")))
+        }
         other => other?,
     };
-    let g = created.into_iter().next().ok_or_else(|| ApiError::internal("group insert returned nothing"))?;
-    Ok(json_response(StatusCode::CREATED, group_model(&state, &ident, &g).await?))
+    let g = created
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::internal("group insert returned nothing"))?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        group_model(&state, &ident, &g).await?,
+    ))
 }
 
 async fn delete_group(
@@ -205,7 +261,9 @@ async fn set_group_properties(
     ident.require("groups", &Resource::Group(&name))?;
     let mut g = load_group(&state, &name).await?;
     if !body.is_object() {
-        return Err(ApiError::bad_request("Group properties must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "Group properties must be a JSON object",
+        ));
     }
     db::groups::set_properties(&state.db, g.id, &body).await?;
     g.properties = body;

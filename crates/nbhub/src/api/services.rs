@@ -14,7 +14,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/services", get(list_services)).route("/services/{name}", get(get_service))
+    Router::new()
+        .route("/services", get(list_services))
+        .route("/services/{name}", get(get_service))
 }
 
 async fn service_model(state: &AppState, ident: &Identity, s: &Service) -> ApiResult<Value> {
@@ -40,7 +42,10 @@ async fn service_model(state: &AppState, ident: &Identity, s: &Service) -> ApiRe
     Ok(m)
 }
 
-async fn list_services(State(state): State<AppState>, ApiIdentity(ident): ApiIdentity) -> ApiResult<Response> {
+async fn list_services(
+    State(state): State<AppState>,
+    ApiIdentity(ident): ApiIdentity,
+) -> ApiResult<Response> {
     if !ident.scopes.has_any("list:services") {
         ident.require("list:services", &Resource::Global)?;
     }
@@ -58,7 +63,12 @@ async fn get_service(
     ApiIdentity(ident): ApiIdentity,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    ident.require_any(&["read:services", "read:services:name"], &Resource::Service(&name))?;
-    let s = db::services::get(&state.db, &name).await?.ok_or_else(|| ApiError::not_found(format!("No such service: {name}")))?;
+    ident.require_any(
+        &["read:services", "read:services:name"],
+        &Resource::Service(&name),
+    )?;
+    let s = db::services::get(&state.db, &name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("No such service: {name}")))?;
     Ok(axum::Json(service_model(&state, &ident, &s).await?).into_response())
 }

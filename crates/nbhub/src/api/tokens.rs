@@ -18,19 +18,34 @@ use crate::state::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/users/{name}/tokens", get(list_tokens).post(create_token))
-        .route("/users/{name}/tokens/{token_id}", get(get_token).delete(delete_token))
+        .route(
+            "/users/{name}/tokens/{token_id}",
+            get(get_token).delete(delete_token),
+        )
 }
 
 /// The token model; `scopes` are the token's own scopes expanded for its owner.
-pub async fn token_model(state: &AppState, owner_name: &str, owner_kind: &str, t: &Token, owner_scopes: &ScopeSet) -> ApiResult<Value> {
-    let owner = if owner_kind == "user" { Owner::User { name: owner_name } } else { Owner::Service { name: owner_name } };
+pub async fn token_model(
+    state: &AppState,
+    owner_name: &str,
+    owner_kind: &str,
+    t: &Token,
+    owner_scopes: &ScopeSet,
+) -> ApiResult<Value> {
+    let owner = if owner_kind == "user" {
+        Owner::User { name: owner_name }
+    } else {
+        Owner::Service { name: owner_name }
+    };
     let scopes = ScopeSet::expand(&t.scopes, &owner, None, Some(owner_scopes))
         .map(|s| s.to_strings())
         .unwrap_or_else(|_| t.scopes.clone());
     let oauth_client = if t.client_id == tokens::API_CLIENT_ID {
         "JupyterHub".to_string()
     } else {
-        oauth::get_client(&state.db, &t.client_id).await?.map_or_else(|| t.client_id.clone(), |c| c.description)
+        oauth::get_client(&state.db, &t.client_id)
+            .await?
+            .map_or_else(|| t.client_id.clone(), |c| c.description)
     };
     Ok(json!({
         owner_kind: owner_name,
@@ -48,7 +63,9 @@ pub async fn token_model(state: &AppState, owner_name: &str, owner_kind: &str, t
 }
 
 async fn load_user(state: &AppState, name: &str) -> ApiResult<db::users::User> {
-    db::users::get(&state.db, name).await?.ok_or_else(|| ApiError::not_found(format!("No such user: {name}")))
+    db::users::get(&state.db, name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("No such user: {name}")))
 }
 
 fn parse_token_id(raw: &str) -> ApiResult<i64> {
@@ -84,19 +101,37 @@ async fn create_token(
     let body = match body {
         Value::Null => serde_json::Map::new(),
         Value::Object(m) => m,
-        _ => return Err(ApiError::bad_request("Body must be a JSON object with note, expires_in, scopes")),
+        _ => {
+            return Err(ApiError::bad_request(
+                "Body must be a JSON object with note, expires_in, scopes",
+            ))
+        }
     };
     for key in body.keys() {
         if !["note", "expires_in", "scopes", "roles"].contains(&key.as_str()) {
-            return Err(ApiError::bad_request(format!("Unknown field {key:?}; allowed: note, expires_in, scopes, roles")));
+            return Err(ApiError::bad_request(format!(
+                "Unknown field {key:?}; allowed: note, expires_in, scopes, roles"
+            )));
         }
     }
     let note = match body.get("note") {
         None | Some(Value::Null) => {
-            if ident.name() == name { "Requested via api".to_string() } else { format!("Requested via api by {} {}", ident.principal.kind(), ident.name()) }
+            if ident.name() == name {
+                "Requested via api".to_string()
+            } else {
+                format!(
+                    "Requested via api by {} {}",
+                    ident.principal.kind(),
+                    ident.name()
+                )
+            }
         }
         Some(Value::String(s)) if s.len() <= 1000 => s.clone(),
-        Some(_) => return Err(ApiError::bad_request("note must be a string of at most 1000 characters")),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "note must be a string of at most 1000 characters",
+            ))
+        }
     };
     let expires_at = expiry_from(body.get("expires_in"))?;
     let mut requested: Vec<String> = Vec::new();
@@ -105,17 +140,24 @@ async fn create_token(
             None | Some(Value::Null) => {}
             Some(Value::Array(items)) => {
                 for item in items {
-                    let s = item.as_str().ok_or_else(|| ApiError::bad_request(format!("{key} must be a list of strings")))?;
+                    let s = item.as_str().ok_or_else(|| {
+                        ApiError::bad_request(format!("{key} must be a list of strings"))
+                    })?;
                     if key == "roles" {
                         let scopes = role_scopes_for_token(&state, s).await?;
                         requested.extend(scopes);
                     } else {
-                        crate::auth::scopes::validate_scope(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                        crate::auth::scopes::validate_scope(s)
+                            .map_err(|e| ApiError::bad_request(e.to_string()))?;
                         requested.push(s.to_string());
                     }
                 }
             }
-            Some(_) => return Err(ApiError::bad_request(format!("{key} must be a list of strings"))),
+            Some(_) => {
+                return Err(ApiError::bad_request(format!(
+                    "{key} must be a list of strings"
+                )))
+            }
         }
     }
     let owner_principal = Principal::User(user.clone());
@@ -166,11 +208,20 @@ async fn role_scopes_for_token(state: &AppState, role: &str) -> ApiResult<Vec<St
         .ok_or_else(|| ApiError::bad_request(format!("No such role: {role}")))
 }
 
-async fn owned_token(state: &AppState, name: &str, raw_id: &str) -> ApiResult<(db::users::User, Token)> {
+async fn owned_token(
+    state: &AppState,
+    name: &str,
+    raw_id: &str,
+) -> ApiResult<(db::users::User, Token)> {
     let user = load_user(state, name).await?;
     let id = parse_token_id(raw_id)?;
     match tokens::get(&state.db, id).await? {
-        Some(t) if t.owner == tokens::Owner::User(user.id) && t.expires_at.is_none_or(|e| e > db::now_micros()) => Ok((user, t)),
+        Some(t)
+            if t.owner == tokens::Owner::User(user.id)
+                && t.expires_at.is_none_or(|e| e > db::now_micros()) =>
+        {
+            Ok((user, t))
+        }
         _ => Err(ApiError::not_found(format!("No such token: {raw_id}"))),
     }
 }

@@ -21,25 +21,45 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/user", get(whoami))
         .route("/users", get(list_users).post(create_users))
-        .route("/users/{name}", get(get_user).post(create_user).patch(patch_user).delete(delete_user))
+        .route(
+            "/users/{name}",
+            get(get_user)
+                .post(create_user)
+                .patch(patch_user)
+                .delete(delete_user),
+        )
         .route("/users/{name}/activity", post(report_activity))
 }
 
 /// Scopes that let a caller see some part of a user.
-const READ_USER_SCOPES: [&str; 6] =
-    ["read:users", "read:users:name", "read:servers", "read:users:groups", "read:users:activity", "read:roles:users"];
+const READ_USER_SCOPES: [&str; 6] = [
+    "read:users",
+    "read:users:name",
+    "read:servers",
+    "read:users:groups",
+    "read:users:activity",
+    "read:roles:users",
+];
 
 /// The server model of JupyterHub (6.x).
 pub fn server_model(state: &AppState, user: &str, row: &ServerRow, with_state: bool) -> Value {
     let base = state.config.hub.base_url.as_str();
-    let prefix = if row.name.is_empty() { format!("{base}user/{user}/") } else { format!("{base}user/{user}/{}/", row.name) };
+    let prefix = if row.name.is_empty() {
+        format!("{base}user/{user}/")
+    } else {
+        format!("{base}user/{user}/{}/", row.name)
+    };
     let progress = if row.name.is_empty() {
         format!("{base}hub/api/users/{user}/server/progress")
     } else {
         format!("{base}hub/api/users/{user}/servers/{}/progress", row.name)
     };
     let ready = row.started.is_some() && row.port.is_some();
-    let pending = if row.started.is_some() && !ready { Value::String("spawn".into()) } else { Value::Null };
+    let pending = if row.started.is_some() && !ready {
+        Value::String("spawn".into())
+    } else {
+        Value::Null
+    };
     let mut m = json!({
         "name": row.name,
         "display_name": row.display_name,
@@ -80,35 +100,57 @@ pub async fn user_model(
         m.insert("user_info".into(), user.user_info.clone());
     }
     if read_users || can("read:users:groups") {
-        m.insert("groups".into(), json!(db::users::group_names(&state.db, user.id).await?));
+        m.insert(
+            "groups".into(),
+            json!(db::users::group_names(&state.db, user.id).await?),
+        );
     }
     if read_users || can("read:users:activity") {
         m.insert("last_activity".into(), timestamp(user.last_activity));
     }
     if read_users || can("read:roles:users") {
-        m.insert("roles".into(), json!(auth::user_role_names(state, user).await?));
+        m.insert(
+            "roles".into(),
+            json!(auth::user_role_names(state, user).await?),
+        );
         m.insert("admin".into(), json!(user.admin));
     }
     if read_users {
         m.insert("created".into(), timestamp(Some(user.created)));
     }
     if read_users || can("read:servers") {
-        let default = servers.iter().find(|s| s.name.is_empty() && s.started.is_some());
-        let server_url = default.filter(|s| s.port.is_some()).map(|_| {
-            format!("{}user/{}/", state.config.hub.base_url.as_str(), user.name)
-        });
+        let default = servers
+            .iter()
+            .find(|s| s.name.is_empty() && s.started.is_some());
+        let server_url = default
+            .filter(|s| s.port.is_some())
+            .map(|_| format!("{}user/{}/", state.config.hub.base_url.as_str(), user.name));
         m.insert("server".into(), json!(server_url));
         m.insert(
             "pending".into(),
-            default.filter(|s| s.port.is_none()).map_or(Value::Null, |_| json!("spawn")),
+            default
+                .filter(|s| s.port.is_none())
+                .map_or(Value::Null, |_| json!("spawn")),
         );
     }
     if can("read:servers") {
         let with_state = can("admin:server_state");
         let mut map = Map::new();
-        for s in servers.iter().filter(|s| include_stopped || s.started.is_some()) {
-            if ident.allows("read:servers", &Resource::Server { user: &user.name, server: &s.name }) {
-                map.insert(s.name.clone(), server_model(state, &user.name, s, with_state));
+        for s in servers
+            .iter()
+            .filter(|s| include_stopped || s.started.is_some())
+        {
+            if ident.allows(
+                "read:servers",
+                &Resource::Server {
+                    user: &user.name,
+                    server: &s.name,
+                },
+            ) {
+                map.insert(
+                    s.name.clone(),
+                    server_model(state, &user.name, s, with_state),
+                );
             }
         }
         m.insert("servers".into(), Value::Object(map));
@@ -120,12 +162,17 @@ pub async fn user_model(
 }
 
 async fn load_user(state: &AppState, name: &str) -> ApiResult<User> {
-    db::users::get(&state.db, name).await?.ok_or_else(|| ApiError::not_found(format!("No such user: {name}")))
+    db::users::get(&state.db, name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("No such user: {name}")))
 }
 
 /// `GET /user`: who owns this token. Single-user servers depend on the exact answers here:
 /// 200 with `name`, `kind` and fully expanded `scopes`, or 403 for any bad token.
-async fn whoami(State(state): State<AppState>, ApiIdentity(ident): ApiIdentity) -> ApiResult<Response> {
+async fn whoami(
+    State(state): State<AppState>,
+    ApiIdentity(ident): ApiIdentity,
+) -> ApiResult<Response> {
     let mut model = match &ident.principal {
         Principal::User(user) => {
             let servers = db::servers::list_for_user(&state.db, user.id).await?;
@@ -141,13 +188,25 @@ async fn whoami(State(state): State<AppState>, ApiIdentity(ident): ApiIdentity) 
             m
         }
     };
-    model["token_id"] = ident.token.as_ref().map_or(Value::Null, |t| json!(t.api_id()));
+    model["token_id"] = ident
+        .token
+        .as_ref()
+        .map_or(Value::Null, |t| json!(t.api_id()));
     model["session_id"] = json!(ident.session_id);
     model["scopes"] = json!(ident.scopes.to_strings());
     Ok(axum::Json(model).into_response())
 }
 
-fn parse_list_query(query: Option<&str>) -> ApiResult<(Option<String>, Option<StateFilter>, SortKey, bool, bool)> {
+/// The query parameters of `GET /users` besides paging.
+struct ListParams {
+    name_filter: Option<String>,
+    state: Option<StateFilter>,
+    sort: SortKey,
+    descending: bool,
+    include_stopped: bool,
+}
+
+fn parse_list_query(query: Option<&str>) -> ApiResult<ListParams> {
     let q = |n: &str| super::query_param(query, n);
     let state = match q("state").as_deref() {
         None | Some("") => None,
@@ -175,15 +234,26 @@ fn parse_list_query(query: Option<&str>) -> ApiResult<(Option<String>, Option<St
             )))
         }
     };
-    let include_stopped = matches!(q("include_stopped_servers").as_deref(), Some("" | "1" | "true" | "True"));
-    Ok((q("name_filter").filter(|f| !f.is_empty()), state, sort, descending, include_stopped))
+    let include_stopped = matches!(
+        q("include_stopped_servers").as_deref(),
+        Some("" | "1" | "true" | "True")
+    );
+    Ok(ListParams {
+        name_filter: q("name_filter").filter(|f| !f.is_empty()),
+        state,
+        sort,
+        descending,
+        include_stopped,
+    })
 }
 
 /// Which users a filtered `list:users` lets the caller see.
 fn visible_users(ident: &Identity) -> ApiResult<Option<Visible>> {
     use crate::auth::scopes::{Access, Filter};
     match ident.scopes.access("list:users") {
-        None => Err(ApiError::forbidden("Action is not authorized with current scopes; requires any of [list:users]")),
+        None => Err(ApiError::forbidden(
+            "Action is not authorized with current scopes; requires any of [list:users]",
+        )),
         Some(Access::All) => Ok(None),
         Some(Access::Filters(filters)) => {
             let mut v = Visible::default();
@@ -208,14 +278,32 @@ async fn list_users(
 ) -> ApiResult<Response> {
     let visible = visible_users(&ident)?;
     let page = Page::from_request(&state, &headers, uri.query())?;
-    let (name_filter, state_filter, sort, descending, include_stopped) = parse_list_query(uri.query())?;
-    let query = ListQuery { offset: page.offset, limit: page.limit, name_filter, state: state_filter, sort, descending, visible };
+    let ListParams {
+        name_filter,
+        state: state_filter,
+        sort,
+        descending,
+        include_stopped,
+    } = parse_list_query(uri.query())?;
+    let query = ListQuery {
+        offset: page.offset,
+        limit: page.limit,
+        name_filter,
+        state: state_filter,
+        sort,
+        descending,
+        visible,
+    };
     let (users, total) = db::users::list(&state.db, &query).await?;
     let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
     let servers = db::servers::list_for_users(&state.db, &ids).await?;
     let mut items = Vec::with_capacity(users.len());
     for u in &users {
-        let mine: Vec<ServerRow> = servers.iter().filter(|s| s.user_id == u.id).cloned().collect();
+        let mine: Vec<ServerRow> = servers
+            .iter()
+            .filter(|s| s.user_id == u.id)
+            .cloned()
+            .collect();
         let mut model = user_model(&state, &ident, u, &mine, include_stopped).await?;
         // list:users always shows at least the name.
         if model.get("name").is_none() {
@@ -232,7 +320,9 @@ fn check_new_names(raw: &[String]) -> ApiResult<Vec<String>> {
     for r in raw {
         let n = names::normalize_username(r);
         if !names::is_valid_name(&n) {
-            return Err(ApiError::bad_request(names::invalid_name_message("user", r)));
+            return Err(ApiError::bad_request(names::invalid_name_message(
+                "user", r,
+            )));
         }
         if !names.contains(&n) {
             names.push(n);
@@ -255,10 +345,15 @@ async fn create_users(
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Response> {
     ident.require("admin:users", &Resource::Global)?;
-    let body: CreateUsers = serde_json::from_value(body)
-        .map_err(|e| ApiError::bad_request(format!("Expected {{\"usernames\": [names], \"admin\": bool}}: {e}")))?;
+    let body: CreateUsers = serde_json::from_value(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "Expected {{\"usernames\": [names], \"admin\": bool}}: {e}"
+        ))
+    })?;
     if body.usernames.is_empty() {
-        return Err(ApiError::bad_request("Must specify at least one user to create"));
+        return Err(ApiError::bad_request(
+            "Must specify at least one user to create",
+        ));
     }
     let wanted = check_new_names(&body.usernames)?;
     let mut to_create = Vec::new();
@@ -268,10 +363,17 @@ async fn create_users(
         }
     }
     if to_create.is_empty() {
-        return Err(ApiError::conflict(format!("All {} users already exist", wanted.len())));
+        return Err(ApiError::conflict(format!(
+            "All {} users already exist",
+            wanted.len()
+        )));
     }
     let created = match db::users::create_many(&state.db, &to_create, body.admin).await {
-        Err(e) if is_unique_violation(&e) => return Err(ApiError::conflict("A user was created meanwhile; try again")),
+        Err(e) if is_unique_violation(&e) => {
+            return Err(ApiError::conflict(
+                "A user was created meanwhile; try again",
+            ))
+        }
         other => other?,
     };
     let mut models = Vec::new();
@@ -290,9 +392,12 @@ async fn get_user(
 ) -> ApiResult<Response> {
     ident.require_any(&READ_USER_SCOPES, &Resource::User(&name))?;
     let user = load_user(&state, &name).await?;
-    let include_stopped = parse_list_query(uri.query())?.4;
+    let include_stopped = parse_list_query(uri.query())?.include_stopped;
     let servers = db::servers::list_for_user(&state.db, user.id).await?;
-    Ok(axum::Json(user_model(&state, &ident, &user, &servers, include_stopped).await?).into_response())
+    Ok(
+        axum::Json(user_model(&state, &ident, &user, &servers, include_stopped).await?)
+            .into_response(),
+    )
 }
 
 async fn create_user(
@@ -306,7 +411,9 @@ async fn create_user(
         Value::Null => false,
         Value::Object(m) => {
             if let Some(k) = m.keys().find(|k| *k != "admin") {
-                return Err(ApiError::bad_request(format!("Unknown field {k:?}; only \"admin\" is allowed")));
+                return Err(ApiError::bad_request(format!(
+                    "Unknown field {k:?}; only \"admin\" is allowed"
+                )));
             }
             match m.get("admin") {
                 None => false,
@@ -314,15 +421,24 @@ async fn create_user(
                 Some(_) => return Err(ApiError::bad_request("admin must be true or false")),
             }
         }
-        _ => return Err(ApiError::bad_request("Body must be a JSON object such as {\"admin\": false}")),
+        _ => {
+            return Err(ApiError::bad_request(
+                "Body must be a JSON object such as {\"admin\": false}",
+            ))
+        }
     };
     let name = check_new_names(&[name])?.remove(0);
     let user = match db::users::create(&state.db, &name, admin).await {
-        Err(e) if is_unique_violation(&e) => return Err(ApiError::conflict(format!("User {name} already exists"))),
+        Err(e) if is_unique_violation(&e) => {
+            return Err(ApiError::conflict(format!("User {name} already exists")))
+        }
         other => other?,
     };
     tracing::info!(user = %user.name, by = %ident.name(), "created user");
-    Ok(json_response(StatusCode::CREATED, user_model(&state, &ident, &user, &[], false).await?))
+    Ok(json_response(
+        StatusCode::CREATED,
+        user_model(&state, &ident, &user, &[], false).await?,
+    ))
 }
 
 async fn patch_user(
@@ -334,11 +450,17 @@ async fn patch_user(
     ident.require("admin:users", &Resource::User(&name))?;
     let user = load_user(&state, &name).await?;
     let Value::Object(fields) = body else {
-        return Err(ApiError::bad_request("Body must be a JSON object with any of name, admin, groups, roles, auth_state"));
+        return Err(ApiError::bad_request(
+            "Body must be a JSON object with any of name, admin, groups, roles, auth_state",
+        ));
     };
     let string_list = |key: &str, v: &Value| -> ApiResult<Vec<String>> {
         v.as_array()
-            .and_then(|a| a.iter().map(|x| x.as_str().map(str::to_string)).collect::<Option<Vec<_>>>())
+            .and_then(|a| {
+                a.iter()
+                    .map(|x| x.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+            })
             .ok_or_else(|| ApiError::bad_request(format!("{key} must be a list of strings")))
     };
     // Check everything before changing anything, so a bad request changes nothing.
@@ -350,14 +472,23 @@ async fn patch_user(
     for (key, v) in &fields {
         match key.as_str() {
             "name" => {
-                let n = v.as_str().ok_or_else(|| ApiError::bad_request("name must be a string"))?;
+                let n = v
+                    .as_str()
+                    .ok_or_else(|| ApiError::bad_request("name must be a string"))?;
                 let n = check_new_names(&[n.to_string()])?.remove(0);
                 if n != user.name && db::users::get(&state.db, &n).await?.is_some() {
-                    return Err(ApiError::bad_request(format!("User {n} already exists, username must be unique")));
+                    return Err(ApiError::bad_request(format!(
+                        "User {n} already exists, username must be unique"
+                    )));
                 }
                 new_name = Some(n);
             }
-            "admin" => admin = Some(v.as_bool().ok_or_else(|| ApiError::bad_request("admin must be true or false"))?),
+            "admin" => {
+                admin = Some(
+                    v.as_bool()
+                        .ok_or_else(|| ApiError::bad_request("admin must be true or false"))?,
+                )
+            }
             "groups" => {
                 let list = string_list("groups", v)?;
                 for g in &list {
@@ -381,7 +512,9 @@ async fn patch_user(
             "auth_state" => {
                 ident.require("admin:auth_state", &Resource::User(&name))?;
                 if !(v.is_object() || v.is_null()) {
-                    return Err(ApiError::bad_request("auth_state must be an object or null"));
+                    return Err(ApiError::bad_request(
+                        "auth_state must be an object or null",
+                    ));
                 }
                 auth_state = Some(v.clone());
             }
@@ -406,19 +539,29 @@ async fn patch_user(
     }
     if let Some(n) = &new_name {
         if *n != user.name {
-            let running = db::servers::list_for_user(&state.db, user.id).await?.iter().any(|s| s.started.is_some());
+            let running = db::servers::list_for_user(&state.db, user.id)
+                .await?
+                .iter()
+                .any(|s| s.started.is_some());
             if running {
-                return Err(ApiError::bad_request(format!("{} has running servers; stop them before renaming", user.name)));
+                return Err(ApiError::bad_request(format!(
+                    "{} has running servers; stop them before renaming",
+                    user.name
+                )));
             }
             match db::users::rename(&state.db, user.id, n).await {
                 Err(e) if is_unique_violation(&e) => {
-                    return Err(ApiError::bad_request(format!("User {n} already exists, username must be unique")))
+                    return Err(ApiError::bad_request(format!(
+                        "User {n} already exists, username must be unique"
+                    )))
                 }
                 other => other?,
             }
         }
     }
-    let user = db::users::get_by_id(&state.db, user.id).await?.ok_or_else(|| ApiError::not_found("User was deleted meanwhile"))?;
+    let user = db::users::get_by_id(&state.db, user.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("User was deleted meanwhile"))?;
     tracing::info!(user = %user.name, by = %ident.name(), "updated user");
     let servers = db::servers::list_for_user(&state.db, user.id).await?;
     Ok(axum::Json(user_model(&state, &ident, &user, &servers, false).await?).into_response())
@@ -455,43 +598,71 @@ async fn report_activity(
     ident.require("users:activity", &Resource::User(&name))?;
     let user = load_user(&state, &name).await?;
     let Value::Object(body) = body else {
-        return Err(ApiError::bad_request("Expected a JSON object with last_activity and/or servers"));
+        return Err(ApiError::bad_request(
+            "Expected a JSON object with last_activity and/or servers",
+        ));
     };
     if !body.contains_key("last_activity") && !body.contains_key("servers") {
-        return Err(ApiError::bad_request("Missing 'last_activity' or 'servers'"));
+        return Err(ApiError::bad_request(
+            "Missing 'last_activity' or 'servers'",
+        ));
     }
     let limit = db::now_micros() + 59 * 60 * 1_000_000;
     let parse = |v: &Value| -> ApiResult<i64> {
-        let s = v.as_str().ok_or_else(|| ApiError::bad_request(format!("last_activity must be an ISO8601 string, not {v}")))?;
-        let t = db::parse_timestamp(s)
-            .ok_or_else(|| ApiError::bad_request(format!("Invalid timestamp {s:?}; expected ISO8601 such as 2026-11-26T11:26:46.975213Z")))?;
+        let s = v.as_str().ok_or_else(|| {
+            ApiError::bad_request(format!("last_activity must be an ISO8601 string, not {v}"))
+        })?;
+        let t = db::parse_timestamp(s).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "Invalid timestamp {s:?}; expected ISO8601 such as 2026-11-26T11:26:46.975213Z"
+            ))
+        })?;
         if t > limit {
-            return Err(ApiError::bad_request(format!("last_activity {s} is more than an hour in the future")));
+            return Err(ApiError::bad_request(format!(
+                "last_activity {s} is more than an hour in the future"
+            )));
         }
         Ok(t)
     };
     let user_activity = body.get("last_activity").map(&parse).transpose()?;
     let mut server_updates = Vec::new();
     if let Some(servers) = body.get("servers") {
-        let servers = servers.as_object().ok_or_else(|| ApiError::bad_request("servers must be an object"))?;
+        let servers = servers
+            .as_object()
+            .ok_or_else(|| ApiError::bad_request("servers must be an object"))?;
         for (server_name, info) in servers {
             let t = info
                 .as_object()
                 .and_then(|i| i.get("last_activity"))
-                .ok_or_else(|| ApiError::bad_request(format!("servers[{server_name:?}] must be an object with last_activity")))?;
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "servers[{server_name:?}] must be an object with last_activity"
+                    ))
+                })?;
             let t = parse(t)?;
             let row = db::servers::get(&state.db, user.id, server_name)
                 .await?
-                .ok_or_else(|| ApiError::bad_request(format!("No such server '{server_name}' for user {name}")))?;
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("No such server '{server_name}' for user {name}"))
+                })?;
             server_updates.push((row.id, t));
         }
     }
     for (id, t) in &server_updates {
         db::servers::touch_activity(&state.db, *id, *t).await?;
     }
-    let latest = server_updates.iter().map(|(_, t)| *t).chain(user_activity).max();
+    let latest = server_updates
+        .iter()
+        .map(|(_, t)| *t)
+        .chain(user_activity)
+        .max();
     if let Some(t) = latest {
         db::users::touch_activity(&state.db, user.id, t).await?;
     }
-    Ok((StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "application/json")], "").into_response())
+    Ok((
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        "",
+    )
+        .into_response())
 }

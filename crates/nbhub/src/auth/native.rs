@@ -1,6 +1,8 @@
 //! The native authenticator's passwords: argon2id hashes in the users table.
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 
 /// Hashes a password (slow on purpose: call from `spawn_blocking`).
@@ -14,7 +16,11 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 
 /// Checks a password against a stored hash (slow on purpose: call from `spawn_blocking`).
 pub fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    PasswordHash::new(hash).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
 }
 
 #[cfg(test)]

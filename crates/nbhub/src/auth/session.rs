@@ -12,7 +12,9 @@ pub const XSRF_COOKIE: &str = "_xsrf";
 
 fn mac(secret: &[u8], parts: &[&str]) -> String {
     // HMAC accepts keys of any length, so this cannot fail.
-    let Ok(mut m) = Hmac::<Sha256>::new_from_slice(secret) else { return String::new() };
+    let Ok(mut m) = Hmac::<Sha256>::new_from_slice(secret) else {
+        return String::new();
+    };
     for p in parts {
         m.update(p.as_bytes());
         m.update(b"|");
@@ -28,14 +30,24 @@ pub fn sign(secret: &[u8], name: &str, value: &str, issued_secs: i64) -> String 
 }
 
 /// The value of a signed cookie if its signature holds and it is not older than `max_age_secs`.
-pub fn verify(secret: &[u8], name: &str, signed: &str, now_secs: i64, max_age_secs: i64) -> Option<String> {
+pub fn verify(
+    secret: &[u8],
+    name: &str,
+    signed: &str,
+    now_secs: i64,
+    max_age_secs: i64,
+) -> Option<String> {
     let mut parts = signed.rsplitn(3, '|');
     let (tag, issued, value) = (parts.next()?, parts.next()?, parts.next()?);
     let issued_secs: i64 = issued.parse().ok()?;
     if now_secs - issued_secs > max_age_secs || issued_secs > now_secs + 60 {
         return None;
     }
-    constant_time_eq(mac(secret, &[name, value, issued]).as_bytes(), tag.as_bytes()).then(|| value.to_string())
+    constant_time_eq(
+        mac(secret, &[name, value, issued]).as_bytes(),
+        tag.as_bytes(),
+    )
+    .then(|| value.to_string())
 }
 
 /// Reads one cookie from a `Cookie` header.
@@ -51,7 +63,13 @@ pub fn get_cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<
 }
 
 /// A `Set-Cookie` value: HttpOnly and SameSite=Lax always, Secure on https.
-pub fn set_cookie(name: &str, value: &str, path: &str, max_age_secs: Option<i64>, secure: bool) -> String {
+pub fn set_cookie(
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age_secs: Option<i64>,
+    secure: bool,
+) -> String {
     let mut c = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax");
     if let Some(age) = max_age_secs {
         c.push_str(&format!("; Max-Age={age}"));
@@ -73,12 +91,31 @@ mod tests {
     #[test]
     fn signed_cookies() {
         let s = sign(b"secret", LOGIN_COOKIE, "abc", 1000);
-        assert_eq!(verify(b"secret", LOGIN_COOKIE, &s, 1010, 100).as_deref(), Some("abc"));
-        assert_eq!(verify(b"other", LOGIN_COOKIE, &s, 1010, 100), None, "wrong secret");
-        assert_eq!(verify(b"secret", SESSION_COOKIE, &s, 1010, 100), None, "wrong name");
-        assert_eq!(verify(b"secret", LOGIN_COOKIE, &s, 2000, 100), None, "too old");
+        assert_eq!(
+            verify(b"secret", LOGIN_COOKIE, &s, 1010, 100).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            verify(b"other", LOGIN_COOKIE, &s, 1010, 100),
+            None,
+            "wrong secret"
+        );
+        assert_eq!(
+            verify(b"secret", SESSION_COOKIE, &s, 1010, 100),
+            None,
+            "wrong name"
+        );
+        assert_eq!(
+            verify(b"secret", LOGIN_COOKIE, &s, 2000, 100),
+            None,
+            "too old"
+        );
         let forged = s.replace("abc", "abd");
-        assert_eq!(verify(b"secret", LOGIN_COOKIE, &forged, 1010, 100), None, "forged");
+        assert_eq!(
+            verify(b"secret", LOGIN_COOKIE, &forged, 1010, 100),
+            None,
+            "forged"
+        );
     }
 
     #[test]

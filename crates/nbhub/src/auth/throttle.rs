@@ -16,7 +16,10 @@ pub struct LoginThrottle {
 
 impl LoginThrottle {
     pub fn new(threshold: u32) -> Self {
-        LoginThrottle { threshold, failures: Mutex::new(HashMap::new()) }
+        LoginThrottle {
+            threshold,
+            failures: Mutex::new(HashMap::new()),
+        }
     }
 
     /// How long `name` must still wait before trying again, if at all.
@@ -26,7 +29,8 @@ impl LoginThrottle {
         if *count < self.threshold.max(1) || last.elapsed() > FORGET_AFTER {
             return None;
         }
-        let wait = Duration::from_secs(1u64 << (count - self.threshold.max(1)).min(16)).min(MAX_WAIT);
+        let wait =
+            Duration::from_secs(1u64 << (count - self.threshold.max(1)).min(16)).min(MAX_WAIT);
         wait.checked_sub(last.elapsed())
     }
 
@@ -45,7 +49,10 @@ impl LoginThrottle {
     }
 
     pub fn succeeded(&self, name: &str) {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
     }
 }
 

@@ -19,12 +19,25 @@ pub fn new_token(secret: &[u8]) -> String {
 
 /// True if the token is well-formed, signed by us, and equal to the cookie's.
 pub fn check(secret: &[u8], cookie: Option<&str>, submitted: Option<&str>) -> bool {
-    let (Some(cookie), Some(submitted)) = (cookie, submitted) else { return false };
-    if cookie.is_empty() || !crate::db::tokens::constant_time_eq(cookie.as_bytes(), submitted.as_bytes()) {
+    let (Some(cookie), Some(submitted)) = (cookie, submitted) else {
+        return false;
+    };
+    if cookie.is_empty()
+        || !crate::db::tokens::constant_time_eq(cookie.as_bytes(), submitted.as_bytes())
+    {
         return false;
     }
-    let Some((nonce, mac)) = cookie.split_once(':') else { return false };
-    session::verify(secret, session::XSRF_COOKIE, &format!("{nonce}|0|{mac}"), 0, i64::MAX).is_some()
+    let Some((nonce, mac)) = cookie.split_once(':') else {
+        return false;
+    };
+    session::verify(
+        secret,
+        session::XSRF_COOKIE,
+        &format!("{nonce}|0|{mac}"),
+        0,
+        i64::MAX,
+    )
+    .is_some()
 }
 
 #[cfg(test)]

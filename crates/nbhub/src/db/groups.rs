@@ -18,7 +18,8 @@ fn from_row(row: &AnyRow) -> Result<Group, SqlError> {
     Ok(Group {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
-        properties: serde_json::from_str(&properties).unwrap_or_else(|_| Value::Object(Default::default())),
+        properties: serde_json::from_str(&properties)
+            .unwrap_or_else(|_| Value::Object(Default::default())),
     })
 }
 
@@ -65,7 +66,10 @@ pub async fn list(
 }
 
 /// Creates groups with their members in one transaction. Members must exist (checked by caller).
-pub async fn create_many(db: &Db, groups: &[(String, Vec<String>)]) -> Result<Vec<Group>, SqlError> {
+pub async fn create_many(
+    db: &Db,
+    groups: &[(String, Vec<String>)],
+) -> Result<Vec<Group>, SqlError> {
     let mut tx = db.pool.begin().await?;
     let mut created = Vec::new();
     for (name, users) in groups {
@@ -88,7 +92,10 @@ pub async fn create_many(db: &Db, groups: &[(String, Vec<String>)]) -> Result<Ve
 }
 
 pub async fn delete(db: &Db, id: i64) -> Result<(), SqlError> {
-    sqlx::query("DELETE FROM groups WHERE id = $1").bind(id).execute(&db.pool).await?;
+    sqlx::query("DELETE FROM groups WHERE id = $1")
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
     Ok(())
 }
 

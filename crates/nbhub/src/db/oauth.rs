@@ -24,7 +24,10 @@ pub struct NewClient<'a> {
 /// Creates or replaces a client (its secret changes with every server start).
 pub async fn upsert_client(db: &Db, c: &NewClient<'_>) -> Result<(), SqlError> {
     let mut tx = db.pool.begin().await?;
-    sqlx::query("DELETE FROM oauth_clients WHERE identifier = $1").bind(c.identifier).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM oauth_clients WHERE identifier = $1")
+        .bind(c.identifier)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(
         "INSERT INTO oauth_clients (identifier, description, secret, redirect_uri, allowed_scopes) VALUES ($1, $2, $3, $4, $5)",
     )
@@ -56,7 +59,11 @@ pub async fn get_client(db: &Db, identifier: &str) -> Result<Option<Client>, Sql
 }
 
 /// Checks a client's secret.
-pub async fn verify_client_secret(db: &Db, identifier: &str, secret: &str) -> Result<bool, SqlError> {
+pub async fn verify_client_secret(
+    db: &Db,
+    identifier: &str,
+    secret: &str,
+) -> Result<bool, SqlError> {
     let row = sqlx::query("SELECT secret FROM oauth_clients WHERE identifier = $1")
         .bind(identifier)
         .fetch_optional(&db.pool)
@@ -70,9 +77,18 @@ pub async fn verify_client_secret(db: &Db, identifier: &str, secret: &str) -> Re
 /// Deletes a client with its codes and the tokens issued through it.
 pub async fn delete_client(db: &Db, identifier: &str) -> Result<(), SqlError> {
     let mut tx = db.pool.begin().await?;
-    sqlx::query("DELETE FROM oauth_codes WHERE client_id = $1").bind(identifier).execute(&mut *tx).await?;
-    sqlx::query("DELETE FROM api_tokens WHERE client_id = $1").bind(identifier).execute(&mut *tx).await?;
-    sqlx::query("DELETE FROM oauth_clients WHERE identifier = $1").bind(identifier).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM oauth_codes WHERE client_id = $1")
+        .bind(identifier)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM api_tokens WHERE client_id = $1")
+        .bind(identifier)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM oauth_clients WHERE identifier = $1")
+        .bind(identifier)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await
 }
 
@@ -123,7 +139,10 @@ pub async fn take_code(db: &Db, code: &str) -> Result<Option<Code>, SqlError> {
     .bind(&hash)
     .fetch_optional(&mut *tx)
     .await?;
-    sqlx::query("DELETE FROM oauth_codes WHERE code_hash = $1").bind(&hash).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM oauth_codes WHERE code_hash = $1")
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     let Some(r) = row else { return Ok(None) };
     if r.try_get::<i64, _>("expires_at")? <= now_micros() {

@@ -21,7 +21,8 @@ pub struct ServerRow {
     pub port: Option<i64>,
 }
 
-const COLUMNS: &str = "id, user_id, name, display_name, state, user_options, started, last_activity, ip, port";
+const COLUMNS: &str =
+    "id, user_id, name, display_name, state, user_options, started, last_activity, ip, port";
 
 fn from_row(row: &AnyRow) -> Result<ServerRow, SqlError> {
     Ok(ServerRow {
@@ -40,7 +41,11 @@ fn from_row(row: &AnyRow) -> Result<ServerRow, SqlError> {
 
 pub async fn get(db: &Db, user_id: i64, name: &str) -> Result<Option<ServerRow>, SqlError> {
     let sql = format!("SELECT {COLUMNS} FROM servers WHERE user_id = $1 AND name = $2");
-    let row = sqlx::query(&sql).bind(user_id).bind(name).fetch_optional(&db.pool).await?;
+    let row = sqlx::query(&sql)
+        .bind(user_id)
+        .bind(name)
+        .fetch_optional(&db.pool)
+        .await?;
     row.as_ref().map(from_row).transpose()
 }
 
@@ -80,7 +85,12 @@ pub async fn ensure(db: &Db, user_id: i64, name: &str) -> Result<ServerRow, SqlE
         return Ok(row);
     }
     let sql = format!("INSERT INTO servers (user_id, name) VALUES ($1, $2) RETURNING {COLUMNS}");
-    match sqlx::query(&sql).bind(user_id).bind(name).fetch_one(&db.pool).await {
+    match sqlx::query(&sql)
+        .bind(user_id)
+        .bind(name)
+        .fetch_one(&db.pool)
+        .await
+    {
         Ok(row) => from_row(&row),
         // Lost a race with another request: the row exists now.
         Err(e) if super::is_unique_violation(&e) => get(db, user_id, name).await?.ok_or(e),
@@ -89,18 +99,29 @@ pub async fn ensure(db: &Db, user_id: i64, name: &str) -> Result<ServerRow, SqlE
 }
 
 /// Records a start: options and start time, no endpoint yet.
-pub async fn mark_starting(db: &Db, id: i64, user_options: &Value, started: i64) -> Result<(), SqlError> {
-    sqlx::query("UPDATE servers SET user_options = $1, started = $2, ip = NULL, port = NULL WHERE id = $3")
-        .bind(user_options.to_string())
-        .bind(started)
-        .bind(id)
-        .execute(&db.pool)
-        .await?;
+pub async fn mark_starting(
+    db: &Db,
+    id: i64,
+    user_options: &Value,
+    started: i64,
+) -> Result<(), SqlError> {
+    sqlx::query(
+        "UPDATE servers SET user_options = $1, started = $2, ip = NULL, port = NULL WHERE id = $3",
+    )
+    .bind(user_options.to_string())
+    .bind(started)
+    .bind(id)
+    .execute(&db.pool)
+    .await?;
     Ok(())
 }
 
 pub async fn set_state(db: &Db, id: i64, state: &Value) -> Result<(), SqlError> {
-    sqlx::query("UPDATE servers SET state = $1 WHERE id = $2").bind(state.to_string()).bind(id).execute(&db.pool).await?;
+    sqlx::query("UPDATE servers SET state = $1 WHERE id = $2")
+        .bind(state.to_string())
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
     Ok(())
 }
 
@@ -115,10 +136,12 @@ pub async fn mark_ready(db: &Db, id: i64, ip: &str, port: u16) -> Result<(), Sql
 }
 
 pub async fn mark_stopped(db: &Db, id: i64) -> Result<(), SqlError> {
-    sqlx::query("UPDATE servers SET started = NULL, ip = NULL, port = NULL, state = '{}' WHERE id = $1")
-        .bind(id)
-        .execute(&db.pool)
-        .await?;
+    sqlx::query(
+        "UPDATE servers SET started = NULL, ip = NULL, port = NULL, state = '{}' WHERE id = $1",
+    )
+    .bind(id)
+    .execute(&db.pool)
+    .await?;
     Ok(())
 }
 
@@ -135,6 +158,9 @@ pub async fn touch_activity(db: &Db, id: i64, at: i64) -> Result<(), SqlError> {
 }
 
 pub async fn delete(db: &Db, id: i64) -> Result<(), SqlError> {
-    sqlx::query("DELETE FROM servers WHERE id = $1").bind(id).execute(&db.pool).await?;
+    sqlx::query("DELETE FROM servers WHERE id = $1")
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
     Ok(())
 }

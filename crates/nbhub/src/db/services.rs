@@ -31,10 +31,11 @@ fn from_row(row: &AnyRow) -> Result<Service, SqlError> {
 }
 
 pub async fn get(db: &Db, name: &str) -> Result<Option<Service>, SqlError> {
-    let row = sqlx::query("SELECT id, name, admin, url, display, info FROM services WHERE name = $1")
-        .bind(name)
-        .fetch_optional(&db.pool)
-        .await?;
+    let row =
+        sqlx::query("SELECT id, name, admin, url, display, info FROM services WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&db.pool)
+            .await?;
     row.as_ref().map(from_row).transpose()
 }
 
@@ -47,9 +48,10 @@ pub async fn get_by_id(db: &Db, id: i64) -> Result<Option<Service>, SqlError> {
 }
 
 pub async fn list(db: &Db) -> Result<Vec<Service>, SqlError> {
-    let rows = sqlx::query("SELECT id, name, admin, url, display, info FROM services ORDER BY name")
-        .fetch_all(&db.pool)
-        .await?;
+    let rows =
+        sqlx::query("SELECT id, name, admin, url, display, info FROM services ORDER BY name")
+            .fetch_all(&db.pool)
+            .await?;
     rows.iter().map(from_row).collect()
 }
 
@@ -71,7 +73,10 @@ pub async fn sync_from_config(db: &Db, services: &[ServiceConfig]) -> Result<(),
     let existing = list(db).await?;
     for old in &existing {
         if !services.iter().any(|s| s.name == old.name) {
-            sqlx::query("DELETE FROM services WHERE id = $1").bind(old.id).execute(&db.pool).await?;
+            sqlx::query("DELETE FROM services WHERE id = $1")
+                .bind(old.id)
+                .execute(&db.pool)
+                .await?;
         }
     }
     for s in services {
@@ -102,7 +107,10 @@ pub async fn sync_from_config(db: &Db, services: &[ServiceConfig]) -> Result<(),
         };
         // Keep exactly one config token row, matching the configured token.
         let owned = tokens::list_for(db, tokens::Owner::Service(id)).await?;
-        let config_rows: Vec<&tokens::Token> = owned.iter().filter(|t| t.note == CONFIG_TOKEN_NOTE).collect();
+        let config_rows: Vec<&tokens::Token> = owned
+            .iter()
+            .filter(|t| t.note == CONFIG_TOKEN_NOTE)
+            .collect();
         let mut keep = false;
         for t in &config_rows {
             if !keep && !s.api_token.is_empty() && tokens::matches(db, t.id, &s.api_token).await? {
@@ -158,11 +166,16 @@ pub async fn get_role(db: &Db, name: &str) -> Result<Option<Role>, SqlError> {
 /// missing (as JupyterHub's `load_roles` does); groups named by a role are created too.
 pub async fn sync_roles_from_config(db: &Db, roles: &[RoleConfig]) -> Result<(), SqlError> {
     let mut tx = db.pool.begin().await?;
-    let rows = sqlx::query("SELECT name FROM roles").fetch_all(&mut *tx).await?;
+    let rows = sqlx::query("SELECT name FROM roles")
+        .fetch_all(&mut *tx)
+        .await?;
     for row in rows {
         let name: String = row.try_get("name")?;
         if !roles.iter().any(|r| r.name == name) {
-            sqlx::query("DELETE FROM roles WHERE name = $1").bind(name).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM roles WHERE name = $1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
         }
     }
     for r in roles {
@@ -181,11 +194,23 @@ pub async fn sync_roles_from_config(db: &Db, roles: &[RoleConfig]) -> Result<(),
                 .execute(&mut *tx)
                 .await?;
         }
-        let role_id: i64 =
-            sqlx::query("SELECT id FROM roles WHERE name = $1").bind(r.name.as_str()).fetch_one(&mut *tx).await?.try_get("id")?;
-        sqlx::query("DELETE FROM user_roles WHERE role_id = $1").bind(role_id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM group_roles WHERE role_id = $1").bind(role_id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM service_roles WHERE role_id = $1").bind(role_id).execute(&mut *tx).await?;
+        let role_id: i64 = sqlx::query("SELECT id FROM roles WHERE name = $1")
+            .bind(r.name.as_str())
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("id")?;
+        sqlx::query("DELETE FROM user_roles WHERE role_id = $1")
+            .bind(role_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM group_roles WHERE role_id = $1")
+            .bind(role_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM service_roles WHERE role_id = $1")
+            .bind(role_id)
+            .execute(&mut *tx)
+            .await?;
         for u in &r.users {
             sqlx::query(
                 "INSERT INTO users (name, admin, created, cookie_id, approved) SELECT $1, 0, $2, $3, 1 \

@@ -111,7 +111,9 @@ pub fn verify(token: &str, hashed: &str) -> bool {
     else {
         return false;
     };
-    let Ok(rounds) = rounds.parse::<u32>() else { return false };
+    let Ok(rounds) = rounds.parse::<u32>() else {
+        return false;
+    };
     constant_time_eq(digest(token, rounds, salt).as_bytes(), expected.as_bytes())
 }
 
@@ -154,7 +156,11 @@ pub async fn find(db: &Db, token: &str) -> Result<Option<Token>, SqlError> {
         return Ok(None);
     }
     let sql = format!("SELECT {COLUMNS} FROM api_tokens WHERE prefix = $1 AND (expires_at IS NULL OR expires_at > $2)");
-    let rows = sqlx::query(&sql).bind(prefix(token)).bind(now_micros()).fetch_all(&db.pool).await?;
+    let rows = sqlx::query(&sql)
+        .bind(prefix(token))
+        .bind(now_micros())
+        .fetch_all(&db.pool)
+        .await?;
     for row in &rows {
         let hashed: String = row.try_get("hashed")?;
         if verify(token, &hashed) {
@@ -166,7 +172,10 @@ pub async fn find(db: &Db, token: &str) -> Result<Option<Token>, SqlError> {
 
 /// True if `token` matches the stored hash of row `id` (used to keep config tokens in sync).
 pub async fn matches(db: &Db, id: i64, token: &str) -> Result<bool, SqlError> {
-    let row = sqlx::query("SELECT hashed FROM api_tokens WHERE id = $1").bind(id).fetch_optional(&db.pool).await?;
+    let row = sqlx::query("SELECT hashed FROM api_tokens WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&db.pool)
+        .await?;
     Ok(match row {
         Some(r) => verify(token, &r.try_get::<String, _>("hashed")?),
         None => false,
@@ -188,12 +197,19 @@ pub async fn list_for(db: &Db, owner: Owner) -> Result<Vec<Token>, SqlError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM api_tokens WHERE {column} = $1 AND (expires_at IS NULL OR expires_at > $2) ORDER BY id"
     );
-    let rows = sqlx::query(&sql).bind(id).bind(now_micros()).fetch_all(&db.pool).await?;
+    let rows = sqlx::query(&sql)
+        .bind(id)
+        .bind(now_micros())
+        .fetch_all(&db.pool)
+        .await?;
     rows.iter().map(from_row).collect()
 }
 
 pub async fn delete(db: &Db, id: i64) -> Result<(), SqlError> {
-    sqlx::query("DELETE FROM api_tokens WHERE id = $1").bind(id).execute(&db.pool).await?;
+    sqlx::query("DELETE FROM api_tokens WHERE id = $1")
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
     Ok(())
 }
 
@@ -209,20 +225,28 @@ pub async fn delete_for_client(db: &Db, user_id: i64, client_id: &str) -> Result
 
 /// Logout: the session's OAuth tokens go with it.
 pub async fn delete_for_session(db: &Db, session_id: &str) -> Result<(), SqlError> {
-    sqlx::query("DELETE FROM api_tokens WHERE session_id = $1").bind(session_id).execute(&db.pool).await?;
+    sqlx::query("DELETE FROM api_tokens WHERE session_id = $1")
+        .bind(session_id)
+        .execute(&db.pool)
+        .await?;
     Ok(())
 }
 
 pub async fn purge_expired(db: &Db) -> Result<u64, SqlError> {
-    let done = sqlx::query("DELETE FROM api_tokens WHERE expires_at IS NOT NULL AND expires_at <= $1")
-        .bind(now_micros())
-        .execute(&db.pool)
-        .await?;
+    let done =
+        sqlx::query("DELETE FROM api_tokens WHERE expires_at IS NOT NULL AND expires_at <= $1")
+            .bind(now_micros())
+            .execute(&db.pool)
+            .await?;
     Ok(done.rows_affected())
 }
 
 pub async fn touch(db: &Db, id: i64, at: i64) -> Result<(), SqlError> {
-    sqlx::query("UPDATE api_tokens SET last_activity = $1 WHERE id = $2").bind(at).bind(id).execute(&db.pool).await?;
+    sqlx::query("UPDATE api_tokens SET last_activity = $1 WHERE id = $2")
+        .bind(at)
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
     Ok(())
 }
 

@@ -47,7 +47,10 @@ pub fn new_cookie_id() -> String {
 
 pub async fn get(db: &Db, name: &str) -> Result<Option<User>, SqlError> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE name = $1");
-    let row = sqlx::query(&sql).bind(name).fetch_optional(&db.pool).await?;
+    let row = sqlx::query(&sql)
+        .bind(name)
+        .fetch_optional(&db.pool)
+        .await?;
     row.as_ref().map(from_row).transpose()
 }
 
@@ -59,7 +62,10 @@ pub async fn get_by_id(db: &Db, id: i64) -> Result<Option<User>, SqlError> {
 
 pub async fn get_by_cookie_id(db: &Db, cookie_id: &str) -> Result<Option<User>, SqlError> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE cookie_id = $1");
-    let row = sqlx::query(&sql).bind(cookie_id).fetch_optional(&db.pool).await?;
+    let row = sqlx::query(&sql)
+        .bind(cookie_id)
+        .fetch_optional(&db.pool)
+        .await?;
     row.as_ref().map(from_row).transpose()
 }
 
@@ -178,7 +184,10 @@ pub async fn rotate_cookie_id(db: &Db, id: i64) -> Result<String, SqlError> {
 }
 
 pub async fn delete(db: &Db, id: i64) -> Result<(), SqlError> {
-    sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&db.pool).await?;
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
     Ok(())
 }
 
@@ -218,13 +227,18 @@ pub async fn role_names(db: &Db, user_id: i64) -> Result<Vec<String>, SqlError> 
 /// Replaces the user's groups; every group must exist (checked by the caller).
 pub async fn set_groups(db: &Db, user_id: i64, groups: &[String]) -> Result<(), SqlError> {
     let mut tx = db.pool.begin().await?;
-    sqlx::query("DELETE FROM user_groups WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM user_groups WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
     for g in groups {
-        sqlx::query("INSERT INTO user_groups (user_id, group_id) SELECT $1, id FROM groups WHERE name = $2")
-            .bind(user_id)
-            .bind(g.as_str())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO user_groups (user_id, group_id) SELECT $1, id FROM groups WHERE name = $2",
+        )
+        .bind(user_id)
+        .bind(g.as_str())
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await
 }
@@ -232,13 +246,18 @@ pub async fn set_groups(db: &Db, user_id: i64, groups: &[String]) -> Result<(), 
 /// Replaces the user's assigned roles; every role must exist (checked by the caller).
 pub async fn set_roles(db: &Db, user_id: i64, roles: &[String]) -> Result<(), SqlError> {
     let mut tx = db.pool.begin().await?;
-    sqlx::query("DELETE FROM user_roles WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM user_roles WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
     for r in roles {
-        sqlx::query("INSERT INTO user_roles (user_id, role_id) SELECT $1, id FROM roles WHERE name = $2")
-            .bind(user_id)
-            .bind(r.as_str())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO user_roles (user_id, role_id) SELECT $1, id FROM roles WHERE name = $2",
+        )
+        .bind(user_id)
+        .bind(r.as_str())
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await
 }
@@ -284,7 +303,11 @@ pub async fn list(db: &Db, q: &ListQuery) -> Result<(Vec<User>, i64), SqlError> 
     let mut conditions: Vec<String> = Vec::new();
     let mut args: Vec<String> = Vec::new();
     if let Some(filter) = &q.name_filter {
-        let escaped = filter.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let escaped = filter
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
         args.push(format!("%{escaped}%"));
         conditions.push(format!("LOWER(name) LIKE ${} ESCAPE '\\'", args.len()));
     }
@@ -301,7 +324,10 @@ pub async fn list(db: &Db, q: &ListQuery) -> Result<(Vec<User>, i64), SqlError> 
     if let Some(visible) = &q.visible {
         let mut alternatives = vec!["1 = 0".to_string()];
         if !visible.names.is_empty() {
-            alternatives.push(format!("name IN ({})", placeholders(args.len(), visible.names.len())));
+            alternatives.push(format!(
+                "name IN ({})",
+                placeholders(args.len(), visible.names.len())
+            ));
             args.extend(visible.names.iter().cloned());
         }
         if !visible.groups.is_empty() {
@@ -313,14 +339,19 @@ pub async fn list(db: &Db, q: &ListQuery) -> Result<(Vec<User>, i64), SqlError> 
         }
         conditions.push(format!("({})", alternatives.join(" OR ")));
     }
-    let where_clause =
-        if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+    let where_clause = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
     let direction = if q.descending { "DESC" } else { "ASC" };
     let order = match q.sort {
         SortKey::Id => format!("id {direction}"),
         SortKey::Name => format!("name {direction}"),
         // Nulls last ascending, first descending, as JupyterHub.
-        SortKey::LastActivity => format!("(last_activity IS NULL) {direction}, last_activity {direction}, id ASC"),
+        SortKey::LastActivity => {
+            format!("(last_activity IS NULL) {direction}, last_activity {direction}, id ASC")
+        }
     };
 
     let count_sql = format!("SELECT COUNT(*) AS n FROM users {where_clause}");
@@ -340,6 +371,10 @@ pub async fn list(db: &Db, q: &ListQuery) -> Result<(Vec<User>, i64), SqlError> 
     for a in &args {
         query = query.bind(a.as_str());
     }
-    let rows = query.bind(q.limit).bind(q.offset).fetch_all(&db.pool).await?;
+    let rows = query
+        .bind(q.limit)
+        .bind(q.offset)
+        .fetch_all(&db.pool)
+        .await?;
     Ok((rows.iter().map(from_row).collect::<Result<_, _>>()?, total))
 }

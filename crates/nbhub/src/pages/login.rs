@@ -27,7 +27,10 @@ pub fn routes() -> Router<AppState> {
 
 fn is_https(state: &AppState, headers: &HeaderMap) -> bool {
     state.config.hub.bind_url.is_https()
-        || headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|p| p.starts_with("https"))
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|p| p.starts_with("https"))
 }
 
 /// The XSRF token of this browser: the existing cookie if it is ours, else a new one (which the
@@ -39,7 +42,13 @@ fn xsrf_token(state: &AppState, headers: &HeaderMap) -> (String, Option<String>)
         }
     }
     let token = xsrf::new_token(&state.cookie_secret);
-    let cookie = session::set_cookie(session::XSRF_COOKIE, &token, &state.hub_prefix(), Some(3600), is_https(state, headers));
+    let cookie = session::set_cookie(
+        session::XSRF_COOKIE,
+        &token,
+        &state.hub_prefix(),
+        Some(3600),
+        is_https(state, headers),
+    );
     (token.clone(), Some(cookie))
 }
 
@@ -72,20 +81,34 @@ fn xsrf_failure(state: &AppState) -> Response {
 
 fn next_from(state: &AppState, uri: &OriginalUri, headers: &HeaderMap) -> Option<String> {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let forwarded = headers.get("x-forwarded-host").and_then(|v| v.to_str().ok());
+    let forwarded = headers
+        .get("x-forwarded-host")
+        .and_then(|v| v.to_str().ok());
     let _ = state;
     crate::api::query_param(uri.query(), "next").and_then(|n| safe_next(&n, forwarded.or(host)))
 }
 
-fn login_page(state: &AppState, headers: &HeaderMap, uri: &OriginalUri, username: &str, error: Option<&str>, status: StatusCode) -> Response {
+fn login_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &OriginalUri,
+    username: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
     let (token, set) = xsrf_token(state, headers);
     let next = next_from(state, uri, headers);
     let login_url = match &next {
-        Some(n) => format!("{}login?next={}", state.hub_prefix(), url::form_urlencoded::byte_serialize(n.as_bytes()).collect::<String>()),
+        Some(n) => format!(
+            "{}login?next={}",
+            state.hub_prefix(),
+            url::form_urlencoded::byte_serialize(n.as_bytes()).collect::<String>()
+        ),
         None => format!("{}login", state.hub_prefix()),
     };
     let auth = &state.config.authenticator;
-    let signup_url = (auth.kind == AuthenticatorKind::Native && auth.enable_signup).then(|| format!("{}signup", state.hub_prefix()));
+    let signup_url = (auth.kind == AuthenticatorKind::Native && auth.enable_signup)
+        .then(|| format!("{}signup", state.hub_prefix()));
     let mut r = render(
         state,
         "login.html",
@@ -96,10 +119,17 @@ fn login_page(state: &AppState, headers: &HeaderMap, uri: &OriginalUri, username
     with_cookies(r, set)
 }
 
-async fn login_form(State(state): State<AppState>, headers: HeaderMap, uri: OriginalUri) -> ApiResult<Response> {
+async fn login_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+) -> ApiResult<Response> {
     if let Some((user, _)) = cookie_user(&state, &headers).await? {
         let target = next_from(&state, &uri, &headers).unwrap_or_else(|| default_landing(&state));
-        return Ok(with_cookies(crate::found(&target), login_cookies(&state, &headers, &user)));
+        return Ok(with_cookies(
+            crate::found(&target),
+            login_cookies(&state, &headers, &user),
+        ));
     }
     Ok(login_page(&state, &headers, &uri, "", None, StatusCode::OK))
 }
@@ -122,7 +152,11 @@ enum Denied {
     Misconfigured(String),
 }
 
-async fn authenticate(state: &AppState, name: &str, password: &str) -> ApiResult<Result<(), Denied>> {
+async fn authenticate(
+    state: &AppState,
+    name: &str,
+    password: &str,
+) -> ApiResult<Result<(), Denied>> {
     let auth = &state.config.authenticator;
     if auth.blocked_users.iter().any(|b| b == name) {
         return Ok(Err(Denied::NotAllowed));
@@ -136,8 +170,12 @@ async fn authenticate(state: &AppState, name: &str, password: &str) -> ApiResult
             }
         }
         AuthenticatorKind::Native => {
-            let Some(user) = db::users::get(&state.db, name).await? else { return Ok(Err(Denied::BadCredentials)) };
-            let Some(hash) = user.password_hash.clone() else { return Ok(Err(Denied::BadCredentials)) };
+            let Some(user) = db::users::get(&state.db, name).await? else {
+                return Ok(Err(Denied::BadCredentials));
+            };
+            let Some(hash) = user.password_hash.clone() else {
+                return Ok(Err(Denied::BadCredentials));
+            };
             let password = password.to_string();
             let ok = tokio::task::spawn_blocking(move || native::verify_password(&password, &hash))
                 .await
@@ -151,13 +189,20 @@ async fn authenticate(state: &AppState, name: &str, password: &str) -> ApiResult
             return Ok(Ok(()));
         }
         AuthenticatorKind::Pam => {
-            let (service, user, password) = (auth.pam_service.clone(), name.to_string(), password.to_string());
-            let result = tokio::task::spawn_blocking(move || pam::authenticate(&service, &user, &password))
-                .await
-                .map_err(ApiError::internal)?;
+            let (service, user, password) = (
+                auth.pam_service.clone(),
+                name.to_string(),
+                password.to_string(),
+            );
+            let result =
+                tokio::task::spawn_blocking(move || pam::authenticate(&service, &user, &password))
+                    .await
+                    .map_err(ApiError::internal)?;
             match result {
                 Ok(()) => {}
-                Err(pam::PamError::NoPermission { hint }) => return Ok(Err(Denied::Misconfigured(hint.to_string()))),
+                Err(pam::PamError::NoPermission { hint }) => {
+                    return Ok(Err(Denied::Misconfigured(hint.to_string())))
+                }
                 Err(e) => {
                     tracing::info!(user = %name, error = %e, "PAM refused login");
                     return Ok(Err(Denied::BadCredentials));
@@ -170,7 +215,11 @@ async fn authenticate(state: &AppState, name: &str, password: &str) -> ApiResult
         || auth.admin_users.iter().any(|a| a == name)
         || auth.allowed_users.iter().any(|a| a == name)
         || db::users::get(&state.db, name).await?.is_some();
-    Ok(if allowed { Ok(()) } else { Err(Denied::NotAllowed) })
+    Ok(if allowed {
+        Ok(())
+    } else {
+        Err(Denied::NotAllowed)
+    })
 }
 
 /// The cookies of a logged-in browser: the signed login cookie and the session id.
@@ -178,11 +227,28 @@ fn login_cookies(state: &AppState, headers: &HeaderMap, user: &User) -> Vec<Stri
     let secure = is_https(state, headers);
     let now = db::now_micros() / 1_000_000;
     let max_age = i64::from(state.config.hub.cookie_max_age_days) * 86_400;
-    let signed = session::sign(&state.cookie_secret, session::LOGIN_COOKIE, &user.cookie_id, now);
-    let mut cookies = vec![session::set_cookie(session::LOGIN_COOKIE, &signed, &state.hub_prefix(), Some(max_age), secure)];
+    let signed = session::sign(
+        &state.cookie_secret,
+        session::LOGIN_COOKIE,
+        &user.cookie_id,
+        now,
+    );
+    let mut cookies = vec![session::set_cookie(
+        session::LOGIN_COOKIE,
+        &signed,
+        &state.hub_prefix(),
+        Some(max_age),
+        secure,
+    )];
     if session::get_cookie(headers, session::SESSION_COOKIE).is_none() {
         let sid = uuid::Uuid::new_v4().simple().to_string();
-        cookies.push(session::set_cookie(session::SESSION_COOKIE, &sid, state.config.hub.base_url.as_str(), None, secure));
+        cookies.push(session::set_cookie(
+            session::SESSION_COOKIE,
+            &sid,
+            state.config.hub.base_url.as_str(),
+            None,
+            secure,
+        ));
     }
     cookies
 }
@@ -198,11 +264,28 @@ async fn login_submit(
     }
     let name = names::normalize_username(&form.username);
     if !names::is_valid_name(&name) || form.password.len() > 4096 {
-        return Ok(login_page(&state, &headers, &uri, &form.username, Some("Invalid username or password."), StatusCode::FORBIDDEN));
+        return Ok(login_page(
+            &state,
+            &headers,
+            &uri,
+            &form.username,
+            Some("Invalid username or password."),
+            StatusCode::FORBIDDEN,
+        ));
     }
     if let Some(wait) = state.throttle.wait_for(&name) {
-        let msg = format!("Too many failed logins for {name}. Wait {} seconds and try again.", wait.as_secs().max(1));
-        let mut r = login_page(&state, &headers, &uri, &name, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
+        let msg = format!(
+            "Too many failed logins for {name}. Wait {} seconds and try again.",
+            wait.as_secs().max(1)
+        );
+        let mut r = login_page(
+            &state,
+            &headers,
+            &uri,
+            &name,
+            Some(&msg),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
         if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
             r.headers_mut().insert(header::RETRY_AFTER, v);
         }
@@ -214,7 +297,9 @@ async fn login_submit(
             let msg = match denied {
                 Denied::BadCredentials => "Invalid username or password.".to_string(),
                 Denied::NotAllowed => "Invalid username or password.".to_string(),
-                Denied::Waiting => "Your account is waiting for an administrator's approval.".to_string(),
+                Denied::Waiting => {
+                    "Your account is waiting for an administrator's approval.".to_string()
+                }
                 Denied::Misconfigured(hint) => {
                     tracing::error!("PAM login impossible: {hint}");
                     format!("The hub cannot check passwords: {hint}.")
@@ -222,11 +307,23 @@ async fn login_submit(
             };
             state.throttle.failed(&name);
             tracing::info!(user = %name, "failed login");
-            return Ok(login_page(&state, &headers, &uri, &name, Some(&msg), StatusCode::FORBIDDEN));
+            return Ok(login_page(
+                &state,
+                &headers,
+                &uri,
+                &name,
+                Some(&msg),
+                StatusCode::FORBIDDEN,
+            ));
         }
     }
     state.throttle.succeeded(&name);
-    let is_admin = state.config.authenticator.admin_users.iter().any(|a| a == &name);
+    let is_admin = state
+        .config
+        .authenticator
+        .admin_users
+        .iter()
+        .any(|a| a == &name);
     let user = match db::users::get(&state.db, &name).await? {
         Some(u) => {
             if is_admin && !u.admin {
@@ -235,13 +332,18 @@ async fn login_submit(
             u
         }
         None => match db::users::create(&state.db, &name, is_admin).await {
-            Err(e) if db::is_unique_violation(&e) => db::users::get(&state.db, &name).await?.ok_or_else(|| ApiError::internal("user vanished"))?,
+            Err(e) if db::is_unique_violation(&e) => db::users::get(&state.db, &name)
+                .await?
+                .ok_or_else(|| ApiError::internal("user vanished"))?,
             other => other?,
         },
     };
     tracing::info!(user = %user.name, "user logged in");
     let target = next_from(&state, &uri, &headers).unwrap_or_else(|| default_landing(&state));
-    Ok(with_cookies(crate::found(&target), login_cookies(&state, &headers, &user)))
+    Ok(with_cookies(
+        crate::found(&target),
+        login_cookies(&state, &headers, &user),
+    ))
 }
 
 async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
@@ -270,10 +372,23 @@ fn native_signup_enabled(state: &AppState) -> bool {
 
 async fn signup_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if !native_signup_enabled(&state) {
-        return error_page(&state, StatusCode::NOT_FOUND, "Sign-up is not enabled on this hub.", None);
+        return error_page(
+            &state,
+            StatusCode::NOT_FOUND,
+            "Sign-up is not enabled on this hub.",
+            None,
+        );
     }
     let (token, set) = xsrf_token(&state, &headers);
-    with_cookies(render(&state, "signup.html", None, json!({"xsrf": token, "username": ""})), set)
+    with_cookies(
+        render(
+            &state,
+            "signup.html",
+            None,
+            json!({"xsrf": token, "username": ""}),
+        ),
+        set,
+    )
 }
 
 #[derive(Deserialize)]
@@ -288,9 +403,18 @@ struct SignupForm {
     _xsrf: Option<String>,
 }
 
-async fn signup_submit(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<SignupForm>) -> ApiResult<Response> {
+async fn signup_submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<SignupForm>,
+) -> ApiResult<Response> {
     if !native_signup_enabled(&state) {
-        return Ok(error_page(&state, StatusCode::NOT_FOUND, "Sign-up is not enabled on this hub.", None));
+        return Ok(error_page(
+            &state,
+            StatusCode::NOT_FOUND,
+            "Sign-up is not enabled on this hub.",
+            None,
+        ));
     }
     if !form_xsrf_ok(&state, &headers, form._xsrf.as_deref()) {
         return Ok(xsrf_failure(&state));
@@ -299,15 +423,25 @@ async fn signup_submit(State(state): State<AppState>, headers: HeaderMap, Form(f
     let name = names::normalize_username(&form.username);
     let (token, set) = xsrf_token(&state, &headers);
     let fail = |msg: String| {
-        let mut r = render(&state, "signup.html", None, json!({"xsrf": token, "username": form.username, "error": msg}));
+        let mut r = render(
+            &state,
+            "signup.html",
+            None,
+            json!({"xsrf": token, "username": form.username, "error": msg}),
+        );
         *r.status_mut() = StatusCode::BAD_REQUEST;
         with_cookies(r, set.clone())
     };
     if !names::is_valid_name(&name) {
         return Ok(fail(names::invalid_name_message("user", &form.username)));
     }
-    if form.password.chars().count() < auth.minimum_password_length as usize || form.password.len() > 1024 {
-        return Ok(fail(format!("The password must be at least {} characters long.", auth.minimum_password_length)));
+    if form.password.chars().count() < auth.minimum_password_length as usize
+        || form.password.len() > 1024
+    {
+        return Ok(fail(format!(
+            "The password must be at least {} characters long.",
+            auth.minimum_password_length
+        )));
     }
     if form.password != form.password_confirmation {
         return Ok(fail("The two passwords differ.".into()));
@@ -329,7 +463,9 @@ async fn signup_submit(State(state): State<AppState>, headers: HeaderMap, Form(f
             db::users::set_approved(&state.db, existing.id, approved).await?;
         }
         None => match db::users::create_with_password(&state.db, &name, &hash, approved).await {
-            Err(e) if db::is_unique_violation(&e) => return Ok(fail(format!("The name {name} is taken."))),
+            Err(e) if db::is_unique_violation(&e) => {
+                return Ok(fail(format!("The name {name} is taken.")))
+            }
             other => {
                 other?;
             }
@@ -341,18 +477,39 @@ async fn signup_submit(State(state): State<AppState>, headers: HeaderMap, Form(f
     } else {
         "Your account was created and is waiting for an administrator's approval.".to_string()
     };
-    Ok(with_cookies(render(&state, "signup.html", None, json!({"xsrf": token, "username": "", "message": message})), set))
+    Ok(with_cookies(
+        render(
+            &state,
+            "signup.html",
+            None,
+            json!({"xsrf": token, "username": "", "message": message}),
+        ),
+        set,
+    ))
 }
 
-async fn require_admin(state: &AppState, headers: &HeaderMap, uri: &OriginalUri) -> ApiResult<Result<User, Response>> {
+async fn require_admin(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &OriginalUri,
+) -> ApiResult<Result<User, Response>> {
     match cookie_user(state, headers).await? {
         None => Ok(Err(login_redirect(state, uri))),
         Some((u, _)) if u.admin => Ok(Ok(u)),
-        Some((u, _)) => Ok(Err(error_page(state, StatusCode::FORBIDDEN, "Only administrators can approve sign-ups.", Some(&u)))),
+        Some((u, _)) => Ok(Err(error_page(
+            state,
+            StatusCode::FORBIDDEN,
+            "Only administrators can approve sign-ups.",
+            Some(&u),
+        ))),
     }
 }
 
-async fn authorize_list(State(state): State<AppState>, headers: HeaderMap, uri: OriginalUri) -> ApiResult<Response> {
+async fn authorize_list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+) -> ApiResult<Response> {
     let admin = match require_admin(&state, &headers, &uri).await? {
         Ok(u) => u,
         Err(r) => return Ok(r),
@@ -363,7 +520,15 @@ async fn authorize_list(State(state): State<AppState>, headers: HeaderMap, uri: 
         .map(|u| json!({"name": u.name, "created": db::format_timestamp(u.created)}))
         .collect();
     let (token, set) = xsrf_token(&state, &headers);
-    Ok(with_cookies(render(&state, "authorize.html", Some(&admin), json!({"pending": pending, "xsrf": token})), set))
+    Ok(with_cookies(
+        render(
+            &state,
+            "authorize.html",
+            Some(&admin),
+            json!({"pending": pending, "xsrf": token}),
+        ),
+        set,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -387,7 +552,12 @@ async fn authorize_user(
         Err(r) => return Ok(r),
     };
     let Some(user) = db::users::get(&state.db, &name).await? else {
-        return Ok(error_page(&state, StatusCode::NOT_FOUND, &format!("No such user: {name}"), Some(&admin)));
+        return Ok(error_page(
+            &state,
+            StatusCode::NOT_FOUND,
+            &format!("No such user: {name}"),
+            Some(&admin),
+        ));
     };
     db::users::set_approved(&state.db, user.id, true).await?;
     tracing::info!(user = %name, by = %admin.name, "approved sign-up");

@@ -50,7 +50,15 @@ pub fn test_config(dir: &std::path::Path, db_url: &str) -> Config {
     });
     c.roles.push(RoleConfig {
         name: "svc-admin".into(),
-        scopes: vec!["admin:users".into(), "admin:groups".into(), "tokens".into(), "admin:servers".into(), "list:services".into(), "read:services".into(), "read:hub".into()],
+        scopes: vec![
+            "admin:users".into(),
+            "admin:groups".into(),
+            "tokens".into(),
+            "admin:servers".into(),
+            "list:services".into(),
+            "read:services".into(),
+            "read:hub".into(),
+        ],
         services: vec!["admin-svc".into()],
         ..Default::default()
     });
@@ -59,8 +67,13 @@ pub fn test_config(dir: &std::path::Path, db_url: &str) -> Config {
 
 pub async fn start_hub(config: Config, dir: tempfile::TempDir) -> TestHub {
     // Hub logs go to the test's captured output, shown when a test fails.
-    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("nbhub=debug").try_init();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("nbhub=debug")
+        .try_init();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind port 0");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let state = nbhub::init(config).await.expect("hub init");
     let (tx, rx) = oneshot::channel::<()>();
@@ -71,7 +84,12 @@ pub async fn start_hub(config: Config, dir: tempfile::TempDir) -> TestHub {
         })
         .await;
     });
-    TestHub { url, state, dir, shutdown: Some(tx) }
+    TestHub {
+        url,
+        state,
+        dir,
+        shutdown: Some(tx),
+    }
 }
 
 /// A hub on SQLite in a temp dir, with `adjust` applied to its config.
@@ -99,9 +117,14 @@ pub async fn fresh_postgres_db() -> Option<String> {
         return None;
     };
     use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(&server).await.expect("connect to test PostgreSQL");
+    let mut conn = sqlx::PgConnection::connect(&server)
+        .await
+        .expect("connect to test PostgreSQL");
     let name = format!("nbhub_t_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
     let mut url = url::Url::parse(&server).expect("NBHUB_TEST_DATABASE_URL is a URL");
     url.set_path(&format!("/{name}"));
     Some(url.to_string())
@@ -109,7 +132,10 @@ pub async fn fresh_postgres_db() -> Option<String> {
 
 /// Every backend a database test must pass on: SQLite always, PostgreSQL when available.
 pub async fn database_urls(dir: &std::path::Path) -> Vec<(&'static str, String)> {
-    let mut urls = vec![("sqlite", format!("sqlite://{}?mode=rwc", dir.join("t.sqlite").display()))];
+    let mut urls = vec![(
+        "sqlite",
+        format!("sqlite://{}?mode=rwc", dir.join("t.sqlite").display()),
+    )];
     if let Some(pg) = fresh_postgres_db().await {
         urls.push(("postgres", pg));
     }
@@ -117,7 +143,10 @@ pub async fn database_urls(dir: &std::path::Path) -> Vec<(&'static str, String)>
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
 }
 
 pub fn workspace_root() -> PathBuf {
