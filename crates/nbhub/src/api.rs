@@ -5,6 +5,7 @@
 
 pub mod groups;
 pub mod info;
+pub mod servers;
 pub mod services;
 pub mod tokens;
 pub mod users;
@@ -34,9 +35,11 @@ pub fn routes() -> Router<AppState> {
         .route("/info", get(info::info))
         .route("/health", get(info::health))
         .merge(users::routes())
+        .merge(servers::routes())
         .merge(tokens::routes())
         .merge(groups::routes())
         .merge(services::routes())
+        .merge(crate::oauth::routes())
         .fallback(not_found)
         .layer(axum::middleware::map_response(api_headers))
 }
@@ -46,13 +49,20 @@ async fn not_found(uri: OriginalUri) -> ApiError {
 }
 
 async fn api_headers(mut response: Response) -> Response {
+    let is_html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
     let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "frame-ancestors 'none'; report-uri /hub/security/csp-report; default-src 'none'",
-        ),
-    );
+    // The OAuth consent page is HTML under /hub/api and keeps the page CSP.
+    if !is_html {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "frame-ancestors 'none'; report-uri /hub/security/csp-report; default-src 'none'",
+            ),
+        );
+    }
     h.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
         HeaderValue::from_static("accept, content-type, authorization"),

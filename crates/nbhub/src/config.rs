@@ -17,6 +17,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub struct Config {
     pub hub: HubConfig,
     pub authenticator: AuthenticatorConfig,
+    pub spawner: SpawnerConfig,
+    pub proxy: ProxyConfig,
     pub services: Vec<ServiceConfig>,
     pub roles: Vec<RoleConfig>,
 }
@@ -43,6 +45,24 @@ pub struct HubConfig {
     pub api_page_max_limit: u32,
     /// `error`, `warn`, `info`, `debug` or `trace` (RUST_LOG overrides).
     pub log_level: LogLevel,
+    /// How single-user servers reach the hub API; empty: hub_bind_url.
+    pub hub_connect_url: String,
+    /// Let users run more than one server, each with a name.
+    pub allow_named_servers: bool,
+    /// Most named servers one user may have; 0: no limit.
+    pub named_server_limit_per_user: u32,
+    /// Most servers starting at once; further requests get 429. 0: no limit.
+    pub concurrent_spawn_limit: u32,
+    /// Most servers running at once; further requests get 429. 0: no limit.
+    pub active_server_limit: u32,
+    /// How long `POST …/server` waits for the server before answering 202.
+    pub slow_spawn_timeout: u64,
+    /// How long `DELETE …/server` waits for the stop before answering 202.
+    pub slow_stop_timeout: u64,
+    /// Stop all user servers when the hub stops (JupyterHub's cleanup_servers).
+    pub cleanup_servers: bool,
+    /// After login, go to the user's running server (else /hub/home).
+    pub redirect_to_server: bool,
 }
 
 impl Default for HubConfig {
@@ -57,6 +77,15 @@ impl Default for HubConfig {
             api_page_default_limit: 50,
             api_page_max_limit: 200,
             log_level: LogLevel::Info,
+            hub_connect_url: String::new(),
+            allow_named_servers: false,
+            named_server_limit_per_user: 0,
+            concurrent_spawn_limit: 100,
+            active_server_limit: 0,
+            slow_spawn_timeout: 10,
+            slow_stop_timeout: 10,
+            cleanup_servers: false,
+            redirect_to_server: true,
         }
     }
 }
@@ -134,6 +163,144 @@ impl LogLevel {
     }
 }
 
+/// `[spawner]`: how single-user servers run. The keys are those of JupyterHub's Spawner and
+/// LocalProcessSpawner.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpawnerConfig {
+    pub kind: SpawnerKind,
+    /// The single-user server command; one string is one program name (never split).
+    #[serde(deserialize_with = "one_or_many")]
+    pub cmd: Vec<String>,
+    /// More arguments, e.g. ["--allow-root"] when servers run as root.
+    pub args: Vec<String>,
+    /// Run each server as the user's Unix account (the hub must run as root). With false,
+    /// servers run as the hub's user, each in data_dir/homes/<name>.
+    pub switch_user: bool,
+    /// Variables passed on from the hub's environment.
+    pub env_keep: Vec<String>,
+    /// Extra variables for every server, applied last.
+    pub environment: BTreeMap<String, String>,
+    /// The server's root directory; `{username}` is replaced. Empty: the home directory.
+    pub notebook_dir: String,
+    /// Where a user lands, e.g. "/lab"; `{username}` is replaced. Empty: the server's default.
+    pub default_url: String,
+    /// The address servers listen on.
+    pub ip: String,
+    /// Seconds a start may take before it is given up.
+    pub start_timeout: u64,
+    /// Seconds the server may take to answer HTTP after it started.
+    pub http_timeout: u64,
+    /// Seconds between checks that running servers are still alive.
+    pub poll_interval: u64,
+}
+
+impl Default for SpawnerConfig {
+    fn default() -> Self {
+        let local = nbhub_spawner::LocalSpawnerConfig::default();
+        SpawnerConfig {
+            kind: SpawnerKind::Local,
+            cmd: local.cmd,
+            args: local.args,
+            switch_user: local.switch_user,
+            env_keep: local.env_keep,
+            environment: local.environment,
+            notebook_dir: String::new(),
+            default_url: String::new(),
+            ip: local.ip,
+            start_timeout: local.timeouts.start_timeout.as_secs(),
+            http_timeout: local.timeouts.http_timeout.as_secs(),
+            poll_interval: local.timeouts.poll_interval.as_secs(),
+        }
+    }
+}
+
+impl SpawnerConfig {
+    pub fn timeouts(&self) -> nbhub_spawner::Timeouts {
+        use std::time::Duration;
+        nbhub_spawner::Timeouts {
+            start_timeout: Duration::from_secs(self.start_timeout),
+            http_timeout: Duration::from_secs(self.http_timeout),
+            poll_interval: Duration::from_secs(self.poll_interval.max(1)),
+        }
+    }
+
+    /// The local spawner's own config.
+    pub fn local(&self) -> nbhub_spawner::LocalSpawnerConfig {
+        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        nbhub_spawner::LocalSpawnerConfig {
+            cmd: self.cmd.clone(),
+            args: self.args.clone(),
+            switch_user: self.switch_user,
+            env_keep: self.env_keep.clone(),
+            environment: self.environment.clone(),
+            notebook_dir: non_empty(&self.notebook_dir),
+            default_url: non_empty(&self.default_url),
+            ip: self.ip.clone(),
+            timeouts: self.timeouts(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SpawnerKind {
+    Local,
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// `[proxy]`: the proxy in front of the hub.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// managed: the hub starts nbhub-proxy itself; external: a proxy someone else runs
+    /// (nbhub-proxy or configurable-http-proxy).
+    pub kind: ProxyKind,
+    /// The proxy's REST API.
+    pub api_url: HttpUrl,
+    /// external: the proxy's CONFIGPROXY_AUTH_TOKEN. managed: empty means one is generated
+    /// and kept in data_dir.
+    pub auth_token: String,
+    /// managed: the proxy command; empty: nbhub-proxy next to the nbhub binary.
+    pub command: Vec<String>,
+    /// Seconds between checks that the proxy runs and has every route.
+    pub check_running_interval: u64,
+    /// Stop a managed proxy when the hub stops (else it keeps serving across hub restarts).
+    pub cleanup: bool,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            kind: ProxyKind::Managed,
+            api_url: HttpUrl::parse("http://127.0.0.1:8001").expect("valid default"),
+            auth_token: String::new(),
+            command: Vec::new(),
+            check_running_interval: 5,
+            cleanup: false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyKind {
+    Managed,
+    External,
+}
+
 /// `[[services]]`: an external service with a fixed API token.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -149,6 +316,14 @@ pub struct ServiceConfig {
     pub display: bool,
     /// Free-form metadata shown by `GET /hub/api/services`.
     pub info: BTreeMap<String, serde_json::Value>,
+    /// A managed service: the command the hub starts (and restarts) with JUPYTERHUB_* variables.
+    pub command: Vec<String>,
+    /// Extra environment variables of a managed service.
+    pub environment: BTreeMap<String, String>,
+    /// Working directory of a managed service; empty: data_dir.
+    pub cwd: String,
+    /// Skip the OAuth consent page for this service.
+    pub oauth_no_confirm: bool,
 }
 
 /// `[[roles]]`: a named set of scopes given to users, groups and services.
@@ -345,7 +520,7 @@ impl Config {
                 .and_then(toml::Value::as_table_mut)
                 .ok_or_else(|| {
                     ConfigError(format!(
-                        "environment variable {var}: unknown section [{section}]; sections that take variables: hub, authenticator"
+                        "environment variable {var}: unknown section [{section}]; sections that take variables: hub, authenticator, spawner, proxy"
                     ))
                 })?;
             if !table.contains_key(&key) {
@@ -380,6 +555,18 @@ impl Config {
                 "key `hub.api_page_default_limit`/`hub.api_page_max_limit`: must be at least 1"
                     .into(),
             ));
+        }
+        if !h.hub_connect_url.is_empty() {
+            HttpUrl::parse(&h.hub_connect_url).map_err(|e| ConfigError(format!("key `hub.hub_connect_url`: {e}")))?;
+        }
+        if self.spawner.cmd.first().is_none_or(|c| c.trim().is_empty()) {
+            return Err(ConfigError("key `spawner.cmd`: must name the single-user server program, e.g. [\"jupyterhub-singleuser\"]".into()));
+        }
+        if self.spawner.start_timeout == 0 || self.spawner.http_timeout == 0 {
+            return Err(ConfigError("key `spawner.start_timeout`/`spawner.http_timeout`: must be at least 1 second".into()));
+        }
+        if self.proxy.kind == ProxyKind::External && self.proxy.auth_token.is_empty() {
+            return Err(ConfigError("key `proxy.auth_token`: an external proxy needs its CONFIGPROXY_AUTH_TOKEN here".into()));
         }
         if h.cookie_max_age_days == 0 {
             return Err(ConfigError(
@@ -465,7 +652,7 @@ impl Config {
 /// valid config (a test checks that, and that no key is missing).
 pub fn generate_config() -> String {
     let d = Config::default();
-    let (h, a) = (&d.hub, &d.authenticator);
+    let (h, a, sp, px) = (&d.hub, &d.authenticator, &d.spawner, &d.proxy);
     let list = |v: &[String]| format!("{v:?}");
     format!(
         r#"# nbhub configuration. Every key is shown with its default value.
@@ -490,6 +677,25 @@ api_page_default_limit = {api_page_default_limit}
 api_page_max_limit = {api_page_max_limit}
 # error | warn | info | debug | trace (RUST_LOG overrides).
 log_level = "{log_level}"
+# How single-user servers reach the hub API; "" = hub_bind_url. Set it when servers run on
+# other machines (e.g. Slurm compute nodes): "http://login-node.example:8081".
+hub_connect_url = "{hub_connect_url}"
+# Let users run several servers, each with a name (/user/<name>/<server>/).
+allow_named_servers = {allow_named_servers}
+# Most named servers per user; 0 = no limit.
+named_server_limit_per_user = {named_server_limit_per_user}
+# Most servers starting at once (more get 429); 0 = no limit.
+concurrent_spawn_limit = {concurrent_spawn_limit}
+# Most servers running at once (more get 429); 0 = no limit.
+active_server_limit = {active_server_limit}
+# Seconds the start/stop API calls wait before answering 202 (still in progress).
+slow_spawn_timeout = {slow_spawn_timeout}
+slow_stop_timeout = {slow_stop_timeout}
+# Stop every user server when the hub stops (by default servers keep running and the next hub
+# adopts them).
+cleanup_servers = {cleanup_servers}
+# After login, go straight to the user's running server.
+redirect_to_server = {redirect_to_server}
 
 [authenticator]
 # dummy (a shared password: demos and tests only) | native (accounts in the hub's database) |
@@ -516,6 +722,46 @@ minimum_password_length = {minimum_password_length}
 # Failed logins for one name after which further attempts must wait, longer each time.
 failed_login_threshold = {failed_login_threshold}
 
+[spawner]
+# local: a process on this machine (as the user's Unix account when the hub runs as root).
+kind = "{sp_kind}"
+# The single-user server command and extra arguments.
+cmd = {sp_cmd}
+args = {sp_args}
+# Run servers as the user's Unix account (needs a root hub); false: as the hub's own user,
+# each in data_dir/homes/<name> (demos, tests).
+switch_user = {sp_switch_user}
+# Variables passed on from the hub's environment.
+env_keep = {sp_env_keep}
+# Extra variables for every server, e.g. {{ OMP_NUM_THREADS = "1" }}.
+environment = {{}}
+# The server's root directory ({{username}} is replaced); "" = home directory.
+notebook_dir = "{sp_notebook_dir}"
+# Where users land, e.g. "/lab"; "" = the server's default.
+default_url = "{sp_default_url}"
+# The address servers listen on.
+ip = "{sp_ip}"
+# Seconds: a start may take this long; then the server must answer HTTP within http_timeout;
+# running servers are checked every poll_interval.
+start_timeout = {sp_start_timeout}
+http_timeout = {sp_http_timeout}
+poll_interval = {sp_poll_interval}
+
+[proxy]
+# managed: the hub runs nbhub-proxy itself (kept running across hub restarts);
+# external: a proxy you run (nbhub-proxy or configurable-http-proxy).
+kind = "{px_kind}"
+# The proxy's REST API.
+api_url = "{px_api_url}"
+# external: the proxy's CONFIGPROXY_AUTH_TOKEN; managed: "" = generated, kept in data_dir.
+auth_token = ""
+# managed: the proxy command; [] = nbhub-proxy next to the nbhub binary.
+command = []
+# Seconds between checks that the proxy runs and has every route.
+check_running_interval = {px_check}
+# Stop the managed proxy when the hub stops.
+cleanup = {px_cleanup}
+
 # External services with a fixed API token, e.g. an idle culler:
 # [[services]]
 # name = "culler"
@@ -524,6 +770,10 @@ failed_login_threshold = {failed_login_threshold}
 # url = ""                             # where it listens; routed at /services/<name>/
 # display = true
 # info = {{}}
+# command = []                         # a managed service: the hub starts and restarts it
+# environment = {{}}
+# cwd = ""
+# oauth_no_confirm = false
 
 # Roles give scopes (JupyterHub's scope names) to users, groups and services:
 # [[roles]]
@@ -558,6 +808,30 @@ failed_login_threshold = {failed_login_threshold}
         open_signup = a.open_signup,
         minimum_password_length = a.minimum_password_length,
         failed_login_threshold = a.failed_login_threshold,
+        hub_connect_url = h.hub_connect_url,
+        allow_named_servers = h.allow_named_servers,
+        named_server_limit_per_user = h.named_server_limit_per_user,
+        concurrent_spawn_limit = h.concurrent_spawn_limit,
+        active_server_limit = h.active_server_limit,
+        slow_spawn_timeout = h.slow_spawn_timeout,
+        slow_stop_timeout = h.slow_stop_timeout,
+        cleanup_servers = h.cleanup_servers,
+        redirect_to_server = h.redirect_to_server,
+        sp_kind = "local",
+        sp_cmd = list(&sp.cmd),
+        sp_args = list(&sp.args),
+        sp_switch_user = sp.switch_user,
+        sp_env_keep = list(&sp.env_keep),
+        sp_notebook_dir = sp.notebook_dir,
+        sp_default_url = sp.default_url,
+        sp_ip = sp.ip,
+        sp_start_timeout = sp.start_timeout,
+        sp_http_timeout = sp.http_timeout,
+        sp_poll_interval = sp.poll_interval,
+        px_kind = "managed",
+        px_api_url = px.api_url,
+        px_check = px.check_running_interval,
+        px_cleanup = px.cleanup,
     )
 }
 

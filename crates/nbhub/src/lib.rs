@@ -17,8 +17,12 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod names;
+pub mod oauth;
 pub mod pages;
+pub mod proxy;
+pub mod services;
 pub mod state;
+pub mod supervisor;
 
 use std::future::Future;
 
@@ -72,7 +76,26 @@ pub async fn init(config: Config) -> anyhow::Result<AppState> {
         }
     }
     db::tokens::purge_expired(&db).await?;
-    Ok(AppState::new(config, db, secret))
+    let config = std::sync::Arc::new(config);
+    let spawner: std::sync::Arc<dyn nbhub_spawner::Spawner> = std::sync::Arc::new(
+        nbhub_spawner::LocalSpawner::new(config.spawner.local(), &config.hub.data_dir)
+            .map_err(|e| anyhow::anyhow!("[spawner]: {e}"))?,
+    );
+    let proxy = proxy::Proxy::new(&config).context("cannot read or create the proxy token")?;
+    let supervisor = supervisor::Supervisor::new(db.clone(), config.clone(), spawner, proxy);
+    Ok(AppState::new(config, db, secret, supervisor))
+}
+
+/// Starts what runs beside the request handlers: re-adopts servers recorded as running,
+/// starts (or finds) the proxy and gives it every route, then keeps checking both.
+pub async fn start_background(state: &AppState) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let sup = &state.supervisor;
+    sup.adopt().await.context("re-adopting running servers")?;
+    sup.sync_routes().await.context("starting the proxy")?;
+    sup.spawn_background_tasks();
+    services::start_all(&state.config, &state.db).await.context("starting managed services")?;
+    Ok(())
 }
 
 /// The whole hub as a router (for in-process tests with `oneshot`).

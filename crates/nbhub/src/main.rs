@@ -102,7 +102,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "nbhub {} listening on http://{local} (public URL {public})",
         env!("CARGO_PKG_VERSION")
     );
-    nbhub::run(state, listener, shutdown_signal()).await?;
+    // The hub answers at once; the proxy and the adoption of running servers follow.
+    let background = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = nbhub::start_background(&background).await {
+            tracing::error!("{e:#}");
+        }
+    });
+    nbhub::run(state.clone(), listener, shutdown_signal()).await?;
+    if state.config.hub.cleanup_servers {
+        tracing::info!("cleanup_servers: stopping every user server");
+        state.supervisor.stop_all().await;
+    }
+    if state.config.proxy.cleanup {
+        state.supervisor.proxy.stop_managed();
+    }
     tracing::info!("nbhub stopped");
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! syntax, embedded in the binary. Every form POST carries the XSRF token.
 
 pub mod login;
+pub mod spawn;
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -26,6 +27,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("home.html", include_str!("../templates/home.html")),
     ("error.html", include_str!("../templates/error.html")),
+    ("oauth.html", include_str!("../templates/oauth.html")),
+    ("spawn.html", include_str!("../templates/spawn.html")),
+    ("spawn_pending.html", include_str!("../templates/spawn_pending.html")),
+    ("not_running.html", include_str!("../templates/not_running.html")),
 ];
 
 /// The template environment; `.html` names keep auto-escaping on.
@@ -45,6 +50,7 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(hub_root))
         .route("/home", get(home))
         .merge(login::routes())
+        .merge(spawn::routes())
 }
 
 /// Renders a template with the common context (base_url, user, version).
@@ -126,8 +132,16 @@ pub fn login_redirect(state: &AppState, uri: &axum::http::Uri) -> Response {
 }
 
 /// Where a user goes after login when no `next` was given.
-pub fn default_landing(state: &AppState) -> String {
-    format!("{}home", state.hub_prefix())
+/// Where a user goes after login when no `next` was given: their running server, else the
+/// spawn page (or home with `redirect_to_server = false`).
+pub fn default_landing(state: &AppState, user: &User) -> String {
+    if !state.config.hub.redirect_to_server {
+        return format!("{}home", state.hub_prefix());
+    }
+    if state.supervisor.phase_of(user.id, "") == crate::supervisor::Phase::Running {
+        return crate::supervisor::server_prefix(state.config.hub.base_url.as_str(), &user.name, "");
+    }
+    format!("{}spawn", state.hub_prefix())
 }
 
 pub async fn hub_root(
@@ -136,7 +150,7 @@ pub async fn hub_root(
     uri: axum::extract::OriginalUri,
 ) -> ApiResult<Response> {
     match cookie_user(&state, &headers).await? {
-        Some(_) => Ok(crate::found(&default_landing(&state))),
+        Some((user, _)) => Ok(crate::found(&default_landing(&state, &user))),
         None => Ok(login_redirect(&state, &uri)),
     }
 }

@@ -7,12 +7,15 @@ use std::sync::Arc;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::Config;
 use crate::db::Db;
+use crate::supervisor::Supervisor;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
-    pub config: Config,
+    pub config: Arc<Config>,
+    /// Every user server's supervisor, the spawner and the proxy.
+    pub supervisor: Arc<Supervisor>,
     pub db: Db,
     /// Signs login cookies and XSRF tokens.
     pub cookie_secret: Vec<u8>,
@@ -28,10 +31,11 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, db: Db, cookie_secret: Vec<u8>) -> Self {
+    pub fn new(config: Arc<Config>, db: Db, cookie_secret: Vec<u8>, supervisor: Arc<Supervisor>) -> Self {
         let throttle = LoginThrottle::new(config.authenticator.failed_login_threshold);
         AppState(Arc::new(Inner {
             config,
+            supervisor,
             db,
             cookie_secret,
             throttle,

@@ -16,6 +16,7 @@ use crate::db::{self, is_unique_violation};
 use crate::error::{ApiError, ApiResult};
 use crate::names;
 use crate::state::AppState;
+use crate::supervisor::Phase;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -41,6 +42,15 @@ const READ_USER_SCOPES: [&str; 6] = [
     "read:roles:users",
 ];
 
+/// JupyterHub's `pending` field: what the server is in the middle of.
+pub fn pending_of(phase: Phase) -> Value {
+    match phase {
+        Phase::Starting => json!("spawn"),
+        Phase::Stopping => json!("stop"),
+        Phase::Running | Phase::Stopped => Value::Null,
+    }
+}
+
 /// The server model of JupyterHub (6.x).
 pub fn server_model(state: &AppState, user: &str, row: &ServerRow, with_state: bool) -> Value {
     let base = state.config.hub.base_url.as_str();
@@ -54,21 +64,18 @@ pub fn server_model(state: &AppState, user: &str, row: &ServerRow, with_state: b
     } else {
         format!("{base}hub/api/users/{user}/servers/{}/progress", row.name)
     };
-    let ready = row.started.is_some() && row.port.is_some();
-    let pending = if row.started.is_some() && !ready {
-        Value::String("spawn".into())
-    } else {
-        Value::Null
-    };
+    let phase = state.supervisor.phase_of(row.user_id, &row.name);
+    let ready = phase == Phase::Running;
+    let pending = pending_of(phase);
     let mut m = json!({
         "name": row.name,
         "display_name": row.display_name,
         "full_name": format!("{user}/{}", row.name),
         "last_activity": timestamp(row.last_activity),
-        "started": timestamp(row.started),
+        "started": if phase == Phase::Stopped { Value::Null } else { timestamp(row.started) },
         "pending": pending,
         "ready": ready,
-        "stopped": row.started.is_none(),
+        "stopped": phase == Phase::Stopped,
         "url": prefix,
         "user_options": if row.user_options.is_null() { json!({}) } else { row.user_options.clone() },
         "progress_url": progress,
@@ -118,39 +125,21 @@ pub async fn user_model(
     if read_users {
         m.insert("created".into(), timestamp(Some(user.created)));
     }
+    let phase_of = |row: &ServerRow| state.supervisor.phase_of(row.user_id, &row.name);
     if read_users || can("read:servers") {
-        let default = servers
-            .iter()
-            .find(|s| s.name.is_empty() && s.started.is_some());
-        let server_url = default
-            .filter(|s| s.port.is_some())
-            .map(|_| format!("{}user/{}/", state.config.hub.base_url.as_str(), user.name));
+        let default = servers.iter().find(|s| s.name.is_empty()).map(phase_of).unwrap_or(Phase::Stopped);
+        let server_url = (default == Phase::Running)
+            .then(|| format!("{}user/{}/", state.config.hub.base_url.as_str(), user.name));
         m.insert("server".into(), json!(server_url));
-        m.insert(
-            "pending".into(),
-            default
-                .filter(|s| s.port.is_none())
-                .map_or(Value::Null, |_| json!("spawn")),
-        );
+        m.insert("pending".into(), pending_of(default));
     }
     if can("read:servers") {
         let with_state = can("admin:server_state");
         let mut map = Map::new();
-        for s in servers
-            .iter()
-            .filter(|s| include_stopped || s.started.is_some())
-        {
-            if ident.allows(
-                "read:servers",
-                &Resource::Server {
-                    user: &user.name,
-                    server: &s.name,
-                },
-            ) {
-                map.insert(
-                    s.name.clone(),
-                    server_model(state, &user.name, s, with_state),
-                );
+        for s in servers.iter().filter(|s| include_stopped || phase_of(s) != Phase::Stopped) {
+            let res = Resource::Server { user: &user.name, server: &s.name };
+            if ident.allows("read:servers", &res) {
+                map.insert(s.name.clone(), server_model(state, &user.name, s, with_state));
             }
         }
         m.insert("servers".into(), Value::Object(map));
@@ -542,7 +531,7 @@ async fn patch_user(
             let running = db::servers::list_for_user(&state.db, user.id)
                 .await?
                 .iter()
-                .any(|s| s.started.is_some());
+                .any(|s| state.supervisor.phase_of(s.user_id, &s.name) != Phase::Stopped);
             if running {
                 return Err(ApiError::bad_request(format!(
                     "{} has running servers; stop them before renaming",
@@ -578,7 +567,7 @@ async fn delete_user(
         return Err(ApiError::bad_request("Cannot delete yourself"));
     }
     let servers = db::servers::list_for_user(&state.db, user.id).await?;
-    if servers.iter().any(|s| s.started.is_some()) {
+    if servers.iter().any(|s| state.supervisor.phase_of(s.user_id, &s.name) != Phase::Stopped) {
         return Err(ApiError::bad_request(format!(
             "{name}'s server is running or starting; stop it before deleting the user"
         )));

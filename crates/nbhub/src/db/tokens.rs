@@ -223,6 +223,17 @@ pub async fn delete_for_client(db: &Db, user_id: i64, client_id: &str) -> Result
     Ok(())
 }
 
+/// A server's own token is found by its note (`Server at /user/alice/`).
+pub async fn delete_by_note(db: &Db, user_id: i64, note: &str) -> Result<(), SqlError> {
+    sqlx::query("DELETE FROM api_tokens WHERE user_id = $1 AND note = $2 AND client_id = $3")
+        .bind(user_id)
+        .bind(note)
+        .bind(API_CLIENT_ID)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
 /// Logout: the session's OAuth tokens go with it.
 pub async fn delete_for_session(db: &Db, session_id: &str) -> Result<(), SqlError> {
     sqlx::query("DELETE FROM api_tokens WHERE session_id = $1")

@@ -1,0 +1,40 @@
+//! The one error type of spawners. Its messages end up on the user's spawn page, so they say
+//! what happened in words a user can act on (or forward to an admin), never a bare errno.
+
+use crate::options::FieldError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// The account to run the server as does not exist.
+    #[error("user {user} has no Unix account on this machine")]
+    NoUnixAccount { user: String },
+
+    /// The submitted options did not validate.
+    #[error("invalid options: {}", FieldError::join(.0))]
+    InvalidOptions(Vec<FieldError>),
+
+    /// The spawner is configured in a way that cannot work (an admin's problem).
+    #[error("spawner configuration: {0}")]
+    Config(String),
+
+    /// A system call failed; `action` says what we were doing.
+    #[error("could not {action}: {source}")]
+    Io {
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The server could not be started or stopped, for the reason given.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl SpawnError {
+    pub(crate) fn io(action: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            action: action.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! The hub's side of the proxy: a client for the configurable-http-proxy REST API, the managed
+//! `nbhub-proxy` process, and the periodic check that keeps its route table right.
+//!
+//! Routes the hub owns carry `"jupyterhub": true` in their data; others are never touched.
+//! The managed proxy runs in its own process group and outlives the hub, so users keep their
+//! connections while the hub restarts; the next hub finds it by its pid file and API token.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+use tokio::sync::Mutex;
+
+use crate::config::{Config, ProxyKind};
+
+const PID_FILE: &str = "nbhub-proxy.pid";
+const TOKEN_FILE: &str = "nbhub_proxy_token";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("proxy API at {url} unreachable: {source}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("proxy API {method} {path} answered {status}: {body}")]
+    Status { method: &'static str, path: String, status: u16, body: String },
+    #[error("cannot start the proxy: {0}")]
+    Start(String),
+}
+
+/// One route as the proxy reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route {
+    pub target: String,
+    pub data: Map<String, Value>,
+    /// Milliseconds since the epoch, from the route's `last_activity`.
+    pub last_activity: Option<i64>,
+}
+
+/// A client for the CHP REST API (`Authorization: token …`).
+#[derive(Clone)]
+pub struct ProxyClient {
+    api: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl ProxyClient {
+    pub fn new(api_url: &str, token: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        ProxyClient { api: api_url.trim_end_matches('/').to_string(), token: token.to_string(), http }
+    }
+
+    fn url(&self, routespec: &str) -> String {
+        // CHP keys have no trailing slash; the root route is `/`.
+        let path = routespec.trim_end_matches('/');
+        format!("{}/api/routes{}", self.api, if path.is_empty() { "/" } else { path })
+    }
+
+    async fn send(&self, method: &'static str, req: reqwest::RequestBuilder, path: &str) -> Result<reqwest::Response, ProxyError> {
+        req.header("Authorization", format!("token {}", self.token))
+            .send()
+            .await
+            .map_err(|source| ProxyError::Unreachable { url: self.api.clone(), source })
+            .and_then(|r| if r.status().is_server_error() { Err(ProxyError::Status { method, path: path.to_string(), status: r.status().as_u16(), body: String::new() }) } else { Ok(r) })
+    }
+
+    pub async fn add_route(&self, routespec: &str, target: &str, data: &Map<String, Value>) -> Result<(), ProxyError> {
+        let mut body = data.clone();
+        body.insert("target".into(), json!(target));
+        let resp = self.send("POST", self.http.post(self.url(routespec)).json(&body), routespec).await?;
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            return Err(ProxyError::Status { method: "POST", path: routespec.into(), status, body: resp.text().await.unwrap_or_default() });
+        }
+        Ok(())
+    }
+
+    /// Deletes a route; a route that is already gone is fine.
+    pub async fn delete_route(&self, routespec: &str) -> Result<(), ProxyError> {
+        let resp = self.send("DELETE", self.http.delete(self.url(routespec)), routespec).await?;
+        let status = resp.status().as_u16();
+        if resp.status().is_success() || status == 404 {
+            return Ok(());
+        }
+        Err(ProxyError::Status { method: "DELETE", path: routespec.into(), status, body: resp.text().await.unwrap_or_default() })
+    }
+
+    /// Every route, keyed by path (`/`, `/user/alice`).
+    pub async fn get_routes(&self) -> Result<BTreeMap<String, Route>, ProxyError> {
+        let resp = self.send("GET", self.http.get(format!("{}/api/routes", self.api)), "/").await?;
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            return Err(ProxyError::Status { method: "GET", path: "/".into(), status, body: resp.text().await.unwrap_or_default() });
+        }
+        let all: Map<String, Value> =
+            resp.json().await.map_err(|source| ProxyError::Unreachable { url: self.api.clone(), source })?;
+        Ok(all
+            .into_iter()
+            .filter_map(|(path, v)| {
+                let mut data = v.as_object()?.clone();
+                let target = data.remove("target")?.as_str()?.to_string();
+                let last_activity = data
+                    .remove("last_activity")
+                    .and_then(|t| t.as_str().and_then(crate::db::parse_timestamp))
+                    .map(|micros| micros / 1000);
+                Some((path, Route { target, data, last_activity }))
+            })
+            .collect())
+    }
+}
+
+/// Reads or creates the managed proxy's token (0600 in data_dir).
+pub fn proxy_token(config: &Config) -> std::io::Result<String> {
+    if !config.proxy.auth_token.is_empty() {
+        return Ok(config.proxy.auth_token.clone());
+    }
+    let secret = crate::state::load_or_create_secret(&config.hub.data_dir, TOKEN_FILE)?;
+    Ok(hex::encode(secret))
+}
+
+/// The proxy the hub talks to, and for a managed one, the means to (re)start it.
+pub struct Proxy {
+    pub client: ProxyClient,
+    managed: Option<Managed>,
+}
+
+struct Managed {
+    /// `http://api-ip:api-port`
+    api: String,
+    command: Vec<String>,
+    args: Vec<String>,
+    token: String,
+    data_dir: PathBuf,
+    /// Serialises restarts.
+    lock: Mutex<()>,
+}
+
+impl Proxy {
+    pub fn new(config: &Config) -> std::io::Result<Arc<Proxy>> {
+        let token = proxy_token(config)?;
+        let client = ProxyClient::new(&config.proxy.api_url.origin(), &token);
+        let managed = (config.proxy.kind == ProxyKind::Managed).then(|| {
+            let command = if config.proxy.command.is_empty() {
+                vec![default_proxy_binary().display().to_string()]
+            } else {
+                config.proxy.command.clone()
+            };
+            let public = &config.hub.bind_url;
+            let api = &config.proxy.api_url;
+            let args = vec![
+                "--ip".into(),
+                public.host().trim_start_matches('[').trim_end_matches(']').to_string(),
+                "--port".into(),
+                public.port().to_string(),
+                "--api-ip".into(),
+                api.host().trim_start_matches('[').trim_end_matches(']').to_string(),
+                "--api-port".into(),
+                api.port().to_string(),
+                "--error-target".into(),
+                format!("{}{}hub/error", hub_origin(config), config.hub.base_url.as_str()),
+                "--log-level".into(),
+                "info".into(),
+            ];
+            Managed {
+                api: config.proxy.api_url.origin(),
+                command,
+                args,
+                token: token.clone(),
+                data_dir: config.hub.data_dir.clone(),
+                lock: Mutex::new(()),
+            }
+        });
+        Ok(Arc::new(Proxy { client, managed }))
+    }
+
+    pub fn is_managed(&self) -> bool {
+        self.managed.is_some()
+    }
+
+    /// Makes sure the proxy answers: reuses a running one, else starts a managed proxy.
+    /// Returns true if a new proxy process was started (its routes are empty).
+    pub async fn ensure_running(&self) -> Result<bool, ProxyError> {
+        if self.client.get_routes().await.is_ok() {
+            return Ok(false);
+        }
+        let Some(m) = &self.managed else {
+            return Err(ProxyError::Start(format!("the external proxy at {} does not answer", self.client.api)));
+        };
+        let _guard = m.lock.lock().await;
+        if self.client.get_routes().await.is_ok() {
+            return Ok(false);
+        }
+        // A proxy we started earlier that is alive but wedged would hold the ports.
+        if let Some(pid) = read_pid(&m.data_dir) {
+            if pid_alive(pid) && is_proxy_process(pid) {
+                tracing::warn!(pid, "managed proxy does not answer; restarting it");
+                kill_group(pid);
+            }
+        }
+        start_managed(m).await?;
+        Ok(true)
+    }
+
+    /// Stops a managed proxy (for `cleanup = true`).
+    pub fn stop_managed(&self) {
+        if let Some(m) = &self.managed {
+            if let Some(pid) = read_pid(&m.data_dir) {
+                if pid_alive(pid) && is_proxy_process(pid) {
+                    kill_group(pid);
+                }
+            }
+            let _ = std::fs::remove_file(m.data_dir.join(PID_FILE));
+        }
+    }
+}
+
+/// `scheme://host:port` of the hub as the proxy and servers reach it.
+pub fn hub_origin(config: &Config) -> String {
+    if config.hub.hub_connect_url.is_empty() {
+        config.hub.hub_bind_url.origin()
+    } else {
+        crate::config::HttpUrl::parse(&config.hub.hub_connect_url)
+            .map(|u| u.origin())
+            .unwrap_or_else(|_| config.hub.hub_bind_url.origin())
+    }
+}
+
+/// `nbhub-proxy` next to the running `nbhub` binary.
+fn default_proxy_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("nbhub-proxy")))
+        .unwrap_or_else(|| PathBuf::from("nbhub-proxy"))
+}
+
+fn read_pid(data_dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(data_dir.join(PID_FILE)).ok()?.trim().parse().ok()
+}
+
+fn pid_alive(pid: i32) -> bool {
+    // Zombies count as dead: their cmdline is empty.
+    Path::new(&format!("/proc/{pid}")).exists()
+        && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+}
+
+/// Guards against killing an unrelated process that reused the pid.
+fn is_proxy_process(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+        let text = String::from_utf8_lossy(&c);
+        text.contains("proxy")
+    })
+}
+
+fn kill_group(pid: i32) {
+    use nix::sys::signal::{killpg, Signal};
+    use nix::unistd::Pid;
+    let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
+    for _ in 0..50 {
+        if !pid_alive(pid) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+}
+
+async fn start_managed(m: &Managed) -> Result<(), ProxyError> {
+    let program = m.command.first().ok_or_else(|| ProxyError::Start("proxy.command is empty".into()))?;
+    let log_path = m.data_dir.join("nbhub-proxy.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| ProxyError::Start(format!("cannot open {}: {e}", log_path.display())))?;
+    let log2 = log.try_clone().map_err(|e| ProxyError::Start(e.to_string()))?;
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(&m.command[1..])
+        .args(&m.args)
+        .env("CONFIGPROXY_AUTH_TOKEN", &m.token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log2))
+        // Its own process group: a Ctrl-C or a kill of the hub's group does not take it down.
+        .process_group(0)
+        .kill_on_drop(false);
+    let mut child = cmd.spawn().map_err(|e| ProxyError::Start(format!("{program}: {e}")))?;
+    let pid = child.id().unwrap_or(0);
+    let _ = std::fs::write(m.data_dir.join(PID_FILE), pid.to_string());
+    tracing::info!(pid, command = %program, "started the managed proxy");
+    // Reap it when it exits, so a dead proxy is not a zombie that looks alive.
+    tokio::spawn(async move {
+        let status = child.wait().await;
+        tracing::warn!(pid, ?status, "the managed proxy exited");
+    });
+    let client = ProxyClient::new(&m.api, &m.token);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut delay = Duration::from_millis(5);
+    loop {
+        if client.get_routes().await.is_ok() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(10).collect();
+            return Err(ProxyError::Start(format!(
+                "it did not answer within 10 s; last lines of {}:\n{}",
+                log_path.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(200));
+    }
+}

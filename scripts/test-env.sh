@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Installs (idempotently) and starts the real parts nbhub's tests run against, on Debian 12:
+#
+#   * Debian packages: PostgreSQL server, libpam0g-dev (the hub's PAM authenticator), pkg-config,
+#     a C compiler, Python 3 with venv support;
+#   * the Python venv ${NBHUB_VENV:-<repo>/.venv} from scripts/requirements-test.txt
+#     (jupyterhub-singleuser, JupyterLab, the idle culler, batchspawner); pip runs only when the
+#     requirements (or the Python) changed since the last successful install;
+#   * a throw-away PostgreSQL cluster (scripts/postgres.sh start).
+#
+# Usage:
+#   scripts/test-env.sh [--no-postgres]
+#   eval "$(scripts/test-env.sh)"          # or: scripts/test-env.sh && . .nbhub-test/env
+#
+# Progress goes to stderr. stdout carries only `export` lines (NBHUB_VENV,
+# NBHUB_TEST_DATABASE_URL), which are also written to <repo>/.nbhub-test/env.
+# Environment: NBHUB_VENV (venv path), NBHUB_PYTHON (interpreter for a new venv; default
+# /usr/bin/python3, else python3), NBHUB_PG_DIR / NBHUB_PG_BIN (see scripts/postgres.sh).
+# An existing working venv is kept whatever interpreter made it.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE="$REPO/.nbhub-test"
+VENV=${NBHUB_VENV:-$REPO/.venv}
+REQ="$REPO/scripts/requirements-test.txt"
+# Debian's interpreter by default: servers started as other Unix accounts (switch_user) must be
+# able to run the venv, and an interpreter under /root (pyenv) is out of their reach.
+if [[ -z ${NBHUB_PYTHON:-} && -x /usr/bin/python3 ]]; then
+    PYTHON=/usr/bin/python3
+else
+    PYTHON=${NBHUB_PYTHON:-python3}
+fi
+WITH_POSTGRES=1
+
+log() { printf '==> test-env: %s\n' "$*" >&2; }
+die() {
+    printf 'test-env: ERROR: %s\n' "$*" >&2
+    exit 1
+}
+
+for arg in "$@"; do
+    case $arg in
+    --no-postgres) WITH_POSTGRES=0 ;;
+    -h | --help)
+        sed -n '2,20s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+        exit 0
+        ;;
+    *) die "unknown argument '$arg' (usage: $0 [--no-postgres])" ;;
+    esac
+done
+
+mkdir -p "$STATE"
+
+# --- Debian packages --------------------------------------------------------------------------
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+APT_UPDATED=0
+apt_install() {
+    local missing=() pkg
+    for pkg in "$@"; do
+        installed "$pkg" || missing+=("$pkg")
+    done
+    [[ ${#missing[@]} -eq 0 ]] && return
+    [[ $(id -u) -eq 0 ]] || die "missing Debian packages: ${missing[*]}; install them as root (apt-get install ${missing[*]}) or rerun this script as root"
+    if [[ $APT_UPDATED -eq 0 ]]; then
+        log "apt-get update"
+        DEBIAN_FRONTEND=noninteractive apt-get update -q >&2 || die "apt-get update failed"
+        APT_UPDATED=1
+    fi
+    log "apt-get install ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 ||
+        die "apt-get install ${missing[*]} failed"
+}
+
+command -v dpkg-query >/dev/null || die "this script expects a Debian-like system (no dpkg-query)"
+# util-linux: flock and runuser (scripts/postgres.sh); passwd: useradd (spawner tests as root).
+PKGS=(postgresql libpam0g-dev pkg-config gcc libc6-dev util-linux passwd ca-certificates)
+apt_install "${PKGS[@]}"
+log "Debian packages present: ${PKGS[*]}"
+
+# --- Python venv ------------------------------------------------------------------------------
+# Serialise venv work between concurrent runs of this script.
+exec 8>"$STATE/venv.lock"
+flock 8
+
+if [[ ! -x $VENV/bin/python ]] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
+    command -v "$PYTHON" >/dev/null || apt_install python3
+    command -v "$PYTHON" >/dev/null || die "no Python interpreter '$PYTHON'"
+    if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
+        # Debian's own python3 ships venv's ensurepip separately.
+        apt_install python3-venv
+    fi
+    log "creating venv $VENV with $(command -v "$PYTHON")"
+    rm -rf "$VENV"
+    "$PYTHON" -m venv "$VENV" || die "python -m venv $VENV failed"
+fi
+
+STAMP="$VENV/.nbhub-requirements.sha256"
+HASH=$({
+    cat "$REQ"
+    "$VENV/bin/python" -c 'import sys; print(sys.version)'
+} | sha256sum | cut -d' ' -f1)
+if [[ -f $STAMP && $(cat "$STAMP") == "$HASH" && -x $VENV/bin/jupyterhub-singleuser ]]; then
+    log "venv $VENV is up to date with $(basename "$REQ")"
+else
+    log "pip install -r $REQ into $VENV (this takes a minute or two)"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$REQ" >&2 ||
+        die "pip install -r $REQ failed (is PyPI reachable?)"
+    "$VENV/bin/python" -c 'import jupyterhub, jupyterlab, batchspawner, jupyterhub_idle_culler' ||
+        die "the venv $VENV lacks a package of $REQ after pip install"
+    [[ -x $VENV/bin/jupyterhub-singleuser ]] || die "$VENV/bin/jupyterhub-singleuser missing after pip install"
+    printf '%s\n' "$HASH" >"$STAMP"
+    log "venv ready: $("$VENV/bin/python" -m pip --disable-pip-version-check list 2>/dev/null |
+        awk '$1 ~ /^(jupyterhub|jupyterlab|batchspawner|jupyterhub-idle-culler)$/ {printf "%s %s  ", $1, $2}')"
+fi
+flock -u 8
+exec 8>&-
+if [[ $(id -u) -eq 0 ]] && ! runuser -u nobody -- "$VENV/bin/python" -c 'import jupyterhub' 9>&- 2>/dev/null; then
+    log "WARNING: other Unix accounts cannot run $VENV/bin/python (a parent directory is private?);"
+    log "  servers started with switch_user = true as real users will fail with this venv."
+    log "  For such tests use e.g. NBHUB_VENV=/opt/nbhub-venv NBHUB_PYTHON=/usr/bin/python3."
+fi
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+DB_URL=""
+if [[ $WITH_POSTGRES -eq 1 ]]; then
+    DB_URL=$("$REPO/scripts/postgres.sh" start) || die "scripts/postgres.sh start failed"
+    log "PostgreSQL: $DB_URL (stop it with scripts/postgres.sh stop)"
+fi
+
+# --- Environment for the test runner ----------------------------------------------------------
+{
+    printf 'export NBHUB_VENV=%q\n' "$VENV"
+    if [[ -n $DB_URL ]]; then
+        printf 'export NBHUB_TEST_DATABASE_URL=%q\n' "$DB_URL"
+    fi
+} >"$STATE/env.tmp"
+mv "$STATE/env.tmp" "$STATE/env"
+log "wrote $STATE/env (source it, or eval this script's output)"
+cat "$STATE/env"
