@@ -5,6 +5,7 @@
 
 pub mod groups;
 pub mod info;
+pub mod proxy;
 pub mod servers;
 pub mod services;
 pub mod tokens;
@@ -36,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .route("/health", get(info::health))
         .merge(users::routes())
         .merge(servers::routes())
+        .merge(proxy::routes())
         .merge(tokens::routes())
         .merge(groups::routes())
         .merge(services::routes())

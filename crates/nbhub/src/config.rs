@@ -467,9 +467,11 @@ impl Config {
             None => (String::new(), "<defaults>".to_string()),
         };
         let mut config = Config::from_toml_str(&text, &origin)?;
+        // Only NBHUB_<SECTION>__<KEY> variables are config; other NBHUB_* names (the test and
+        // demo scripts' own) are left alone.
         let overrides: Vec<(String, String)> = env
             .into_iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
             .collect();
         if !overrides.is_empty() {
             config = config.with_env_overrides(&overrides)?;
@@ -557,16 +559,23 @@ impl Config {
             ));
         }
         if !h.hub_connect_url.is_empty() {
-            HttpUrl::parse(&h.hub_connect_url).map_err(|e| ConfigError(format!("key `hub.hub_connect_url`: {e}")))?;
+            HttpUrl::parse(&h.hub_connect_url)
+                .map_err(|e| ConfigError(format!("key `hub.hub_connect_url`: {e}")))?;
         }
         if self.spawner.cmd.first().is_none_or(|c| c.trim().is_empty()) {
             return Err(ConfigError("key `spawner.cmd`: must name the single-user server program, e.g. [\"jupyterhub-singleuser\"]".into()));
         }
         if self.spawner.start_timeout == 0 || self.spawner.http_timeout == 0 {
-            return Err(ConfigError("key `spawner.start_timeout`/`spawner.http_timeout`: must be at least 1 second".into()));
+            return Err(ConfigError(
+                "key `spawner.start_timeout`/`spawner.http_timeout`: must be at least 1 second"
+                    .into(),
+            ));
         }
         if self.proxy.kind == ProxyKind::External && self.proxy.auth_token.is_empty() {
-            return Err(ConfigError("key `proxy.auth_token`: an external proxy needs its CONFIGPROXY_AUTH_TOKEN here".into()));
+            return Err(ConfigError(
+                "key `proxy.auth_token`: an external proxy needs its CONFIGPROXY_AUTH_TOKEN here"
+                    .into(),
+            ));
         }
         if h.cookie_max_age_days == 0 {
             return Err(ConfigError(

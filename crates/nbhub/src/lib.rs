@@ -94,7 +94,9 @@ pub async fn start_background(state: &AppState) -> anyhow::Result<()> {
     sup.adopt().await.context("re-adopting running servers")?;
     sup.sync_routes().await.context("starting the proxy")?;
     sup.spawn_background_tasks();
-    services::start_all(&state.config, &state.db).await.context("starting managed services")?;
+    services::start_all(&state.config, &state.db)
+        .await
+        .context("starting managed services")?;
     Ok(())
 }
 

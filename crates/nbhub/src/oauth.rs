@@ -25,13 +25,18 @@ const CODE_TTL_SECS: i64 = 300;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/oauth2/authorize", get(authorize).post(authorize_confirmed))
+        .route(
+            "/oauth2/authorize",
+            get(authorize).post(authorize_confirmed),
+        )
         .route("/oauth2/token", post(token))
 }
 
 /// The OAuth client id of a user's server, as JupyterHub names it.
 pub fn server_client_id(user: &str, server: &str) -> String {
-    let q = |s: &str| -> String { percent_encoding::utf8_percent_encode(s, CLIENT_ID_ESCAPE).to_string() };
+    let q = |s: &str| -> String {
+        percent_encoding::utf8_percent_encode(s, CLIENT_ID_ESCAPE).to_string()
+    };
     if server.is_empty() {
         format!("jupyterhub-user-{}", q(user))
     } else {
@@ -49,7 +54,11 @@ const CLIENT_ID_ESCAPE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALP
 
 /// A random `[A-Za-z0-9]` string (codes).
 fn random_code(len: usize) -> String {
-    rand::rngs::OsRng.sample_iter(&rand::distributions::Alphanumeric).take(len).map(char::from).collect()
+    rand::rngs::OsRng
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
 }
 
 #[derive(Deserialize, Default)]
@@ -76,8 +85,19 @@ struct Checked {
     own_server: bool,
 }
 
-async fn check_request(state: &AppState, p: &AuthorizeParams, user: &User) -> ApiResult<Result<Checked, Response>> {
-    let bad = |msg: &str| Ok(Err(error_page(state, StatusCode::BAD_REQUEST, msg, Some(user))));
+async fn check_request(
+    state: &AppState,
+    p: &AuthorizeParams,
+    user: &User,
+) -> ApiResult<Result<Checked, Response>> {
+    let bad = |msg: &str| {
+        Ok(Err(error_page(
+            state,
+            StatusCode::BAD_REQUEST,
+            msg,
+            Some(user),
+        )))
+    };
     let Some(client) = oauth::get_client(&state.db, &p.client_id).await? else {
         return bad(&format!("No such OAuth client: {:?}", p.client_id));
     };
@@ -92,11 +112,21 @@ async fn check_request(state: &AppState, p: &AuthorizeParams, user: &User) -> Ap
             return bad("code_challenge_method must be S256 or plain.");
         }
     }
-    let access = client.allowed_scopes.iter().find(|s| s.starts_with("access:")).cloned();
+    let access = client
+        .allowed_scopes
+        .iter()
+        .find(|s| s.starts_with("access:"))
+        .cloned();
     // A client for one of this user's own servers: no consent page, as JupyterHub.
     let own_prefix = format!("access:servers!server={}/", user.name);
-    let own_server = access.as_deref().is_some_and(|a| a.starts_with(&own_prefix));
-    Ok(Ok(Checked { client, access, own_server }))
+    let own_server = access
+        .as_deref()
+        .is_some_and(|a| a.starts_with(&own_prefix));
+    Ok(Ok(Checked {
+        client,
+        access,
+        own_server,
+    }))
 }
 
 fn resource_of(access: &str) -> Option<(&'static str, Resource<'_>)> {
@@ -127,8 +157,11 @@ async fn issue_code(
     let mut scopes_granted: Vec<String> = checked.access.iter().cloned().collect();
     scopes_granted.extend(scopes::identify_scopes(&Owner::User { name: &user.name }).to_strings());
     let code = random_code(30);
-    let existing_session = session::get_cookie(headers, session::SESSION_COOKIE).map(str::to_string);
-    let session_id = existing_session.clone().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let existing_session =
+        session::get_cookie(headers, session::SESSION_COOKIE).map(str::to_string);
+    let session_id = existing_session
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     oauth::insert_code(
         &state.db,
         &code,
@@ -139,10 +172,11 @@ async fn issue_code(
             user_id: user.id,
             scopes: scopes_granted,
             code_challenge: p.code_challenge.clone().filter(|c| !c.is_empty()),
-            code_challenge_method: p
-                .code_challenge
-                .as_ref()
-                .map(|_| p.code_challenge_method.clone().unwrap_or_else(|| "plain".into())),
+            code_challenge_method: p.code_challenge.as_ref().map(|_| {
+                p.code_challenge_method
+                    .clone()
+                    .unwrap_or_else(|| "plain".into())
+            }),
         },
         CODE_TTL_SECS,
     )
@@ -150,7 +184,11 @@ async fn issue_code(
     let mut target = format!(
         "{}{}code={code}",
         checked.client.redirect_uri,
-        if checked.client.redirect_uri.contains('?') { '&' } else { '?' }
+        if checked.client.redirect_uri.contains('?') {
+            '&'
+        } else {
+            '?'
+        }
     );
     if let Some(s) = &p.state {
         target.push_str("&state=");
@@ -160,7 +198,13 @@ async fn issue_code(
     let mut response = crate::found(&target);
     if existing_session.is_none() {
         let secure = state.config.hub.bind_url.is_https();
-        let cookie = session::set_cookie(session::SESSION_COOKIE, &session_id, state.config.hub.base_url.as_str(), None, secure);
+        let cookie = session::set_cookie(
+            session::SESSION_COOKIE,
+            &session_id,
+            state.config.hub.base_url.as_str(),
+            None,
+            secure,
+        );
         if let Ok(v) = HeaderValue::from_str(&cookie) {
             response.headers_mut().append(header::SET_COOKIE, v);
         }
@@ -184,7 +228,10 @@ async fn authorize(
     let ident = auth::identity_for_user(&state, user.clone(), session_id).await?;
     if let Some((scope, res)) = checked.access.as_deref().and_then(resource_of) {
         if !ident.allows(scope, &res) {
-            let msg = format!("You do not have permission to access {}", checked.client.description);
+            let msg = format!(
+                "You do not have permission to access {}",
+                checked.client.description
+            );
             return Ok(error_page(&state, StatusCode::FORBIDDEN, &msg, Some(&user)));
         }
     }
@@ -196,7 +243,9 @@ async fn authorize(
         .filter(|t| xsrf::check(&state.cookie_secret, Some(t), Some(t)))
         .map(str::to_string)
         .unwrap_or_else(|| xsrf::new_token(&state.cookie_secret));
-    let action = uri.path_and_query().map_or_else(String::new, |p| p.as_str().to_string());
+    let action = uri
+        .path_and_query()
+        .map_or_else(String::new, |p| p.as_str().to_string());
     let mut page = render(
         &state,
         "oauth.html",
@@ -204,7 +253,13 @@ async fn authorize(
         json!({"client": checked.client.description, "access": checked.access, "action": action, "xsrf": token}),
     );
     let secure = state.config.hub.bind_url.is_https();
-    let cookie = session::set_cookie(session::XSRF_COOKIE, &token, &state.hub_prefix(), Some(3600), secure);
+    let cookie = session::set_cookie(
+        session::XSRF_COOKIE,
+        &token,
+        &state.hub_prefix(),
+        Some(3600),
+        secure,
+    );
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         page.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -227,8 +282,17 @@ async fn authorize_confirmed(
     let Some((user, session_id)) = cookie_user(&state, &headers).await? else {
         return Ok(login_redirect(&state, &uri));
     };
-    if !xsrf::check(&state.cookie_secret, session::get_cookie(&headers, session::XSRF_COOKIE), form._xsrf.as_deref()) {
-        return Ok(error_page(&state, StatusCode::FORBIDDEN, "'_xsrf' argument missing from POST", Some(&user)));
+    if !xsrf::check(
+        &state.cookie_secret,
+        session::get_cookie(&headers, session::XSRF_COOKIE),
+        form._xsrf.as_deref(),
+    ) {
+        return Ok(error_page(
+            &state,
+            StatusCode::FORBIDDEN,
+            "'_xsrf' argument missing from POST",
+            Some(&user),
+        ));
     }
     let checked = match check_request(&state, &p, &user).await? {
         Ok(c) => c,
@@ -237,7 +301,10 @@ async fn authorize_confirmed(
     let ident = auth::identity_for_user(&state, user.clone(), session_id).await?;
     if let Some((scope, res)) = checked.access.as_deref().and_then(resource_of) {
         if !ident.allows(scope, &res) {
-            let msg = format!("You do not have permission to access {}", checked.client.description);
+            let msg = format!(
+                "You do not have permission to access {}",
+                checked.client.description
+            );
             return Ok(error_page(&state, StatusCode::FORBIDDEN, &msg, Some(&user)));
         }
     }
@@ -261,9 +328,15 @@ struct TokenForm {
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    let mut r = (status, axum::Json(json!({"error": error, "error_description": description}))).into_response();
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    let mut r = (
+        status,
+        axum::Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     r
 }
 
@@ -273,43 +346,82 @@ fn client_credentials(headers: &HeaderMap, form: &TokenForm) -> Option<(String, 
         return Some((id.clone(), secret.clone()));
     }
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (id, secret) = text.split_once(':')?;
-    let unquote = |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+    let unquote = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
     Some((unquote(id)?, unquote(secret)?))
 }
 
 fn pkce_ok(challenge: &str, method: &str, verifier: &str) -> bool {
     let computed = match method {
-        "S256" => base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())),
+        "S256" => base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(Sha256::digest(verifier.as_bytes())),
         _ => verifier.to_string(),
     };
     db::tokens::constant_time_eq(computed.as_bytes(), challenge.as_bytes())
 }
 
-async fn token(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<TokenForm>) -> ApiResult<Response> {
+async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<TokenForm>,
+) -> ApiResult<Response> {
     let Some((client_id, secret)) = client_credentials(&headers, &form) else {
-        return Ok(oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client_id and client_secret are required"));
+        return Ok(oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client_id and client_secret are required",
+        ));
     };
     if !oauth::verify_client_secret(&state.db, &client_id, &secret).await? {
-        return Ok(oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "unknown client or wrong secret"));
+        return Ok(oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "unknown client or wrong secret",
+        ));
     }
     if form.grant_type != "authorization_code" {
-        return Ok(oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "only authorization_code is supported"));
+        return Ok(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "only authorization_code is supported",
+        ));
     }
     let Some(code) = oauth::take_code(&state.db, &form.code).await? else {
-        return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown, used or expired code"));
+        return Ok(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "unknown, used or expired code",
+        ));
     };
     if code.client_id != client_id || code.redirect_uri != form.redirect_uri {
-        return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "the code was issued to another client or redirect_uri"));
+        return Ok(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "the code was issued to another client or redirect_uri",
+        ));
     }
     if let Some(challenge) = &code.code_challenge {
         let method = code.code_challenge_method.as_deref().unwrap_or("plain");
         match &form.code_verifier {
             Some(v) if pkce_ok(challenge, method, v) => {}
-            _ => return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "PKCE code_verifier does not match")),
+            _ => {
+                return Ok(oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "PKCE code_verifier does not match",
+                ))
+            }
         }
     }
     let access_token = tokens::generate();
@@ -336,8 +448,10 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, Form(form): Fo
         "scope": code.scopes.join(" "),
     }))
     .into_response();
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     Ok(r)
 }
 
@@ -348,15 +462,26 @@ mod tests {
     #[test]
     fn client_ids_as_jupyterhub() {
         assert_eq!(server_client_id("alice", ""), "jupyterhub-user-alice");
-        assert_eq!(server_client_id("a@b.c", "foo"), "jupyterhub-user-a%40b.c-foo");
+        assert_eq!(
+            server_client_id("a@b.c", "foo"),
+            "jupyterhub-user-a%40b.c-foo"
+        );
     }
 
     #[test]
     fn pkce() {
         // RFC 7636 appendix B.
         let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-        assert!(pkce_ok("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "S256", verifier));
-        assert!(!pkce_ok("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "S256", "other"));
+        assert!(pkce_ok(
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "S256",
+            verifier
+        ));
+        assert!(!pkce_ok(
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "S256",
+            "other"
+        ));
         assert!(pkce_ok("abc", "plain", "abc"));
     }
 }

@@ -29,8 +29,14 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("error.html", include_str!("../templates/error.html")),
     ("oauth.html", include_str!("../templates/oauth.html")),
     ("spawn.html", include_str!("../templates/spawn.html")),
-    ("spawn_pending.html", include_str!("../templates/spawn_pending.html")),
-    ("not_running.html", include_str!("../templates/not_running.html")),
+    (
+        "spawn_pending.html",
+        include_str!("../templates/spawn_pending.html"),
+    ),
+    (
+        "not_running.html",
+        include_str!("../templates/not_running.html"),
+    ),
 ];
 
 /// The template environment; `.html` names keep auto-escaping on.
@@ -139,7 +145,11 @@ pub fn default_landing(state: &AppState, user: &User) -> String {
         return format!("{}home", state.hub_prefix());
     }
     if state.supervisor.phase_of(user.id, "") == crate::supervisor::Phase::Running {
-        return crate::supervisor::server_prefix(state.config.hub.base_url.as_str(), &user.name, "");
+        return crate::supervisor::server_prefix(
+            state.config.hub.base_url.as_str(),
+            &user.name,
+            "",
+        );
     }
     format!("{}spawn", state.hub_prefix())
 }

@@ -28,7 +28,12 @@ pub enum ProxyError {
         source: reqwest::Error,
     },
     #[error("proxy API {method} {path} answered {status}: {body}")]
-    Status { method: &'static str, path: String, status: u16, body: String },
+    Status {
+        method: &'static str,
+        path: String,
+        status: u16,
+        body: String,
+    },
     #[error("cannot start the proxy: {0}")]
     Start(String),
 }
@@ -57,53 +62,119 @@ impl ProxyClient {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
-        ProxyClient { api: api_url.trim_end_matches('/').to_string(), token: token.to_string(), http }
+        ProxyClient {
+            api: api_url.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+            http,
+        }
     }
 
     fn url(&self, routespec: &str) -> String {
         // CHP keys have no trailing slash; the root route is `/`.
         let path = routespec.trim_end_matches('/');
-        format!("{}/api/routes{}", self.api, if path.is_empty() { "/" } else { path })
+        format!(
+            "{}/api/routes{}",
+            self.api,
+            if path.is_empty() { "/" } else { path }
+        )
     }
 
-    async fn send(&self, method: &'static str, req: reqwest::RequestBuilder, path: &str) -> Result<reqwest::Response, ProxyError> {
+    async fn send(
+        &self,
+        method: &'static str,
+        req: reqwest::RequestBuilder,
+        path: &str,
+    ) -> Result<reqwest::Response, ProxyError> {
         req.header("Authorization", format!("token {}", self.token))
             .send()
             .await
-            .map_err(|source| ProxyError::Unreachable { url: self.api.clone(), source })
-            .and_then(|r| if r.status().is_server_error() { Err(ProxyError::Status { method, path: path.to_string(), status: r.status().as_u16(), body: String::new() }) } else { Ok(r) })
+            .map_err(|source| ProxyError::Unreachable {
+                url: self.api.clone(),
+                source,
+            })
+            .and_then(|r| {
+                if r.status().is_server_error() {
+                    Err(ProxyError::Status {
+                        method,
+                        path: path.to_string(),
+                        status: r.status().as_u16(),
+                        body: String::new(),
+                    })
+                } else {
+                    Ok(r)
+                }
+            })
     }
 
-    pub async fn add_route(&self, routespec: &str, target: &str, data: &Map<String, Value>) -> Result<(), ProxyError> {
+    pub async fn add_route(
+        &self,
+        routespec: &str,
+        target: &str,
+        data: &Map<String, Value>,
+    ) -> Result<(), ProxyError> {
         let mut body = data.clone();
         body.insert("target".into(), json!(target));
-        let resp = self.send("POST", self.http.post(self.url(routespec)).json(&body), routespec).await?;
+        let resp = self
+            .send(
+                "POST",
+                self.http.post(self.url(routespec)).json(&body),
+                routespec,
+            )
+            .await?;
         if !resp.status().is_success() {
             let status = resp.status().as_u16();
-            return Err(ProxyError::Status { method: "POST", path: routespec.into(), status, body: resp.text().await.unwrap_or_default() });
+            return Err(ProxyError::Status {
+                method: "POST",
+                path: routespec.into(),
+                status,
+                body: resp.text().await.unwrap_or_default(),
+            });
         }
         Ok(())
     }
 
     /// Deletes a route; a route that is already gone is fine.
     pub async fn delete_route(&self, routespec: &str) -> Result<(), ProxyError> {
-        let resp = self.send("DELETE", self.http.delete(self.url(routespec)), routespec).await?;
+        let resp = self
+            .send("DELETE", self.http.delete(self.url(routespec)), routespec)
+            .await?;
         let status = resp.status().as_u16();
         if resp.status().is_success() || status == 404 {
             return Ok(());
         }
-        Err(ProxyError::Status { method: "DELETE", path: routespec.into(), status, body: resp.text().await.unwrap_or_default() })
+        Err(ProxyError::Status {
+            method: "DELETE",
+            path: routespec.into(),
+            status,
+            body: resp.text().await.unwrap_or_default(),
+        })
     }
 
     /// Every route, keyed by path (`/`, `/user/alice`).
     pub async fn get_routes(&self) -> Result<BTreeMap<String, Route>, ProxyError> {
-        let resp = self.send("GET", self.http.get(format!("{}/api/routes", self.api)), "/").await?;
+        let resp = self
+            .send(
+                "GET",
+                self.http.get(format!("{}/api/routes", self.api)),
+                "/",
+            )
+            .await?;
         if !resp.status().is_success() {
             let status = resp.status().as_u16();
-            return Err(ProxyError::Status { method: "GET", path: "/".into(), status, body: resp.text().await.unwrap_or_default() });
+            return Err(ProxyError::Status {
+                method: "GET",
+                path: "/".into(),
+                status,
+                body: resp.text().await.unwrap_or_default(),
+            });
         }
         let all: Map<String, Value> =
-            resp.json().await.map_err(|source| ProxyError::Unreachable { url: self.api.clone(), source })?;
+            resp.json()
+                .await
+                .map_err(|source| ProxyError::Unreachable {
+                    url: self.api.clone(),
+                    source,
+                })?;
         Ok(all
             .into_iter()
             .filter_map(|(path, v)| {
@@ -113,7 +184,14 @@ impl ProxyClient {
                     .remove("last_activity")
                     .and_then(|t| t.as_str().and_then(crate::db::parse_timestamp))
                     .map(|micros| micros / 1000);
-                Some((path, Route { target, data, last_activity }))
+                Some((
+                    path,
+                    Route {
+                        target,
+                        data,
+                        last_activity,
+                    },
+                ))
             })
             .collect())
     }
@@ -159,15 +237,26 @@ impl Proxy {
             let api = &config.proxy.api_url;
             let args = vec![
                 "--ip".into(),
-                public.host().trim_start_matches('[').trim_end_matches(']').to_string(),
+                public
+                    .host()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
                 "--port".into(),
                 public.port().to_string(),
                 "--api-ip".into(),
-                api.host().trim_start_matches('[').trim_end_matches(']').to_string(),
+                api.host()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
                 "--api-port".into(),
                 api.port().to_string(),
                 "--error-target".into(),
-                format!("{}{}hub/error", hub_origin(config), config.hub.base_url.as_str()),
+                format!(
+                    "{}{}hub/error",
+                    hub_origin(config),
+                    config.hub.base_url.as_str()
+                ),
                 "--log-level".into(),
                 "info".into(),
             ];
@@ -194,7 +283,10 @@ impl Proxy {
             return Ok(false);
         }
         let Some(m) = &self.managed else {
-            return Err(ProxyError::Start(format!("the external proxy at {} does not answer", self.client.api)));
+            return Err(ProxyError::Start(format!(
+                "the external proxy at {} does not answer",
+                self.client.api
+            )));
         };
         let _guard = m.lock.lock().await;
         if self.client.get_routes().await.is_ok() {
@@ -244,7 +336,11 @@ fn default_proxy_binary() -> PathBuf {
 }
 
 fn read_pid(data_dir: &Path) -> Option<i32> {
-    std::fs::read_to_string(data_dir.join(PID_FILE)).ok()?.trim().parse().ok()
+    std::fs::read_to_string(data_dir.join(PID_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn pid_alive(pid: i32) -> bool {
@@ -275,14 +371,19 @@ fn kill_group(pid: i32) {
 }
 
 async fn start_managed(m: &Managed) -> Result<(), ProxyError> {
-    let program = m.command.first().ok_or_else(|| ProxyError::Start("proxy.command is empty".into()))?;
+    let program = m
+        .command
+        .first()
+        .ok_or_else(|| ProxyError::Start("proxy.command is empty".into()))?;
     let log_path = m.data_dir.join("nbhub-proxy.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log_path)
         .map_err(|e| ProxyError::Start(format!("cannot open {}: {e}", log_path.display())))?;
-    let log2 = log.try_clone().map_err(|e| ProxyError::Start(e.to_string()))?;
+    let log2 = log
+        .try_clone()
+        .map_err(|e| ProxyError::Start(e.to_string()))?;
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(&m.command[1..])
         .args(&m.args)
@@ -293,7 +394,9 @@ async fn start_managed(m: &Managed) -> Result<(), ProxyError> {
         // Its own process group: a Ctrl-C or a kill of the hub's group does not take it down.
         .process_group(0)
         .kill_on_drop(false);
-    let mut child = cmd.spawn().map_err(|e| ProxyError::Start(format!("{program}: {e}")))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| ProxyError::Start(format!("{program}: {e}")))?;
     let pid = child.id().unwrap_or(0);
     let _ = std::fs::write(m.data_dir.join(PID_FILE), pid.to_string());
     tracing::info!(pid, command = %program, "started the managed proxy");

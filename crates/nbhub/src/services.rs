@@ -10,7 +10,16 @@ use crate::db::{self, tokens, Db};
 use crate::proxy::hub_origin;
 
 /// Variables a service inherits from the hub's environment.
-const SERVICE_ENV_KEEP: &[&str] = &["PATH", "LANG", "LC_ALL", "HOME", "USER", "VIRTUAL_ENV", "PYTHONPATH", "TZ"];
+const SERVICE_ENV_KEEP: &[&str] = &[
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "HOME",
+    "USER",
+    "VIRTUAL_ENV",
+    "PYTHONPATH",
+    "TZ",
+];
 
 /// Registers OAuth clients and starts every managed service; each runs in a task of its own.
 pub async fn start_all(config: &Config, db: &Db) -> anyhow::Result<()> {
@@ -34,7 +43,11 @@ pub async fn start_all(config: &Config, db: &Db) -> anyhow::Result<()> {
             continue;
         }
         let env = environment(config, svc, &token);
-        let cwd = if svc.cwd.is_empty() { config.hub.data_dir.clone() } else { svc.cwd.clone().into() };
+        let cwd = if svc.cwd.is_empty() {
+            config.hub.data_dir.clone()
+        } else {
+            svc.cwd.clone().into()
+        };
         let log_dir = config.hub.data_dir.join("logs");
         std::fs::create_dir_all(&log_dir)?;
         let svc = svc.clone();
@@ -77,7 +90,8 @@ async fn service_token(db: &Db, svc: &ServiceConfig) -> anyhow::Result<String> {
 fn environment(config: &Config, svc: &ServiceConfig, token: &str) -> Vec<(String, String)> {
     let base = config.hub.base_url.as_str();
     let prefix = format!("{base}services/{}/", svc.name);
-    let access = serde_json::to_string(&[crate::auth::scopes::service_access_scope(&svc.name)]).unwrap_or_default();
+    let access = serde_json::to_string(&[crate::auth::scopes::service_access_scope(&svc.name)])
+        .unwrap_or_default();
     let mut env: Vec<(String, String)> = SERVICE_ENV_KEEP
         .iter()
         .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_string(), v)))
@@ -85,12 +99,18 @@ fn environment(config: &Config, svc: &ServiceConfig, token: &str) -> Vec<(String
     let mut set = |k: &str, v: String| env.push((k.to_string(), v));
     set("JUPYTERHUB_SERVICE_NAME", svc.name.clone());
     set("JUPYTERHUB_API_TOKEN", token.to_string());
-    set("JUPYTERHUB_API_URL", format!("{}{base}hub/api", hub_origin(config)));
+    set(
+        "JUPYTERHUB_API_URL",
+        format!("{}{base}hub/api", hub_origin(config)),
+    );
     set("JUPYTERHUB_BASE_URL", base.to_string());
     set("JUPYTERHUB_CLIENT_ID", format!("service-{}", svc.name));
     set("JUPYTERHUB_SERVICE_PREFIX", prefix.clone());
     set("JUPYTERHUB_SERVICE_URL", svc.url.clone());
-    set("JUPYTERHUB_OAUTH_CALLBACK_URL", format!("{prefix}oauth_callback"));
+    set(
+        "JUPYTERHUB_OAUTH_CALLBACK_URL",
+        format!("{prefix}oauth_callback"),
+    );
     set("JUPYTERHUB_OAUTH_ACCESS_SCOPES", access.clone());
     set("JUPYTERHUB_OAUTH_SCOPES", access);
     set("JUPYTERHUB_HOST", String::new());
@@ -101,7 +121,12 @@ fn environment(config: &Config, svc: &ServiceConfig, token: &str) -> Vec<(String
 }
 
 /// Runs a service, restarting it when it exits (waiting longer after quick crashes).
-async fn supervise(svc: ServiceConfig, env: Vec<(String, String)>, cwd: std::path::PathBuf, log_dir: std::path::PathBuf) {
+async fn supervise(
+    svc: ServiceConfig,
+    env: Vec<(String, String)>,
+    cwd: std::path::PathBuf,
+    log_dir: std::path::PathBuf,
+) {
     let mut backoff = Duration::from_secs(1);
     loop {
         let log_path = log_dir.join(format!("service-{}.log", svc.name));
@@ -134,7 +159,9 @@ async fn supervise(svc: ServiceConfig, env: Vec<(String, String)>, cwd: std::pat
                 let status = child.wait().await;
                 tracing::warn!(service = %svc.name, ?status, "managed service exited; restarting it");
             }
-            Err(e) => tracing::error!(service = %svc.name, command = %svc.command[0], error = %e, "cannot start managed service"),
+            Err(e) => {
+                tracing::error!(service = %svc.name, command = %svc.command[0], error = %e, "cannot start managed service")
+            }
         }
         if started.elapsed() > Duration::from_secs(60) {
             backoff = Duration::from_secs(1);

@@ -31,7 +31,12 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(config: Arc<Config>, db: Db, cookie_secret: Vec<u8>, supervisor: Arc<Supervisor>) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        db: Db,
+        cookie_secret: Vec<u8>,
+        supervisor: Arc<Supervisor>,
+    ) -> Self {
         let throttle = LoginThrottle::new(config.authenticator.failed_login_threshold);
         AppState(Arc::new(Inner {
             config,

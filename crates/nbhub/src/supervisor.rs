@@ -117,8 +117,15 @@ impl Slot {
     /// Events from index `from` on, and whether the stream has ended (ready or failed).
     pub fn events_since(&self, from: usize) -> (Vec<Value>, bool) {
         let st = self.lock();
-        let events = st.events.get(from..).map(<[Value]>::to_vec).unwrap_or_default();
-        let ended = st.events.last().is_some_and(|e| e.get("ready").is_some() || e.get("failed").is_some());
+        let events = st
+            .events
+            .get(from..)
+            .map(<[Value]>::to_vec)
+            .unwrap_or_default();
+        let ended = st
+            .events
+            .last()
+            .is_some_and(|e| e.get("ready").is_some() || e.get("failed").is_some());
         (events, ended)
     }
 
@@ -200,13 +207,25 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(db: Db, config: Arc<Config>, spawner: Arc<dyn Spawner>, proxy: Arc<Proxy>) -> Arc<Self> {
+    pub fn new(
+        db: Db,
+        config: Arc<Config>,
+        spawner: Arc<dyn Spawner>,
+        proxy: Arc<Proxy>,
+    ) -> Arc<Self> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_default();
-        Arc::new(Supervisor { db, config, spawner, proxy, slots: Mutex::new(HashMap::new()), http })
+        Arc::new(Supervisor {
+            db,
+            config,
+            spawner,
+            proxy,
+            slots: Mutex::new(HashMap::new()),
+            http,
+        })
     }
 
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<(i64, String), Arc<Slot>>> {
@@ -223,11 +242,14 @@ impl Supervisor {
 
     /// The slot if the hub has one (a server that never started in this hub run has none).
     pub fn existing_slot(&self, user_id: i64, server_name: &str) -> Option<Arc<Slot>> {
-        self.slots().get(&(user_id, server_name.to_string())).cloned()
+        self.slots()
+            .get(&(user_id, server_name.to_string()))
+            .cloned()
     }
 
     pub fn phase_of(&self, user_id: i64, server_name: &str) -> Phase {
-        self.existing_slot(user_id, server_name).map_or(Phase::Stopped, |s| s.phase())
+        self.existing_slot(user_id, server_name)
+            .map_or(Phase::Stopped, |s| s.phase())
     }
 
     fn all_slots(&self) -> Vec<Arc<Slot>> {
@@ -240,14 +262,27 @@ impl Supervisor {
 
     /// Checks and begins a spawn; the work goes on in the background. Returns the slot to
     /// wait on. A spawn already under way is not an error (the caller answers 202).
-    pub async fn start(self: &Arc<Self>, user: &User, server_name: &str, options: &Value) -> Result<Arc<Slot>, SpawnRefused> {
+    pub async fn start(
+        self: &Arc<Self>,
+        user: &User,
+        server_name: &str,
+        options: &Value,
+    ) -> Result<Arc<Slot>, SpawnRefused> {
         let hub = &self.config.hub;
-        let display = if server_name.is_empty() { user.name.clone() } else { format!("{}/{server_name}", user.name) };
+        let display = if server_name.is_empty() {
+            user.name.clone()
+        } else {
+            format!("{}/{server_name}", user.name)
+        };
         if !server_name.is_empty() && !hub.allow_named_servers {
-            return Err(SpawnRefused::BadRequest("Named servers are not enabled on this hub (allow_named_servers)".into()));
+            return Err(SpawnRefused::BadRequest(
+                "Named servers are not enabled on this hub (allow_named_servers)".into(),
+            ));
         }
         if !crate::names::is_valid_server_name(server_name) {
-            return Err(SpawnRefused::BadRequest(crate::names::invalid_name_message("server", server_name)));
+            return Err(SpawnRefused::BadRequest(
+                crate::names::invalid_name_message("server", server_name),
+            ));
         }
         let slot = self.slot(user, server_name);
         let op_slot = slot.clone();
@@ -260,7 +295,10 @@ impl Supervisor {
         }
         if !server_name.is_empty() && hub.named_server_limit_per_user > 0 {
             let existing = servers::list_for_user(&self.db, user.id).await?;
-            let named = existing.iter().filter(|s| !s.name.is_empty() && s.name != server_name).count();
+            let named = existing
+                .iter()
+                .filter(|s| !s.name.is_empty() && s.name != server_name)
+                .count();
             if named >= hub.named_server_limit_per_user as usize {
                 return Err(SpawnRefused::BadRequest(format!(
                     "User {} already has the maximum of {} named servers. One must be deleted before a new server can be created",
@@ -268,13 +306,20 @@ impl Supervisor {
                 )));
             }
         }
-        if hub.concurrent_spawn_limit > 0 && self.count(Phase::Starting) >= hub.concurrent_spawn_limit as usize {
-            return Err(SpawnRefused::Limit("Too many users trying to log in right now. Try again in a minute.".into()));
+        if hub.concurrent_spawn_limit > 0
+            && self.count(Phase::Starting) >= hub.concurrent_spawn_limit as usize
+        {
+            return Err(SpawnRefused::Limit(
+                "Too many users trying to log in right now. Try again in a minute.".into(),
+            ));
         }
         if hub.active_server_limit > 0
-            && self.count(Phase::Starting) + self.count(Phase::Running) >= hub.active_server_limit as usize
+            && self.count(Phase::Starting) + self.count(Phase::Running)
+                >= hub.active_server_limit as usize
         {
-            return Err(SpawnRefused::Limit("Active user limit exceeded. Try again in a few minutes.".into()));
+            return Err(SpawnRefused::Limit(
+                "Active user limit exceeded. Try again in a few minutes.".into(),
+            ));
         }
         let validated = self
             .spawner
@@ -283,7 +328,13 @@ impl Supervisor {
 
         let row = servers::ensure(&self.db, user.id, server_name).await?;
         let started = db::now_micros();
-        servers::mark_starting(&self.db, row.id, &Value::Object(validated.0.clone()), started).await?;
+        servers::mark_starting(
+            &self.db,
+            row.id,
+            &Value::Object(validated.0.clone()),
+            started,
+        )
+        .await?;
         {
             let mut st = slot.lock();
             st.events.clear();
@@ -307,9 +358,19 @@ impl Supervisor {
         Ok(slot)
     }
 
-    async fn run_spawn(&self, user: &User, slot: &Arc<Slot>, row_id: i64, options: ValidatedOptions) {
+    async fn run_spawn(
+        &self,
+        user: &User,
+        slot: &Arc<Slot>,
+        row_id: i64,
+        options: ValidatedOptions,
+    ) {
         let timeouts = self.config.spawner.timeouts();
-        let outcome = tokio::time::timeout(timeouts.start_timeout + timeouts.http_timeout, self.spawn_steps(user, slot, row_id, options)).await;
+        let outcome = tokio::time::timeout(
+            timeouts.start_timeout + timeouts.http_timeout,
+            self.spawn_steps(user, slot, row_id, options),
+        )
+        .await;
         let result = match outcome {
             Ok(r) => r,
             Err(_) => Err(format!(
@@ -325,7 +386,11 @@ impl Supervisor {
                 self.cleanup(user.id, slot, row_id).await;
                 slot.lock().failure = Some(reason.clone());
                 let cancelled = slot.cancel.load(Ordering::SeqCst);
-                let message = if cancelled { "Spawn cancelled".to_string() } else { format!("Spawn failed: {reason}") };
+                let message = if cancelled {
+                    "Spawn cancelled".to_string()
+                } else {
+                    format!("Spawn failed: {reason}")
+                };
                 slot.push_event(json!({"progress": 100, "failed": true, "message": message}));
                 slot.set_phase(Phase::Stopped);
             }
@@ -333,7 +398,13 @@ impl Supervisor {
     }
 
     /// The spawn itself; an `Err` is a reason for the user.
-    async fn spawn_steps(&self, user: &User, slot: &Arc<Slot>, row_id: i64, options: ValidatedOptions) -> Result<(), String> {
+    async fn spawn_steps(
+        &self,
+        user: &User,
+        slot: &Arc<Slot>,
+        row_id: i64,
+        options: ValidatedOptions,
+    ) -> Result<(), String> {
         let base = self.config.hub.base_url.as_str();
         let prefix = slot.prefix(base);
         let internal = |e: &dyn std::fmt::Display| {
@@ -343,9 +414,14 @@ impl Supervisor {
         // The server's credentials: an API token and an OAuth client with the same secret.
         let token = tokens::generate();
         let access_scope = scopes::server_access_scope(&user.name, &slot.server_name);
-        let token_scopes = vec![access_scope.clone(), format!("users:activity!user={}", user.name)];
+        let token_scopes = vec![
+            access_scope.clone(),
+            format!("users:activity!user={}", user.name),
+        ];
         let note = format!("Server at {prefix}");
-        tokens::delete_by_note(&self.db, user.id, &note).await.map_err(|e| internal(&e))?;
+        tokens::delete_by_note(&self.db, user.id, &note)
+            .await
+            .map_err(|e| internal(&e))?;
         let row = tokens::insert(
             &self.db,
             &tokens::NewToken {
@@ -384,7 +460,10 @@ impl Supervisor {
                 let mut any = false;
                 while let Some(ev) = rx.recv().await {
                     any = true;
-                    slot.push_event(serde_json::to_value(&ev).unwrap_or_else(|_| json!({"message": ev.message})));
+                    slot.push_event(
+                        serde_json::to_value(&ev)
+                            .unwrap_or_else(|_| json!({"message": ev.message})),
+                    );
                 }
                 any
             })
@@ -394,7 +473,14 @@ impl Supervisor {
             unix_user: user.name.clone(),
             server_name: slot.server_name.clone(),
             service_prefix: prefix.clone(),
-            env: self.environment(user, &slot.server_name, &prefix, &token, &client_id, &access_scope),
+            env: self.environment(
+                user,
+                &slot.server_name,
+                &prefix,
+                &token,
+                &client_id,
+                &access_scope,
+            ),
             user_options: options,
             progress: Some(tx),
         };
@@ -408,9 +494,14 @@ impl Supervisor {
         {
             let mut st = slot.lock();
             st.spawner_state = started.state.clone();
-            st.endpoint = Some(Endpoint { host: started.host.clone(), port: started.port });
+            st.endpoint = Some(Endpoint {
+                host: started.host.clone(),
+                port: started.port,
+            });
         }
-        servers::set_state(&self.db, row_id, &started.state.0).await.map_err(|e| internal(&e))?;
+        servers::set_state(&self.db, row_id, &started.state.0)
+            .await
+            .map_err(|e| internal(&e))?;
         if slot.cancel.load(Ordering::SeqCst) {
             return Err("cancelled".into());
         }
@@ -425,7 +516,10 @@ impl Supervisor {
                 0 => started.port,
                 p => p as u16,
             };
-            let url = format!("{}{prefix}api", nbhub_spawner::http_origin(&started.host, port));
+            let url = format!(
+                "{}{prefix}api",
+                nbhub_spawner::http_origin(&started.host, port)
+            );
             if let Ok(resp) = self.http.get(&url).send().await {
                 if resp.status().as_u16() < 500 {
                     break port;
@@ -449,12 +543,22 @@ impl Supervisor {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_millis(500));
         };
-        slot.lock().endpoint = Some(Endpoint { host: started.host.clone(), port });
+        slot.lock().endpoint = Some(Endpoint {
+            host: started.host.clone(),
+            port,
+        });
         let target = nbhub_spawner::http_origin(&started.host, port);
-        self.add_server_route(&slot.user, &slot.server_name, &target).await.map_err(|e| format!("could not add the proxy route: {e}"))?;
-        servers::mark_ready(&self.db, row_id, &started.host, port).await.map_err(|e| internal(&e))?;
+        self.add_server_route(&slot.user, &slot.server_name, &target)
+            .await
+            .map_err(|e| format!("could not add the proxy route: {e}"))?;
+        servers::mark_ready(&self.db, row_id, &started.host, port)
+            .await
+            .map_err(|e| internal(&e))?;
         slot.set_phase(Phase::Running);
-        let html_prefix = prefix.replace('&', "&amp;").replace('<', "&lt;").replace('"', "&quot;");
+        let html_prefix = prefix
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('"', "&quot;");
         slot.push_event(json!({
             "progress": 100,
             "ready": true,
@@ -467,11 +571,22 @@ impl Supervisor {
     }
 
     /// WIRE.md §a: the environment of a single-user server.
-    fn environment(&self, user: &User, server: &str, prefix: &str, token: &str, client_id: &str, access_scope: &str) -> BTreeMap<String, String> {
+    fn environment(
+        &self,
+        user: &User,
+        server: &str,
+        prefix: &str,
+        token: &str,
+        client_id: &str,
+        access_scope: &str,
+    ) -> BTreeMap<String, String> {
         let base = self.config.hub.base_url.as_str();
         let api_url = format!("{}{base}hub/api", hub_origin(&self.config));
-        let escaped_name: String = percent_encoding::utf8_percent_encode(&user.name, ACTIVITY_ESCAPE).to_string();
-        let access = serde_json::to_string(&[access_scope, &format!("access:servers!user={}", user.name)]).unwrap_or_default();
+        let escaped_name: String =
+            percent_encoding::utf8_percent_encode(&user.name, ACTIVITY_ESCAPE).to_string();
+        let access =
+            serde_json::to_string(&[access_scope, &format!("access:servers!user={}", user.name)])
+                .unwrap_or_default();
         let mut env = BTreeMap::new();
         let mut set = |k: &str, v: String| {
             env.insert(k.to_string(), v);
@@ -479,9 +594,15 @@ impl Supervisor {
         set("JUPYTERHUB_API_TOKEN", token.to_string());
         set("JPY_API_TOKEN", token.to_string());
         set("JUPYTERHUB_CLIENT_ID", client_id.to_string());
-        set("JUPYTERHUB_ACTIVITY_URL", format!("{api_url}/users/{escaped_name}/activity"));
+        set(
+            "JUPYTERHUB_ACTIVITY_URL",
+            format!("{api_url}/users/{escaped_name}/activity"),
+        );
         set("JUPYTERHUB_API_URL", api_url);
-        set("JUPYTERHUB_OAUTH_CALLBACK_URL", format!("{prefix}oauth_callback"));
+        set(
+            "JUPYTERHUB_OAUTH_CALLBACK_URL",
+            format!("{prefix}oauth_callback"),
+        );
         set("JUPYTERHUB_OAUTH_ACCESS_SCOPES", access.clone());
         set("JUPYTERHUB_OAUTH_SCOPES", access);
         set("JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES", "[]".into());
@@ -496,7 +617,12 @@ impl Supervisor {
         env
     }
 
-    async fn add_server_route(&self, user: &str, server: &str, target: &str) -> Result<(), crate::proxy::ProxyError> {
+    async fn add_server_route(
+        &self,
+        user: &str,
+        server: &str,
+        target: &str,
+    ) -> Result<(), crate::proxy::ProxyError> {
         let (spec, data) = server_route(self.config.hub.base_url.as_str(), user, server);
         self.proxy.client.add_route(&spec, target, &data).await
     }
@@ -519,7 +645,10 @@ impl Supervisor {
         if let Err(e) = tokens::delete_by_note(&self.db, user_id, &note).await {
             tracing::error!(error = %e, "could not delete the server token");
         }
-        if let Err(e) = db::oauth::delete_client(&self.db, &server_client_id(&slot.user, &slot.server_name)).await {
+        if let Err(e) =
+            db::oauth::delete_client(&self.db, &server_client_id(&slot.user, &slot.server_name))
+                .await
+        {
             tracing::error!(error = %e, "could not delete the server's OAuth client");
         }
         if let Err(e) = servers::mark_stopped(&self.db, row_id).await {
@@ -543,7 +672,10 @@ impl Supervisor {
                 return;
             }
             s.set_phase(Phase::Stopping);
-            let row = servers::get(&this.db, s.user_id, &s.server_name).await.ok().flatten();
+            let row = servers::get(&this.db, s.user_id, &s.server_name)
+                .await
+                .ok()
+                .flatten();
             if let Some(row) = row {
                 this.cleanup(s.user_id, &s, row.id).await;
             }
@@ -556,20 +688,30 @@ impl Supervisor {
     /// Polls every running server; a dead one loses its route and is marked stopped with
     /// the reason.
     pub async fn poll_once(&self) {
-        let running: Vec<Arc<Slot>> = self.all_slots().into_iter().filter(|s| s.phase() == Phase::Running).collect();
+        let running: Vec<Arc<Slot>> = self
+            .all_slots()
+            .into_iter()
+            .filter(|s| s.phase() == Phase::Running)
+            .collect();
         if running.is_empty() {
             return;
         }
-        let states: Vec<SpawnerState> = running.iter().map(|s| s.lock().spawner_state.clone()).collect();
+        let states: Vec<SpawnerState> = running
+            .iter()
+            .map(|s| s.lock().spawner_state.clone())
+            .collect();
         let results = self.spawner.poll_all(&states).await;
         for (slot, status) in running.iter().zip(results) {
             if let PollStatus::Exited { reason } = status {
-                let Ok(_op) = slot.op.try_lock() else { continue };
+                let Ok(_op) = slot.op.try_lock() else {
+                    continue;
+                };
                 if slot.phase() != Phase::Running {
                     continue;
                 }
                 tracing::warn!(user = %slot.user, server = %slot.server_name, %reason, "server died");
-                if let Ok(Some(row)) = servers::get(&self.db, slot.user_id, &slot.server_name).await {
+                if let Ok(Some(row)) = servers::get(&self.db, slot.user_id, &slot.server_name).await
+                {
                     self.cleanup(slot.user_id, slot, row.id).await;
                 }
                 slot.lock().exit_reason = Some(reason);
@@ -582,14 +724,21 @@ impl Supervisor {
     /// gone ones are marked stopped.
     pub async fn adopt(&self) -> Result<(), sqlx::Error> {
         for row in servers::list_started(&self.db).await? {
-            let Some(user) = db::users::get_by_id(&self.db, row.user_id).await? else { continue };
+            let Some(user) = db::users::get_by_id(&self.db, row.user_id).await? else {
+                continue;
+            };
             let slot = self.slot(&user, &row.name);
             let state = SpawnerState(row.state.clone());
-            let alive = !state.is_empty() && row.port.is_some() && matches!(self.spawner.poll(&state).await, PollStatus::Running);
+            let alive = !state.is_empty()
+                && row.port.is_some()
+                && matches!(self.spawner.poll(&state).await, PollStatus::Running);
             {
                 let mut st = slot.lock();
                 st.spawner_state = state.clone();
-                st.endpoint = row.ip.clone().zip(row.port).map(|(host, port)| Endpoint { host, port: port as u16 });
+                st.endpoint = row.ip.clone().zip(row.port).map(|(host, port)| Endpoint {
+                    host,
+                    port: port as u16,
+                });
             }
             if alive {
                 slot.set_phase(Phase::Running);
@@ -627,7 +776,10 @@ impl Supervisor {
             }
             if let Some(ep) = slot.endpoint() {
                 let (spec, data) = server_route(base, &slot.user, &slot.server_name);
-                routes.insert(route_key(&spec), (nbhub_spawner::http_origin(&ep.host, ep.port), data));
+                routes.insert(
+                    route_key(&spec),
+                    (nbhub_spawner::http_origin(&ep.host, ep.port), data),
+                );
             }
         }
         for svc in &self.config.services {
@@ -637,8 +789,13 @@ impl Supervisor {
             let mut data = Map::new();
             data.insert("service".into(), json!(svc.name));
             data.insert("jupyterhub".into(), json!(true));
-            let target = crate::config::HttpUrl::parse(&svc.url).map(|u| u.to_string()).unwrap_or_default();
-            routes.insert(route_key(&format!("{base}services/{}/", svc.name)), (target, data));
+            let target = crate::config::HttpUrl::parse(&svc.url)
+                .map(|u| u.to_string())
+                .unwrap_or_default();
+            routes.insert(
+                route_key(&format!("{base}services/{}/", svc.name)),
+                (target, data),
+            );
         }
         routes
     }
@@ -652,14 +809,19 @@ impl Supervisor {
         let have = self.proxy.client.get_routes().await?;
         let want = self.desired_routes();
         for (key, (target, data)) in &want {
-            let ok = have.get(key).is_some_and(|r| &r.target == target && data.iter().all(|(k, v)| r.data.get(k) == Some(v)));
+            let ok = have.get(key).is_some_and(|r| {
+                &r.target == target && data.iter().all(|(k, v)| r.data.get(k) == Some(v))
+            });
             if !ok {
                 tracing::info!(route = %key, %target, "adding proxy route");
                 self.proxy.client.add_route(key, target, data).await?;
             }
         }
         for (key, route) in &have {
-            let ours = route.data.get("jupyterhub").is_some_and(|v| v == &json!(true));
+            let ours = route
+                .data
+                .get("jupyterhub")
+                .is_some_and(|v| v == &json!(true));
             if ours && !want.contains_key(key) {
                 tracing::info!(route = %key, "removing stale proxy route");
                 self.proxy.client.delete_route(key).await?;
@@ -671,11 +833,20 @@ impl Supervisor {
 
     async fn harvest_activity(&self, routes: &BTreeMap<String, crate::proxy::Route>) {
         for route in routes.values() {
-            let (Some(user), Some(ms)) = (route.data.get("user").and_then(Value::as_str), route.last_activity) else {
+            let (Some(user), Some(ms)) = (
+                route.data.get("user").and_then(Value::as_str),
+                route.last_activity,
+            ) else {
                 continue;
             };
-            let server = route.data.get("server_name").and_then(Value::as_str).unwrap_or("");
-            let Ok(Some(u)) = db::users::get(&self.db, user).await else { continue };
+            let server = route
+                .data
+                .get("server_name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let Ok(Some(u)) = db::users::get(&self.db, user).await else {
+                continue;
+            };
             let micros = ms * 1000;
             if let Ok(Some(row)) = servers::get(&self.db, u.id, server).await {
                 let _ = servers::touch_activity(&self.db, row.id, micros).await;

@@ -136,7 +136,11 @@ async fn dummy_login_needs_xsrf_and_the_password() {
         .await
         .expect("get");
     assert_eq!(resp.status(), 302);
-    assert_eq!(resp.headers()["location"], "/hub/home");
+    assert_eq!(
+        resp.headers()["location"],
+        "/hub/spawn",
+        "the default landing: the spawn page"
+    );
 
     // Logout clears the cookies; the home page wants a login again.
     let resp = b.get(hub.hub("/logout")).send().await.expect("logout");

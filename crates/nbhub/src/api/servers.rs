@@ -22,15 +22,26 @@ use crate::supervisor::{Phase, Slot, SpawnRefused};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/users/{name}/server", get(get_default).post(start_default).delete(stop_default))
+        .route(
+            "/users/{name}/server",
+            get(get_default).post(start_default).delete(stop_default),
+        )
         .route("/users/{name}/server/progress", get(progress_default))
-        .route("/users/{name}/servers/{server}", get(get_named).post(start_named).delete(stop_named))
-        .route("/users/{name}/servers/{server}/progress", get(progress_named))
+        .route(
+            "/users/{name}/servers/{server}",
+            get(get_named).post(start_named).delete(stop_named),
+        )
+        .route(
+            "/users/{name}/servers/{server}/progress",
+            get(progress_named),
+        )
         .route("/batchspawner", post(batchspawner))
 }
 
 async fn load_user(state: &AppState, name: &str) -> ApiResult<User> {
-    db::users::get(&state.db, name).await?.ok_or_else(|| ApiError::not_found(format!("No such user: {name}")))
+    db::users::get(&state.db, name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("No such user: {name}")))
 }
 
 fn display(user: &str, server: &str) -> String {
@@ -41,17 +52,40 @@ fn display(user: &str, server: &str) -> String {
     }
 }
 
-async fn get_server(state: AppState, ident: Identity, name: String, server: String) -> ApiResult<Response> {
-    ident.require("read:servers", &Resource::Server { user: &name, server: &server })?;
+async fn get_server(
+    state: AppState,
+    ident: Identity,
+    name: String,
+    server: String,
+) -> ApiResult<Response> {
+    ident.require(
+        "read:servers",
+        &Resource::Server {
+            user: &name,
+            server: &server,
+        },
+    )?;
     let user = load_user(&state, &name).await?;
     let row = db::servers::get(&state.db, user.id, &server)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("No such server: {}", display(&name, &server))))?;
-    let with_state = ident.allows("admin:server_state", &Resource::Server { user: &name, server: &server });
+        .ok_or_else(|| {
+            ApiError::not_found(format!("No such server: {}", display(&name, &server)))
+        })?;
+    let with_state = ident.allows(
+        "admin:server_state",
+        &Resource::Server {
+            user: &name,
+            server: &server,
+        },
+    );
     Ok(axum::Json(server_model(&state, &name, &row, with_state)).into_response())
 }
 
-async fn get_default(State(s): State<AppState>, ApiIdentity(i): ApiIdentity, Path(name): Path<String>) -> ApiResult<Response> {
+async fn get_default(
+    State(s): State<AppState>,
+    ApiIdentity(i): ApiIdentity,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
     get_server(s, i, name, String::new()).await
 }
 
@@ -67,22 +101,27 @@ async fn get_named(
 fn options_from(body: Value) -> ApiResult<Value> {
     match body {
         Value::Null => Ok(json!({})),
-        Value::Object(m) if m.contains_key("user_options") && m.keys().all(|k| k == "user_options" || k == "display_name") => {
+        Value::Object(m)
+            if m.contains_key("user_options")
+                && m.keys().all(|k| k == "user_options" || k == "display_name") =>
+        {
             Ok(match m.get("user_options") {
                 Some(Value::Null) | None => json!({}),
                 Some(v) => v.clone(),
             })
         }
         v @ Value::Object(_) => Ok(v),
-        _ => Err(ApiError::bad_request("The body must be a JSON object: {\"user_options\": {...}}")),
+        _ => Err(ApiError::bad_request(
+            "The body must be a JSON object: {\"user_options\": {...}}",
+        )),
     }
 }
 
 fn refused(e: SpawnRefused) -> ApiError {
     match e {
-        SpawnRefused::AlreadyRunning(_) | SpawnRefused::Stopping(_) | SpawnRefused::BadRequest(_) => {
-            ApiError::bad_request(e.to_string())
-        }
+        SpawnRefused::AlreadyRunning(_)
+        | SpawnRefused::Stopping(_)
+        | SpawnRefused::BadRequest(_) => ApiError::bad_request(e.to_string()),
         SpawnRefused::Limit(msg) => {
             let mut err = ApiError::new(StatusCode::TOO_MANY_REQUESTS, msg);
             err.retry_after = Some(30);
@@ -93,21 +132,56 @@ fn refused(e: SpawnRefused) -> ApiError {
 }
 
 /// Starts a server and waits up to `slow_spawn_timeout`: 201 when ready, 202 while starting.
-pub async fn start_server(state: &AppState, user: &User, server: &str, options: &Value) -> ApiResult<Response> {
-    let slot = state.supervisor.start(user, server, options).await.map_err(refused)?;
+pub async fn start_server(
+    state: &AppState,
+    user: &User,
+    server: &str,
+    options: &Value,
+) -> ApiResult<Response> {
+    let slot = state
+        .supervisor
+        .start(user, server, options)
+        .await
+        .map_err(refused)?;
     let timeout = Duration::from_secs(state.config.hub.slow_spawn_timeout);
     match slot.wait_while(Phase::Starting, timeout).await {
-        Phase::Running => Ok((StatusCode::CREATED, [(header::CONTENT_TYPE, "text/plain")], "").into_response()),
-        Phase::Starting => Ok((StatusCode::ACCEPTED, [(header::CONTENT_TYPE, "text/plain")], "").into_response()),
+        Phase::Running => Ok((
+            StatusCode::CREATED,
+            [(header::CONTENT_TYPE, "text/plain")],
+            "",
+        )
+            .into_response()),
+        Phase::Starting => Ok((
+            StatusCode::ACCEPTED,
+            [(header::CONTENT_TYPE, "text/plain")],
+            "",
+        )
+            .into_response()),
         _ => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("Spawn failed: {}", slot.failure().unwrap_or_else(|| "the server stopped".into())),
+            format!(
+                "Spawn failed: {}",
+                slot.failure()
+                    .unwrap_or_else(|| "the server stopped".into())
+            ),
         )),
     }
 }
 
-async fn start(state: AppState, ident: Identity, name: String, server: String, body: Value) -> ApiResult<Response> {
-    ident.require("start:servers", &Resource::Server { user: &name, server: &server })?;
+async fn start(
+    state: AppState,
+    ident: Identity,
+    name: String,
+    server: String,
+    body: Value,
+) -> ApiResult<Response> {
+    ident.require(
+        "start:servers",
+        &Resource::Server {
+            user: &name,
+            server: &server,
+        },
+    )?;
     let user = load_user(&state, &name).await?;
     let options = options_from(body)?;
     tracing::info!(user = %name, server = %server, by = %ident.name(), "start requested through the API");
@@ -135,16 +209,33 @@ async fn start_named(
     start(s, i, name, server, body).await
 }
 
-async fn stop(state: AppState, ident: Identity, name: String, server: String, body: Value) -> ApiResult<Response> {
-    ident.require("delete:servers", &Resource::Server { user: &name, server: &server })?;
+async fn stop(
+    state: AppState,
+    ident: Identity,
+    name: String,
+    server: String,
+    body: Value,
+) -> ApiResult<Response> {
+    ident.require(
+        "delete:servers",
+        &Resource::Server {
+            user: &name,
+            server: &server,
+        },
+    )?;
     let user = load_user(&state, &name).await?;
     let remove = body.get("remove").and_then(Value::as_bool).unwrap_or(false);
     if remove && server.is_empty() {
-        return Err(ApiError::bad_request("The default server cannot be removed"));
+        return Err(ApiError::bad_request(
+            "The default server cannot be removed",
+        ));
     }
     let row = db::servers::get(&state.db, user.id, &server).await?;
     if row.is_none() && !server.is_empty() {
-        return Err(ApiError::not_found(format!("No such server: {}", display(&name, &server))));
+        return Err(ApiError::not_found(format!(
+            "No such server: {}",
+            display(&name, &server)
+        )));
     }
     let slot = state.supervisor.slot(&user, &server);
     tracing::info!(user = %name, server = %server, by = %ident.name(), "stop requested through the API");
@@ -154,7 +245,9 @@ async fn stop(state: AppState, ident: Identity, name: String, server: String, bo
     let task = tokio::spawn(async move {
         sup.stop(&stopping).await;
         if remove {
-            if let Ok(Some(row)) = db::servers::get(&db, stopping.user_id, &stopping.server_name).await {
+            if let Ok(Some(row)) =
+                db::servers::get(&db, stopping.user_id, &stopping.server_name).await
+            {
                 let _ = db::servers::delete(&db, row.id).await;
             }
         }
@@ -194,14 +287,23 @@ pub fn progress_stream(slot: std::sync::Arc<Slot>) -> Response {
         done: bool,
     }
     let rx = slot.subscribe();
-    let cursor = Cursor { slot, rx, sent: 0, started: false, done: false };
+    let cursor = Cursor {
+        slot,
+        rx,
+        sent: 0,
+        started: false,
+        done: false,
+    };
     let stream = futures_util::stream::unfold(cursor, |mut c| async move {
         if c.done {
             return None;
         }
         if !c.started {
             c.started = true;
-            return Some((Ok::<_, std::convert::Infallible>(bytes::Bytes::from_static(b"\n\n")), c));
+            return Some((
+                Ok::<_, std::convert::Infallible>(bytes::Bytes::from_static(b"\n\n")),
+                c,
+            ));
         }
         loop {
             let (events, ended) = c.slot.events_since(c.sent);
@@ -227,17 +329,37 @@ pub fn progress_stream(slot: std::sync::Arc<Slot>) -> Response {
         }
     });
     (
-        [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")],
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
         Body::from_stream(stream),
     )
         .into_response()
 }
 
-async fn progress(state: AppState, ident: Identity, name: String, server: String) -> ApiResult<Response> {
-    ident.require("read:servers", &Resource::Server { user: &name, server: &server })?;
+async fn progress(
+    state: AppState,
+    ident: Identity,
+    name: String,
+    server: String,
+) -> ApiResult<Response> {
+    ident.require(
+        "read:servers",
+        &Resource::Server {
+            user: &name,
+            server: &server,
+        },
+    )?;
     let user = load_user(&state, &name).await?;
-    if db::servers::get(&state.db, user.id, &server).await?.is_none() {
-        return Err(ApiError::not_found(format!("No such server: {}", display(&name, &server))));
+    if db::servers::get(&state.db, user.id, &server)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::not_found(format!(
+            "No such server: {}",
+            display(&name, &server)
+        )));
     }
     let slot = state.supervisor.slot(&user, &server);
     match slot.phase() {
@@ -250,15 +372,29 @@ async fn progress(state: AppState, ident: Identity, name: String, server: String
                 "url": url,
             });
             let body = format!("data: {event}\n\n");
-            Ok(([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], body).into_response())
+            Ok((
+                [
+                    (header::CONTENT_TYPE, "text/event-stream"),
+                    (header::CACHE_CONTROL, "no-cache"),
+                ],
+                body,
+            )
+                .into_response())
         }
         Phase::Starting => Ok(progress_stream(slot)),
         _ if slot.failure().is_some() => Ok(progress_stream(slot)),
-        _ => Err(ApiError::bad_request(format!("{} is not starting...", display(&name, &server)))),
+        _ => Err(ApiError::bad_request(format!(
+            "{} is not starting...",
+            display(&name, &server)
+        ))),
     }
 }
 
-async fn progress_default(State(s): State<AppState>, ApiIdentity(i): ApiIdentity, Path(name): Path<String>) -> ApiResult<Response> {
+async fn progress_default(
+    State(s): State<AppState>,
+    ApiIdentity(i): ApiIdentity,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
     progress(s, i, name, String::new()).await
 }
 
@@ -278,12 +414,18 @@ async fn batchspawner(
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Response> {
     let (Some(user), Some(token)) = (ident.user(), ident.token.as_ref()) else {
-        return Err(ApiError::forbidden("batchspawner reports need the server's own token"));
+        return Err(ApiError::forbidden(
+            "batchspawner reports need the server's own token",
+        ));
     };
     let port = match body.get("port") {
         Some(v) => match v.as_u64().filter(|p| (1..=65535).contains(p)) {
             Some(p) => Some(p as u16),
-            None => return Err(ApiError::bad_request("port must be a number from 1 to 65535")),
+            None => {
+                return Err(ApiError::bad_request(
+                    "port must be a number from 1 to 65535",
+                ))
+            }
         },
         None => None,
     };

@@ -127,7 +127,11 @@ pub async fn user_model(
     }
     let phase_of = |row: &ServerRow| state.supervisor.phase_of(row.user_id, &row.name);
     if read_users || can("read:servers") {
-        let default = servers.iter().find(|s| s.name.is_empty()).map(phase_of).unwrap_or(Phase::Stopped);
+        let default = servers
+            .iter()
+            .find(|s| s.name.is_empty())
+            .map(phase_of)
+            .unwrap_or(Phase::Stopped);
         let server_url = (default == Phase::Running)
             .then(|| format!("{}user/{}/", state.config.hub.base_url.as_str(), user.name));
         m.insert("server".into(), json!(server_url));
@@ -136,10 +140,19 @@ pub async fn user_model(
     if can("read:servers") {
         let with_state = can("admin:server_state");
         let mut map = Map::new();
-        for s in servers.iter().filter(|s| include_stopped || phase_of(s) != Phase::Stopped) {
-            let res = Resource::Server { user: &user.name, server: &s.name };
+        for s in servers
+            .iter()
+            .filter(|s| include_stopped || phase_of(s) != Phase::Stopped)
+        {
+            let res = Resource::Server {
+                user: &user.name,
+                server: &s.name,
+            };
             if ident.allows("read:servers", &res) {
-                map.insert(s.name.clone(), server_model(state, &user.name, s, with_state));
+                map.insert(
+                    s.name.clone(),
+                    server_model(state, &user.name, s, with_state),
+                );
             }
         }
         m.insert("servers".into(), Value::Object(map));
@@ -567,7 +580,10 @@ async fn delete_user(
         return Err(ApiError::bad_request("Cannot delete yourself"));
     }
     let servers = db::servers::list_for_user(&state.db, user.id).await?;
-    if servers.iter().any(|s| state.supervisor.phase_of(s.user_id, &s.name) != Phase::Stopped) {
+    if servers
+        .iter()
+        .any(|s| state.supervisor.phase_of(s.user_id, &s.name) != Phase::Stopped)
+    {
         return Err(ApiError::bad_request(format!(
             "{name}'s server is running or starting; stop it before deleting the user"
         )));

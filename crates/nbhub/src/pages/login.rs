@@ -125,7 +125,8 @@ async fn login_form(
     uri: OriginalUri,
 ) -> ApiResult<Response> {
     if let Some((user, _)) = cookie_user(&state, &headers).await? {
-        let target = next_from(&state, &uri, &headers).unwrap_or_else(|| default_landing(&state, &user));
+        let target =
+            next_from(&state, &uri, &headers).unwrap_or_else(|| default_landing(&state, &user));
         return Ok(with_cookies(
             crate::found(&target),
             login_cookies(&state, &headers, &user),
@@ -339,7 +340,8 @@ async fn login_submit(
         },
     };
     tracing::info!(user = %user.name, "user logged in");
-    let target = next_from(&state, &uri, &headers).unwrap_or_else(|| default_landing(&state, &user));
+    let target =
+        next_from(&state, &uri, &headers).unwrap_or_else(|| default_landing(&state, &user));
     Ok(with_cookies(
         crate::found(&target),
         login_cookies(&state, &headers, &user),

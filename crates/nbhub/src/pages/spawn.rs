@@ -22,12 +22,18 @@ use crate::supervisor::{server_prefix, Phase};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/user/{name}", get(user_redirect_bare))
-        .route("/user/{name}/", get(user_redirect_root).post(user_redirect_root))
+        .route(
+            "/user/{name}/",
+            get(user_redirect_root).post(user_redirect_root),
+        )
         .route("/user/{name}/{*path}", axum::routing::any(user_redirect))
         .route("/user-redirect/{*path}", get(user_redirect_self))
         .route("/spawn", get(spawn_self).post(spawn_self_post))
         .route("/spawn/{name}", get(spawn_user).post(spawn_user_post))
-        .route("/spawn/{name}/{server}", get(spawn_named).post(spawn_named_post))
+        .route(
+            "/spawn/{name}/{server}",
+            get(spawn_named).post(spawn_named_post),
+        )
         .route("/spawn-pending/{name}", get(pending_default))
         .route("/spawn-pending/{name}/{server}", get(pending_named))
         .route("/error/{code}", get(error_target))
@@ -97,7 +103,10 @@ fn wants_json(headers: &HeaderMap, method: &Method, path: &str) -> bool {
     if method != Method::GET || path.split('/').any(|seg| seg == "api") {
         return true;
     }
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let json_at = accept.find("application/json");
     let html_at = accept.find("text/html");
     match (json_at, html_at) {
@@ -121,7 +130,12 @@ async fn to_server(
     };
     let base = state.config.hub.base_url.as_str();
     let Some(user) = db::users::get(&state.db, &name).await? else {
-        return Ok(error_page(&state, StatusCode::NOT_FOUND, &format!("No such user: {name}"), ident.user()));
+        return Ok(error_page(
+            &state,
+            StatusCode::NOT_FOUND,
+            &format!("No such user: {name}"),
+            ident.user(),
+        ));
     };
     // A first path segment naming one of the user's named servers selects it.
     let mut server = String::new();
@@ -133,34 +147,71 @@ async fn to_server(
             rest = path[first.len()..].trim_start_matches('/').to_string();
         }
     }
-    if !ident.allows("access:servers", &Resource::Server { user: &name, server: &server }) {
-        return Ok(error_page(&state, StatusCode::NOT_FOUND, "No access to this server, or it does not exist.", ident.user()));
+    if !ident.allows(
+        "access:servers",
+        &Resource::Server {
+            user: &name,
+            server: &server,
+        },
+    ) {
+        return Ok(error_page(
+            &state,
+            StatusCode::NOT_FOUND,
+            "No access to this server, or it does not exist.",
+            ident.user(),
+        ));
     }
     let prefix = server_prefix(base, &name, &server);
     let slot = state.supervisor.slot(&user, &server);
     let query: Vec<(String, String)> =
-        url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
     match slot.phase() {
         Phase::Running => {
-            let redirects: u64 = query.iter().find(|(k, _)| k == "redirects").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+            let redirects: u64 = query
+                .iter()
+                .find(|(k, _)| k == "redirects")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0);
             if redirects >= 4 {
-                return Ok(error_page(&state, StatusCode::INTERNAL_SERVER_ERROR, "Redirect loop detected.", ident.user()));
+                return Ok(error_page(
+                    &state,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Redirect loop detected.",
+                    ident.user(),
+                ));
             }
             if redirects > 0 {
                 // The proxy may not have the route yet; give it a moment, longer each time.
                 tokio::time::sleep(Duration::from_secs((1u64 << redirects).min(10))).await;
             }
-            let mut pairs: Vec<(String, String)> = query.into_iter().filter(|(k, _)| k != "redirects").collect();
+            let mut pairs: Vec<(String, String)> = query
+                .into_iter()
+                .filter(|(k, _)| k != "redirects")
+                .collect();
             pairs.push(("redirects".into(), (redirects + 1).to_string()));
-            let q = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+            let q = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(pairs)
+                .finish();
             Ok(crate::found(&format!("{prefix}{rest}?{q}")))
         }
         Phase::Starting => {
-            let target = format!("{}spawn-pending/{name}{}?next={}", hub(&state), path_part(&server), encode(uri.path_and_query().map_or("", |p| p.as_str())));
+            let target = format!(
+                "{}spawn-pending/{name}{}?next={}",
+                hub(&state),
+                path_part(&server),
+                encode(uri.path_and_query().map_or("", |p| p.as_str()))
+            );
             Ok(crate::redirect(StatusCode::SEE_OTHER, &target))
         }
         _ if slot.failure().is_some() && !wants_json(&headers, &method, &path) => {
-            let target = format!("{}spawn-pending/{name}{}?next={}", hub(&state), path_part(&server), encode(uri.path_and_query().map_or("", |p| p.as_str())));
+            let target = format!(
+                "{}spawn-pending/{name}{}?next={}",
+                hub(&state),
+                path_part(&server),
+                encode(uri.path_and_query().map_or("", |p| p.as_str()))
+            );
             Ok(crate::redirect(StatusCode::SEE_OTHER, &target))
         }
         _ => {
@@ -178,7 +229,11 @@ async fn to_server(
                     hub(&state),
                     path_part(&server)
                 );
-                return Ok((StatusCode::FAILED_DEPENDENCY, axum::Json(json!({"status": 424, "message": message}))).into_response());
+                return Ok((
+                    StatusCode::FAILED_DEPENDENCY,
+                    axum::Json(json!({"status": 424, "message": message})),
+                )
+                    .into_response());
             }
             let mut page = render(
                 &state,
@@ -192,20 +247,38 @@ async fn to_server(
     }
 }
 
-async fn user_redirect_self(State(state): State<AppState>, headers: HeaderMap, uri: OriginalUri, Path(path): Path<String>) -> ApiResult<Response> {
+async fn user_redirect_self(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    Path(path): Path<String>,
+) -> ApiResult<Response> {
     let Some((user, _)) = super::cookie_user(&state, &headers).await? else {
         return Ok(login_redirect(&state, &uri));
     };
-    let mut next = format!("{}{path}", server_prefix(state.config.hub.base_url.as_str(), &user.name, ""));
+    let mut next = format!(
+        "{}{path}",
+        server_prefix(state.config.hub.base_url.as_str(), &user.name, "")
+    );
     if let Some(q) = uri.query() {
         next.push('?');
         next.push_str(q);
     }
-    Ok(crate::found(&format!("{}spawn/{}?next={}", hub(&state), user.name, encode(&next))))
+    Ok(crate::found(&format!(
+        "{}spawn/{}?next={}",
+        hub(&state),
+        user.name,
+        encode(&next)
+    )))
 }
 
 /// Checks login and permission for spawning `name`'s `server`; Err is the page to show.
-async fn spawn_target(state: &AppState, headers: &HeaderMap, uri: &OriginalUri, name: Option<&str>) -> ApiResult<Result<(Identity, User), Response>> {
+async fn spawn_target(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &OriginalUri,
+    name: Option<&str>,
+) -> ApiResult<Result<(Identity, User), Response>> {
     let Some((me, session)) = super::cookie_user(state, headers).await? else {
         return Ok(Err(login_redirect(state, uri)));
     };
@@ -215,7 +288,14 @@ async fn spawn_target(state: &AppState, headers: &HeaderMap, uri: &OriginalUri, 
         Some(n) if n == me.name => me,
         Some(n) => match db::users::get(&state.db, n).await? {
             Some(u) => u,
-            None => return Ok(Err(error_page(state, StatusCode::NOT_FOUND, &format!("No such user: {n}"), Some(&me)))),
+            None => {
+                return Ok(Err(error_page(
+                    state,
+                    StatusCode::NOT_FOUND,
+                    &format!("No such user: {n}"),
+                    Some(&me),
+                )))
+            }
         },
     };
     Ok(Ok((ident, target)))
@@ -235,37 +315,84 @@ fn pending_url(state: &AppState, user: &str, server: &str, next: Option<&str>) -
     url
 }
 
-async fn spawn_page(state: AppState, headers: HeaderMap, uri: OriginalUri, name: Option<String>, server: String, form: Option<Map<String, Value>>) -> ApiResult<Response> {
+async fn spawn_page(
+    state: AppState,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    name: Option<String>,
+    server: String,
+    form: Option<Map<String, Value>>,
+) -> ApiResult<Response> {
     let (ident, user) = match spawn_target(&state, &headers, &uri, name.as_deref()).await? {
         Ok(t) => t,
         Err(page) => return Ok(page),
     };
-    let res = Resource::Server { user: &user.name, server: &server };
+    let res = Resource::Server {
+        user: &user.name,
+        server: &server,
+    };
     if !ident.allows("start:servers", &res) {
-        let msg = format!("You do not have permission to start servers of {}.", user.name);
-        return Ok(error_page(&state, StatusCode::FORBIDDEN, &msg, ident.user()));
+        let msg = format!(
+            "You do not have permission to start servers of {}.",
+            user.name
+        );
+        return Ok(error_page(
+            &state,
+            StatusCode::FORBIDDEN,
+            &msg,
+            ident.user(),
+        ));
     }
     if !server.is_empty() && !state.config.hub.allow_named_servers {
-        return Ok(error_page(&state, StatusCode::BAD_REQUEST, "Named servers are not enabled on this hub.", ident.user()));
+        return Ok(error_page(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "Named servers are not enabled on this hub.",
+            ident.user(),
+        ));
     }
     let next = next_param(&uri, &headers);
     let prefix = server_prefix(state.config.hub.base_url.as_str(), &user.name, &server);
     let slot = state.supervisor.slot(&user, &server);
     match slot.phase() {
         Phase::Running => return Ok(crate::found(next.as_deref().unwrap_or(&prefix))),
-        Phase::Starting => return Ok(crate::found(&pending_url(&state, &user.name, &server, next.as_deref()))),
+        Phase::Starting => {
+            return Ok(crate::found(&pending_url(
+                &state,
+                &user.name,
+                &server,
+                next.as_deref(),
+            )))
+        }
         _ => {}
     }
     // Options: the form's fields, or `opt-*` query parameters.
     let options = match form {
         Some(fields) => Value::Object(fields),
         None => {
-            let from_query: Map<String, Value> = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-                .filter_map(|(k, v)| k.strip_prefix("opt-").map(|k| (k.to_string(), Value::String(v.into_owned()))))
-                .collect();
-            if let Some(form_spec) = state.supervisor.spawner.options_form().filter(|f| !f.fields.is_empty()) {
+            let from_query: Map<String, Value> =
+                url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+                    .filter_map(|(k, v)| {
+                        k.strip_prefix("opt-")
+                            .map(|k| (k.to_string(), Value::String(v.into_owned())))
+                    })
+                    .collect();
+            if let Some(form_spec) = state
+                .supervisor
+                .spawner
+                .options_form()
+                .filter(|f| !f.fields.is_empty())
+            {
                 if from_query.is_empty() {
-                    return Ok(render_form(&state, &headers, &uri, ident.user(), &form_spec, None, &Map::new()));
+                    return Ok(render_form(
+                        &state,
+                        &headers,
+                        &uri,
+                        ident.user(),
+                        &form_spec,
+                        None,
+                        &Map::new(),
+                    ));
                 }
             }
             Value::Object(from_query)
@@ -273,36 +400,85 @@ async fn spawn_page(state: AppState, headers: HeaderMap, uri: OriginalUri, name:
     };
     match state.supervisor.start(&user, &server, &options).await {
         Ok(slot) => {
-            slot.wait_while(Phase::Starting, Duration::from_secs(1)).await;
+            slot.wait_while(Phase::Starting, Duration::from_secs(1))
+                .await;
         }
         Err(crate::supervisor::SpawnRefused::BadRequest(msg)) => {
             if let Some(form_spec) = state.supervisor.spawner.options_form() {
-                return Ok(render_form(&state, &headers, &uri, ident.user(), &form_spec, Some(&msg), &Map::new()));
+                return Ok(render_form(
+                    &state,
+                    &headers,
+                    &uri,
+                    ident.user(),
+                    &form_spec,
+                    Some(&msg),
+                    &Map::new(),
+                ));
             }
-            return Ok(error_page(&state, StatusCode::BAD_REQUEST, &msg, ident.user()));
+            return Ok(error_page(
+                &state,
+                StatusCode::BAD_REQUEST,
+                &msg,
+                ident.user(),
+            ));
         }
-        Err(crate::supervisor::SpawnRefused::AlreadyRunning(_)) => return Ok(crate::found(next.as_deref().unwrap_or(&prefix))),
+        Err(crate::supervisor::SpawnRefused::AlreadyRunning(_)) => {
+            return Ok(crate::found(next.as_deref().unwrap_or(&prefix)))
+        }
         Err(e @ crate::supervisor::SpawnRefused::Limit(_)) => {
-            return Ok(error_page(&state, StatusCode::TOO_MANY_REQUESTS, &e.to_string(), ident.user()))
+            return Ok(error_page(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                &e.to_string(),
+                ident.user(),
+            ))
         }
-        Err(e) => return Ok(error_page(&state, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), ident.user())),
+        Err(e) => {
+            return Ok(error_page(
+                &state,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &e.to_string(),
+                ident.user(),
+            ))
+        }
     }
-    Ok(crate::found(&pending_url(&state, &user.name, &server, next.as_deref())))
+    Ok(crate::found(&pending_url(
+        &state,
+        &user.name,
+        &server,
+        next.as_deref(),
+    )))
 }
 
-fn render_form(state: &AppState, headers: &HeaderMap, uri: &OriginalUri, me: Option<&User>, form: &nbhub_spawner::FormSpec, error: Option<&str>, field_errors: &Map<String, Value>) -> Response {
+fn render_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &OriginalUri,
+    me: Option<&User>,
+    form: &nbhub_spawner::FormSpec,
+    error: Option<&str>,
+    field_errors: &Map<String, Value>,
+) -> Response {
     let token = session::get_cookie(headers, session::XSRF_COOKIE)
         .filter(|t| xsrf::check(&state.cookie_secret, Some(t), Some(t)))
         .map(str::to_string)
         .unwrap_or_else(|| xsrf::new_token(&state.cookie_secret));
-    let action = uri.path_and_query().map_or_else(String::new, |p| p.as_str().to_string());
+    let action = uri
+        .path_and_query()
+        .map_or_else(String::new, |p| p.as_str().to_string());
     let mut page = render(
         state,
         "spawn.html",
         me,
         json!({"fields": form.fields, "action": action, "xsrf": token, "error": error, "field_errors": field_errors}),
     );
-    let cookie = session::set_cookie(session::XSRF_COOKIE, &token, &state.hub_prefix(), Some(3600), state.config.hub.bind_url.is_https());
+    let cookie = session::set_cookie(
+        session::XSRF_COOKIE,
+        &token,
+        &state.hub_prefix(),
+        Some(3600),
+        state.config.hub.bind_url.is_https(),
+    );
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         page.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -312,29 +488,76 @@ fn render_form(state: &AppState, headers: &HeaderMap, uri: &OriginalUri, me: Opt
     page
 }
 
-async fn spawn_post(state: AppState, headers: HeaderMap, uri: OriginalUri, name: Option<String>, server: String, form: Vec<(String, String)>) -> ApiResult<Response> {
-    let submitted = form.iter().find(|(k, _)| k == "_xsrf").map(|(_, v)| v.as_str());
-    if !xsrf::check(&state.cookie_secret, session::get_cookie(&headers, session::XSRF_COOKIE), submitted) {
-        return Ok(error_page(&state, StatusCode::FORBIDDEN, "'_xsrf' argument missing from POST", None));
+async fn spawn_post(
+    state: AppState,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    name: Option<String>,
+    server: String,
+    form: Vec<(String, String)>,
+) -> ApiResult<Response> {
+    let submitted = form
+        .iter()
+        .find(|(k, _)| k == "_xsrf")
+        .map(|(_, v)| v.as_str());
+    if !xsrf::check(
+        &state.cookie_secret,
+        session::get_cookie(&headers, session::XSRF_COOKIE),
+        submitted,
+    ) {
+        return Ok(error_page(
+            &state,
+            StatusCode::FORBIDDEN,
+            "'_xsrf' argument missing from POST",
+            None,
+        ));
     }
-    let fields: Map<String, Value> =
-        form.into_iter().filter(|(k, _)| k != "_xsrf").map(|(k, v)| (k, Value::String(v))).collect();
+    let fields: Map<String, Value> = form
+        .into_iter()
+        .filter(|(k, _)| k != "_xsrf")
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
     spawn_page(state, headers, uri, name, server, Some(fields)).await
 }
 
-async fn spawn_self(State(s): State<AppState>, h: HeaderMap, u: OriginalUri) -> ApiResult<Response> {
+async fn spawn_self(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    u: OriginalUri,
+) -> ApiResult<Response> {
     spawn_page(s, h, u, None, String::new(), None).await
 }
-async fn spawn_user(State(s): State<AppState>, h: HeaderMap, u: OriginalUri, Path(name): Path<String>) -> ApiResult<Response> {
+async fn spawn_user(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    u: OriginalUri,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
     spawn_page(s, h, u, Some(name), String::new(), None).await
 }
-async fn spawn_named(State(s): State<AppState>, h: HeaderMap, u: OriginalUri, Path((name, server)): Path<(String, String)>) -> ApiResult<Response> {
+async fn spawn_named(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    u: OriginalUri,
+    Path((name, server)): Path<(String, String)>,
+) -> ApiResult<Response> {
     spawn_page(s, h, u, Some(name), server, None).await
 }
-async fn spawn_self_post(State(s): State<AppState>, h: HeaderMap, u: OriginalUri, Form(f): Form<Vec<(String, String)>>) -> ApiResult<Response> {
+async fn spawn_self_post(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    u: OriginalUri,
+    Form(f): Form<Vec<(String, String)>>,
+) -> ApiResult<Response> {
     spawn_post(s, h, u, None, String::new(), f).await
 }
-async fn spawn_user_post(State(s): State<AppState>, h: HeaderMap, u: OriginalUri, Path(name): Path<String>, Form(f): Form<Vec<(String, String)>>) -> ApiResult<Response> {
+async fn spawn_user_post(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    u: OriginalUri,
+    Path(name): Path<String>,
+    Form(f): Form<Vec<(String, String)>>,
+) -> ApiResult<Response> {
     spawn_post(s, h, u, Some(name), String::new(), f).await
 }
 async fn spawn_named_post(
@@ -347,23 +570,53 @@ async fn spawn_named_post(
     spawn_post(s, h, u, Some(name), server, f).await
 }
 
-async fn pending(state: AppState, headers: HeaderMap, uri: OriginalUri, name: String, server: String) -> ApiResult<Response> {
+async fn pending(
+    state: AppState,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    name: String,
+    server: String,
+) -> ApiResult<Response> {
     let (ident, user) = match spawn_target(&state, &headers, &uri, Some(&name)).await? {
         Ok(t) => t,
         Err(page) => return Ok(page),
     };
-    if !ident.allows("servers", &Resource::Server { user: &user.name, server: &server })
-        && !ident.allows("read:servers", &Resource::Server { user: &user.name, server: &server })
-    {
-        return Ok(error_page(&state, StatusCode::NOT_FOUND, "No access to this server, or it does not exist.", ident.user()));
+    if !ident.allows(
+        "servers",
+        &Resource::Server {
+            user: &user.name,
+            server: &server,
+        },
+    ) && !ident.allows(
+        "read:servers",
+        &Resource::Server {
+            user: &user.name,
+            server: &server,
+        },
+    ) {
+        return Ok(error_page(
+            &state,
+            StatusCode::NOT_FOUND,
+            "No access to this server, or it does not exist.",
+            ident.user(),
+        ));
     }
     let next = next_param(&uri, &headers);
     let base = state.config.hub.base_url.as_str();
     let prefix = server_prefix(base, &user.name, &server);
     let slot = state.supervisor.slot(&user, &server);
-    let spawn_url = format!("{}spawn/{}{}{}", hub(&state), user.name, path_part(&server), next.as_deref().map(|n| format!("?next={}", encode(n))).unwrap_or_default());
+    let spawn_url = format!(
+        "{}spawn/{}{}{}",
+        hub(&state),
+        user.name,
+        path_part(&server),
+        next.as_deref()
+            .map(|n| format!("?next={}", encode(n)))
+            .unwrap_or_default()
+    );
     let ctx = |extra: Value| {
-        let mut v = json!({"server_display": server_display(&user.name, &server), "spawn_url": spawn_url});
+        let mut v =
+            json!({"server_display": server_display(&user.name, &server), "spawn_url": spawn_url});
         if let (Some(m), Value::Object(e)) = (v.as_object_mut(), extra) {
             m.extend(e);
         }
@@ -377,38 +630,86 @@ async fn pending(state: AppState, headers: HeaderMap, uri: OriginalUri, name: St
                 .map(str::to_string)
                 .unwrap_or_else(|| xsrf::new_token(&state.cookie_secret));
             let progress = if server.is_empty() {
-                format!("{base}hub/api/users/{}/server/progress?_xsrf={}", user.name, encode(&token))
+                format!(
+                    "{base}hub/api/users/{}/server/progress?_xsrf={}",
+                    user.name,
+                    encode(&token)
+                )
             } else {
-                format!("{base}hub/api/users/{}/servers/{server}/progress?_xsrf={}", user.name, encode(&token))
+                format!(
+                    "{base}hub/api/users/{}/servers/{server}/progress?_xsrf={}",
+                    user.name,
+                    encode(&token)
+                )
             };
-            let mut page = render(&state, "spawn_pending.html", ident.user(), ctx(json!({"progress_url": progress})));
-            let cookie = session::set_cookie(session::XSRF_COOKIE, &token, &state.hub_prefix(), Some(3600), state.config.hub.bind_url.is_https());
+            let mut page = render(
+                &state,
+                "spawn_pending.html",
+                ident.user(),
+                ctx(json!({"progress_url": progress})),
+            );
+            let cookie = session::set_cookie(
+                session::XSRF_COOKIE,
+                &token,
+                &state.hub_prefix(),
+                Some(3600),
+                state.config.hub.bind_url.is_https(),
+            );
             if let Ok(v) = HeaderValue::from_str(&cookie) {
                 page.headers_mut().append(header::SET_COOKIE, v);
             }
             Ok(page)
         }
-        Phase::Stopping => Ok(render(&state, "not_running.html", ident.user(), ctx(json!({"stopping": true})))),
+        Phase::Stopping => Ok(render(
+            &state,
+            "not_running.html",
+            ident.user(),
+            ctx(json!({"stopping": true})),
+        )),
         Phase::Stopped => {
             if let Some(failed) = slot.failure() {
-                let mut page = render(&state, "not_running.html", ident.user(), ctx(json!({"failed": failed})));
+                let mut page = render(
+                    &state,
+                    "not_running.html",
+                    ident.user(),
+                    ctx(json!({"failed": failed})),
+                );
                 *page.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
                 return Ok(page);
             }
-            Ok(render(&state, "not_running.html", ident.user(), ctx(json!({"exit_reason": slot.exit_reason()}))))
+            Ok(render(
+                &state,
+                "not_running.html",
+                ident.user(),
+                ctx(json!({"exit_reason": slot.exit_reason()})),
+            ))
         }
     }
 }
 
-async fn pending_default(State(s): State<AppState>, h: HeaderMap, u: OriginalUri, Path(name): Path<String>) -> ApiResult<Response> {
+async fn pending_default(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    u: OriginalUri,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
     pending(s, h, u, name, String::new()).await
 }
-async fn pending_named(State(s): State<AppState>, h: HeaderMap, u: OriginalUri, Path((name, server)): Path<(String, String)>) -> ApiResult<Response> {
+async fn pending_named(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    u: OriginalUri,
+    Path((name, server)): Path<(String, String)>,
+) -> ApiResult<Response> {
     pending(s, h, u, name, server).await
 }
 
 /// The proxy's `--error-target`: render the error for the code it passes.
-async fn error_target(State(state): State<AppState>, Path(code): Path<u16>, uri: OriginalUri) -> Response {
+async fn error_target(
+    State(state): State<AppState>,
+    Path(code): Path<u16>,
+    uri: OriginalUri,
+) -> Response {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let url = crate::api::query_param(uri.query(), "url").unwrap_or_default();
     let message = match code {

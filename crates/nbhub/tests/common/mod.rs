@@ -2,6 +2,8 @@
 //! database backends every database test runs against.
 #![allow(dead_code)]
 
+pub mod hubproc;
+
 use std::path::PathBuf;
 
 use nbhub::config::{Config, HttpUrl, RoleConfig, ServiceConfig};

@@ -1,0 +1,278 @@
+//! The whole system as a user meets it: the `nbhub` binary with its managed `nbhub-proxy`, and
+//! the real `jupyterhub-singleuser` from the test venv, on free ports. Everything it starts is
+//! killed when it is dropped, even after the hub itself was killed with -9.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use nbhub_testkit::{free_port, ChildGuard};
+
+pub const ADMIN: &str = "e2e-admin-service-token";
+pub const PASSWORD: &str = "pw";
+
+pub struct HubProc {
+    pub dir: nbhub_testkit::TempDir,
+    pub config_path: PathBuf,
+    pub public: u16,
+    pub hub_port: u16,
+    pub api_port: u16,
+    pub hub: Option<ChildGuard>,
+    pub venv: PathBuf,
+}
+
+/// A binary of this workspace next to the test executable's target directory.
+pub fn workspace_binary(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?.parent()?; // target/debug/deps/x → target/debug
+    let path = dir.join(name);
+    path.exists().then_some(path)
+}
+
+/// Finds the built `nbhub-proxy`; a missing one fails under CI=true and skips loudly otherwise.
+pub fn require_proxy_binary() -> Option<PathBuf> {
+    let found = workspace_binary("nbhub-proxy");
+    if found.is_none() {
+        nbhub_testkit::missing_part(
+            "the nbhub-proxy binary (target/<profile>/nbhub-proxy)",
+            "cargo build --workspace --bins (scripts/test.sh does)",
+        );
+    }
+    found
+}
+
+#[derive(Default)]
+pub struct Options {
+    pub extra_toml: String,
+    pub services: String,
+    pub cmd_prefix: Vec<String>,
+}
+
+impl HubProc {
+    /// Writes the config; `start` runs the hub.
+    pub fn new(venv: PathBuf, proxy: &Path, opts: Options) -> HubProc {
+        let dir = nbhub_testkit::temp_dir_world_readable();
+        let (public, hub_port, api_port) = (free_port(), free_port(), free_port());
+        let singleuser = venv.join("bin/jupyterhub-singleuser").display().to_string();
+        let mut cmd: Vec<String> = opts.cmd_prefix.clone();
+        cmd.push(singleuser);
+        let args = if nbhub_testkit::is_root() {
+            "[\"--allow-root\"]"
+        } else {
+            "[]"
+        };
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).expect("data dir");
+        let path_env = format!(
+            "{}:{}",
+            venv.join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let config = format!(
+            r#"
+[hub]
+bind_url = "http://127.0.0.1:{public}"
+hub_bind_url = "http://127.0.0.1:{hub_port}"
+data_dir = "{data}"
+allow_named_servers = true
+slow_spawn_timeout = 30
+log_level = "debug"
+{extra}
+
+[authenticator]
+password = "{PASSWORD}"
+allow_all = true
+
+[spawner]
+cmd = {cmd:?}
+args = {args}
+switch_user = false
+poll_interval = 1
+environment = {{ PATH = "{path_env}" }}
+
+[proxy]
+api_url = "http://127.0.0.1:{api_port}"
+command = ["{proxy}"]
+check_running_interval = 1
+
+[[services]]
+name = "e2e-admin"
+api_token = "{ADMIN}"
+
+[[roles]]
+name = "e2e-admin-role"
+scopes = ["admin:users", "admin:servers", "tokens", "list:users", "read:users", "proxy"]
+services = ["e2e-admin"]
+{services}
+"#,
+            data = data.display(),
+            extra = opts.extra_toml,
+            proxy = proxy.display(),
+            services = opts.services,
+        );
+        let config_path = dir.path().join("nbhub.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        HubProc {
+            dir,
+            config_path,
+            public,
+            hub_port,
+            api_port,
+            hub: None,
+            venv,
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn public_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.public)
+    }
+
+    /// Starts the hub and waits until the proxy routes to it.
+    pub async fn start(&mut self) {
+        let nbhub = env!("CARGO_BIN_EXE_nbhub");
+        let mut cmd = Command::new(nbhub);
+        cmd.arg("--config")
+            .arg(&self.config_path)
+            .current_dir(self.dir.path());
+        let guard = ChildGuard::spawn("nbhub", cmd).expect("start nbhub");
+        guard
+            .wait_for_line(|l| l.contains("listening on"), Duration::from_secs(30))
+            .await;
+        self.hub = Some(guard);
+        let url = self.public_url("/hub/api/");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = nbhub_testkit::http_get(&url).await {
+                if r.status == 200 {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the hub never answered through the proxy: {}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The hub's output so far (for failure messages).
+    pub fn log(&self) -> String {
+        self.hub
+            .as_ref()
+            .map(|h| h.output().to_string())
+            .unwrap_or_default()
+    }
+
+    pub fn kill9_hub(&mut self) {
+        if let Some(mut h) = self.hub.take() {
+            let pid = h.pid() as i32;
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            h.kill();
+        }
+    }
+
+    pub fn proxy_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.data_dir().join("nbhub-proxy.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Every process started for this hub: found by the hub API URL in its environment.
+    fn our_processes(&self) -> Vec<i32> {
+        let marker = format!("127.0.0.1:{}/hub/api", self.hub_port);
+        let mut pids = Vec::new();
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for e in entries.flatten() {
+                let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                    continue;
+                };
+                if let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) {
+                    if String::from_utf8_lossy(&env).contains(&marker) {
+                        pids.push(pid);
+                    }
+                }
+            }
+        }
+        pids
+    }
+}
+
+impl Drop for HubProc {
+    fn drop(&mut self) {
+        use nix::sys::signal::{kill, killpg, Signal};
+        use nix::unistd::Pid;
+        self.kill9_hub();
+        if let Some(pid) = self.proxy_pid() {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        for pid in self.our_processes() {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// A browser: cookies kept, redirects followed.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .expect("client")
+}
+
+/// Logs `user` in through the login form (with its XSRF token), as a browser does.
+pub async fn login(b: &reqwest::Client, hub: &HubProc, user: &str) {
+    let page = b
+        .get(hub.public_url("/hub/login"))
+        .send()
+        .await
+        .expect("login page")
+        .text()
+        .await
+        .expect("html");
+    let marker = "name=\"_xsrf\" value=\"";
+    let start = page.find(marker).expect("xsrf field") + marker.len();
+    let xsrf = page[start..].split('"').next().expect("value").to_string();
+    let resp = b
+        .post(hub.public_url("/hub/login?next=%2Fhub%2Fhome"))
+        .form(&[("username", user), ("password", PASSWORD), ("_xsrf", &xsrf)])
+        .send()
+        .await
+        .expect("login");
+    assert!(
+        resp.status().is_success(),
+        "login as {user}: {}",
+        resp.status()
+    );
+}
+
+/// Calls the hub API with the admin service token.
+pub async fn admin(
+    hub: &HubProc,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, String) {
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let mut req = c
+        .request(method, hub.public_url(&format!("/hub/api{path}")))
+        .header("Authorization", format!("token {ADMIN}"));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.expect("api call");
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}

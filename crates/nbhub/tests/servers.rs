@@ -1,0 +1,494 @@
+//! Single-user servers end to end, with the real `jupyterhub-singleuser` + JupyterLab from the
+//! test venv, the `nbhub` binary and its managed `nbhub-proxy`.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::hubproc::{admin, login, require_proxy_binary, HubProc, Options, ADMIN};
+use futures_util::{SinkExt, StreamExt};
+use reqwest::cookie::CookieStore;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+/// The real parts this file needs, or an early return (a failure under CI=true).
+macro_rules! real_parts {
+    () => {{
+        let Some(venv) = nbhub_testkit::require_venv() else {
+            return;
+        };
+        let Some(proxy) = require_proxy_binary() else {
+            return;
+        };
+        (venv, proxy)
+    }};
+}
+
+/// Polls `check` until it returns Some, or fails after `secs` with `what`.
+async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs} s waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn jar_browser() -> (reqwest::Client, Arc<reqwest::cookie::Jar>) {
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let client = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .build()
+        .expect("client");
+    (client, jar)
+}
+
+fn cookie(jar: &reqwest::cookie::Jar, url: &str, name: &str) -> Option<String> {
+    let header = jar.cookies(&url.parse().ok()?)?;
+    header
+        .to_str()
+        .ok()?
+        .split("; ")
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=")).map(str::to_string))
+}
+
+async fn user_token(hub: &HubProc, user: &str) -> String {
+    let (s, body) = admin(
+        hub,
+        Method::POST,
+        &format!("/users/{user}/tokens"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    serde_json::from_str::<Value>(&body).expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_string()
+}
+
+async fn get_status(hub: &HubProc, path: &str, token: &str) -> u16 {
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    match c
+        .get(hub.public_url(path))
+        .header("Authorization", format!("token {token}"))
+        .send()
+        .await
+    {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+/// Executes `code` in a new kernel of the server at `prefix` over the kernel websocket, as
+/// JupyterLab does, and returns what the kernel printed.
+async fn run_in_kernel(
+    hub: &HubProc,
+    prefix: &str,
+    b: &reqwest::Client,
+    xsrf: &str,
+    token: &str,
+    code: &str,
+) -> String {
+    let resp = b
+        .post(hub.public_url(&format!("{prefix}api/kernels")))
+        .header("X-XSRFToken", xsrf)
+        .json(&json!({"name": "python3"}))
+        .send()
+        .await
+        .expect("create kernel");
+    assert_eq!(resp.status(), 201, "create kernel: {:?}", resp.text().await);
+    let kernel: Value = resp.json().await.expect("kernel json");
+    let id = kernel["id"].as_str().expect("kernel id");
+    let url = format!(
+        "ws://127.0.0.1:{}{prefix}api/kernels/{id}/channels?session_id=e2e",
+        hub.public
+    );
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)
+            .expect("ws request");
+    request.headers_mut().insert(
+        "Authorization",
+        format!("token {token}").parse().expect("header"),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("kernel websocket through the proxy");
+    let msg_id = uuid::Uuid::new_v4().to_string();
+    let execute = json!({
+        "header": {"msg_id": msg_id, "username": "e2e", "session": "e2e", "msg_type": "execute_request", "version": "5.3", "date": "2026-01-01T00:00:00Z"},
+        "parent_header": {}, "metadata": {}, "channel": "shell",
+        "content": {"code": code, "silent": false, "store_history": false, "user_expressions": {}, "allow_stdin": false, "stop_on_error": true},
+        "buffers": [],
+    });
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        execute.to_string(),
+    ))
+    .await
+    .expect("send execute_request");
+    let read = async {
+        let mut out = String::new();
+        while let Some(Ok(msg)) = ws.next().await {
+            let tokio_tungstenite::tungstenite::Message::Text(text) = msg else {
+                continue;
+            };
+            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            if v["parent_header"]["msg_id"] != json!(msg_id) {
+                continue;
+            }
+            match v["header"]["msg_type"].as_str() {
+                Some("stream") => out.push_str(v["content"]["text"].as_str().unwrap_or("")),
+                Some("error") => panic!("kernel error: {}", v["content"]),
+                Some("status") if v["content"]["execution_state"] == "idle" && !out.is_empty() => {
+                    break
+                }
+                _ => {}
+            }
+        }
+        out
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .expect("kernel answered in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_login_spawn_kernel_and_access_rules() {
+    let (venv, proxy) = real_parts!();
+    let mut hub = HubProc::new(venv, &proxy, Options::default());
+    hub.start().await;
+    let (alice, jar) = jar_browser();
+    login(&alice, &hub, "alice").await;
+
+    // Start through the spawn page; follow the progress stream until the server is ready.
+    let resp = alice
+        .get(hub.public_url("/hub/spawn"))
+        .send()
+        .await
+        .expect("spawn");
+    assert!(
+        resp.status().is_success(),
+        "{} at {}: {}",
+        resp.status(),
+        resp.url(),
+        hub.log()
+    );
+    let landed = resp.url().path().to_string();
+    assert!(
+        landed.starts_with("/hub/spawn-pending/alice") || landed.starts_with("/user/alice/"),
+        "{landed}"
+    );
+    let progress = alice
+        .get(hub.public_url("/hub/api/users/alice/server/progress"))
+        .send()
+        .await
+        .expect("progress");
+    assert_eq!(progress.headers()["content-type"], "text/event-stream");
+    let body = tokio::time::timeout(Duration::from_secs(60), progress.text())
+        .await
+        .expect("progress ends")
+        .expect("body");
+    assert!(body.contains("\"ready\":true"), "{body}");
+    assert!(body.contains("Server requested"), "{body}");
+
+    // JupyterLab through the proxy: the single-user server logs alice in with OAuth + PKCE.
+    let resp = alice
+        .get(hub.public_url("/user/alice/lab"))
+        .send()
+        .await
+        .expect("lab");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.url().path(), "/user/alice/lab");
+    let html = resp.text().await.expect("html");
+    assert!(html.contains("JupyterLab"), "a JupyterLab page");
+    let token_marker = "\"token\": \"";
+    let start = html.find(token_marker).expect("page config token") + token_marker.len();
+    let oauth_token = html[start..].split('"').next().expect("token").to_string();
+    let xsrf =
+        cookie(&jar, &hub.public_url("/user/alice/"), "_xsrf").expect("the server's _xsrf cookie");
+    let printed = run_in_kernel(
+        &hub,
+        "/user/alice/",
+        &alice,
+        &xsrf,
+        &oauth_token,
+        "print(6*7)",
+    )
+    .await;
+    assert_eq!(printed.trim(), "42");
+
+    // The server's activity reports reach the hub.
+    eventually(30, "alice's server activity in the hub", || async {
+        let (_, body) = admin(&hub, Method::GET, "/users/alice", None).await;
+        let v: Value = serde_json::from_str(&body).ok()?;
+        v["servers"][""]["last_activity"]
+            .as_str()
+            .map(str::to_string)
+    })
+    .await;
+
+    // bob may not use alice's server.
+    let bob = common::hubproc::browser();
+    login(&bob, &hub, "bob").await;
+    let resp = bob
+        .get(hub.public_url("/user/alice/api/status"))
+        .send()
+        .await
+        .expect("bob → alice");
+    assert_eq!(
+        resp.status(),
+        403,
+        "bob at alice's server ends at {}",
+        resp.url()
+    );
+    let bob_token = user_token(&hub, "bob").await;
+    assert_eq!(
+        get_status(&hub, "/user/alice/api/status", &bob_token).await,
+        403
+    );
+
+    // The admin service can stop and start alice's server but not use it.
+    assert_eq!(get_status(&hub, "/user/alice/api/status", ADMIN).await, 403);
+    let (s, body) = admin(&hub, Method::DELETE, "/users/alice/server", None).await;
+    assert_eq!(s, 204, "{body}");
+    let (s, body) = admin(&hub, Method::POST, "/users/alice/server", None).await;
+    assert_eq!(s, 201, "{body}");
+    let (s, body) = admin(&hub, Method::POST, "/users/alice/server", None).await;
+    assert_eq!(s, 400, "already running: {body}");
+    let (s, _) = admin(&hub, Method::DELETE, "/users/alice/server", None).await;
+    assert_eq!(s, 204);
+
+    // Stopped: API requests get 424 JSON, pages a 424 page with a spawn link.
+    let resp = alice
+        .get(hub.public_url("/user/alice/api/status"))
+        .send()
+        .await
+        .expect("status");
+    assert_eq!(resp.status(), 424);
+    assert_eq!(resp.url().path(), "/hub/user/alice/api/status");
+    let v: Value = resp.json().await.expect("424 json");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no longer running"),
+        "{v}"
+    );
+    let resp = alice
+        .get(hub.public_url("/user/alice/lab"))
+        .send()
+        .await
+        .expect("lab");
+    assert_eq!(resp.status(), 424);
+    // minijinja escapes '/' in attributes as &#x2f;, which browsers decode.
+    let html = resp.text().await.expect("html").replace("&#x2f;", "/");
+    assert!(
+        html.contains("href=\"/hub/spawn/alice?next=%2Fhub%2Fuser%2Falice%2Flab\""),
+        "{html}"
+    );
+
+    // Named servers: two at once, each at its own URL.
+    let alice_token = user_token(&hub, "alice").await;
+    for name in ["one", "two"] {
+        let (s, body) = admin(
+            &hub,
+            Method::POST,
+            &format!("/users/alice/servers/{name}"),
+            Some(json!({})),
+        )
+        .await;
+        assert!(s == 201 || s == 202, "{name}: {s} {body}");
+    }
+    for name in ["one", "two"] {
+        let path = format!("/user/alice/{name}/api/status");
+        eventually(60, &path, || async {
+            (get_status(&hub, &path, &alice_token).await == 200).then_some(())
+        })
+        .await;
+    }
+    let (_, body) = admin(&hub, Method::GET, "/users/alice", None).await;
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["servers"]["one"]["url"], "/user/alice/one/");
+    assert_eq!(v["servers"]["two"]["ready"], true);
+    let (s, _) = admin(
+        &hub,
+        Method::DELETE,
+        "/users/alice/servers/two",
+        Some(json!({"remove": true})),
+    )
+    .await;
+    assert_eq!(s, 204);
+    let (_, body) = admin(
+        &hub,
+        Method::GET,
+        "/users/alice?include_stopped_servers",
+        None,
+    )
+    .await;
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert!(v["servers"].get("two").is_none(), "removed: {v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_and_proxy_restarts_lose_nothing() {
+    let (venv, proxy) = real_parts!();
+    let mut hub = HubProc::new(venv, &proxy, Options::default());
+    hub.start().await;
+    let mut tokens = Vec::new();
+    for user in ["alice", "bob"] {
+        admin(&hub, Method::POST, &format!("/users/{user}"), None).await;
+        let (s, body) = admin(&hub, Method::POST, &format!("/users/{user}/server"), None).await;
+        assert_eq!(s, 201, "{user}: {body}");
+        let t = user_token(&hub, user).await;
+        assert_eq!(
+            get_status(&hub, &format!("/user/{user}/api/status"), &t).await,
+            200
+        );
+        tokens.push((user, t));
+    }
+
+    // kill -9 the hub: the proxy keeps serving the users' servers meanwhile.
+    hub.kill9_hub();
+    for (user, t) in &tokens {
+        assert_eq!(
+            get_status(&hub, &format!("/user/{user}/api/status"), t).await,
+            200,
+            "{user} while the hub is down"
+        );
+    }
+    hub.start().await;
+    for (user, t) in &tokens {
+        let (_, body) = admin(&hub, Method::GET, &format!("/users/{user}"), None).await;
+        let v: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(v["servers"][""]["ready"], true, "{user} re-adopted: {v}");
+        assert_eq!(
+            get_status(&hub, &format!("/user/{user}/api/status"), t).await,
+            200
+        );
+    }
+    let log = hub.log();
+    assert!(log.contains("adopted a running server"), "{log}");
+
+    // kill -9 the proxy: the hub starts a new one and restores every route within 5 s.
+    let old = hub.proxy_pid().expect("proxy pid");
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(old),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill proxy");
+    let killed = tokio::time::Instant::now();
+    for (user, t) in &tokens {
+        let path = format!("/user/{user}/api/status");
+        eventually(5, &format!("{path} after the proxy was killed"), || async {
+            (get_status(&hub, &path, t).await == 200).then_some(())
+        })
+        .await;
+    }
+    eprintln!(
+        "routes back {:?} after kill -9 of the proxy",
+        killed.elapsed()
+    );
+    assert!(killed.elapsed() <= Duration::from_secs(5));
+    assert_ne!(hub.proxy_pid(), Some(old));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_idle_culler_culls_an_idle_server() {
+    let (venv, proxy) = real_parts!();
+    let culler = venv.join("bin/jupyterhub-idle-culler");
+    let services = format!(
+        r#"
+[[services]]
+name = "culler"
+command = ["{}", "--timeout=5", "--cull-every=2"]
+
+[[roles]]
+name = "culler-role"
+scopes = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+services = ["culler"]
+"#,
+        culler.display()
+    );
+    let mut hub = HubProc::new(
+        venv,
+        &proxy,
+        Options {
+            services,
+            ..Options::default()
+        },
+    );
+    hub.start().await;
+    admin(&hub, Method::POST, "/users/alice", None).await;
+    let (s, body) = admin(&hub, Method::POST, "/users/alice/server", None).await;
+    assert_eq!(s, 201, "{body}");
+    eventually(60, "the idle culler to stop alice's server", || async {
+        let (_, body) = admin(&hub, Method::GET, "/users/alice", None).await;
+        let v: Value = serde_json::from_str(&body).ok()?;
+        v["servers"]
+            .as_object()
+            .filter(|m| m.is_empty())
+            .map(|_| ())
+    })
+    .await;
+    let log =
+        std::fs::read_to_string(hub.data_dir().join("logs/service-culler.log")).unwrap_or_default();
+    assert!(
+        log.contains("Culling server") || log.contains("alice"),
+        "culler log: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batchspawner_wrapper_reports_its_port() {
+    let (venv, proxy) = real_parts!();
+    let wrapper = venv
+        .join("bin/batchspawner-singleuser")
+        .display()
+        .to_string();
+    let mut hub = HubProc::new(
+        venv,
+        &proxy,
+        Options {
+            cmd_prefix: vec![wrapper],
+            ..Options::default()
+        },
+    );
+    hub.start().await;
+    admin(&hub, Method::POST, "/users/alice", None).await;
+    let (s, body) = admin(&hub, Method::POST, "/users/alice/server", None).await;
+    assert_eq!(s, 201, "{body}");
+    let token = user_token(&hub, "alice").await;
+    assert_eq!(
+        get_status(&hub, "/user/alice/api/status", &token).await,
+        200
+    );
+    // The route points at the port the wrapper reported, not the one the spawner chose.
+    let (_, body) = admin(&hub, Method::GET, "/users/alice", None).await;
+    let v: Value = serde_json::from_str(&body).expect("json");
+    let chosen = v["servers"][""]["state"]["port"]
+        .as_u64()
+        .expect("spawner state port");
+    let (_, routes) = admin(&hub, Method::GET, "/proxy", None).await;
+    let log = hub.log();
+    assert!(
+        log.contains("batchspawner reported the server's port"),
+        "{log}"
+    );
+    assert!(
+        !routes.contains(&format!(":{chosen}\"")) || routes.is_empty(),
+        "route still at the chosen port {chosen}: {routes}"
+    );
+}
