@@ -1,1 +1,447 @@
-//! nbhub-proxy: a configurable-http-proxy compatible reverse proxy (see issue 3).
+//! nbhub-proxy: a reverse proxy with the command line and REST API of
+//! configurable-http-proxy (CHP) 5.3.0, for nbhub and for the Python JupyterHub.
+//!
+//! # Layout
+//!
+//! - [`config`]: CHP's flags (clap) and the resolved [`ProxyConfig`]; refused flags are errors.
+//! - [`routes`]: the route table, a trie keyed by path segments; per-route `last_activity`.
+//! - [`api`]: the REST API on the API port (`/api/routes`).
+//! - [`forward`]: the hot path, routing and forwarding with streamed bodies and websockets.
+//! - [`pool`]: keep-alive connections to targets, one pool per worker thread.
+//! - [`tls`]: rustls server configs and the connector to `http`/`https` targets.
+//! - [`metrics`]: counters in the Prometheus text format on `--metrics-port`.
+//!
+//! Start it in-process with [`Listeners::bind`] (or listeners of your own on port 0) and
+//! [`run`]; `run` returns once the shutdown future resolves and in-flight requests finish.
+
+pub mod api;
+pub mod config;
+pub mod forward;
+pub mod metrics;
+pub mod pool;
+pub mod routes;
+pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use serde_json::Map;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+pub use config::{Args, ProxyConfig};
+use forward::{ConnInfo, Forwarder, ProxyBody, Shared};
+use metrics::GaugeGuard;
+use routes::{Route, Target};
+
+/// How long `run` waits for in-flight requests after shutdown before giving up on them.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The sockets the proxy serves. Bind them yourself (e.g. on port 0 in tests) or with
+/// [`Listeners::bind`] from a config.
+pub struct Listeners {
+    pub public: TcpListener,
+    pub api: TcpListener,
+    pub metrics: Option<TcpListener>,
+    /// Plain-HTTP port that redirects to the public HTTPS port (`--redirect-port`).
+    pub redirect: Option<TcpListener>,
+}
+
+async fn bind(ip: &str, port: u16, what: &str) -> Result<TcpListener> {
+    let host = config::bind_host(ip);
+    TcpListener::bind((host, port))
+        .await
+        .with_context(|| format!("binding the {what} port on {host}:{port}"))
+}
+
+impl Listeners {
+    /// Bind the ports a config names.
+    pub async fn bind(config: &ProxyConfig) -> Result<Self> {
+        Ok(Listeners {
+            public: bind(&config.ip, config.port, "public").await?,
+            api: bind(&config.api_ip, config.api_port, "API").await?,
+            metrics: match config.metrics_port {
+                Some(p) => Some(bind(&config.metrics_ip, p, "metrics").await?),
+                None => None,
+            },
+            redirect: match config.redirect_port {
+                Some(p) => Some(bind(&config.ip, p, "redirect").await?),
+                None => None,
+            },
+        })
+    }
+
+    pub fn public_addr(&self) -> std::io::Result<SocketAddr> {
+        self.public.local_addr()
+    }
+
+    pub fn api_addr(&self) -> std::io::Result<SocketAddr> {
+        self.api.local_addr()
+    }
+
+    /// The line the binary prints once it listens, which the hub and tests wait for:
+    /// `nbhub-proxy listening on http://127.0.0.1:8000, api on http://127.0.0.1:8001`.
+    pub fn ready_line(&self, config: &ProxyConfig) -> std::io::Result<String> {
+        let s = |tls: bool| if tls { "https" } else { "http" };
+        let mut line = format!(
+            "nbhub-proxy listening on {}://{}, api on {}://{}",
+            s(config.tls.is_some()),
+            self.public_addr()?,
+            s(config.api_tls.is_some()),
+            self.api_addr()?
+        );
+        if let Some(m) = &self.metrics {
+            line.push_str(&format!(", metrics on http://{}", m.local_addr()?));
+        }
+        Ok(line)
+    }
+}
+
+/// Serve until `shutdown` resolves, then stop accepting, let in-flight requests finish
+/// (up to 30 s) and return.
+///
+/// The public port is served by `config.workers` threads (default: one per core), each with a
+/// single-threaded runtime and its own upstream pool, as nginx runs one worker per core: a
+/// request and its upstream connection then stay on one thread, with no cross-thread wake-ups.
+/// The API, metrics and redirect ports are served on the caller's runtime.
+pub async fn run(
+    config: ProxyConfig,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let tls = config
+        .tls
+        .as_ref()
+        .map(tls::server_config)
+        .transpose()?
+        .map(TlsAcceptor::from);
+    let api_tls = config
+        .api_tls
+        .as_ref()
+        .map(tls::server_config)
+        .transpose()?
+        .map(TlsAcceptor::from);
+    let client_tls = tls::client_config(&config.client_tls)?;
+    let connector = tls::UpstreamConnector::new(client_tls, config.proxy_timeout);
+    let default_target = config.default_target.clone();
+    let workers = config
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let shared = Arc::new(Shared::new(config, connector));
+    if let Some(t) = default_target {
+        let mut data = Map::new();
+        data.insert(
+            "target".into(),
+            format!("{}://{}{}", t.scheme, t.authority, t.path).into(),
+        );
+        shared.routes.insert(Route::new("/", data, t));
+    }
+    let builder = Arc::new(server_builder(&shared.config));
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    // Public port: worker threads sharing the listening socket.
+    let public = listeners.public.into_std().context("public listener")?;
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<Result<()>>(workers);
+    for i in 0..workers {
+        let listener = public.try_clone().context("sharing the public listener")?;
+        let (shared, builder, tls, stop, done) = (
+            shared.clone(),
+            builder.clone(),
+            tls.clone(),
+            stop_rx.clone(),
+            done_tx.clone(),
+        );
+        std::thread::Builder::new()
+            .name(format!("nbhub-proxy-w{i}"))
+            .spawn(move || {
+                let r = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("worker runtime")
+                    .and_then(|rt| {
+                        rt.block_on(async move {
+                            let listener = TcpListener::from_std(listener)?;
+                            let fw = Arc::new(Forwarder::new(shared.clone()));
+                            // Close idle and dead target connections: no socket outlives its use.
+                            let pool = fw.pool.clone();
+                            tokio::spawn(async move {
+                                let mut tick = tokio::time::interval(pool::IDLE_TIMEOUT / 4);
+                                loop {
+                                    tick.tick().await;
+                                    pool.sweep();
+                                }
+                            });
+                            let svc = move |info: Arc<ConnInfo>| {
+                                let fw = fw.clone();
+                                service_fn(move |req| {
+                                    forward::handle(fw.clone(), info.clone(), req)
+                                })
+                            };
+                            serve(listener, tls, builder, stop, shared, svc).await
+                        })
+                    });
+                let _ = done.blocking_send(r);
+            })
+            .context("starting a worker thread")?;
+    }
+    drop(public);
+    drop(done_tx);
+
+    // API, metrics and redirect ports on this runtime.
+    let mut tasks = tokio::task::JoinSet::new();
+    {
+        let s2 = shared.clone();
+        let svc = move |_info: Arc<ConnInfo>| {
+            let shared = s2.clone();
+            service_fn(move |req| api::handle(shared.clone(), req))
+        };
+        tasks.spawn(serve(
+            listeners.api,
+            api_tls,
+            builder.clone(),
+            stop_rx.clone(),
+            shared.clone(),
+            svc,
+        ));
+    }
+    if let Some(l) = listeners.metrics {
+        let s2 = shared.clone();
+        let svc = move |_info: Arc<ConnInfo>| {
+            let shared = s2.clone();
+            service_fn(move |req: Request<Incoming>| {
+                let shared = shared.clone();
+                async move { Ok::<_, std::convert::Infallible>(serve_metrics(&shared, &req)) }
+            })
+        };
+        tasks.spawn(serve(
+            l,
+            None,
+            builder.clone(),
+            stop_rx.clone(),
+            shared.clone(),
+            svc,
+        ));
+    }
+    if let Some(l) = listeners.redirect {
+        let to = shared.config.redirect_to.unwrap_or(shared.config.port);
+        let svc = move |_info: Arc<ConnInfo>| {
+            service_fn(move |req: Request<Incoming>| async move {
+                Ok::<_, std::convert::Infallible>(redirect(to, &req))
+            })
+        };
+        tasks.spawn(serve(
+            l,
+            None,
+            builder.clone(),
+            stop_rx.clone(),
+            shared.clone(),
+            svc,
+        ));
+    }
+
+    let mut failure = None;
+    tokio::select! {
+        _ = shutdown => {}
+        Some(r) = done_rx.recv() => failure = r.err(),
+        Some(r) = tasks.join_next() => {
+            failure = match r {
+                Ok(r) => r.err(),
+                Err(e) => Some(anyhow::anyhow!("server task failed: {e}")),
+            };
+        }
+    }
+    tracing::info!("shutting down: closing listeners, finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    while let Some(r) = tasks.join_next().await {
+        if let Ok(Err(e)) = r {
+            failure.get_or_insert(e);
+        }
+    }
+    while let Some(r) = done_rx.recv().await {
+        if let Err(e) = r {
+            failure.get_or_insert(e);
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn server_builder(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        // hyper starts this timer while a keep-alive connection waits for its next request,
+        // which is what CHP's --keep-alive-timeout bounds.
+        .header_read_timeout(config.timeout.unwrap_or(config.keep_alive_timeout));
+    builder.http2().timer(TokioTimer::new());
+    builder
+}
+
+/// Accept connections until `stop`, then wait (up to 30 s) for the open ones to finish.
+async fn serve<S, F>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    mut stop: watch::Receiver<bool>,
+    shared: Arc<Shared>,
+    make_svc: F,
+) -> Result<()>
+where
+    F: Fn(Arc<ConnInfo>) -> S,
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<ProxyBody>,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (tcp, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of fds and similar: back off briefly rather than spin.
+                    tracing::error!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let info = Arc::new(ConnInfo::new(remote, tls.is_some()));
+        let svc = make_svc(info);
+        let builder = builder.clone();
+        let shared = shared.clone();
+        let tls = tls.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            shared
+                .metrics
+                .connections_total
+                .fetch_add(1, Ordering::Relaxed);
+            let _g = GaugeGuard::new(&shared.metrics.connections_active);
+            match tls {
+                None => serve_conn(tcp, &builder, watcher, svc).await,
+                Some(acc) => match acc.accept(tcp).await {
+                    Ok(s) => {
+                        let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
+                        if h2 {
+                            let conn =
+                                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                                    .timer(TokioTimer::new())
+                                    .serve_connection(TokioIo::new(s), svc);
+                            if let Err(e) = watcher.watch(conn).await {
+                                tracing::debug!("h2 connection from {remote}: {e}");
+                            }
+                        } else {
+                            serve_conn(s, &builder, watcher, svc).await
+                        }
+                    }
+                    Err(e) => tracing::debug!("TLS handshake with {remote} failed: {e}"),
+                },
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not finish within {DRAIN_TIMEOUT:?}");
+    }
+    Ok(())
+}
+
+async fn serve_conn<I, S>(
+    io: I,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    svc: S,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<ProxyBody>,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!("connection: {e}");
+    }
+}
+
+fn serve_metrics(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
+    if req.uri().path() != "/metrics" {
+        let mut r = Response::new(ProxyBody::empty());
+        *r.status_mut() = StatusCode::NOT_FOUND;
+        return r;
+    }
+    let mut r = Response::new(ProxyBody::full(shared.metrics.render(shared.routes.len())));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}
+
+/// `host:port` → `host`, `[::1]:port` → `[::1]`; a bare host or `[v6]` is left alone.
+fn strip_port(h: &str) -> &str {
+    match h.rsplit_once(':') {
+        Some((host, port))
+            if port.bytes().all(|b| b.is_ascii_digit())
+                && (!host.contains(':') || host.ends_with(']')) =>
+        {
+            host
+        }
+        _ => h,
+    }
+}
+
+fn redirect(to_port: u16, req: &Request<Incoming>) -> Response<ProxyBody> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(strip_port)
+        .unwrap_or("localhost");
+    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let loc = if to_port == 443 {
+        format!("https://{host}{pq}")
+    } else {
+        format!("https://{host}:{to_port}{pq}")
+    };
+    let mut r = Response::new(ProxyBody::empty());
+    *r.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    if let Ok(v) = HeaderValue::try_from(loc) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+/// Parse a target as the API does (for callers building routes in-process).
+pub fn parse_target(s: &str) -> Result<Target> {
+    Target::parse(s).map_err(anyhow::Error::msg)
+}
