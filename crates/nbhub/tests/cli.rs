@@ -5,13 +5,19 @@ use std::time::{Duration, Instant};
 
 const NBHUB: &str = env!("CARGO_BIN_EXE_nbhub");
 
-/// Kills the child when the test ends, whatever happens.
-struct Guard(Child);
+/// Kills the hub when the test ends, whatever happens, and the proxy it started (which runs
+/// in a process group of its own and would otherwise outlive the hub, as designed).
+struct Guard(Child, std::path::PathBuf);
 
 impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        if let Ok(pid) = std::fs::read_to_string(self.1.join("nbhub-proxy.pid")) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
     }
 }
 
@@ -61,15 +67,14 @@ fn generated_config_starts_and_answers_within_300ms() {
     let child = Command::new(NBHUB)
         .args(["--config", config.to_str().expect("utf-8 path")])
         .current_dir(dir.path())
-        // The generated file is used unchanged; only the port is moved off the default.
-        .env(
-            "NBHUB_HUB__HUB_BIND_URL",
-            format!("http://127.0.0.1:{port}"),
-        )
+        // The generated file is used unchanged; only the ports are moved off the defaults.
+        .env("NBHUB_HUB__HUB_BIND_URL", format!("http://127.0.0.1:{port}"))
+        .env("NBHUB_HUB__BIND_URL", format!("http://127.0.0.1:{}", free_port()))
+        .env("NBHUB_PROXY__API_URL", format!("http://127.0.0.1:{}", free_port()))
         .stderr(Stdio::null())
         .spawn()
         .expect("start nbhub");
-    let _guard = Guard(child);
+    let _guard = Guard(child, dir.path().to_path_buf());
     let (_, response) = first_answer(
         &format!("127.0.0.1:{port}"),
         "/hub/api/",
@@ -157,7 +162,12 @@ fn token_command_mints_a_working_token() {
     let config = dir.path().join("nbhub.toml");
     std::fs::write(
         &config,
-        format!("[hub]\nhub_bind_url = \"http://127.0.0.1:{port}\"\n[authenticator]\nadmin_users = [\"root\"]\n"),
+        format!(
+            "[hub]\nhub_bind_url = \"http://127.0.0.1:{port}\"\nbind_url = \"http://127.0.0.1:{}\"\n\
+             [proxy]\napi_url = \"http://127.0.0.1:{}\"\n[authenticator]\nadmin_users = [\"root\"]\n",
+            free_port(),
+            free_port()
+        ),
     )
     .expect("write");
     let cfg = config.to_str().expect("utf-8");
@@ -205,7 +215,7 @@ fn token_command_mints_a_working_token() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start");
-    let _guard = Guard(child);
+    let _guard = Guard(child, dir.path().to_path_buf());
     first_answer(
         &format!("127.0.0.1:{port}"),
         "/hub/api/",
