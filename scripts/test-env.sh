@@ -121,6 +121,19 @@ if [[ $(id -u) -eq 0 ]] && ! runuser -u nobody -- "$VENV/bin/python" -c 'import 
     log "  For such tests use e.g. NBHUB_VENV=/opt/nbhub-venv NBHUB_PYTHON=/usr/bin/python3."
 fi
 
+# --- configurable-http-proxy (the hub must also work with the real CHP as an external proxy) -
+CHP_DIR=${NBHUB_CHP_DIR:-$STATE/chp}
+CHP="$CHP_DIR/node_modules/.bin/configurable-http-proxy"
+if [[ ! -x $CHP ]]; then
+    command -v npm >/dev/null || apt_install nodejs npm
+    log "npm install configurable-http-proxy@5.3.0 into $CHP_DIR"
+    mkdir -p "$CHP_DIR"
+    npm install --prefix "$CHP_DIR" --no-audit --no-fund --loglevel=error configurable-http-proxy@5.3.0 >&2 ||
+        die "npm install configurable-http-proxy failed (is the npm registry reachable?)"
+fi
+[[ -x $CHP ]] || die "$CHP missing after npm install"
+log "configurable-http-proxy: $CHP"
+
 # --- PostgreSQL -------------------------------------------------------------------------------
 DB_URL=""
 if [[ $WITH_POSTGRES -eq 1 ]]; then
@@ -131,6 +144,7 @@ fi
 # --- Environment for the test runner ----------------------------------------------------------
 {
     printf 'export NBHUB_VENV=%q\n' "$VENV"
+    printf 'export NBHUB_CHP=%q\n' "$CHP"
     if [[ -n $DB_URL ]]; then
         printf 'export NBHUB_TEST_DATABASE_URL=%q\n' "$DB_URL"
     fi

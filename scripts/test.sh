@@ -36,7 +36,7 @@ step "building the binaries the end-to-end tests start"
 cargo build --workspace --bins --locked
 
 step "cargo test (unit, in-process, end-to-end with the real parts)"
-export NBHUB_TEST_DATABASE_URL NBHUB_VENV
+export NBHUB_TEST_DATABASE_URL NBHUB_VENV NBHUB_CHP
 cargo test --workspace --locked "$@" 2>&1 | tee "$REPO/.nbhub-test/cargo-test.log"
 status=${PIPESTATUS[0]}
 

@@ -15,7 +15,10 @@ impl Drop for Guard {
         let _ = self.0.wait();
         if let Ok(pid) = std::fs::read_to_string(self.1.join("nbhub-proxy.pid")) {
             if let Ok(pid) = pid.trim().parse::<i32>() {
-                let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
         }
     }
@@ -68,9 +71,18 @@ fn generated_config_starts_and_answers_within_300ms() {
         .args(["--config", config.to_str().expect("utf-8 path")])
         .current_dir(dir.path())
         // The generated file is used unchanged; only the ports are moved off the defaults.
-        .env("NBHUB_HUB__HUB_BIND_URL", format!("http://127.0.0.1:{port}"))
-        .env("NBHUB_HUB__BIND_URL", format!("http://127.0.0.1:{}", free_port()))
-        .env("NBHUB_PROXY__API_URL", format!("http://127.0.0.1:{}", free_port()))
+        .env(
+            "NBHUB_HUB__HUB_BIND_URL",
+            format!("http://127.0.0.1:{port}"),
+        )
+        .env(
+            "NBHUB_HUB__BIND_URL",
+            format!("http://127.0.0.1:{}", free_port()),
+        )
+        .env(
+            "NBHUB_PROXY__API_URL",
+            format!("http://127.0.0.1:{}", free_port()),
+        )
         .stderr(Stdio::null())
         .spawn()
         .expect("start nbhub");

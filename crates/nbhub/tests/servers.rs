@@ -492,3 +492,70 @@ async fn batchspawner_wrapper_reports_its_port() {
         "route still at the chosen port {chosen}: {routes}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn works_with_configurable_http_proxy_as_external_proxy() {
+    let (venv, proxy) = real_parts!();
+    let chp = std::env::var("NBHUB_CHP")
+        .ok()
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.exists());
+    let Some(chp) = chp else {
+        nbhub_testkit::missing_part("configurable-http-proxy (NBHUB_CHP)", "scripts/test-env.sh");
+        return;
+    };
+    let token = "chp-test-token-0123456789".to_string();
+    let mut hub = HubProc::new(
+        venv,
+        &proxy,
+        Options {
+            external_proxy_token: Some(token.clone()),
+            ..Options::default()
+        },
+    );
+    let mut cmd = std::process::Command::new(&chp);
+    cmd.args([
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        &hub.public.to_string(),
+        "--api-ip",
+        "127.0.0.1",
+    ])
+    .args(["--api-port", &hub.api_port.to_string()])
+    .args([
+        "--error-target",
+        &format!("http://127.0.0.1:{}/hub/error", hub.hub_port),
+    ])
+    .env("CONFIGPROXY_AUTH_TOKEN", &token);
+    let chp_guard =
+        nbhub_testkit::ChildGuard::spawn("configurable-http-proxy", cmd).expect("start CHP");
+    chp_guard
+        .wait_for_line(
+            |l| l.contains("Proxying") || l.contains("proxy"),
+            Duration::from_secs(30),
+        )
+        .await;
+    hub.start().await;
+    admin(&hub, Method::POST, "/users/alice", None).await;
+    let (s, body) = admin(&hub, Method::POST, "/users/alice/server", None).await;
+    assert_eq!(s, 201, "{body}");
+    let t = user_token(&hub, "alice").await;
+    assert_eq!(
+        get_status(&hub, "/user/alice/api/status", &t).await,
+        200,
+        "through CHP"
+    );
+    let (s, body) = admin(&hub, Method::DELETE, "/users/alice/server", None).await;
+    assert_eq!(s, 204, "{body}");
+    // Stopped: CHP sends the request to the hub's catch-all route, which answers 424.
+    let c = reqwest::Client::new();
+    let r = c
+        .get(hub.public_url("/user/alice/api/status"))
+        .header("Authorization", format!("token {t}"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 424);
+    drop(chp_guard);
+}

@@ -46,6 +46,8 @@ pub struct Options {
     pub extra_toml: String,
     pub services: String,
     pub cmd_prefix: Vec<String>,
+    /// Use an external proxy (that the test starts) with this token instead of a managed one.
+    pub external_proxy_token: Option<String>,
 }
 
 impl HubProc {
@@ -63,6 +65,10 @@ impl HubProc {
         };
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).expect("data dir");
+        let proxy_section = match &opts.external_proxy_token {
+            Some(token) => format!("kind = \"external\"\nauth_token = \"{token}\""),
+            None => format!("command = [\"{}\"]", proxy.display()),
+        };
         let path_env = format!(
             "{}:{}",
             venv.join("bin").display(),
@@ -92,7 +98,7 @@ environment = {{ PATH = "{path_env}" }}
 
 [proxy]
 api_url = "http://127.0.0.1:{api_port}"
-command = ["{proxy}"]
+{proxy_section}
 check_running_interval = 1
 
 [[services]]
@@ -107,7 +113,6 @@ services = ["e2e-admin"]
 "#,
             data = data.display(),
             extra = opts.extra_toml,
-            proxy = proxy.display(),
             services = opts.services,
         );
         let config_path = dir.path().join("nbhub.toml");
