@@ -327,3 +327,67 @@ async fn native_signup_approval_and_login() {
         .as_deref()
         .is_some_and(|h| h.starts_with("$argon2id$") && !h.contains("correct horse")));
 }
+
+/// PAM against a real Unix account made for the test (needs root, as the hub with PAM does).
+#[tokio::test]
+async fn pam_login_with_a_real_unix_account() {
+    if !nbhub_testkit::is_root() {
+        nbhub_testkit::missing_part(
+            "root (to create a Unix account for the PAM test)",
+            "running the tests as root, as CI does",
+        );
+        return;
+    }
+    let user = format!("nbpam{}", std::process::id() % 100_000);
+    let created = std::process::Command::new("useradd")
+        .args(["--no-create-home", "--shell", "/usr/sbin/nologin", &user])
+        .status()
+        .expect("useradd");
+    assert!(created.success(), "useradd {user}");
+    struct DropUser(String);
+    impl Drop for DropUser {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("userdel").arg(&self.0).status();
+        }
+    }
+    let _cleanup = DropUser(user.clone());
+    let mut chpasswd = std::process::Command::new("chpasswd")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("chpasswd");
+    {
+        use std::io::Write;
+        let stdin = chpasswd.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{user}:unix-pass-123").expect("write");
+    }
+    assert!(chpasswd.wait().expect("chpasswd").success());
+
+    let hub = sqlite_hub(|c| {
+        c.authenticator.kind = AuthenticatorKind::Pam;
+        // The `other` service has no fail delay, which keeps the test quick.
+        c.authenticator.pam_service = "other".into();
+        c.authenticator.allowed_users = vec![user.clone()];
+    })
+    .await;
+    let b = browser();
+    let xsrf = get_form(&b, &hub.hub("/login")).await;
+    assert_eq!(
+        post_login(&hub, &b, &user, "wrong", Some(&xsrf))
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        post_login(&hub, &b, &user, "unix-pass-123", Some(&xsrf))
+            .await
+            .status(),
+        302
+    );
+    // A Unix account not allowed by the config cannot log in even with its password.
+    assert_eq!(
+        post_login(&hub, &b, "root", "whatever", Some(&xsrf))
+            .await
+            .status(),
+        403
+    );
+}
