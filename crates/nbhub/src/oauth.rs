@@ -89,6 +89,7 @@ async fn check_request(
     state: &AppState,
     p: &AuthorizeParams,
     user: &User,
+    session_id: Option<String>,
 ) -> ApiResult<Result<Checked, Response>> {
     let bad = |msg: &str| {
         Ok(Err(error_page(
@@ -122,6 +123,22 @@ async fn check_request(
     let own_server = access
         .as_deref()
         .is_some_and(|a| a.starts_with(&own_prefix));
+    // The user must be allowed to use what the client stands for (its server or service).
+    let ident = auth::identity_for_user(state, user.clone(), session_id).await?;
+    if let Some((scope, res)) = access.as_deref().and_then(resource_of) {
+        if !ident.allows(scope, &res) {
+            let msg = format!(
+                "You do not have permission to access {}",
+                client.description
+            );
+            return Ok(Err(error_page(
+                state,
+                StatusCode::FORBIDDEN,
+                &msg,
+                Some(user),
+            )));
+        }
+    }
     Ok(Ok(Checked {
         client,
         access,
@@ -221,49 +238,25 @@ async fn authorize(
     let Some((user, session_id)) = cookie_user(&state, &headers).await? else {
         return Ok(login_redirect(&state, &uri));
     };
-    let checked = match check_request(&state, &p, &user).await? {
+    let checked = match check_request(&state, &p, &user, session_id).await? {
         Ok(c) => c,
         Err(page) => return Ok(page),
     };
-    let ident = auth::identity_for_user(&state, user.clone(), session_id).await?;
-    if let Some((scope, res)) = checked.access.as_deref().and_then(resource_of) {
-        if !ident.allows(scope, &res) {
-            let msg = format!(
-                "You do not have permission to access {}",
-                checked.client.description
-            );
-            return Ok(error_page(&state, StatusCode::FORBIDDEN, &msg, Some(&user)));
-        }
-    }
     if checked.own_server {
         return issue_code(&state, &user, &p, &checked, &headers).await;
     }
     // Someone else's server or a service: ask first.
-    let token = session::get_cookie(&headers, session::XSRF_COOKIE)
-        .filter(|t| xsrf::check(&state.cookie_secret, Some(t), Some(t)))
-        .map(str::to_string)
-        .unwrap_or_else(|| xsrf::new_token(&state.cookie_secret));
+    let (token, set_cookie) = crate::pages::xsrf_token(&state, &headers);
     let action = uri
         .path_and_query()
         .map_or_else(String::new, |p| p.as_str().to_string());
-    let mut page = render(
+    let page = render(
         &state,
         "oauth.html",
         Some(&user),
         json!({"client": checked.client.description, "access": checked.access, "action": action, "xsrf": token}),
     );
-    let secure = state.config.hub.bind_url.is_https();
-    let cookie = session::set_cookie(
-        session::XSRF_COOKIE,
-        &token,
-        &state.hub_prefix(),
-        Some(3600),
-        secure,
-    );
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        page.headers_mut().append(header::SET_COOKIE, v);
-    }
-    Ok(page)
+    Ok(crate::pages::with_cookies(page, set_cookie))
 }
 
 #[derive(Deserialize)]
@@ -294,20 +287,10 @@ async fn authorize_confirmed(
             Some(&user),
         ));
     }
-    let checked = match check_request(&state, &p, &user).await? {
+    let checked = match check_request(&state, &p, &user, session_id).await? {
         Ok(c) => c,
         Err(page) => return Ok(page),
     };
-    let ident = auth::identity_for_user(&state, user.clone(), session_id).await?;
-    if let Some((scope, res)) = checked.access.as_deref().and_then(resource_of) {
-        if !ident.allows(scope, &res) {
-            let msg = format!(
-                "You do not have permission to access {}",
-                checked.client.description
-            );
-            return Ok(error_page(&state, StatusCode::FORBIDDEN, &msg, Some(&user)));
-        }
-    }
     issue_code(&state, &user, &p, &checked, &headers).await
 }
 

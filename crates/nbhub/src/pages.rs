@@ -12,7 +12,7 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 
-use crate::auth::session;
+use crate::auth::{session, xsrf};
 use crate::db::{self, users::User};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -174,6 +174,44 @@ async fn home(
         Some((user, _)) => Ok(render(&state, "home.html", Some(&user), json!({}))),
         None => Ok(login_redirect(&state, &uri)),
     }
+}
+
+/// Whether the browser talks to us over https (directly or through the proxy).
+pub fn is_https(state: &AppState, headers: &HeaderMap) -> bool {
+    state.config.hub.bind_url.is_https()
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|p| p.starts_with("https"))
+}
+
+/// The XSRF token of this browser: the existing cookie if it is ours, else a new one (which the
+/// caller must set as a cookie).
+pub fn xsrf_token(state: &AppState, headers: &HeaderMap) -> (String, Option<String>) {
+    if let Some(existing) = session::get_cookie(headers, session::XSRF_COOKIE) {
+        if xsrf::check(&state.cookie_secret, Some(existing), Some(existing)) {
+            return (existing.to_string(), None);
+        }
+    }
+    let token = xsrf::new_token(&state.cookie_secret);
+    let cookie = session::set_cookie(
+        session::XSRF_COOKIE,
+        &token,
+        &state.hub_prefix(),
+        Some(3600),
+        is_https(state, headers),
+    );
+    (token.clone(), Some(cookie))
+}
+
+/// Adds `Set-Cookie` headers.
+pub fn with_cookies(mut response: Response, cookies: impl IntoIterator<Item = String>) -> Response {
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    response
 }
 
 /// JupyterHub's `next` rules: only local paths (an absolute URL is accepted only when it

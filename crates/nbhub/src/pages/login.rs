@@ -8,7 +8,10 @@ use axum::{Form, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{cookie_user, default_landing, error_page, login_redirect, render, safe_next};
+use super::{
+    cookie_user, default_landing, error_page, is_https, login_redirect, render, safe_next,
+    with_cookies, xsrf_token,
+};
 use crate::auth::{native, pam, session, xsrf};
 use crate::config::AuthenticatorKind;
 use crate::db::{self, users::User};
@@ -23,42 +26,6 @@ pub fn routes() -> Router<AppState> {
         .route("/signup", get(signup_form).post(signup_submit))
         .route("/authorize", get(authorize_list))
         .route("/authorize/{name}", post(authorize_user))
-}
-
-fn is_https(state: &AppState, headers: &HeaderMap) -> bool {
-    state.config.hub.bind_url.is_https()
-        || headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|p| p.starts_with("https"))
-}
-
-/// The XSRF token of this browser: the existing cookie if it is ours, else a new one (which the
-/// caller must set as a cookie).
-fn xsrf_token(state: &AppState, headers: &HeaderMap) -> (String, Option<String>) {
-    if let Some(existing) = session::get_cookie(headers, session::XSRF_COOKIE) {
-        if xsrf::check(&state.cookie_secret, Some(existing), Some(existing)) {
-            return (existing.to_string(), None);
-        }
-    }
-    let token = xsrf::new_token(&state.cookie_secret);
-    let cookie = session::set_cookie(
-        session::XSRF_COOKIE,
-        &token,
-        &state.hub_prefix(),
-        Some(3600),
-        is_https(state, headers),
-    );
-    (token.clone(), Some(cookie))
-}
-
-fn with_cookies(mut response: Response, cookies: impl IntoIterator<Item = String>) -> Response {
-    for c in cookies {
-        if let Ok(v) = HeaderValue::from_str(&c) {
-            response.headers_mut().append(header::SET_COOKIE, v);
-        }
-    }
-    response
 }
 
 fn form_xsrf_ok(state: &AppState, headers: &HeaderMap, submitted: Option<&str>) -> bool {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use axum::extract::{OriginalUri, Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Form, Router};
@@ -459,29 +459,17 @@ fn render_form(
     error: Option<&str>,
     field_errors: &Map<String, Value>,
 ) -> Response {
-    let token = session::get_cookie(headers, session::XSRF_COOKIE)
-        .filter(|t| xsrf::check(&state.cookie_secret, Some(t), Some(t)))
-        .map(str::to_string)
-        .unwrap_or_else(|| xsrf::new_token(&state.cookie_secret));
+    let (token, set_cookie) = super::xsrf_token(state, headers);
     let action = uri
         .path_and_query()
         .map_or_else(String::new, |p| p.as_str().to_string());
-    let mut page = render(
+    let page = render(
         state,
         "spawn.html",
         me,
         json!({"fields": form.fields, "action": action, "xsrf": token, "error": error, "field_errors": field_errors}),
     );
-    let cookie = session::set_cookie(
-        session::XSRF_COOKIE,
-        &token,
-        &state.hub_prefix(),
-        Some(3600),
-        state.config.hub.bind_url.is_https(),
-    );
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        page.headers_mut().append(header::SET_COOKIE, v);
-    }
+    let mut page = super::with_cookies(page, set_cookie);
     if error.is_some() {
         *page.status_mut() = StatusCode::BAD_REQUEST;
     }
@@ -625,10 +613,7 @@ async fn pending(
     match slot.phase() {
         Phase::Running => Ok(crate::found(next.as_deref().unwrap_or(&prefix))),
         Phase::Starting => {
-            let token = session::get_cookie(&headers, session::XSRF_COOKIE)
-                .filter(|t| xsrf::check(&state.cookie_secret, Some(t), Some(t)))
-                .map(str::to_string)
-                .unwrap_or_else(|| xsrf::new_token(&state.cookie_secret));
+            let (token, set_cookie) = super::xsrf_token(&state, &headers);
             let progress = if server.is_empty() {
                 format!(
                     "{base}hub/api/users/{}/server/progress?_xsrf={}",
@@ -642,23 +627,13 @@ async fn pending(
                     encode(&token)
                 )
             };
-            let mut page = render(
+            let page = render(
                 &state,
                 "spawn_pending.html",
                 ident.user(),
                 ctx(json!({"progress_url": progress})),
             );
-            let cookie = session::set_cookie(
-                session::XSRF_COOKIE,
-                &token,
-                &state.hub_prefix(),
-                Some(3600),
-                state.config.hub.bind_url.is_https(),
-            );
-            if let Ok(v) = HeaderValue::from_str(&cookie) {
-                page.headers_mut().append(header::SET_COOKIE, v);
-            }
-            Ok(page)
+            Ok(super::with_cookies(page, set_cookie))
         }
         Phase::Stopping => Ok(render(
             &state,
