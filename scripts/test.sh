@@ -17,7 +17,8 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 if [[ ${1:-} == "--" ]]; then shift; fi
 
 step "installing and starting what the tests need (scripts/test-env.sh)"
-eval "$(scripts/test-env.sh)"
+env_lines=$(scripts/test-env.sh) || { echo "test.sh: scripts/test-env.sh failed" >&2; exit 1; }
+eval "$env_lines"
 # The cluster is ours to stop, whatever happens below.
 trap 'scripts/postgres.sh stop >/dev/null 2>&1 || true' EXIT
 
