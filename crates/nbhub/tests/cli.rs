@@ -6,16 +6,22 @@ use std::time::{Duration, Instant};
 const NBHUB: &str = env!("CARGO_BIN_EXE_nbhub");
 
 /// Kills the hub when the test ends, whatever happens, and the proxy it started (which runs
-/// in a process group of its own and would otherwise outlive the hub, as designed).
-struct Guard(Child, std::path::PathBuf);
+/// in a process group of its own and would otherwise outlive the hub, as designed). The proxy
+/// is found by its `--error-target`, which names the hub's port.
+struct Guard(Child, u16);
 
 impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-        if let Ok(pid) = std::fs::read_to_string(self.1.join("nbhub-proxy.pid")) {
-            if let Ok(pid) = pid.trim().parse::<i32>() {
-                let _ = nix::sys::signal::killpg(
+        let marker = format!("127.0.0.1:{}/hub/error", self.1);
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&marker) {
+                let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,
                 );
@@ -86,7 +92,7 @@ fn generated_config_starts_and_answers_within_300ms() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start nbhub");
-    let _guard = Guard(child, dir.path().to_path_buf());
+    let _guard = Guard(child, port);
     let (_, response) = first_answer(
         &format!("127.0.0.1:{port}"),
         "/hub/api/",
@@ -227,7 +233,7 @@ fn token_command_mints_a_working_token() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start");
-    let _guard = Guard(child, dir.path().to_path_buf());
+    let _guard = Guard(child, port);
     first_answer(
         &format!("127.0.0.1:{port}"),
         "/hub/api/",

@@ -68,9 +68,9 @@ fn encode(s: &str) -> String {
 
 fn server_display(user: &str, server: &str) -> String {
     if server.is_empty() {
-        format!("The server of {user}")
+        format!("{user}'s server")
     } else {
-        format!("Server {server} of {user}")
+        format!("{user}'s server {server}")
     }
 }
 

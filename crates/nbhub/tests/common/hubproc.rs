@@ -195,16 +195,21 @@ services = ["e2e-admin"]
     /// Every process started for this hub: found by the hub API URL in its environment.
     fn our_processes(&self) -> Vec<i32> {
         let marker = format!("127.0.0.1:{}/hub/api", self.hub_port);
+        let proxy_marker = format!("127.0.0.1:{}/hub/error", self.hub_port);
         let mut pids = Vec::new();
         if let Ok(entries) = std::fs::read_dir("/proc") {
             for e in entries.flatten() {
                 let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
                     continue;
                 };
-                if let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) {
-                    if String::from_utf8_lossy(&env).contains(&marker) {
-                        pids.push(pid);
-                    }
+                let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                // Servers and services carry the hub API URL in their environment; the proxy
+                // names the hub in its --error-target.
+                if String::from_utf8_lossy(&env).contains(&marker)
+                    || String::from_utf8_lossy(&cmdline).contains(&proxy_marker)
+                {
+                    pids.push(pid);
                 }
             }
         }
