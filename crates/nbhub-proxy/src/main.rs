@@ -36,9 +36,8 @@ async fn real_main() -> Result<()> {
     }
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    let line = listeners.ready_line(&config)?;
-    eprintln!("{line}");
-    tracing::info!("{line}");
+    // The ready line goes out bare (no log prefix) so that the hub and tests can match it.
+    eprintln!("{}", listeners.ready_line(&config)?);
     let pid_file = config.pid_file.clone();
     let r = nbhub_proxy::run(config, listeners, async move {
         tokio::select! {

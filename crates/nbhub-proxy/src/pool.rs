@@ -1,0 +1,145 @@
+//! Keep-alive connections to targets, one pool per worker thread.
+//!
+//! Leaner than hyper-util's general client on the hot path: a checkout is a pop from a
+//! per-target stack under an uncontended lock (only its worker thread uses it), and a
+//! connection goes back when the response body has been read to its end, with no extra task
+//! per request. Idle connections older than [`IDLE_TIMEOUT`] and closed ones are swept, so no
+//! socket outlives its use.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use tower_service::Service;
+
+use crate::forward::ReqBody;
+use crate::tls::UpstreamConnector;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Idle connections are closed after this long (JupyterHub's servers close theirs later).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// At most this many idle connections are kept per target.
+const MAX_IDLE_PER_TARGET: usize = 512;
+
+type Key = (bool, Authority);
+/// Idle connections per target, most recently used last, with the time they went idle.
+type Idle = HashMap<Key, Vec<(SendRequest<ReqBody>, Instant)>>;
+
+pub struct Pool {
+    connector: UpstreamConnector,
+    idle: Mutex<Idle>,
+}
+
+/// A connection lent out with a response; give it back with [`Checkin::checkin`] once the
+/// response body has ended. Dropped instead, the connection closes.
+pub struct Checkin {
+    pool: Arc<Pool>,
+    key: Key,
+    send: SendRequest<ReqBody>,
+}
+
+impl Checkin {
+    pub fn checkin(self) {
+        if self.send.is_closed() {
+            return;
+        }
+        let mut idle = self.pool.lock();
+        let v = idle.entry(self.key).or_default();
+        if v.len() < MAX_IDLE_PER_TARGET {
+            v.push((self.send, Instant::now()));
+        }
+    }
+}
+
+impl Pool {
+    pub fn new(connector: UpstreamConnector) -> Arc<Self> {
+        Arc::new(Pool {
+            connector,
+            idle: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Idle> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Send `req` (absolute URI) over a pooled or new connection.
+    pub async fn request(
+        self: &Arc<Self>,
+        mut req: Request<ReqBody>,
+    ) -> Result<(Response<Incoming>, Checkin), BoxError> {
+        let uri = req.uri().clone();
+        let authority = uri.authority().cloned().ok_or("target without authority")?;
+        let key = (uri.scheme() == Some(&Scheme::HTTPS), authority);
+        // HTTP/1.1 to the target: origin-form request line.
+        *req.uri_mut() = uri
+            .path_and_query()
+            .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+        loop {
+            let (mut send, reused) = match self.checkout(&key).await {
+                Some(s) => (s, true),
+                None => (self.connect(&uri).await?, false),
+            };
+            match send.try_send_request(req).await {
+                Ok(res) => {
+                    let c = Checkin {
+                        pool: self.clone(),
+                        key,
+                        send,
+                    };
+                    return Ok((res, c));
+                }
+                Err(mut e) => match e.take_message() {
+                    // A pooled connection the target closed meanwhile, before our request
+                    // went out: try again (a fresh connection the second time round).
+                    Some(r) if reused => req = r,
+                    _ => return Err(e.into_error().into()),
+                },
+            }
+        }
+    }
+
+    async fn checkout(&self, key: &Key) -> Option<SendRequest<ReqBody>> {
+        loop {
+            let (mut send, _) = self.lock().get_mut(key)?.pop()?;
+            if send.is_closed() {
+                continue;
+            }
+            if send.ready().await.is_ok() {
+                return Some(send);
+            }
+        }
+    }
+
+    async fn connect(&self, uri: &Uri) -> Result<SendRequest<ReqBody>, BoxError> {
+        let mut c = self.connector.clone();
+        std::future::poll_fn(|cx| c.poll_ready(cx)).await?;
+        let io = c.call(uri.clone()).await?;
+        let (send, conn) = http1::Builder::new().handshake(io).await?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!("upstream connection: {e}");
+            }
+        });
+        Ok(send)
+    }
+
+    /// Drop closed connections and those idle for longer than [`IDLE_TIMEOUT`].
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        self.lock().retain(|_, v| {
+            v.retain(|(s, since)| !s.is_closed() && now.duration_since(*since) < IDLE_TIMEOUT);
+            !v.is_empty()
+        });
+    }
+
+    /// Idle connections held (for tests and metrics).
+    pub fn idle_count(&self) -> usize {
+        self.lock().values().map(Vec::len).sum()
+    }
+}

@@ -1,0 +1,238 @@
+//! In-process fixtures: the proxy on port 0, hyper upstreams, a small HTTP client.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use nbhub_proxy::{Listeners, ProxyConfig};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub const TOKEN: &str = "test-secret";
+
+pub struct Proxy {
+    pub public: SocketAddr,
+    pub api: SocketAddr,
+    pub metrics: Option<SocketAddr>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub client: Client<HttpConnector, Full<Bytes>>,
+}
+
+pub fn config() -> ProxyConfig {
+    ProxyConfig {
+        auth_token: Some(TOKEN.into()),
+        ..ProxyConfig::default()
+    }
+}
+
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub async fn start_proxy(cfg: ProxyConfig) -> Proxy {
+    let public = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let api = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let metrics = if cfg.metrics_port.is_some() {
+        Some(TcpListener::bind("127.0.0.1:0").await.expect("bind"))
+    } else {
+        None
+    };
+    let listeners = Listeners {
+        public,
+        api,
+        metrics,
+        redirect: None,
+    };
+    let public = listeners.public_addr().expect("addr");
+    let api = listeners.api_addr().expect("addr");
+    let metrics = listeners
+        .metrics
+        .as_ref()
+        .map(|m| m.local_addr().expect("addr"));
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(nbhub_proxy::run(cfg, listeners, async move {
+        let _ = rx.await;
+    }));
+    Proxy {
+        public,
+        api,
+        metrics,
+        stop: Some(tx),
+        task: Some(task),
+        client: client(),
+    }
+}
+
+impl Proxy {
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("join").expect("run");
+        }
+    }
+
+    /// One API call with the right token; returns status and body text.
+    pub async fn api(&self, method: &str, path: &str, body: Option<&str>) -> (StatusCode, String) {
+        self.api_with(method, path, body, Some(&format!("token {TOKEN}")))
+            .await
+    }
+
+    pub async fn api_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        auth: Option<&str>,
+    ) -> (StatusCode, String) {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{}", self.api, path));
+        if let Some(a) = auth {
+            b = b.header("authorization", a);
+        }
+        let req = b
+            .body(Full::new(Bytes::from(body.unwrap_or("").to_string())))
+            .expect("request");
+        let res = self.client.request(req).await.expect("api request");
+        let status = res.status();
+        let body = res.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    pub async fn add_route(&self, path: &str, target: &str) {
+        let (s, b) = self
+            .api(
+                "POST",
+                &format!("/api/routes{path}"),
+                Some(&format!(r#"{{"target": "{target}"}}"#)),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+
+    /// GET through the public port.
+    pub async fn get(&self, path: &str) -> (StatusCode, http::HeaderMap, String) {
+        self.request(
+            Request::get(format!("http://{}{}", self.public, path))
+                .body(Full::default())
+                .expect("req"),
+        )
+        .await
+    }
+
+    pub async fn request(
+        &self,
+        req: Request<Full<Bytes>>,
+    ) -> (StatusCode, http::HeaderMap, String) {
+        let res = self.client.request(req).await.expect("proxy request");
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A hyper server on port 0 answering with `f`. Returns its address; it stops with the runtime.
+pub async fn upstream<F, Fut>(f: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<http_body_util::combinators::BoxBody<Bytes, Infallible>>>
+        + Send
+        + 'static,
+{
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let f = Arc::new(f);
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            let f = f.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let f = f.clone();
+                    async move { Ok::<_, Infallible>(f(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+pub fn boxed(b: impl Into<Bytes>) -> http_body_util::combinators::BoxBody<Bytes, Infallible> {
+    Full::new(b.into()).boxed()
+}
+
+/// An upstream that answers every request with a JSON echo of it, tagged with `name`.
+pub async fn echo_upstream(name: &'static str) -> SocketAddr {
+    upstream(move |req: Request<Incoming>| async move {
+        let headers: serde_json::Map<String, serde_json::Value> = req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned().into(),
+                )
+            })
+            .collect();
+        let v = serde_json::json!({
+            "name": name,
+            "method": req.method().as_str(),
+            "url": req.uri().to_string(),
+            "headers": headers,
+        });
+        Response::new(boxed(v.to_string()))
+    })
+    .await
+}
+
+/// A port nothing listens on (bound then released).
+pub async fn closed_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+pub fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+/// Resident set size of this process in KiB.
+pub fn rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").expect("status");
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+pub async fn with_deadline<T>(d: Duration, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(d, f).await.expect("deadline passed")
+}
