@@ -92,7 +92,10 @@ pub async fn start_background(state: &AppState) -> anyhow::Result<()> {
     use anyhow::Context;
     let sup = &state.supervisor;
     sup.adopt().await.context("re-adopting running servers")?;
-    sup.sync_routes().await.context("starting the proxy")?;
+    // A proxy that cannot be reached now is retried by the route check, every few seconds.
+    if let Err(e) = sup.sync_routes().await {
+        tracing::error!("the proxy is not reachable yet (retrying): {e}");
+    }
     sup.spawn_background_tasks();
     services::start_all(&state.config, &state.db)
         .await
