@@ -168,8 +168,29 @@ async fn run_in_kernel(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_login_spawn_kernel_and_access_rules() {
     let (venv, proxy) = real_parts!();
-    let mut hub = HubProc::new(venv, &proxy, Options::default());
+    // An external service with a URL: the hub routes /services/<name>/ to it.
+    let services = "[[services]]\nname = \"dashboard\"\nurl = \"http://127.0.0.1:9\"\n".to_string();
+    let mut hub = HubProc::new(
+        venv,
+        &proxy,
+        Options {
+            services,
+            ..Options::default()
+        },
+    );
     hub.start().await;
+    let (s, routes) = admin(&hub, Method::GET, "/proxy", None).await;
+    assert_eq!(s, 200, "{routes}");
+    let routes: Value = serde_json::from_str(&routes).expect("json");
+    assert_eq!(
+        routes["/services/dashboard/"]["target"], "http://127.0.0.1:9",
+        "{routes}"
+    );
+    assert_eq!(
+        routes["/services/dashboard/"]["data"]["service"],
+        "dashboard"
+    );
+    assert_eq!(routes["/"]["data"]["hub"], true);
     let (alice, jar) = jar_browser();
     login(&alice, &hub, "alice").await;
 
