@@ -210,6 +210,9 @@ pub fn proxy_token(config: &Config) -> std::io::Result<String> {
 pub struct Proxy {
     pub client: ProxyClient,
     managed: Option<Managed>,
+    /// Signalled when a managed proxy this hub started exits, so routes are restored at once
+    /// rather than at the next periodic check.
+    pub exited: Arc<tokio::sync::Notify>,
 }
 
 struct Managed {
@@ -269,7 +272,11 @@ impl Proxy {
                 lock: Mutex::new(()),
             }
         });
-        Ok(Arc::new(Proxy { client, managed }))
+        Ok(Arc::new(Proxy {
+            client,
+            managed,
+            exited: Arc::new(tokio::sync::Notify::new()),
+        }))
     }
 
     pub fn is_managed(&self) -> bool {
@@ -299,8 +306,26 @@ impl Proxy {
                 kill_group(pid);
             }
         }
-        start_managed(m).await?;
+        start_managed(m, self.exited.clone()).await?;
         Ok(true)
+    }
+
+    /// Watches a managed proxy's pid (from its pid file, so also one an earlier hub started)
+    /// every second and signals `exited` when it is gone: a check costs a stat, not a request.
+    pub fn watch_managed(self: &Arc<Self>) {
+        let Some(m) = &self.managed else { return };
+        let data_dir = m.data_dir.clone();
+        let exited = self.exited.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if let Some(pid) = read_pid(&data_dir) {
+                    if !pid_alive(pid) {
+                        exited.notify_one();
+                    }
+                }
+            }
+        });
     }
 
     /// Stops a managed proxy (for `cleanup = true`).
@@ -370,7 +395,7 @@ fn kill_group(pid: i32) {
     let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
 }
 
-async fn start_managed(m: &Managed) -> Result<(), ProxyError> {
+async fn start_managed(m: &Managed, exited: Arc<tokio::sync::Notify>) -> Result<(), ProxyError> {
     let program = m
         .command
         .first()
@@ -404,6 +429,7 @@ async fn start_managed(m: &Managed) -> Result<(), ProxyError> {
     tokio::spawn(async move {
         let status = child.wait().await;
         tracing::warn!(pid, ?status, "the managed proxy exited");
+        exited.notify_one();
     });
     let client = ProxyClient::new(&m.api, &m.token);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -858,11 +858,15 @@ impl Supervisor {
     /// Runs the periodic tasks until the hub stops: the route check every
     /// `proxy.check_running_interval`, the server poll every `spawner.poll_interval`.
     pub fn spawn_background_tasks(self: &Arc<Self>) {
+        self.proxy.watch_managed();
         let this = self.clone();
         tokio::spawn(async move {
             let interval = Duration::from_secs(this.config.proxy.check_running_interval.max(1));
             loop {
-                tokio::time::sleep(interval).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = this.proxy.exited.notified() => {}
+                }
                 if let Err(e) = this.sync_routes().await {
                     tracing::warn!(error = %e, "route check failed; retrying");
                 }

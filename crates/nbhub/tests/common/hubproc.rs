@@ -99,7 +99,6 @@ environment = {{ PATH = "{path_env}" }}
 [proxy]
 api_url = "http://127.0.0.1:{api_port}"
 {proxy_section}
-check_running_interval = 1
 
 [[services]]
 name = "e2e-admin"
