@@ -10,6 +10,7 @@
 //! - [`pool`]: keep-alive connections to targets, one pool per worker thread.
 //! - [`tls`]: rustls server configs and the connector to `http`/`https` targets.
 //! - [`metrics`]: counters in the Prometheus text format on `--metrics-port`.
+//! - [`mem`]: glibc malloc thresholds for the buffer pattern, trimming when idle.
 //!
 //! Start it in-process with [`Listeners::bind`] (or listeners of your own on port 0) and
 //! [`run`]; `run` returns once the shutdown future resolves and in-flight requests finish.
@@ -17,6 +18,7 @@
 pub mod api;
 pub mod config;
 pub mod forward;
+pub mod mem;
 pub mod metrics;
 pub mod pool;
 pub mod routes;
@@ -182,6 +184,7 @@ pub async fn run(
                                 loop {
                                     tick.tick().await;
                                     pool.sweep();
+                                    mem::trim();
                                 }
                             });
                             let svc = move |info: Arc<ConnInfo>| {
@@ -314,6 +317,9 @@ where
     S::Future: Send + 'static,
 {
     let graceful = GracefulShutdown::new();
+    // Connections open on this listener (this worker): when the last one closes, the
+    // buffers it freed go back to the kernel.
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     loop {
         let (tcp, remote) = tokio::select! {
             r = listener.accept() => match r {
@@ -334,12 +340,14 @@ where
         let shared = shared.clone();
         let tls = tls.clone();
         let watcher = graceful.watcher();
+        let open = open.clone();
         tokio::spawn(async move {
             shared
                 .metrics
                 .connections_total
                 .fetch_add(1, Ordering::Relaxed);
             let _g = GaugeGuard::new(&shared.metrics.connections_active);
+            let _idle = IdleTrim::new(open);
             match tls {
                 None => serve_conn(tcp, &builder, watcher, svc).await,
                 Some(acc) => match acc.accept(tcp).await {
@@ -370,6 +378,24 @@ where
         tracing::warn!("some connections did not finish within {DRAIN_TIMEOUT:?}");
     }
     Ok(())
+}
+
+/// Counts a connection as open; the last one to close trims the heap ([`mem::trim`]).
+struct IdleTrim(Arc<std::sync::atomic::AtomicUsize>);
+
+impl IdleTrim {
+    fn new(open: Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        IdleTrim(open)
+    }
+}
+
+impl Drop for IdleTrim {
+    fn drop(&mut self) {
+        if self.0.fetch_sub(1, Ordering::Relaxed) == 1 {
+            mem::trim();
+        }
+    }
 }
 
 async fn serve_conn<I, S>(

@@ -7,6 +7,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
+    nbhub_proxy::mem::tune();
     if let Err(e) = real_main().await {
         eprintln!("nbhub-proxy: error: {e:#}");
         std::process::exit(1);
