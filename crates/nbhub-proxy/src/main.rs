@@ -16,7 +16,16 @@ async fn main() {
 
 async fn real_main() -> Result<()> {
     let mut args = Args::parse();
-    args.auth_token = std::env::var("CONFIGPROXY_AUTH_TOKEN").ok();
+    args.auth_token = std::env::var("CONFIGPROXY_AUTH_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    // Unlike CHP, no open API: whoever can reach it could send any user's traffic anywhere.
+    if args.auth_token.is_none() {
+        anyhow::bail!(
+            "CONFIGPROXY_AUTH_TOKEN is not set: the REST API must have a token \
+             (JupyterHub and nbhub set one; export CONFIGPROXY_AUTH_TOKEN=<a long random secret>)"
+        );
+    }
     let config = args.into_config()?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("nbhub_proxy={}", config.log_level))
@@ -27,9 +36,6 @@ async fn real_main() -> Result<()> {
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    if config.auth_token.is_none() {
-        tracing::warn!("REST API is not authenticated (CONFIGPROXY_AUTH_TOKEN is not set)");
-    }
     let listeners = Listeners::bind(&config).await?;
     if let Some(p) = &config.pid_file {
         std::fs::write(p, format!("{}\n", std::process::id()))

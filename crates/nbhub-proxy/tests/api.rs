@@ -202,3 +202,16 @@ async fn ten_thousand_routes_through_the_api() {
     assert_eq!(json(&b).as_object().expect("obj").len(), 10_000);
     p.shutdown().await;
 }
+
+/// The binary refuses to run with an open REST API.
+#[test]
+fn binary_refuses_to_start_without_a_token() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nbhub-proxy"))
+        .args(["--ip", "127.0.0.1", "--port", "0", "--api-port", "0"])
+        .env_remove("CONFIGPROXY_AUTH_TOKEN")
+        .output()
+        .expect("run nbhub-proxy");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CONFIGPROXY_AUTH_TOKEN is not set"), "{err}");
+}
