@@ -39,6 +39,16 @@ pub fn routes() -> Router<AppState> {
         .route("/error/{code}", get(error_target))
 }
 
+/// The same answer for a server one may not see and one that does not exist.
+fn no_access(state: &AppState, ident: &Identity) -> Response {
+    error_page(
+        state,
+        StatusCode::NOT_FOUND,
+        "No access to this server, or it does not exist.",
+        ident.user(),
+    )
+}
+
 /// The caller of a page: the login cookie, or (for API clients following redirects) a token.
 async fn page_identity(state: &AppState, headers: &HeaderMap) -> ApiResult<Option<Identity>> {
     if let Some(token) = auth::token_from_headers(headers) {
@@ -154,12 +164,7 @@ async fn to_server(
             server: &server,
         },
     ) {
-        return Ok(error_page(
-            &state,
-            StatusCode::NOT_FOUND,
-            "No access to this server, or it does not exist.",
-            ident.user(),
-        ));
+        return Ok(no_access(&state, &ident));
     }
     let prefix = server_prefix(base, &name, &server);
     let slot = state.supervisor.slot(&user, &server);
@@ -582,12 +587,7 @@ async fn pending(
             server: &server,
         },
     ) {
-        return Ok(error_page(
-            &state,
-            StatusCode::NOT_FOUND,
-            "No access to this server, or it does not exist.",
-            ident.user(),
-        ));
+        return Ok(no_access(&state, &ident));
     }
     let next = next_param(&uri, &headers);
     let base = state.config.hub.base_url.as_str();
