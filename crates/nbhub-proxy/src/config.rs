@@ -389,7 +389,12 @@ impl Args {
             proxy_timeout: self.proxy_timeout.map(Duration::from_millis),
             keep_alive_timeout: Duration::from_millis(self.keep_alive_timeout),
             auth_token: self.auth_token.filter(|t| !t.is_empty()),
-            workers: None,
+            workers: match std::env::var("NBHUB_PROXY_WORKERS") {
+                Ok(v) => Some(v.parse().ok().filter(|&n: &usize| n > 0).ok_or_else(|| {
+                    anyhow::anyhow!("NBHUB_PROXY_WORKERS must be a positive number, not {v:?}")
+                })?),
+                Err(_) => None,
+            },
         })
     }
 }

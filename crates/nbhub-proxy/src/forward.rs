@@ -27,6 +27,7 @@ use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::config::ProxyConfig;
+use crate::h1::Upstreams;
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::pool::{Checkin, Pool};
 use crate::routes::{Route, RouteTable};
@@ -55,7 +56,10 @@ impl Shared {
 /// so that pooled upstream connections are driven on the thread that uses them.
 pub struct Forwarder {
     pub shared: Arc<Shared>,
+    /// Connections used by the general (hyper) path: `https` targets, upgrades, HTTP/2.
     pub pool: Arc<Pool>,
+    /// Connections used by the lean HTTP/1.1 path ([`crate::h1`]).
+    pub upstreams: Arc<Upstreams>,
     error_client: Client<UpstreamConnector, Empty<Bytes>>,
 }
 
@@ -67,6 +71,7 @@ impl Forwarder {
             .pool_timer(hyper_util::rt::TokioTimer::new());
         Forwarder {
             pool: Pool::new(shared.connector.clone()),
+            upstreams: Arc::default(),
             error_client: b.build(shared.connector.clone()),
             shared,
         }
@@ -110,9 +115,9 @@ impl ConnInfo {
 
     /// `X-Forwarded-Port` as http-proxy computes it: the `Host` header's port, else the
     /// scheme's default.
-    fn forwarded_port(&self, host: Option<&HeaderValue>) -> HeaderValue {
+    pub(crate) fn forwarded_port(&self, host: Option<&[u8]>) -> HeaderValue {
         let port = host
-            .and_then(|v| v.to_str().ok())
+            .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|s| s.rsplit_once(':'))
             .and_then(|(_, p)| p.parse::<u16>().ok());
         let Some(port) = port else {
@@ -274,6 +279,11 @@ fn routing_host(req: &Request<Incoming>) -> &str {
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
         .unwrap_or("");
+    strip_host_port(h)
+}
+
+/// `host:port` → `host`, `[v6]:port` → `v6`.
+pub(crate) fn strip_host_port(h: &str) -> &str {
     if h.starts_with('[') {
         // [v6]:port
         return h.split_once(']').map_or(h, |(a, _)| &a[1..]);
@@ -351,11 +361,7 @@ pub async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     shared.metrics.requests.fetch_add(1, Ordering::Relaxed);
     if req.uri().path() == "/_chp_healthz" {
-        return Ok(plain(
-            StatusCode::OK,
-            "application/json",
-            r#"{"status": "OK"}"#,
-        ));
+        return Ok(healthz());
     }
     let raw_path = req.uri().path();
     // Route on the decoded path, as CHP does with decodeURIComponent; decode only if needed.
@@ -375,12 +381,39 @@ pub async fn handle(
     Ok(forward(shared, conn, route, req).await)
 }
 
+/// The answer to `/_chp_healthz`.
+pub(crate) fn healthz() -> Response<ProxyBody> {
+    plain(StatusCode::OK, "application/json", r#"{"status": "OK"}"#)
+}
+
 fn upstream_uri(cfg: &ProxyConfig, route: &Route, host_routing: bool, uri: &Uri) -> Option<Uri> {
     let t = &route.target;
     let pq = uri
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let pq = match upstream_path(cfg, route, host_routing, pq.as_str()) {
+        Cow::Borrowed(_) => pq,
+        Cow::Owned(s) => PathAndQuery::try_from(s).ok()?,
+    };
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(t.scheme.clone());
+    parts.authority = Some(t.authority.clone());
+    parts.path_and_query = Some(pq);
+    Uri::from_parts(parts).ok()
+}
+
+/// The path and query sent to the target for a request's `pq`, as CHP's prefix flags say:
+/// the route's prefix dropped unless `--include-prefix`, the target's path prepended unless
+/// `--no-prepend-path`. Borrowed when nothing changes.
+pub(crate) fn upstream_path<'a>(
+    cfg: &ProxyConfig,
+    route: &Route,
+    host_routing: bool,
+    pq: &'a str,
+) -> Cow<'a, str> {
+    let t = &route.target;
+    let path = pq.split_once('?').map_or(pq, |(p, _)| p);
     let prefix_len = if cfg.include_prefix || route.key.as_ref() == "/" {
         0
     } else {
@@ -391,7 +424,7 @@ fn upstream_uri(cfg: &ProxyConfig, route: &Route, host_routing: bool, uri: &Uri)
         } else {
             key
         };
-        if pq.path().starts_with(key) {
+        if path.starts_with(key) {
             key.len()
         } else {
             0
@@ -402,23 +435,17 @@ fn upstream_uri(cfg: &ProxyConfig, route: &Route, host_routing: bool, uri: &Uri)
     } else {
         ""
     };
-    let pq = if prefix_len == 0 && target_path.is_empty() {
-        pq
-    } else {
-        let rest = &pq.as_str()[prefix_len..];
-        let mut s = String::with_capacity(target_path.len() + rest.len() + 1);
-        s.push_str(target_path);
-        if !rest.starts_with('/') {
-            s.push('/');
-        }
-        s.push_str(rest);
-        PathAndQuery::try_from(s).ok()?
-    };
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(t.scheme.clone());
-    parts.authority = Some(t.authority.clone());
-    parts.path_and_query = Some(pq);
-    Uri::from_parts(parts).ok()
+    if prefix_len == 0 && target_path.is_empty() {
+        return Cow::Borrowed(pq);
+    }
+    let rest = &pq[prefix_len..];
+    let mut s = String::with_capacity(target_path.len() + rest.len() + 1);
+    s.push_str(target_path);
+    if !rest.starts_with('/') {
+        s.push('/');
+    }
+    s.push_str(rest);
+    Cow::Owned(s)
 }
 
 async fn forward(
@@ -448,7 +475,7 @@ async fn forward(
     }
     if cfg.x_forward {
         let h = &mut parts.headers;
-        let port = conn.forwarded_port(h.get(header::HOST));
+        let port = conn.forwarded_port(h.get(header::HOST).map(HeaderValue::as_bytes));
         let proto = HeaderValue::from_static(match (upgrade, conn.tls) {
             (false, false) => "http",
             (false, true) => "https",
@@ -617,7 +644,11 @@ async fn error_response(
 
 /// An error answer as CHP gives it: the error target's page with our status, else the
 /// `--error-path` page, else the reason phrase.
-async fn error_for(shared: &Forwarder, status: StatusCode, url: &Uri) -> Response<ProxyBody> {
+pub(crate) async fn error_for(
+    shared: &Forwarder,
+    status: StatusCode,
+    url: &Uri,
+) -> Response<ProxyBody> {
     shared.metrics.error(status.as_u16());
     let cfg = &shared.config;
     if let Some(t) = &cfg.error_target {

@@ -18,6 +18,7 @@
 pub mod api;
 pub mod config;
 pub mod forward;
+pub mod h1;
 pub mod mem;
 pub mod metrics;
 pub mod pool;
@@ -178,22 +179,24 @@ pub async fn run(
                             let listener = TcpListener::from_std(listener)?;
                             let fw = Arc::new(Forwarder::new(shared.clone()));
                             // Close idle and dead target connections: no socket outlives its use.
-                            let pool = fw.pool.clone();
+                            let (pool, upstreams) = (fw.pool.clone(), fw.upstreams.clone());
                             tokio::spawn(async move {
                                 let mut tick = tokio::time::interval(pool::IDLE_TIMEOUT / 4);
                                 loop {
                                     tick.tick().await;
                                     pool.sweep();
+                                    upstreams.sweep(pool::IDLE_TIMEOUT);
                                     mem::trim();
                                 }
                             });
+                            let lean = fw.clone();
                             let svc = move |info: Arc<ConnInfo>| {
                                 let fw = fw.clone();
                                 service_fn(move |req| {
                                     forward::handle(fw.clone(), info.clone(), req)
                                 })
                             };
-                            serve(listener, tls, builder, stop, shared, svc).await
+                            serve(listener, tls, builder, stop, shared, Some(lean), svc).await
                         })
                     });
                 let _ = done.blocking_send(r);
@@ -217,6 +220,7 @@ pub async fn run(
             builder.clone(),
             stop_rx.clone(),
             shared.clone(),
+            None,
             svc,
         ));
     }
@@ -235,6 +239,7 @@ pub async fn run(
             builder.clone(),
             stop_rx.clone(),
             shared.clone(),
+            None,
             svc,
         ));
     }
@@ -251,6 +256,7 @@ pub async fn run(
             builder.clone(),
             stop_rx.clone(),
             shared.clone(),
+            None,
             svc,
         ));
     }
@@ -298,12 +304,15 @@ fn server_builder(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
 }
 
 /// Accept connections until `stop`, then wait (up to 30 s) for the open ones to finish.
+/// With `lean`, plain-TCP connections start on the lean HTTP/1.1 path ([`h1`]) and move to
+/// hyper (`make_svc`) only if they need it.
 async fn serve<S, F>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     mut stop: watch::Receiver<bool>,
     shared: Arc<Shared>,
+    lean: Option<Arc<Forwarder>>,
     make_svc: F,
 ) -> Result<()>
 where
@@ -335,7 +344,9 @@ where
         };
         let _ = tcp.set_nodelay(true);
         let info = Arc::new(ConnInfo::new(remote, tls.is_some()));
-        let svc = make_svc(info);
+        let svc = make_svc(info.clone());
+        let lean = lean.clone();
+        let conn_stop = stop.clone();
         let builder = builder.clone();
         let shared = shared.clone();
         let tls = tls.clone();
@@ -349,7 +360,16 @@ where
             let _g = GaugeGuard::new(&shared.metrics.connections_active);
             let _idle = IdleTrim::new(open);
             match tls {
-                None => serve_conn(tcp, &builder, watcher, svc).await,
+                None => match lean {
+                    Some(fw) => match h1::serve(&fw, &info, tcp, conn_stop).await {
+                        h1::Outcome::Done => drop(watcher),
+                        h1::Outcome::Fallback(tcp, read) => {
+                            let io = h1::Prefixed::new(tcp, read);
+                            serve_conn(io, &builder, watcher, svc).await
+                        }
+                    },
+                    None => serve_conn(tcp, &builder, watcher, svc).await,
+                },
                 Some(acc) => match acc.accept(tcp).await {
                     Ok(s) => {
                         let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");

@@ -1,0 +1,440 @@
+//! The lean HTTP/1.1 path on the wire: raw requests and raw targets, so that framing,
+//! keep-alive, pipelining, hop-by-hop headers and the hand-over to the general path are seen
+//! byte for byte.
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// One answer read off a raw connection.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+async fn read_line(r: &mut BufReader<TcpStream>) -> String {
+    let mut line = Vec::new();
+    loop {
+        let b = r.read_u8().await.expect("connection closed mid-head");
+        line.push(b);
+        if line.ends_with(b"\r\n") {
+            line.truncate(line.len() - 2);
+            return String::from_utf8(line).expect("utf-8 head");
+        }
+    }
+}
+
+/// Read one answer; `head` for answers to HEAD (no body whatever the length says).
+async fn read_answer(r: &mut BufReader<TcpStream>, head: bool) -> Answer {
+    with_deadline(Duration::from_secs(10), async {
+        let status_line = read_line(r).await;
+        let status = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("status line {status_line:?}"));
+        let mut headers = Vec::new();
+        loop {
+            let l = read_line(r).await;
+            if l.is_empty() {
+                break;
+            }
+            let (k, v) = l.split_once(':').expect("header line");
+            headers.push((k.to_string(), v.trim().to_string()));
+        }
+        let mut a = Answer {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if head || status < 200 || status == 204 || status == 304 {
+            return a;
+        }
+        if a.header("transfer-encoding") == Some("chunked") {
+            loop {
+                let size = read_line(r).await;
+                let size = usize::from_str_radix(size.split(';').next().unwrap_or(""), 16)
+                    .expect("chunk size");
+                if size == 0 {
+                    while !read_line(r).await.is_empty() {}
+                    break;
+                }
+                let mut chunk = vec![0; size];
+                r.read_exact(&mut chunk).await.expect("chunk");
+                a.body.extend_from_slice(&chunk);
+                assert!(read_line(r).await.is_empty(), "CRLF after a chunk");
+            }
+        } else if let Some(n) = a.header("content-length") {
+            let mut body = vec![0; n.parse().expect("length")];
+            r.read_exact(&mut body).await.expect("body");
+            a.body = body;
+        } else {
+            r.read_to_end(&mut a.body).await.expect("body to the close");
+        }
+        a
+    })
+    .await
+}
+
+async fn connect(p: &Proxy) -> BufReader<TcpStream> {
+    BufReader::new(TcpStream::connect(p.public).await.expect("connect"))
+}
+
+async fn send(r: &mut BufReader<TcpStream>, bytes: &[u8]) {
+    r.get_mut().write_all(bytes).await.expect("write");
+}
+
+/// The connection was closed by the proxy (EOF, or a reset after unread data).
+async fn assert_closed(r: &mut BufReader<TcpStream>) {
+    let mut rest = Vec::new();
+    let n = with_deadline(Duration::from_secs(10), r.read_to_end(&mut rest))
+        .await
+        .unwrap_or(0);
+    assert_eq!(
+        n,
+        0,
+        "more bytes after the answer: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+}
+
+/// A raw target: for each connection, read request heads and answer each with `answer`;
+/// close after the answer if `close_after`. Requests bodies are not read.
+async fn raw_target(answer: &'static [u8], close_after: bool) -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
+                    buf.drain(..end);
+                    if s.write_all(answer).await.is_err() || close_after {
+                        // Keep the socket a moment so the answer is read before the close.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn pipelined_requests_head_and_keep_alive() {
+    let p = start_proxy(config()).await;
+    let up = echo_upstream("up").await;
+    p.add_route("/", &format!("http://{up}")).await;
+    let mut c = connect(&p).await;
+    // Two requests in one write: two answers, in order.
+    send(
+        &mut c,
+        b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b?q=1 HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    for url in ["/a", "/b?q=1"] {
+        let a = read_answer(&mut c, false).await;
+        assert_eq!(a.status, 200);
+        assert_eq!(json(&a.text())["url"], url);
+    }
+    // HEAD: a length but no body; the connection goes on.
+    send(&mut c, b"HEAD /c HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let a = read_answer(&mut c, true).await;
+    assert_eq!(a.status, 200);
+    assert!(a.header("content-length").is_some(), "{a:?}");
+    send(&mut c, b"GET /d HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let a = read_answer(&mut c, false).await;
+    assert_eq!(json(&a.text())["url"], "/d");
+    // A request split into many small writes.
+    for piece in [&b"GET /e HT"[..], b"TP/1.1\r\nHo", b"st: x\r\n", b"\r\n"] {
+        send(&mut c, piece).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let a = read_answer(&mut c, false).await;
+    assert_eq!(json(&a.text())["url"], "/e");
+    // Connection: close is honoured and said.
+    send(
+        &mut c,
+        b"GET /f HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let a = read_answer(&mut c, false).await;
+    assert_eq!(a.header("connection"), Some("close"));
+    assert_closed(&mut c).await;
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn chunked_bodies_both_ways() {
+    let p = start_proxy(config()).await;
+    // Echoes the request body back in three frames (hyper then answers chunked).
+    let up = upstream(|req: Request<hyper::body::Incoming>| async move {
+        let body = req.into_body().collect().await.expect("body").to_bytes();
+        let third = body.len() / 3;
+        let frames = vec![
+            body.slice(..third),
+            body.slice(third..2 * third),
+            body.slice(2 * third..),
+        ];
+        let s = futures_util::stream::iter(
+            frames
+                .into_iter()
+                .map(|b| Ok::<_, std::convert::Infallible>(Frame::data(b))),
+        );
+        Response::new(BodyExt::boxed(StreamBody::new(s)))
+    })
+    .await;
+    p.add_route("/", &format!("http://{up}")).await;
+    let mut c = connect(&p).await;
+    let req: &[&[u8]] = &[
+        b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhe",
+        b"llo\r\n6\r",
+        b"\n world\r\n0\r\nX-Trailer: 1\r\n",
+        b"\r\n",
+    ];
+    for piece in req {
+        send(&mut c, piece).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let a = read_answer(&mut c, false).await;
+    assert_eq!((a.status, a.text().as_str()), (200, "hello world"));
+    assert_eq!(a.header("transfer-encoding"), Some("chunked"));
+    // Framing was followed to the end: the same connection takes the next request.
+    send(
+        &mut c,
+        b"POST /again HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nabcdef",
+    )
+    .await;
+    let a = read_answer(&mut c, false).await;
+    assert_eq!(a.text(), "abcdef");
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_stay_on_their_hop() {
+    let p = start_proxy(config()).await;
+    let up = echo_upstream("up").await;
+    p.add_route("/", &format!("http://{up}")).await;
+    let mut c = connect(&p).await;
+    send(
+        &mut c,
+        b"GET /h HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n\
+          Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: gzip\r\nX-Kept: yes\r\n\r\n",
+    )
+    .await;
+    let a = read_answer(&mut c, false).await;
+    let h = &json(&a.text())["headers"];
+    for gone in [
+        "x-secret",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "connection",
+    ] {
+        assert!(h.get(gone).is_none(), "{gone} passed on: {h}");
+    }
+    assert_eq!(h["x-kept"], "yes");
+
+    // A target's hop-by-hop headers do not reach the client, and its `Connection: close`
+    // closes only its own connection.
+    let raw = raw_target(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close, X-Up\r\nX-Up: 1\r\n\
+          Keep-Alive: timeout=1\r\nX-Other: 2\r\n\r\nok",
+        true,
+    )
+    .await;
+    p.add_route("/raw", &format!("http://{raw}")).await;
+    for _ in 0..2 {
+        send(&mut c, b"GET /raw/x HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let a = read_answer(&mut c, false).await;
+        assert_eq!((a.status, a.text().as_str()), (200, "ok"));
+        for gone in ["connection", "x-up", "keep-alive"] {
+            assert!(a.header(gone).is_none(), "{gone} passed on: {a:?}");
+        }
+        assert_eq!(a.header("x-other"), Some("2"));
+    }
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_answer_without_length_runs_to_the_close() {
+    let p = start_proxy(config()).await;
+    let raw = raw_target(
+        b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the close",
+        true,
+    )
+    .await;
+    p.add_route("/", &format!("http://{raw}")).await;
+    let mut c = connect(&p).await;
+    send(&mut c, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let a = read_answer(&mut c, false).await;
+    assert_eq!((a.status, a.text().as_str()), (200, "until the close"));
+    assert_eq!(a.header("connection"), Some("close"));
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_target_closed_is_not_an_error() {
+    let p = start_proxy(config()).await;
+    // Says nothing about closing, then closes after each answer.
+    let raw = raw_target(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true).await;
+    p.add_route("/", &format!("http://{raw}")).await;
+    let mut c = connect(&p).await;
+    // Soon after the close (the pooled connection is used at once and fails: retried), and
+    // after a second (checked before use). A POST with a body is retried only in the second case.
+    for (pause, req) in [
+        (0, &b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n"[..]),
+        (100, b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n"),
+        (
+            1200,
+            b"POST /3 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbody",
+        ),
+    ] {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        send(&mut c, req).await;
+        let a = read_answer(&mut c, false).await;
+        assert_eq!(
+            (a.status, a.text().as_str()),
+            (200, "ok"),
+            "after {pause} ms"
+        );
+    }
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_early_answer_to_an_upload_reaches_the_client() {
+    let p = start_proxy(config()).await;
+    // Refuses uploads without reading them, and keeps its connection open.
+    let raw = raw_target(
+        b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n\r\ntoo big!",
+        false,
+    )
+    .await;
+    p.add_route("/", &format!("http://{raw}")).await;
+    let c = TcpStream::connect(p.public).await.expect("connect");
+    let (r, mut w) = c.into_split();
+    let total = 64u64 << 20;
+    let uploading = tokio::spawn(async move {
+        let head = format!("PUT /big HTTP/1.1\r\nHost: x\r\nContent-Length: {total}\r\n\r\n");
+        w.write_all(head.as_bytes()).await?;
+        let chunk = vec![b'z'; 64 * 1024];
+        for _ in 0..total / chunk.len() as u64 {
+            w.write_all(&chunk).await?;
+        }
+        Ok::<_, std::io::Error>(w)
+    });
+    let mut r = BufReader::new(r);
+    let mut status_line = String::new();
+    with_deadline(Duration::from_secs(10), async {
+        use tokio::io::AsyncBufReadExt;
+        r.read_line(&mut status_line).await.expect("status line");
+    })
+    .await;
+    assert!(status_line.starts_with("HTTP/1.1 413"), "{status_line:?}");
+    let mut rest = Vec::new();
+    let _ = with_deadline(Duration::from_secs(10), r.read_to_end(&mut rest)).await;
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.contains("connection: close"), "{rest}");
+    assert!(rest.ends_with("too big!"), "{rest}");
+    uploading.abort();
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn unusual_requests_go_to_the_general_path() {
+    let p = start_proxy(config()).await;
+    let up = upstream(|req: Request<hyper::body::Incoming>| async move {
+        let body = req.into_body().collect().await.expect("body").to_bytes();
+        Response::new(boxed(Bytes::from(format!("got {}", body.len()))))
+    })
+    .await;
+    p.add_route("/", &format!("http://{up}")).await;
+
+    // Expect: 100-continue.
+    let mut c = connect(&p).await;
+    send(
+        &mut c,
+        b"POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await;
+    let a = read_answer(&mut c, false).await;
+    assert_eq!(a.status, 100);
+    send(&mut c, b"abc").await;
+    let a = read_answer(&mut c, false).await;
+    assert_eq!((a.status, a.text().as_str()), (200, "got 3"));
+    // The connection stays usable after the hand-over.
+    send(&mut c, b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(read_answer(&mut c, false).await.text(), "got 0");
+
+    // HTTP/1.0.
+    let mut c = connect(&p).await;
+    send(&mut c, b"GET /old HTTP/1.0\r\n\r\n").await;
+    let a = read_answer(&mut c, false).await;
+    assert_eq!((a.status, a.text().as_str()), (200, "got 0"));
+
+    // Garbage: 400 from hyper.
+    let mut c = connect(&p).await;
+    send(&mut c, b"NOT HTTP AT ALL\r\n\r\n").await;
+    assert_eq!(read_answer(&mut c, false).await.status, 400);
+    // Length and chunked at once (a smuggling pattern): chunked wins, as RFC 9112 says, and
+    // the connection closes after the answer, so nothing after it is taken as a request.
+    let mut c = connect(&p).await;
+    send(
+        &mut c,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\
+          0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    let a = read_answer(&mut c, false).await;
+    assert_eq!((a.status, a.text().as_str()), (200, "got 0"));
+    assert_eq!(a.header("connection"), Some("close"));
+    assert_closed(&mut c).await;
+
+    // No route, with a body that is never read: 404, then the connection closes.
+    p.api("DELETE", "/api/routes/", None).await;
+    let mut c = connect(&p).await;
+    send(
+        &mut c,
+        b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+    )
+    .await;
+    let a = read_answer(&mut c, false).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND.as_u16());
+    assert_eq!(a.header("connection"), Some("close"));
+    assert_closed(&mut c).await;
+    p.shutdown().await;
+}
