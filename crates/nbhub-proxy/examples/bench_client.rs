@@ -21,7 +21,14 @@ async fn main() -> anyhow::Result<()> {
         Some("routes") => {
             let first = args.get(6).map_or(Ok(0), |s| s.parse())?;
             let target = Some(args[4].as_str());
-            routes(&args[2], first, args[3].parse()?, target, args.get(5).cloned()).await
+            routes(
+                &args[2],
+                first,
+                args[3].parse()?,
+                target,
+                args.get(5).cloned(),
+            )
+            .await
         }
         Some("unroutes") => {
             let token = Some(args[4].clone());

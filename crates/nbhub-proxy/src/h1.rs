@@ -539,45 +539,52 @@ impl Exchange<'_> {
         };
         let left_is_done = |l: Framing| matches!(l, Framing::None | Framing::Length(0));
         let whole_request_here = left_is_done(left);
-        let mut up = fw
-            .upstreams
-            .checkout(authority, fw.config.proxy_timeout)
-            .await
-            .map_err(|e| Failed::Target(e.to_string(), !whole_request_here))?;
-        // A pooled connection the target has closed meanwhile fails here or on the first read
-        // of the answer; then once more on a fresh connection, if that cannot repeat a request
-        // the target acted on.
+        // A pooled connection the target has closed meanwhile fails on the write or on the
+        // first read of the answer; then once more on a fresh connection, if that cannot
+        // repeat a request the target acted on.
         let retry_ok = whole_request_here && (self.idempotent || self.body == Framing::None);
-        loop {
-            if let Err(e) = write_two(&mut up.io, head, &buf[..first]).await {
-                if up.reused && whole_request_here {
-                    up = fw
-                        .upstreams
-                        .connect(authority, fw.config.proxy_timeout)
-                        .await
-                        .map_err(|e| Failed::Target(e.to_string(), false))?;
-                    continue;
+        let sent = async {
+            let mut up = fw
+                .upstreams
+                .checkout(authority, fw.config.proxy_timeout)
+                .await
+                .map_err(|e| Failed::Target(e.to_string(), !whole_request_here))?;
+            loop {
+                if let Err(e) = write_two(&mut up.io, head, &buf[..first]).await {
+                    if up.reused && whole_request_here {
+                        up = fw
+                            .upstreams
+                            .connect(authority, fw.config.proxy_timeout)
+                            .await
+                            .map_err(|e| Failed::Target(e.to_string(), false))?;
+                        continue;
+                    }
+                    return Err(Failed::Target(e.to_string(), !whole_request_here));
                 }
-                return Err(Failed::Target(e.to_string(), !whole_request_here));
-            }
-            if !whole_request_here {
-                break;
-            }
-            match up.fill(fw.config.proxy_timeout).await {
-                Ok(n) if n > 0 => break,
-                r if up.reused && retry_ok => {
-                    tracing::debug!("pooled connection to {authority} closed ({r:?}), retrying");
-                    up = fw
-                        .upstreams
-                        .connect(authority, fw.config.proxy_timeout)
-                        .await
-                        .map_err(|e| Failed::Target(e.to_string(), false))?;
+                if !whole_request_here {
+                    return Ok(up);
                 }
-                Ok(_) => return Err(Failed::Target("connection closed".into(), false)),
-                Err(e) => return Err(Failed::Target(e.to_string(), false)),
+                match up.fill(fw.config.proxy_timeout).await {
+                    Ok(n) if n > 0 => return Ok(up),
+                    r if up.reused && retry_ok => {
+                        tracing::debug!(
+                            "pooled connection to {authority} closed ({r:?}), retrying"
+                        );
+                        up = fw
+                            .upstreams
+                            .connect(authority, fw.config.proxy_timeout)
+                            .await
+                            .map_err(|e| Failed::Target(e.to_string(), false))?;
+                    }
+                    Ok(_) => return Err(Failed::Target("connection closed".into(), false)),
+                    Err(e) => return Err(Failed::Target(e.to_string(), false)),
+                }
             }
         }
+        .await;
+        // Whatever happened, the body bytes taken so far are this request's, not the next one's.
         buf.advance(first);
+        let mut up = sent?;
 
         // The rest of the request body, as the client sends it, unless the target answers
         // before it has all of it (a 413, say): then that answer goes back and the client's
@@ -658,14 +665,14 @@ impl Exchange<'_> {
                         break response_head(&res, n, self.head_request, close, head);
                     }
                     Ok(httparse::Status::Partial) if up.buf.len() < MAX_HEAD => {}
-                    Ok(_) => return Err(Failed::Target("answer head too large".into(), false)),
-                    Err(e) => return Err(Failed::Target(format!("bad answer: {e}"), false)),
+                    Ok(_) => return Err(Failed::Target("answer head too large".into(), cut_short)),
+                    Err(e) => return Err(Failed::Target(format!("bad answer: {e}"), cut_short)),
                 }
             }
             match up.fill(fw.config.proxy_timeout).await {
                 Ok(n) if n > 0 => {}
-                Ok(_) => return Err(Failed::Target("connection closed".into(), false)),
-                Err(e) => return Err(Failed::Target(e.to_string(), false)),
+                Ok(_) => return Err(Failed::Target("connection closed".into(), cut_short)),
+                Err(e) => return Err(Failed::Target(e.to_string(), cut_short)),
             }
         };
         let Some(ResponseHead {
@@ -677,7 +684,7 @@ impl Exchange<'_> {
         else {
             return Err(Failed::Target(
                 "unexpected 101 Switching Protocols".into(),
-                false,
+                cut_short,
             ));
         };
         if status < 300 {

@@ -438,3 +438,29 @@ async fn unusual_requests_go_to_the_general_path() {
     assert_closed(&mut c).await;
     p.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_503_keeps_the_connection_in_step() {
+    let p = start_proxy(config()).await;
+    let up = echo_upstream("up").await;
+    p.add_route("/", &format!("http://{up}")).await;
+    let dead = closed_port().await;
+    p.add_route("/dead", &format!("http://127.0.0.1:{dead}"))
+        .await;
+    let mut c = connect(&p).await;
+    // The body sent with the failed request must not be read as the next request.
+    send(
+        &mut c,
+        b"POST /dead/x HTTP/1.1\r\nHost: x\r\nContent-Length: 26\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n",
+    )
+    .await;
+    let a = read_answer(&mut c, false).await;
+    assert_eq!(a.status, 503);
+    send(&mut c, b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let a = read_answer(&mut c, false).await;
+    assert_eq!(
+        (a.status, json(&a.text())["url"].as_str()),
+        (200, Some("/after"))
+    );
+    p.shutdown().await;
+}
