@@ -282,6 +282,18 @@ fn routing_host(req: &Request<Incoming>) -> &str {
     strip_host_port(h)
 }
 
+/// The path routes are looked up by: URL-decoded, as CHP does with decodeURIComponent
+/// (decoded only if needed; left as it is if it does not decode to UTF-8).
+pub(crate) fn routing_path(raw_path: &str) -> Cow<'_, str> {
+    if raw_path.contains('%') {
+        percent_decode_str(raw_path)
+            .decode_utf8()
+            .unwrap_or(Cow::Borrowed(raw_path))
+    } else {
+        Cow::Borrowed(raw_path)
+    }
+}
+
 /// `host:port` → `host`, `[v6]:port` → `v6`.
 pub(crate) fn strip_host_port(h: &str) -> &str {
     if h.starts_with('[') {
@@ -363,15 +375,7 @@ pub async fn handle(
     if req.uri().path() == "/_chp_healthz" {
         return Ok(healthz());
     }
-    let raw_path = req.uri().path();
-    // Route on the decoded path, as CHP does with decodeURIComponent; decode only if needed.
-    let path: Cow<str> = if raw_path.contains('%') {
-        percent_decode_str(raw_path)
-            .decode_utf8()
-            .unwrap_or(Cow::Borrowed(raw_path))
-    } else {
-        Cow::Borrowed(raw_path)
-    };
+    let path = routing_path(req.uri().path());
     let host = shared.config.host_routing.then(|| routing_host(&req));
     let Some(route) = shared.routes.lookup(host, &path) else {
         tracing::debug!(path = %path, "no route");

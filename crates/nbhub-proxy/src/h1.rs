@@ -14,7 +14,6 @@
 //! framing, and heads hyper should reject with its own 4xx. That hand-over happens only at a
 //! request boundary, before anything of the request has been sent on.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -27,7 +26,6 @@ use bytes::{Buf, BytesMut};
 use http::uri::{Authority, Scheme};
 use http::{StatusCode, Uri};
 use http_body_util::BodyExt;
-use percent_encoding::percent_decode_str;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -327,14 +325,7 @@ fn plan(
             head_request,
         };
     }
-    // Route on the decoded path, as CHP does with decodeURIComponent; decode only if needed.
-    let path: Cow<str> = if raw_path.contains('%') {
-        percent_decode_str(raw_path)
-            .decode_utf8()
-            .unwrap_or(Cow::Borrowed(raw_path))
-    } else {
-        Cow::Borrowed(raw_path)
-    };
+    let path = forward::routing_path(raw_path);
     let routing_host = if cfg.host_routing {
         let h = host.and_then(|h| std::str::from_utf8(h).ok()).unwrap_or("");
         Some(forward::strip_host_port(h))
