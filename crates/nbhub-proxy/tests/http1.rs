@@ -464,3 +464,127 @@ async fn a_503_keeps_the_connection_in_step() {
     );
     p.shutdown().await;
 }
+
+/// A raw target for upgrades: it hands each request head to `heads`, then either switches
+/// protocols (sending a greeting, then echoing every byte until the client's end of stream)
+/// or declines with a 400 if the path is `/no`.
+async fn upgrade_target(heads: tokio::sync::mpsc::UnboundedSender<String>) -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let heads = heads.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
+                let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                let declined = head.starts_with("GET /no ");
+                let _ = heads.send(head);
+                if declined {
+                    let _ = s
+                        .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\n\r\nno")
+                        .await;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    return;
+                }
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x-test\r\n\
+                          Connection: Upgrade\r\n\r\nhello;",
+                    )
+                    .await;
+                // Bytes the client sent right behind its head, then whatever follows.
+                let _ = s.write_all(&buf[end..]).await;
+                loop {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if s.write_all(&chunk[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Upgrades leave the lean path at their head (the hand-over): what the client sent behind
+/// the head, the target's 101 head and what follows it, and each side's end of stream must
+/// all survive it.
+#[tokio::test]
+async fn upgrades_are_tunnelled_byte_for_byte() {
+    let p = start_proxy(config()).await;
+    let (tx, mut heads) = tokio::sync::mpsc::unbounded_channel();
+    let up = upgrade_target(tx).await;
+    p.add_route("/", &format!("http://{up}")).await;
+
+    // Switched: the target's head comes back as it was sent, with what followed it; bytes
+    // sent behind the request head reach the target; then bytes flow both ways.
+    let mut c = connect(&p).await;
+    send(
+        &mut c,
+        b"GET /ws HTTP/1.1\r\nHost: h:8000\r\nConnection: keep-alive, Upgrade\r\n\
+          Upgrade: x-test\r\nSec-WebSocket-Key: abc\r\n\r\nearly;",
+    )
+    .await;
+    let a = read_answer(&mut c, false).await;
+    assert_eq!(a.status, 101);
+    assert_eq!(a.header("upgrade"), Some("x-test"));
+    assert_eq!(a.header("connection"), Some("Upgrade"));
+    let mut got = [0u8; 12];
+    with_deadline(Duration::from_secs(10), c.read_exact(&mut got))
+        .await
+        .expect("greeting and echo");
+    assert_eq!(&got, b"hello;early;");
+    for msg in [
+        &b"ping"[..],
+        &[0u8, 255, 13, 10, 13, 10][..],
+        &vec![7u8; 300_000][..],
+    ] {
+        send(&mut c, msg).await;
+        let mut back = vec![0u8; msg.len()];
+        with_deadline(Duration::from_secs(10), c.read_exact(&mut back))
+            .await
+            .expect("echo");
+        assert!(back == msg, "echo of {} bytes differs", msg.len());
+    }
+    let head = heads.recv().await.expect("head");
+    for line in [
+        "connection: keep-alive, Upgrade\r\n",
+        "upgrade: x-test\r\n",
+        "sec-websocket-key: abc\r\n",
+        "x-forwarded-proto: ws\r\n",
+        "x-forwarded-port: 8000\r\n",
+        "host: h:8000\r\n",
+    ] {
+        let lower = head.to_ascii_lowercase();
+        assert!(
+            lower.contains(&line.to_ascii_lowercase()),
+            "{line:?} in {head}"
+        );
+    }
+    // The client's end of stream reaches the target, whose close comes back.
+    c.get_mut().shutdown().await.expect("shutdown");
+    assert_closed(&mut c).await;
+
+    // Declined: the target's answer reaches the client.
+    let mut c = connect(&p).await;
+    send(
+        &mut c,
+        b"GET /no HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: x-test\r\n\r\n",
+    )
+    .await;
+    let a = read_answer(&mut c, false).await;
+    assert_eq!((a.status, a.text().as_str()), (400, "no"));
+    p.shutdown().await;
+}
