@@ -27,7 +27,7 @@ pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +51,9 @@ use routes::{Route, Target};
 
 /// How long `run` waits for in-flight requests after shutdown before giving up on them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// A worker holding more than one connection above another leaves the next one to the
+/// others for this long, then takes it anyway.
+const ACCEPT_DEFER: Duration = Duration::from_millis(1);
 
 /// The sockets the proxy serves. Bind them yourself (e.g. on port 0 in tests) or with
 /// [`Listeners::bind`] from a config.
@@ -158,7 +161,13 @@ pub async fn run(
     // Public port: worker threads sharing the listening socket.
     let public = listeners.public.into_std().context("public listener")?;
     let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<Result<()>>(workers);
+    let open: Arc<[AtomicUsize]> = (0..workers).map(|_| AtomicUsize::new(0)).collect();
+    let _ = shared.metrics.worker_connections.set(open.clone());
     for i in 0..workers {
+        let load = Load {
+            open: open.clone(),
+            me: i,
+        };
         let listener = public.try_clone().context("sharing the public listener")?;
         let (shared, builder, tls, stop, done) = (
             shared.clone(),
@@ -196,7 +205,12 @@ pub async fn run(
                                     forward::handle(fw.clone(), info.clone(), req)
                                 })
                             };
-                            serve(listener, tls, builder, stop, shared, Some(lean), svc).await
+                            let port = Port {
+                                listener,
+                                tls,
+                                load,
+                            };
+                            serve(port, builder, stop, shared, Some(lean), svc).await
                         })
                     });
                 let _ = done.blocking_send(r);
@@ -215,8 +229,7 @@ pub async fn run(
             service_fn(move |req| api::handle(shared.clone(), req))
         };
         tasks.spawn(serve(
-            listeners.api,
-            api_tls,
+            Port::single(listeners.api, api_tls),
             builder.clone(),
             stop_rx.clone(),
             shared.clone(),
@@ -234,8 +247,7 @@ pub async fn run(
             })
         };
         tasks.spawn(serve(
-            l,
-            None,
+            Port::single(l, None),
             builder.clone(),
             stop_rx.clone(),
             shared.clone(),
@@ -251,8 +263,7 @@ pub async fn run(
             })
         };
         tasks.spawn(serve(
-            l,
-            None,
+            Port::single(l, None),
             builder.clone(),
             stop_rx.clone(),
             shared.clone(),
@@ -307,8 +318,7 @@ fn server_builder(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
 /// With `lean`, plain-TCP connections start on the lean HTTP/1.1 path ([`h1`]) and move to
 /// hyper (`make_svc`) only if they need it.
 async fn serve<S, F>(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    port: Port,
     builder: Arc<auto::Builder<TokioExecutor>>,
     mut stop: watch::Receiver<bool>,
     shared: Arc<Shared>,
@@ -325,11 +335,19 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
+    let Port {
+        listener,
+        tls,
+        load,
+    } = port;
     let graceful = GracefulShutdown::new();
-    // Connections open on this listener (this worker): when the last one closes, the
-    // buffers it freed go back to the kernel.
-    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     loop {
+        if load.ahead() {
+            tokio::select! {
+                _ = tokio::time::sleep(ACCEPT_DEFER) => {}
+                _ = stop.changed() => break,
+            }
+        }
         let (tcp, remote) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -351,14 +369,15 @@ where
         let shared = shared.clone();
         let tls = tls.clone();
         let watcher = graceful.watcher();
-        let open = open.clone();
+        // Counted from the accept on, so that a burst accepted in one go is seen at once.
+        let open = load.open_one();
         tokio::spawn(async move {
             shared
                 .metrics
                 .connections_total
                 .fetch_add(1, Ordering::Relaxed);
             let _g = GaugeGuard::new(&shared.metrics.connections_active);
-            let _idle = IdleTrim::new(open);
+            let _open = open;
             match tls {
                 None => match lean {
                     Some(fw) => match h1::serve(&fw, &info, tcp, conn_stop).await {
@@ -400,19 +419,64 @@ where
     Ok(())
 }
 
-/// Counts a connection as open; the last one to close trims the heap ([`mem::trim`]).
-struct IdleTrim(Arc<std::sync::atomic::AtomicUsize>);
+/// A listening socket as one worker serves it.
+struct Port {
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    load: Load,
+}
 
-impl IdleTrim {
-    fn new(open: Arc<std::sync::atomic::AtomicUsize>) -> Self {
-        open.fetch_add(1, Ordering::Relaxed);
-        IdleTrim(open)
+impl Port {
+    /// A listener served by one task alone (API, metrics, redirect).
+    fn single(listener: TcpListener, tls: Option<TlsAcceptor>) -> Self {
+        Port {
+            listener,
+            tls,
+            load: Load::single(),
+        }
     }
 }
 
-impl Drop for IdleTrim {
+/// Connections open per worker of a listener. Workers sharing a listening socket race to
+/// accept, and the first one awake would take a whole burst of new connections (a browser's,
+/// a load generator's) while the others idle; a worker ahead of another leaves the next
+/// connection to the others for a moment ([`ACCEPT_DEFER`]), as nginx's workers stop accepting
+/// when fuller than the rest.
+#[derive(Clone)]
+struct Load {
+    open: Arc<[AtomicUsize]>,
+    me: usize,
+}
+
+impl Load {
+    fn single() -> Self {
+        Load {
+            open: Arc::new([AtomicUsize::new(0)]),
+            me: 0,
+        }
+    }
+
+    /// Whether this worker holds more than one connection above another worker.
+    fn ahead(&self) -> bool {
+        let mine = self.open[self.me].load(Ordering::Relaxed);
+        self.open
+            .iter()
+            .any(|o| mine > o.load(Ordering::Relaxed) + 1)
+    }
+
+    fn open_one(&self) -> OpenConnection {
+        self.open[self.me].fetch_add(1, Ordering::Relaxed);
+        OpenConnection(self.clone())
+    }
+}
+
+/// Counts a connection as open; the last one of a worker to close trims the heap
+/// ([`mem::trim`]), so the buffers it freed go back to the kernel.
+struct OpenConnection(Load);
+
+impl Drop for OpenConnection {
     fn drop(&mut self) {
-        if self.0.fetch_sub(1, Ordering::Relaxed) == 1 {
+        if self.0.open[self.0.me].fetch_sub(1, Ordering::Relaxed) == 1 {
             mem::trim();
         }
     }

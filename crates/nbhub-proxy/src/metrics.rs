@@ -3,7 +3,8 @@
 //! Plain relaxed atomics: one `fetch_add` per request on the hot path, nothing else.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -16,6 +17,8 @@ pub struct Metrics {
     pub websockets_total: AtomicU64,
     pub websockets_active: AtomicI64,
     pub api_requests: AtomicU64,
+    /// Open client connections per worker thread of the public port (set once they start).
+    pub worker_connections: OnceLock<Arc<[AtomicUsize]>>,
 }
 
 /// Decrements a gauge when dropped, so every exit path of a connection is counted.
@@ -97,6 +100,19 @@ impl Metrics {
             g(&self.websockets_active),
         );
         gauge("nbhub_proxy_routes", "Routes in the table.", routes as i64);
+        if let Some(workers) = self.worker_connections.get() {
+            s.push_str(
+                "# HELP nbhub_proxy_worker_connections Open client connections per worker thread.\n\
+                 # TYPE nbhub_proxy_worker_connections gauge\n",
+            );
+            for (i, open) in workers.iter().enumerate() {
+                let _ = writeln!(
+                    s,
+                    "nbhub_proxy_worker_connections{{worker=\"{i}\"}} {}",
+                    open.load(Ordering::Relaxed)
+                );
+            }
+        }
         s
     }
 }

@@ -249,6 +249,61 @@ async fn activity_and_metrics() {
     p.shutdown().await;
 }
 
+/// Workers share the listening socket; a burst of new connections must not all land on the
+/// first worker awake.
+#[tokio::test]
+async fn a_burst_of_connections_is_spread_over_the_workers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut cfg = config();
+    cfg.metrics_port = Some(0);
+    cfg.workers = Some(2);
+    let p = start_proxy(cfg).await;
+    let up = echo_upstream("up").await;
+    p.add_route("/", &format!("http://{up}")).await;
+    // 40 connections at once, each with one request answered and then held open.
+    let conns = futures_util::future::join_all((0..40).map(|_| async {
+        let mut c = tokio::net::TcpStream::connect(p.public)
+            .await
+            .expect("connect");
+        c.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let mut buf = [0u8; 1024];
+        let n = with_deadline(Duration::from_secs(10), c.read(&mut buf))
+            .await
+            .expect("answer");
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        c
+    }))
+    .await;
+    let req = Request::get(format!("http://{}/metrics", p.metrics.expect("metrics")))
+        .body(Full::default())
+        .expect("req");
+    let res = p.client.request(req).await.expect("metrics");
+    let text = String::from_utf8_lossy(&res.into_body().collect().await.expect("b").to_bytes())
+        .into_owned();
+    let per_worker: Vec<u64> = (0..2)
+        .map(|i| {
+            let prefix = format!("nbhub_proxy_worker_connections{{worker=\"{i}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no count for worker {i} in\n{text}"))
+        })
+        .collect();
+    assert_eq!(per_worker.iter().sum::<u64>(), 40, "{text}");
+    assert!(
+        per_worker.iter().all(|&n| n >= 10),
+        "connections per worker: {per_worker:?}"
+    );
+    drop(conns);
+    p.shutdown().await;
+}
+
 /// Size of the streamed bodies: 2 GiB each way by default (about 2 s in a debug build);
 /// NBHUB_STREAM_MIB overrides it.
 fn stream_mib() -> u64 {
