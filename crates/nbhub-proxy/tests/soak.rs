@@ -303,7 +303,8 @@ async fn soak_sockets_and_rss_stay_flat() {
     let open = gauge(&idle_text, "connections_active");
     if open > 1 {
         eprintln!(
-            "note: {open} client connections still open 15 s after the load:\n{}",
+            "note: {open} client connections still open 15 s after the load \
+             (public {public}, api {api}, metrics {metrics}):\n{}",
             sockets(pid)
         );
     }
