@@ -210,6 +210,14 @@ pub struct ProxyConfig {
     pub workers: Option<usize>,
 }
 
+impl ProxyConfig {
+    /// How long a client connection may sit without a request (or, with `--timeout`, without
+    /// progress on one) before it is closed.
+    pub fn client_idle_timeout(&self) -> Duration {
+        self.timeout.unwrap_or(self.keep_alive_timeout)
+    }
+}
+
 impl Default for ProxyConfig {
     fn default() -> Self {
         ProxyConfig {

@@ -94,9 +94,9 @@ pub async fn serve(
     fw: &Forwarder,
     info: &ConnInfo,
     mut client: TcpStream,
-    mut stop: watch::Receiver<bool>,
+    stop: &mut watch::Receiver<bool>,
 ) -> Outcome {
-    let idle = fw.config.timeout.unwrap_or(fw.config.keep_alive_timeout);
+    let idle = fw.config.client_idle_timeout();
     let mut buf = BytesMut::with_capacity(CLIENT_BUF);
     // The head we send on: the target's request head, then the client's response head.
     let mut head = Vec::with_capacity(1024);
@@ -580,7 +580,7 @@ impl Exchange<'_> {
         // The rest of the request body, as the client sends it, unless the target answers
         // before it has all of it (a 413, say): then that answer goes back and the client's
         // connection closes after it, as the rest of its body is never read.
-        let idle = fw.config.timeout.unwrap_or(fw.config.keep_alive_timeout);
+        let idle = fw.config.client_idle_timeout();
         let mut cut_short = false;
         'body: while !left_is_done(left) {
             if buf.is_empty() {

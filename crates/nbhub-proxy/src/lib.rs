@@ -309,7 +309,7 @@ fn server_builder(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
         .keep_alive(true)
         // hyper starts this timer while a keep-alive connection waits for its next request,
         // which is what CHP's --keep-alive-timeout bounds.
-        .header_read_timeout(config.timeout.unwrap_or(config.keep_alive_timeout));
+        .header_read_timeout(config.client_idle_timeout());
     builder.http2().timer(TokioTimer::new());
     builder
 }
@@ -341,10 +341,7 @@ where
         load,
     } = port;
     let graceful = GracefulShutdown::new();
-    let idle = shared
-        .config
-        .timeout
-        .unwrap_or(shared.config.keep_alive_timeout);
+    let idle = shared.config.client_idle_timeout();
     loop {
         if load.ahead() {
             tokio::select! {
@@ -368,7 +365,7 @@ where
         let info = Arc::new(ConnInfo::new(remote, tls.is_some()));
         let svc = make_svc(info.clone());
         let lean = lean.clone();
-        let conn_stop = stop.clone();
+        let mut conn_stop = stop.clone();
         let builder = builder.clone();
         let shared = shared.clone();
         let tls = tls.clone();
@@ -384,7 +381,7 @@ where
             let _open = open;
             match tls {
                 None => match lean {
-                    Some(fw) => match h1::serve(&fw, &info, tcp, conn_stop.clone()).await {
+                    Some(fw) => match h1::serve(&fw, &info, tcp, &mut conn_stop).await {
                         h1::Outcome::Done => drop(watcher),
                         h1::Outcome::Fallback(tcp, read) => {
                             let io = h1::Prefixed::new(tcp, read);
