@@ -384,8 +384,10 @@ async fn spawn_page(
                     .collect();
             if let Some(form_spec) = state
                 .supervisor
-                .spawner
-                .options_form()
+                .options_form(&user, &server)
+                .await
+                .ok()
+                .flatten()
                 .filter(|f| !f.fields.is_empty())
             {
                 if from_query.is_empty() {
@@ -408,8 +410,40 @@ async fn spawn_page(
             slot.wait_while(Phase::Starting, Duration::from_secs(1))
                 .await;
         }
+        Err(e @ crate::supervisor::SpawnRefused::InvalidOptions(_)) => {
+            let msg = e.to_string();
+            if let Some(form_spec) = state
+                .supervisor
+                .options_form(&user, &server)
+                .await
+                .ok()
+                .flatten()
+            {
+                return Ok(render_form(
+                    &state,
+                    &headers,
+                    &uri,
+                    ident.user(),
+                    &form_spec,
+                    Some(&msg),
+                    &Map::new(),
+                ));
+            }
+            return Ok(error_page(
+                &state,
+                StatusCode::BAD_REQUEST,
+                &msg,
+                ident.user(),
+            ));
+        }
         Err(crate::supervisor::SpawnRefused::BadRequest(msg)) => {
-            if let Some(form_spec) = state.supervisor.spawner.options_form() {
+            if let Some(form_spec) = state
+                .supervisor
+                .options_form(&user, &server)
+                .await
+                .ok()
+                .flatten()
+            {
                 return Ok(render_form(
                     &state,
                     &headers,
