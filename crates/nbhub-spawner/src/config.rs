@@ -62,6 +62,9 @@ pub struct SpawnerConfig {
     pub notebook_dir: String,
     /// `JUPYTERHUB_DEFAULT_URL`, e.g. `/lab`; `{username}` is replaced. Empty: the server's.
     pub default_url: String,
+    /// The Unix account a user's servers run as (switching users, or Slurm jobs);
+    /// `{username}` is replaced by the hub user's name, e.g. `"hpc-{username}"`.
+    pub unix_user: String,
     /// Seconds a start may take once the server's process runs (a batch job's queue wait
     /// does not count).
     pub start_timeout: u64,
@@ -82,6 +85,7 @@ impl Default for SpawnerConfig {
             environment: BTreeMap::new(),
             notebook_dir: String::new(),
             default_url: String::new(),
+            unix_user: "{username}".to_owned(),
             start_timeout: t.start_timeout.as_secs(),
             http_timeout: t.http_timeout.as_secs(),
             poll_interval: t.poll_interval.as_secs(),
@@ -98,8 +102,18 @@ impl SpawnerConfig {
         }
     }
 
+    /// The Unix account `user`'s servers run as.
+    pub fn unix_user_for(&self, user: &str) -> String {
+        self.unix_user.replace("{username}", user)
+    }
+
     /// Checks serde cannot express; the message names the key.
     pub fn validate(&self) -> Result<(), String> {
+        if self.unix_user.trim().is_empty() {
+            return Err(
+                "key `spawner.unix_user`: must name an account, e.g. \"{username}\"".into(),
+            );
+        }
         if self.cmd.first().is_none_or(|c| c.trim().is_empty()) {
             return Err("key `spawner.cmd`: must name the single-user server program, e.g. [\"jupyterhub-singleuser\"]".into());
         }
@@ -160,6 +174,8 @@ environment = {{}}
 notebook_dir = "{notebook_dir}"
 # Where users land, e.g. "/lab"; "" = the server's default.
 default_url = "{default_url}"
+# The Unix account a user's servers run as ({{username}} is the hub user's name).
+unix_user = "{unix_user}"
 # Seconds: a start may take this long once the server's process runs (for Slurm: once the job
 # left the queue); then the server must answer HTTP within http_timeout; running servers are
 # checked every poll_interval.
@@ -173,6 +189,7 @@ poll_interval = {poll_interval}
             env_keep = list(&self.env_keep),
             notebook_dir = self.notebook_dir,
             default_url = self.default_url,
+            unix_user = self.unix_user,
             start_timeout = self.start_timeout,
             http_timeout = self.http_timeout,
             poll_interval = self.poll_interval,

@@ -12,7 +12,9 @@ use nbhub_spawner::{
     FormContext, LocalConfig, LocalSpawner, LocalState, PollStatus, SpawnError, SpawnRequest,
     SpawnUpdate, Spawner, SpawnerConfig, Started, Updates,
 };
-use nbhub_testkit::{http_get, is_root, require, require_venv, temp_dir, HttpResponse};
+use nbhub_testkit::{
+    http_get, is_root, require, require_venv, temp_dir, HttpResponse, TempAccount,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Answers `GET /hub/api` like JupyterHub 6.1.1 (the single-user server checks it at start
@@ -423,52 +425,6 @@ async fn the_local_spawner_takes_no_options() {
     assert_eq!(
         errors[0].message,
         "unknown option: this server takes no options"
-    );
-}
-
-/// A Unix account and group made for one test, removed when dropped.
-struct TempAccount {
-    name: String,
-    group: String,
-}
-
-/// useradd/groupadd lock /etc/passwd and /etc/group and give up when another holds them:
-/// the tests of this binary create their accounts one at a time.
-static ACCOUNTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-impl TempAccount {
-    fn create(tag: &str, home: &Path) -> Self {
-        let _one_at_a_time = ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner());
-        let suffix = std::process::id();
-        let account = TempAccount {
-            name: format!("nbt{tag}{suffix}"),
-            group: format!("nbtg{tag}{suffix}"),
-        };
-        run(Command::new("groupadd").arg(&account.group));
-        run(Command::new("useradd")
-            .args(["-m", "-s", "/bin/sh", "-G", &account.group, "-d"])
-            .arg(home)
-            .arg(&account.name));
-        account
-    }
-}
-
-impl Drop for TempAccount {
-    fn drop(&mut self) {
-        let _one_at_a_time = ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner());
-        // -r also removes the mail spool; its "not found" complaint is noise.
-        let quiet = |cmd: &mut Command| cmd.stderr(std::process::Stdio::null()).status();
-        let _ = quiet(Command::new("userdel").args(["-r", &self.name]));
-        let _ = quiet(Command::new("groupdel").arg(&self.group));
-    }
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
     );
 }
 

@@ -14,16 +14,19 @@
 //!
 //! # Layout
 //!
+//! - `account.rs`: [`TempAccount`], a real Unix account for one test;
 //! - `child.rs`: [`ChildGuard`], [`Output`] (the collected lines);
 //! - `net.rs`: [`free_port`], [`port_in_line`], [`wait_for_tcp`], [`wait_for_http`],
 //!   [`http_get`];
 //! - `real.rs`: [`workspace_root`], [`require_venv`], [`require_postgres`], [`require!`];
 //! - this file: re-exports, [`TempDir`] helpers.
 
+mod account;
 mod child;
 mod net;
 mod real;
 
+pub use account::TempAccount;
 pub use child::{ChildGuard, Output, Stream};
 pub use net::{free_port, http_get, port_in_line, wait_for_http, wait_for_tcp, HttpResponse};
 pub use real::{missing_part, require_postgres, require_venv, workspace_root};

@@ -3,6 +3,7 @@
 //! Every handler takes an [`ApiIdentity`] (token or cookie + XSRF) and checks scopes itself
 //! through `Identity::require*`, so the 403/404 distinction is made in one place.
 
+pub mod estimate;
 pub mod groups;
 pub mod info;
 pub mod proxy;
@@ -37,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         .route("/health", get(info::health))
         .merge(users::routes())
         .merge(servers::routes())
+        .merge(estimate::routes())
         .merge(proxy::routes())
         .merge(tokens::routes())
         .merge(groups::routes())

@@ -106,7 +106,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let background = state.clone();
     tokio::spawn(async move {
         if let Err(e) = nbhub::start_background(&background).await {
-            tracing::error!("{e:#}");
+            // A hub without its background duties (adoption, route sync, polling) would
+            // serve users while never noticing dead servers or a restarted proxy: stop.
+            tracing::error!("cannot start the hub's background tasks: {e:#}; stopping");
+            std::process::exit(1);
         }
     });
     nbhub::run(state.clone(), listener, shutdown_signal()).await?;

@@ -126,6 +126,11 @@ impl Supervisor {
             .map_or(Phase::Stopped, |s| s.phase())
     }
 
+    /// How many servers the supervisor holds state for.
+    pub fn slot_count(&self) -> usize {
+        self.slots().len()
+    }
+
     fn all_slots(&self) -> Vec<Arc<Slot>> {
         self.slots().values().cloned().collect()
     }
@@ -148,7 +153,7 @@ impl Supervisor {
             .map(ValidatedOptions);
         Ok(nbhub_spawner::FormContext {
             user: user.name.clone(),
-            unix_user: user.name.clone(),
+            unix_user: self.config.spawner.unix_user_for(&user.name),
             groups,
             admin: user.admin,
             server_name: server_name.to_string(),

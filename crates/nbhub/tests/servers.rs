@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::hubproc::{admin, login, require_proxy_binary, HubProc, Options, ADMIN};
-use futures_util::{SinkExt, StreamExt};
+use common::kernel;
 use reqwest::cookie::CookieStore;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -93,8 +93,8 @@ async fn get_status(hub: &HubProc, path: &str, token: &str) -> u16 {
     }
 }
 
-/// Executes `code` in a new kernel of the server at `prefix` over the kernel websocket, as
-/// JupyterLab does, and returns what the kernel printed.
+/// Executes `code` in a new kernel of the server at `prefix` (made with the browser's
+/// session and XSRF header, as JupyterLab does) and returns what the kernel printed.
 async fn run_in_kernel(
     hub: &HubProc,
     prefix: &str,
@@ -103,66 +103,11 @@ async fn run_in_kernel(
     token: &str,
     code: &str,
 ) -> String {
-    let resp = b
+    let request = b
         .post(hub.public_url(&format!("{prefix}api/kernels")))
-        .header("X-XSRFToken", xsrf)
-        .json(&json!({"name": "python3"}))
-        .send()
-        .await
-        .expect("create kernel");
-    assert_eq!(resp.status(), 201, "create kernel: {:?}", resp.text().await);
-    let kernel: Value = resp.json().await.expect("kernel json");
-    let id = kernel["id"].as_str().expect("kernel id");
-    let url = format!(
-        "ws://127.0.0.1:{}{prefix}api/kernels/{id}/channels?session_id=e2e",
-        hub.public
-    );
-    let mut request =
-        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)
-            .expect("ws request");
-    request.headers_mut().insert(
-        "Authorization",
-        format!("token {token}").parse().expect("header"),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("kernel websocket through the proxy");
-    let msg_id = uuid::Uuid::new_v4().to_string();
-    let execute = json!({
-        "header": {"msg_id": msg_id, "username": "e2e", "session": "e2e", "msg_type": "execute_request", "version": "5.3", "date": "2026-01-01T00:00:00Z"},
-        "parent_header": {}, "metadata": {}, "channel": "shell",
-        "content": {"code": code, "silent": false, "store_history": false, "user_expressions": {}, "allow_stdin": false, "stop_on_error": true},
-        "buffers": [],
-    });
-    ws.send(tokio_tungstenite::tungstenite::Message::Text(
-        execute.to_string(),
-    ))
-    .await
-    .expect("send execute_request");
-    let read = async {
-        let mut out = String::new();
-        while let Some(Ok(msg)) = ws.next().await {
-            let tokio_tungstenite::tungstenite::Message::Text(text) = msg else {
-                continue;
-            };
-            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            if v["parent_header"]["msg_id"] != json!(msg_id) {
-                continue;
-            }
-            match v["header"]["msg_type"].as_str() {
-                Some("stream") => out.push_str(v["content"]["text"].as_str().unwrap_or("")),
-                Some("error") => panic!("kernel error: {}", v["content"]),
-                Some("status") if v["content"]["execution_state"] == "idle" && !out.is_empty() => {
-                    break
-                }
-                _ => {}
-            }
-        }
-        out
-    };
-    tokio::time::timeout(Duration::from_secs(60), read)
-        .await
-        .expect("kernel answered in time")
+        .header("X-XSRFToken", xsrf);
+    let id = kernel::create_kernel(hub, prefix, request).await;
+    kernel::execute(hub, prefix, &id, token, code).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

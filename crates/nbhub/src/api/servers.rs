@@ -98,7 +98,7 @@ async fn get_named(
 }
 
 /// `{"user_options": {...}}` or (legacy) the options themselves.
-fn options_from(body: Value) -> ApiResult<Value> {
+pub(super) fn options_from(body: Value) -> ApiResult<Value> {
     match body {
         Value::Null => Ok(json!({})),
         Value::Object(m)
@@ -436,6 +436,8 @@ async fn batchspawner(
                 if let Some(p) = port {
                     tracing::info!(user = %user.name, server = %server.name, port = p, "batchspawner reported the server's port");
                     slot.report_port(p);
+                    // Kept, so that a hub restarted before the server is ready still knows it.
+                    db::servers::set_reported_port(&state.db, server.id, p).await?;
                 }
             }
         }

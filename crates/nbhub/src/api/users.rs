@@ -82,6 +82,13 @@ pub fn server_model(state: &AppState, user: &str, row: &ServerRow, with_state: b
         "full_url": null,
         "full_progress_url": null,
     });
+    if phase != Phase::Stopped {
+        // The spawner's facts (Slurm: job id, partition, nodes, node list, end time).
+        let spawner = &state.supervisor.spawner;
+        if let Some(facts) = spawner.describe(&nbhub_spawner::SpawnerState(row.state.clone())) {
+            m[spawner.kind()] = facts;
+        }
+    }
     if with_state {
         m["state"] = row.state.clone();
     }

@@ -138,7 +138,7 @@ impl Supervisor {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let request = SpawnRequest {
             user: user.name.clone(),
-            unix_user: user.name.clone(),
+            unix_user: self.config.spawner.unix_user_for(&user.name),
             server_name: slot.server_name.clone(),
             service_prefix: prefix.clone(),
             env: self.environment(

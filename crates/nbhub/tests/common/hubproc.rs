@@ -48,6 +48,9 @@ pub struct Options {
     pub cmd_prefix: Vec<String>,
     /// Use an external proxy (that the test starts) with this token instead of a managed one.
     pub external_proxy_token: Option<String>,
+    /// Run servers as Slurm jobs, with this `[slurm]` section (jobs run as the users' own
+    /// Unix accounts, so the server gets no `--allow-root`).
+    pub slurm: Option<String>,
 }
 
 impl HubProc {
@@ -58,10 +61,19 @@ impl HubProc {
         let singleuser = venv.join("bin/jupyterhub-singleuser").display().to_string();
         let mut cmd: Vec<String> = opts.cmd_prefix.clone();
         cmd.push(singleuser);
-        let args = if nbhub_testkit::is_root() {
+        let args = if nbhub_testkit::is_root() && opts.slurm.is_none() {
             "[\"--allow-root\"]"
         } else {
             "[]"
+        };
+        let spawner_kind = if opts.slurm.is_some() {
+            "slurm"
+        } else {
+            "local"
+        };
+        let kind_section = match &opts.slurm {
+            Some(slurm) => format!("[slurm]\n{slurm}"),
+            None => "[local]\nswitch_user = false".to_string(),
         };
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).expect("data dir");
@@ -90,13 +102,13 @@ password = "{PASSWORD}"
 allow_all = true
 
 [spawner]
+kind = "{spawner_kind}"
 cmd = {cmd:?}
 args = {args}
 poll_interval = 1
 environment = {{ PATH = "{path_env}" }}
 
-[local]
-switch_user = false
+{kind_section}
 
 [proxy]
 api_url = "http://127.0.0.1:{api_port}"

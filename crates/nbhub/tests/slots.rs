@@ -1,0 +1,65 @@
+//! The supervisor holds state only for servers that exist: pages and API calls naming made-up
+//! servers answer without allocating anything that outlives the request.
+
+mod common;
+
+use common::sqlite_hub;
+use nbhub::config::AuthenticatorKind;
+
+#[tokio::test]
+async fn made_up_server_names_allocate_no_slots() {
+    let hub = sqlite_hub(|c| {
+        c.authenticator.kind = AuthenticatorKind::Dummy;
+        c.authenticator.password = "pw".into();
+        c.authenticator.allow_all = true;
+    })
+    .await;
+    let b = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let page = b
+        .get(hub.hub("/login"))
+        .send()
+        .await
+        .expect("login page")
+        .text()
+        .await
+        .expect("html");
+    let marker = "name=\"_xsrf\" value=\"";
+    let start = page.find(marker).expect("xsrf field") + marker.len();
+    let xsrf = page[start..].split('"').next().expect("value").to_string();
+    let resp = b
+        .post(hub.hub("/login"))
+        .form(&[("username", "alice"), ("password", "pw"), ("_xsrf", &xsrf)])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(resp.status(), 302, "login");
+
+    for i in 0..300 {
+        for path in [
+            format!("/spawn-pending/alice/made-up-{i}"),
+            format!("/spawn/alice/made-up-{i}"),
+            format!("/user/alice/made-up-{i}/lab"),
+        ] {
+            let resp = b.get(hub.hub(&path)).send().await.expect("get");
+            assert!(
+                resp.status().is_client_error()
+                    || resp.status().is_redirection()
+                    || resp.status().is_success(),
+                "{path}: {}",
+                resp.status()
+            );
+        }
+    }
+    // The default server was looked at too, and never started: nothing is kept for it either.
+    let resp = b
+        .get(hub.hub("/spawn-pending/alice"))
+        .send()
+        .await
+        .expect("get");
+    assert!(!resp.status().is_server_error());
+    assert_eq!(hub.state.supervisor.slot_count(), 0);
+}
