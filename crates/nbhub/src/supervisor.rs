@@ -570,7 +570,7 @@ impl Supervisor {
         Ok(())
     }
 
-    /// WIRE.md §a: the environment of a single-user server.
+    /// docs/wire.md#single-user-server-environment: the environment of a single-user server.
     fn environment(
         &self,
         user: &User,

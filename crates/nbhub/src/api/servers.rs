@@ -277,7 +277,7 @@ async fn stop_named(
     stop(s, i, name, server, body).await
 }
 
-/// The SSE stream of WIRE.md §g: `data: {json}\n\n` per event, `\n\n` at once and every 8 s.
+/// The SSE stream of docs/wire.md#progress-event-stream: `data: {json}\n\n` per event, `\n\n` at once and every 8 s.
 pub fn progress_stream(slot: std::sync::Arc<Slot>) -> Response {
     struct Cursor {
         slot: std::sync::Arc<Slot>,
@@ -406,7 +406,7 @@ async fn progress_named(
     progress(s, i, name, server).await
 }
 
-/// batchspawner-singleuser reports the port its server will listen on (WIRE.md §d). The
+/// batchspawner-singleuser reports the port its server will listen on (docs/wire.md#batchspawners-port-report). The
 /// server's own token says which server this is.
 async fn batchspawner(
     State(state): State<AppState>,

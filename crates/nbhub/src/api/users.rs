@@ -593,7 +593,7 @@ async fn delete_user(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `POST /users/{name}/activity` from single-user servers (WIRE.md §b.2).
+/// `POST /users/{name}/activity` from single-user servers (docs/wire.md#activity-reports).
 async fn report_activity(
     State(state): State<AppState>,
     ApiIdentity(ident): ApiIdentity,

@@ -1,4 +1,4 @@
-//! The URL dance of WIRE.md §i: `/hub/user/<name>/…` (redirect to a running server, 424 for a
+//! The URL dance of docs/wire.md#user-urls: `/hub/user/<name>/…` (redirect to a running server, 424 for a
 //! stopped one), `/hub/user-redirect/…`, `/hub/spawn…`, `/hub/spawn-pending/…`, and the
 //! proxy's error target `/hub/error/<code>`.
 
