@@ -415,3 +415,96 @@ async fn share_codes_are_accepted_until_they_expire() {
         "bob may not list alice's codes: {list}"
     );
 }
+
+/// With the real jupyterhub-singleuser behind the proxy: bob's tokens reach alice's server only
+/// while it is shared with him. (A fresh token per check: the single-user server caches each
+/// token's identity for up to five minutes.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_server_admits_bob_until_alice_revokes() {
+    use common::hubproc::{admin, HubProc, Options};
+    let Some(venv) = nbhub_testkit::require_venv() else {
+        return;
+    };
+    let Some(proxy) = common::hubproc::require_proxy_binary() else {
+        return;
+    };
+    let roles =
+        "[[roles]]\nname = \"user\"\nscopes = [\"self\", \"shares!user\", \"read:users:name\"]\n";
+    let mut hub = HubProc::new(
+        venv,
+        &proxy,
+        Options {
+            services: roles.into(),
+            ..Options::default()
+        },
+    );
+    hub.start().await;
+    for name in ["alice", "bob"] {
+        let (s, body) = admin(&hub, Method::POST, &format!("/users/{name}"), None).await;
+        assert_eq!(s, 201, "{body}");
+    }
+    let (s, body) = admin(&hub, Method::POST, "/users/alice/server", None).await;
+    assert_eq!(s, 201, "{body}\n{}", hub.log());
+    let token_of = |user: &'static str| {
+        let hub = &hub;
+        async move {
+            let (s, body) = admin(
+                hub,
+                Method::POST,
+                &format!("/users/{user}/tokens"),
+                Some(json!({})),
+            )
+            .await;
+            assert_eq!(s, 201, "{body}");
+            serde_json::from_str::<Value>(&body).expect("json")["token"]
+                .as_str()
+                .expect("token")
+                .to_string()
+        }
+    };
+    let status_with = |token: String| {
+        let url = hub.public_url("/user/alice/api/status");
+        async move {
+            client()
+                .get(url)
+                .header("Authorization", format!("token {token}"))
+                .send()
+                .await
+                .expect("status")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        status_with(token_of("bob").await).await,
+        403,
+        "not shared yet"
+    );
+    let alice = token_of("alice").await;
+    let api = |method: Method, path: &'static str, body: Value| {
+        let url = hub.public_url(&format!("/hub/api{path}"));
+        let alice = alice.clone();
+        async move {
+            let r = client()
+                .request(method, url)
+                .header("Authorization", format!("token {alice}"))
+                .json(&body)
+                .send()
+                .await
+                .expect("api");
+            r.status().as_u16()
+        }
+    };
+    assert_eq!(
+        api(Method::POST, "/shares/alice/", json!({"user": "bob"})).await,
+        200
+    );
+    assert_eq!(status_with(token_of("bob").await).await, 200, "shared");
+    assert_eq!(
+        api(Method::PATCH, "/shares/alice/", json!({"user": "bob"})).await,
+        200
+    );
+    assert_eq!(status_with(token_of("bob").await).await, 403, "revoked");
+    let (s, _) = admin(&hub, Method::DELETE, "/users/alice/server", None).await;
+    assert_eq!(s, 204);
+}
