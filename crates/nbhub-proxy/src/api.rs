@@ -1,4 +1,4 @@
-//! The REST API of CHP on the API port: `/api/routes[/<path>]` (WIRE.md §e.2).
+//! The REST API of CHP on the API port: `/api/routes[/<path>]` (docs/wire.md#proxy-rest-api).
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;

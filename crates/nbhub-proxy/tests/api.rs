@@ -1,4 +1,4 @@
-//! The REST API, behaviour by behaviour (WIRE.md §e.2).
+//! The REST API, behaviour by behaviour (docs/wire.md#proxy-rest-api).
 mod common;
 
 use common::*;

@@ -67,8 +67,8 @@ pub trait Spawner: Send + Sync {
 
     /// Launches a server and returns where it will listen (`port` 0: the server reports its
     /// port itself, as batchspawner's wrapper does). Returning does not mean the server is
-    /// ready: the hub then probes `GET <service_prefix>api` until [`Timeouts::http_timeout`],
-    /// polling meanwhile to notice a server that died.
+    /// ready: the hub then probes `GET <service_prefix>api` (docs/wire.md#readiness-probe)
+    /// until [`Timeouts::http_timeout`], polling meanwhile to notice a server that died.
     fn start<'a>(&'a self, req: &'a SpawnRequest) -> BoxFuture<'a, Result<Started, SpawnError>>;
 
     /// Takes up a start that an earlier run of the hub began (the state was persisted, the
@@ -247,7 +247,7 @@ pub struct SpawnRequest {
     pub server_name: String,
     /// The server's URL prefix with leading and trailing `/`: `/user/alice/`.
     pub service_prefix: String,
-    /// The environment built by the hub (WIRE.md §a: the `JUPYTERHUB_*` variables). The
+    /// The environment built by the hub (docs/wire.md#single-user-server-environment: the `JUPYTERHUB_*` variables). The
     /// spawner adds kept variables, `USER`/`HOME`/`SHELL`, `JUPYTERHUB_SERVICE_URL` (with the
     /// address it chose), `JUPYTERHUB_ROOT_DIR`/`JUPYTERHUB_DEFAULT_URL` from its config, and
     /// finally `[spawner] environment`.
@@ -283,7 +283,7 @@ impl SpawnRequest {
     }
 }
 
-/// A progress message for the spawn-pending page (WIRE.md §g).
+/// A progress message for the spawn-pending page (docs/wire.md#progress-event-stream).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProgressEvent {
     /// 0–100, when the spawner can tell.

@@ -1,5 +1,5 @@
 //! The local process spawner (`[spawner] kind = "local"`, the default): runs
-//! `cmd + args` on this machine with the environment of WIRE.md §a, in a session and process
+//! `cmd + args` on this machine with the environment of docs/wire.md#single-user-server-environment, in a session and process
 //! group of its own, as the user's Unix account (hub as root, `switch_user = true`) or as the
 //! hub's own account with a working directory under `<data_dir>/homes/<name>`.
 //!

@@ -56,7 +56,7 @@ async fn fake_hub_api() -> String {
     format!("http://{addr}/hub/api")
 }
 
-/// The environment the hub gives alice's default server (WIRE.md §a), minus what the spawner
+/// The environment the hub gives alice's default server (docs/wire.md#single-user-server-environment), minus what the spawner
 /// adds itself.
 fn hub_env(api_url: &str, user: &str) -> BTreeMap<String, String> {
     let token = format!(

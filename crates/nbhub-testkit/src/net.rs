@@ -61,7 +61,7 @@ pub async fn wait_for_tcp(addr: SocketAddr, timeout: Duration) {
 }
 
 /// Polls `url` (plain `http://` only) until it answers with a status below 500, the rule of
-/// the hub's readiness probe (WIRE.md §b.0), and returns that response. Panics after `timeout`
+/// the hub's readiness probe (docs/wire.md#readiness-probe), and returns that response. Panics after `timeout`
 /// with the last error or status.
 pub async fn wait_for_http(url: &str, timeout: Duration) -> HttpResponse {
     let deadline = Instant::now() + timeout;

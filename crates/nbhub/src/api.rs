@@ -3,12 +3,15 @@
 //! Every handler takes an [`ApiIdentity`] (token or cookie + XSRF) and checks scopes itself
 //! through `Identity::require*`, so the 403/404 distinction is made in one place.
 
+pub mod authorizations;
 pub mod estimate;
 pub mod groups;
 pub mod info;
 pub mod proxy;
 pub mod servers;
 pub mod services;
+pub mod shares;
+pub mod shutdown;
 pub mod tokens;
 pub mod users;
 
@@ -43,6 +46,9 @@ pub fn routes() -> Router<AppState> {
         .merge(tokens::routes())
         .merge(groups::routes())
         .merge(services::routes())
+        .merge(authorizations::routes())
+        .merge(shares::routes())
+        .merge(shutdown::routes())
         .merge(crate::oauth::routes())
         .fallback(not_found)
         .layer(axum::middleware::map_response(api_headers))

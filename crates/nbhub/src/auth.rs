@@ -174,6 +174,10 @@ pub async fn owner_scopes(state: &AppState, principal: &Principal) -> ApiResult<
     for role in &roles {
         raw.extend(role_scopes(state, role).await?);
     }
+    // Servers shared with the user (directly or through a group) add their scopes.
+    if let Principal::User(u) = principal {
+        raw.extend(db::shares::scopes_for_user(&state.db, u.id).await?);
+    }
     let owner = owner_of(principal);
     ScopeSet::expand(&raw, &owner, None, None)
         .map_err(|e| ApiError::internal(format!("role scopes: {e}")))

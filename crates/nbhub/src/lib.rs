@@ -185,14 +185,20 @@ pub fn found(location: &str) -> Response {
     redirect(StatusCode::FOUND, location)
 }
 
-/// Serves the hub on `listener` until `shutdown` resolves.
+/// Serves the hub on `listener` until `shutdown` resolves or `POST /hub/api/shutdown` asks.
 pub async fn run(
     state: AppState,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let requested = state.shutdown.requested();
     let app = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = requested => {}
+            }
+        })
         .await
 }

@@ -113,11 +113,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
     });
     nbhub::run(state.clone(), listener, shutdown_signal()).await?;
-    if state.config.hub.cleanup_servers {
+    // POST /hub/api/shutdown may override both defaults.
+    let asked = state.shutdown.choice();
+    if asked.servers.unwrap_or(state.config.hub.cleanup_servers) {
         tracing::info!("cleanup_servers: stopping every user server");
         state.supervisor.stop_all().await;
     }
-    if state.config.proxy.cleanup {
+    if asked.proxy.unwrap_or(state.config.proxy.cleanup) {
         state.supervisor.proxy.stop_managed();
     }
     tracing::info!("nbhub stopped");

@@ -21,6 +21,18 @@ pub fn is_valid_server_name(name: &str) -> bool {
     name.is_empty() || (is_valid_name(name) && !name.contains('@'))
 }
 
+/// A name as it appears in a URL path: percent-escaped except letters, digits and `-._~@`
+/// (JupyterHub's `quote(name, safe="@~")`), so `a+b` is `a%2Bb`.
+pub fn url_escape(name: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'@');
+    percent_encoding::utf8_percent_encode(name, KEEP).to_string()
+}
+
 pub fn invalid_name_message(kind: &str, name: &str) -> String {
     format!(
         "Invalid {kind} name {name:?}: use 1 to 255 letters, digits and - _ . @ +, not starting with - or ."
@@ -49,5 +61,7 @@ mod tests {
             assert!(!is_valid_name(bad), "{bad}");
         }
         assert_eq!(normalize_username(" Alice "), "alice");
+        assert_eq!(url_escape("a+b@x.org"), "a%2Bb@x.org");
+        assert_eq!(url_escape("ünï"), "%C3%BCn%C3%AF");
     }
 }

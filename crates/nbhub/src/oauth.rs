@@ -1,4 +1,4 @@
-//! The OAuth 2 provider single-user servers and services log users in with (WIRE.md §b.4):
+//! The OAuth 2 provider single-user servers and services log users in with (docs/wire.md#oauth-2):
 //! authorization-code grant with PKCE, clients authenticated by their secret in the form body
 //! (or HTTP Basic), codes valid for five minutes and usable once.
 

@@ -4,6 +4,7 @@
 //! syntax, embedded in the binary. Every form POST carries the XSRF token.
 
 pub mod login;
+pub mod share;
 pub mod spawn;
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -28,6 +29,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("home.html", include_str!("../templates/home.html")),
     ("error.html", include_str!("../templates/error.html")),
     ("oauth.html", include_str!("../templates/oauth.html")),
+    (
+        "accept-share.html",
+        include_str!("../templates/accept-share.html"),
+    ),
     ("spawn.html", include_str!("../templates/spawn.html")),
     (
         "spawn_pending.html",
@@ -57,6 +62,7 @@ pub fn routes() -> Router<AppState> {
         .route("/home", get(home))
         .merge(login::routes())
         .merge(spawn::routes())
+        .merge(share::routes())
 }
 
 /// Renders a template with the common context (base_url, user, version).

@@ -47,11 +47,24 @@ pub struct Route {
     pub last_activity: Option<i64>,
 }
 
+/// The proxy reports route keys decoded (`/user/a+b`); the hub names them as it writes them
+/// (`/user/a%2Bb`), so keys are escaped again with `/` kept, as JupyterHub reads them back.
+fn requote_route_key(key: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'@')
+        .remove(b'/');
+    percent_encoding::utf8_percent_encode(key, KEEP).to_string()
+}
+
 /// A client for the CHP REST API (`Authorization: token …`).
 #[derive(Clone)]
 pub struct ProxyClient {
-    api: String,
-    token: String,
+    /// API URL and token; `PATCH /hub/api/proxy` can point them at another proxy.
+    endpoint: Arc<std::sync::RwLock<(String, String)>>,
     http: reqwest::Client,
 }
 
@@ -63,10 +76,35 @@ impl ProxyClient {
             .build()
             .unwrap_or_default();
         ProxyClient {
-            api: api_url.trim_end_matches('/').to_string(),
-            token: token.to_string(),
+            endpoint: Arc::new(std::sync::RwLock::new(Self::endpoint_of(api_url, token))),
             http,
         }
+    }
+
+    fn endpoint_of(api_url: &str, token: &str) -> (String, String) {
+        (api_url.trim_end_matches('/').to_string(), token.to_string())
+    }
+
+    /// From now on, talk to the proxy API at `api_url` with `token`.
+    pub fn repoint(&self, api_url: &str, token: &str) {
+        *self.endpoint.write().unwrap_or_else(|p| p.into_inner()) =
+            Self::endpoint_of(api_url, token);
+    }
+
+    pub fn api(&self) -> String {
+        self.endpoint
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
+    }
+
+    pub fn token(&self) -> String {
+        self.endpoint
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .clone()
     }
 
     fn url(&self, routespec: &str) -> String {
@@ -74,7 +112,7 @@ impl ProxyClient {
         let path = routespec.trim_end_matches('/');
         format!(
             "{}/api/routes{}",
-            self.api,
+            self.api(),
             if path.is_empty() { "/" } else { path }
         )
     }
@@ -85,11 +123,11 @@ impl ProxyClient {
         req: reqwest::RequestBuilder,
         path: &str,
     ) -> Result<reqwest::Response, ProxyError> {
-        req.header("Authorization", format!("token {}", self.token))
+        req.header("Authorization", format!("token {}", self.token()))
             .send()
             .await
             .map_err(|source| ProxyError::Unreachable {
-                url: self.api.clone(),
+                url: self.api(),
                 source,
             })
             .and_then(|r| {
@@ -155,7 +193,7 @@ impl ProxyClient {
         let resp = self
             .send(
                 "GET",
-                self.http.get(format!("{}/api/routes", self.api)),
+                self.http.get(format!("{}/api/routes", self.api())),
                 "/",
             )
             .await?;
@@ -172,7 +210,7 @@ impl ProxyClient {
             resp.json()
                 .await
                 .map_err(|source| ProxyError::Unreachable {
-                    url: self.api.clone(),
+                    url: self.api(),
                     source,
                 })?;
         Ok(all
@@ -185,7 +223,7 @@ impl ProxyClient {
                     .and_then(|t| t.as_str().and_then(crate::db::parse_timestamp))
                     .map(|micros| micros / 1000);
                 Some((
-                    path,
+                    requote_route_key(&path),
                     Route {
                         target,
                         data,
@@ -292,7 +330,7 @@ impl Proxy {
         let Some(m) = &self.managed else {
             return Err(ProxyError::Start(format!(
                 "the external proxy at {} does not answer",
-                self.client.api
+                self.client.api()
             )));
         };
         let _guard = m.lock.lock().await;

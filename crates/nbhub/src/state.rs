@@ -21,6 +21,8 @@ pub struct Inner {
     pub cookie_secret: Vec<u8>,
     pub throttle: LoginThrottle,
     pub templates: minijinja::Environment<'static>,
+    /// Set by `POST /hub/api/shutdown`.
+    pub shutdown: crate::api::shutdown::ShutdownSwitch,
 }
 
 impl Deref for AppState {
@@ -45,6 +47,7 @@ impl AppState {
             cookie_secret,
             throttle,
             templates: crate::pages::templates(),
+            shutdown: Default::default(),
         }))
     }
 

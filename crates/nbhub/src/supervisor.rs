@@ -32,10 +32,14 @@ pub use slot::{Endpoint, Phase, Slot};
 pub use tasks::{route_key, server_route};
 
 pub fn server_prefix(base_url: &str, user: &str, server: &str) -> String {
+    let user = crate::names::url_escape(user);
     if server.is_empty() {
         format!("{base_url}user/{user}/")
     } else {
-        format!("{base_url}user/{user}/{server}/")
+        format!(
+            "{base_url}user/{user}/{}/",
+            crate::names::url_escape(server)
+        )
     }
 }
 

@@ -2,32 +2,10 @@
 
 mod common;
 
-use common::{client, sqlite_hub, TestHub, ADMIN_TOKEN};
+use common::{call, client, sqlite_hub, TestHub, ADMIN_TOKEN};
 use serde_json::{json, Value};
 
 const PAGINATION: &str = "application/jupyterhub-pagination+json";
-
-async fn call(
-    hub: &TestHub,
-    method: reqwest::Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = client()
-        .request(method, hub.api(path))
-        .header("Authorization", format!("token {token}"));
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.expect("request");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
 
 async fn new_token(hub: &TestHub, user: &str, body: Value) -> String {
     let (status, t) = call(
@@ -665,4 +643,576 @@ async fn activity_reports_move_forward_only_and_are_validated() {
         .await;
         assert_eq!(s, 400, "{bad} → {e}");
     }
+}
+
+#[tokio::test]
+async fn named_servers_are_created_and_changed_without_starting() {
+    use reqwest::Method;
+    let hub = sqlite_hub(|c| {
+        c.hub.allow_named_servers = true;
+        c.hub.named_server_limit_per_user = 2;
+    })
+    .await;
+    let (alice, bob) = setup_users(&hub).await;
+    let put = |path: &'static str, body: Value| {
+        let token = alice.clone();
+        let hub = &hub;
+        async move { call(hub, Method::PUT, path, &token, Some(body)).await }
+    };
+    let (s, m) = put(
+        "/users/alice/servers/foo",
+        json!({"display_name": "My Foo", "user_options": {"profile": "small"}}),
+    )
+    .await;
+    assert_eq!(s, 201, "{m}");
+    assert_eq!(m["name"], "foo");
+    assert_eq!(m["display_name"], "My Foo");
+    assert_eq!(m["user_options"], json!({"profile": "small"}));
+    assert_eq!(
+        (m["ready"].clone(), m["stopped"].clone()),
+        (json!(false), json!(true))
+    );
+    assert_eq!(m["url"], "/user/alice/foo/");
+    assert_eq!(m["started"], Value::Null);
+    let (s, e) = put("/users/alice/servers/foo", json!({})).await;
+    assert_eq!(s, 409, "{e}");
+    // no display name: the server's name
+    let (s, m) = put("/users/alice/servers/bar", Value::Null).await;
+    assert_eq!(s, 201, "{m}");
+    assert_eq!(m["display_name"], "bar");
+    let (s, e) = put("/users/alice/servers/third", json!({})).await;
+    assert_eq!(s, 400, "named_server_limit_per_user: {e}");
+    for (path, body) in [
+        ("/users/alice/servers/a%20b", json!({})),
+        ("/users/alice/servers/x", json!({"display_name": 3})),
+        ("/users/alice/servers/x", json!({"user_options": [1]})),
+        ("/users/alice/servers/x", json!([])),
+    ] {
+        let (s, e) = put(path, body.clone()).await;
+        assert_eq!(s, 400, "{path} {body}: {e}");
+    }
+    // the server exists: GET, and the user model lists it with include_stopped_servers
+    let (s, m) = call(&hub, Method::GET, "/users/alice/servers/foo", &alice, None).await;
+    assert_eq!((s, m["display_name"].clone()), (200, json!("My Foo")));
+    // bob cannot create or change alice's servers, and cannot tell whether they exist
+    let (s, _) = call(
+        &hub,
+        Method::PUT,
+        "/users/alice/servers/z",
+        &bob,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, _) = call(
+        &hub,
+        Method::PATCH,
+        "/users/alice/servers/foo",
+        &bob,
+        Some(json!({"name": "mine"})),
+    )
+    .await;
+    assert_eq!(s, 404);
+
+    let patch = |path: &'static str, body: Value| {
+        let token = alice.clone();
+        let hub = &hub;
+        async move { call(hub, Method::PATCH, path, &token, Some(body)).await }
+    };
+    let (s, m) = patch("/users/alice/servers/foo", json!({"name": "baz"})).await;
+    assert_eq!(s, 200, "{m}");
+    assert_eq!(m["name"], "baz");
+    assert_eq!(
+        m["display_name"], "My Foo",
+        "a rename keeps the display name"
+    );
+    assert_eq!(m["user_options"], json!({"profile": "small"}));
+    assert_eq!(m["url"], "/user/alice/baz/");
+    let (s, _) = call(&hub, Method::GET, "/users/alice/servers/foo", &alice, None).await;
+    assert_eq!(s, 404, "the old name is gone");
+    let (s, m) = patch(
+        "/users/alice/servers/baz",
+        json!({"display_name": "Baz", "user_options": {"profile": "big"}}),
+    )
+    .await;
+    assert_eq!(s, 200, "{m}");
+    assert_eq!(
+        (m["display_name"].clone(), m["user_options"].clone()),
+        (json!("Baz"), json!({"profile": "big"}))
+    );
+    let (s, e) = patch("/users/alice/servers/baz", json!({"name": "bar"})).await;
+    assert_eq!(s, 409, "{e}");
+    for body in [
+        json!({}),
+        json!({"color": "red"}),
+        json!({"user_options": 5}),
+        json!({"name": 5}),
+        json!({"name": "no/slash"}),
+        json!("baz"),
+    ] {
+        let (s, e) = patch("/users/alice/servers/baz", body.clone()).await;
+        assert_eq!(s, 400, "{body}: {e}");
+    }
+    let (s, e) = patch("/users/alice/servers/ghost", json!({"name": "g2"})).await;
+    assert_eq!(s, 404, "{e}");
+    let (_, u) = call(
+        &hub,
+        Method::GET,
+        "/users/alice?include_stopped_servers=1",
+        &alice,
+        None,
+    )
+    .await;
+    let names: Vec<&String> = u["servers"].as_object().expect("servers").keys().collect();
+    assert_eq!(names, ["bar", "baz"], "{u}");
+
+    let off = sqlite_hub(|_| {}).await;
+    call(&off, Method::POST, "/users/carol", ADMIN_TOKEN, None).await;
+    let (s, e) = call(
+        &off,
+        Method::PUT,
+        "/users/carol/servers/x",
+        ADMIN_TOKEN,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, e["message"].clone()),
+        (400, json!("Named servers are not enabled."))
+    );
+}
+
+#[tokio::test]
+async fn deprecated_authorizations_answer_as_jupyterhub() {
+    use nbhub::auth::session;
+    use reqwest::Method;
+    let hub = sqlite_hub(|_| {}).await;
+    let (alice, bob) = setup_users(&hub).await;
+    // The username/password form is gone since JupyterHub 2.0.
+    let r = client()
+        .post(hub.api("/authorizations/token"))
+        .json(&json!({"username": "alice", "password": "x"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 404);
+    let e: Value = r.json().await.expect("json");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("/hub/api/users/:user/tokens"),
+        "{e}"
+    );
+    // Any token may identify another token's owner: name and groups, nothing more.
+    let (s, m) = call(
+        &hub,
+        Method::GET,
+        &format!("/authorizations/token/{alice}"),
+        &bob,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{m}");
+    assert_eq!(
+        (m["name"].clone(), m["kind"].clone()),
+        (json!("alice"), json!("user"))
+    );
+    assert_eq!(m["groups"], json!(["physics"]));
+    assert!(
+        m.get("servers").is_none() && m.get("created").is_none(),
+        "{m}"
+    );
+    let (s, m) = call(
+        &hub,
+        Method::GET,
+        &format!("/authorizations/token/{ADMIN_TOKEN}"),
+        &bob,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, m["kind"].clone(), m["name"].clone()),
+        (200, json!("service"), json!("admin-svc"))
+    );
+    let (s, _) = call(
+        &hub,
+        Method::GET,
+        "/authorizations/token/nonesuch-token",
+        &bob,
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    let r = client()
+        .get(hub.api(&format!("/authorizations/token/{alice}")))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 403, "no credentials");
+
+    // A login cookie identifies its user; only the hub's own cookie does.
+    let user = nbhub::db::users::get(&hub.state.db, "alice")
+        .await
+        .expect("db")
+        .expect("alice");
+    let now = nbhub::db::now_micros() / 1_000_000;
+    let cookie = session::sign(
+        &hub.state.cookie_secret,
+        session::LOGIN_COOKIE,
+        &user.cookie_id,
+        now,
+    );
+    let escaped: String = url::form_urlencoded::byte_serialize(cookie.as_bytes()).collect();
+    let (s, m) = call(
+        &hub,
+        Method::GET,
+        &format!("/authorizations/cookie/{}/{escaped}", session::LOGIN_COOKIE),
+        ADMIN_TOKEN,
+        None,
+    )
+    .await;
+    assert_eq!((s, m["name"].clone()), (200, json!("alice")), "{m}");
+    let r = client()
+        .get(hub.api(&format!("/authorizations/cookie/{}", session::LOGIN_COOKIE)))
+        .header("Authorization", format!("token {ADMIN_TOKEN}"))
+        .body(cookie.clone())
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200, "the value in the body");
+    for path in [
+        format!(
+            "/authorizations/cookie/{}/forged|1|00",
+            session::LOGIN_COOKIE
+        ),
+        format!("/authorizations/cookie/other-cookie/{escaped}"),
+    ] {
+        let (s, m) = call(&hub, Method::GET, &path, ADMIN_TOKEN, None).await;
+        assert_eq!(s, 404, "{path}: {m}");
+    }
+    // A browser's cookie is not enough to use these endpoints.
+    let r = client()
+        .get(hub.api(&format!("/authorizations/token/{alice}")))
+        .header("Cookie", format!("{}={cookie}", session::LOGIN_COOKIE))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 403);
+}
+
+#[tokio::test]
+async fn shutdown_needs_its_scope_and_stops_serving() {
+    use reqwest::Method;
+    let hub = sqlite_hub(|c| {
+        c.roles.push(nbhub::config::RoleConfig {
+            name: "stopper".into(),
+            scopes: vec!["shutdown".into()],
+            users: vec!["alice".into()],
+            ..Default::default()
+        });
+    })
+    .await;
+    // alice exists already: the config gives her a role.
+    call(&hub, Method::POST, "/users/bob", ADMIN_TOKEN, None).await;
+    let alice = new_token(&hub, "alice", json!({})).await;
+    let bob = new_token(&hub, "bob", json!({})).await;
+    let (s, e) = call(&hub, Method::POST, "/shutdown", &bob, None).await;
+    assert_eq!(s, 403, "{e}");
+    for bad in [
+        json!({"servers": "yes"}),
+        json!({"proxy": 1}),
+        json!([true]),
+    ] {
+        let (s, e) = call(&hub, Method::POST, "/shutdown", &alice, Some(bad.clone())).await;
+        assert_eq!(s, 400, "{bad}: {e}");
+    }
+    assert_eq!(
+        hub.state.shutdown.choice(),
+        Default::default(),
+        "nothing requested yet"
+    );
+    let (s, m) = call(
+        &hub,
+        Method::POST,
+        "/shutdown",
+        &alice,
+        Some(json!({"servers": true, "proxy": false})),
+    )
+    .await;
+    assert_eq!((s, m), (202, json!({"message": "Shutting down Hub"})));
+    assert_eq!(
+        hub.state.shutdown.choice(),
+        nbhub::api::shutdown::ShutdownChoice {
+            servers: Some(true),
+            proxy: Some(false)
+        }
+    );
+    // The listener closes: new connections are refused.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let c = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("client");
+        if c.get(hub.api("/")).send().await.is_err() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the hub still serves");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A real nbhub-proxy on free ports with `token`; returns it and its API URL.
+async fn start_proxy(binary: &std::path::Path, token: &str) -> (nbhub_testkit::ChildGuard, String) {
+    let mut cmd = std::process::Command::new(binary);
+    cmd.args([
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--api-ip",
+        "127.0.0.1",
+        "--api-port",
+        "0",
+    ])
+    .env("CONFIGPROXY_AUTH_TOKEN", token);
+    let guard = nbhub_testkit::ChildGuard::spawn("nbhub-proxy", cmd).expect("start nbhub-proxy");
+    let line = guard
+        .wait_for_line(
+            |l| l.contains("api on "),
+            std::time::Duration::from_secs(30),
+        )
+        .await;
+    let api = line.split("api on ").nth(1).expect("api address");
+    let port = nbhub_testkit::port_in_line(api).expect("api port");
+    (guard, format!("http://127.0.0.1:{port}"))
+}
+
+#[tokio::test]
+async fn patch_proxy_points_the_hub_at_a_new_proxy() {
+    use reqwest::Method;
+    let Some(binary) = common::hubproc::require_proxy_binary() else {
+        return;
+    };
+    let (_old, old_api) = start_proxy(&binary, "old-proxy-token").await;
+    let (_new, new_api) = start_proxy(&binary, "new-proxy-token").await;
+    let hub = sqlite_hub(|c| {
+        c.proxy.kind = nbhub::config::ProxyKind::External;
+        c.proxy.api_url = nbhub::config::HttpUrl::parse(&old_api).expect("url");
+        c.proxy.auth_token = "old-proxy-token".into();
+        c.roles[0].scopes.push("proxy".into());
+    })
+    .await;
+    let (s, e) = call(&hub, Method::POST, "/proxy", ADMIN_TOKEN, None).await;
+    assert_eq!(s, 200, "{e}");
+    let (_, routes) = call(&hub, Method::GET, "/proxy", ADMIN_TOKEN, None).await;
+    assert!(
+        routes.get("/").is_some(),
+        "the hub route on the old proxy: {routes}"
+    );
+    // Refused, and the hub keeps its proxy: bad URL, wrong token, nobody listening, bad types.
+    for body in [
+        json!({"api_url": "not a url"}),
+        json!({"api_url": new_api, "auth_token": "wrong"}),
+        json!({"api_url": format!("http://127.0.0.1:{}", nbhub_testkit::free_port())}),
+        json!({"auth_token": 5}),
+        json!([]),
+    ] {
+        let (s, e) = call(
+            &hub,
+            Method::PATCH,
+            "/proxy",
+            ADMIN_TOKEN,
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(s, 400, "{body}: {e}");
+    }
+    let (s, _) = call(&hub, Method::GET, "/proxy", ADMIN_TOKEN, None).await;
+    assert_eq!(s, 200, "still on the old proxy");
+    let (s, e) = call(
+        &hub,
+        Method::PATCH,
+        "/proxy",
+        ADMIN_TOKEN,
+        Some(json!({"api_url": new_api, "auth_token": "new-proxy-token"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{e}");
+    // The new proxy got the hub's routes at once.
+    let r = client()
+        .get(format!("{new_api}/api/routes"))
+        .header("Authorization", "token new-proxy-token")
+        .send()
+        .await
+        .expect("routes");
+    let table: Value = r.json().await.expect("json");
+    assert_eq!(table["/"]["hub"], true, "{table}");
+    call(&hub, Method::POST, "/users/carol", ADMIN_TOKEN, None).await;
+    let carol = new_token(&hub, "carol", json!({})).await;
+    let (s, _) = call(&hub, Method::PATCH, "/proxy", &carol, Some(json!({}))).await;
+    assert_eq!(s, 403, "needs the proxy scope");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_through_the_api_stops_the_hub_and_its_proxy() {
+    use common::hubproc::{admin, HubProc, Options};
+    use reqwest::Method;
+    let Some(proxy) = common::hubproc::require_proxy_binary() else {
+        return;
+    };
+    // No server is started here, so the single-user venv is not needed.
+    let mut hub = HubProc::new(
+        std::path::PathBuf::from("/nonexistent-venv"),
+        &proxy,
+        Options {
+            services: "[[roles]]\nname = \"stopper\"\nscopes = [\"shutdown\"]\nservices = [\"e2e-admin\"]\n".into(),
+            ..Options::default()
+        },
+    );
+    hub.start().await;
+    let proxy_pid = hub.proxy_pid().expect("managed proxy pid");
+    let (s, body) = admin(
+        &hub,
+        Method::POST,
+        "/shutdown",
+        Some(json!({"proxy": true})),
+    )
+    .await;
+    assert_eq!(s, 202, "{body}");
+    let status = hub
+        .hub
+        .as_mut()
+        .expect("hub")
+        .wait_exit(std::time::Duration::from_secs(30))
+        .await;
+    assert!(status.success(), "hub exit: {status:?}\n{}", hub.log());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{proxy_pid}")).exists()
+        && std::fs::read_to_string(format!("/proc/{proxy_pid}/stat"))
+            .is_ok_and(|s| !s.contains(") Z "))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the proxy still runs after shutdown with proxy: true\n{}",
+            hub.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn names_are_escaped_in_urls_and_paths_are_kept_as_sent() {
+    use nbhub::auth::session;
+    use reqwest::Method;
+    let hub = sqlite_hub(|c| c.hub.allow_named_servers = true).await;
+    let (s, e) = call(&hub, Method::POST, "/users/a+b", ADMIN_TOKEN, None).await;
+    assert_eq!(s, 201, "{e}");
+    let (s, m) = call(
+        &hub,
+        Method::PUT,
+        "/users/a+b/servers/x+y",
+        ADMIN_TOKEN,
+        None,
+    )
+    .await;
+    assert_eq!(s, 201, "{m}");
+    assert_eq!(m["url"], "/user/a%2Bb/x%2By/");
+    assert_eq!(
+        m["progress_url"],
+        "/hub/api/users/a%2Bb/servers/x%2By/progress"
+    );
+    // A browser of a+b: a stopped server's spawn link and user-redirect keep names escaped and
+    // the path as sent (%3F stays %3F).
+    let user = nbhub::db::users::get(&hub.state.db, "a+b")
+        .await
+        .expect("db")
+        .expect("user");
+    let now = nbhub::db::now_micros() / 1_000_000;
+    let cookie = format!(
+        "{}={}",
+        session::LOGIN_COOKIE,
+        session::sign(
+            &hub.state.cookie_secret,
+            session::LOGIN_COOKIE,
+            &user.cookie_id,
+            now
+        )
+    );
+    let r = client()
+        .get(hub.hub("/user-redirect/lab/tree/a%3Fb.ipynb"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .expect("user-redirect");
+    assert_eq!(r.status(), 302);
+    assert_eq!(
+        r.headers()["location"],
+        "/hub/spawn/a%2Bb?next=%2Fuser%2Fa%252Bb%2Flab%2Ftree%2Fa%253Fb.ipynb"
+    );
+    let r = client()
+        .get(hub.hub("/user/a%2Bb/api/contents/a%3Fb"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .expect("stopped server");
+    assert_eq!(r.status(), 424);
+    let body: Value = r.json().await.expect("json");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("/hub/spawn/a%2Bb"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_named_with_plus_reaches_the_server_and_redirects_keep_the_path() {
+    use common::hubproc::{admin, HubProc, Options};
+    use reqwest::Method;
+    let Some(venv) = nbhub_testkit::require_venv() else {
+        return;
+    };
+    let Some(proxy) = common::hubproc::require_proxy_binary() else {
+        return;
+    };
+    let mut hub = HubProc::new(venv, &proxy, Options::default());
+    hub.start().await;
+    let (s, body) = admin(&hub, Method::POST, "/users/a+b", None).await;
+    assert_eq!(s, 201, "{body}");
+    let (s, body) = admin(&hub, Method::POST, "/users/a+b/server", None).await;
+    assert_eq!(s, 201, "{body}\n{}", hub.log());
+    let (s, body) = admin(&hub, Method::POST, "/users/a+b/tokens", Some(json!({}))).await;
+    assert_eq!(s, 201, "{body}");
+    let token = serde_json::from_str::<Value>(&body).expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let c = client();
+    let get = |path: String| {
+        let c = c.clone();
+        let token = token.clone();
+        let url = hub.public_url(&path);
+        async move {
+            c.get(url)
+                .header("Authorization", format!("token {token}"))
+                .send()
+                .await
+                .expect("get")
+        }
+    };
+    // Through the proxy to the real server at its escaped prefix.
+    let r = get("/user/a%2Bb/api/status".into()).await;
+    assert_eq!(r.status(), 200, "{}", hub.log());
+    // The hub's redirect to a running server keeps %3F escaped.
+    let r = get("/hub/user/a%2Bb/api/contents/x%3Fy".into()).await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(
+        r.headers()["location"],
+        "/user/a%2Bb/api/contents/x%3Fy?redirects=1"
+    );
+    let (s, _) = admin(&hub, Method::DELETE, "/users/a+b/server", None).await;
+    assert_eq!(s, 204);
 }

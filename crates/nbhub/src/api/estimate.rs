@@ -10,7 +10,7 @@ use axum::routing::post;
 use axum::Router;
 use serde_json::Value;
 
-use super::servers::options_from;
+use super::servers::ServerRequest;
 use super::{ApiIdentity, JsonBody};
 use crate::auth::scopes::Resource;
 use crate::auth::Identity;
@@ -45,7 +45,9 @@ async fn estimate(
     let user = db::users::get(&state.db, &name)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("No such user: {name}")))?;
-    let options = options_from(body)?;
+    let options = ServerRequest::parse(body)?
+        .user_options
+        .unwrap_or_else(|| Value::Object(Default::default()));
     let sup = &state.supervisor;
     let ctx = sup.form_context(&user, &server).await?;
     let validated = sup

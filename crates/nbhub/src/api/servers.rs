@@ -9,7 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::users::server_model;
 use super::{ApiIdentity, JsonBody};
@@ -17,6 +17,7 @@ use crate::auth::scopes::Resource;
 use crate::auth::Identity;
 use crate::db::{self, users::User};
 use crate::error::{ApiError, ApiResult};
+use crate::names;
 use crate::state::AppState;
 use crate::supervisor::{Phase, Slot, SpawnRefused};
 
@@ -29,7 +30,11 @@ pub fn routes() -> Router<AppState> {
         .route("/users/{name}/server/progress", get(progress_default))
         .route(
             "/users/{name}/servers/{server}",
-            get(get_named).post(start_named).delete(stop_named),
+            get(get_named)
+                .put(create_named)
+                .patch(edit_named)
+                .post(start_named)
+                .delete(stop_named),
         )
         .route(
             "/users/{name}/servers/{server}/progress",
@@ -97,24 +102,54 @@ async fn get_named(
     get_server(s, i, name, server).await
 }
 
-/// `{"user_options": {...}}` or (legacy) the options themselves.
-pub(super) fn options_from(body: Value) -> ApiResult<Value> {
-    match body {
-        Value::Null => Ok(json!({})),
-        Value::Object(m)
-            if m.contains_key("user_options")
-                && m.keys().all(|k| k == "user_options" || k == "display_name") =>
-        {
-            Ok(match m.get("user_options") {
-                Some(Value::Null) | None => json!({}),
-                Some(v) => v.clone(),
-            })
-        }
-        v @ Value::Object(_) => Ok(v),
-        _ => Err(ApiError::bad_request(
-            "The body must be a JSON object: {\"user_options\": {...}}",
-        )),
+/// The body of a server request: `{"user_options": {...}|null, "display_name": "..."}`, or
+/// (legacy) the options themselves; empty means neither.
+pub(super) struct ServerRequest {
+    pub(super) display_name: Option<String>,
+    pub(super) user_options: Option<Value>,
+}
+
+impl ServerRequest {
+    pub(super) fn parse(body: Value) -> ApiResult<ServerRequest> {
+        let mut m = match body {
+            Value::Null => Map::new(),
+            Value::Object(m) => m,
+            _ => return Err(ApiError::bad_request("Body must be a JSON object")),
+        };
+        let display_name = match m.get("display_name") {
+            None => None,
+            Some(Value::String(d)) => Some(check_display_name(d)?),
+            Some(_) => return Err(ApiError::bad_request("display_name must be a string")),
+        };
+        let user_options = match m.get("user_options") {
+            Some(Value::Null) => None,
+            Some(v @ Value::Object(_)) => Some(v.clone()),
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "user_options must be an object or null",
+                ))
+            }
+            // Neither key: the body is the options (JupyterHub before 6.0).
+            None if display_name.is_none() && !m.is_empty() => {
+                Some(Value::Object(std::mem::take(&mut m)))
+            }
+            None => None,
+        };
+        Ok(ServerRequest {
+            display_name,
+            user_options,
+        })
     }
+}
+
+/// Display names are shown in pages: any text without control characters, 255 at most.
+fn check_display_name(name: &str) -> ApiResult<String> {
+    if name.chars().count() > 255 || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(format!(
+            "Invalid display_name {name:?}: at most 255 characters, no control characters"
+        )));
+    }
+    Ok(name.to_string())
 }
 
 fn refused(e: SpawnRefused) -> ApiError {
@@ -184,9 +219,32 @@ async fn start(
         },
     )?;
     let user = load_user(&state, &name).await?;
-    let options = options_from(body)?;
+    let request = ServerRequest::parse(body)?;
+    let stored = db::servers::get(&state.db, user.id, &server).await?;
+    // No options: those of the last start (or of PUT/PATCH), as JupyterHub.
+    let options = match request.user_options {
+        Some(o) => o,
+        None => stored
+            .map(|row| row.user_options)
+            .filter(Value::is_object)
+            .unwrap_or_else(|| json!({})),
+    };
     tracing::info!(user = %name, server = %server, by = %ident.name(), "start requested through the API");
-    start_server(&state, &user, &server, &options).await
+    let response = start_server(&state, &user, &server, &options).await?;
+    let display_name = request.display_name.filter(|d| !d.is_empty());
+    if let (false, Some(display_name)) = (server.is_empty(), display_name) {
+        if let Some(row) = db::servers::get(&state.db, user.id, &server).await? {
+            db::servers::update(
+                &state.db,
+                row.id,
+                &row.name,
+                &display_name,
+                &row.user_options,
+            )
+            .await?;
+        }
+    }
+    Ok(response)
 }
 
 async fn start_default(
@@ -208,6 +266,170 @@ async fn start_named(
         return Err(ApiError::bad_request("A named server needs a name"));
     }
     start(s, i, name, server, body).await
+}
+
+/// JupyterHub's rules for a new named server (or a new name): named servers enabled, a valid
+/// name, and (when it adds one) no more than `named_server_limit_per_user`.
+async fn check_new_named_server(
+    state: &AppState,
+    user: &User,
+    server: &str,
+    adds_one: bool,
+) -> ApiResult<()> {
+    let hub = &state.config.hub;
+    if !hub.allow_named_servers {
+        return Err(ApiError::bad_request("Named servers are not enabled."));
+    }
+    if server.is_empty() || !names::is_valid_server_name(server) {
+        return Err(ApiError::bad_request(names::invalid_name_message(
+            "server", server,
+        )));
+    }
+    let limit = hub.named_server_limit_per_user as usize;
+    if adds_one && limit > 0 {
+        let named = db::servers::list_for_user(&state.db, user.id)
+            .await?
+            .iter()
+            .filter(|s| !s.name.is_empty())
+            .count();
+        if named >= limit {
+            return Err(ApiError::bad_request(format!(
+                "User {} already has the maximum of {limit} named servers. One must be deleted before a new server can be created",
+                user.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn already_has(user: &str, server: &str) -> ApiError {
+    ApiError::conflict(format!("User {user} already has server {server}"))
+}
+
+/// `PUT /users/{name}/servers/{server}`: a named server that exists but has not started.
+async fn create_named(
+    State(state): State<AppState>,
+    ApiIdentity(ident): ApiIdentity,
+    Path((name, server)): Path<(String, String)>,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Response> {
+    ident.require(
+        "start:servers",
+        &Resource::Server {
+            user: &name,
+            server: &server,
+        },
+    )?;
+    let user = load_user(&state, &name).await?;
+    let request = ServerRequest::parse(body)?;
+    if db::servers::get(&state.db, user.id, &server)
+        .await?
+        .is_some()
+    {
+        return Err(already_has(&name, &server));
+    }
+    check_new_named_server(&state, &user, &server, true).await?;
+    let display_name = request
+        .display_name
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| server.clone());
+    let options = request.user_options.unwrap_or_else(|| json!({}));
+    let row = db::servers::create(&state.db, user.id, &server, &display_name, &options)
+        .await?
+        .ok_or_else(|| already_has(&name, &server))?;
+    tracing::info!(user = %name, server = %server, by = %ident.name(), "named server created through the API");
+    let with_state = ident.allows(
+        "admin:server_state",
+        &Resource::Server {
+            user: &name,
+            server: &server,
+        },
+    );
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(server_model(&state, &name, &row, with_state)),
+    )
+        .into_response())
+}
+
+/// `PATCH /users/{name}/servers/{server}`: rename a stopped server, or change its display
+/// name or stored options. The default server can be renamed too (it becomes a named one).
+async fn edit_named(
+    State(state): State<AppState>,
+    ApiIdentity(ident): ApiIdentity,
+    Path((name, server)): Path<(String, String)>,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Response> {
+    fn resource<'a>(user: &'a str, server: &'a str) -> Resource<'a> {
+        Resource::Server { user, server }
+    }
+    ident.require("start:servers", &resource(&name, &server))?;
+    let user = load_user(&state, &name).await?;
+    let Value::Object(fields) = body else {
+        return Err(ApiError::bad_request(
+            "Body must be a JSON object with at least one of name, display_name, user_options",
+        ));
+    };
+    if fields.is_empty() {
+        return Err(ApiError::bad_request(
+            "Must specify at least one field to modify.",
+        ));
+    }
+    if let Some(k) = fields
+        .keys()
+        .find(|k| !["name", "display_name", "user_options"].contains(&k.as_str()))
+    {
+        return Err(ApiError::bad_request(format!(
+            "Unexpected field {k:?}; supported fields: name, display_name, user_options"
+        )));
+    }
+    let new_name = match fields.get("name") {
+        None => None,
+        Some(Value::String(n)) => Some(n.clone()),
+        Some(_) => return Err(ApiError::bad_request("name must be a string")),
+    };
+    let display_name = match fields.get("display_name") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(d)) => Some(check_display_name(d)?),
+        Some(_) => return Err(ApiError::bad_request("display_name must be a string")),
+    };
+    let user_options = match fields.get("user_options") {
+        None => None,
+        Some(v @ Value::Object(_)) => Some(v.clone()),
+        Some(_) => return Err(ApiError::bad_request("user_options must be a dict")),
+    };
+    if let Some(new) = &new_name {
+        ident.require("start:servers", &resource(&name, new))?;
+        check_new_named_server(&state, &user, new, server.is_empty()).await?;
+    }
+    let row = db::servers::get(&state.db, user.id, &server)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("User {name} has no such server {server:?}")))?;
+    if state.supervisor.phase_of(user.id, &server) != Phase::Stopped {
+        return Err(ApiError::bad_request(format!(
+            "{} is active. Please stop it before modifying it.",
+            display(&name, &server)
+        )));
+    }
+    let target = new_name.clone().unwrap_or_else(|| server.clone());
+    if target != server
+        && db::servers::get(&state.db, user.id, &target)
+            .await?
+            .is_some()
+    {
+        return Err(already_has(&name, &target));
+    }
+    // A rename keeps the display name unless a new one is given, as JupyterHub.
+    let display_name = display_name
+        .filter(|d| !d.is_empty())
+        .unwrap_or(row.display_name.clone());
+    let options = user_options.unwrap_or(row.user_options.clone());
+    let row = db::servers::update(&state.db, row.id, &target, &display_name, &options)
+        .await?
+        .ok_or_else(|| already_has(&name, &target))?;
+    tracing::info!(user = %name, server = %server, new_name = %target, by = %ident.name(), "server changed through the API");
+    let with_state = ident.allows("admin:server_state", &resource(&name, &target));
+    Ok(axum::Json(server_model(&state, &name, &row, with_state)).into_response())
 }
 
 async fn stop(
@@ -278,7 +500,7 @@ async fn stop_named(
     stop(s, i, name, server, body).await
 }
 
-/// The SSE stream of WIRE.md §g: `data: {json}\n\n` per event, `\n\n` at once and every 8 s.
+/// The SSE stream of docs/wire.md#progress-event-stream: `data: {json}\n\n` per event, `\n\n` at once and every 8 s.
 pub fn progress_stream(slot: std::sync::Arc<Slot>) -> Response {
     struct Cursor {
         slot: std::sync::Arc<Slot>,
@@ -407,7 +629,7 @@ async fn progress_named(
     progress(s, i, name, server).await
 }
 
-/// batchspawner-singleuser reports the port its server will listen on (WIRE.md §d). The
+/// batchspawner-singleuser reports the port its server will listen on (docs/wire.md#batchspawners-port-report). The
 /// server's own token says which server this is.
 async fn batchspawner(
     State(state): State<AppState>,

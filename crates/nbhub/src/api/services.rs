@@ -19,7 +19,7 @@ pub fn routes() -> Router<AppState> {
         .route("/services/{name}", get(get_service))
 }
 
-async fn service_model(state: &AppState, ident: &Identity, s: &Service) -> ApiResult<Value> {
+pub async fn service_model(state: &AppState, ident: &Identity, s: &Service) -> ApiResult<Value> {
     let res = Resource::Service(&s.name);
     if !ident.allows("read:services", &res) {
         return Ok(json!({"kind": "service", "name": s.name}));

@@ -54,15 +54,15 @@ pub fn pending_of(phase: Phase) -> Value {
 /// The server model of JupyterHub (6.x).
 pub fn server_model(state: &AppState, user: &str, row: &ServerRow, with_state: bool) -> Value {
     let base = state.config.hub.base_url.as_str();
-    let prefix = if row.name.is_empty() {
-        format!("{base}user/{user}/")
-    } else {
-        format!("{base}user/{user}/{}/", row.name)
-    };
+    let prefix = crate::supervisor::server_prefix(base, user, &row.name);
+    let escaped = names::url_escape(user);
     let progress = if row.name.is_empty() {
-        format!("{base}hub/api/users/{user}/server/progress")
+        format!("{base}hub/api/users/{escaped}/server/progress")
     } else {
-        format!("{base}hub/api/users/{user}/servers/{}/progress", row.name)
+        format!(
+            "{base}hub/api/users/{escaped}/servers/{}/progress",
+            names::url_escape(&row.name)
+        )
     };
     let phase = state.supervisor.phase_of(row.user_id, &row.name);
     let ready = phase == Phase::Running;
@@ -139,8 +139,9 @@ pub async fn user_model(
             .find(|s| s.name.is_empty())
             .map(phase_of)
             .unwrap_or(Phase::Stopped);
-        let server_url = (default == Phase::Running)
-            .then(|| format!("{}user/{}/", state.config.hub.base_url.as_str(), user.name));
+        let server_url = (default == Phase::Running).then(|| {
+            crate::supervisor::server_prefix(state.config.hub.base_url.as_str(), &user.name, "")
+        });
         m.insert("server".into(), json!(server_url));
         m.insert("pending".into(), pending_of(default));
     }
@@ -600,7 +601,7 @@ async fn delete_user(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `POST /users/{name}/activity` from single-user servers (WIRE.md §b.2).
+/// `POST /users/{name}/activity` from single-user servers (docs/wire.md#activity-reports).
 async fn report_activity(
     State(state): State<AppState>,
     ApiIdentity(ident): ApiIdentity,

@@ -175,3 +175,54 @@ pub async fn delete(db: &Db, id: i64) -> Result<(), SqlError> {
         .await?;
     Ok(())
 }
+
+/// A new named server that has not started yet. `None` when the name is taken.
+pub async fn create(
+    db: &Db,
+    user_id: i64,
+    name: &str,
+    display_name: &str,
+    user_options: &Value,
+) -> Result<Option<ServerRow>, SqlError> {
+    let sql = format!(
+        "INSERT INTO servers (user_id, name, display_name, user_options) VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}"
+    );
+    match sqlx::query(&sql)
+        .bind(user_id)
+        .bind(name)
+        .bind(display_name)
+        .bind(user_options.to_string())
+        .fetch_one(&db.pool)
+        .await
+    {
+        Ok(row) => from_row(&row).map(Some),
+        Err(e) if super::is_unique_violation(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Renames a server and sets its display name and options, in one statement. `None` when the
+/// new name is taken.
+pub async fn update(
+    db: &Db,
+    id: i64,
+    name: &str,
+    display_name: &str,
+    user_options: &Value,
+) -> Result<Option<ServerRow>, SqlError> {
+    let sql = format!(
+        "UPDATE servers SET name = $1, display_name = $2, user_options = $3 WHERE id = $4 RETURNING {COLUMNS}"
+    );
+    match sqlx::query(&sql)
+        .bind(name)
+        .bind(display_name)
+        .bind(user_options.to_string())
+        .bind(id)
+        .fetch_optional(&db.pool)
+        .await
+    {
+        Ok(row) => row.as_ref().map(from_row).transpose(),
+        Err(e) if super::is_unique_violation(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}

@@ -1,4 +1,4 @@
-//! The URL dance of WIRE.md §i: `/hub/user/<name>/…` (redirect to a running server, 424 for a
+//! The URL dance of docs/wire.md#user-urls: `/hub/user/<name>/…` (redirect to a running server, 424 for a
 //! stopped one), `/hub/user-redirect/…`, `/hub/spawn…`, `/hub/spawn-pending/…`, and the
 //! proxy's error target `/hub/error/<code>`.
 
@@ -16,6 +16,7 @@ use crate::auth::scopes::Resource;
 use crate::auth::{self, session, xsrf, Identity};
 use crate::db::{self, users::User};
 use crate::error::ApiResult;
+use crate::names::url_escape;
 use crate::state::AppState;
 use crate::supervisor::{server_prefix, Phase};
 
@@ -68,7 +69,7 @@ fn path_part(server: &str) -> String {
     if server.is_empty() {
         String::new()
     } else {
-        format!("/{server}")
+        format!("/{}", url_escape(server))
     }
 }
 
@@ -147,16 +148,23 @@ async fn to_server(
             ident.user(),
         ));
     };
+    // The rest of the path as the client sent it, still escaped (`%3F` must stay `%3F`).
+    let raw_rest = uri
+        .path()
+        .strip_prefix(&format!("{}user/", hub(&state)))
+        .and_then(|r| r.split_once('/'))
+        .map_or("", |(_, rest)| rest);
     // A first path segment naming one of the user's named servers selects it.
     let mut server = String::new();
-    let mut rest = path.clone();
+    let mut rest = raw_rest.to_string();
     if state.config.hub.allow_named_servers {
         let first = path.split('/').next().unwrap_or("");
         if !first.is_empty() && db::servers::get(&state.db, user.id, first).await?.is_some() {
             server = first.to_string();
-            rest = path[first.len()..].trim_start_matches('/').to_string();
+            rest = raw_rest.split_once('/').map_or("", |(_, r)| r).to_string();
         }
     }
+    let ename = url_escape(&name);
     if !ident.allows(
         "access:servers",
         &Resource::Server {
@@ -203,7 +211,7 @@ async fn to_server(
         }
         Phase::Starting => {
             let target = format!(
-                "{}spawn-pending/{name}{}?next={}",
+                "{}spawn-pending/{ename}{}?next={}",
                 hub(&state),
                 path_part(&server),
                 encode(uri.path_and_query().map_or("", |p| p.as_str()))
@@ -212,7 +220,7 @@ async fn to_server(
         }
         _ if slot.failure().is_some() && !wants_json(&headers, &method, &path) => {
             let target = format!(
-                "{}spawn-pending/{name}{}?next={}",
+                "{}spawn-pending/{ename}{}?next={}",
                 hub(&state),
                 path_part(&server),
                 encode(uri.path_and_query().map_or("", |p| p.as_str()))
@@ -221,7 +229,7 @@ async fn to_server(
         }
         _ => {
             let spawn_url = format!(
-                "{}spawn/{name}{}?next={}",
+                "{}spawn/{ename}{}?next={}",
                 hub(&state),
                 path_part(&server),
                 encode(uri.path_and_query().map_or("", |p| p.as_str()))
@@ -229,7 +237,7 @@ async fn to_server(
             if wants_json(&headers, &method, &path) {
                 let origin = crate::api::public_origin(&headers);
                 let message = format!(
-                    "JupyterHub server no longer running at {}. Restart the server at {origin}{}spawn/{name}{}",
+                    "JupyterHub server no longer running at {}. Restart the server at {origin}{}spawn/{ename}{}",
                     uri.path(),
                     hub(&state),
                     path_part(&server)
@@ -261,8 +269,13 @@ async fn user_redirect_self(
     let Some((user, _)) = super::cookie_user(&state, &headers).await? else {
         return Ok(login_redirect(&state, &uri));
     };
+    // The path as sent, still escaped, not the decoded `path`.
+    let raw = uri
+        .path()
+        .strip_prefix(&format!("{}user-redirect/", hub(&state)))
+        .unwrap_or(&path);
     let mut next = format!(
-        "{}{path}",
+        "{}{raw}",
         server_prefix(state.config.hub.base_url.as_str(), &user.name, "")
     );
     if let Some(q) = uri.query() {
@@ -272,7 +285,7 @@ async fn user_redirect_self(
     Ok(crate::found(&format!(
         "{}spawn/{}?next={}",
         hub(&state),
-        user.name,
+        url_escape(&user.name),
         encode(&next)
     )))
 }
@@ -312,7 +325,12 @@ fn next_param(uri: &OriginalUri, headers: &HeaderMap) -> Option<String> {
 }
 
 fn pending_url(state: &AppState, user: &str, server: &str, next: Option<&str>) -> String {
-    let mut url = format!("{}spawn-pending/{user}{}", hub(state), path_part(server));
+    let mut url = format!(
+        "{}spawn-pending/{}{}",
+        hub(state),
+        url_escape(user),
+        path_part(server)
+    );
     if let Some(n) = next {
         url.push_str("?next=");
         url.push_str(&encode(n));
@@ -630,7 +648,7 @@ async fn pending(
     let spawn_url = format!(
         "{}spawn/{}{}{}",
         hub(&state),
-        user.name,
+        url_escape(&user.name),
         path_part(&server),
         next.as_deref()
             .map(|n| format!("?next={}", encode(n)))
@@ -651,13 +669,14 @@ async fn pending(
             let progress = if server.is_empty() {
                 format!(
                     "{base}hub/api/users/{}/server/progress?_xsrf={}",
-                    user.name,
+                    url_escape(&user.name),
                     encode(&token)
                 )
             } else {
                 format!(
-                    "{base}hub/api/users/{}/servers/{server}/progress?_xsrf={}",
-                    user.name,
+                    "{base}hub/api/users/{}/servers/{}/progress?_xsrf={}",
+                    url_escape(&user.name),
+                    url_escape(&server),
                     encode(&token)
                 )
             };
