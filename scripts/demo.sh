@@ -16,8 +16,8 @@ DATA="$REPO/demo-data"
 command -v cargo >/dev/null || { echo "demo.sh: cargo is needed to build nbhub" >&2; exit 1; }
 
 # The real jupyterhub-singleuser and JupyterLab, in the project's venv (installed when missing).
-echo "==> checking the Python venv with JupyterLab (scripts/test-env.sh --no-postgres)" >&2
-env_lines=$(scripts/test-env.sh --no-postgres) || { echo "demo.sh: scripts/test-env.sh failed" >&2; exit 1; }
+echo "==> checking the Python venv with JupyterLab (scripts/test-env.sh --no-postgres --no-browser)" >&2
+env_lines=$(scripts/test-env.sh --no-postgres --no-browser) || { echo "demo.sh: scripts/test-env.sh failed" >&2; exit 1; }
 eval "$env_lines"
 
 echo "==> building nbhub and nbhub-proxy (release; the first build takes a few minutes)" >&2

@@ -187,6 +187,9 @@ pub enum SpawnRefused {
     Limit(String),
     #[error("{0}")]
     BadRequest(String),
+    /// The spawner refused these options, per field (the spawn page shows each next to its field).
+    #[error("{}", nbhub_spawner::FieldError::join(.0))]
+    InvalidOptions(Vec<nbhub_spawner::FieldError>),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -324,7 +327,7 @@ impl Supervisor {
         let validated = self
             .spawner
             .validate_options(options)
-            .map_err(|errors| SpawnRefused::BadRequest(nbhub_spawner::FieldError::join(&errors)))?;
+            .map_err(SpawnRefused::InvalidOptions)?;
 
         let row = servers::ensure(&self.db, user.id, server_name).await?;
         let started = db::now_micros();

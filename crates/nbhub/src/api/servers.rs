@@ -121,7 +121,8 @@ fn refused(e: SpawnRefused) -> ApiError {
     match e {
         SpawnRefused::AlreadyRunning(_)
         | SpawnRefused::Stopping(_)
-        | SpawnRefused::BadRequest(_) => ApiError::bad_request(e.to_string()),
+        | SpawnRefused::BadRequest(_)
+        | SpawnRefused::InvalidOptions(_) => ApiError::bad_request(e.to_string()),
         SpawnRefused::Limit(msg) => {
             let mut err = ApiError::new(StatusCode::TOO_MANY_REQUESTS, msg);
             err.retry_after = Some(30);

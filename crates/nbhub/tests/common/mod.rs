@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod hubproc;
+pub mod pagekit;
 
 use std::path::PathBuf;
 
