@@ -49,9 +49,11 @@ admin_users = ["admin"]
 [spawner]
 cmd = ["$NBHUB_VENV/bin/jupyterhub-singleuser"]
 args = $ARGS
-switch_user = false
 default_url = "/lab"
 environment = { PATH = "$NBHUB_VENV/bin:/usr/local/bin:/usr/bin:/bin" }
+
+[local]
+switch_user = false
 
 [proxy]
 api_url = "http://127.0.0.1:$((PORT + 2))"

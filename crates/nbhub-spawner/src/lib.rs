@@ -12,19 +12,25 @@
 //! # Layout
 //!
 //! - this file: the [`Spawner`] trait and the types it exchanges with the hub ([`SpawnRequest`],
-//!   [`Started`], [`PollStatus`], [`SpawnerState`], [`ProgressEvent`], [`Timeouts`]);
+//!   [`Started`], [`PollStatus`], [`SpawnerState`], [`SpawnUpdate`], [`FormContext`],
+//!   [`Estimate`], [`ProgressEvent`], [`Timeouts`]);
 //! - `error.rs`: [`SpawnError`], whose messages are written for the user who clicked "start";
 //! - `options.rs`: options forms ([`FormSpec`], [`FormField`], [`FieldKind`]) and their
 //!   validation into [`ValidatedOptions`] or [`FieldError`]s, plus Slurm-style durations;
+//! - `config.rs`: the configuration sections, defined once and used as they are by the hub's
+//!   config file: [`SpawnerConfig`] (`[spawner]`, shared), [`LocalConfig`] (`[local]`);
 //! - `local.rs`: [`LocalSpawner`] (`[spawner] kind = "local"`): a process on this machine, in
 //!   its own session and process group, as the user's Unix account when the hub runs as root;
 //!   `local/unix.rs` holds the account lookup, the privilege drop and `/proc` reading;
+//! - `slurm.rs`: the Slurm spawner (`kind = "slurm"`, `[slurm]`: [`SlurmConfig`]);
 //! - `secs.rs`: serde helpers for durations in seconds and "one string or a list".
 
+mod config;
 mod error;
 mod local;
 mod options;
 mod secs;
+mod slurm;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -34,28 +40,48 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedSender;
 
+pub use config::{LocalConfig, SpawnerConfig, SpawnerKind, DEFAULT_ENV_KEEP};
 pub use error::SpawnError;
-pub use local::{LocalSpawner, LocalSpawnerConfig, LocalState, DEFAULT_ENV_KEEP};
+pub use local::{LocalSpawner, LocalState};
 pub use options::{
     format_slurm_duration, parse_slurm_duration, Choice, FieldError, FieldKind, FormField,
-    FormSpec, ValidatedOptions,
+    FormSpec, ValidatedOptions, VisibleWhen,
 };
+pub use slurm::SlurmConfig;
 
 /// A boxed future, so that [`Spawner`] stays usable as `dyn Spawner`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// One way of running single-user servers (local processes, Slurm jobs, …).
+///
+/// A start has up to three stages, and the hub times them separately: the launch (a process
+/// started, or a job submitted: [`SpawnRequest::persist`] hands the hub the state to store at
+/// once, so that a job waiting in a queue is never forgotten), the wait until the server's
+/// process runs somewhere (a batch queue; not counted against `start_timeout`: the spawner
+/// reports [`SpawnUpdate::Running`] when it ends), then the server's own start-up. When the
+/// hub gives up or the user cancels, the `start` future is dropped and [`Spawner::stop`] is
+/// called with the last persisted state.
 pub trait Spawner: Send + Sync {
     /// The `[spawner] kind` this is, e.g. `"local"`.
     fn kind(&self) -> &'static str;
 
-    /// Launches a server and returns where it will listen. Returning does not mean the server
-    /// is ready: the hub then probes `GET <service_prefix>api` (WIRE.md §b.0) until
-    /// [`Timeouts::http_timeout`], polling meanwhile to notice a server that died.
+    /// Launches a server and returns where it will listen (`port` 0: the server reports its
+    /// port itself, as batchspawner's wrapper does). Returning does not mean the server is
+    /// ready: the hub then probes `GET <service_prefix>api` until [`Timeouts::http_timeout`],
+    /// polling meanwhile to notice a server that died.
     fn start<'a>(&'a self, req: &'a SpawnRequest) -> BoxFuture<'a, Result<Started, SpawnError>>;
 
+    /// Takes up a start that an earlier run of the hub began (the state was persisted, the
+    /// server never became ready): waits until it runs and says where, as `start` would.
+    fn resume<'a>(
+        &'a self,
+        state: &'a SpawnerState,
+        updates: &'a Updates,
+    ) -> BoxFuture<'a, Result<Started, SpawnError>>;
+
     /// Whether the server described by `state` still runs. Works from the state alone, so it
-    /// answers for servers started by an earlier run of the hub.
+    /// answers for servers started by an earlier run of the hub. Must be cheap: the hub calls
+    /// it often while a server starts (batch backends answer from a shared, batched query).
     fn poll<'a>(&'a self, state: &'a SpawnerState) -> BoxFuture<'a, PollStatus>;
 
     /// Polls many servers at once. Backends with a batch query (one `squeue` for all jobs)
@@ -71,30 +97,143 @@ pub trait Spawner: Send + Sync {
     }
 
     /// Stops the server: gracefully first, forcibly once `timeout` has passed. Stopping a
-    /// server that already exited is not an error.
+    /// server that already exited (or a job still queued) is not an error.
     fn stop<'a>(
         &'a self,
         state: &'a SpawnerState,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<(), SpawnError>>;
 
-    /// The options form to show before starting, if this spawner has one.
-    fn options_form(&self) -> Option<FormSpec> {
-        None
+    /// The options form to show `ctx.user` before starting, if this spawner has one. Built
+    /// per user (accounts, allowed partitions) from cached live data.
+    fn options_form<'a>(&'a self, ctx: &'a FormContext) -> BoxFuture<'a, Option<FormSpec>> {
+        let _ = ctx;
+        Box::pin(async { None })
     }
 
-    /// Validates options a user submitted (form or REST API body; `null` means none) against
-    /// [`Spawner::options_form`]. The validated options are what the hub stores and passes
-    /// back in [`SpawnRequest::user_options`].
-    fn validate_options(
-        &self,
-        options: &serde_json::Value,
-    ) -> Result<ValidatedOptions, Vec<FieldError>> {
-        self.options_form().unwrap_or_default().validate(options)
+    /// Validates options a user submitted (form or REST API body; `null` means none). Errors
+    /// stay per field. The validated options are what the hub stores and passes back in
+    /// [`SpawnRequest::user_options`].
+    fn validate_options<'a>(
+        &'a self,
+        ctx: &'a FormContext,
+        options: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<ValidatedOptions, Vec<FieldError>>> {
+        Box::pin(async move {
+            self.options_form(ctx)
+                .await
+                .unwrap_or_default()
+                .validate(options)
+        })
+    }
+
+    /// When a server with these (validated) options would start, without starting it
+    /// (Slurm: `sbatch --test-only`). `None`: this spawner cannot tell.
+    fn estimate<'a>(
+        &'a self,
+        ctx: &'a FormContext,
+        options: &'a ValidatedOptions,
+    ) -> BoxFuture<'a, Option<Result<Estimate, SpawnError>>> {
+        let _ = (ctx, options);
+        Box::pin(async { None })
+    }
+
+    /// Facts about a server for pages and the REST server model (Slurm: job id, partition,
+    /// nodes, node list, end time), from its state. Shown under the key [`Spawner::kind`].
+    fn describe(&self, state: &SpawnerState) -> Option<serde_json::Value> {
+        let _ = state;
+        None
     }
 
     /// The timeouts and poll interval the hub should apply to this spawner's servers.
     fn timeouts(&self) -> Timeouts;
+}
+
+/// Who a form is for: the options a user may pick depend on their account and groups.
+#[derive(Clone, Debug, Default)]
+pub struct FormContext {
+    /// The hub user's name.
+    pub user: String,
+    /// The Unix account servers run as (usually `user`).
+    pub unix_user: String,
+    /// The user's hub groups.
+    pub groups: Vec<String>,
+    pub admin: bool,
+    /// `""` for the default server.
+    pub server_name: String,
+    /// What the user chose last time for this server (the form opens with it).
+    pub last_options: Option<ValidatedOptions>,
+}
+
+impl FormContext {
+    pub fn new(user: &str) -> Self {
+        Self {
+            user: user.to_owned(),
+            unix_user: user.to_owned(),
+            ..Self::default()
+        }
+    }
+}
+
+/// What a spawner can say about when a server would start (see [`Spawner::estimate`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Estimate {
+    /// Whether the request can run at all.
+    pub fits: bool,
+    /// For the user: "would start now", "estimated start 14:05 on node[1-2]", or the reason
+    /// it cannot run.
+    pub message: String,
+    /// The estimated start (RFC 3339, the scheduler's local time as it prints it), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// The nodes it would run on, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<String>,
+}
+
+/// What a spawner tells the hub while a start is under way.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SpawnUpdate {
+    /// A line for the spawn-pending page.
+    Progress(ProgressEvent),
+    /// A state to persist now (e.g. the job id, the moment `sbatch` answered).
+    State(SpawnerState),
+    /// The server's process now runs (a job left the queue): `start_timeout` starts now.
+    Running,
+}
+
+/// The channel a start reports on. Nobody listening is fine.
+#[derive(Clone, Debug, Default)]
+pub struct Updates(Option<UnboundedSender<SpawnUpdate>>);
+
+impl Updates {
+    pub fn new(tx: UnboundedSender<SpawnUpdate>) -> Self {
+        Self(Some(tx))
+    }
+
+    fn send(&self, update: SpawnUpdate) {
+        if let Some(tx) = &self.0 {
+            let _ = tx.send(update);
+        }
+    }
+
+    /// A progress line (0–100 when the spawner can tell).
+    pub fn progress(&self, progress: Option<u8>, message: impl Into<String>) {
+        self.send(SpawnUpdate::Progress(ProgressEvent {
+            progress,
+            message: message.into(),
+        }));
+    }
+
+    /// Hands the hub a state to persist at once.
+    pub fn persist(&self, state: &SpawnerState) {
+        self.send(SpawnUpdate::State(state.clone()));
+    }
+
+    /// Says the server's process runs now (the queue wait is over).
+    pub fn running(&self) {
+        self.send(SpawnUpdate::Running);
+    }
 }
 
 /// Everything the hub knows about a server it wants started.
@@ -115,8 +254,8 @@ pub struct SpawnRequest {
     pub env: BTreeMap<String, String>,
     /// The options the user chose, as returned by [`Spawner::validate_options`].
     pub user_options: ValidatedOptions,
-    /// Where to send progress messages for the spawn-pending page, if anyone listens.
-    pub progress: Option<UnboundedSender<ProgressEvent>>,
+    /// Where progress, states to persist and "running now" go (see [`SpawnUpdate`]).
+    pub updates: Updates,
 }
 
 impl SpawnRequest {
@@ -140,12 +279,7 @@ impl SpawnRequest {
 
     /// Sends a progress event; nobody listening is fine.
     pub fn progress(&self, progress: Option<u8>, message: impl Into<String>) {
-        if let Some(tx) = &self.progress {
-            let _ = tx.send(ProgressEvent {
-                progress,
-                message: message.into(),
-            });
-        }
+        self.updates.progress(progress, message);
     }
 }
 
@@ -179,9 +313,19 @@ impl Started {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PollStatus {
     Running,
+    /// Not running yet: a job waiting in the queue (`message` in the user's words, e.g.
+    /// "Pending: waiting for resources").
+    Pending {
+        message: String,
+    },
     /// It is gone; `reason` is written for the user (exit status, last lines of its log, or
     /// the batch system's reason).
     Exited {
+        reason: String,
+    },
+    /// The spawner could not find out (the batch controller did not answer). Changes
+    /// nothing: no server is given up for it.
+    Unknown {
         reason: String,
     },
 }
@@ -193,12 +337,14 @@ pub enum PollStatus {
 pub struct SpawnerState(pub serde_json::Value);
 
 impl SpawnerState {
+    /// `null` or `{}`: nothing was started.
     pub fn is_empty(&self) -> bool {
-        self.0.is_null()
+        self.0.is_null() || self.0.as_object().is_some_and(|o| o.is_empty())
     }
 }
 
 /// Timeouts of `[spawner]` (seconds in the config file, as JupyterHub's traits).
+/// For batch spawners `start_timeout` starts when the job runs, not when it is queued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Timeouts {

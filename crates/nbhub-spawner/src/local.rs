@@ -23,73 +23,17 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use crate::config::{LocalConfig, SpawnerConfig};
 use crate::{
-    http_origin, secs, BoxFuture, PollStatus, SpawnError, SpawnRequest, Spawner, SpawnerState,
-    Started, Timeouts,
+    http_origin, BoxFuture, PollStatus, SpawnError, SpawnRequest, Spawner, SpawnerState, Started,
+    Timeouts, Updates,
 };
 use unix::{group_alive, log_tail, lookup_account, proc_stat, SwitchTo};
-
-/// JupyterHub's `LocalProcessSpawner.env_keep` default: variables passed on from the hub's
-/// own environment.
-pub const DEFAULT_ENV_KEEP: &[&str] = &[
-    "PATH",
-    "PYTHONPATH",
-    "CONDA_ROOT",
-    "CONDA_DEFAULT_ENV",
-    "VIRTUAL_ENV",
-    "LANG",
-    "LC_ALL",
-    "LD_LIBRARY_PATH",
-    "JUPYTERHUB_SINGLEUSER_APP",
-];
 
 /// How many log lines an exit reason quotes.
 const REASON_LOG_LINES: usize = 20;
 /// How long `stop` waits for the group to vanish after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(5);
-
-/// The `[spawner]` keys of the local spawner (JupyterHub's trait names). Unknown keys are
-/// left for the hub's config loader to judge: `[spawner]` also holds other spawners' keys.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct LocalSpawnerConfig {
-    /// The program and its first arguments; one string is one program name (never split).
-    #[serde(deserialize_with = "secs::one_or_many::deserialize")]
-    pub cmd: Vec<String>,
-    /// More arguments (e.g. `["--allow-root"]`, needed by jupyter_server when it runs as root).
-    pub args: Vec<String>,
-    /// Run servers as the user's Unix account (needs a root hub). With `false` they run as the
-    /// hub's own account, each in `<data_dir>/homes/<name>` (demos, tests).
-    pub switch_user: bool,
-    /// Variables passed on from the hub's environment.
-    pub env_keep: Vec<String>,
-    /// Extra variables, applied last (they override everything else).
-    pub environment: BTreeMap<String, String>,
-    /// `JUPYTERHUB_ROOT_DIR`; `{username}` is replaced by the user's name.
-    pub notebook_dir: Option<String>,
-    /// `JUPYTERHUB_DEFAULT_URL` (e.g. `/lab`); `{username}` is replaced.
-    pub default_url: Option<String>,
-    /// The address servers listen on; `""` or `0.0.0.0` means all interfaces.
-    pub ip: String,
-    #[serde(flatten)]
-    pub timeouts: Timeouts,
-}
-
-impl Default for LocalSpawnerConfig {
-    fn default() -> Self {
-        Self {
-            cmd: vec!["jupyterhub-singleuser".to_owned()],
-            args: Vec::new(),
-            switch_user: true,
-            env_keep: DEFAULT_ENV_KEEP.iter().map(|s| (*s).to_owned()).collect(),
-            environment: BTreeMap::new(),
-            notebook_dir: None,
-            default_url: None,
-            ip: "127.0.0.1".to_owned(),
-            timeouts: Timeouts::default(),
-        }
-    }
-}
 
 /// What the local spawner records about a running server ([`SpawnerState`] as JSON).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,7 +69,8 @@ struct Exit {
 
 /// Runs single-user servers as local processes.
 pub struct LocalSpawner {
-    config: LocalSpawnerConfig,
+    config: SpawnerConfig,
+    local: LocalConfig,
     homes_dir: PathBuf,
     log_dir: PathBuf,
     /// Exit statuses of children of this hub process, by pid.
@@ -143,12 +88,17 @@ struct RunAs {
 impl LocalSpawner {
     /// A spawner keeping its homes (without `switch_user`) in `<data_dir>/homes` and server
     /// logs in `<data_dir>/logs`.
-    pub fn new(config: LocalSpawnerConfig, data_dir: &Path) -> Result<Self, SpawnError> {
-        Self::with_dirs(config, data_dir.join("homes"), data_dir.join("logs"))
+    pub fn new(
+        config: SpawnerConfig,
+        local: LocalConfig,
+        data_dir: &Path,
+    ) -> Result<Self, SpawnError> {
+        Self::with_dirs(config, local, data_dir.join("homes"), data_dir.join("logs"))
     }
 
     pub fn with_dirs(
-        config: LocalSpawnerConfig,
+        config: SpawnerConfig,
+        local: LocalConfig,
         homes_dir: PathBuf,
         log_dir: PathBuf,
     ) -> Result<Self, SpawnError> {
@@ -157,13 +107,14 @@ impl LocalSpawner {
         }
         Ok(Self {
             config,
+            local,
             homes_dir,
             log_dir,
             exits: Arc::default(),
         })
     }
 
-    pub fn config(&self) -> &LocalSpawnerConfig {
+    pub fn config(&self) -> &SpawnerConfig {
         &self.config
     }
 
@@ -179,7 +130,7 @@ impl LocalSpawner {
     }
 
     fn run_as(&self, req: &SpawnRequest) -> Result<RunAs, SpawnError> {
-        if !self.config.switch_user {
+        if !self.local.switch_user {
             let home = self.homes_dir.join(safe_file_name(&req.user));
             std::fs::create_dir_all(&home)
                 .map_err(|e| SpawnError::io(format!("create {}", home.display()), e))?;
@@ -236,29 +187,13 @@ impl LocalSpawner {
         run_as: &RunAs,
         service_url: &str,
     ) -> BTreeMap<String, String> {
-        let mut env = BTreeMap::new();
-        for key in &self.config.env_keep {
-            if key == "CONFIGPROXY_AUTH_TOKEN" {
-                // The proxy's admin token must never reach user code.
-                tracing::warn!("env_keep lists CONFIGPROXY_AUTH_TOKEN; not passing it on");
-                continue;
-            }
-            if let Some(value) = std::env::var_os(key).and_then(|v| v.into_string().ok()) {
-                env.insert(key.clone(), value);
-            }
-        }
+        let mut env = self.config.kept_env();
         env.extend(req.env.clone());
         env.insert("USER".to_owned(), run_as.user.clone());
         env.insert("HOME".to_owned(), run_as.home.display().to_string());
         env.insert("SHELL".to_owned(), run_as.shell.display().to_string());
         env.insert("JUPYTERHUB_SERVICE_URL".to_owned(), service_url.to_owned());
-        let fill = |template: &str| template.replace("{username}", &req.user);
-        if let Some(dir) = &self.config.notebook_dir {
-            env.insert("JUPYTERHUB_ROOT_DIR".to_owned(), fill(dir));
-        }
-        if let Some(url) = &self.config.default_url {
-            env.insert("JUPYTERHUB_DEFAULT_URL".to_owned(), fill(url));
-        }
+        env.extend(self.config.url_env(&req.user));
         env.extend(self.config.environment.clone());
         env
     }
@@ -266,7 +201,7 @@ impl LocalSpawner {
     /// Binds port 0 on the configured ip and releases it: a port that was free just now.
     /// Returns (host the hub connects to, port, host for the bind URL).
     fn choose_port(&self) -> Result<(String, u16, String), SpawnError> {
-        let ip = self.config.ip.trim_matches(['[', ']']);
+        let ip = self.local.ip.trim_matches(['[', ']']);
         let bind_ip = if ip.is_empty() { "0.0.0.0" } else { ip };
         let bind = if bind_ip.contains(':') {
             format!("[{bind_ip}]:0")
@@ -355,12 +290,11 @@ impl LocalSpawner {
             host: host.clone(),
             port,
             log_path,
-        };
-        Ok(Started {
-            host,
-            port,
-            state: state.to_state(),
-        })
+        }
+        .to_state();
+        req.updates.persist(&state);
+        req.updates.running();
+        Ok(Started { host, port, state })
     }
 
     /// The exit status of `st`'s process, if this hub process reaped it.
@@ -444,6 +378,25 @@ impl Spawner for LocalSpawner {
         Box::pin(self.start_server(req))
     }
 
+    fn resume<'a>(
+        &'a self,
+        state: &'a SpawnerState,
+        _updates: &'a Updates,
+    ) -> BoxFuture<'a, Result<Started, SpawnError>> {
+        Box::pin(async move {
+            let st = LocalState::from_state(state)
+                .ok_or_else(|| SpawnError::Failed("no server process is recorded".to_owned()))?;
+            match self.poll_server(state).await {
+                PollStatus::Exited { reason } => Err(SpawnError::Failed(reason)),
+                _ => Ok(Started {
+                    host: st.host.clone(),
+                    port: st.port,
+                    state: state.clone(),
+                }),
+            }
+        })
+    }
+
     fn poll<'a>(&'a self, state: &'a SpawnerState) -> BoxFuture<'a, PollStatus> {
         Box::pin(self.poll_server(state))
     }
@@ -457,7 +410,7 @@ impl Spawner for LocalSpawner {
     }
 
     fn timeouts(&self) -> Timeouts {
-        self.config.timeouts
+        self.config.timeouts()
     }
 }
 
@@ -533,29 +486,32 @@ mod tests {
 
     #[test]
     fn config_reads_jupyterhub_style_values() {
-        let c: LocalSpawnerConfig = serde_json::from_value(serde_json::json!({
+        let c: SpawnerConfig = serde_json::from_value(serde_json::json!({
             "kind": "local",
             "cmd": "/opt/venv/bin/jupyterhub-singleuser",
             "start_timeout": 120,
-            "http_timeout": 12.5,
+            "http_timeout": 12,
         }))
         .unwrap();
         assert_eq!(c.cmd, ["/opt/venv/bin/jupyterhub-singleuser"]);
-        assert_eq!(c.timeouts.start_timeout, Duration::from_secs(120));
-        assert_eq!(c.timeouts.http_timeout, Duration::from_millis(12500));
-        assert_eq!(c.timeouts.poll_interval, Duration::from_secs(30));
-        assert!(c.switch_user);
-        assert_eq!(c.env_keep.len(), DEFAULT_ENV_KEEP.len());
-        assert_eq!(c.ip, "127.0.0.1");
+        assert_eq!(c.timeouts().start_timeout, Duration::from_secs(120));
+        assert_eq!(c.timeouts().http_timeout, Duration::from_secs(12));
+        assert_eq!(c.timeouts().poll_interval, Duration::from_secs(30));
+        assert_eq!(c.env_keep.len(), crate::DEFAULT_ENV_KEEP.len());
+        let local = LocalConfig::default();
+        assert!(local.switch_user);
+        assert_eq!(local.ip, "127.0.0.1");
     }
 
     #[test]
     fn empty_cmd_is_a_config_error() {
-        let config = LocalSpawnerConfig {
+        let config = SpawnerConfig {
             cmd: vec![],
             ..Default::default()
         };
-        let err = LocalSpawner::new(config, Path::new("/tmp")).err().unwrap();
+        let err = LocalSpawner::new(config, LocalConfig::default(), Path::new("/tmp"))
+            .err()
+            .unwrap();
         assert_eq!(
             err.to_string(),
             "spawner configuration: cmd must name a program"
@@ -564,7 +520,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_reused_pid_is_not_our_server() {
-        let spawner = LocalSpawner::new(LocalSpawnerConfig::default(), Path::new("/tmp")).unwrap();
+        let spawner = LocalSpawner::new(
+            SpawnerConfig::default(),
+            LocalConfig::default(),
+            Path::new("/tmp"),
+        )
+        .unwrap();
         // This test process has the pid, but not the start time, of the recorded server.
         let me = std::process::id();
         let state = LocalState {
@@ -581,7 +542,7 @@ mod tests {
                 assert!(reason.contains("no longer running"), "{reason}");
                 assert!(reason.contains("printed nothing"), "{reason}");
             }
-            PollStatus::Running => panic!("a reused pid was taken for the server"),
+            other => panic!("a reused pid was taken for the server: {other:?}"),
         }
         // And stop must leave that process group (ours!) alone.
         spawner

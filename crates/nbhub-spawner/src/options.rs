@@ -10,6 +10,10 @@ use serde_json::{Map, Value};
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct FormSpec {
     pub fields: Vec<FormField>,
+    /// The spawner can estimate when a server with the chosen values would start (the page
+    /// offers a button for it: see `Spawner::estimate`).
+    #[serde(default)]
+    pub can_estimate: bool,
 }
 
 /// One field of a form.
@@ -27,6 +31,20 @@ pub struct FormField {
     /// Used when the value is missing or empty; not validated again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<Value>,
+    /// The value the form opens with (the user's last choice, else `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+    /// Shown only while another field has one of some values (e.g. GPUs only for partitions
+    /// that have them). Pages hide it otherwise; validation is the spawner's either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visible_when: Option<VisibleWhen>,
+}
+
+/// See [`FormField::visible_when`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VisibleWhen {
+    pub field: String,
+    pub values: Vec<String>,
 }
 
 /// What a field holds and its limits.
@@ -35,6 +53,13 @@ pub struct FormField {
 pub enum FieldKind {
     /// One of `choices` (validated as the choice's `value`, a string).
     Select { choices: Vec<Choice> },
+    /// A number within `min..=max` (validated as a JSON number).
+    Float {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max: Option<f64>,
+    },
     /// An integer within `min..=max` (validated as a JSON number).
     Int {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,6 +89,41 @@ pub enum FieldKind {
 pub struct Choice {
     pub value: String,
     pub label: String,
+    /// A line of live facts shown next to the choice, e.g. "3 of 4 nodes idle · 2 CPUs and
+    /// 2 GiB per node · up to 8:00:00".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<String>,
+    /// Limits that come with this choice, for the page's scripts (e.g. `max_nodes`,
+    /// `max_time_secs`, `default_time_secs`, `gpus_per_node`). Informative only.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub data: Map<String, Value>,
+}
+
+impl Choice {
+    pub fn new(value: impl Into<String>, label: impl Into<String>) -> Self {
+        Self {
+            value: value.into(),
+            label: label.into(),
+            info: None,
+            data: Map::new(),
+        }
+    }
+}
+
+impl FormField {
+    /// A field with no help, not required, no default.
+    pub fn new(name: impl Into<String>, label: impl Into<String>, kind: FieldKind) -> Self {
+        Self {
+            name: name.into(),
+            label: label.into(),
+            help: None,
+            kind,
+            required: false,
+            default: None,
+            value: None,
+            visible_when: None,
+        }
+    }
 }
 
 /// Why one submitted field was refused, shown next to that field. `field` is empty for an
@@ -224,6 +284,22 @@ impl FieldKind {
                 }
                 Ok(Value::from(n))
             }
+            FieldKind::Float { min, max } => {
+                let n = match value {
+                    Value::Number(n) => n.as_f64(),
+                    Value::String(s) => s.trim().parse::<f64>().ok(),
+                    _ => None,
+                }
+                .filter(|n| n.is_finite())
+                .ok_or("must be a number")?;
+                if let Some(min) = min.filter(|m| n < *m) {
+                    return Err(format!("must be at least {min}"));
+                }
+                if let Some(max) = max.filter(|m| n > *m) {
+                    return Err(format!("must be at most {max}"));
+                }
+                Ok(Value::from(n))
+            }
             FieldKind::Text { max_len } => {
                 let s = value.as_str().ok_or("must be text")?;
                 if s.chars().any(char::is_control) {
@@ -344,19 +420,12 @@ mod tests {
                     label: "Partition".into(),
                     help: None,
                     kind: FieldKind::Select {
-                        choices: vec![
-                            Choice {
-                                value: "cpu".into(),
-                                label: "CPU".into(),
-                            },
-                            Choice {
-                                value: "gpu".into(),
-                                label: "GPU".into(),
-                            },
-                        ],
+                        choices: vec![Choice::new("cpu", "CPU"), Choice::new("gpu", "GPU")],
                     },
                     required: true,
                     default: None,
+                    value: None,
+                    visible_when: None,
                 },
                 FormField {
                     name: "nodes".into(),
@@ -368,6 +437,8 @@ mod tests {
                     },
                     required: false,
                     default: Some(json!(1)),
+                    value: None,
+                    visible_when: None,
                 },
                 FormField {
                     name: "runtime".into(),
@@ -379,6 +450,8 @@ mod tests {
                     },
                     required: true,
                     default: None,
+                    value: None,
+                    visible_when: None,
                 },
                 FormField {
                     name: "account".into(),
@@ -387,6 +460,8 @@ mod tests {
                     kind: FieldKind::Text { max_len: Some(8) },
                     required: false,
                     default: None,
+                    value: None,
+                    visible_when: None,
                 },
                 FormField {
                     name: "exclusive".into(),
@@ -395,8 +470,11 @@ mod tests {
                     kind: FieldKind::Checkbox,
                     required: false,
                     default: None,
+                    value: None,
+                    visible_when: None,
                 },
             ],
+            can_estimate: false,
         }
     }
 

@@ -9,8 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nbhub_spawner::{
-    LocalSpawner, LocalSpawnerConfig, LocalState, PollStatus, SpawnError, SpawnRequest, Spawner,
-    Started,
+    FormContext, LocalConfig, LocalSpawner, LocalState, PollStatus, SpawnError, SpawnRequest,
+    SpawnUpdate, Spawner, SpawnerConfig, Started, Updates,
 };
 use nbhub_testkit::{http_get, is_root, require, require_venv, temp_dir, HttpResponse};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -88,12 +88,23 @@ fn hub_env(api_url: &str, user: &str) -> BTreeMap<String, String> {
     .collect()
 }
 
-fn sh_config(script: &str) -> LocalSpawnerConfig {
-    LocalSpawnerConfig {
+fn sh_config(script: &str) -> SpawnerConfig {
+    SpawnerConfig {
         cmd: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        ..Default::default()
+    }
+}
+
+/// Servers as the test's own user, in the spawner's homes folder.
+fn same_user() -> LocalConfig {
+    LocalConfig {
         switch_user: false,
         ..Default::default()
     }
+}
+
+fn switching() -> LocalConfig {
+    LocalConfig::default()
 }
 
 /// Live (non-zombie) processes of a process group.
@@ -185,7 +196,7 @@ async fn real_singleuser_starts_answers_and_stops() {
     let t0 = Instant::now();
     let api_url = fake_hub_api().await;
     let data = temp_dir();
-    let config = LocalSpawnerConfig {
+    let config = SpawnerConfig {
         cmd: vec![venv.join("bin/jupyterhub-singleuser").display().to_string()],
         // jupyter_server refuses root without it; the spawner does not hide that.
         args: if is_root() {
@@ -193,23 +204,31 @@ async fn real_singleuser_starts_answers_and_stops() {
         } else {
             vec![]
         },
-        switch_user: false,
-        default_url: Some("/lab".into()),
+        default_url: "/lab".into(),
         ..Default::default()
     };
-    let spawner = LocalSpawner::new(config.clone(), data.path()).unwrap();
+    let spawner = LocalSpawner::new(config.clone(), same_user(), data.path()).unwrap();
     let (tx, mut progress) = tokio::sync::mpsc::unbounded_channel();
     let mut req = SpawnRequest::new("alice", "");
     req.env = hub_env(&api_url, "alice");
-    req.progress = Some(tx);
+    req.updates = Updates::new(tx);
 
     let started = spawner.start(&req).await.expect("start");
     assert_eq!(started.host, "127.0.0.1");
-    let event = progress.try_recv().expect("a progress event");
+    let mut updates = Vec::new();
+    while let Ok(update) = progress.try_recv() {
+        updates.push(update);
+    }
     assert!(
-        event.message.contains(&started.port.to_string()),
-        "{event:?}"
+        updates.iter().any(|u| matches!(u, SpawnUpdate::Progress(e) if e.message.contains(&started.port.to_string()))),
+        "{updates:?}"
     );
+    // The state reaches the hub before `start` returns, and the process runs at once.
+    assert!(
+        updates.contains(&SpawnUpdate::State(started.state.clone())),
+        "{updates:?}"
+    );
+    assert!(updates.contains(&SpawnUpdate::Running), "{updates:?}");
 
     let resp = wait_ready(&spawner, &started, Duration::from_secs(60)).await;
     assert_eq!(resp.status, 200, "{resp:?}");
@@ -239,7 +258,7 @@ async fn real_singleuser_starts_answers_and_stops() {
     }
 
     // A restarted hub (a new spawner, same state) re-adopts the running server.
-    let restarted = LocalSpawner::new(config, data.path()).unwrap();
+    let restarted = LocalSpawner::new(config, same_user(), data.path()).unwrap();
     assert_eq!(restarted.poll(&started.state).await, PollStatus::Running);
 
     let t1 = Instant::now();
@@ -260,7 +279,7 @@ async fn real_singleuser_starts_answers_and_stops() {
     );
     match restarted.poll(&started.state).await {
         PollStatus::Exited { reason } => assert!(reason.contains("no longer running"), "{reason}"),
-        PollStatus::Running => panic!("the re-adopting spawner still sees the server"),
+        other => panic!("the re-adopting spawner still sees the server: {other:?}"),
     }
     // Stopping again is not an error.
     restarted
@@ -274,6 +293,7 @@ async fn a_server_that_exits_at_once_says_why() {
     let data = temp_dir();
     let spawner = LocalSpawner::new(
         sh_config("echo 'starting up'; echo 'Fatal: the config file is broken' >&2; exit 3"),
+        same_user(),
         data.path(),
     )
     .unwrap();
@@ -304,6 +324,7 @@ async fn stop_kills_the_whole_group_and_escalates_to_sigkill() {
     // The shell and its background child ignore SIGTERM: stop must escalate.
     let spawner = LocalSpawner::new(
         sh_config("trap '' TERM; sleep 300 & echo \"child $!\"; wait"),
+        same_user(),
         data.path(),
     )
     .unwrap();
@@ -348,11 +369,11 @@ async fn stop_kills_the_whole_group_and_escalates_to_sigkill() {
 async fn start_errors_are_readable() {
     let data = temp_dir();
     let missing = LocalSpawner::new(
-        LocalSpawnerConfig {
+        SpawnerConfig {
             cmd: vec!["/nonexistent/jupyterhub-singleuser".into()],
-            switch_user: false,
             ..Default::default()
         },
+        same_user(),
         data.path(),
     )
     .unwrap();
@@ -366,7 +387,7 @@ async fn start_errors_are_readable() {
          No such file or directory (os error 2)"
     );
 
-    let switching = LocalSpawner::new(LocalSpawnerConfig::default(), data.path()).unwrap();
+    let switching = LocalSpawner::new(SpawnerConfig::default(), switching(), data.path()).unwrap();
     let err = switching
         .start(&SpawnRequest::new("nbhub-no-such-user", ""))
         .await
@@ -378,20 +399,25 @@ async fn start_errors_are_readable() {
     );
 }
 
-#[test]
-fn the_local_spawner_takes_no_options() {
-    let spawner = LocalSpawner::new(LocalSpawnerConfig::default(), Path::new("/tmp")).unwrap();
-    assert!(spawner.options_form().is_none());
+#[tokio::test]
+async fn the_local_spawner_takes_no_options() {
+    let spawner =
+        LocalSpawner::new(SpawnerConfig::default(), switching(), Path::new("/tmp")).unwrap();
+    let ctx = FormContext::new("alice");
+    assert!(spawner.options_form(&ctx).await.is_none());
     assert!(spawner
-        .validate_options(&serde_json::Value::Null)
+        .validate_options(&ctx, &serde_json::Value::Null)
+        .await
         .unwrap()
         .is_empty());
     assert!(spawner
-        .validate_options(&serde_json::json!({}))
+        .validate_options(&ctx, &serde_json::json!({}))
+        .await
         .unwrap()
         .is_empty());
     let errors = spawner
-        .validate_options(&serde_json::json!({"partition": "gpu"}))
+        .validate_options(&ctx, &serde_json::json!({"partition": "gpu"}))
+        .await
         .unwrap_err();
     assert_eq!(errors[0].field, "partition");
     assert_eq!(
@@ -467,7 +493,7 @@ async fn switch_user_runs_as_the_account_with_its_groups() {
 
     let data = temp_dir();
     let spawner = LocalSpawner::new(
-        LocalSpawnerConfig {
+        SpawnerConfig {
             cmd: vec![
                 "/bin/sh".into(),
                 "-c".into(),
@@ -475,9 +501,9 @@ async fn switch_user_runs_as_the_account_with_its_groups() {
                  cwd=$(pwd) shell=$SHELL\"; exec sleep 300"
                     .into(),
             ],
-            switch_user: true,
             ..Default::default()
         },
+        switching(),
         data.path(),
     )
     .unwrap();
@@ -565,11 +591,11 @@ async fn switch_user_runs_the_real_singleuser_as_the_account() {
     let api_url = fake_hub_api().await;
     let data = temp_dir();
     let spawner = LocalSpawner::new(
-        LocalSpawnerConfig {
+        SpawnerConfig {
             cmd: vec![venv.join("bin/jupyterhub-singleuser").display().to_string()],
-            switch_user: true,
             ..Default::default()
         },
+        switching(),
         data.path(),
     )
     .unwrap();

@@ -17,7 +17,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub struct Config {
     pub hub: HubConfig,
     pub authenticator: AuthenticatorConfig,
-    pub spawner: SpawnerConfig,
+    /// What every spawner shares; `[local]` and `[slurm]` hold each spawner's own keys.
+    pub spawner: nbhub_spawner::SpawnerConfig,
+    pub local: nbhub_spawner::LocalConfig,
+    pub slurm: nbhub_spawner::SlurmConfig,
     pub proxy: ProxyConfig,
     pub services: Vec<ServiceConfig>,
     pub roles: Vec<RoleConfig>,
@@ -171,104 +174,6 @@ impl LogLevel {
             LogLevel::Trace => "trace",
         }
     }
-}
-
-/// `[spawner]`: how single-user servers run. The keys are those of JupyterHub's Spawner and
-/// LocalProcessSpawner.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct SpawnerConfig {
-    pub kind: SpawnerKind,
-    /// The single-user server command; one string is one program name (never split).
-    #[serde(deserialize_with = "one_or_many")]
-    pub cmd: Vec<String>,
-    /// More arguments, e.g. ["--allow-root"] when servers run as root.
-    pub args: Vec<String>,
-    /// Run each server as the user's Unix account (the hub must run as root). With false,
-    /// servers run as the hub's user, each in data_dir/homes/<name>.
-    pub switch_user: bool,
-    /// Variables passed on from the hub's environment.
-    pub env_keep: Vec<String>,
-    /// Extra variables for every server, applied last.
-    pub environment: BTreeMap<String, String>,
-    /// The server's root directory; `{username}` is replaced. Empty: the home directory.
-    pub notebook_dir: String,
-    /// Where a user lands, e.g. "/lab"; `{username}` is replaced. Empty: the server's default.
-    pub default_url: String,
-    /// The address servers listen on.
-    pub ip: String,
-    /// Seconds a start may take before it is given up.
-    pub start_timeout: u64,
-    /// Seconds the server may take to answer HTTP after it started.
-    pub http_timeout: u64,
-    /// Seconds between checks that running servers are still alive.
-    pub poll_interval: u64,
-}
-
-impl Default for SpawnerConfig {
-    fn default() -> Self {
-        let local = nbhub_spawner::LocalSpawnerConfig::default();
-        SpawnerConfig {
-            kind: SpawnerKind::Local,
-            cmd: local.cmd,
-            args: local.args,
-            switch_user: local.switch_user,
-            env_keep: local.env_keep,
-            environment: local.environment,
-            notebook_dir: String::new(),
-            default_url: String::new(),
-            ip: local.ip,
-            start_timeout: local.timeouts.start_timeout.as_secs(),
-            http_timeout: local.timeouts.http_timeout.as_secs(),
-            poll_interval: local.timeouts.poll_interval.as_secs(),
-        }
-    }
-}
-
-impl SpawnerConfig {
-    pub fn timeouts(&self) -> nbhub_spawner::Timeouts {
-        use std::time::Duration;
-        nbhub_spawner::Timeouts {
-            start_timeout: Duration::from_secs(self.start_timeout),
-            http_timeout: Duration::from_secs(self.http_timeout),
-            poll_interval: Duration::from_secs(self.poll_interval.max(1)),
-        }
-    }
-
-    /// The local spawner's own config.
-    pub fn local(&self) -> nbhub_spawner::LocalSpawnerConfig {
-        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
-        nbhub_spawner::LocalSpawnerConfig {
-            cmd: self.cmd.clone(),
-            args: self.args.clone(),
-            switch_user: self.switch_user,
-            env_keep: self.env_keep.clone(),
-            environment: self.environment.clone(),
-            notebook_dir: non_empty(&self.notebook_dir),
-            default_url: non_empty(&self.default_url),
-            ip: self.ip.clone(),
-            timeouts: self.timeouts(),
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum SpawnerKind {
-    Local,
-}
-
-fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-    Ok(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(s) => vec![s],
-        OneOrMany::Many(v) => v,
-    })
 }
 
 /// `[proxy]`: the proxy in front of the hub.
@@ -532,7 +437,7 @@ impl Config {
                 .and_then(toml::Value::as_table_mut)
                 .ok_or_else(|| {
                     ConfigError(format!(
-                        "environment variable {var}: unknown section [{section}]; sections that take variables: hub, authenticator, spawner, proxy"
+                        "environment variable {var}: unknown section [{section}]; sections that take variables: hub, authenticator, spawner, local, slurm, proxy"
                     ))
                 })?;
             if !table.contains_key(&key) {
@@ -572,15 +477,8 @@ impl Config {
             HttpUrl::parse(&h.hub_connect_url)
                 .map_err(|e| ConfigError(format!("key `hub.hub_connect_url`: {e}")))?;
         }
-        if self.spawner.cmd.first().is_none_or(|c| c.trim().is_empty()) {
-            return Err(ConfigError("key `spawner.cmd`: must name the single-user server program, e.g. [\"jupyterhub-singleuser\"]".into()));
-        }
-        if self.spawner.start_timeout == 0 || self.spawner.http_timeout == 0 {
-            return Err(ConfigError(
-                "key `spawner.start_timeout`/`spawner.http_timeout`: must be at least 1 second"
-                    .into(),
-            ));
-        }
+        self.spawner.validate().map_err(ConfigError)?;
+        self.slurm.validate().map_err(ConfigError)?;
         if self.proxy.kind == ProxyKind::External && self.proxy.auth_token.is_empty() {
             return Err(ConfigError(
                 "key `proxy.auth_token`: an external proxy needs its CONFIGPROXY_AUTH_TOKEN here"
@@ -671,7 +569,7 @@ impl Config {
 /// valid config (a test checks that, and that no key is missing).
 pub fn generate_config() -> String {
     let d = Config::default();
-    let (h, a, sp, px) = (&d.hub, &d.authenticator, &d.spawner, &d.proxy);
+    let (h, a, px) = (&d.hub, &d.authenticator, &d.proxy);
     let list = |v: &[String]| format!("{v:?}");
     format!(
         r#"# nbhub configuration. Every key is shown with its default value.
@@ -748,31 +646,9 @@ minimum_password_length = {minimum_password_length}
 # Failed logins for one name after which further attempts must wait, longer each time.
 failed_login_threshold = {failed_login_threshold}
 
-[spawner]
-# local: a process on this machine (as the user's Unix account when the hub runs as root).
-kind = "{sp_kind}"
-# The single-user server command and extra arguments.
-cmd = {sp_cmd}
-args = {sp_args}
-# Run servers as the user's Unix account (needs a root hub); false: as the hub's own user,
-# each in data_dir/homes/<name> (demos, tests).
-switch_user = {sp_switch_user}
-# Variables passed on from the hub's environment.
-env_keep = {sp_env_keep}
-# Extra variables for every server, e.g. {{ OMP_NUM_THREADS = "1" }}.
-environment = {{}}
-# The server's root directory ({{username}} is replaced); "" = home directory.
-notebook_dir = "{sp_notebook_dir}"
-# Where users land, e.g. "/lab"; "" = the server's default.
-default_url = "{sp_default_url}"
-# The address servers listen on.
-ip = "{sp_ip}"
-# Seconds: a start may take this long; then the server must answer HTTP within http_timeout;
-# running servers are checked every poll_interval.
-start_timeout = {sp_start_timeout}
-http_timeout = {sp_http_timeout}
-poll_interval = {sp_poll_interval}
-
+{spawner}
+{local}
+{slurm}
 [proxy]
 # managed: the hub runs nbhub-proxy itself (kept running across hub restarts);
 # external: a proxy you run (nbhub-proxy or configurable-http-proxy).
@@ -843,17 +719,9 @@ cleanup = {px_cleanup}
         slow_stop_timeout = h.slow_stop_timeout,
         cleanup_servers = h.cleanup_servers,
         redirect_to_server = h.redirect_to_server,
-        sp_kind = "local",
-        sp_cmd = list(&sp.cmd),
-        sp_args = list(&sp.args),
-        sp_switch_user = sp.switch_user,
-        sp_env_keep = list(&sp.env_keep),
-        sp_notebook_dir = sp.notebook_dir,
-        sp_default_url = sp.default_url,
-        sp_ip = sp.ip,
-        sp_start_timeout = sp.start_timeout,
-        sp_http_timeout = sp.http_timeout,
-        sp_poll_interval = sp.poll_interval,
+        spawner = d.spawner.to_commented_toml(),
+        local = d.local.to_commented_toml(),
+        slurm = d.slurm.to_commented_toml(),
         px_kind = "managed",
         px_api_url = px.api_url,
         px_check = px.check_running_interval,

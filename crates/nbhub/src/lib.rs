@@ -81,13 +81,29 @@ pub async fn init(config: Config) -> anyhow::Result<AppState> {
     }
     db::tokens::purge_expired(&db).await?;
     let config = std::sync::Arc::new(config);
-    let spawner: std::sync::Arc<dyn nbhub_spawner::Spawner> = std::sync::Arc::new(
-        nbhub_spawner::LocalSpawner::new(config.spawner.local(), &config.hub.data_dir)
-            .map_err(|e| anyhow::anyhow!("[spawner]: {e}"))?,
-    );
+    let spawner = make_spawner(&config)?;
     let proxy = proxy::Proxy::new(&config).context("cannot read or create the proxy token")?;
     let supervisor = supervisor::Supervisor::new(db.clone(), config.clone(), spawner, proxy);
     Ok(AppState::new(config, db, secret, supervisor))
+}
+
+/// The spawner `[spawner] kind` names, with its own section.
+fn make_spawner(config: &Config) -> anyhow::Result<std::sync::Arc<dyn nbhub_spawner::Spawner>> {
+    use nbhub_spawner::SpawnerKind;
+    let data_dir = &config.hub.data_dir;
+    Ok(match config.spawner.kind {
+        SpawnerKind::Local => std::sync::Arc::new(
+            nbhub_spawner::LocalSpawner::new(
+                config.spawner.clone(),
+                config.local.clone(),
+                data_dir,
+            )
+            .map_err(|e| anyhow::anyhow!("[local]: {e}"))?,
+        ),
+        SpawnerKind::Slurm => {
+            anyhow::bail!("[spawner] kind = \"slurm\": not available in this build yet")
+        }
+    })
 }
 
 /// Starts what runs beside the request handlers: re-adopts servers recorded as running,

@@ -219,3 +219,167 @@ async fn token_page_creates_shows_once_and_revokes() {
     assert_eq!(who.status(), 403, "a revoked token is refused");
     b.quit().await;
 }
+
+/// The real local spawner with an options form (the local spawner itself has none): what a
+/// batch spawner's form looks like to the spawn page.
+struct LocalWithForm(nbhub_spawner::LocalSpawner);
+
+impl nbhub_spawner::Spawner for LocalWithForm {
+    fn kind(&self) -> &'static str {
+        self.0.kind()
+    }
+    fn start<'a>(
+        &'a self,
+        req: &'a nbhub_spawner::SpawnRequest,
+    ) -> nbhub_spawner::BoxFuture<'a, Result<nbhub_spawner::Started, nbhub_spawner::SpawnError>>
+    {
+        self.0.start(req)
+    }
+    fn resume<'a>(
+        &'a self,
+        state: &'a nbhub_spawner::SpawnerState,
+        updates: &'a nbhub_spawner::Updates,
+    ) -> nbhub_spawner::BoxFuture<'a, Result<nbhub_spawner::Started, nbhub_spawner::SpawnError>>
+    {
+        self.0.resume(state, updates)
+    }
+    fn poll<'a>(
+        &'a self,
+        state: &'a nbhub_spawner::SpawnerState,
+    ) -> nbhub_spawner::BoxFuture<'a, nbhub_spawner::PollStatus> {
+        self.0.poll(state)
+    }
+    fn stop<'a>(
+        &'a self,
+        state: &'a nbhub_spawner::SpawnerState,
+        timeout: std::time::Duration,
+    ) -> nbhub_spawner::BoxFuture<'a, Result<(), nbhub_spawner::SpawnError>> {
+        self.0.stop(state, timeout)
+    }
+    fn options_form<'a>(
+        &'a self,
+        _ctx: &'a nbhub_spawner::FormContext,
+    ) -> nbhub_spawner::BoxFuture<'a, Option<nbhub_spawner::FormSpec>> {
+        Box::pin(async {
+            serde_json::from_value(json!({"can_estimate": false, "fields": [
+                {"name": "partition", "label": "Partition", "required": true, "default": "cpu",
+                 "kind": {"type": "select", "choices": [
+                    {"value": "cpu", "label": "CPU nodes", "info": "3 of 4 nodes idle · 2 CPUs, 2 GiB per node"},
+                    {"value": "gpu", "label": "GPU nodes", "info": "1 of 2 nodes idle"}]}},
+                {"name": "cores", "label": "Cores", "help": "CPU cores for your server", "default": 2,
+                 "kind": {"type": "int", "min": 1, "max": 8}},
+                {"name": "gpus", "label": "GPUs", "default": 1, "kind": {"type": "int", "min": 1, "max": 2},
+                 "visible_when": {"field": "partition", "values": ["gpu"]}},
+                {"name": "runtime", "label": "Run time", "default": "1:00:00",
+                 "kind": {"type": "duration", "min_secs": 600, "max_secs": 28800}}
+            ]}))
+            .ok()
+        })
+    }
+    fn timeouts(&self) -> nbhub_spawner::Timeouts {
+        self.0.timeouts()
+    }
+}
+
+#[tokio::test]
+async fn a_bad_value_on_the_spawn_form_is_shown_next_to_its_field() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let hub = common::sqlite_hub(|c| c.authenticator.allow_all = true).await;
+    // The same hub state, with the form spawner.
+    let s = &hub.state;
+    let spawner = nbhub_spawner::LocalSpawner::new(
+        s.config.spawner.clone(),
+        s.config.local.clone(),
+        &s.config.hub.data_dir,
+    )
+    .expect("local spawner");
+    let supervisor = nbhub::supervisor::Supervisor::new(
+        s.db.clone(),
+        s.config.clone(),
+        std::sync::Arc::new(LocalWithForm(spawner)),
+        s.supervisor.proxy.clone(),
+    );
+    let state = nbhub::state::AppState::new(
+        s.config.clone(),
+        s.db.clone(),
+        s.cookie_secret.clone(),
+        supervisor,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let served = state.clone();
+    tokio::spawn(async move {
+        let _ = nbhub::run(served, listener, async move {
+            let _ = rx.await;
+        })
+        .await;
+    });
+
+    sign_in(&b, &base, "gina", "x").await;
+    b.goto(&format!("{base}/hub/spawn")).await;
+    b.find("#opt-cores").await;
+    // The GPU count shows only for the GPU partition; the partition's live facts beside it.
+    assert_eq!(
+        b.eval(
+            "return document.querySelector('#field-gpus').hidden",
+            json!([])
+        )
+        .await,
+        json!(true)
+    );
+    assert!(b
+        .text("#opt-partition-info")
+        .await
+        .contains("3 of 4 nodes idle"));
+    b.screenshots("spawn").await;
+    b.eval(
+        "const p = document.querySelector('#opt-partition'); p.value = 'gpu'; p.dispatchEvent(new Event('change', {bubbles: true}));",
+        json!([]),
+    )
+    .await;
+    b.wait_until(
+        "!document.querySelector('#field-gpus').hidden",
+        "the GPU field shown",
+    )
+    .await;
+    b.fill("#opt-cores", "99").await;
+    b.fill("#opt-runtime", "2:30:00").await;
+    b.click("#spawn-submit").await;
+    b.wait_until(
+        "document.querySelector('#opt-cores-error')",
+        "the error next to Cores",
+    )
+    .await;
+    assert!(
+        b.text("#opt-cores-error").await.contains('8'),
+        "names the limit"
+    );
+    let kept = b
+        .eval(
+            "return [document.querySelector('#opt-partition').value, document.querySelector('#opt-cores').value, document.querySelector('#opt-runtime').value]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        kept,
+        json!(["gpu", "99", "2:30:00"]),
+        "the submitted values are kept"
+    );
+    b.screenshots("spawn-error").await;
+    let user = nbhub::db::users::get(&state.db, "gina")
+        .await
+        .expect("db")
+        .expect("gina");
+    assert_eq!(
+        state.supervisor.phase_of(user.id, ""),
+        nbhub::supervisor::Phase::Stopped,
+        "nothing was started"
+    );
+    let _ = tx.send(());
+    b.quit().await;
+}

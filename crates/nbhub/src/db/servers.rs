@@ -125,6 +125,17 @@ pub async fn set_state(db: &Db, id: i64, state: &Value) -> Result<(), SqlError> 
     Ok(())
 }
 
+/// A port a starting server reported (batchspawner); `ip` stays unset until it is ready, so a
+/// restarted hub knows the port of a server it resumes.
+pub async fn set_reported_port(db: &Db, id: i64, port: u16) -> Result<(), SqlError> {
+    sqlx::query("UPDATE servers SET port = $1 WHERE id = $2 AND ip IS NULL")
+        .bind(i64::from(port))
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
 pub async fn mark_ready(db: &Db, id: i64, ip: &str, port: u16) -> Result<(), SqlError> {
     sqlx::query("UPDATE servers SET ip = $1, port = $2 WHERE id = $3")
         .bind(ip)

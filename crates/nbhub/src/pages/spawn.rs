@@ -363,7 +363,7 @@ async fn spawn_page(
         _ => {}
     }
     // Options: the form's fields, or `opt-*` query parameters.
-    let spec = options_form(&state, &user).await;
+    let spec = options_form(&state, &user, &server).await?;
     let submitted = form.clone();
     let options = match form {
         Some(fields) => Value::Object(fields),
@@ -466,8 +466,12 @@ async fn spawn_page(
 }
 
 /// The spawner's options form for `user` (None: it takes no options).
-async fn options_form(state: &AppState, _user: &User) -> Option<nbhub_spawner::FormSpec> {
-    state.supervisor.spawner.options_form()
+async fn options_form(
+    state: &AppState,
+    user: &User,
+    server: &str,
+) -> ApiResult<Option<nbhub_spawner::FormSpec>> {
+    Ok(state.supervisor.options_form(user, server).await?)
 }
 
 /// What the spawn page shows: whose server, the form, and what was wrong with the last try.

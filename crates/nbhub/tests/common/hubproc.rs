@@ -92,9 +92,11 @@ allow_all = true
 [spawner]
 cmd = {cmd:?}
 args = {args}
-switch_user = false
 poll_interval = 1
 environment = {{ PATH = "{path_env}" }}
+
+[local]
+switch_user = false
 
 [proxy]
 api_url = "http://127.0.0.1:{api_port}"
