@@ -157,8 +157,17 @@ fn environment(
         Ok(builtin(name, from_disk))
     });
     let static_prefix = format!("{hub_prefix}static/");
-    env.add_function("static_url", move |path: String| -> String {
-        assets::url(&static_prefix, &path)
+    env.add_function("static_url", move |path: String| -> JinjaValue {
+        let url = assets::url(&static_prefix, &path);
+        // Plain URLs stay readable in the page (auto-escaping would write `/` as `&#x2f;`).
+        if url
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-?=~".contains(c))
+        {
+            JinjaValue::from_safe_string(url)
+        } else {
+            JinjaValue::from(url)
+        }
     });
     env.add_function("xsrf_form_html", |state: &minijinja::State| -> JinjaValue {
         let token = state

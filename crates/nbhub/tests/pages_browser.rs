@@ -324,14 +324,11 @@ async fn a_bad_value_on_the_spawn_form_is_shown_next_to_its_field() {
     b.goto(&format!("{base}/hub/spawn")).await;
     b.find("#opt-cores").await;
     // The GPU count shows only for the GPU partition; the partition's live facts beside it.
-    assert_eq!(
-        b.eval(
-            "return document.querySelector('#field-gpus').hidden",
-            json!([])
-        )
-        .await,
-        json!(true)
-    );
+    b.wait_until(
+        "document.querySelector('#field-gpus').hidden",
+        "the GPU field hidden for CPU nodes",
+    )
+    .await;
     assert!(b
         .text("#opt-partition-info")
         .await

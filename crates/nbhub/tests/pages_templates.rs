@@ -6,7 +6,7 @@ mod common;
 
 use common::pagekit::{browser, login, xsrf_of};
 
-use common::{sqlite_hub, TestHub};
+use common::sqlite_hub;
 
 async fn body(b: &reqwest::Client, url: &str) -> (u16, String) {
     let r = b.get(url).send().await.expect("get");

@@ -29,7 +29,7 @@ pub fn routes() -> Router<AppState> {
 fn xsrf_failure(state: &AppState, headers: &HeaderMap) -> Response {
     error_page(
         state,
-        &headers,
+        headers,
         StatusCode::FORBIDDEN,
         "'_xsrf' argument missing from POST, or it does not match the cookie. Reload the page and try again.",
         None,
@@ -58,7 +58,7 @@ fn login_page(
         .then(|| format!("{}signup", state.hub_prefix()));
     let mut r = render(
         state,
-        &headers,
+        headers,
         "login.html",
         None,
         json!({"login_url": login_url, "username": username, "login_error": error, "signup_url": signup_url}),

@@ -752,5 +752,10 @@ async fn error_target(
         404 => format!("No page at {url}."),
         _ => String::new(),
     };
-    error_page(&state, &headers, status, &message, None)
+    let user = super::cookie_user(&state, &headers)
+        .await
+        .ok()
+        .flatten()
+        .map(|(u, _)| u);
+    error_page(&state, &headers, status, &message, user.as_ref())
 }

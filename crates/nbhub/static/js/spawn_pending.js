@@ -31,7 +31,9 @@ function fail(reason) {
   document.getElementById("pending-hint").textContent = "";
 }
 
-const source = new EventSource(page.dataset.progressUrl);
+// The stream is an API call authenticated by the login cookie, so it carries the XSRF token.
+const xsrf = encodeURIComponent((window.jhdata || {}).xsrf_token || "");
+const source = new EventSource(`${page.dataset.progressUrl}?_xsrf=${xsrf}`);
 source.onmessage = (e) => {
   const evt = JSON.parse(e.data);
   if (typeof evt.progress === "number") setProgress(evt.progress);
