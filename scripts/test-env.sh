@@ -6,10 +6,12 @@
 #   * the Python venv ${NBHUB_VENV:-<repo>/.venv} from scripts/requirements-test.txt
 #     (jupyterhub-singleuser, JupyterLab, the idle culler, batchspawner); pip runs only when the
 #     requirements (or the Python) changed since the last successful install;
-#   * a throw-away PostgreSQL cluster (scripts/postgres.sh start).
+#   * a throw-away PostgreSQL cluster (scripts/postgres.sh start);
+#   * the web pages' npm packages (crates/nbhub/static, from its package-lock.json), which the
+#     nbhub build embeds, and Chromium + chromedriver for the page tests (skip: --no-browser).
 #
 # Usage:
-#   scripts/test-env.sh [--no-postgres]
+#   scripts/test-env.sh [--no-postgres] [--no-browser]
 #   eval "$(scripts/test-env.sh)"          # or: scripts/test-env.sh && . .nbhub-test/env
 #
 # Progress goes to stderr. stdout carries only `export` lines (NBHUB_VENV,
@@ -31,6 +33,7 @@ else
     PYTHON=${NBHUB_PYTHON:-python3}
 fi
 WITH_POSTGRES=1
+WITH_BROWSER=1
 
 log() { printf '==> test-env: %s\n' "$*" >&2; }
 die() {
@@ -41,11 +44,12 @@ die() {
 for arg in "$@"; do
     case $arg in
     --no-postgres) WITH_POSTGRES=0 ;;
+    --no-browser) WITH_BROWSER=0 ;;
     -h | --help)
         sed -n '2,20s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
         exit 0
         ;;
-    *) die "unknown argument '$arg' (usage: $0 [--no-postgres])" ;;
+    *) die "unknown argument '$arg' (usage: $0 [--no-postgres] [--no-browser])" ;;
     esac
 done
 
@@ -133,6 +137,26 @@ if [[ ! -x $CHP ]]; then
 fi
 [[ -x $CHP ]] || die "$CHP missing after npm install"
 log "configurable-http-proxy: $CHP"
+
+# --- The web pages' assets (Bootstrap, Bootstrap Icons), embedded into nbhub by build.rs -------
+STATIC="$REPO/crates/nbhub/static"
+NPM_STAMP="$STATIC/node_modules/.nbhub-package-lock.sha256"
+NPM_HASH=$(sha256sum "$STATIC/package-lock.json" | cut -d' ' -f1)
+if [[ -f $NPM_STAMP && $(cat "$NPM_STAMP") == "$NPM_HASH" ]]; then
+    log "web assets in $STATIC/node_modules are up to date with package-lock.json"
+else
+    command -v npm >/dev/null || apt_install nodejs npm
+    log "npm ci in $STATIC (Bootstrap, Bootstrap Icons)"
+    npm ci --prefix "$STATIC" --no-audit --no-fund --loglevel=error >&2 ||
+        die "npm ci in $STATIC failed (is the npm registry reachable?)"
+    printf '%s\n' "$NPM_HASH" >"$NPM_STAMP"
+fi
+
+# --- Chromium for the page tests (driven through chromedriver) -------------------------------
+if [[ $WITH_BROWSER -eq 1 ]]; then
+    apt_install chromium chromium-driver
+    log "Chromium: $(/usr/bin/chromium --version 2>/dev/null || echo missing)"
+fi
 
 # --- PostgreSQL -------------------------------------------------------------------------------
 DB_URL=""

@@ -24,7 +24,7 @@ use axum::Router;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
-use crate::auth::{self, session, xsrf, Identity};
+use crate::auth::{self, Identity};
 use crate::db::now_micros;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -59,20 +59,8 @@ async fn not_found(uri: OriginalUri) -> ApiError {
 }
 
 async fn api_headers(mut response: Response) -> Response {
-    let is_html = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    // The Content-Security-Policy is set for every response in `crate::app` (it needs base_url).
     let h = response.headers_mut();
-    // The OAuth consent page is HTML under /hub/api and keeps the page CSP.
-    if !is_html {
-        h.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(
-                "frame-ancestors 'none'; report-uri /hub/security/csp-report; default-src 'none'",
-            ),
-        );
-    }
     h.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
         HeaderValue::from_static("accept, content-type, authorization"),
@@ -97,8 +85,7 @@ impl FromRequestParts<AppState> for ApiIdentity {
                 None => Err(ApiError::missing_credentials()),
             };
         }
-        let Some((user, session_id)) = crate::pages::cookie_user(state, &parts.headers).await?
-        else {
+        let Some((user, session_id)) = crate::web::cookie_user(state, &parts.headers).await? else {
             return Err(ApiError::missing_credentials());
         };
         let safe_method = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
@@ -108,14 +95,8 @@ impl FromRequestParts<AppState> for ApiIdentity {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("navigate");
         if !safe_method || fetch_mode != "navigate" {
-            let submitted = parts
-                .headers
-                .get("x-xsrftoken")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-                .or_else(|| query_param(parts.uri.query(), "_xsrf"));
-            let cookie = session::get_cookie(&parts.headers, session::XSRF_COOKIE);
-            if !xsrf::check(&state.cookie_secret, cookie, submitted.as_deref()) {
+            let submitted = query_param(parts.uri.query(), "_xsrf");
+            if !crate::web::xsrf_ok(state, &parts.headers, Some(&user), submitted.as_deref()) {
                 return Err(ApiError::forbidden("'_xsrf' argument missing or incorrect: cookie-authenticated API requests need the XSRF token"));
             }
         }
@@ -151,11 +132,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
-pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    url::form_urlencoded::parse(query?.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
+pub use crate::web::{public_origin, query_param};
 
 pub fn json_response(status: StatusCode, body: Value) -> Response {
     (status, axum::Json(body)).into_response()
@@ -241,28 +218,6 @@ impl Page {
         }))
         .into_response()
     }
-}
-
-/// `scheme://host` as the client sees it, honouring the proxy's X-Forwarded-* headers.
-pub fn public_origin(headers: &HeaderMap) -> String {
-    let first = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(',').next().unwrap_or("").trim().to_string())
-    };
-    let proto = first("x-forwarded-proto")
-        .filter(|p| p == "https" || p == "http")
-        .unwrap_or_else(|| "http".into());
-    let host = first("x-forwarded-host")
-        .or_else(|| first("host"))
-        .filter(|h| {
-            !h.is_empty()
-                && h.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
-        })
-        .unwrap_or_else(|| "127.0.0.1".into());
-    format!("{proto}://{host}")
 }
 
 pub fn timestamp(micros: Option<i64>) -> Value {

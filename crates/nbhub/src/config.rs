@@ -66,6 +66,13 @@ pub struct HubConfig {
     pub cleanup_servers: bool,
     /// After login, go to the user's running server (else /hub/home).
     pub redirect_to_server: bool,
+    /// Folders searched for page templates before the built-in ones (JupyterHub's
+    /// template_paths); the built-ins stay reachable as `templates/<name>`.
+    pub template_paths: Vec<PathBuf>,
+    /// Extra variables every page template sees.
+    pub template_vars: serde_json::Map<String, serde_json::Value>,
+    /// An image shown as the logo in the navigation bar; empty: the built-in one.
+    pub logo_file: PathBuf,
 }
 
 impl Default for HubConfig {
@@ -89,6 +96,9 @@ impl Default for HubConfig {
             slow_stop_timeout: 10,
             cleanup_servers: false,
             redirect_to_server: true,
+            template_paths: Vec::new(),
+            template_vars: serde_json::Map::new(),
+            logo_file: PathBuf::new(),
         }
     }
 }
@@ -603,6 +613,13 @@ slow_stop_timeout = {slow_stop_timeout}
 cleanup_servers = {cleanup_servers}
 # After login, go straight to the user's running server.
 redirect_to_server = {redirect_to_server}
+# Folders searched for page templates first (page.html, login.html, …; Jinja syntax, JupyterHub's
+# names and blocks); an override can {{% extends "templates/page.html" %}}.
+template_paths = []
+# An image for the navigation bar's logo; "" = the built-in one.
+logo_file = ""
+# Extra variables for every page template, e.g. {{ announcement = "Maintenance on Friday" }}.
+template_vars = {{}}
 
 [authenticator]
 # dummy (a shared password: demos and tests only) | native (accounts in the hub's database) |

@@ -6,6 +6,7 @@
 //! - [`auth`]: identities, scopes (RBAC), cookies, XSRF, authenticators.
 //! - [`api`]: the REST API under `{base_url}hub/api`.
 //! - [`pages`]: server-rendered pages (login, home …).
+//! - [`web`]: what `api` and `pages` share (cookies, redirects, XSRF, `next`, CSP).
 //! - [`state`]: what every handler shares.
 //!
 //! [`run`] serves the hub on a listener until a shutdown future resolves; the binary and the
@@ -23,6 +24,9 @@ pub mod proxy;
 pub mod services;
 pub mod state;
 pub mod supervisor;
+pub mod web;
+
+pub use web::{found, redirect};
 
 use std::future::Future;
 
@@ -137,15 +141,32 @@ pub fn app(state: AppState) -> Router {
         .route(&format!("{hub}/"), axum::routing::get(pages::hub_root))
         .nest(&hub, pages::routes())
         .fallback(catch_all)
-        .layer(axum::middleware::from_fn(version_header))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            common_headers,
+        ))
         .with_state(state)
 }
 
-async fn version_header(request: Request, next: Next) -> Response {
+/// Headers of every response: our version, and the Content-Security-Policy (unless the
+/// handler chose one).
+async fn common_headers(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let mut response = next.run(request).await;
-    response
-        .headers_mut()
-        .insert(VERSION_HEADER, HeaderValue::from_static(api::API_VERSION));
+    let is_html = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    let h = response.headers_mut();
+    h.insert(VERSION_HEADER, HeaderValue::from_static(api::API_VERSION));
+    if !h.contains_key(axum::http::header::CONTENT_SECURITY_POLICY) {
+        if let Ok(v) = HeaderValue::from_str(&web::content_security_policy(&state, is_html)) {
+            h.insert(axum::http::header::CONTENT_SECURITY_POLICY, v);
+        }
+    }
     response
 }
 
@@ -170,19 +191,6 @@ async fn catch_all(
         }
     }
     (StatusCode::NOT_FOUND, "404: Not Found").into_response()
-}
-
-/// A redirect with an explicit status (axum's `Redirect::to` is a 303; JupyterHub uses 302).
-pub fn redirect(status: StatusCode, location: &str) -> Response {
-    match HeaderValue::from_str(location) {
-        Ok(v) => (status, [(axum::http::header::LOCATION, v)]).into_response(),
-        Err(_) => (StatusCode::BAD_REQUEST, "bad redirect target").into_response(),
-    }
-}
-
-/// `302 Found`, JupyterHub's usual redirect.
-pub fn found(location: &str) -> Response {
-    redirect(StatusCode::FOUND, location)
 }
 
 /// Serves the hub on `listener` until `shutdown` resolves or `POST /hub/api/shutdown` asks.

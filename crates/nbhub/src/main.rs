@@ -16,6 +16,9 @@ struct Cli {
     /// The configuration file (default: ./nbhub.toml if present).
     #[arg(short = 'f', long = "config", global = true)]
     config: Option<PathBuf>,
+    /// Read page templates from disk on every request (for editing them; debug builds always do).
+    #[arg(long, global = true)]
+    template_reload: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -41,6 +44,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.template_reload {
+        nbhub::pages::set_template_reload(true);
+    }
     if let Some(Command::GenerateConfig) = cli.command {
         print!("{}", config::generate_config());
         return ExitCode::SUCCESS;

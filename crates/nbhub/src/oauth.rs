@@ -14,11 +14,12 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::auth::scopes::{self, Owner, Resource};
-use crate::auth::{self, session, xsrf};
+use crate::auth::{self, session};
 use crate::db::{self, oauth, tokens, users::User};
 use crate::error::ApiResult;
-use crate::pages::{cookie_user, error_page, login_redirect, render};
+use crate::pages::{error_page, render};
 use crate::state::AppState;
+use crate::web::{cookie_user, login_redirect};
 
 /// How long an authorization code stays valid.
 const CODE_TTL_SECS: i64 = 300;
@@ -87,6 +88,7 @@ struct Checked {
 
 async fn check_request(
     state: &AppState,
+    headers: &HeaderMap,
     p: &AuthorizeParams,
     user: &User,
     session_id: Option<String>,
@@ -94,6 +96,7 @@ async fn check_request(
     let bad = |msg: &str| {
         Ok(Err(error_page(
             state,
+            headers,
             StatusCode::BAD_REQUEST,
             msg,
             Some(user),
@@ -133,6 +136,7 @@ async fn check_request(
             );
             return Ok(Err(error_page(
                 state,
+                headers,
                 StatusCode::FORBIDDEN,
                 &msg,
                 Some(user),
@@ -238,7 +242,7 @@ async fn authorize(
     let Some((user, session_id)) = cookie_user(&state, &headers).await? else {
         return Ok(login_redirect(&state, &uri));
     };
-    let checked = match check_request(&state, &p, &user, session_id).await? {
+    let checked = match check_request(&state, &headers, &p, &user, session_id).await? {
         Ok(c) => c,
         Err(page) => return Ok(page),
     };
@@ -246,17 +250,16 @@ async fn authorize(
         return issue_code(&state, &user, &p, &checked, &headers).await;
     }
     // Someone else's server or a service: ask first.
-    let (token, set_cookie) = crate::pages::xsrf_token(&state, &headers);
     let action = uri
         .path_and_query()
         .map_or_else(String::new, |p| p.as_str().to_string());
-    let page = render(
+    Ok(render(
         &state,
+        &headers,
         "oauth.html",
         Some(&user),
-        json!({"client": checked.client.description, "access": checked.access, "action": action, "xsrf": token}),
-    );
-    Ok(crate::pages::with_cookies(page, set_cookie))
+        json!({"client": checked.client.description, "access": checked.access, "action": action}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -275,19 +278,16 @@ async fn authorize_confirmed(
     let Some((user, session_id)) = cookie_user(&state, &headers).await? else {
         return Ok(login_redirect(&state, &uri));
     };
-    if !xsrf::check(
-        &state.cookie_secret,
-        session::get_cookie(&headers, session::XSRF_COOKIE),
-        form._xsrf.as_deref(),
-    ) {
+    if !crate::web::xsrf_ok(&state, &headers, Some(&user), form._xsrf.as_deref()) {
         return Ok(error_page(
             &state,
+            &headers,
             StatusCode::FORBIDDEN,
             "'_xsrf' argument missing from POST",
             Some(&user),
         ));
     }
-    let checked = match check_request(&state, &p, &user, session_id).await? {
+    let checked = match check_request(&state, &headers, &p, &user, session_id).await? {
         Ok(c) => c,
         Err(page) => return Ok(page),
     };

@@ -1,22 +1,37 @@
-//! Server-rendered pages: login, logout, sign-up and approval (native), home.
+//! Server-rendered pages: login, logout, sign-up and approval (native), home, tokens, admin,
+//! the spawn pages, and the static files they use.
 //!
-//! Templates use JupyterHub's names and blocks (`page.html` with `{% block main %}`), in Jinja
-//! syntax, embedded in the binary. Every form POST carries the XSRF token.
+//! Templates use JupyterHub's names, blocks and context names (`page.html` with
+//! `{% block main %}`, `static_url()`, `xsrf_form_html()` …), in Jinja syntax. They are
+//! embedded in the binary; `[hub] template_paths` are searched first, and the built-ins stay
+//! reachable as `templates/<name>` so that a site's `page.html` can extend ours. Names end in
+//! `.html`, so auto-escaping is on everywhere. Every form POST carries the XSRF token.
 
+pub mod admin;
+pub mod assets;
+pub mod home;
 pub mod login;
+pub mod options_form;
 pub mod share;
 pub mod spawn;
+pub mod token;
 
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use minijinja::value::Value as JinjaValue;
 use serde_json::{json, Value};
 
-use crate::auth::{session, xsrf};
-use crate::db::{self, users::User};
+use crate::config::Config;
+use crate::db::users::User;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+pub use crate::web::{cookie_user, login_redirect, with_cookies};
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("page.html", include_str!("../templates/page.html")),
@@ -39,111 +54,237 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/spawn_pending.html"),
     ),
     (
+        "stop_pending.html",
+        include_str!("../templates/stop_pending.html"),
+    ),
+    (
         "not_running.html",
         include_str!("../templates/not_running.html"),
     ),
+    ("token.html", include_str!("../templates/token.html")),
+    ("admin.html", include_str!("../templates/admin.html")),
+    ("macros.html", include_str!("../templates/macros.html")),
+    (
+        "options_form.html",
+        include_str!("../templates/options_form.html"),
+    ),
 ];
 
-/// The template environment; `.html` names keep auto-escaping on.
-pub fn templates() -> minijinja::Environment<'static> {
-    let mut env = minijinja::Environment::new();
-    for (name, source) in TEMPLATES {
-        if let Err(e) = env.add_template(name, source) {
-            // Embedded templates are checked by the test suite; this only guards edits.
-            tracing::error!(template = name, error = %e, "bad built-in template");
+/// Set by `nbhub --template-reload`: read templates from disk on every page (debug builds
+/// always do).
+static TEMPLATE_RELOAD: AtomicBool = AtomicBool::new(cfg!(debug_assertions));
+
+pub fn set_template_reload(on: bool) {
+    TEMPLATE_RELOAD.store(on, Ordering::Relaxed);
+}
+
+/// The page templates: the site's folders first, then the built-ins.
+pub struct Templates {
+    env: minijinja::Environment<'static>,
+    site_paths: Arc<Vec<PathBuf>>,
+    hub_prefix: String,
+}
+
+impl Templates {
+    pub fn new(config: &Config) -> Templates {
+        let site_paths = Arc::new(config.hub.template_paths.clone());
+        let hub_prefix = format!("{}hub/", config.hub.base_url.as_str());
+        if !assets::MISSING_VENDOR.is_empty() {
+            tracing::warn!(
+                "the pages' Bootstrap files were not built in ({}): {}",
+                assets::MISSING_VENDOR.join(", "),
+                assets::INSTALL_HINT
+            );
+        }
+        Templates {
+            env: environment(site_paths.clone(), &hub_prefix, false),
+            site_paths,
+            hub_prefix,
         }
     }
+
+    /// Renders a template to a string (a whole page, or a fragment such as the options form).
+    pub fn render_fragment(&self, name: &str, ctx: &Value) -> Result<String, minijinja::Error> {
+        if TEMPLATE_RELOAD.load(Ordering::Relaxed) {
+            let env = environment(self.site_paths.clone(), &self.hub_prefix, true);
+            return env.get_template(name)?.render(ctx);
+        }
+        self.env.get_template(name)?.render(ctx)
+    }
+}
+
+/// The built-in template `name`: from the source tree when reloading (if it is there), else
+/// the copy compiled in.
+fn builtin(name: &str, from_disk: bool) -> Option<String> {
+    if from_disk {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("templates")
+            .join(name);
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return Some(text);
+        }
+    }
+    TEMPLATES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| s.to_string())
+}
+
+/// A template name a loader may join to a folder: relative, no `..`.
+fn is_safe_name(name: &str) -> bool {
+    !name.starts_with('/') && !name.split(['/', '\\']).any(|s| s == ".." || s.is_empty())
+}
+
+fn environment(
+    site_paths: Arc<Vec<PathBuf>>,
+    hub_prefix: &str,
+    from_disk: bool,
+) -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    env.set_loader(move |name: &str| {
+        if !is_safe_name(name) {
+            return Ok(None);
+        }
+        if let Some(rest) = name.strip_prefix("templates/") {
+            return Ok(builtin(rest, from_disk));
+        }
+        for dir in site_paths.iter() {
+            let path = dir.join(name);
+            if path.is_file() {
+                return std::fs::read_to_string(&path).map(Some).map_err(|e| {
+                    minijinja::Error::new(
+                        minijinja::ErrorKind::TemplateNotFound,
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                });
+            }
+        }
+        Ok(builtin(name, from_disk))
+    });
+    let static_prefix = format!("{hub_prefix}static/");
+    env.add_function("static_url", move |path: String| -> JinjaValue {
+        let url = assets::url(&static_prefix, &path);
+        // Plain URLs stay readable in the page (auto-escaping would write `/` as `&#x2f;`).
+        if url
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-?=~".contains(c))
+        {
+            JinjaValue::from_safe_string(url)
+        } else {
+            JinjaValue::from(url)
+        }
+    });
+    env.add_function("xsrf_form_html", |state: &minijinja::State| -> JinjaValue {
+        let token = state
+            .lookup("xsrf_token")
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        let escaped = minijinja::HtmlEscape(&token).to_string();
+        JinjaValue::from_safe_string(format!(
+            r#"<input type="hidden" name="_xsrf" value="{escaped}">"#
+        ))
+    });
     env
 }
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(hub_root))
-        .route("/home", get(home))
+        .route("/logo", get(assets::logo))
+        .route("/static/{*path}", get(assets::serve))
+        .route("/security/csp-report", axum::routing::post(csp_report))
+        .merge(home::routes())
+        .merge(token::routes())
+        .merge(admin::routes())
         .merge(login::routes())
         .merge(spawn::routes())
         .merge(share::routes())
 }
 
-/// Renders a template with the common context (base_url, user, version).
-pub fn render(state: &AppState, name: &str, user: Option<&User>, ctx: Value) -> Response {
-    let mut full = json!({
-        "base_url": state.config.hub.base_url.as_str(),
-        "version": env!("CARGO_PKG_VERSION"),
-        "user": user.map(|u| json!({"name": u.name, "admin": u.admin})),
-    });
-    if let (Some(full), Value::Object(extra)) = (full.as_object_mut(), ctx) {
-        full.extend(extra);
-    }
-    match state
-        .templates
-        .get_template(name)
-        .and_then(|t| t.render(&full))
-    {
-        Ok(html) => {
-            let mut r = Html(html).into_response();
-            r.headers_mut().insert(
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(
-                    "frame-ancestors 'none'; report-uri /hub/security/csp-report",
-                ),
-            );
-            r
+/// Browsers post Content-Security-Policy violations here; they are logged (bounded).
+async fn csp_report(body: axum::body::Bytes) -> StatusCode {
+    let text = String::from_utf8_lossy(&body[..body.len().min(2048)]);
+    tracing::warn!(report = %text, "Content-Security-Policy violation");
+    StatusCode::NO_CONTENT
+}
+
+/// Renders a template with JupyterHub's common context (`base_url` is the hub's prefix,
+/// `prefix` the site's, `user`, `static_url()`, `xsrf_form_html()`, the `template_vars`),
+/// and sets the browser's XSRF cookies.
+pub fn render(
+    state: &AppState,
+    headers: &HeaderMap,
+    name: &str,
+    user: Option<&User>,
+    ctx: Value,
+) -> Response {
+    let (xsrf, cookies) = crate::web::xsrf_token(state, headers, user);
+    let hub = state.hub_prefix();
+    let prefix = state.config.hub.base_url.as_str();
+    let page = name.trim_end_matches(".html");
+    let vars = &state.config.hub.template_vars;
+    let announcement = vars
+        .get(&format!("announcement_{page}"))
+        .or_else(|| vars.get("announcement"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let user_json = user.map(|u| json!({"name": u.name, "admin": u.admin}));
+    let mut full = Value::Object(vars.clone());
+    if let Value::Object(m) = &mut full {
+        m.extend(
+            json!({
+                "base_url": hub,
+                "prefix": prefix,
+                "login_url": format!("{hub}login"),
+                "logout_url": format!("{hub}logout"),
+                "logo_url": format!("{hub}logo"),
+                "version": env!("CARGO_PKG_VERSION"),
+                "user": user_json,
+                "xsrf_token": xsrf,
+                "xsrf": xsrf,
+                "announcement": announcement,
+                "page": page,
+                "jhdata": {
+                    "base_url": hub,
+                    "prefix": prefix,
+                    "user": user.map(|u| u.name.clone()),
+                    "admin": user.is_some_and(|u| u.admin),
+                    "xsrf_token": xsrf,
+                },
+            })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        );
+        if let Value::Object(extra) = ctx {
+            m.extend(extra);
         }
-        Err(e) => ApiError::internal(format!("template {name}: {e}")).into_response(),
     }
+    let response = match state.templates.render_fragment(name, &full) {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => ApiError::internal(format!("template {name}: {e:#}")).into_response(),
+    };
+    with_cookies(response, cookies)
 }
 
 pub fn error_page(
     state: &AppState,
+    headers: &HeaderMap,
     status: StatusCode,
     message: &str,
     user: Option<&User>,
 ) -> Response {
     let mut r = render(
         state,
+        headers,
         "error.html",
         user,
-        json!({"status_code": status.as_u16(), "status_message": status.canonical_reason().unwrap_or(""), "message": message}),
+        json!({"status_code": status.as_u16(), "status_message": status.canonical_reason().unwrap_or(""), "message": message, "error_message": message}),
     );
     *r.status_mut() = status;
     r
 }
 
-/// The user whose valid login cookie this request carries, and the browser session id.
-pub async fn cookie_user(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> ApiResult<Option<(User, Option<String>)>> {
-    let Some(raw) = session::get_cookie(headers, session::LOGIN_COOKIE) else {
-        return Ok(None);
-    };
-    let max_age = i64::from(state.config.hub.cookie_max_age_days) * 86_400;
-    let now = db::now_micros() / 1_000_000;
-    let Some(cookie_id) = session::verify(
-        &state.cookie_secret,
-        session::LOGIN_COOKIE,
-        raw,
-        now,
-        max_age,
-    ) else {
-        return Ok(None);
-    };
-    let user = db::users::get_by_cookie_id(&state.db, &cookie_id)
-        .await?
-        .filter(|u| u.approved);
-    let session_id = session::get_cookie(headers, session::SESSION_COOKIE).map(str::to_string);
-    Ok(user.map(|u| (u, session_id)))
-}
-
-/// Sends an anonymous visitor to the login page, keeping where they wanted to go.
-pub fn login_redirect(state: &AppState, uri: &axum::http::Uri) -> Response {
-    let next = uri.path_and_query().map_or("/", |p| p.as_str());
-    let encoded: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
-    crate::found(&format!("{}login?next={encoded}", state.hub_prefix()))
-}
-
-/// Where a user goes after login when no `next` was given.
 /// Where a user goes after login when no `next` was given: their running server, else the
 /// spawn page (or home with `redirect_to_server = false`).
 pub fn default_landing(state: &AppState, user: &User) -> String {
@@ -171,84 +312,16 @@ pub async fn hub_root(
     }
 }
 
-async fn home(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    headers: HeaderMap,
-    uri: axum::extract::OriginalUri,
-) -> ApiResult<Response> {
-    match cookie_user(&state, &headers).await? {
-        Some((user, _)) => Ok(render(&state, "home.html", Some(&user), json!({}))),
-        None => Ok(login_redirect(&state, &uri)),
-    }
-}
-
-/// Whether the browser talks to us over https (directly or through the proxy).
-pub fn is_https(state: &AppState, headers: &HeaderMap) -> bool {
-    state.config.hub.bind_url.is_https()
-        || headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|p| p.starts_with("https"))
-}
-
-/// The XSRF token of this browser: the existing cookie if it is ours, else a new one (which the
-/// caller must set as a cookie).
-pub fn xsrf_token(state: &AppState, headers: &HeaderMap) -> (String, Option<String>) {
-    if let Some(existing) = session::get_cookie(headers, session::XSRF_COOKIE) {
-        if xsrf::check(&state.cookie_secret, Some(existing), Some(existing)) {
-            return (existing.to_string(), None);
-        }
-    }
-    let token = xsrf::new_token(&state.cookie_secret);
-    let cookie = session::set_cookie(
-        session::XSRF_COOKIE,
-        &token,
-        &state.hub_prefix(),
-        Some(3600),
-        is_https(state, headers),
-    );
-    (token.clone(), Some(cookie))
-}
-
-/// Adds `Set-Cookie` headers.
-pub fn with_cookies(mut response: Response, cookies: impl IntoIterator<Item = String>) -> Response {
-    for c in cookies {
-        if let Ok(v) = HeaderValue::from_str(&c) {
-            response.headers_mut().append(header::SET_COOKIE, v);
-        }
-    }
-    response
-}
-
-/// JupyterHub's `next` rules: only local paths (an absolute URL is accepted only when it
-/// points at this host, and is reduced to its path); anything else is dropped.
-pub fn safe_next(next: &str, request_host: Option<&str>) -> Option<String> {
-    let next = next.replace('\\', "%5C");
-    if next.is_empty() {
-        return None;
-    }
-    if let Ok(url) = url::Url::parse(&next) {
-        let same_host = match (url.host_str(), request_host) {
-            (Some(h), Some(req)) => {
-                let with_port = url.port().map_or(h.to_string(), |p| format!("{h}:{p}"));
-                with_port == req || h == req
-            }
-            _ => false,
-        };
-        if !same_host || !matches!(url.scheme(), "http" | "https") {
-            return None;
-        }
-        let mut local = url.path().to_string();
-        if let Some(q) = url.query() {
-            local.push('?');
-            local.push_str(q);
-        }
-        return Some(local);
-    }
-    if !next.starts_with('/') || next.starts_with("//") || next.contains(['\r', '\n']) {
-        return None;
-    }
-    Some(next)
+/// The signed-in user of a page, or the login redirect to answer with.
+pub async fn page_user(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+) -> ApiResult<Result<(User, Option<String>), Response>> {
+    Ok(match cookie_user(state, headers).await? {
+        Some(u) => Ok(u),
+        None => Err(login_redirect(state, uri)),
+    })
 }
 
 #[cfg(test)]
@@ -257,30 +330,19 @@ mod tests {
 
     #[test]
     fn templates_parse() {
-        let env = templates();
+        let env = environment(Arc::new(Vec::new()), "/hub/", false);
         for (name, _) in TEMPLATES {
             assert!(env.get_template(name).is_ok(), "{name}");
+            let prefixed = format!("templates/{name}");
+            assert!(env.get_template(&prefixed).is_ok(), "{prefixed}");
         }
     }
 
     #[test]
-    fn next_is_local_only() {
-        assert_eq!(
-            safe_next("/user/alice/lab", None).as_deref(),
-            Some("/user/alice/lab")
-        );
-        assert_eq!(safe_next("https://evil.example/x", Some("hub.org")), None);
-        assert_eq!(safe_next("//evil.example/x", None), None);
-        assert_eq!(safe_next("///evil.example/x", None), None);
-        assert_eq!(
-            safe_next("/\\evil.example", None).as_deref(),
-            Some("/%5Cevil.example")
-        );
-        assert_eq!(safe_next("javascript:alert(1)", None), None);
-        assert_eq!(
-            safe_next("http://hub.org:8000/hub/home?x=1", Some("hub.org:8000")).as_deref(),
-            Some("/hub/home?x=1")
-        );
-        assert_eq!(safe_next("relative", None), None);
+    fn loader_refuses_paths_outside_its_folders() {
+        assert!(!is_safe_name("../etc/passwd"));
+        assert!(!is_safe_name("/etc/passwd"));
+        assert!(!is_safe_name("a/../../b.html"));
+        assert!(is_safe_name("templates/page.html"));
     }
 }

@@ -20,7 +20,7 @@ pub struct Inner {
     /// Signs login cookies and XSRF tokens.
     pub cookie_secret: Vec<u8>,
     pub throttle: LoginThrottle,
-    pub templates: minijinja::Environment<'static>,
+    pub templates: crate::pages::Templates,
     /// Set by `POST /hub/api/shutdown`.
     pub shutdown: crate::api::shutdown::ShutdownSwitch,
 }
@@ -40,13 +40,14 @@ impl AppState {
         supervisor: Arc<Supervisor>,
     ) -> Self {
         let throttle = LoginThrottle::new(config.authenticator.failed_login_threshold);
+        let templates = crate::pages::Templates::new(&config);
         AppState(Arc::new(Inner {
             config,
             supervisor,
             db,
             cookie_secret,
             throttle,
-            templates: crate::pages::templates(),
+            templates,
             shutdown: Default::default(),
         }))
     }

@@ -8,16 +8,14 @@ use axum::{Form, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{
-    cookie_user, default_landing, error_page, is_https, login_redirect, render, safe_next,
-    with_cookies, xsrf_token,
-};
-use crate::auth::{native, pam, session, xsrf};
+use super::{cookie_user, default_landing, error_page, login_redirect, render, with_cookies};
+use crate::auth::{native, pam, session};
 use crate::config::AuthenticatorKind;
 use crate::db::{self, users::User};
 use crate::error::{ApiError, ApiResult};
 use crate::names;
 use crate::state::AppState;
+use crate::web::{is_https, next_param, xsrf_ok};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -28,31 +26,14 @@ pub fn routes() -> Router<AppState> {
         .route("/authorize/{name}", post(authorize_user))
 }
 
-fn form_xsrf_ok(state: &AppState, headers: &HeaderMap, submitted: Option<&str>) -> bool {
-    let header_token = headers.get("x-xsrftoken").and_then(|v| v.to_str().ok());
-    xsrf::check(
-        &state.cookie_secret,
-        session::get_cookie(headers, session::XSRF_COOKIE),
-        submitted.filter(|s| !s.is_empty()).or(header_token),
-    )
-}
-
-fn xsrf_failure(state: &AppState) -> Response {
+fn xsrf_failure(state: &AppState, headers: &HeaderMap) -> Response {
     error_page(
         state,
+        headers,
         StatusCode::FORBIDDEN,
         "'_xsrf' argument missing from POST, or it does not match the cookie. Reload the page and try again.",
         None,
     )
-}
-
-fn next_from(state: &AppState, uri: &OriginalUri, headers: &HeaderMap) -> Option<String> {
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let forwarded = headers
-        .get("x-forwarded-host")
-        .and_then(|v| v.to_str().ok());
-    let _ = state;
-    crate::api::query_param(uri.query(), "next").and_then(|n| safe_next(&n, forwarded.or(host)))
 }
 
 fn login_page(
@@ -63,8 +44,7 @@ fn login_page(
     error: Option<&str>,
     status: StatusCode,
 ) -> Response {
-    let (token, set) = xsrf_token(state, headers);
-    let next = next_from(state, uri, headers);
+    let next = next_param(state, uri, headers);
     let login_url = match &next {
         Some(n) => format!(
             "{}login?next={}",
@@ -78,12 +58,13 @@ fn login_page(
         .then(|| format!("{}signup", state.hub_prefix()));
     let mut r = render(
         state,
+        headers,
         "login.html",
         None,
-        json!({"xsrf": token, "login_url": login_url, "username": username, "login_error": error, "signup_url": signup_url}),
+        json!({"login_url": login_url, "username": username, "login_error": error, "signup_url": signup_url}),
     );
     *r.status_mut() = status;
-    with_cookies(r, set)
+    r
 }
 
 async fn login_form(
@@ -93,10 +74,10 @@ async fn login_form(
 ) -> ApiResult<Response> {
     if let Some((user, _)) = cookie_user(&state, &headers).await? {
         let target =
-            next_from(&state, &uri, &headers).unwrap_or_else(|| default_landing(&state, &user));
+            next_param(&state, &uri, &headers).unwrap_or_else(|| default_landing(&state, &user));
         return Ok(with_cookies(
             crate::found(&target),
-            login_cookies(&state, &headers, &user),
+            login_cookies(&state, &headers, &user, false),
         ));
     }
     Ok(login_page(&state, &headers, &uri, "", None, StatusCode::OK))
@@ -190,8 +171,13 @@ async fn authenticate(
     })
 }
 
-/// The cookies of a logged-in browser: the signed login cookie and the session id.
-fn login_cookies(state: &AppState, headers: &HeaderMap, user: &User) -> Vec<String> {
+/// The cookies of a logged-in browser: the signed login cookie and a new session id.
+fn login_cookies(
+    state: &AppState,
+    headers: &HeaderMap,
+    user: &User,
+    fresh_login: bool,
+) -> Vec<String> {
     let secure = is_https(state, headers);
     let now = db::now_micros() / 1_000_000;
     let max_age = i64::from(state.config.hub.cookie_max_age_days) * 86_400;
@@ -208,13 +194,12 @@ fn login_cookies(state: &AppState, headers: &HeaderMap, user: &User) -> Vec<Stri
         Some(max_age),
         secure,
     )];
-    if session::get_cookie(headers, session::SESSION_COOKIE).is_none() {
-        let sid = uuid::Uuid::new_v4().simple().to_string();
-        cookies.push(session::set_cookie(
-            session::SESSION_COOKIE,
-            &sid,
-            state.config.hub.base_url.as_str(),
-            None,
+    // A new session at every login, so that a session id planted before it is worth nothing;
+    // a browser already logged in keeps its session (and the OAuth tokens tied to it).
+    if fresh_login || session::get_cookie(headers, session::SESSION_COOKIE).is_none() {
+        cookies.push(crate::web::session_cookie(
+            state,
+            &crate::web::new_session_id(),
             secure,
         ));
     }
@@ -227,8 +212,9 @@ async fn login_submit(
     uri: OriginalUri,
     Form(form): Form<LoginForm>,
 ) -> ApiResult<Response> {
-    if !form_xsrf_ok(&state, &headers, form._xsrf.as_deref()) {
-        return Ok(xsrf_failure(&state));
+    let current = cookie_user(&state, &headers).await?.map(|(u, _)| u);
+    if !xsrf_ok(&state, &headers, current.as_ref(), form._xsrf.as_deref()) {
+        return Ok(xsrf_failure(&state, &headers));
     }
     let name = names::normalize_username(&form.username);
     if !names::is_valid_name(&name) || form.password.len() > 4096 {
@@ -308,10 +294,10 @@ async fn login_submit(
     };
     tracing::info!(user = %user.name, "user logged in");
     let target =
-        next_from(&state, &uri, &headers).unwrap_or_else(|| default_landing(&state, &user));
+        next_param(&state, &uri, &headers).unwrap_or_else(|| default_landing(&state, &user));
     Ok(with_cookies(
         crate::found(&target),
-        login_cookies(&state, &headers, &user),
+        login_cookies(&state, &headers, &user, true),
     ))
 }
 
@@ -343,20 +329,18 @@ async fn signup_form(State(state): State<AppState>, headers: HeaderMap) -> Respo
     if !native_signup_enabled(&state) {
         return error_page(
             &state,
+            &headers,
             StatusCode::NOT_FOUND,
             "Sign-up is not enabled on this hub.",
             None,
         );
     }
-    let (token, set) = xsrf_token(&state, &headers);
-    with_cookies(
-        render(
-            &state,
-            "signup.html",
-            None,
-            json!({"xsrf": token, "username": ""}),
-        ),
-        set,
+    render(
+        &state,
+        &headers,
+        "signup.html",
+        None,
+        json!({"username": ""}),
     )
 }
 
@@ -380,26 +364,27 @@ async fn signup_submit(
     if !native_signup_enabled(&state) {
         return Ok(error_page(
             &state,
+            &headers,
             StatusCode::NOT_FOUND,
             "Sign-up is not enabled on this hub.",
             None,
         ));
     }
-    if !form_xsrf_ok(&state, &headers, form._xsrf.as_deref()) {
-        return Ok(xsrf_failure(&state));
+    if !xsrf_ok(&state, &headers, None, form._xsrf.as_deref()) {
+        return Ok(xsrf_failure(&state, &headers));
     }
     let auth = &state.config.authenticator;
     let name = names::normalize_username(&form.username);
-    let (token, set) = xsrf_token(&state, &headers);
     let fail = |msg: String| {
         let mut r = render(
             &state,
+            &headers,
             "signup.html",
             None,
-            json!({"xsrf": token, "username": form.username, "error": msg}),
+            json!({"username": form.username, "error": msg}),
         );
         *r.status_mut() = StatusCode::BAD_REQUEST;
-        with_cookies(r, set.clone())
+        r
     };
     if !names::is_valid_name(&name) {
         return Ok(fail(names::invalid_name_message("user", &form.username)));
@@ -446,14 +431,12 @@ async fn signup_submit(
     } else {
         "Your account was created and is waiting for an administrator's approval.".to_string()
     };
-    Ok(with_cookies(
-        render(
-            &state,
-            "signup.html",
-            None,
-            json!({"xsrf": token, "username": "", "message": message}),
-        ),
-        set,
+    Ok(render(
+        &state,
+        &headers,
+        "signup.html",
+        None,
+        json!({"username": "", "message": message}),
     ))
 }
 
@@ -467,6 +450,7 @@ async fn require_admin(
         Some((u, _)) if u.admin => Ok(Ok(u)),
         Some((u, _)) => Ok(Err(error_page(
             state,
+            headers,
             StatusCode::FORBIDDEN,
             "Only administrators can approve sign-ups.",
             Some(&u),
@@ -488,15 +472,12 @@ async fn authorize_list(
         .into_iter()
         .map(|u| json!({"name": u.name, "created": db::format_timestamp(u.created)}))
         .collect();
-    let (token, set) = xsrf_token(&state, &headers);
-    Ok(with_cookies(
-        render(
-            &state,
-            "authorize.html",
-            Some(&admin),
-            json!({"pending": pending, "xsrf": token}),
-        ),
-        set,
+    Ok(render(
+        &state,
+        &headers,
+        "authorize.html",
+        Some(&admin),
+        json!({ "pending": pending }),
     ))
 }
 
@@ -513,16 +494,17 @@ async fn authorize_user(
     Path(name): Path<String>,
     Form(form): Form<XsrfOnly>,
 ) -> ApiResult<Response> {
-    if !form_xsrf_ok(&state, &headers, form._xsrf.as_deref()) {
-        return Ok(xsrf_failure(&state));
-    }
     let admin = match require_admin(&state, &headers, &uri).await? {
         Ok(u) => u,
         Err(r) => return Ok(r),
     };
+    if !xsrf_ok(&state, &headers, Some(&admin), form._xsrf.as_deref()) {
+        return Ok(xsrf_failure(&state, &headers));
+    }
     let Some(user) = db::users::get(&state.db, &name).await? else {
         return Ok(error_page(
             &state,
+            &headers,
             StatusCode::NOT_FOUND,
             &format!("No such user: {name}"),
             Some(&admin),

@@ -11,12 +11,12 @@ use axum::routing::get;
 use axum::{Form, Router};
 use serde_json::json;
 
-use super::{cookie_user, error_page, login_redirect, render, with_cookies, xsrf_token};
-use crate::auth::{session, xsrf};
+use super::{error_page, render};
 use crate::db::shares;
 use crate::error::ApiResult;
 use crate::state::AppState;
 use crate::supervisor::{server_prefix, Phase};
+use crate::web::{cookie_user, login_redirect, xsrf_ok};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/accept-share", get(show_share).post(accept_share))
@@ -35,6 +35,7 @@ async fn show_share(
     let Some(found) = shares::find_code(&state.db, code, None).await? else {
         return Ok(error_page(
             &state,
+            &headers,
             StatusCode::NOT_FOUND,
             "Share not found or expired",
             Some(&user),
@@ -43,15 +44,16 @@ async fn show_share(
     if found.owner_id == user.id {
         return Ok(error_page(
             &state,
+            &headers,
             StatusCode::FORBIDDEN,
             "You can't share with yourself!",
             Some(&user),
         ));
     }
-    let (token, set) = xsrf_token(&state, &headers);
     let base = state.config.hub.base_url.as_str();
-    let page = render(
+    Ok(render(
         &state,
+        &headers,
         "accept-share.html",
         Some(&user),
         json!({
@@ -61,10 +63,8 @@ async fn show_share(
             "scopes": shares::filtered_scopes(&found.scopes, &found.owner, &found.server_name),
             "action": format!("{}accept-share", state.hub_prefix()),
             "code": code,
-            "xsrf": token,
         }),
-    );
-    Ok(with_cookies(page, set))
+    ))
 }
 
 async fn accept_share(
@@ -75,26 +75,29 @@ async fn accept_share(
     let Some((user, _)) = cookie_user(&state, &headers).await? else {
         return Ok(error_page(
             &state,
+            &headers,
             StatusCode::FORBIDDEN,
             "Sign in to accept a sharing invitation",
             None,
         ));
     };
-    let submitted = form
-        .get("_xsrf")
-        .map(String::as_str)
-        .or_else(|| headers.get("x-xsrftoken").and_then(|v| v.to_str().ok()));
-    let cookie = session::get_cookie(&headers, session::XSRF_COOKIE);
-    if !xsrf::check(&state.cookie_secret, cookie, submitted) {
+    if !xsrf_ok(
+        &state,
+        &headers,
+        Some(&user),
+        form.get("_xsrf").map(String::as_str),
+    ) {
         return Ok(error_page(
             &state,
+            &headers,
             StatusCode::FORBIDDEN,
             "'_xsrf' argument missing from POST, or it does not match the cookie. Reload the page and try again.",
             Some(&user),
         ));
     }
     let code = form.get("code").map_or("", String::as_str);
-    let invalid = |msg: &str| error_page(&state, StatusCode::BAD_REQUEST, msg, Some(&user));
+    let invalid =
+        |msg: &str| error_page(&state, &headers, StatusCode::BAD_REQUEST, msg, Some(&user));
     match shares::find_code(&state.db, code, None).await? {
         None => return Ok(invalid("Invalid share code: it is unknown or has expired")),
         Some(found) if found.owner_id == user.id => {

@@ -13,12 +13,13 @@ use serde_json::{json, Map, Value};
 
 use super::{error_page, login_redirect, render};
 use crate::auth::scopes::Resource;
-use crate::auth::{self, session, xsrf, Identity};
+use crate::auth::{self, Identity};
 use crate::db::{self, users::User};
 use crate::error::ApiResult;
 use crate::names::url_escape;
 use crate::state::AppState;
-use crate::supervisor::{server_prefix, Phase};
+use crate::supervisor::{server_prefix, Phase, SpawnRefused};
+use crate::web::{next_param, xsrf_ok};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -41,9 +42,10 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// The same answer for a server one may not see and one that does not exist.
-fn no_access(state: &AppState, ident: &Identity) -> Response {
+fn no_access(state: &AppState, headers: &HeaderMap, ident: &Identity) -> Response {
     error_page(
         state,
+        headers,
         StatusCode::NOT_FOUND,
         "No access to this server, or it does not exist.",
         ident.user(),
@@ -69,13 +71,11 @@ fn path_part(server: &str) -> String {
     if server.is_empty() {
         String::new()
     } else {
-        format!("/{}", url_escape(server))
+        format!("/{}", crate::names::url_escape(server))
     }
 }
 
-fn encode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
+use crate::web::encode;
 
 fn server_display(user: &str, server: &str) -> String {
     if server.is_empty() {
@@ -140,13 +140,9 @@ async fn to_server(
         return Ok(login_redirect(&state, &uri));
     };
     let base = state.config.hub.base_url.as_str();
+    // The same answer as for a server one may not access: who exists is not told.
     let Some(user) = db::users::get(&state.db, &name).await? else {
-        return Ok(error_page(
-            &state,
-            StatusCode::NOT_FOUND,
-            &format!("No such user: {name}"),
-            ident.user(),
-        ));
+        return Ok(no_access(&state, &headers, &ident));
     };
     // The rest of the path as the client sent it, still escaped (`%3F` must stay `%3F`).
     let raw_rest = uri
@@ -172,7 +168,7 @@ async fn to_server(
             server: &server,
         },
     ) {
-        return Ok(no_access(&state, &ident));
+        return Ok(no_access(&state, &headers, &ident));
     }
     let prefix = server_prefix(base, &name, &server);
     let slot = state.supervisor.slot(&user, &server);
@@ -190,6 +186,7 @@ async fn to_server(
             if redirects >= 4 {
                 return Ok(error_page(
                     &state,
+                    &headers,
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Redirect loop detected.",
                     ident.user(),
@@ -235,7 +232,7 @@ async fn to_server(
                 encode(uri.path_and_query().map_or("", |p| p.as_str()))
             );
             if wants_json(&headers, &method, &path) {
-                let origin = crate::api::public_origin(&headers);
+                let origin = crate::web::public_origin(&headers);
                 let message = format!(
                     "JupyterHub server no longer running at {}. Restart the server at {origin}{}spawn/{ename}{}",
                     uri.path(),
@@ -250,6 +247,7 @@ async fn to_server(
             }
             let mut page = render(
                 &state,
+                &headers,
                 "not_running.html",
                 ident.user(),
                 json!({"server_display": server_display(&name, &server), "spawn_url": spawn_url, "exit_reason": slot.exit_reason(), "stopping": slot.phase() == Phase::Stopping}),
@@ -290,38 +288,38 @@ async fn user_redirect_self(
     )))
 }
 
-/// Checks login and permission for spawning `name`'s `server`; Err is the page to show.
+/// Checks login and permission on `name`'s `server` (one of `scopes`); Err is the page to
+/// show. The scope is checked before the user is looked up, so that a server one may not touch
+/// and a user who does not exist get the same answer.
 async fn spawn_target(
     state: &AppState,
     headers: &HeaderMap,
     uri: &OriginalUri,
     name: Option<&str>,
+    server: &str,
+    scopes: &[&str],
 ) -> ApiResult<Result<(Identity, User), Response>> {
     let Some((me, session)) = super::cookie_user(state, headers).await? else {
         return Ok(Err(login_redirect(state, uri)));
     };
     let ident = auth::identity_for_user(state, me.clone(), session).await?;
-    let target = match name {
-        None => me,
-        Some(n) if n == me.name => me,
-        Some(n) => match db::users::get(&state.db, n).await? {
+    let name = name.unwrap_or(&me.name).to_string();
+    let res = Resource::Server {
+        user: &name,
+        server,
+    };
+    if !scopes.iter().any(|s| ident.allows(s, &res)) {
+        return Ok(Err(no_access(state, headers, &ident)));
+    }
+    let target = if name == me.name {
+        me
+    } else {
+        match db::users::get(&state.db, &name).await? {
             Some(u) => u,
-            None => {
-                return Ok(Err(error_page(
-                    state,
-                    StatusCode::NOT_FOUND,
-                    &format!("No such user: {n}"),
-                    Some(&me),
-                )))
-            }
-        },
+            None => return Ok(Err(no_access(state, headers, &ident))),
+        }
     };
     Ok(Ok((ident, target)))
-}
-
-fn next_param(uri: &OriginalUri, headers: &HeaderMap) -> Option<String> {
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    crate::api::query_param(uri.query(), "next").and_then(|n| super::safe_next(&n, host))
 }
 
 fn pending_url(state: &AppState, user: &str, server: &str, next: Option<&str>) -> String {
@@ -346,35 +344,28 @@ async fn spawn_page(
     server: String,
     form: Option<Map<String, Value>>,
 ) -> ApiResult<Response> {
-    let (ident, user) = match spawn_target(&state, &headers, &uri, name.as_deref()).await? {
+    let target = spawn_target(
+        &state,
+        &headers,
+        &uri,
+        name.as_deref(),
+        &server,
+        &["start:servers"],
+    );
+    let (ident, user) = match target.await? {
         Ok(t) => t,
         Err(page) => return Ok(page),
     };
-    let res = Resource::Server {
-        user: &user.name,
-        server: &server,
-    };
-    if !ident.allows("start:servers", &res) {
-        let msg = format!(
-            "You do not have permission to start servers of {}.",
-            user.name
-        );
-        return Ok(error_page(
-            &state,
-            StatusCode::FORBIDDEN,
-            &msg,
-            ident.user(),
-        ));
-    }
     if !server.is_empty() && !state.config.hub.allow_named_servers {
         return Ok(error_page(
             &state,
+            &headers,
             StatusCode::BAD_REQUEST,
             "Named servers are not enabled on this hub.",
             ident.user(),
         ));
     }
-    let next = next_param(&uri, &headers);
+    let next = next_param(&state, &uri, &headers);
     let prefix = server_prefix(state.config.hub.base_url.as_str(), &user.name, &server);
     let slot = state.supervisor.slot(&user, &server);
     match slot.phase() {
@@ -390,6 +381,8 @@ async fn spawn_page(
         _ => {}
     }
     // Options: the form's fields, or `opt-*` query parameters.
+    let spec = options_form(&state, &user, &server).await?;
+    let submitted = form.clone();
     let options = match form {
         Some(fields) => Value::Object(fields),
         None => {
@@ -400,111 +393,113 @@ async fn spawn_page(
                             .map(|k| (k.to_string(), Value::String(v.into_owned())))
                     })
                     .collect();
-            if let Some(form_spec) = state
-                .supervisor
-                .options_form(&user, &server)
-                .await
-                .ok()
-                .flatten()
-                .filter(|f| !f.fields.is_empty())
-            {
+            if let Some(spec) = spec.as_ref().filter(|f| !f.fields.is_empty()) {
                 if from_query.is_empty() {
-                    return Ok(render_form(
-                        &state,
-                        &headers,
-                        &uri,
-                        ident.user(),
-                        &form_spec,
-                        None,
-                        &Map::new(),
-                    ));
+                    let form = SpawnForm {
+                        for_user: &user,
+                        server: &server,
+                        spec,
+                        message: None,
+                        submitted: None,
+                        errors: &[],
+                    };
+                    return Ok(render_form(&state, &headers, &uri, ident.user(), &form));
                 }
             }
             Value::Object(from_query)
         }
     };
-    match state.supervisor.start(&user, &server, &options).await {
+    let refused = match state.supervisor.start(&user, &server, &options).await {
         Ok(slot) => {
             slot.wait_while(Phase::Starting, Duration::from_secs(1))
                 .await;
-        }
-        Err(e @ crate::supervisor::SpawnRefused::InvalidOptions(_)) => {
-            let msg = e.to_string();
-            if let Some(form_spec) = state
-                .supervisor
-                .options_form(&user, &server)
-                .await
-                .ok()
-                .flatten()
-            {
-                return Ok(render_form(
-                    &state,
-                    &headers,
-                    &uri,
-                    ident.user(),
-                    &form_spec,
-                    Some(&msg),
-                    &Map::new(),
-                ));
-            }
-            return Ok(error_page(
+            return Ok(crate::found(&pending_url(
                 &state,
-                StatusCode::BAD_REQUEST,
-                &msg,
-                ident.user(),
-            ));
+                &user.name,
+                &server,
+                next.as_deref(),
+            )));
         }
-        Err(crate::supervisor::SpawnRefused::BadRequest(msg)) => {
-            if let Some(form_spec) = state
-                .supervisor
-                .options_form(&user, &server)
-                .await
-                .ok()
-                .flatten()
-            {
-                return Ok(render_form(
-                    &state,
-                    &headers,
-                    &uri,
-                    ident.user(),
-                    &form_spec,
-                    Some(&msg),
-                    &Map::new(),
-                ));
-            }
-            return Ok(error_page(
-                &state,
-                StatusCode::BAD_REQUEST,
-                &msg,
-                ident.user(),
-            ));
+        Err(e) => e,
+    };
+    let (errors, message) = match refused {
+        SpawnRefused::InvalidOptions(errors) => {
+            let general: Vec<&str> = errors
+                .iter()
+                .filter(|e| {
+                    e.field.is_empty() || spec.as_ref().and_then(|s| s.field(&e.field)).is_none()
+                })
+                .map(|e| e.message.as_str())
+                .collect();
+            let message = if general.is_empty() {
+                "Some options are not valid: see the marked fields.".to_string()
+            } else {
+                general.join("; ")
+            };
+            (errors, message)
         }
-        Err(crate::supervisor::SpawnRefused::AlreadyRunning(_)) => {
+        SpawnRefused::BadRequest(msg) => (Vec::new(), msg),
+        SpawnRefused::AlreadyRunning(_) => {
             return Ok(crate::found(next.as_deref().unwrap_or(&prefix)))
         }
-        Err(e @ crate::supervisor::SpawnRefused::Limit(_)) => {
+        e @ SpawnRefused::Limit(_) => {
             return Ok(error_page(
                 &state,
+                &headers,
                 StatusCode::TOO_MANY_REQUESTS,
                 &e.to_string(),
                 ident.user(),
             ))
         }
-        Err(e) => {
+        e => {
             return Ok(error_page(
                 &state,
+                &headers,
                 StatusCode::INTERNAL_SERVER_ERROR,
                 &e.to_string(),
                 ident.user(),
             ))
         }
+    };
+    match &spec {
+        Some(spec) => {
+            let form = SpawnForm {
+                for_user: &user,
+                server: &server,
+                spec,
+                message: Some(&message),
+                submitted: submitted.as_ref(),
+                errors: &errors,
+            };
+            Ok(render_form(&state, &headers, &uri, ident.user(), &form))
+        }
+        None => Ok(error_page(
+            &state,
+            &headers,
+            StatusCode::BAD_REQUEST,
+            &message,
+            ident.user(),
+        )),
     }
-    Ok(crate::found(&pending_url(
-        &state,
-        &user.name,
-        &server,
-        next.as_deref(),
-    )))
+}
+
+/// The spawner's options form for `user` (None: it takes no options).
+async fn options_form(
+    state: &AppState,
+    user: &User,
+    server: &str,
+) -> ApiResult<Option<nbhub_spawner::FormSpec>> {
+    Ok(state.supervisor.options_form(user, server).await?)
+}
+
+/// What the spawn page shows: whose server, the form, and what was wrong with the last try.
+struct SpawnForm<'a> {
+    for_user: &'a User,
+    server: &'a str,
+    spec: &'a nbhub_spawner::FormSpec,
+    message: Option<&'a str>,
+    submitted: Option<&'a Map<String, Value>>,
+    errors: &'a [nbhub_spawner::FieldError],
 }
 
 fn render_form(
@@ -512,22 +507,56 @@ fn render_form(
     headers: &HeaderMap,
     uri: &OriginalUri,
     me: Option<&User>,
-    form: &nbhub_spawner::FormSpec,
-    error: Option<&str>,
-    field_errors: &Map<String, Value>,
+    form: &SpawnForm<'_>,
 ) -> Response {
-    let (token, set_cookie) = super::xsrf_token(state, headers);
-    let action = uri
-        .path_and_query()
-        .map_or_else(String::new, |p| p.as_str().to_string());
-    let page = render(
+    let fields = super::options_form::field_views(form.spec, form.submitted, form.errors);
+    let options_html = match state
+        .templates
+        .render_fragment("options_form.html", &json!({ "fields": fields }))
+    {
+        Ok(html) => html,
+        Err(e) => {
+            return crate::error::ApiError::internal(format!("template options_form.html: {e:#}"))
+                .into_response()
+        }
+    };
+    let action = uri.path_and_query().map_or_else(String::new, |p| {
+        // Keep `next` (already checked when it is used) but not one-off query options.
+        let next = crate::web::query_param(p.query(), "next")
+            .map(|n| format!("?next={}", encode(&n)))
+            .unwrap_or_default();
+        format!("{}{next}", p.path())
+    });
+    let can_estimate = serde_json::to_value(form.spec)
+        .ok()
+        .and_then(|v| v["can_estimate"].as_bool())
+        .unwrap_or(false);
+    let name = crate::names::url_escape(&form.for_user.name);
+    let estimate_url = if form.server.is_empty() {
+        format!("{}api/users/{name}/server/estimate", hub(state))
+    } else {
+        format!(
+            "{}api/users/{name}/servers/{}/estimate",
+            hub(state),
+            crate::names::url_escape(form.server)
+        )
+    };
+    let mut page = render(
         state,
+        headers,
         "spawn.html",
         me,
-        json!({"fields": form.fields, "action": action, "xsrf": token, "error": error, "field_errors": field_errors}),
+        json!({
+            "url": action,
+            "spawner_options_form": options_html,
+            "error_message": form.message,
+            "for_user": {"name": form.for_user.name},
+            "server_name": form.server,
+            "can_estimate": can_estimate,
+            "estimate_url": estimate_url,
+        }),
     );
-    let mut page = super::with_cookies(page, set_cookie);
-    if error.is_some() {
+    if form.message.is_some() {
         *page.status_mut() = StatusCode::BAD_REQUEST;
     }
     page
@@ -545,16 +574,16 @@ async fn spawn_post(
         .iter()
         .find(|(k, _)| k == "_xsrf")
         .map(|(_, v)| v.as_str());
-    if !xsrf::check(
-        &state.cookie_secret,
-        session::get_cookie(&headers, session::XSRF_COOKIE),
-        submitted,
-    ) {
+    let Some((me, _)) = super::cookie_user(&state, &headers).await? else {
+        return Ok(login_redirect(&state, &uri));
+    };
+    if !xsrf_ok(&state, &headers, Some(&me), submitted) {
         return Ok(error_page(
             &state,
+            &headers,
             StatusCode::FORBIDDEN,
-            "'_xsrf' argument missing from POST",
-            None,
+            "'_xsrf' argument missing from POST, or it does not match this browser's session. Reload the page and try again.",
+            Some(&me),
         ));
     }
     let fields: Map<String, Value> = form
@@ -622,33 +651,26 @@ async fn pending(
     name: String,
     server: String,
 ) -> ApiResult<Response> {
-    let (ident, user) = match spawn_target(&state, &headers, &uri, Some(&name)).await? {
+    let target = spawn_target(
+        &state,
+        &headers,
+        &uri,
+        Some(&name),
+        &server,
+        &["servers", "read:servers"],
+    );
+    let (ident, user) = match target.await? {
         Ok(t) => t,
         Err(page) => return Ok(page),
     };
-    if !ident.allows(
-        "servers",
-        &Resource::Server {
-            user: &user.name,
-            server: &server,
-        },
-    ) && !ident.allows(
-        "read:servers",
-        &Resource::Server {
-            user: &user.name,
-            server: &server,
-        },
-    ) {
-        return Ok(no_access(&state, &ident));
-    }
-    let next = next_param(&uri, &headers);
+    let next = next_param(&state, &uri, &headers);
     let base = state.config.hub.base_url.as_str();
     let prefix = server_prefix(base, &user.name, &server);
     let slot = state.supervisor.slot(&user, &server);
     let spawn_url = format!(
         "{}spawn/{}{}{}",
         hub(&state),
-        url_escape(&user.name),
+        crate::names::url_escape(&user.name),
         path_part(&server),
         next.as_deref()
             .map(|n| format!("?next={}", encode(n)))
@@ -665,39 +687,40 @@ async fn pending(
     match slot.phase() {
         Phase::Running => Ok(crate::found(next.as_deref().unwrap_or(&prefix))),
         Phase::Starting => {
-            let (token, set_cookie) = super::xsrf_token(&state, &headers);
-            let progress = if server.is_empty() {
-                format!(
-                    "{base}hub/api/users/{}/server/progress?_xsrf={}",
-                    url_escape(&user.name),
-                    encode(&token)
-                )
+            // The page's script adds the XSRF token that the event stream needs.
+            let api = format!(
+                "{base}hub/api/users/{}",
+                crate::names::url_escape(&user.name)
+            );
+            let server_api = if server.is_empty() {
+                format!("{api}/server")
             } else {
-                format!(
-                    "{base}hub/api/users/{}/servers/{}/progress?_xsrf={}",
-                    url_escape(&user.name),
-                    url_escape(&server),
-                    encode(&token)
-                )
+                format!("{api}/servers/{}", crate::names::url_escape(&server))
             };
-            let page = render(
+            Ok(render(
                 &state,
+                &headers,
                 "spawn_pending.html",
                 ident.user(),
-                ctx(json!({"progress_url": progress})),
-            );
-            Ok(super::with_cookies(page, set_cookie))
+                ctx(json!({
+                    "progress_url": format!("{server_api}/progress"),
+                    "stop_url": server_api,
+                    "next_url": next.as_deref().unwrap_or(&prefix),
+                })),
+            ))
         }
         Phase::Stopping => Ok(render(
             &state,
-            "not_running.html",
+            &headers,
+            "stop_pending.html",
             ident.user(),
-            ctx(json!({"stopping": true})),
+            ctx(json!({})),
         )),
         Phase::Stopped => {
             if let Some(failed) = slot.failure() {
                 let mut page = render(
                     &state,
+                    &headers,
                     "not_running.html",
                     ident.user(),
                     ctx(json!({"failed": failed})),
@@ -707,6 +730,7 @@ async fn pending(
             }
             Ok(render(
                 &state,
+                &headers,
                 "not_running.html",
                 ident.user(),
                 ctx(json!({"exit_reason": slot.exit_reason()})),
@@ -735,15 +759,21 @@ async fn pending_named(
 /// The proxy's `--error-target`: render the error for the code it passes.
 async fn error_target(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Path(code): Path<u16>,
     uri: OriginalUri,
 ) -> Response {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let url = crate::api::query_param(uri.query(), "url").unwrap_or_default();
+    let url = crate::web::query_param(uri.query(), "url").unwrap_or_default();
     let message = match code {
         503 => format!("Your server appears to be down. Try restarting it from the hub. ({url})"),
         404 => format!("No page at {url}."),
         _ => String::new(),
     };
-    error_page(&state, status, &message, None)
+    let user = super::cookie_user(&state, &headers)
+        .await
+        .ok()
+        .flatten()
+        .map(|(u, _)| u);
+    error_page(&state, &headers, status, &message, user.as_ref())
 }

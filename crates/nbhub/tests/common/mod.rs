@@ -4,6 +4,7 @@
 
 pub mod hubproc;
 pub mod kernel;
+pub mod pagekit;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,155 @@
+//! `/hub/admin` (the `admin-ui` scope): users with search, sort and pagination done by the
+//! database (one page of rows per request, so 10,000 users cost what 50 do), running servers,
+//! groups. The page's script acts through the REST API; search and paging are plain links.
+
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Value};
+
+use super::home::status_of;
+use super::{error_page, page_user, render};
+use crate::auth::{self, scopes::Resource};
+use crate::db::{self, users};
+use crate::error::ApiResult;
+use crate::state::AppState;
+use crate::supervisor::{server_prefix, Phase};
+use crate::web::query_param;
+
+pub const PAGE_SIZE: i64 = 50;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/admin", get(admin_page))
+}
+
+fn parse_sort(raw: &str) -> (users::SortKey, bool, &'static str) {
+    match raw {
+        "-name" => (users::SortKey::Name, true, "-name"),
+        "last_activity" => (users::SortKey::LastActivity, false, "last_activity"),
+        "-last_activity" => (users::SortKey::LastActivity, true, "-last_activity"),
+        _ => (users::SortKey::Name, false, "name"),
+    }
+}
+
+async fn admin_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+) -> ApiResult<Response> {
+    let (me, session) = match page_user(&state, &headers, &uri).await? {
+        Ok(u) => u,
+        Err(redirect) => return Ok(redirect),
+    };
+    let ident = auth::identity_for_user(&state, me.clone(), session).await?;
+    if !ident.allows("admin-ui", &Resource::Global) {
+        return Ok(error_page(
+            &state,
+            &headers,
+            StatusCode::FORBIDDEN,
+            "The admin page is for administrators. Ask one if you need access.",
+            Some(&me),
+        ));
+    }
+    let query = uri.query();
+    let name_filter = query_param(query, "name_filter").unwrap_or_default();
+    let (sort, descending, sort_name) = parse_sort(&query_param(query, "sort").unwrap_or_default());
+    let offset = query_param(query, "offset")
+        .and_then(|o| o.parse::<i64>().ok())
+        .unwrap_or(0)
+        .max(0);
+    let (page, total) = users::list(
+        &state.db,
+        &users::ListQuery {
+            offset,
+            limit: PAGE_SIZE,
+            name_filter: (!name_filter.is_empty()).then(|| name_filter.clone()),
+            state: None,
+            sort,
+            descending,
+            visible: None,
+        },
+    )
+    .await?;
+    let ids: Vec<i64> = page.iter().map(|u| u.id).collect();
+    let rows = db::servers::list_for_users(&state.db, &ids).await?;
+    let base = state.config.hub.base_url.as_str();
+    let users_view: Vec<Value> = page
+        .iter()
+        .map(|u| {
+            let phase = state.supervisor.phase_of(u.id, "");
+            let (status, label) = status_of(phase);
+            let named_count = rows
+                .iter()
+                .filter(|r| r.user_id == u.id && !r.name.is_empty())
+                .count();
+            json!({
+                "name": u.name,
+                "admin": u.admin,
+                "last_activity": crate::api::timestamp(u.last_activity),
+                "status": status,
+                "status_label": label,
+                "active": phase != Phase::Stopped,
+                "ready": phase == Phase::Running,
+                "url": server_prefix(base, &u.name, ""),
+                "named_count": named_count,
+            })
+        })
+        .collect();
+    let page_url = |off: i64| {
+        let q = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("name_filter", &name_filter)
+            .append_pair("sort", sort_name)
+            .append_pair("offset", &off.to_string())
+            .finish();
+        format!("?{q}")
+    };
+    let prev_url = (offset > 0).then(|| page_url((offset - PAGE_SIZE).max(0)));
+    let next_url = (offset + PAGE_SIZE < total).then(|| page_url(offset + PAGE_SIZE));
+    let running = running_servers(&state).await?;
+    let (groups, _) = db::groups::list(&state.db, 0, 500, None).await?;
+    let mut groups_view = Vec::new();
+    for g in groups {
+        let members = db::groups::members(&state.db, g.id).await?;
+        groups_view.push(json!({"name": g.name, "users": members}));
+    }
+    Ok(render(
+        &state,
+        &headers,
+        "admin.html",
+        Some(&me),
+        json!({
+            "users": users_view,
+            "total": total,
+            "first": if total == 0 { 0 } else { offset + 1 },
+            "last": (offset + PAGE_SIZE).min(total),
+            "name_filter": name_filter,
+            "sort": sort_name,
+            "prev_url": prev_url,
+            "next_url": next_url,
+            "running": running,
+            "groups": groups_view,
+            "allow_named_servers": state.config.hub.allow_named_servers,
+        }),
+    ))
+}
+
+/// Every server that is starting or running, with its owner.
+async fn running_servers(state: &AppState) -> ApiResult<Vec<Value>> {
+    let base = state.config.hub.base_url.as_str();
+    let mut out = Vec::new();
+    for row in db::servers::list_started(&state.db).await? {
+        let Some(owner) = db::users::get_by_id(&state.db, row.user_id).await? else {
+            continue;
+        };
+        out.push(json!({
+            "user": owner.name,
+            "name": row.name,
+            "started": crate::api::timestamp(row.started),
+            "last_activity": crate::api::timestamp(row.last_activity),
+            "url": server_prefix(base, &owner.name, &row.name),
+        }));
+    }
+    Ok(out)
+}

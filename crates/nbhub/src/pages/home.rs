@@ -1,0 +1,100 @@
+//! `/hub/home`: the user's default server (Start / Stop / My Server) and named servers, with
+//! what the spawner tells about each (for Slurm: job, partition, nodes, time left).
+
+use axum::extract::{OriginalUri, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Value};
+
+use super::{page_user, render};
+use crate::db::{self, servers::ServerRow, users::User};
+use crate::error::ApiResult;
+use crate::names::url_escape;
+use crate::state::AppState;
+use crate::supervisor::{server_prefix, Phase};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/home", get(home))
+}
+
+/// A server's phase as a CSS class and a label.
+pub fn status_of(phase: Phase) -> (&'static str, &'static str) {
+    match phase {
+        Phase::Running => ("running", "Running"),
+        Phase::Starting => ("starting", "Starting"),
+        Phase::Stopping => ("stopping", "Stopping"),
+        Phase::Stopped => ("stopped", "Stopped"),
+    }
+}
+
+/// What the pages show of one server: the REST model plus status and the links to act on it.
+pub fn server_view(state: &AppState, user: &User, row: Option<&ServerRow>, name: &str) -> Value {
+    let hub = state.hub_prefix();
+    let phase = state.supervisor.phase_of(user.id, name);
+    let (status, label) = status_of(phase);
+    let mut model = match row {
+        Some(r) => crate::api::users::server_model(state, &user.name, r, false),
+        None => json!({"name": name, "last_activity": null, "user_options": {}}),
+    };
+    let segment = if name.is_empty() {
+        String::new()
+    } else {
+        format!("/{}", url_escape(name))
+    };
+    let url = server_prefix(state.config.hub.base_url.as_str(), &user.name, name);
+    let facts = model
+        .get(state.supervisor.spawner.kind())
+        .filter(|f| f.is_object())
+        .cloned()
+        .unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut model {
+        m.insert("status".into(), json!(status));
+        m.insert("status_label".into(), json!(label));
+        m.insert("active".into(), json!(phase != Phase::Stopped));
+        m.insert("ready".into(), json!(phase == Phase::Running));
+        m.insert("url".into(), json!(url));
+        m.insert("open_url".into(), json!(url));
+        m.insert(
+            "spawn_url".into(),
+            json!(format!("{hub}spawn/{}{segment}", url_escape(&user.name))),
+        );
+        m.insert("facts".into(), facts);
+    }
+    model
+}
+
+async fn home(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+) -> ApiResult<Response> {
+    let (user, _) = match page_user(&state, &headers, &uri).await? {
+        Ok(u) => u,
+        Err(redirect) => return Ok(redirect),
+    };
+    let rows = db::servers::list_for_user(&state.db, user.id).await?;
+    let default_row = rows.iter().find(|r| r.name.is_empty());
+    let default_server = server_view(&state, &user, default_row, "");
+    let named: Vec<Value> = rows
+        .iter()
+        .filter(|r| !r.name.is_empty())
+        .map(|r| server_view(&state, &user, Some(r), &r.name))
+        .collect();
+    let hub = &state.config.hub;
+    Ok(render(
+        &state,
+        &headers,
+        "home.html",
+        Some(&user),
+        json!({
+            "default_server": default_server,
+            "named_servers": named,
+            "allow_named_servers": hub.allow_named_servers,
+            "named_server_limit_per_user": hub.named_server_limit_per_user,
+            "spawner_kind": state.supervisor.spawner.kind(),
+            "url": default_server["spawn_url"],
+        }),
+    ))
+}

@@ -1,0 +1,60 @@
+//! `/hub/token`: the user's API tokens (request one, see when each was last used, revoke) and
+//! the applications they authorised through OAuth. Creating and revoking go through the REST
+//! API from the page's script, so the new secret is shown once and never stored in a page.
+
+use axum::extract::{OriginalUri, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Value};
+
+use super::{page_user, render};
+use crate::auth::{self, Principal};
+use crate::db::tokens;
+use crate::error::ApiResult;
+use crate::state::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/token", get(token_page))
+}
+
+async fn token_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+) -> ApiResult<Response> {
+    let (user, _) = match page_user(&state, &headers, &uri).await? {
+        Ok(u) => u,
+        Err(redirect) => return Ok(redirect),
+    };
+    tokens::purge_expired(&state.db).await?;
+    let owner_scopes = auth::owner_scopes(&state, &Principal::User(user.clone())).await?;
+    let mut api_tokens = Vec::new();
+    let mut oauth_clients = Vec::new();
+    for t in tokens::list_for(&state.db, tokens::Owner::User(user.id)).await? {
+        let model =
+            crate::api::tokens::token_model(&state, &user.name, "user", &t, &owner_scopes).await?;
+        if t.client_id == tokens::API_CLIENT_ID {
+            api_tokens.push(model);
+        } else {
+            oauth_clients.push(json!({
+                "token_id": model["id"],
+                "description": model["oauth_client"],
+                "scopes": model["scopes"],
+                "created": model["created"],
+                "last_activity": model["last_activity"],
+            }));
+        }
+    }
+    // Most recently used first, as people look for the token they just used.
+    let last_used = |v: &Value| v["last_activity"].as_str().unwrap_or("").to_string();
+    api_tokens.sort_by_key(|b| std::cmp::Reverse(last_used(b)));
+    Ok(render(
+        &state,
+        &headers,
+        "token.html",
+        Some(&user),
+        json!({"api_tokens": api_tokens, "oauth_clients": oauth_clients}),
+    ))
+}

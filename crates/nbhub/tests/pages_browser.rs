@@ -1,0 +1,382 @@
+//! The pages in a real Chromium: the whole journey against the real JupyterLab (login → home →
+//! Start → progress → JupyterLab → home → Stop without a reload), the token page, the admin
+//! page. Screenshots of each page at 1280 and 390 px go to target/screenshots/.
+
+#[path = "common/browser.rs"]
+mod browser;
+mod common;
+
+use browser::Browser;
+use common::hubproc::{admin, require_proxy_binary, HubProc, Options, PASSWORD};
+use reqwest::Method;
+use serde_json::json;
+
+/// Signs in through the login form.
+async fn sign_in(b: &Browser, base: &str, user: &str, password: &str) {
+    b.goto(&format!("{base}/hub/login")).await;
+    b.fill("#username_input", user).await;
+    b.fill("#password_input", password).await;
+    b.click("#login_submit").await;
+    b.wait_until(
+        "!location.pathname.endsWith('/hub/login')",
+        "leaving the login page",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn journey_with_real_jupyterlab_and_admin_page() {
+    let Some(venv) = nbhub_testkit::require_venv() else {
+        return;
+    };
+    let Some(proxy) = require_proxy_binary() else {
+        return;
+    };
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let mut hub = HubProc::new(
+        venv,
+        &proxy,
+        Options {
+            extra_toml: "redirect_to_server = false".into(),
+            ..Default::default()
+        },
+    );
+    hub.start().await;
+    let base = hub.public_url("");
+
+    // The login page, then home.
+    b.goto(&format!("{base}/hub/login")).await;
+    b.find("#login_submit").await;
+    b.screenshots("login").await;
+    sign_in(&b, &base, "alice", PASSWORD).await;
+    b.wait_until("location.pathname === '/hub/home'", "the home page")
+        .await;
+    b.find("#start").await;
+    b.screenshots("home-stopped").await;
+
+    // Start: the progress page follows the event stream, then JupyterLab loads.
+    b.click("#start").await;
+    b.wait_until(
+        "location.pathname.includes('/spawn-pending/') || location.pathname.startsWith('/user/alice/')",
+        "the progress page",
+    )
+    .await;
+    if b.url().await.contains("/spawn-pending/") {
+        b.wait_until(
+            "document.querySelectorAll('#progress-log li').length > 0 || location.pathname.startsWith('/user/')",
+            "progress events",
+        )
+        .await;
+        b.screenshots("spawn_pending").await;
+    }
+    b.wait_until_for(
+        "location.pathname.startsWith('/user/alice/') && document.querySelector('#jp-main-dock-panel')",
+        "JupyterLab's main area",
+        std::time::Duration::from_secs(90),
+    )
+    .await;
+
+    // Back home: Stop updates the page without a reload.
+    b.goto(&format!("{base}/hub/home")).await;
+    b.wait_until(
+        "document.querySelector('#default-status').textContent.trim() === 'Running'",
+        "the server shown running",
+    )
+    .await;
+    b.screenshots("home-running").await;
+    b.eval("window.__no_reload = 1;", json!([])).await;
+    b.click("#stop").await;
+    b.wait_until(
+        "document.querySelector('#default-status').textContent.trim() === 'Stopped' && window.__no_reload === 1",
+        "the server shown stopped without a reload",
+    )
+    .await;
+    assert!(
+        b.eval(
+            "return document.querySelector('#stop').classList.contains('d-none')",
+            json!([])
+        )
+        .await
+            == json!(true),
+        "the stop button is gone"
+    );
+    let (status, body) = admin(&hub, Method::GET, "/users/alice", None).await;
+    assert_eq!(status, 200);
+    let model: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert!(
+        model["servers"].get("").is_none() || model["servers"][""]["ready"] == json!(false),
+        "{model}"
+    );
+
+    // Admin: add a user, start and stop their server.
+    let (status, _) = admin(
+        &hub,
+        Method::PATCH,
+        "/users/alice",
+        Some(json!({"admin": true})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    b.goto(&format!("{base}/hub/admin")).await;
+    b.fill("#add-users-names", "carol").await;
+    b.click("#add-users-btn").await;
+    b.wait_until(
+        "[...document.querySelectorAll('tr.user-row')].some(r => r.dataset.user === 'carol')",
+        "carol in the users table",
+    )
+    .await;
+    b.screenshots("admin").await;
+    let carol_row = "tr.user-row[data-user='carol']";
+    b.click(&format!("{carol_row} .start-server")).await;
+    b.wait_until_for(
+        &format!(
+            "!document.querySelector(\"{carol_row} .open-server\").classList.contains('d-none')"
+        ),
+        "carol's server running (Open shown)",
+        std::time::Duration::from_secs(90),
+    )
+    .await;
+    let (_, body) = admin(&hub, Method::GET, "/users/carol", None).await;
+    assert!(body.contains("\"ready\":true"), "{body}");
+    b.click(&format!("{carol_row} .stop-server")).await;
+    b.wait_until_for(
+        &format!(
+            "!document.querySelector(\"{carol_row} .start-server\").classList.contains('d-none')"
+        ),
+        "carol's server stopped (Start shown)",
+        std::time::Duration::from_secs(60),
+    )
+    .await;
+    let (_, body) = admin(&hub, Method::GET, "/users/carol", None).await;
+    assert!(!body.contains("\"ready\":true"), "{body}");
+
+    // The remaining pages, for the screenshots.
+    b.goto(&format!("{base}/hub/token")).await;
+    b.find("#request-token-btn").await;
+    b.screenshots("token").await;
+    b.goto(&format!("{base}/hub/user/alice/lab")).await;
+    b.find("#not-running").await;
+    b.screenshots("not_running").await;
+    b.goto(&format!("{base}/hub/spawn/nosuchuser")).await;
+    b.find(".error").await;
+    b.screenshots("error").await;
+    b.quit().await;
+}
+
+#[tokio::test]
+async fn token_page_creates_shows_once_and_revokes() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let hub = common::sqlite_hub(|c| c.authenticator.allow_all = true).await;
+    sign_in(&b, &hub.url, "dora", "x").await;
+    b.goto(&hub.hub("/token")).await;
+    b.fill("#token-note", "<b>laptop</b> & script").await;
+    b.click("#request-token-btn").await;
+    b.wait_until(
+        "document.querySelector('#token-result').textContent.length > 10",
+        "the new token",
+    )
+    .await;
+    let token = b.text("#token-result").await;
+    let api = reqwest::Client::new();
+    let who = api
+        .get(hub.api("/user"))
+        .header("Authorization", format!("token {token}"))
+        .send()
+        .await
+        .expect("whoami");
+    assert_eq!(who.status(), 200, "the new token works");
+    // Shown once: a reload lists the token (escaped note) but not its secret.
+    b.goto(&hub.hub("/token")).await;
+    b.find(".revoke-token-btn").await;
+    let html = b
+        .eval("return document.documentElement.outerHTML", json!([]))
+        .await;
+    let html = html.as_str().unwrap_or_default();
+    assert!(
+        !html.contains(&token),
+        "the secret is not in the page again"
+    );
+    assert!(
+        html.contains("&lt;b&gt;laptop&lt;/b&gt; &amp; script"),
+        "the note is escaped"
+    );
+    b.click(".revoke-token-btn").await;
+    b.wait_until(
+        "document.querySelectorAll('.revoke-token-btn').length === 0",
+        "the token row removed",
+    )
+    .await;
+    let who = api
+        .get(hub.api("/user"))
+        .header("Authorization", format!("token {token}"))
+        .send()
+        .await
+        .expect("whoami");
+    assert_eq!(who.status(), 403, "a revoked token is refused");
+    b.quit().await;
+}
+
+/// The real local spawner with an options form (the local spawner itself has none): what a
+/// batch spawner's form looks like to the spawn page.
+struct LocalWithForm(nbhub_spawner::LocalSpawner);
+
+impl nbhub_spawner::Spawner for LocalWithForm {
+    fn kind(&self) -> &'static str {
+        self.0.kind()
+    }
+    fn start<'a>(
+        &'a self,
+        req: &'a nbhub_spawner::SpawnRequest,
+    ) -> nbhub_spawner::BoxFuture<'a, Result<nbhub_spawner::Started, nbhub_spawner::SpawnError>>
+    {
+        self.0.start(req)
+    }
+    fn resume<'a>(
+        &'a self,
+        state: &'a nbhub_spawner::SpawnerState,
+        updates: &'a nbhub_spawner::Updates,
+    ) -> nbhub_spawner::BoxFuture<'a, Result<nbhub_spawner::Started, nbhub_spawner::SpawnError>>
+    {
+        self.0.resume(state, updates)
+    }
+    fn poll<'a>(
+        &'a self,
+        state: &'a nbhub_spawner::SpawnerState,
+    ) -> nbhub_spawner::BoxFuture<'a, nbhub_spawner::PollStatus> {
+        self.0.poll(state)
+    }
+    fn stop<'a>(
+        &'a self,
+        state: &'a nbhub_spawner::SpawnerState,
+        timeout: std::time::Duration,
+    ) -> nbhub_spawner::BoxFuture<'a, Result<(), nbhub_spawner::SpawnError>> {
+        self.0.stop(state, timeout)
+    }
+    fn options_form<'a>(
+        &'a self,
+        _ctx: &'a nbhub_spawner::FormContext,
+    ) -> nbhub_spawner::BoxFuture<'a, Option<nbhub_spawner::FormSpec>> {
+        Box::pin(async {
+            serde_json::from_value(json!({"can_estimate": false, "fields": [
+                {"name": "partition", "label": "Partition", "required": true, "default": "cpu",
+                 "kind": {"type": "select", "choices": [
+                    {"value": "cpu", "label": "CPU nodes", "info": "3 of 4 nodes idle · 2 CPUs, 2 GiB per node"},
+                    {"value": "gpu", "label": "GPU nodes", "info": "1 of 2 nodes idle"}]}},
+                {"name": "cores", "label": "Cores", "help": "CPU cores for your server", "default": 2,
+                 "kind": {"type": "int", "min": 1, "max": 8}},
+                {"name": "gpus", "label": "GPUs", "default": 1, "kind": {"type": "int", "min": 1, "max": 2},
+                 "visible_when": {"field": "partition", "values": ["gpu"]}},
+                {"name": "runtime", "label": "Run time", "default": "1:00:00",
+                 "kind": {"type": "duration", "min_secs": 600, "max_secs": 28800}}
+            ]}))
+            .ok()
+        })
+    }
+    fn timeouts(&self) -> nbhub_spawner::Timeouts {
+        self.0.timeouts()
+    }
+}
+
+#[tokio::test]
+async fn a_bad_value_on_the_spawn_form_is_shown_next_to_its_field() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let hub = common::sqlite_hub(|c| c.authenticator.allow_all = true).await;
+    // The same hub state, with the form spawner.
+    let s = &hub.state;
+    let spawner = nbhub_spawner::LocalSpawner::new(
+        s.config.spawner.clone(),
+        s.config.local.clone(),
+        &s.config.hub.data_dir,
+    )
+    .expect("local spawner");
+    let supervisor = nbhub::supervisor::Supervisor::new(
+        s.db.clone(),
+        s.config.clone(),
+        std::sync::Arc::new(LocalWithForm(spawner)),
+        s.supervisor.proxy.clone(),
+    );
+    let state = nbhub::state::AppState::new(
+        s.config.clone(),
+        s.db.clone(),
+        s.cookie_secret.clone(),
+        supervisor,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let served = state.clone();
+    tokio::spawn(async move {
+        let _ = nbhub::run(served, listener, async move {
+            let _ = rx.await;
+        })
+        .await;
+    });
+
+    sign_in(&b, &base, "gina", "x").await;
+    b.goto(&format!("{base}/hub/spawn")).await;
+    b.find("#opt-cores").await;
+    // The GPU count shows only for the GPU partition; the partition's live facts beside it.
+    b.wait_until(
+        "document.querySelector('#field-gpus').hidden",
+        "the GPU field hidden for CPU nodes",
+    )
+    .await;
+    assert!(b
+        .text("#opt-partition-info")
+        .await
+        .contains("3 of 4 nodes idle"));
+    b.screenshots("spawn").await;
+    b.eval(
+        "const p = document.querySelector('#opt-partition'); p.value = 'gpu'; p.dispatchEvent(new Event('change', {bubbles: true}));",
+        json!([]),
+    )
+    .await;
+    b.wait_until(
+        "!document.querySelector('#field-gpus').hidden",
+        "the GPU field shown",
+    )
+    .await;
+    b.fill("#opt-cores", "99").await;
+    b.fill("#opt-runtime", "2:30:00").await;
+    b.click("#spawn-submit").await;
+    b.wait_until(
+        "document.querySelector('#opt-cores-error')",
+        "the error next to Cores",
+    )
+    .await;
+    assert!(
+        b.text("#opt-cores-error").await.contains('8'),
+        "names the limit"
+    );
+    let kept = b
+        .eval(
+            "return [document.querySelector('#opt-partition').value, document.querySelector('#opt-cores').value, document.querySelector('#opt-runtime').value]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        kept,
+        json!(["gpu", "99", "2:30:00"]),
+        "the submitted values are kept"
+    );
+    b.screenshots("spawn-error").await;
+    let user = nbhub::db::users::get(&state.db, "gina")
+        .await
+        .expect("db")
+        .expect("gina");
+    assert_eq!(
+        state.supervisor.phase_of(user.id, ""),
+        nbhub::supervisor::Phase::Stopped,
+        "nothing was started"
+    );
+    let _ = tx.send(());
+    b.quit().await;
+}

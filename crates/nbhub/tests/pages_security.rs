@@ -1,0 +1,261 @@
+//! The pages as an attacker meets them: where `next=` may send a browser, what a page says about
+//! users one may not see, whether an XSRF token works outside its session, the CSP reports.
+
+mod common;
+
+use common::pagekit::{browser, login, xsrf_of};
+
+use common::{sqlite_hub, TestHub};
+
+fn location(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Would a browser that follows this `Location` (resolved against the hub) leave the hub's host?
+fn leaves_host(hub: &TestHub, loc: &str) -> bool {
+    let base = url::Url::parse(&hub.url).expect("hub url");
+    // Browsers drop tabs and newlines and read backslashes as slashes before resolving.
+    let cleaned: String = loc
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .map(|c| if c == '\\' { '/' } else { c })
+        .collect();
+    match base.join(&cleaned) {
+        Ok(u) => u.host_str() != base.host_str() || u.port() != base.port(),
+        Err(_) => true,
+    }
+}
+
+fn hostile_nexts(hub: &TestHub) -> Vec<String> {
+    let host = hub.url.trim_start_matches("http://");
+    vec![
+        format!("http://{host}//evil.example/x"),
+        format!("http://{host}/\\evil.example/x"),
+        "/\t/evil.example".into(),
+        "/\n/evil.example".into(),
+        "/\r\n//evil.example".into(),
+        "//evil.example/x".into(),
+        "//x".into(),
+        "/\\x".into(),
+        "\\\\x".into(),
+        "\\/x".into(),
+        "https://evil".into(),
+        "https://evil.example/hub/home".into(),
+        format!("http://{host}@evil.example/"),
+        "/%2F/evil.example".into(),
+        "/%5C/evil.example".into(),
+        "/%09/evil.example".into(),
+        "javascript:alert(1)".into(),
+        "///evil.example".into(),
+    ]
+}
+
+#[tokio::test]
+async fn next_never_leaves_the_hub() {
+    let hub = sqlite_hub(|c| c.authenticator.allow_all = true).await;
+    let anonymous = browser();
+    let signed_in = browser();
+    login(&hub, &signed_in, "alice").await;
+    for next in hostile_nexts(&hub) {
+        let q = url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>();
+        // Signed in: GET /hub/login?next=… redirects at once.
+        let resp = signed_in
+            .get(hub.hub(&format!("/login?next={q}")))
+            .send()
+            .await
+            .expect("get login");
+        assert_eq!(resp.status(), 302, "{next:?}");
+        let loc = location(&resp);
+        assert!(
+            !leaves_host(&hub, &loc) && !loc.contains("evil"),
+            "GET /hub/login?next={next:?} sent the browser to {loc:?}"
+        );
+        // The login POST with the same next.
+        let page = anonymous
+            .get(hub.hub(&format!("/login?next={q}")))
+            .send()
+            .await
+            .expect("login page");
+        let html = page.text().await.expect("html");
+        assert!(
+            !html.contains("evil"),
+            "the login page keeps a hostile next {next:?}"
+        );
+        let xsrf = xsrf_of(&html);
+        let one = browser();
+        let page = one.get(hub.hub("/login")).send().await.expect("login page");
+        let xsrf_one = xsrf_of(&page.text().await.expect("html"));
+        let resp = one
+            .post(hub.hub(&format!("/login?next={q}")))
+            .form(&[("username", "bob"), ("password", "x"), ("_xsrf", &xsrf_one)])
+            .send()
+            .await
+            .expect("post login");
+        assert_eq!(resp.status(), 302, "{next:?}");
+        let loc = location(&resp);
+        assert!(
+            !leaves_host(&hub, &loc) && !loc.contains("evil"),
+            "POST /hub/login?next={next:?} sent the browser to {loc:?}"
+        );
+        assert!(!xsrf.is_empty());
+        // The spawn pages carry next on to the server.
+        for path in ["/spawn", "/spawn/alice", "/spawn-pending/alice"] {
+            let resp = signed_in
+                .get(hub.hub(&format!("{path}?next={q}")))
+                .send()
+                .await
+                .expect("spawn page");
+            let loc = location(&resp);
+            let body = resp.text().await.unwrap_or_default();
+            assert!(
+                !leaves_host(&hub, &loc) && !loc.contains("evil") && !body.contains("evil"),
+                "{path}?next={next:?} went to {loc:?}"
+            );
+        }
+    }
+    // A good next is kept.
+    let resp = signed_in
+        .get(hub.hub("/login?next=%2Fhub%2Fhome%3Fx%3D1"))
+        .send()
+        .await
+        .expect("get login");
+    assert_eq!(location(&resp), "/hub/home?x=1");
+}
+
+#[tokio::test]
+async fn spawn_pages_do_not_tell_who_exists() {
+    let hub = sqlite_hub(|c| c.authenticator.allow_all = true).await;
+    let bob = browser();
+    login(&hub, &bob, "bob").await;
+    let alice = browser();
+    login(&hub, &alice, "alice").await;
+    for path in ["/spawn/", "/spawn-pending/"] {
+        let existing = alice
+            .get(hub.hub(&format!("{path}bob")))
+            .send()
+            .await
+            .expect("get");
+        let missing = alice
+            .get(hub.hub(&format!("{path}nosuchuser")))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(existing.status(), missing.status(), "{path}");
+        let (a, b) = (
+            existing.text().await.expect("body"),
+            missing.text().await.expect("body"),
+        );
+        assert_eq!(
+            a.replace("bob", "X"),
+            b.replace("nosuchuser", "X"),
+            "{path}: same page for an existing and a missing user"
+        );
+    }
+}
+
+#[tokio::test]
+async fn xsrf_tokens_work_only_in_their_own_session() {
+    let hub = sqlite_hub(|c| c.authenticator.allow_all = true).await;
+    // Mallory gets a token and its cookie from her own browser…
+    let token = {
+        let anon = browser();
+        let page = anon.get(hub.hub("/login")).send().await.expect("login");
+        let cookie = page
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with("_xsrf="))
+            .map(|c| {
+                c["_xsrf=".len()..]
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .expect("an _xsrf cookie");
+        let html = page.text().await.expect("html");
+        assert_eq!(
+            xsrf_of(&html),
+            cookie,
+            "double-submit: page and cookie agree"
+        );
+        cookie
+    };
+    // …and plants it as alice's `_xsrf` cookie (a cookie a same-origin server could set).
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let alice = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    login(&hub, &alice, "alice").await;
+    let hub_url = url::Url::parse(&hub.hub("/")).expect("url");
+    jar.add_cookie_str(&format!("_xsrf={token}; Path=/hub/"), &hub_url);
+    let resp = alice
+        .post(hub.api("/users/alice/tokens"))
+        .header("x-xsrftoken", &token)
+        .json(&serde_json::json!({"note": "planted"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(
+        resp.status(),
+        403,
+        "a token of another session must not authorise alice's API call"
+    );
+    assert!(resp.text().await.expect("body").contains("_xsrf"));
+    let resp = alice
+        .post(hub.hub("/spawn"))
+        .form(&[("_xsrf", token.as_str())])
+        .send()
+        .await
+        .expect("post spawn");
+    assert_eq!(resp.status(), 403, "nor a form post");
+    assert!(resp.text().await.expect("body").contains("_xsrf"));
+    // Her own token works.
+    let page = alice
+        .get(hub.hub("/login?next=%2Fhub%2Fhome"))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(page.status(), 302, "alice is still signed in");
+}
+
+#[tokio::test]
+async fn csp_reports_go_under_base_url_and_are_answered() {
+    let hub = sqlite_hub(|c| {
+        c.authenticator.allow_all = true;
+        c.hub.base_url = nbhub::config::BaseUrl::parse("/prefix/").expect("base url");
+    })
+    .await;
+    let b = browser();
+    for url in [
+        format!("{}/prefix/hub/login", hub.url),
+        format!("{}/prefix/hub/api/", hub.url),
+    ] {
+        let resp = b.get(&url).send().await.expect("get");
+        let csp = resp
+            .headers()
+            .get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        assert!(
+            csp.contains("report-uri /prefix/hub/security/csp-report"),
+            "{url}: {csp}"
+        );
+    }
+    let resp = b
+        .post(format!("{}/prefix/hub/security/csp-report", hub.url))
+        .header("content-type", "application/csp-report")
+        .body(r#"{"csp-report":{"blocked-uri":"inline"}}"#)
+        .send()
+        .await
+        .expect("post report");
+    assert_eq!(resp.status(), 204);
+}
