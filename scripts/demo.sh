@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # The nbhub demo: a multi-user JupyterLab on http://127.0.0.1:8000 — the hub, its proxy, SQLite,
-# the demo login, and (as root) a local Slurm cluster of 4 nodes with the Slurm spawner: every
-# user's JupyterLab is a batch job chosen on the spawn form. State lives in ./demo-data; delete
-# it to start afresh.
+# the demo login and the local spawner. State lives in ./demo-data; delete it to start afresh.
+# (NBHUB_DEMO_SPAWNER=slurm prepares the Slurm demo: a local cluster and demo accounts; it
+# becomes the default once the Slurm backend has landed.)
 #
 #   scripts/demo.sh                          build (release) and run until Ctrl-C
-#   NBHUB_DEMO_SPAWNER=local scripts/demo.sh servers as local processes instead of Slurm jobs
 #   NBHUB_DEMO_PORT=9000 scripts/demo.sh     another public port (the hub and the proxy API use
 #                                            the two ports after it)
 #
@@ -19,7 +18,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 PORT=${NBHUB_DEMO_PORT:-8000}
 DATA="$REPO/demo-data"
-SPAWNER=${NBHUB_DEMO_SPAWNER:-slurm}
+SPAWNER=${NBHUB_DEMO_SPAWNER:-local}
 DEMO_USERS=(alice bob admin)
 DEMO_HOMES=/var/lib/nbhub-demo/homes
 
@@ -29,6 +28,10 @@ case $SPAWNER in
 slurm | local) ;;
 *) echo "demo.sh: NBHUB_DEMO_SPAWNER must be slurm or local, not '$SPAWNER'" >&2; exit 2 ;;
 esac
+if [[ $SPAWNER == slurm && ! -x $REPO/scripts/slurm-dev-cluster ]]; then
+    say "this checkout has no Slurm backend yet (scripts/slurm-dev-cluster); running the local spawner"
+    SPAWNER=local
+fi
 if [[ $SPAWNER == slurm && $(id -u) -ne 0 ]]; then
     say "the Slurm demo needs root (it starts Slurm and creates the demo accounts); running the local spawner instead"
     SPAWNER=local
