@@ -94,6 +94,7 @@ hub_bind_url = "http://127.0.0.1:{hub_port}"
 data_dir = "{data}"
 allow_named_servers = true
 slow_spawn_timeout = 30
+slow_stop_timeout = 30
 log_level = "debug"
 {extra}
 
