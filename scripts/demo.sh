@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The nbhub demo: a multi-user JupyterLab on http://127.0.0.1:8000 — the hub, its proxy, SQLite,
-# the demo login and the local spawner. State lives in ./demo-data; delete it to start afresh.
-# (NBHUB_DEMO_SPAWNER=slurm prepares the Slurm demo: a local cluster and demo accounts; it
-# becomes the default once the Slurm backend has landed.)
+# the demo login, and (as root) a local Slurm cluster of 4 nodes with the Slurm spawner: every
+# user's JupyterLab is a batch job chosen on the spawn form. State lives in ./demo-data; delete
+# it to start afresh.
 #
 #   scripts/demo.sh                          build (release) and run until Ctrl-C
+#   NBHUB_DEMO_SPAWNER=local scripts/demo.sh servers as local processes instead of Slurm jobs
 #   NBHUB_DEMO_PORT=9000 scripts/demo.sh     another public port (the hub and the proxy API use
 #                                            the two ports after it)
 #
@@ -18,7 +19,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 PORT=${NBHUB_DEMO_PORT:-8000}
 DATA="$REPO/demo-data"
-SPAWNER=${NBHUB_DEMO_SPAWNER:-local}
+SPAWNER=${NBHUB_DEMO_SPAWNER:-slurm}
 DEMO_USERS=(alice bob admin)
 DEMO_HOMES=/var/lib/nbhub-demo/homes
 
@@ -28,10 +29,6 @@ case $SPAWNER in
 slurm | local) ;;
 *) echo "demo.sh: NBHUB_DEMO_SPAWNER must be slurm or local, not '$SPAWNER'" >&2; exit 2 ;;
 esac
-if [[ $SPAWNER == slurm && ! -x $REPO/scripts/slurm-dev-cluster ]]; then
-    say "this checkout has no Slurm backend yet (scripts/slurm-dev-cluster); running the local spawner"
-    SPAWNER=local
-fi
 if [[ $SPAWNER == slurm && $(id -u) -ne 0 ]]; then
     say "the Slurm demo needs root (it starts Slurm and creates the demo accounts); running the local spawner instead"
     SPAWNER=local
@@ -77,6 +74,7 @@ poll_interval = 2"
 allow_all = false"
     SIGN_IN='as alice or bob (or admin, an administrator) with the password "demo"; pick a
   partition, nodes and a run time, and your JupyterLab starts as a Slurm job on a compute node'
+    LOGIN_HINT='Demo: sign in as <b>alice</b> or <b>bob</b> (or <b>admin</b>, an administrator) with the password <b>demo</b>. Your JupyterLab runs as a Slurm job of the Unix account nbhub-demo-<i>name</i> on the demo cluster.'
 else
     # Servers run as the hub's own user here (switch_user = false), each in demo-data/homes;
     # jupyter_server refuses root unless told, so a root demo passes --allow-root.
@@ -87,6 +85,7 @@ switch_user = false'
     WHO='allow_all = true'
     SIGN_IN='with any user name and the password "demo" (user "admin" is an administrator);
   your JupyterLab starts on the spot'
+    LOGIN_HINT='Demo: sign in with any user name and the password <b>demo</b> (<b>admin</b> is an administrator).'
 fi
 
 # Written anew each run (the database in demo-data is kept).
@@ -99,6 +98,8 @@ data_dir = "$DATA"
 allow_named_servers = true
 # A demo tidies up after itself: Ctrl-C stops the users' servers too.
 cleanup_servers = true
+# The login page says how to sign in (JupyterHub's announcement_login).
+template_vars = { announcement_login = '$LOGIN_HINT' }
 
 [authenticator]
 kind = "dummy"

@@ -9,6 +9,7 @@
 #   * a throw-away PostgreSQL cluster (scripts/postgres.sh start);
 #   * the web pages' npm packages (crates/nbhub/static, from its package-lock.json), which the
 #     nbhub build embeds, and Chromium + chromedriver for the page tests (skip: --no-browser).
+#   * as root, the Slurm dev cluster (scripts/slurm-dev-cluster start; exports SLURM_CONF).
 #
 # Usage:
 #   scripts/test-env.sh [--no-postgres] [--no-browser]
@@ -165,12 +166,24 @@ if [[ $WITH_POSTGRES -eq 1 ]]; then
     log "PostgreSQL: $DB_URL (stop it with scripts/postgres.sh stop)"
 fi
 
+# --- Slurm dev cluster (the Slurm spawner's tests; needs root) --------------------------------
+SLURM_LINE=""
+if [[ $(id -u) -eq 0 ]]; then
+    SLURM_LINE=$("$REPO/scripts/slurm-dev-cluster" start) || die "scripts/slurm-dev-cluster start failed"
+    log "Slurm dev cluster: $SLURM_LINE (stop it with scripts/slurm-dev-cluster stop)"
+else
+    log "not root: no Slurm dev cluster (the Slurm spawner's tests will skip)"
+fi
+
 # --- Environment for the test runner ----------------------------------------------------------
 {
     printf 'export NBHUB_VENV=%q\n' "$VENV"
     printf 'export NBHUB_CHP=%q\n' "$CHP"
     if [[ -n $DB_URL ]]; then
         printf 'export NBHUB_TEST_DATABASE_URL=%q\n' "$DB_URL"
+    fi
+    if [[ -n $SLURM_LINE ]]; then
+        printf '%s\n' "$SLURM_LINE"
     fi
 } >"$STATE/env.tmp"
 mv "$STATE/env.tmp" "$STATE/env"

@@ -44,10 +44,13 @@ pub use config::{LocalConfig, SpawnerConfig, SpawnerKind, DEFAULT_ENV_KEEP};
 pub use error::SpawnError;
 pub use local::{LocalSpawner, LocalState};
 pub use options::{
-    format_slurm_duration, parse_slurm_duration, Choice, FieldError, FieldKind, FormField,
-    FormSpec, ValidatedOptions, VisibleWhen,
+    format_slurm_duration, parse_clock_duration, parse_slurm_duration, Choice, FieldError,
+    FieldKind, FormField, FormSpec, ValidatedOptions, VisibleWhen,
 };
-pub use slurm::SlurmConfig;
+pub use slurm::{
+    AllowRule, CustomField, CustomType, CustomValue, PartitionConfig, SlurmConfig, SlurmSpawner,
+    SlurmState,
+};
 
 /// A boxed future, so that [`Spawner`] stays usable as `dyn Spawner`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -367,6 +370,11 @@ impl Default for Timeouts {
             poll_interval: Duration::from_secs(30),
         }
     }
+}
+
+/// Locks `m`; its data stays consistent even if a holder panicked.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// `http://host:port`, bracketing IPv6 addresses.

@@ -6,7 +6,7 @@
 //! The child's stdout and stderr go to `<data_dir>/logs/<user>[--<server>].log`, so that the
 //! reason a server died (shown by [`Spawner::poll`]) can include its last words.
 
-mod unix;
+pub(crate) mod unix;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::OpenOptions;
@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::config::{LocalConfig, SpawnerConfig};
+use crate::lock;
 use crate::{
     http_origin, BoxFuture, PollStatus, SpawnError, SpawnRequest, Spawner, SpawnerState, Started,
     Timeouts, Updates,
@@ -412,11 +413,6 @@ impl Spawner for LocalSpawner {
     fn timeouts(&self) -> Timeouts {
         self.config.timeouts()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The map stays consistent even if a holder panicked.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn exited(st: &LocalState, head: &str) -> PollStatus {

@@ -67,18 +67,25 @@ pub enum FieldKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max: Option<i64>,
     },
-    /// One line of text without control characters, at most `max_len` characters.
+    /// One line of text without control characters, at most `max_len` characters, matching
+    /// the regular expression `pattern` as a whole when there is one.
     Text {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_len: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pattern: Option<String>,
     },
     /// A run time in Slurm's syntax (`90` minutes, `1:30:00`, `2-12`, …), validated as a
-    /// number of seconds within `min_secs..=max_secs`.
+    /// number of seconds within `min_secs..=max_secs`. With `clock`, written as on a clock
+    /// instead (`HH:MM`, `HH:MM:SS`, `D-HH:MM[:SS]`, or whole minutes) and validated as
+    /// `"HH:MM:SS"` text ([`parse_clock_duration`]).
     Duration {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         min_secs: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_secs: Option<u64>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        clock: bool,
     },
     /// On/off (validated as a JSON bool; missing = false).
     Checkbox,
@@ -300,7 +307,7 @@ impl FieldKind {
                 }
                 Ok(Value::from(n))
             }
-            FieldKind::Text { max_len } => {
+            FieldKind::Text { max_len, pattern } => {
                 let s = value.as_str().ok_or("must be text")?;
                 if s.chars().any(char::is_control) {
                     return Err("must be one line without control characters".to_owned());
@@ -308,23 +315,43 @@ impl FieldKind {
                 if let Some(max) = max_len.filter(|m| s.chars().count() > *m) {
                     return Err(format!("must be at most {max} characters"));
                 }
+                if let Some(pattern) = pattern {
+                    let whole = regex::Regex::new(&format!("^(?:{pattern})$"))
+                        .map_err(|_| "cannot be checked (the site's pattern is broken)")?;
+                    if !whole.is_match(s) {
+                        return Err(format!("must match the pattern {pattern}"));
+                    }
+                }
                 Ok(Value::String(s.to_owned()))
             }
-            FieldKind::Duration { min_secs, max_secs } => {
+            FieldKind::Duration {
+                min_secs,
+                max_secs,
+                clock,
+            } => {
                 let secs = match value {
                     // A bare number is minutes, as in Slurm's --time.
                     Value::Number(n) => n.as_u64().and_then(|m| m.checked_mul(60)),
+                    Value::String(s) if *clock => parse_clock_duration(s),
                     Value::String(s) => parse_slurm_duration(s),
                     _ => None,
                 }
-                .ok_or("must be a run time such as 90 (minutes), 1:30:00 or 2-00:00:00")?;
+                .ok_or(if *clock {
+                    "must be a run time such as 01:30 (hours:minutes), 00:10:00 or 90 (minutes)"
+                } else {
+                    "must be a run time such as 90 (minutes), 1:30:00 or 2-00:00:00"
+                })?;
                 if let Some(min) = min_secs.filter(|m| secs < *m) {
                     return Err(format!("must be at least {}", format_slurm_duration(min)));
                 }
                 if let Some(max) = max_secs.filter(|m| secs > *m) {
                     return Err(format!("must be at most {}", format_slurm_duration(max)));
                 }
-                Ok(Value::from(secs))
+                if *clock {
+                    Ok(Value::String(format_slurm_duration(secs)))
+                } else {
+                    Ok(Value::from(secs))
+                }
             }
             FieldKind::Checkbox => match value {
                 Value::Bool(b) => Ok(Value::Bool(*b)),
@@ -396,6 +423,28 @@ pub fn parse_slurm_duration(s: &str) -> Option<u64> {
     Some(secs)
 }
 
+/// Parses a run time written as on a clock: `HH:MM`, `HH:MM:SS`, `D-HH:MM`, `D-HH:MM:SS`, or
+/// whole minutes (`90`). Unlike Slurm's syntax, `00:10` is ten minutes.
+pub fn parse_clock_duration(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        return parse_slurm_duration(s);
+    }
+    let (days, rest) = match s.split_once('-') {
+        Some((d, rest)) => (d, rest),
+        None => ("0", s),
+    };
+    let parts: Vec<&str> = rest.split(':').collect();
+    if !(2..=3).contains(&parts.len()) {
+        return None;
+    }
+    let mut hms = parts.clone();
+    if hms.len() == 2 {
+        hms.push("0");
+    }
+    parse_slurm_duration(&format!("{days}-{}", hms.join(":")))
+}
+
 /// Formats seconds as Slurm writes time limits: `[days-]hours:minutes:seconds`.
 pub fn format_slurm_duration(secs: u64) -> String {
     let (d, rem) = (secs / 86400, secs % 86400);
@@ -447,6 +496,7 @@ mod tests {
                     kind: FieldKind::Duration {
                         min_secs: Some(600),
                         max_secs: Some(86400),
+                        clock: false,
                     },
                     required: true,
                     default: None,
@@ -457,7 +507,10 @@ mod tests {
                     name: "account".into(),
                     label: "Account".into(),
                     help: None,
-                    kind: FieldKind::Text { max_len: Some(8) },
+                    kind: FieldKind::Text {
+                        max_len: Some(8),
+                        pattern: None,
+                    },
                     required: false,
                     default: None,
                     value: None,
@@ -553,6 +606,38 @@ mod tests {
         }
         assert_eq!(format_slurm_duration(5400), "01:30:00");
         assert_eq!(format_slurm_duration(88201), "1-00:30:01");
+    }
+
+    #[test]
+    fn clock_durations_and_patterns() {
+        for (text, secs) in [
+            ("00:10", 600),
+            ("01:30:15", 5415),
+            ("90", 5400),
+            ("1-02:00", 93600),
+        ] {
+            assert_eq!(parse_clock_duration(text), Some(secs), "{text}");
+        }
+        for bad in ["-5", "1:2:3:4", "", "10:", "x"] {
+            assert_eq!(parse_clock_duration(bad), None, "{bad}");
+        }
+        let clock = FieldKind::Duration {
+            min_secs: Some(60),
+            max_secs: Some(1800),
+            clock: true,
+        };
+        assert_eq!(clock.check(&json!("00:10")), Ok(json!("00:10:00")));
+        assert_eq!(clock.check(&json!(20)), Ok(json!("00:20:00")));
+        assert_eq!(
+            clock.check(&json!("01:00")),
+            Err("must be at most 00:30:00".to_owned())
+        );
+        let text = FieldKind::Text {
+            max_len: None,
+            pattern: Some("[a-z]+".into()),
+        };
+        assert_eq!(text.check(&json!("abc")), Ok(json!("abc")));
+        assert!(text.check(&json!("abc1")).unwrap_err().contains("pattern"));
     }
 
     #[test]

@@ -1,10 +1,862 @@
 //! The Slurm spawner (`[spawner] kind = "slurm"`): a user's server as a batch job on a compute
 //! node.
 //!
+//! A start submits the job as the user (`sbatch --parsable`, the script on stdin, the server's
+//! environment in sbatch's process environment named by `--export`), hands the hub the job id
+//! at once, then waits in the shared tracker until the job runs; the job script reports the
+//! server's port itself (`POST /hub/api/batchspawner`), so `start` returns port 0.
+//!
 //! # Layout
 //!
-//! - `slurm/config.rs`: [`SlurmConfig`], the `[slurm]` section.
+//! - `slurm/config.rs`: [`SlurmConfig`], the `[slurm]` section;
+//! - `slurm/commands.rs`: running Slurm commands (argument vectors, `SLURM_CONF`, as the user);
+//! - `slurm/parse.rs`: what `squeue`, `sinfo`, `scontrol` and `sbatch` print, and Slurm's words
+//!   in plain words;
+//! - `slurm/script.rs`: sbatch arguments from validated options, and the job script template;
+//! - `slurm/tracker.rs`: one `squeue` per poll interval for every job;
+//! - `slurm/form.rs`: the per-user form from cached live data, and its validation.
 
+mod commands;
 mod config;
+mod form;
+mod parse;
+mod script;
+mod tracker;
 
-pub use config::SlurmConfig;
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+pub use config::{AllowRule, CustomField, CustomType, CustomValue, PartitionConfig, SlurmConfig};
+
+use crate::config::SpawnerConfig;
+use crate::local::unix::lookup_account;
+use crate::lock;
+use crate::{
+    BoxFuture, Estimate, FieldError, FormContext, FormSpec, PollStatus, SpawnError, SpawnRequest,
+    Spawner, SpawnerState, Started, Timeouts, Updates, ValidatedOptions,
+};
+use commands::Commands;
+use form::Cluster;
+use parse::{controller_unreachable, pending_reason, short_time, slurm_error, slurm_now, TestOnly};
+use script::{is_env_name, render_script, JobRequest};
+use tracker::{Tracker, View};
+
+/// How often one user may ask for an estimate.
+const ESTIMATE_EVERY: Duration = Duration::from_secs(2);
+
+/// What the Slurm spawner records about a job ([`SpawnerState`] as JSON).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlurmState {
+    pub job_id: String,
+    /// The Unix account the job runs as.
+    pub user: String,
+    pub partition: String,
+    pub nodes: u32,
+    /// The job's output file (`%j` filled in).
+    pub output: PathBuf,
+    /// The address of the node, once it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+impl SlurmState {
+    pub fn from_state(state: &SpawnerState) -> Option<Self> {
+        serde_json::from_value(state.0.clone()).ok()
+    }
+
+    pub fn to_state(&self) -> SpawnerState {
+        SpawnerState(serde_json::to_value(self).unwrap_or_default())
+    }
+}
+
+/// Runs single-user servers as Slurm batch jobs.
+pub struct SlurmSpawner {
+    spawner: SpawnerConfig,
+    slurm: SlurmConfig,
+    template: String,
+    commands: Commands,
+    tracker: Tracker,
+    cluster: Cluster,
+    node_addrs: Mutex<HashMap<String, String>>,
+    last_estimate: Mutex<HashMap<String, Instant>>,
+}
+
+impl SlurmSpawner {
+    /// A spawner for `[spawner]` + `[slurm]`. `data_dir` is the hub's (unused for now: jobs
+    /// write where `[slurm] output` says).
+    pub fn new(
+        spawner: SpawnerConfig,
+        slurm: SlurmConfig,
+        data_dir: &Path,
+    ) -> Result<Self, SpawnError> {
+        let _ = data_dir;
+        slurm.validate().map_err(SpawnError::Config)?;
+        if spawner.cmd.first().is_none_or(|c| c.is_empty()) {
+            return Err(SpawnError::Config("cmd must name a program".to_owned()));
+        }
+        let template = if slurm.job_template_file.is_empty() {
+            script::DEFAULT_TEMPLATE.to_owned()
+        } else {
+            std::fs::read_to_string(&slurm.job_template_file).map_err(|e| {
+                SpawnError::Config(format!(
+                    "slurm.job_template_file {}: {e}",
+                    slurm.job_template_file
+                ))
+            })?
+        };
+        let commands = Commands::new(&slurm);
+        Ok(Self {
+            tracker: Tracker::new(
+                commands.clone(),
+                Duration::from_secs(slurm.poll_interval.max(1)),
+            ),
+            cluster: Cluster::new(commands.clone()),
+            commands,
+            spawner,
+            slurm,
+            template,
+            node_addrs: Mutex::default(),
+            last_estimate: Mutex::default(),
+        })
+    }
+
+    pub fn config(&self) -> &SlurmConfig {
+        &self.slurm
+    }
+
+    /// Problems that keep jobs from working, for the hub to report at start-up: the server
+    /// command (and its `#!` interpreter) and the job script's Python must be readable and
+    /// executable by every user, `sbatch` must exist, `SLURM_CONF` must be readable by all.
+    pub fn check_setup(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let cmd = &self.spawner.cmd[0];
+        check_everyone_runs(cmd, "[spawner] cmd", &mut problems);
+        check_everyone_runs(&self.slurm.python, "[slurm] python", &mut problems);
+        let sbatch = self.commands.program("sbatch");
+        if resolve(&sbatch.display().to_string()).is_none() {
+            problems.push(format!(
+                "sbatch not found ({}): install Slurm's client or set [slurm] bin_dir",
+                sbatch.display()
+            ));
+        }
+        let conf = self.commands.slurm_conf();
+        if !conf.is_empty() {
+            match std::fs::metadata(conf) {
+                Ok(m) if m.permissions().mode() & 0o004 != 0 => {}
+                Ok(_) => problems.push(format!(
+                    "[slurm] slurm_conf {conf} is not readable by every user (jobs are submitted as the users)"
+                )),
+                Err(e) => problems.push(format!("[slurm] slurm_conf {conf}: {e}")),
+            }
+        }
+        problems
+    }
+
+    /// What a user may pick now, from cached live data.
+    async fn choices(&self, ctx: &FormContext) -> form::UserChoices {
+        let snapshot = self.cluster.snapshot().await;
+        let user = if ctx.unix_user.is_empty() {
+            &ctx.user
+        } else {
+            &ctx.unix_user
+        };
+        let accounts = self.cluster.slurm_accounts(user).await;
+        let groups = unix_groups(user);
+        form::user_choices(
+            &self.slurm,
+            ctx,
+            snapshot.as_deref().map_err(ToString::to_string),
+            &groups,
+            accounts,
+        )
+    }
+
+    /// The nodes whose address is not a loopback one, as `scontrol show node` lists them
+    /// (`[slurm] node_address` when that is a template); `Err` when Slurm cannot be asked.
+    pub async fn remote_nodes(&self) -> Result<Vec<String>, String> {
+        let out = self
+            .commands
+            .query("scontrol", &["show", "node", "-o"])
+            .await
+            .map_err(|e| e.to_string())?;
+        if !out.ok {
+            return Err(parse::slurm_error(&out.stderr));
+        }
+        let mut remote = Vec::new();
+        for line in out.stdout.lines() {
+            let fields = parse::parse_kv(line);
+            let Some(name) = fields.get("NodeName") else {
+                continue;
+            };
+            let addr = if self.slurm.node_address == "NodeAddr" {
+                fields
+                    .get("NodeAddr")
+                    .cloned()
+                    .unwrap_or_else(|| name.clone())
+            } else {
+                self.slurm.node_address.replace("{node}", name)
+            };
+            if !is_loopback_host(&addr).await {
+                remote.push(name.clone());
+            }
+        }
+        Ok(remote)
+    }
+
+    /// The address of `node`, as `[slurm] node_address` says.
+    async fn node_address(&self, node: &str) -> String {
+        if self.slurm.node_address != "NodeAddr" {
+            return self.slurm.node_address.replace("{node}", node);
+        }
+        if let Some(addr) = lock(&self.node_addrs).get(node) {
+            return addr.clone();
+        }
+        let addr = match self
+            .commands
+            .query("scontrol", &["show", "node", "-o", node])
+            .await
+        {
+            Ok(o) if o.ok => parse::parse_kv(o.stdout.lines().next().unwrap_or(""))
+                .get("NodeAddr")
+                .cloned(),
+            _ => None,
+        };
+        match addr {
+            Some(a) => {
+                lock(&self.node_addrs).insert(node.to_owned(), a.clone());
+                a
+            }
+            None => node.to_owned(),
+        }
+    }
+
+    /// The server's environment, as the local spawner builds it (kept variables, the hub's,
+    /// the user's, config-derived, `environment` last).
+    fn environment(
+        &self,
+        req: &SpawnRequest,
+        home: &Path,
+        shell: &Path,
+    ) -> BTreeMap<String, String> {
+        let user = if req.unix_user.is_empty() {
+            &req.user
+        } else {
+            &req.unix_user
+        };
+        let mut env = self.spawner.kept_env();
+        env.extend(req.env.clone());
+        env.insert("USER".to_owned(), user.clone());
+        env.insert("HOME".to_owned(), home.display().to_string());
+        env.insert("SHELL".to_owned(), shell.display().to_string());
+        env.extend(self.spawner.url_env(&req.user));
+        env.extend(self.spawner.environment.clone());
+        // The job sets it with the port it picks; SLURM_* are Slurm's own.
+        env.remove("JUPYTERHUB_SERVICE_URL");
+        env.retain(|k, _| is_env_name(k) && !k.starts_with("SLURM_"));
+        env
+    }
+
+    async fn submit(&self, req: &SpawnRequest) -> Result<Started, SpawnError> {
+        let unix_user = if req.unix_user.is_empty() {
+            req.user.clone()
+        } else {
+            req.unix_user.clone()
+        };
+        let account = lookup_account(&unix_user)?.ok_or_else(|| SpawnError::NoUnixAccount {
+            user: unix_user.clone(),
+        })?;
+        let job = JobRequest::from_options(&req.user_options, &self.slurm.fields)?;
+        let fill = |t: &str| {
+            t.replace("{username}", &unix_user)
+                .replace("{home}", &account.home.display().to_string())
+                .replace("{server}", &req.server_name)
+        };
+        let job_name = fill(&self.slurm.job_name);
+        let output = fill(&self.slurm.output);
+        let chdir = fill(&self.slurm.chdir);
+        let env = self.environment(req, &account.home, &account.shell);
+        let options = job.sbatch_options(&self.slurm);
+        let cmd: Vec<String> = self
+            .spawner
+            .cmd
+            .iter()
+            .chain(&self.spawner.args)
+            .cloned()
+            .collect();
+        let script = render_script(
+            &self.template,
+            &self.slurm,
+            &cmd,
+            &unix_user,
+            &req.server_name,
+            &job_name,
+            &job,
+            &options,
+            &env,
+            &req.user_options,
+        )?;
+        let export = format!(
+            "--export={}",
+            env.keys().cloned().collect::<Vec<_>>().join(",")
+        );
+        let mut args: Vec<String> = vec![
+            "--parsable".into(),
+            format!("--job-name={job_name}"),
+            format!("--output={output}"),
+            format!("--chdir={chdir}"),
+            export,
+        ];
+        args.extend(options);
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self
+            .commands
+            .as_user(&unix_user, "sbatch", &argv, &env, Some(&script))
+            .await?;
+        if !out.ok {
+            return Err(SpawnError::Failed(if controller_unreachable(&out.stderr) {
+                "Slurm's controller does not answer right now, so the job could not be \
+                 submitted; please try again in a minute"
+                    .to_owned()
+            } else {
+                format!("Slurm refused the job: {}", slurm_error(&out.stderr))
+            }));
+        }
+        let job_id = out
+            .stdout
+            .trim()
+            .split(';')
+            .next()
+            .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit() || b == b'_'))
+            .ok_or_else(|| {
+                SpawnError::Failed(format!(
+                    "sbatch gave no job id (it printed {:?})",
+                    out.stdout.trim()
+                ))
+            })?
+            .to_owned();
+        let state = SlurmState {
+            output: PathBuf::from(output.replace("%j", &job_id).replace("%u", &unix_user)),
+            job_id: job_id.clone(),
+            user: unix_user.clone(),
+            partition: job.partition.clone(),
+            nodes: job.nodes,
+            host: None,
+        };
+        req.updates.persist(&state.to_state());
+        tracing::info!(user = %req.user, server = %req.server_name, job = %job_id, partition = %job.partition, "submitted Slurm job");
+        req.progress(
+            Some(20),
+            format!("Submitted job {job_id} to {}", job.partition),
+        );
+        self.wait_running(state, &req.updates).await
+    }
+
+    /// Waits in the tracker until the job runs (or ends, or waited too long).
+    async fn wait_running(
+        &self,
+        mut state: SlurmState,
+        updates: &Updates,
+    ) -> Result<Started, SpawnError> {
+        let id = state.job_id.clone();
+        self.tracker.track(&id, Some(state.output.clone()));
+        let mut rounds = self.tracker.subscribe();
+        let since = Instant::now();
+        let mut said = String::new();
+        loop {
+            let view = self.tracker.view(&id).unwrap_or(View::Unseen);
+            let message = match (&view, self.tracker.unreachable()) {
+                (_, Some(why)) => Some(format!("{why}; waiting for it")),
+                (View::Queued { info, .. }, None) if info.is_running() => {
+                    let host = self.node_address(&info.batch_host).await;
+                    updates.progress(Some(50), format!("Running on {}", info.batch_host));
+                    updates.running();
+                    state.host = Some(host.clone());
+                    updates.persist(&state.to_state());
+                    return Ok(Started {
+                        host,
+                        port: 0,
+                        state: state.to_state(),
+                    });
+                }
+                (View::Queued { info, .. }, None) => Some(pending_message(info)),
+                (View::Ended { reason, .. }, None) => {
+                    return Err(SpawnError::Failed(reason.clone()));
+                }
+                (View::Unseen, None) => None,
+            };
+            if let Some(m) = message.filter(|m| *m != said) {
+                updates.progress(Some(30), m.clone());
+                said = m;
+            }
+            let limit = self.slurm.max_queue_wait;
+            if limit > 0 && since.elapsed() >= Duration::from_secs(limit) {
+                let _ = self.cancel(&state).await;
+                return Err(SpawnError::Failed(format!(
+                    "Job {id} waited in the queue for more than {} and was cancelled \
+                     ([slurm] max_queue_wait); try a partition with idle nodes or a shorter run time",
+                    crate::format_slurm_duration(limit)
+                )));
+            }
+            let wait = if limit > 0 {
+                Duration::from_secs(limit).saturating_sub(since.elapsed())
+            } else {
+                Duration::from_secs(3600)
+            };
+            let _ = tokio::time::timeout(wait, rounds.changed()).await;
+        }
+    }
+
+    async fn cancel(&self, state: &SlurmState) -> Result<(), SpawnError> {
+        let out = self
+            .commands
+            .as_user(
+                &state.user,
+                "scancel",
+                &[&state.job_id],
+                &BTreeMap::new(),
+                None,
+            )
+            .await?;
+        if out.ok {
+            Ok(())
+        } else if controller_unreachable(&out.stderr) {
+            Err(SpawnError::Failed(format!(
+                "could not cancel job {}: Slurm's controller does not answer",
+                state.job_id
+            )))
+        } else {
+            Err(SpawnError::Failed(format!(
+                "could not cancel job {}: {}",
+                state.job_id,
+                slurm_error(&out.stderr)
+            )))
+        }
+    }
+
+    async fn stop_job(&self, state: &SpawnerState, timeout: Duration) -> Result<(), SpawnError> {
+        let Some(st) = SlurmState::from_state(state) else {
+            return Ok(());
+        };
+        self.cancel(&st).await?;
+        // Slurm signals the job, waits KillWait, then kills: give it that long too.
+        let deadline = Instant::now() + timeout + Duration::from_secs(15);
+        loop {
+            let out = self
+                .commands
+                .query("squeue", &["-h", "-j", &st.job_id, "-o", "%T"])
+                .await?;
+            let state_now = out.stdout.trim().to_owned();
+            let gone = (out.ok && (state_now.is_empty() || parse::is_final_state(&state_now)))
+                || (!out.ok && out.stderr.contains("Invalid job id"));
+            if gone {
+                tracing::info!(job = %st.job_id, "Slurm job stopped");
+                self.tracker.untrack(&st.job_id);
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(SpawnError::Failed(format!(
+                    "job {} is still {} after scancel",
+                    st.job_id,
+                    if state_now.is_empty() {
+                        "known"
+                    } else {
+                        &state_now
+                    }
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn poll_job(&self, state: &SpawnerState) -> PollStatus {
+        let Some(st) = SlurmState::from_state(state) else {
+            return PollStatus::Exited {
+                reason: "no Slurm job is recorded".to_owned(),
+            };
+        };
+        self.tracker.track(&st.job_id, Some(st.output.clone()));
+        if self.tracker.view(&st.job_id) == Some(View::Unseen) {
+            // First question about this job (e.g. after a hub restart): wait for an answer.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.tracker.view(&st.job_id) == Some(View::Unseen)
+                && self.tracker.unreachable().is_none()
+                && Instant::now() < deadline
+            {
+                self.tracker
+                    .next_round(deadline.saturating_duration_since(Instant::now()))
+                    .await;
+            }
+        }
+        if let Some(why) = self.tracker.unreachable() {
+            return PollStatus::Unknown { reason: why };
+        }
+        match self.tracker.view(&st.job_id) {
+            Some(View::Queued { info, .. }) if info.is_running() => PollStatus::Running,
+            Some(View::Queued { info, .. }) => PollStatus::Pending {
+                message: pending_message(&info),
+            },
+            Some(View::Ended { reason, .. }) => PollStatus::Exited { reason },
+            Some(View::Unseen) | None => PollStatus::Unknown {
+                reason: "Slurm has not answered about the job yet".to_owned(),
+            },
+        }
+    }
+
+    async fn estimate_job(
+        &self,
+        ctx: &FormContext,
+        options: &ValidatedOptions,
+    ) -> Result<Estimate, SpawnError> {
+        {
+            let mut last = lock(&self.last_estimate);
+            if let Some(at) = last.get(&ctx.user) {
+                if at.elapsed() < ESTIMATE_EVERY {
+                    return Err(SpawnError::Failed(format!(
+                        "one estimate every {} seconds, please; try again in a moment",
+                        ESTIMATE_EVERY.as_secs()
+                    )));
+                }
+            }
+            last.insert(ctx.user.clone(), Instant::now());
+        }
+        let user = if ctx.unix_user.is_empty() {
+            &ctx.user
+        } else {
+            &ctx.unix_user
+        };
+        let job = JobRequest::from_options(options, &self.slurm.fields)?;
+        let mut args = vec!["--test-only".to_owned()];
+        args.extend(job.sbatch_options(&self.slurm));
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self
+            .commands
+            .as_user(
+                user,
+                "sbatch",
+                &argv,
+                &BTreeMap::new(),
+                Some("#!/bin/sh\ntrue\n"),
+            )
+            .await?;
+        if controller_unreachable(&out.stderr) {
+            return Err(SpawnError::Failed(
+                "Slurm's controller does not answer right now; please try again in a minute"
+                    .to_owned(),
+            ));
+        }
+        Ok(match parse::parse_test_only(&out.stderr) {
+            TestOnly::Fits { start, nodes, .. } => {
+                let message = if start <= slurm_now() {
+                    format!("would start now on {nodes}")
+                } else {
+                    format!("estimated start {} on {nodes}", short_time(&start))
+                };
+                Estimate {
+                    fits: true,
+                    message,
+                    start: Some(start),
+                    nodes: Some(nodes),
+                }
+            }
+            TestOnly::Refused(reason) => Estimate {
+                fits: false,
+                message: format!("Slurm cannot run this request: {reason}"),
+                start: None,
+                nodes: None,
+            },
+        })
+    }
+}
+
+fn pending_message(info: &parse::JobInfo) -> String {
+    let mut m = format!("Pending: {}", pending_reason(&info.reason));
+    if let Some(start) = &info.start {
+        m.push_str(&format!(" (estimated start {})", short_time(start)));
+    }
+    m
+}
+
+impl Spawner for SlurmSpawner {
+    fn kind(&self) -> &'static str {
+        "slurm"
+    }
+
+    fn start<'a>(&'a self, req: &'a SpawnRequest) -> BoxFuture<'a, Result<Started, SpawnError>> {
+        Box::pin(self.submit(req))
+    }
+
+    fn resume<'a>(
+        &'a self,
+        state: &'a SpawnerState,
+        updates: &'a Updates,
+    ) -> BoxFuture<'a, Result<Started, SpawnError>> {
+        Box::pin(async move {
+            let st = SlurmState::from_state(state)
+                .ok_or_else(|| SpawnError::Failed("no Slurm job is recorded".to_owned()))?;
+            self.wait_running(st, updates).await
+        })
+    }
+
+    fn poll<'a>(&'a self, state: &'a SpawnerState) -> BoxFuture<'a, PollStatus> {
+        Box::pin(self.poll_job(state))
+    }
+
+    fn poll_all<'a>(&'a self, states: &'a [SpawnerState]) -> BoxFuture<'a, Vec<PollStatus>> {
+        Box::pin(async move {
+            // Track them all first, so that one query answers for every job.
+            for st in states.iter().filter_map(SlurmState::from_state) {
+                self.tracker.track(&st.job_id, Some(st.output.clone()));
+            }
+            let mut out = Vec::with_capacity(states.len());
+            for state in states {
+                out.push(self.poll_job(state).await);
+            }
+            out
+        })
+    }
+
+    fn stop<'a>(
+        &'a self,
+        state: &'a SpawnerState,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<(), SpawnError>> {
+        Box::pin(self.stop_job(state, timeout))
+    }
+
+    fn options_form<'a>(&'a self, ctx: &'a FormContext) -> BoxFuture<'a, Option<FormSpec>> {
+        Box::pin(async move {
+            let choices = self.choices(ctx).await;
+            Some(form::build_form(&self.slurm, ctx, &choices))
+        })
+    }
+
+    fn validate_options<'a>(
+        &'a self,
+        ctx: &'a FormContext,
+        options: &'a Value,
+    ) -> BoxFuture<'a, Result<ValidatedOptions, Vec<FieldError>>> {
+        Box::pin(async move {
+            let choices = self.choices(ctx).await;
+            let spec = form::build_form(&self.slurm, ctx, &choices);
+            form::validate(&spec, &choices, options)
+        })
+    }
+
+    fn estimate<'a>(
+        &'a self,
+        ctx: &'a FormContext,
+        options: &'a ValidatedOptions,
+    ) -> BoxFuture<'a, Option<Result<Estimate, SpawnError>>> {
+        Box::pin(async move { Some(self.estimate_job(ctx, options).await) })
+    }
+
+    fn describe(&self, state: &SpawnerState) -> Option<Value> {
+        let st = SlurmState::from_state(state)?;
+        let view = self.tracker.view(&st.job_id);
+        let (slurm_state, node_list, end_time, nodes, partition) = match &view {
+            Some(View::Queued { info, at }) => (
+                info.state.clone(),
+                info.node_list.clone(),
+                info.time_left
+                    .filter(|_| info.is_running())
+                    .and_then(|left| rfc3339(*at + Duration::from_secs(left))),
+                info.nodes,
+                info.partition.clone(),
+            ),
+            Some(View::Ended { state, .. }) => (
+                state.clone(),
+                String::new(),
+                None,
+                st.nodes,
+                st.partition.clone(),
+            ),
+            _ => (
+                "UNKNOWN".to_owned(),
+                String::new(),
+                None,
+                st.nodes,
+                st.partition.clone(),
+            ),
+        };
+        Some(json!({
+            "job_id": st.job_id,
+            "partition": partition,
+            "nodes": nodes,
+            "node_list": (!node_list.is_empty()).then_some(node_list),
+            "end_time": end_time,
+            "state": slurm_state,
+        }))
+    }
+
+    fn timeouts(&self) -> Timeouts {
+        let mut t = self.spawner.timeouts();
+        // poll() answers from the tracker: polling faster than it asks gains nothing.
+        t.poll_interval = t.poll_interval.max(self.tracker.interval());
+        t
+    }
+}
+
+fn rfc3339(t: std::time::SystemTime) -> Option<String> {
+    time::OffsetDateTime::from(t)
+        .replace_nanosecond(0)
+        .ok()?
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
+/// The names of the Unix groups `user` is in.
+fn unix_groups(user: &str) -> Vec<String> {
+    let Ok(Some(account)) = lookup_account(user) else {
+        return Vec::new();
+    };
+    let Ok(name) = std::ffi::CString::new(user) else {
+        return Vec::new();
+    };
+    nix::unistd::getgrouplist(&name, nix::unistd::Gid::from_raw(account.gid))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|gid| nix::unistd::Group::from_gid(gid).ok().flatten())
+        .map(|g| g.name)
+        .collect()
+}
+
+/// `program` as a path: itself when it has a `/`, else found on PATH.
+fn resolve(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return p.is_file().then_some(p);
+    }
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| Path::new(dir).join(program))
+        .find(|p| p.is_file())
+}
+
+/// Adds a problem when `program` (and the interpreter of its `#!` line) is not readable and
+/// executable by every user, up every parent directory.
+fn check_everyone_runs(program: &str, key: &str, problems: &mut Vec<String>) {
+    let Some(path) = resolve(program) else {
+        problems.push(format!("{key}: {program} not found"));
+        return;
+    };
+    let mut check = |path: &Path, what: &str| {
+        let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        match std::fs::metadata(&real) {
+            Ok(m) if m.permissions().mode() & 0o005 == 0o005 => {}
+            Ok(m) => problems.push(format!(
+                "{key}: {what} {} (mode {:o}) is not readable and executable by every user; \
+                 jobs run as the users",
+                real.display(),
+                m.permissions().mode() & 0o777
+            )),
+            Err(e) => problems.push(format!("{key}: {what} {}: {e}", real.display())),
+        }
+        for dir in real.ancestors().skip(1) {
+            if let Ok(m) = std::fs::metadata(dir) {
+                if m.permissions().mode() & 0o001 == 0 {
+                    problems.push(format!(
+                        "{key}: other users cannot enter {} (mode {:o}), so they cannot run {}",
+                        dir.display(),
+                        m.permissions().mode() & 0o777,
+                        real.display()
+                    ));
+                    break;
+                }
+            }
+        }
+    };
+    check(&path, "the program");
+    let head = std::fs::read(&path)
+        .ok()
+        .map(|b| b.into_iter().take(256).collect::<Vec<u8>>())
+        .unwrap_or_default();
+    if head.starts_with(b"#!") {
+        let line = String::from_utf8_lossy(&head[2..]);
+        let line = line.lines().next().unwrap_or("");
+        let mut words = line.split_whitespace();
+        if let Some(interp) = words.next() {
+            let interp = if interp.ends_with("/env") {
+                words.find(|w| !w.starts_with('-')).and_then(resolve)
+            } else {
+                Some(PathBuf::from(interp))
+            };
+            match interp {
+                Some(i) => check(&i, "its interpreter"),
+                None => problems.push(format!(
+                    "{key}: the interpreter in the #! line of {} was not found",
+                    path.display()
+                )),
+            }
+        }
+    }
+}
+
+/// Whether `host` (a name or an address) resolves only to loopback addresses.
+async fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_matches(['[', ']']);
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        return ip.is_loopback();
+    }
+    match tokio::net::lookup_host((bare, 0)).await {
+        Ok(addrs) => {
+            let addrs: Vec<_> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setup_check_names_unusable_programs() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let script = dir.path().join("serve");
+        std::fs::write(&script, "#!/usr/bin/python3\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let spawner = SlurmSpawner::new(
+            SpawnerConfig {
+                cmd: vec![script.display().to_string()],
+                ..Default::default()
+            },
+            SlurmConfig {
+                bin_dir: "/nonexistent".into(),
+                ..Default::default()
+            },
+            Path::new("/tmp"),
+        )
+        .unwrap();
+        let problems = spawner.check_setup();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("cannot enter") && p.contains("[spawner] cmd")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("sbatch not found")),
+            "{problems:?}"
+        );
+        let state = SlurmState {
+            job_id: "7".into(),
+            user: "alice".into(),
+            partition: "devel".into(),
+            nodes: 1,
+            output: "/x/7.log".into(),
+            host: None,
+        };
+        assert_eq!(SlurmState::from_state(&state.to_state()), Some(state));
+        assert_eq!(spawner.kind(), "slurm");
+    }
+}

@@ -101,9 +101,62 @@ fn make_spawner(config: &Config) -> anyhow::Result<std::sync::Arc<dyn nbhub_spaw
             .map_err(|e| anyhow::anyhow!("[local]: {e}"))?,
         ),
         SpawnerKind::Slurm => {
-            anyhow::bail!("[spawner] kind = \"slurm\": not available in this build yet")
+            let slurm = nbhub_spawner::SlurmSpawner::new(
+                config.spawner.clone(),
+                config.slurm.clone(),
+                data_dir,
+            )
+            .map_err(|e| anyhow::anyhow!("[slurm]: {e}"))?;
+            // What would make every job fail (a private venv, no sbatch) is said at start-up.
+            for problem in slurm.check_setup() {
+                tracing::warn!("[slurm]: {problem}");
+            }
+            let slurm = std::sync::Arc::new(slurm);
+            warn_if_jobs_cannot_reach_the_hub(config, slurm.clone());
+            slurm
         }
     })
+}
+
+/// Slurm jobs call the hub API at `hub_connect_url` (default `hub_bind_url`): a loopback
+/// address works only while the compute nodes are this machine (the dev cluster). Slurm is
+/// asked in the background so that a slow controller does not delay start-up.
+fn warn_if_jobs_cannot_reach_the_hub(
+    config: &Config,
+    slurm: std::sync::Arc<nbhub_spawner::SlurmSpawner>,
+) {
+    let url = if config.hub.hub_connect_url.is_empty() {
+        config.hub.hub_bind_url.to_string()
+    } else {
+        config.hub.hub_connect_url.clone()
+    };
+    let host = url::Url::parse(&url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        return;
+    }
+    tokio::spawn(async move {
+        match slurm.remote_nodes().await {
+            Ok(remote) if remote.is_empty() => {}
+            Ok(remote) => tracing::warn!(
+                "jobs reach the hub at {url}, a loopback address, but Slurm nodes {} are not \
+                 this machine: their servers cannot reach the hub; set [hub] hub_connect_url \
+                 to an address the nodes can reach",
+                remote.join(", ")
+            ),
+            Err(e) => tracing::warn!(
+                "jobs reach the hub at {url}, a loopback address: this works only when every \
+                 Slurm node is this machine, which could not be checked ({e})"
+            ),
+        }
+    });
 }
 
 /// Starts what runs beside the request handlers: re-adopts servers recorded as running,

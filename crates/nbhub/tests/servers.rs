@@ -6,7 +6,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::hubproc::{admin, login, require_proxy_binary, HubProc, Options, ADMIN};
+use common::eventually;
+use common::hubproc::{admin, user_token, login, require_proxy_binary, HubProc, Options, ADMIN};
 use common::kernel;
 use reqwest::cookie::CookieStore;
 use reqwest::Method;
@@ -25,25 +26,6 @@ macro_rules! real_parts {
     }};
 }
 
-/// Polls `check` until it returns Some, or fails after `secs` with `what`.
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs} s waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn jar_browser() -> (reqwest::Client, Arc<reqwest::cookie::Jar>) {
     let jar = Arc::new(reqwest::cookie::Jar::default());
     let client = reqwest::Client::builder()
@@ -60,21 +42,6 @@ fn cookie(jar: &reqwest::cookie::Jar, url: &str, name: &str) -> Option<String> {
         .ok()?
         .split("; ")
         .find_map(|kv| kv.strip_prefix(&format!("{name}=")).map(str::to_string))
-}
-
-async fn user_token(hub: &HubProc, user: &str) -> String {
-    let (s, body) = admin(
-        hub,
-        Method::POST,
-        &format!("/users/{user}/tokens"),
-        Some(json!({})),
-    )
-    .await;
-    assert_eq!(s, 201, "{body}");
-    serde_json::from_str::<Value>(&body).expect("json")["token"]
-        .as_str()
-        .expect("token")
-        .to_string()
 }
 
 async fn get_status(hub: &HubProc, path: &str, token: &str) -> u16 {

@@ -32,7 +32,12 @@ pub fn status_of(phase: Phase) -> (&'static str, &'static str) {
 /// What the pages show of one server: the REST model plus status and the links to act on it.
 pub fn server_view(state: &AppState, user: &User, row: Option<&ServerRow>, name: &str) -> Value {
     let hub = state.hub_prefix();
-    let phase = state.supervisor.phase_of(user.id, name);
+    let slot = state.supervisor.existing_slot(user.id, name);
+    let phase = slot.as_ref().map_or(Phase::Stopped, |s| s.phase());
+    // Why it stopped by itself (a time limit, a cancelled job), known for this hub run.
+    let exit_reason = slot
+        .filter(|_| phase == Phase::Stopped)
+        .and_then(|s| s.exit_reason());
     let (status, label) = status_of(phase);
     let mut model = match row {
         Some(r) => crate::api::users::server_model(state, &user.name, r, false),
@@ -61,6 +66,7 @@ pub fn server_view(state: &AppState, user: &User, row: Option<&ServerRow>, name:
             json!(format!("{hub}spawn/{}{segment}", url_escape(&user.name))),
         );
         m.insert("facts".into(), facts);
+        m.insert("exit_reason".into(), json!(exit_reason));
     }
     model
 }

@@ -51,10 +51,30 @@ function renderNamed(name, model) {
   row.querySelector(".delete-server").classList.toggle("d-none", active);
 }
 
+// Servers seen active, and those the user is stopping here: one that stops by itself (a time
+// limit, a cancelled job) reloads the page, which then says why it ended.
+const seenActive = new Set();
+const stoppedHere = new Set();
+
+function noticeEnds(servers) {
+  const names = ["", ...[...document.querySelectorAll("tr.home-server-row[data-server-name]")].map((r) => r.dataset.serverName)];
+  let ended = false;
+  for (const name of names) {
+    const active = statusOf(servers[name]) !== "stopped";
+    if (active) seenActive.add(name);
+    else if (seenActive.has(name)) {
+      seenActive.delete(name);
+      if (!stoppedHere.delete(name)) ended = true;
+    }
+  }
+  if (ended) window.location.reload();
+}
+
 async function refresh() {
   try {
     const model = await api("GET", `/users/${seg(user)}`);
     const servers = model.servers || {};
+    noticeEnds(servers);
     renderDefault(servers[""]);
     for (const row of document.querySelectorAll("tr.home-server-row[data-server-name]")) {
       renderNamed(row.dataset.serverName, servers[row.dataset.serverName]);
@@ -87,6 +107,7 @@ async function waitStopped(name) {
 
 async function stop(name, button) {
   showError(errorBox, "");
+  stoppedHere.add(name);
   await busy(button, async () => {
     try {
       if (name === "") renderDefault({ pending: "stop" });

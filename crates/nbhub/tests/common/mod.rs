@@ -7,6 +7,7 @@ pub mod kernel;
 pub mod pagekit;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use nbhub::config::{Config, HttpUrl, RoleConfig, ServiceConfig};
 use nbhub::state::AppState;
@@ -178,4 +179,23 @@ pub async fn call(
         status,
         serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
     )
+}
+
+/// Polls `check` until it returns Some, or fails after `secs` with `what`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs} s waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

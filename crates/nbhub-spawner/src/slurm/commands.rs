@@ -1,0 +1,166 @@
+//! Running Slurm's commands: always argument vectors, `SLURM_CONF` exported, a time limit, and
+//! as the user when they act for one (`sbatch`, `scancel`): by switching uid in the child
+//! (a root hub) or through a configured prefix such as `sudo -E -u {username}`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+
+use crate::local::unix::{detach_and_switch, lookup_account, SwitchTo};
+use crate::slurm::config::SlurmConfig;
+use crate::SpawnError;
+
+/// How long any Slurm command may take before it is killed.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a finished command printed.
+#[derive(Clone, Debug)]
+pub(crate) struct Output {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// How commands act for a user.
+#[derive(Clone, Debug)]
+enum SubmitAs {
+    Setuid,
+    Prefix(Vec<String>),
+}
+
+/// Runs Slurm commands as the configuration says.
+#[derive(Clone, Debug)]
+pub(crate) struct Commands {
+    bin_dir: PathBuf,
+    slurm_conf: String,
+    submit_as: SubmitAs,
+    /// The hub's PATH, for the commands themselves (and a prefix such as sudo).
+    path: String,
+}
+
+impl Commands {
+    pub fn new(config: &SlurmConfig) -> Self {
+        let submit_as = match config.submit_as.as_slice() {
+            [one] if one == "setuid" => SubmitAs::Setuid,
+            prefix => SubmitAs::Prefix(prefix.to_vec()),
+        };
+        Self {
+            bin_dir: PathBuf::from(&config.bin_dir),
+            slurm_conf: config.slurm_conf.clone(),
+            submit_as,
+            path: std::env::var("PATH")
+                .unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_owned()),
+        }
+    }
+
+    /// The path of a Slurm program (`bin_dir/name`, or the bare name to look up on PATH).
+    pub fn program(&self, name: &str) -> PathBuf {
+        if self.bin_dir.as_os_str().is_empty() {
+            PathBuf::from(name)
+        } else {
+            self.bin_dir.join(name)
+        }
+    }
+
+    pub fn slurm_conf(&self) -> &str {
+        &self.slurm_conf
+    }
+
+    /// Runs `name args` as the hub (queries: squeue, sinfo, scontrol, sacctmgr).
+    pub async fn query(&self, name: &str, args: &[&str]) -> Result<Output, SpawnError> {
+        self.run(name, args, None, &BTreeMap::new(), None).await
+    }
+
+    /// Runs `name args` as the Unix account `user`, with `env` added to the process
+    /// environment (never on the command line) and `stdin` fed in.
+    pub async fn as_user(
+        &self,
+        user: &str,
+        name: &str,
+        args: &[&str],
+        env: &BTreeMap<String, String>,
+        stdin: Option<&str>,
+    ) -> Result<Output, SpawnError> {
+        self.run(name, args, Some(user), env, stdin).await
+    }
+
+    async fn run(
+        &self,
+        name: &str,
+        args: &[&str],
+        user: Option<&str>,
+        env: &BTreeMap<String, String>,
+        stdin: Option<&str>,
+    ) -> Result<Output, SpawnError> {
+        let program = self.program(name);
+        let mut cmd = match (user, &self.submit_as) {
+            (Some(user), SubmitAs::Prefix(prefix)) => {
+                let mut words = prefix.iter().map(|w| w.replace("{username}", user));
+                let first = words.next().unwrap_or_default();
+                let mut cmd = tokio::process::Command::new(first);
+                cmd.args(words).arg(&program);
+                cmd
+            }
+            _ => tokio::process::Command::new(&program),
+        };
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", &self.path)
+            .envs(env)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if !self.slurm_conf.is_empty() {
+            cmd.env("SLURM_CONF", &self.slurm_conf);
+        }
+        if let (Some(user), SubmitAs::Setuid) = (user, &self.submit_as) {
+            let account = lookup_account(user)?.ok_or_else(|| SpawnError::NoUnixAccount {
+                user: user.to_owned(),
+            })?;
+            let euid = nix::unistd::geteuid();
+            if euid.is_root() {
+                detach_and_switch(&mut cmd, Some(SwitchTo::new(&account)?));
+                cmd.env("HOME", &account.home).env("USER", &account.name);
+            } else if euid.as_raw() != account.uid {
+                return Err(SpawnError::Config(format!(
+                    "submit_as = \"setuid\": submitting jobs as {user} needs the hub to run as \
+                     root (it runs as uid {euid}); run it as root or set a prefix such as \
+                     [\"sudo\", \"-E\", \"-u\", \"{{username}}\"]"
+                )));
+            }
+        }
+        let mut child = cmd.spawn().map_err(|e| {
+            SpawnError::Failed(format!(
+                "could not run {}: {e} (is Slurm installed? see [slurm] bin_dir)",
+                program.display()
+            ))
+        })?;
+        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            // A command that exits without reading shows up in its output, not here.
+            let _ = pipe.write_all(text.as_bytes()).await;
+        }
+        let out = tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
+            .await
+            .map_err(|_| {
+                SpawnError::Failed(format!(
+                    "{} did not answer within {} s",
+                    program.display(),
+                    COMMAND_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(|e| SpawnError::io(format!("run {}", program.display()), e))?;
+        Ok(Output {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+}

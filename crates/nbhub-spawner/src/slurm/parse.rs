@@ -1,0 +1,522 @@
+//! Parsers for what Slurm's commands print (22.05's text forms: `|`-separated `squeue`/`sinfo`
+//! formats and `scontrol -o`'s one-line `Key=Value` records), and Slurm's words in plain words.
+
+use std::collections::BTreeMap;
+
+use crate::options::parse_slurm_duration;
+
+/// The `squeue` format the tracker asks for; [`parse_squeue`] reads it.
+pub(crate) const SQUEUE_FORMAT: &str = "%i|%T|%r|%B|%N|%P|%S|%L|%D|%l";
+
+/// One job as `squeue` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct JobInfo {
+    pub id: String,
+    /// `PENDING`, `RUNNING`, `COMPLETING`, `CANCELLED`, `TIMEOUT`, …
+    pub state: String,
+    /// Why it pends (`Resources`, `Priority`, …) or `None`.
+    pub reason: String,
+    /// The node the batch script runs on (empty while pending).
+    pub batch_host: String,
+    pub node_list: String,
+    pub partition: String,
+    /// Start (estimated while pending), Slurm's local time, `None` when unknown.
+    pub start: Option<String>,
+    /// Seconds left before the time limit (running jobs).
+    pub time_left: Option<u64>,
+    pub nodes: u32,
+    pub time_limit: String,
+}
+
+impl JobInfo {
+    pub fn is_running(&self) -> bool {
+        matches!(self.state.as_str(), "RUNNING" | "COMPLETING" | "STAGE_OUT")
+            && !self.batch_host.is_empty()
+    }
+
+    /// A state the job never leaves.
+    pub fn is_final(&self) -> bool {
+        is_final_state(&self.state)
+    }
+}
+
+pub(crate) fn is_final_state(state: &str) -> bool {
+    matches!(
+        state,
+        "COMPLETED"
+            | "CANCELLED"
+            | "FAILED"
+            | "TIMEOUT"
+            | "NODE_FAIL"
+            | "PREEMPTED"
+            | "BOOT_FAIL"
+            | "DEADLINE"
+            | "OUT_OF_MEMORY"
+            | "REVOKED"
+            | "SPECIAL_EXIT"
+    )
+}
+
+/// `None`, `N/A`, `(null)`, `Unknown` and empty all mean "nothing".
+fn nothing(s: &str) -> bool {
+    matches!(
+        s,
+        "" | "None" | "N/A" | "n/a" | "(null)" | "Unknown" | "(None)"
+    )
+}
+
+fn opt(s: &str) -> Option<String> {
+    (!nothing(s)).then(|| s.to_owned())
+}
+
+/// Reads `squeue -h -o SQUEUE_FORMAT` output; lines that do not fit are skipped.
+pub(crate) fn parse_squeue(out: &str) -> Vec<JobInfo> {
+    out.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.trim().split('|').collect();
+            if f.len() != 10 || f[0].is_empty() {
+                return None;
+            }
+            Some(JobInfo {
+                id: f[0].to_owned(),
+                state: f[1].to_owned(),
+                reason: f[2].to_owned(),
+                batch_host: opt(f[3]).unwrap_or_default(),
+                node_list: opt(f[4]).unwrap_or_default(),
+                partition: f[5].to_owned(),
+                start: opt(f[6]),
+                time_left: parse_slurm_duration(f[7]),
+                nodes: f[8].parse().unwrap_or(0),
+                time_limit: f[9].to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// One `scontrol show … -o` record: `Key=Value` pairs separated by spaces. A value may hold
+/// spaces (`OS=Linux 6.1 #1 SMP`): a word that does not look like `Key=` continues it.
+pub(crate) fn parse_kv(line: &str) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    let mut last: Option<String> = None;
+    for word in line.split_whitespace() {
+        let key = word.split_once('=').map(|(k, _)| k).filter(|k| {
+            !k.is_empty()
+                && k.as_bytes()[0].is_ascii_alphabetic()
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_/:".contains(&b))
+        });
+        match (key, &last) {
+            (Some(k), _) => {
+                let value = &word[k.len() + 1..];
+                out.insert(k.to_owned(), value.to_owned());
+                last = Some(k.to_owned());
+            }
+            (None, Some(k)) => {
+                if let Some(v) = out.get_mut(k) {
+                    v.push(' ');
+                    v.push_str(word);
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    out
+}
+
+/// All records of `scontrol show partition|reservation|node -o` that have `key`.
+pub(crate) fn parse_records(out: &str, key: &str) -> Vec<BTreeMap<String, String>> {
+    out.lines()
+        .map(parse_kv)
+        .filter(|r| r.contains_key(key))
+        .collect()
+}
+
+/// A partition's limits (`scontrol show partition -o`) and live state (`sinfo`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct PartitionInfo {
+    pub name: String,
+    pub default: bool,
+    pub up: bool,
+    /// `None`: unlimited.
+    pub max_nodes: Option<u32>,
+    pub max_time_secs: Option<u64>,
+    pub default_time_secs: Option<u64>,
+    pub total_nodes: u32,
+    pub idle_nodes: u32,
+    pub cpus_per_node: u32,
+    pub mem_mb_per_node: u64,
+    pub gpus_per_node: u32,
+    /// `AllowGroups` (Unix groups), `None` = all.
+    pub allow_groups: Option<Vec<String>>,
+    pub allow_accounts: Option<Vec<String>>,
+}
+
+fn list_or_all(v: Option<&String>) -> Option<Vec<String>> {
+    let v = v?;
+    (v != "ALL" && !nothing(v)).then(|| v.split(',').map(str::to_owned).collect())
+}
+
+/// Partitions from `scontrol show partition -o`, completed by `sinfo -h -o '%R|%a|%F|%c|%m|%G'`
+/// (one line per partition and node kind: idle nodes are summed, per-node sizes are the
+/// smallest, GPUs the largest).
+pub(crate) fn parse_partitions(scontrol: &str, sinfo: &str) -> Vec<PartitionInfo> {
+    let mut parts: Vec<PartitionInfo> = parse_records(scontrol, "PartitionName")
+        .into_iter()
+        .map(|r| {
+            let get = |k: &str| r.get(k).map(String::as_str).unwrap_or("");
+            PartitionInfo {
+                name: get("PartitionName").to_owned(),
+                default: get("Default") == "YES",
+                up: get("State") == "UP",
+                max_nodes: get("MaxNodes").parse().ok(),
+                max_time_secs: parse_slurm_duration(get("MaxTime")),
+                default_time_secs: parse_slurm_duration(get("DefaultTime")),
+                total_nodes: get("TotalNodes").parse().unwrap_or(0),
+                allow_groups: list_or_all(r.get("AllowGroups")),
+                allow_accounts: list_or_all(r.get("AllowAccounts")),
+                ..Default::default()
+            }
+        })
+        .collect();
+    for line in sinfo.lines() {
+        let f: Vec<&str> = line.trim().split('|').collect();
+        if f.len() != 6 {
+            continue;
+        }
+        let Some(p) = parts.iter_mut().find(|p| p.name == f[0]) else {
+            continue;
+        };
+        let counts: Vec<u32> = f[2].split('/').filter_map(|n| n.parse().ok()).collect();
+        if let Some(idle) = counts.get(1) {
+            p.idle_nodes += idle;
+        }
+        let cpus = f[3].trim_end_matches('+').parse().unwrap_or(0);
+        let mem = f[4].trim_end_matches('+').parse().unwrap_or(0);
+        p.cpus_per_node = if p.cpus_per_node == 0 {
+            cpus
+        } else {
+            p.cpus_per_node.min(cpus)
+        };
+        p.mem_mb_per_node = if p.mem_mb_per_node == 0 {
+            mem
+        } else {
+            p.mem_mb_per_node.min(mem)
+        };
+        p.gpus_per_node = p.gpus_per_node.max(gpu_count(f[5]));
+    }
+    parts
+}
+
+/// GPUs in a Gres string: `gpu:2`, `gpu:a100:4(S:0-1)`, `gpu:2,shard:8` → 2, 4, 2.
+pub(crate) fn gpu_count(gres: &str) -> u32 {
+    gres.split(',')
+        .filter(|g| g.starts_with("gpu"))
+        .filter_map(|g| {
+            let g = g.split('(').next().unwrap_or(g);
+            g.rsplit(':').next()?.parse::<u32>().ok()
+        })
+        .sum()
+}
+
+/// A reservation a user may be offered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Reservation {
+    pub name: String,
+    pub users: Vec<String>,
+    pub groups: Vec<String>,
+    pub accounts: Vec<String>,
+    pub partition: Option<String>,
+    pub end: String,
+    pub nodes: String,
+}
+
+pub(crate) fn parse_reservations(out: &str) -> Vec<Reservation> {
+    let list = |r: &BTreeMap<String, String>, k: &str| -> Vec<String> {
+        r.get(k)
+            .filter(|v| !nothing(v))
+            .map(|v| v.split(',').map(str::to_owned).collect())
+            .unwrap_or_default()
+    };
+    parse_records(out, "ReservationName")
+        .into_iter()
+        .filter(|r| {
+            r.get("State")
+                .is_none_or(|s| s == "ACTIVE" || s == "INACTIVE")
+        })
+        .map(|r| Reservation {
+            name: r["ReservationName"].clone(),
+            users: list(&r, "Users"),
+            groups: list(&r, "Groups"),
+            accounts: list(&r, "Accounts"),
+            partition: r.get("PartitionName").and_then(|p| opt(p)),
+            end: r.get("EndTime").cloned().unwrap_or_default(),
+            nodes: r.get("Nodes").cloned().unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// What `sbatch --test-only` said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum TestOnly {
+    Fits {
+        start: String,
+        nodes: String,
+        partition: String,
+    },
+    Refused(String),
+}
+
+/// `sbatch: Job 15 to start at 2026-11-26T11:25:34 using 1 processors on nodes node1 in
+/// partition devel` (on stderr), or the reason (`allocation failure: …`, `sbatch: error: …`).
+pub(crate) fn parse_test_only(stderr: &str) -> TestOnly {
+    for line in stderr.lines() {
+        if let Some(rest) = line.split_once(" to start at ").map(|(_, r)| r) {
+            let mut words = rest.split_whitespace();
+            let start = words.next().unwrap_or("").to_owned();
+            let after = |key: &str| {
+                rest.split_once(key)
+                    .and_then(|(_, r)| r.split_whitespace().next())
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            return TestOnly::Fits {
+                start,
+                nodes: after(" on nodes "),
+                partition: after(" in partition "),
+            };
+        }
+    }
+    TestOnly::Refused(slurm_error(stderr))
+}
+
+/// The meaningful part of a Slurm error on stderr: the last line, without `sbatch: error: `,
+/// `Batch job submission failed: ` or `allocation failure: `.
+pub(crate) fn slurm_error(stderr: &str) -> String {
+    let line = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .max_by_key(|l| {
+            // Prefer the line that says why.
+            (l.contains("failed:") || l.contains("failure:")) as u8
+        })
+        .unwrap_or("Slurm gave no reason");
+    let mut msg = line;
+    for prefix in [
+        "sbatch: error: ",
+        "squeue: error: ",
+        "scancel: error: ",
+        "sbatch: fatal: ",
+        "Batch job submission failed: ",
+        "allocation failure: ",
+        "slurm_load_jobs error: ",
+        "slurm_load_partitions: ",
+    ] {
+        msg = msg.strip_prefix(prefix).unwrap_or(msg);
+    }
+    msg.to_owned()
+}
+
+/// The controller did not answer (as opposed to an answer we did not like).
+pub(crate) fn controller_unreachable(stderr: &str) -> bool {
+    stderr.contains("Unable to contact slurm controller")
+        || stderr.contains("Socket timed out")
+        || stderr.contains("Connection refused")
+        || stderr.contains("Zero Bytes were transmitted")
+}
+
+/// Why a job pends, in plain words.
+pub(crate) fn pending_reason(reason: &str) -> String {
+    match reason {
+        "None" | "" => "waiting to be scheduled".to_owned(),
+        "Resources" => "waiting for resources".to_owned(),
+        "Priority" => "waiting for jobs with a higher priority".to_owned(),
+        "ReqNodeNotAvail" => "the requested nodes are not available".to_owned(),
+        "PartitionDown" => "the partition is down".to_owned(),
+        "PartitionInactive" => "the partition is inactive".to_owned(),
+        "PartitionNodeLimit" => "more nodes than the partition allows".to_owned(),
+        "PartitionTimeLimit" => "a run time over the partition's limit".to_owned(),
+        "Reservation" => "waiting for the reservation to start".to_owned(),
+        "Dependency" => "waiting for another job".to_owned(),
+        "BeginTime" => "waiting for its start time".to_owned(),
+        "JobHeldUser" => "held by the user".to_owned(),
+        "JobHeldAdmin" => "held by an administrator".to_owned(),
+        "QOSMaxJobsPerUserLimit" | "AssocMaxJobsLimit" => {
+            "you have as many jobs running as you may".to_owned()
+        }
+        "AssocGrpCPUMinutesLimit" | "AssocGrpBillingMinutes" => {
+            "the account's compute budget is used up".to_owned()
+        }
+        "NodeDown" => "a node it needs is down".to_owned(),
+        "BadConstraints" => "the request cannot be satisfied".to_owned(),
+        other => format!("Slurm's reason: {other}"),
+    }
+}
+
+/// How a job ended, in plain words, from its final state, `Reason` and `ExitCode` (`3:0`
+/// = exit code 3, `0:15` = killed by signal 15).
+pub(crate) fn end_reason(state: &str, reason: &str, exit_code: &str, time_limit: &str) -> String {
+    let (code, signal) = exit_code.split_once(':').unwrap_or((exit_code, "0"));
+    let why = if nothing(reason) {
+        String::new()
+    } else {
+        format!(" (Slurm's reason: {reason})")
+    };
+    match state {
+        "TIMEOUT" => {
+            format!("The job reached its time limit ({time_limit}) and was ended by Slurm.")
+        }
+        "CANCELLED" => "The job was cancelled (scancel).".to_owned(),
+        "NODE_FAIL" => "The job ended because its node failed.".to_owned(),
+        "PREEMPTED" => "The job was preempted by another job.".to_owned(),
+        "BOOT_FAIL" => "The job's node failed to boot.".to_owned(),
+        "DEADLINE" => "The job reached its deadline.".to_owned(),
+        "OUT_OF_MEMORY" => "The job ran out of memory.".to_owned(),
+        "COMPLETED" => "The job ended: the server exited normally.".to_owned(),
+        "FAILED" if signal != "0" => {
+            format!("The job failed: the server was killed by signal {signal}{why}.")
+        }
+        "FAILED" => format!("The job failed with exit code {code}{why}."),
+        other => format!("The job ended in state {other}{why}."),
+    }
+}
+
+/// Slurm's local time now, as it prints times (`2026-11-26T11:20:16`).
+#[allow(unsafe_code)]
+pub(crate) fn slurm_now() -> String {
+    // SAFETY: time and localtime_r only write the values we own.
+    unsafe {
+        let t = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&t, &mut tm);
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            tm.tm_year + 1900,
+            tm.tm_mon + 1,
+            tm.tm_mday,
+            tm.tm_hour,
+            tm.tm_min,
+            tm.tm_sec
+        )
+    }
+}
+
+/// `2026-11-26T14:05:00` → `14:05` (today) or `2026-11-27 14:05`.
+pub(crate) fn short_time(slurm_time: &str) -> String {
+    let now = slurm_now();
+    match slurm_time.split_once('T') {
+        Some((day, clock)) if now.starts_with(day) => clock.get(..5).unwrap_or(clock).to_owned(),
+        Some((day, clock)) => format!("{day} {}", clock.get(..5).unwrap_or(clock)),
+        None => slurm_time.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn squeue_lines() {
+        let out = "7|RUNNING|None|node1|node1|devel|2026-11-26T11:20:16|9:59|1|10:00\n\
+                   16|PENDING|Resources|n/a||batch|N/A|10:00|2|10:00\n\
+                   garbage\n";
+        let jobs = parse_squeue(out);
+        assert_eq!(jobs.len(), 2);
+        assert!(jobs[0].is_running());
+        assert_eq!(jobs[0].time_left, Some(599));
+        assert_eq!(jobs[0].start.as_deref(), Some("2026-11-26T11:20:16"));
+        assert!(!jobs[1].is_running() && !jobs[1].is_final());
+        assert_eq!(jobs[1].batch_host, "");
+        assert_eq!(jobs[1].start, None);
+        assert_eq!(jobs[1].nodes, 2);
+        let invalid = parse_squeue("8|RUNNING|None|node1|node1|devel|N/A|INVALID|1|1:00\n");
+        assert_eq!(invalid[0].time_left, None);
+    }
+
+    #[test]
+    fn key_value_records_keep_values_with_spaces() {
+        let line = "NodeName=node1 Arch=x86_64 CoresPerSocket=1  CPUAlloc=0 Gres=(null) \
+                    NodeAddr=127.0.0.1 OS=Linux 6.18.44-fc-v857 #1 SMP PREEMPT_DYNAMIC @0  \
+                    RealMemory=2048 AllocTRES= TRES=cpu=1,mem=256M";
+        let r = parse_kv(line);
+        assert_eq!(r["NodeAddr"], "127.0.0.1");
+        assert_eq!(r["OS"], "Linux 6.18.44-fc-v857 #1 SMP PREEMPT_DYNAMIC @0");
+        assert_eq!(r["AllocTRES"], "");
+        assert_eq!(r["TRES"], "cpu=1,mem=256M");
+        assert_eq!(r["RealMemory"], "2048");
+    }
+
+    #[test]
+    fn partitions_from_scontrol_and_sinfo() {
+        let scontrol = "PartitionName=batch AllowGroups=ALL AllowAccounts=ALL Default=YES DefaultTime=01:00:00 MaxNodes=4 MaxTime=08:00:00 Nodes=node[1-4] State=UP TotalCPUs=8 TotalNodes=4\n\
+            PartitionName=devel AllowGroups=hpc,staff AllowAccounts=ALL Default=NO DefaultTime=00:10:00 MaxNodes=1 MaxTime=00:30:00 State=UP TotalNodes=2\n\
+            PartitionName=gpu AllowGroups=ALL Default=NO DefaultTime=NONE MaxNodes=UNLIMITED MaxTime=UNLIMITED State=DOWN TotalNodes=2\n";
+        let sinfo = "batch|up|1/1/0/2|2|2048|(null)\nbatch|up|0/2/0/2|2|2048|gpu:2\n\
+                     devel|up|1/1/0/2|2|2048|(null)\ngpu|down|0/2/0/2|2|4096+|gpu:2(S:0)\n";
+        let p = parse_partitions(scontrol, sinfo);
+        assert_eq!(p.len(), 3);
+        assert!(p[0].default && p[0].up);
+        assert_eq!(
+            (p[0].idle_nodes, p[0].total_nodes, p[0].gpus_per_node),
+            (3, 4, 2)
+        );
+        assert_eq!(p[0].max_time_secs, Some(8 * 3600));
+        assert_eq!(p[0].default_time_secs, Some(3600));
+        assert_eq!(
+            p[1].allow_groups.as_deref(),
+            Some(&["hpc".to_owned(), "staff".to_owned()][..])
+        );
+        assert_eq!(p[1].max_nodes, Some(1));
+        assert!(!p[2].up);
+        assert_eq!((p[2].max_nodes, p[2].max_time_secs), (None, None));
+        assert_eq!((p[2].mem_mb_per_node, p[2].gpus_per_node), (4096, 2));
+    }
+
+    #[test]
+    fn reservations_and_test_only() {
+        let out = "ReservationName=nbtest StartTime=2026-12-02T07:35:20 EndTime=2026-12-02T08:35:20 Nodes=node1 PartitionName=(null) Users=root,alice Groups=(null) Accounts=(null) State=ACTIVE\n";
+        let r = parse_reservations(out);
+        assert_eq!(r[0].users, ["root", "alice"]);
+        assert!(r[0].groups.is_empty() && r[0].partition.is_none());
+        assert!(parse_reservations("No reservations in the system\n").is_empty());
+
+        let fits = parse_test_only("sbatch: Job 2 to start at 2026-11-26T11:20:16 using 2 processors on nodes node[1-2] in partition batch\n");
+        assert_eq!(
+            fits,
+            TestOnly::Fits {
+                start: "2026-11-26T11:20:16".into(),
+                nodes: "node[1-2]".into(),
+                partition: "batch".into()
+            }
+        );
+        assert_eq!(
+            parse_test_only("allocation failure: Node count specification invalid\n"),
+            TestOnly::Refused("Node count specification invalid".into())
+        );
+        assert_eq!(
+            slurm_error("sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)\n"),
+            "Unable to contact slurm controller (connect failure)"
+        );
+        assert!(controller_unreachable(
+            "slurm_load_jobs error: Unable to contact slurm controller (connect failure)"
+        ));
+    }
+
+    #[test]
+    fn words_for_states() {
+        assert_eq!(gpu_count("gpu:a100:4(S:0-1)"), 4);
+        assert_eq!(gpu_count("(null)"), 0);
+        assert_eq!(pending_reason("Resources"), "waiting for resources");
+        assert!(
+            end_reason("TIMEOUT", "TimeLimit", "0:0", "00:01:00").contains("time limit (00:01:00)")
+        );
+        assert_eq!(
+            end_reason("FAILED", "NonZeroExitCode", "3:0", ""),
+            "The job failed with exit code 3 (Slurm's reason: NonZeroExitCode)."
+        );
+        assert_eq!(slurm_now().len(), 19);
+        let now = slurm_now();
+        assert_eq!(short_time(&now), now[11..16]);
+        assert_eq!(short_time("2001-01-01T10:00:00"), "2001-01-01 10:00");
+    }
+}

@@ -1,0 +1,329 @@
+//! The job: `sbatch`'s arguments from validated options, and the job script from the template
+//! (built-in, or the site's minijinja file).
+//!
+//! Every option goes to `sbatch` as its own argument, never into a `#SBATCH` line of the
+//! script, so no value can add options or lines; values are checked once more here anyway.
+//! Secrets (the API token) travel in sbatch's process environment, named by `--export`.
+
+use std::collections::BTreeMap;
+
+use minijinja::{AutoEscape, Environment};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::slurm::config::{is_slurm_name, CustomField, CustomType, SlurmConfig};
+use crate::{SpawnError, ValidatedOptions};
+
+/// The built-in job script.
+pub(crate) const DEFAULT_TEMPLATE: &str = r#"#!/bin/bash
+# nbhub: the Jupyter server of {{ username }}{% if server %} ("{{ server }}"){% endif %} as a Slurm job.
+# It picks a free port on this node, reports it to the hub, then runs the server in the
+# foreground (exec), so that Slurm's time limit and scancel reach it.
+{% for option in sbatch_options %}# sbatch {{ option }}
+{% endfor -%}
+set -u
+PORT=$({{ python }} -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1]); s.close()') || exit 1
+export JUPYTERHUB_SERVICE_URL="http://{{ bind_ip }}:${PORT}${JUPYTERHUB_SERVICE_PREFIX}"
+{{ python }} - "$PORT" <<'NBHUB_REPORT_PORT' || exit 1
+import json, os, sys, time, urllib.error, urllib.request
+url = os.environ["JUPYTERHUB_API_URL"].rstrip("/") + "/batchspawner"
+body = json.dumps({"port": int(sys.argv[1])}).encode()
+headers = {"Authorization": "token " + os.environ["JUPYTERHUB_API_TOKEN"],
+           "Content-Type": "application/json"}
+deadline, delay = time.time() + 300, 0.5
+while True:
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, body, headers, method="POST"), timeout=10).close()
+        break
+    except urllib.error.HTTPError as e:
+        if e.code < 500:
+            sys.exit("nbhub: the hub refused the port report: %s" % e)
+        error = e
+    except Exception as e:
+        error = e
+    if time.time() > deadline:
+        sys.exit("nbhub: could not report the port to %s: %s" % (url, error))
+    time.sleep(delay)
+    delay = min(delay * 2, 10)
+NBHUB_REPORT_PORT
+echo "nbhub: starting the server on ${SLURMD_NODENAME:-$(hostname)} port ${PORT}"
+exec {{ cmd }}
+"#;
+
+/// A job request from validated options.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct JobRequest {
+    pub partition: String,
+    pub nodes: u32,
+    pub runtime_secs: u64,
+    pub account: Option<String>,
+    pub gpus: u32,
+    pub reservation: Option<String>,
+    /// Custom field name → (its sbatch option, value).
+    pub custom: BTreeMap<String, Value>,
+}
+
+impl JobRequest {
+    /// Reads validated options once more, refusing anything that is not a plain name, number
+    /// or single line (the options came through `validate_options`; this is the last guard
+    /// before a command line).
+    pub fn from_options(
+        options: &ValidatedOptions,
+        fields: &[CustomField],
+    ) -> Result<Self, SpawnError> {
+        let bad = |field: &str| {
+            SpawnError::InvalidOptions(vec![crate::FieldError::new(field, "is not a valid value")])
+        };
+        let name = |field: &str| -> Result<Option<String>, SpawnError> {
+            match options.get(field) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) if s.is_empty() => Ok(None),
+                Some(Value::String(s)) if is_slurm_name(s) => Ok(Some(s.clone())),
+                Some(_) => Err(bad(field)),
+            }
+        };
+        let count = |field: &str| -> Result<Option<u64>, SpawnError> {
+            match options.get(field) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => v.as_u64().map(Some).ok_or_else(|| bad(field)),
+            }
+        };
+        let runtime_secs = match options.get("runtime") {
+            Some(Value::String(s)) => {
+                crate::parse_clock_duration(s).ok_or_else(|| bad("runtime"))?
+            }
+            Some(Value::Number(n)) => n.as_u64().ok_or_else(|| bad("runtime"))?,
+            _ => 0,
+        };
+        let mut custom = BTreeMap::new();
+        for f in fields {
+            if let Some(v) = options.get(&f.name) {
+                let fine = match v {
+                    Value::String(s) => !s.chars().any(char::is_control),
+                    Value::Number(_) | Value::Bool(_) | Value::Null => true,
+                    _ => false,
+                };
+                if !fine {
+                    return Err(bad(&f.name));
+                }
+                custom.insert(f.name.clone(), v.clone());
+            }
+        }
+        Ok(Self {
+            partition: name("partition")?.ok_or_else(|| bad("partition"))?,
+            nodes: count("nodes")?
+                .unwrap_or(1)
+                .try_into()
+                .map_err(|_| bad("nodes"))?,
+            runtime_secs,
+            account: name("account")?,
+            gpus: count("gpus")?
+                .unwrap_or(0)
+                .try_into()
+                .map_err(|_| bad("gpus"))?,
+            reservation: name("reservation")?,
+            custom,
+        })
+    }
+
+    /// The sbatch options (without `--parsable`, `--export`, name, output, chdir).
+    pub fn sbatch_options(&self, config: &SlurmConfig) -> Vec<String> {
+        let mut out = vec![
+            format!("--partition={}", self.partition),
+            format!("--nodes={}", self.nodes),
+        ];
+        if self.runtime_secs > 0 {
+            out.push(format!("--time={}", self.runtime_secs.div_ceil(60)));
+        }
+        if let Some(a) = &self.account {
+            out.push(format!("--account={a}"));
+        }
+        if self.gpus > 0 {
+            out.push(format!("--gres=gpu:{}", self.gpus));
+        }
+        if let Some(r) = &self.reservation {
+            out.push(format!("--reservation={r}"));
+        }
+        for f in &config.fields {
+            let (Some(value), false) = (self.custom.get(&f.name), f.sbatch.is_empty()) else {
+                continue;
+            };
+            let text = match (f.kind, value) {
+                (CustomType::Bool, Value::Bool(true)) => Some(f.sbatch.replace("{value}", "")),
+                (CustomType::Bool, _) | (_, Value::Null) => None,
+                (_, Value::String(s)) => Some(f.sbatch.replace("{value}", s)),
+                (_, v) => Some(f.sbatch.replace("{value}", &v.to_string())),
+            };
+            out.extend(text);
+        }
+        out.extend(config.extra_sbatch.iter().cloned());
+        out
+    }
+}
+
+/// What a template sees.
+#[derive(Serialize)]
+struct TemplateContext<'a> {
+    username: &'a str,
+    server: &'a str,
+    job_name: &'a str,
+    python: String,
+    bind_ip: &'a str,
+    /// The server command, each word shell-quoted.
+    cmd: String,
+    sbatch_options: &'a [String],
+    env_names: Vec<&'a String>,
+    options: &'a ValidatedOptions,
+    #[serde(flatten)]
+    custom: &'a BTreeMap<String, Value>,
+}
+
+/// Renders the job script.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn render_script(
+    template: &str,
+    config: &SlurmConfig,
+    cmd: &[String],
+    username: &str,
+    server: &str,
+    job_name: &str,
+    job: &JobRequest,
+    sbatch_options: &[String],
+    env: &BTreeMap<String, String>,
+    options: &ValidatedOptions,
+) -> Result<String, SpawnError> {
+    let mut jinja = Environment::new();
+    jinja.set_auto_escape_callback(|_| AutoEscape::None);
+    jinja.set_keep_trailing_newline(true);
+    jinja.add_filter("shquote", |s: String| shell_quote(&s));
+    jinja
+        .add_template("job", template)
+        .map_err(|e| SpawnError::Config(format!("the job script template: {e}")))?;
+    let ctx = TemplateContext {
+        username,
+        server,
+        job_name,
+        python: shell_quote(&config.python),
+        bind_ip: &config.bind_ip,
+        cmd: cmd
+            .iter()
+            .map(|w| shell_quote(w))
+            .collect::<Vec<_>>()
+            .join(" "),
+        sbatch_options,
+        env_names: env.keys().collect(),
+        options,
+        custom: &job.custom,
+    };
+    jinja
+        .get_template("job")
+        .and_then(|t| t.render(&ctx))
+        .map_err(|e| SpawnError::Config(format!("the job script template: {e}")))
+}
+
+/// `word` as one shell word.
+pub(crate) fn shell_quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-./=:,+@%".contains(&b))
+    {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// Whether `name` can be an environment variable name passed with `--export`.
+pub(crate) fn is_env_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn options(v: Value) -> ValidatedOptions {
+        ValidatedOptions(v.as_object().unwrap().clone())
+    }
+
+    #[test]
+    fn options_become_separate_sbatch_arguments() {
+        let config = SlurmConfig {
+            fields: vec![CustomField {
+                name: "mem_gb".into(),
+                kind: CustomType::Int,
+                sbatch: "--mem={value}G".into(),
+                ..Default::default()
+            }],
+            extra_sbatch: vec!["--qos=normal".into()],
+            ..Default::default()
+        };
+        let job = JobRequest::from_options(
+            &options(json!({"partition": "gpu", "nodes": 2, "runtime": "00:10:30", "gpus": 1, "mem_gb": 4})),
+            &config.fields,
+        )
+        .unwrap();
+        assert_eq!(
+            job.sbatch_options(&config),
+            [
+                "--partition=gpu",
+                "--nodes=2",
+                "--time=11",
+                "--gres=gpu:1",
+                "--mem=4G",
+                "--qos=normal"
+            ]
+        );
+        for bad in [
+            json!({"partition": "devel\n#SBATCH --uid=0"}),
+            json!({"partition": "devel", "nodes": "2; rm -rf ~"}),
+            json!({"partition": "devel", "account": "a b"}),
+        ] {
+            assert!(JobRequest::from_options(&options(bad), &config.fields).is_err());
+        }
+    }
+
+    #[test]
+    fn the_script_runs_the_quoted_command_in_the_foreground() {
+        let config = SlurmConfig::default();
+        let job = JobRequest {
+            partition: "devel".into(),
+            nodes: 1,
+            ..Default::default()
+        };
+        let env: BTreeMap<String, String> =
+            [("JUPYTERHUB_API_TOKEN".to_owned(), "secret".to_owned())].into();
+        let script = render_script(
+            DEFAULT_TEMPLATE,
+            &config,
+            &[
+                "/opt/venv/bin/jupyterhub-singleuser".into(),
+                "--debug it".into(),
+            ],
+            "alice",
+            "",
+            "nbhub-alice",
+            &job,
+            &["--partition=devel".into()],
+            &env,
+            &ValidatedOptions::default(),
+        )
+        .unwrap();
+        assert!(script.starts_with("#!/bin/bash\n"), "{script}");
+        assert!(
+            script.contains("\nexec /opt/venv/bin/jupyterhub-singleuser '--debug it'\n"),
+            "{script}"
+        );
+        assert!(script.contains("# sbatch --partition=devel\n"), "{script}");
+        assert!(!script.contains("secret"), "{script}");
+        assert!(script.contains("/batchspawner"));
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert!(is_env_name("JUPYTERHUB_API_TOKEN") && !is_env_name("A-B") && !is_env_name("1A"));
+    }
+}

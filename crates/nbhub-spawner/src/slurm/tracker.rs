@@ -1,0 +1,288 @@
+//! Tracking every job with one `squeue` per poll interval, whatever the number of servers:
+//! one background task asks about all tracked jobs at once and keeps the answer; `poll`,
+//! `describe` and waiting starts read it (a watch channel says a new answer is in).
+//!
+//! A job seen in a final state (or no longer known) is looked up once with `scontrol show
+//! job -o` for its reason and exit code. When the controller does not answer, every job is
+//! "unknown" (never ended) until it answers again; the task just goes on asking.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+
+use crate::local::unix::log_tail;
+use crate::lock;
+use crate::slurm::commands::Commands;
+use crate::slurm::parse::{
+    controller_unreachable, end_reason, is_final_state, parse_kv, parse_squeue, slurm_error,
+    JobInfo, SQUEUE_FORMAT,
+};
+
+/// How many lines of the job's output an end reason quotes.
+const REASON_LOG_LINES: usize = 20;
+/// A burst of new jobs shares one query: the task waits this long after a wake-up.
+const COALESCE: Duration = Duration::from_millis(250);
+/// Ended jobs are forgotten after this long.
+const KEEP_ENDED: Duration = Duration::from_secs(3600);
+
+/// What the tracker knows about one job.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum View {
+    /// No answer about it yet.
+    Unseen,
+    /// In the queue or running (`at`: when squeue said so).
+    Queued { info: JobInfo, at: SystemTime },
+    /// Gone; `reason` in plain words.
+    Ended { state: String, reason: String },
+}
+
+struct Entry {
+    view: View,
+    output: Option<PathBuf>,
+    ended_at: Option<Instant>,
+}
+
+struct Inner {
+    commands: Commands,
+    interval: Duration,
+    jobs: Mutex<HashMap<String, Entry>>,
+    /// Why the last query failed (`None`: it worked).
+    unreachable: Mutex<Option<String>>,
+    wake: Arc<Notify>,
+    rounds: watch::Sender<u64>,
+}
+
+/// The shared tracker (cheap to clone).
+#[derive(Clone)]
+pub(crate) struct Tracker {
+    inner: Arc<Inner>,
+    started: Arc<std::sync::Once>,
+}
+
+impl Tracker {
+    pub fn new(commands: Commands, interval: Duration) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                commands,
+                interval,
+                jobs: Mutex::default(),
+                unreachable: Mutex::default(),
+                wake: Arc::new(Notify::new()),
+                rounds: watch::channel(0).0,
+            }),
+            started: Arc::new(std::sync::Once::new()),
+        }
+    }
+
+    /// Starts tracking `job_id` (no-op when tracked) and makes the next query come soon.
+    pub fn track(&self, job_id: &str, output: Option<PathBuf>) {
+        self.started.call_once(|| {
+            tokio::spawn(run(
+                Arc::downgrade(&self.inner),
+                Arc::clone(&self.inner.wake),
+            ));
+        });
+        let mut jobs = lock(&self.inner.jobs);
+        let entry = jobs.entry(job_id.to_owned()).or_insert(Entry {
+            view: View::Unseen,
+            output: None,
+            ended_at: None,
+        });
+        if output.is_some() {
+            entry.output = output;
+        }
+        let unseen = entry.view == View::Unseen;
+        drop(jobs);
+        if unseen {
+            self.inner.wake.notify_one();
+        }
+    }
+
+    pub fn untrack(&self, job_id: &str) {
+        lock(&self.inner.jobs).remove(job_id);
+    }
+
+    pub fn view(&self, job_id: &str) -> Option<View> {
+        lock(&self.inner.jobs).get(job_id).map(|e| e.view.clone())
+    }
+
+    /// Why the controller could not be asked last time (`None`: it answered).
+    pub fn unreachable(&self) -> Option<String> {
+        lock(&self.inner.unreachable).clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.rounds.subscribe()
+    }
+
+    /// Waits (up to `timeout`) for a query that answered or failed after now.
+    pub async fn next_round(&self, timeout: Duration) {
+        let mut rx = self.subscribe();
+        rx.borrow_and_update();
+        let _ = tokio::time::timeout(timeout, rx.changed()).await;
+    }
+
+    pub fn interval(&self) -> Duration {
+        self.inner.interval
+    }
+}
+
+/// The background task: one query per interval (sooner for new jobs), until the spawner
+/// is dropped.
+async fn run(weak: Weak<Inner>, wake: Arc<Notify>) {
+    let mut last = Instant::now()
+        .checked_sub(Duration::from_secs(3600))
+        .unwrap_or_else(Instant::now);
+    loop {
+        let Some(interval) = weak.upgrade().map(|inner| inner.interval) else {
+            return;
+        };
+        // No strong reference while waiting, so that the spawner can go away.
+        let woken = tokio::select! {
+            _ = wake.notified() => true,
+            _ = tokio::time::sleep_until(last + interval) => false,
+        };
+        if woken {
+            tokio::time::sleep_until((last + COALESCE).max(Instant::now() + COALESCE / 5)).await;
+        }
+        let Some(inner) = weak.upgrade() else { return };
+        last = Instant::now();
+        inner.round().await;
+        inner.rounds.send_modify(|n| *n += 1);
+    }
+}
+
+impl Inner {
+    async fn round(&self) {
+        let ids: Vec<String> = {
+            let mut jobs = lock(&self.jobs);
+            jobs.retain(|_, e| e.ended_at.is_none_or(|t| t.elapsed() < KEEP_ENDED));
+            jobs.iter()
+                .filter(|(_, e)| !matches!(e.view, View::Ended { .. }))
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        if ids.is_empty() {
+            return;
+        }
+        let list = ids.join(",");
+        let mut out = self
+            .commands
+            .query(
+                "squeue",
+                &["-h", "-t", "all", "-j", &list, "-o", SQUEUE_FORMAT],
+            )
+            .await;
+        // One unknown id (purged long ago) makes the whole -j query fail: ask for all jobs.
+        if matches!(&out, Ok(o) if !o.ok && o.stderr.contains("Invalid job id")) {
+            out = self
+                .commands
+                .query("squeue", &["-h", "-t", "all", "-o", SQUEUE_FORMAT])
+                .await;
+        }
+        let out = match out {
+            Ok(o) if o.ok => o,
+            Ok(o) => {
+                let why = if controller_unreachable(&o.stderr) {
+                    "Slurm's controller does not answer".to_owned()
+                } else {
+                    format!("squeue failed: {}", slurm_error(&o.stderr))
+                };
+                tracing::warn!(reason = %why, "could not ask Slurm about jobs");
+                *lock(&self.unreachable) = Some(why);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not run squeue");
+                *lock(&self.unreachable) = Some(e.to_string());
+                return;
+            }
+        };
+        *lock(&self.unreachable) = None;
+        let now = SystemTime::now();
+        let seen: HashMap<String, JobInfo> = parse_squeue(&out.stdout)
+            .into_iter()
+            .map(|j| (j.id.clone(), j))
+            .collect();
+        let mut ended = Vec::new();
+        {
+            let mut jobs = lock(&self.jobs);
+            for id in &ids {
+                let Some(entry) = jobs.get_mut(id) else {
+                    continue;
+                };
+                match seen.get(id) {
+                    Some(info) if !info.is_final() => {
+                        entry.view = View::Queued {
+                            info: info.clone(),
+                            at: now,
+                        }
+                    }
+                    other => ended.push((id.clone(), other.cloned(), entry.output.clone())),
+                }
+            }
+        }
+        for (id, info, output) in ended {
+            let (state, reason) = self.end_of(&id, info.as_ref(), output).await;
+            tracing::info!(job = %id, %state, "Slurm job ended");
+            if let Some(entry) = lock(&self.jobs).get_mut(&id) {
+                entry.view = View::Ended { state, reason };
+                entry.ended_at = Some(Instant::now());
+            }
+        }
+    }
+
+    /// Looks a job that left the queue up once: its final state and reason in plain words,
+    /// with the last lines of its output when they can be read.
+    async fn end_of(
+        &self,
+        id: &str,
+        info: Option<&JobInfo>,
+        output: Option<PathBuf>,
+    ) -> (String, String) {
+        let record = match self
+            .commands
+            .query("scontrol", &["show", "job", "-o", id])
+            .await
+        {
+            Ok(o) if o.ok => Some(parse_kv(o.stdout.lines().next().unwrap_or(""))),
+            _ => None,
+        };
+        let get = |k: &str| record.as_ref().and_then(|r| r.get(k)).cloned();
+        let state = get("JobState")
+            .filter(|s| is_final_state(s))
+            .or_else(|| info.map(|i| i.state.clone()))
+            .unwrap_or_else(|| "GONE".to_owned());
+        let head = if state == "GONE" {
+            format!("Slurm no longer knows job {id}: it ended a while ago.")
+        } else {
+            end_reason(
+                &state,
+                &get("Reason").unwrap_or_default(),
+                &get("ExitCode").unwrap_or_default(),
+                &get("TimeLimit")
+                    .or_else(|| info.map(|i| i.time_limit.clone()))
+                    .unwrap_or_default(),
+            )
+        };
+        let output = get("StdOut").map(PathBuf::from).or(output);
+        let reason = match output
+            .as_deref()
+            .and_then(|p| log_tail(p, REASON_LOG_LINES))
+        {
+            Some(tail) => format!(
+                "{head} Last output ({}):\n{tail}",
+                output
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""))
+                    .display()
+            ),
+            None => head,
+        };
+        (state, reason)
+    }
+}

@@ -1,0 +1,812 @@
+//! The Slurm spawner against the real dev cluster (`scripts/slurm-dev-cluster start`, with
+//! `SLURM_CONF` exported): jobs run as a throw-away Unix account, report their port to a tiny
+//! in-test hub API, and are tracked, estimated, cancelled and timed out by the real Slurm.
+//!
+//! The test that stops slurmctld takes the cluster lock for writing; the others that need the
+//! controller take it for reading. The time-limit test (60–90 s) needs no lock: it only waits.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nbhub_spawner::{
+    CustomField, CustomType, FormContext, PollStatus, SlurmConfig, SlurmSpawner, SlurmState,
+    SpawnRequest, SpawnUpdate, Spawner, SpawnerConfig, SpawnerState, Started, Updates,
+    ValidatedOptions,
+};
+use nbhub_testkit::{http_get, is_root, temp_dir, temp_dir_world_readable, TempDir};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::RwLock;
+
+static CONTROLLER: RwLock<()> = RwLock::const_new(());
+
+/// The dev cluster, or a loud skip (a failure under CI).
+fn require_cluster() -> Option<String> {
+    if !is_root() {
+        nbhub_testkit::missing_part(
+            "root (to create a Unix account that jobs run as)",
+            "the tests as root (CI does)",
+        );
+        return None;
+    }
+    let conf = std::env::var("SLURM_CONF").unwrap_or_default();
+    let up = !conf.is_empty()
+        && Command::new("sinfo")
+            .arg("-h")
+            .env("SLURM_CONF", &conf)
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !up {
+        nbhub_testkit::missing_part(
+            "the Slurm dev cluster (SLURM_CONF unset, or sinfo fails)",
+            "eval \"$(scripts/slurm-dev-cluster start)\" (scripts/test-env.sh does it)",
+        );
+        return None;
+    }
+    Some(conf)
+}
+
+/// A Unix account with a home every job can write its output to, removed when dropped.
+struct Account {
+    name: String,
+    _base: TempDir,
+}
+
+static ACCOUNTS: Mutex<()> = Mutex::new(());
+static SERIAL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+impl Account {
+    fn create() -> Self {
+        let _one_at_a_time = ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner());
+        let base = temp_dir_world_readable();
+        let n = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("nbs{}x{n}", std::process::id());
+        let out = Command::new("useradd")
+            .args(["-m", "-s", "/bin/sh", "-d"])
+            .arg(base.path().join("home"))
+            .arg(&name)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "useradd: {out:?}");
+        Account { name, _base: base }
+    }
+}
+
+impl Drop for Account {
+    fn drop(&mut self) {
+        let _one_at_a_time = ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = Command::new("userdel")
+            .args(["-r", &self.name])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// A hub API that answers `GET /hub/api` like JupyterHub and records batchspawner reports
+/// (the Authorization header and the body).
+#[derive(Clone, Default)]
+struct FakeHub {
+    reports: Arc<Mutex<Vec<(String, Value)>>>,
+}
+
+impl FakeHub {
+    async fn start(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let reports = Arc::clone(&self.reports);
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let reports = Arc::clone(&reports);
+                tokio::spawn(async move {
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    let head_end = loop {
+                        if let Some(i) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&req[..head_end]).to_string();
+                    let header = |name: &str| {
+                        head.lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                            })
+                            .unwrap_or_default()
+                    };
+                    let len: usize = header("content-length").parse().unwrap_or(0);
+                    while req.len() < head_end + len {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+                    let body = if path.ends_with("/batchspawner") {
+                        let value = serde_json::from_slice(&req[head_end..]).unwrap_or(Value::Null);
+                        reports
+                            .lock()
+                            .unwrap()
+                            .push((header("authorization"), value));
+                        r#"{"message": "BatchSpawner data configured"}"#
+                    } else {
+                        r#"{"version": "6.1.1"}"#
+                    };
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                         X-JupyterHub-Version: 6.1.1\r\nContent-Length: {}\r\n\
+                         Connection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        format!("http://{addr}/hub/api")
+    }
+
+    async fn wait_port(&self, timeout: Duration) -> (String, u16) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some((auth, body)) = self.reports.lock().unwrap().first() {
+                return (auth.clone(), body["port"].as_u64().unwrap() as u16);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no port report within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+fn request(user: &str, unix_user: &str, api_url: &str, options: Value) -> SpawnRequest {
+    let mut req = SpawnRequest::new(user, "");
+    req.unix_user = unix_user.to_owned();
+    req.env = [
+        ("JUPYTERHUB_API_TOKEN", TOKEN.to_owned()),
+        ("JPY_API_TOKEN", TOKEN.to_owned()),
+        ("JUPYTERHUB_CLIENT_ID", format!("jupyterhub-user-{user}")),
+        ("JUPYTERHUB_API_URL", api_url.to_owned()),
+        ("JUPYTERHUB_USER", user.to_owned()),
+        ("JUPYTERHUB_SERVER_NAME", String::new()),
+        ("JUPYTERHUB_SERVICE_PREFIX", format!("/user/{user}/")),
+        ("JUPYTERHUB_BASE_URL", "/".to_owned()),
+        (
+            "JUPYTERHUB_OAUTH_CALLBACK_URL",
+            format!("/user/{user}/oauth_callback"),
+        ),
+        ("JUPYTERHUB_OAUTH_SCOPES", "[]".to_owned()),
+        ("JUPYTERHUB_OAUTH_ACCESS_SCOPES", "[]".to_owned()),
+        ("JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES", "[]".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect::<BTreeMap<_, _>>();
+    req.user_options = ValidatedOptions(options.as_object().unwrap().clone());
+    req
+}
+
+/// A server that serves HTTP on the port the job script picked.
+fn http_server_cmd() -> SpawnerConfig {
+    SpawnerConfig {
+        cmd: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "p=${JUPYTERHUB_SERVICE_URL#http://*:}; exec /usr/bin/python3 -m http.server --bind 127.0.0.1 ${p%%/*}".into(),
+        ],
+        ..Default::default()
+    }
+}
+
+fn slurm_config(conf: &str) -> SlurmConfig {
+    SlurmConfig {
+        slurm_conf: conf.to_owned(),
+        poll_interval: 1,
+        accounts: vec!["proj1".into(), "proj2".into()],
+        allow: vec![nbhub_spawner::AllowRule {
+            users: vec!["*".into()],
+            accounts: vec!["proj1".into()],
+            ..Default::default()
+        }],
+        fields: vec![CustomField {
+            name: "mem_mb".into(),
+            label: "Memory per node (MB)".into(),
+            kind: CustomType::Int,
+            min: Some(64.0),
+            max: Some(1024.0),
+            sbatch: "--mem={value}M".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn spawner(cmd: SpawnerConfig, slurm: SlurmConfig) -> SlurmSpawner {
+    SlurmSpawner::new(cmd, slurm, Path::new("/tmp")).expect("spawner")
+}
+
+fn squeue_of(conf: &str, user: &str) -> String {
+    let out = Command::new("squeue")
+        .args(["-h", "-u", user, "-o", "%i|%T|%P|%D|%l|%u"])
+        .env("SLURM_CONF", conf)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn job_id(started: &Started) -> String {
+    SlurmState::from_state(&started.state).unwrap().job_id
+}
+
+async fn wait_poll(
+    spawner: &SlurmSpawner,
+    state: &SpawnerState,
+    timeout: Duration,
+    done: impl Fn(&PollStatus) -> bool,
+) -> PollStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let status = spawner.poll(state).await;
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "poll still says {status:?} after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_form_shows_live_partitions_and_bad_values_submit_nothing() {
+    let conf = nbhub_testkit::require!(require_cluster());
+    let _cluster = CONTROLLER.read().await;
+    let account = Account::create();
+    let spawner = spawner(http_server_cmd(), slurm_config(&conf));
+    let mut ctx = FormContext::new(&account.name);
+    ctx.last_options = Some(ValidatedOptions(
+        json!({"partition": "devel"}).as_object().unwrap().clone(),
+    ));
+    let form = spawner.options_form(&ctx).await.expect("a form");
+    assert!(form.can_estimate);
+    let partition = form.field("partition").unwrap();
+    assert_eq!(
+        partition.value,
+        Some(json!("devel")),
+        "opens with the last value"
+    );
+    let nbhub_spawner::FieldKind::Select { choices } = &partition.kind else {
+        panic!("{partition:?}")
+    };
+    let names: Vec<&str> = choices.iter().map(|c| c.value.as_str()).collect();
+    assert_eq!(names, ["batch", "devel", "gpu"]);
+    let data = |i: usize, key: &str| choices[i].data[key].clone();
+    assert_eq!(
+        (
+            data(0, "max_nodes"),
+            data(1, "max_nodes"),
+            data(2, "max_nodes")
+        ),
+        (json!(4), json!(1), json!(2))
+    );
+    assert_eq!(data(1, "max_time_secs"), json!(1800));
+    assert_eq!(data(1, "default_time_secs"), json!(600));
+    assert_eq!(data(2, "gpus_per_node"), json!(2));
+    let info = choices[2].info.as_deref().unwrap();
+    assert!(
+        info.contains("nodes idle") && info.contains("2 GPUs per node"),
+        "{info}"
+    );
+    assert!(form.field("gpus").unwrap().visible_when.is_some());
+
+    let ok = spawner
+        .validate_options(
+            &ctx,
+            &json!({"partition": "devel", "nodes": 1, "runtime": "00:10"}),
+        )
+        .await
+        .expect("valid");
+    assert_eq!(ok.get_str("runtime"), Some("00:10:00"));
+    for (bad, field) in [
+        (json!({"partition": "devel", "nodes": 0}), "nodes"),
+        (json!({"partition": "batch", "nodes": 99}), "nodes"),
+        (
+            json!({"partition": "devel", "nodes": "2; rm -rf ~"}),
+            "nodes",
+        ),
+        (json!({"partition": "devel", "runtime": "01:00"}), "runtime"),
+        (json!({"partition": "devel", "runtime": "-5"}), "runtime"),
+        (json!({"partition": "nosuch"}), "partition"),
+        (json!({"partition": "devel", "gpus": 1}), "gpus"),
+        (json!({"partition": "devel", "account": "proj2"}), "account"),
+        (json!({"partition": "devel", "mem_mb": 4096}), "mem_mb"),
+        (
+            json!({"partition": "devel\n#SBATCH --nodes=4"}),
+            "partition",
+        ),
+    ] {
+        let errors = spawner.validate_options(&ctx, &bad).await.unwrap_err();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.field == field && !e.message.is_empty()),
+            "{bad} -> {errors:?}"
+        );
+    }
+    assert_eq!(squeue_of(&conf, &account.name), "", "nothing was submitted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_runs_as_the_user_reports_its_port_and_stops() {
+    let conf = nbhub_testkit::require!(require_cluster());
+    let _cluster = CONTROLLER.read().await;
+    let account = Account::create();
+    let hub = FakeHub::default();
+    let api = hub.start().await;
+    let spawner = spawner(http_server_cmd(), slurm_config(&conf));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut req = request(
+        "alice",
+        &account.name,
+        &api,
+        json!({"partition": "devel", "nodes": 1, "runtime": "00:10:00", "account": "proj1", "mem_mb": 512}),
+    );
+    req.updates = Updates::new(tx);
+    let started = tokio::time::timeout(Duration::from_secs(60), spawner.start(&req))
+        .await
+        .expect("running within 60 s")
+        .expect("start");
+    assert_eq!((started.host.as_str(), started.port), ("127.0.0.1", 0));
+    let id = job_id(&started);
+
+    let mut updates = Vec::new();
+    while let Ok(u) = rx.try_recv() {
+        updates.push(u);
+    }
+    assert!(
+        matches!(&updates[0], SpawnUpdate::State(s) if SlurmState::from_state(s).unwrap().job_id == id),
+        "{updates:?}"
+    );
+    let messages: Vec<String> = updates
+        .iter()
+        .filter_map(|u| match u {
+            SpawnUpdate::Progress(p) => Some(p.message.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        messages.contains(&format!("Submitted job {id} to devel")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.starts_with("Running on node")),
+        "{messages:?}"
+    );
+    assert!(updates.contains(&SpawnUpdate::Running), "{updates:?}");
+
+    let queue = squeue_of(&conf, &account.name);
+    assert_eq!(
+        queue,
+        format!("{id}|RUNNING|devel|1|10:00|{}", account.name)
+    );
+    // The token reached the job through the environment, never the command line.
+    let (auth, port) = hub.wait_port(Duration::from_secs(30)).await;
+    assert_eq!(auth, format!("token {TOKEN}"));
+    let record = Command::new("scontrol")
+        .args(["show", "job", "-o", &id])
+        .env("SLURM_CONF", &conf)
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&record.stdout).contains(TOKEN));
+    let url = format!("http://{}:{port}/", started.host);
+    let resp = nbhub_testkit::wait_for_http(&url, Duration::from_secs(20)).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(spawner.poll(&started.state).await, PollStatus::Running);
+    let described = spawner.describe(&started.state).unwrap();
+    assert_eq!(described["job_id"], json!(id));
+    assert_eq!(described["partition"], json!("devel"));
+    assert_eq!(described["state"], json!("RUNNING"));
+    assert!(described["node_list"].as_str().unwrap().starts_with("node"));
+    assert!(
+        described["end_time"].as_str().unwrap().contains('T'),
+        "{described}"
+    );
+
+    spawner
+        .stop(&started.state, Duration::from_secs(10))
+        .await
+        .expect("stop");
+    assert_eq!(squeue_of(&conf, &account.name), "", "the job is gone");
+    assert!(http_get(&url).await.is_err(), "the server is dead");
+    let status = wait_poll(&spawner, &started.state, Duration::from_secs(10), |s| {
+        matches!(s, PollStatus::Exited { .. })
+    })
+    .await;
+    assert!(format!("{status:?}").contains("cancelled"), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_time_limit_and_an_outside_scancel_are_seen_with_their_reasons() {
+    let conf = nbhub_testkit::require!(require_cluster());
+    let account = Account::create();
+    let hub = FakeHub::default();
+    let api = hub.start().await;
+    let spawner = Arc::new(spawner(http_server_cmd(), slurm_config(&conf)));
+    let start = |runtime: &str| {
+        let req = request(
+            "bob",
+            &account.name,
+            &api,
+            json!({"partition": "devel", "nodes": 1, "runtime": runtime}),
+        );
+        let spawner = Arc::clone(&spawner);
+        async move {
+            let _cluster = CONTROLLER.read().await;
+            tokio::time::timeout(Duration::from_secs(60), spawner.start(&req))
+                .await
+                .expect("running")
+                .expect("start")
+        }
+    };
+    let (short, other) = tokio::join!(start("00:01"), start("00:10"));
+
+    for job in [&short, &other] {
+        let output = SlurmState::from_state(&job.state).unwrap().output;
+        wait_until(
+            "the job script's first line",
+            Duration::from_secs(30),
+            || {
+                std::fs::read_to_string(&output)
+                    .is_ok_and(|t| t.contains("nbhub: starting the server"))
+            },
+        );
+    }
+    // scancel from outside (as root, as an admin would).
+    let out = Command::new("scancel")
+        .arg(job_id(&other))
+        .env("SLURM_CONF", &conf)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let status = wait_poll(&spawner, &other.state, Duration::from_secs(5), |s| {
+        matches!(s, PollStatus::Exited { .. })
+    })
+    .await;
+    let PollStatus::Exited { reason } = status else {
+        unreachable!()
+    };
+    assert!(reason.contains("cancelled"), "{reason}");
+    assert!(
+        reason.contains("nbhub: starting the server"),
+        "the job's last output: {reason}"
+    );
+
+    let status = wait_poll(&spawner, &short.state, Duration::from_secs(150), |s| {
+        matches!(s, PollStatus::Exited { .. })
+    })
+    .await;
+    let PollStatus::Exited { reason } = status else {
+        unreachable!()
+    };
+    assert!(reason.contains("time limit"), "{reason}");
+    assert!(reason.contains("nbhub: starting the server"), "{reason}");
+}
+
+fn controller_pid(conf: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(conf).ok()?;
+    let file = text
+        .lines()
+        .find_map(|l| l.strip_prefix("SlurmctldPidFile="))?;
+    std::fs::read_to_string(file).ok()?.trim().parse().ok()
+}
+
+fn controller_up(conf: &str) -> bool {
+    Command::new("scontrol")
+        .arg("ping")
+        .env("SLURM_CONF", conf)
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("is UP"))
+}
+
+fn start_controller(conf: &str) {
+    let restarted = Command::new("slurmctld")
+        .args(["-f", conf])
+        .status()
+        .unwrap();
+    assert!(restarted.success());
+    wait_until("slurmctld back", Duration::from_secs(30), || {
+        controller_up(conf)
+    });
+}
+
+/// Brings slurmctld back even when the test fails, so that the others can go on.
+struct RestartController<'a>(&'a str);
+
+impl Drop for RestartController<'_> {
+    fn drop(&mut self) {
+        if !controller_up(self.0) {
+            start_controller(self.0);
+        }
+    }
+}
+
+fn wait_until(what: &str, timeout: Duration, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_controller_is_unknown_and_tracking_resumes() {
+    let conf = nbhub_testkit::require!(require_cluster());
+    let _cluster = CONTROLLER.write().await;
+    let account = Account::create();
+    let hub = FakeHub::default();
+    let api = hub.start().await;
+    let spawner = spawner(http_server_cmd(), slurm_config(&conf));
+    let req = request(
+        "carol",
+        &account.name,
+        &api,
+        json!({"partition": "batch", "nodes": 1, "runtime": "00:10"}),
+    );
+    let started = spawner.start(&req).await.expect("start");
+    let (_, port) = hub.wait_port(Duration::from_secs(30)).await;
+    let url = format!("http://{}:{port}/", started.host);
+    nbhub_testkit::wait_for_http(&url, Duration::from_secs(20)).await;
+
+    let pid = controller_pid(&conf).expect("slurmctld's pid file");
+    let _restart = RestartController(&conf);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::SIGTERM,
+    )
+    .unwrap();
+    let ping = || controller_up(&conf);
+    wait_until("slurmctld down", Duration::from_secs(30), || !ping());
+    // Slurm's clients retry for about 10 s before they give up on the controller.
+    let status = wait_poll(&spawner, &started.state, Duration::from_secs(40), |s| {
+        matches!(s, PollStatus::Unknown { .. })
+    })
+    .await;
+    assert!(
+        format!("{status:?}").contains("does not answer"),
+        "{status:?}"
+    );
+    assert_eq!(
+        http_get(&url).await.unwrap().status,
+        200,
+        "the server keeps running"
+    );
+    let failed = spawner
+        .start(&request(
+            "carol",
+            &account.name,
+            &api,
+            json!({"partition": "devel", "nodes": 1}),
+        ))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(failed.contains("controller does not answer"), "{failed}");
+
+    start_controller(&conf);
+    wait_poll(&spawner, &started.state, Duration::from_secs(20), |s| {
+        *s == PollStatus::Running
+    })
+    .await;
+    spawner
+        .stop(&started.state, Duration::from_secs(10))
+        .await
+        .expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_jobs_cost_one_squeue_per_poll_interval() {
+    let conf = nbhub_testkit::require!(require_cluster());
+    let _cluster = CONTROLLER.read().await;
+    // A bin_dir whose squeue counts its calls, then runs the real one.
+    let bin = temp_dir();
+    let counter = bin.path().join("squeue-calls");
+    for tool in ["sbatch", "scancel", "scontrol", "sinfo", "sacctmgr"] {
+        if let Some(real) = which(tool) {
+            std::os::unix::fs::symlink(real, bin.path().join(tool)).unwrap();
+        }
+    }
+    let wrapper = bin.path().join("squeue");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho x >> {}\nexec {} \"$@\"\n",
+            counter.display(),
+            which("squeue").unwrap().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let spawner = Arc::new(spawner(
+        http_server_cmd(),
+        SlurmConfig {
+            bin_dir: bin.path().display().to_string(),
+            ..slurm_config(&conf)
+        },
+    ));
+    // Twenty held jobs: pending, using nothing.
+    let mut states = Vec::new();
+    for _ in 0..20 {
+        let out = Command::new("sbatch")
+            .args([
+                "--parsable",
+                "--hold",
+                "-p",
+                "batch",
+                "-t",
+                "5",
+                "-o",
+                "/dev/null",
+                "--wrap",
+                "sleep 60",
+            ])
+            .env("SLURM_CONF", &conf)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        states.push(
+            SlurmState {
+                job_id: id,
+                user: "root".into(),
+                partition: "batch".into(),
+                nodes: 1,
+                output: "/dev/null".into(),
+                host: None,
+            }
+            .to_state(),
+        );
+    }
+    let calls = || {
+        std::fs::read_to_string(&counter)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let all = spawner.poll_all(&states).await;
+    assert!(
+        all.iter().all(|s| matches!(s, PollStatus::Pending { .. })),
+        "{all:?}"
+    );
+    let before = calls();
+    // 20 supervisors polling every 100 ms for 3 poll intervals.
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for state in states.clone() {
+        let spawner = Arc::clone(&spawner);
+        tasks.push(tokio::spawn(async move {
+            while t0.elapsed() < Duration::from_secs(3) {
+                let s = spawner.poll(&state).await;
+                assert!(matches!(s, PollStatus::Pending { .. }), "{s:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let during = calls() - before;
+    let ids: Vec<String> = states
+        .iter()
+        .map(|s| SlurmState::from_state(s).unwrap().job_id)
+        .collect();
+    let _ = Command::new("scancel")
+        .args(&ids)
+        .env("SLURM_CONF", &conf)
+        .status();
+    assert!(
+        (2..=4).contains(&during),
+        "{during} squeue calls in 3 s with a 1 s poll interval for 20 jobs"
+    );
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var("PATH")
+        .ok()?
+        .split(':')
+        .map(|d| Path::new(d).join(tool))
+        .find(|p| p.is_file())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn estimates_give_slurms_start_or_its_reason() {
+    let conf = nbhub_testkit::require!(require_cluster());
+    let _cluster = CONTROLLER.read().await;
+    let account = Account::create();
+    let spawner = spawner(http_server_cmd(), slurm_config(&conf));
+    let options = |v: Value| ValidatedOptions(v.as_object().unwrap().clone());
+    let mut ctx = FormContext::new("dave");
+    ctx.unix_user = account.name.clone();
+    let fits = spawner
+        .estimate(
+            &ctx,
+            &options(json!({"partition": "devel", "nodes": 1, "runtime": "00:10:00"})),
+        )
+        .await
+        .unwrap()
+        .expect("an estimate");
+    assert!(fits.fits, "{fits:?}");
+    assert!(fits.start.is_some() && fits.nodes.is_some(), "{fits:?}");
+    assert!(fits.message.contains("start"), "{fits:?}");
+    let limited = spawner
+        .estimate(&ctx, &options(json!({"partition": "devel", "nodes": 1})))
+        .await
+        .unwrap()
+        .unwrap_err()
+        .to_string();
+    assert!(limited.contains("one estimate every"), "{limited}");
+
+    ctx.user = "dave2".into();
+    let refused = spawner
+        .estimate(
+            &ctx,
+            &options(json!({"partition": "devel", "nodes": 2, "runtime": "00:10:00"})),
+        )
+        .await
+        .unwrap()
+        .expect("an answer");
+    assert!(!refused.fits, "{refused:?}");
+    assert!(
+        refused.message.contains("Node count specification invalid"),
+        "{refused:?}"
+    );
+    assert_eq!(squeue_of(&conf, &account.name), "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_singleuser_server_runs_as_a_job() {
+    let conf = nbhub_testkit::require!(require_cluster());
+    let venv = nbhub_testkit::require!(nbhub_testkit::require_venv());
+    let _cluster = CONTROLLER.read().await;
+    let account = Account::create();
+    let hub = FakeHub::default();
+    let api = hub.start().await;
+    let spawner = spawner(
+        SpawnerConfig {
+            cmd: vec![venv.join("bin/jupyterhub-singleuser").display().to_string()],
+            ..Default::default()
+        },
+        slurm_config(&conf),
+    );
+    let problems = spawner.check_setup();
+    assert!(problems.is_empty(), "{problems:?}");
+    let req = request(
+        "erin",
+        &account.name,
+        &api,
+        json!({"partition": "gpu", "nodes": 1, "runtime": "00:10", "gpus": 1}),
+    );
+    let started = spawner.start(&req).await.expect("start");
+    let (_, port) = hub.wait_port(Duration::from_secs(30)).await;
+    let url = format!("http://{}:{port}/user/erin/api", started.host);
+    let resp = nbhub_testkit::wait_for_http(&url, Duration::from_secs(90)).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let node = spawner.describe(&started.state).unwrap()["node_list"].clone();
+    assert!(node == json!("node3") || node == json!("node4"), "{node}");
+    spawner
+        .stop(&started.state, Duration::from_secs(10))
+        .await
+        .expect("stop");
+    assert_eq!(squeue_of(&conf, &account.name), "");
+}

@@ -1,0 +1,840 @@
+//! The Slurm spawner end to end: the `nbhub` binary with its managed proxy, the local Slurm
+//! cluster `scripts/slurm-dev-cluster` starts (test-env.sh exports its `SLURM_CONF`), real
+//! Unix accounts made per test, and the real `jupyterhub-singleuser` + JupyterLab as the job.
+//!
+//! Tests share one cluster: the one that stops slurmctld takes the cluster for itself, the
+//! others share it.
+
+#[path = "common/browser.rs"]
+mod chromium;
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::eventually;
+use common::hubproc::{admin, user_token, browser, login, require_proxy_binary, HubProc, Options, PASSWORD};
+use common::kernel;
+use nbhub_testkit::{is_root, TempAccount};
+use reqwest::Method;
+use serde_json::{json, Value};
+use tokio::sync::RwLock;
+
+/// Shared by the tests that only use the cluster; taken alone by the one that stops it.
+static CLUSTER: RwLock<()> = RwLock::const_new(());
+
+/// What every test here needs: root (accounts, setuid submission), the venv, the proxy and
+/// a running cluster. A missing part fails under CI=true and skips loudly otherwise.
+struct Parts {
+    venv: PathBuf,
+    proxy: PathBuf,
+    slurm_conf: String,
+}
+
+fn parts() -> Option<Parts> {
+    if !is_root() {
+        nbhub_testkit::missing_part(
+            "root (Slurm jobs run as real Unix accounts the test creates)",
+            "running the tests as root (CI does)",
+        );
+        return None;
+    }
+    let venv = nbhub_testkit::require_venv()?;
+    let proxy = require_proxy_binary()?;
+    let slurm_conf = std::env::var("SLURM_CONF")
+        .ok()
+        .filter(|c| Path::new(c).is_file());
+    let Some(slurm_conf) = slurm_conf else {
+        nbhub_testkit::missing_part(
+            "a running Slurm cluster (SLURM_CONF pointing at its slurm.conf)",
+            "scripts/slurm-dev-cluster start (scripts/test-env.sh runs it)",
+        );
+        return None;
+    };
+    Some(Parts {
+        venv,
+        proxy,
+        slurm_conf,
+    })
+}
+
+/// Runs a Slurm command with the cluster's config; returns (success, stdout + stderr).
+fn slurm(conf: &str, program: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(program)
+        .args(args)
+        .env("SLURM_CONF", conf)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The user's jobs as `id|partition|nodes|time limit|user|state`, one per line.
+fn jobs_of(conf: &str, user: &str) -> Vec<String> {
+    let (_, out) = slurm(
+        conf,
+        "squeue",
+        &["-h", "-u", user, "-o", "%i|%P|%D|%l|%u|%T"],
+    );
+    out.lines()
+        .filter(|l| l.contains('|'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A hub whose servers are Slurm jobs, polled every second.
+fn slurm_hub(p: &Parts, extra_slurm: &str) -> HubProc {
+    HubProc::new(
+        p.venv.clone(),
+        &p.proxy,
+        Options {
+            slurm: Some(format!(
+                "slurm_conf = \"{}\"\nsubmit_as = \"setuid\"\npoll_interval = 1\n{extra_slurm}",
+                p.slurm_conf
+            )),
+            extra_toml: "named_server_limit_per_user = 0".into(),
+            ..Default::default()
+        },
+    )
+}
+
+/// A Unix account for the test and the hub user of the same name.
+async fn account(hub: &HubProc, tag: &str, homes: &Path) -> TempAccount {
+    let acct = TempAccount::create(tag, &homes.join(tag));
+    let (s, body) = admin(hub, Method::POST, &format!("/users/{}", acct.name), None).await;
+    assert_eq!(s, 201, "create user {}: {body}", acct.name);
+    acct
+}
+
+/// Cancels jobs when dropped, whatever the test did: `scancel ARGS`.
+struct CancelJobs<'a> {
+    conf: &'a str,
+    args: Vec<String>,
+}
+
+impl<'a> CancelJobs<'a> {
+    fn of_user(conf: &'a str, user: &str) -> Self {
+        Self {
+            conf,
+            args: vec!["-u".into(), user.into()],
+        }
+    }
+
+    fn job(conf: &'a str, id: &str) -> Self {
+        Self {
+            conf,
+            args: vec![id.into()],
+        }
+    }
+}
+
+impl Drop for CancelJobs<'_> {
+    fn drop(&mut self) {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let _ = slurm(self.conf, "scancel", &args);
+    }
+}
+
+/// The model of a running or starting server (`""`: the default one); `None` once stopped.
+async fn server_model(hub: &HubProc, user: &str, server: &str) -> Option<Value> {
+    let (s, body) = admin(hub, Method::GET, &format!("/users/{user}"), None).await;
+    assert_eq!(s, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    let model = v["servers"].get(server).cloned();
+    model.filter(|m| !m.is_null())
+}
+
+async fn wait_ready(hub: &HubProc, user: &str, server: &str, secs: u64) -> Value {
+    eventually(secs, &format!("{user}/{server} ready"), || async {
+        server_model(hub, user, server)
+            .await
+            .filter(|m| m["ready"] == json!(true))
+    })
+    .await
+}
+
+async fn start(hub: &HubProc, user: &str, server: &str, options: Value) -> (u16, String) {
+    let path = if server.is_empty() {
+        format!("/users/{user}/server")
+    } else {
+        format!("/users/{user}/servers/{server}")
+    };
+    admin(
+        hub,
+        Method::POST,
+        &path,
+        Some(json!({ "user_options": options })),
+    )
+    .await
+}
+
+/// Acceptance 1 and 3: bad options get a 400 naming the field and no job; a good request
+/// runs as the user's job with those values, its kernel runs code through the proxy, and
+/// DELETE cancels the job and removes the route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_start_is_a_job_of_the_user_and_stop_cancels_it() {
+    let Some(p) = parts() else { return };
+    let _shared = CLUSTER.read().await;
+    let mut hub = slurm_hub(&p, "");
+    hub.start().await;
+    let homes = nbhub_testkit::temp_dir_world_readable();
+    let alice = account(&hub, "sa", homes.path()).await;
+    let _cancel = CancelJobs::of_user(&p.slurm_conf, &alice.name);
+    let user = alice.name.as_str();
+
+    for (options, field) in [
+        (
+            json!({"partition": "devel", "nodes": 0, "runtime": "00:10"}),
+            "nodes",
+        ),
+        (
+            json!({"partition": "batch", "nodes": 99, "runtime": "00:10"}),
+            "nodes",
+        ),
+        (
+            json!({"partition": "devel", "nodes": "2; rm -rf ~", "runtime": "00:10"}),
+            "nodes",
+        ),
+        (
+            json!({"partition": "devel", "nodes": 1, "runtime": "01:00"}),
+            "runtime",
+        ),
+        (
+            json!({"partition": "devel", "nodes": 1, "runtime": "-5"}),
+            "runtime",
+        ),
+        (
+            json!({"partition": "nosuch", "nodes": 1, "runtime": "00:10"}),
+            "partition",
+        ),
+        (
+            json!({"partition": "devel", "nodes": 1, "runtime": "00:10", "gpus": 1}),
+            "gpus",
+        ),
+        (
+            json!({"partition": "devel\n#SBATCH --uid=0", "nodes": 1, "runtime": "00:10"}),
+            "partition",
+        ),
+        (
+            json!({"partition": "devel", "nodes": 1, "runtime": "00:10", "account": "not-yours"}),
+            "account",
+        ),
+    ] {
+        let (s, body) = start(&hub, user, "", options.clone()).await;
+        assert_eq!(s, 400, "{options}: {body}");
+        assert!(
+            body.contains(field),
+            "{options}: the answer should name {field}: {body}"
+        );
+    }
+    assert!(
+        jobs_of(&p.slurm_conf, user).is_empty(),
+        "no job may be submitted for bad input: {:?}",
+        jobs_of(&p.slurm_conf, user)
+    );
+
+    let (s, body) = start(
+        &hub,
+        user,
+        "",
+        json!({"partition": "devel", "nodes": 1, "runtime": "00:10"}),
+    )
+    .await;
+    assert!(s == 201 || s == 202, "start: {s} {body}");
+    let job = eventually(30, "the job in squeue", || async {
+        jobs_of(&p.slurm_conf, user).into_iter().next()
+    })
+    .await;
+    let fields: Vec<&str> = job.split('|').collect();
+    assert_eq!(&fields[1..5], ["devel", "1", "10:00", user], "{job}");
+    let model = wait_ready(&hub, user, "", 120).await;
+    assert_eq!(model["user_options"]["partition"], "devel", "{model}");
+    assert_eq!(
+        model["slurm"]["job_id"].to_string().trim_matches('"'),
+        fields[0],
+        "{model}"
+    );
+    assert_eq!(model["slurm"]["partition"], "devel", "{model}");
+
+    let token = user_token(&hub, user).await;
+    let prefix = format!("/user/{user}/");
+    let id = kernel::create_kernel_with_token(&hub, &prefix, &token).await;
+    let printed = kernel::execute(
+        &hub,
+        &prefix,
+        &id,
+        &token,
+        "import os; print(6*7, os.environ.get('SLURM_JOB_ID'))",
+    )
+    .await;
+    assert_eq!(printed.trim(), format!("42 {}", fields[0]), "{}", hub.log());
+
+    let (s, body) = admin(&hub, Method::DELETE, &format!("/users/{user}/server"), None).await;
+    assert!(s == 204 || s == 202, "stop: {s} {body}");
+    eventually(60, "the job gone from squeue", || async {
+        jobs_of(&p.slurm_conf, user).is_empty().then_some(())
+    })
+    .await;
+    eventually(30, "the route removed", || async {
+        let (_, routes) = admin(&hub, Method::GET, "/proxy", None).await;
+        (!routes.contains(&prefix.trim_end_matches('/').to_string())).then_some(())
+    })
+    .await;
+}
+
+/// Acceptance 4: a job that reaches its time limit, and one cancelled from outside, are seen
+/// within a poll interval or two, and the reason is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_ending_by_time_limit_or_scancel_are_noticed() {
+    let Some(p) = parts() else { return };
+    let _shared = CLUSTER.read().await;
+    let mut hub = slurm_hub(&p, "");
+    hub.start().await;
+    let homes = nbhub_testkit::temp_dir_world_readable();
+    let bob = account(&hub, "sb", homes.path()).await;
+    let _cancel = CancelJobs::of_user(&p.slurm_conf, &bob.name);
+    let user = bob.name.as_str();
+    let (s, body) = start(
+        &hub,
+        user,
+        "short",
+        json!({"partition": "devel", "nodes": 1, "runtime": "1"}),
+    )
+    .await;
+    assert!(s == 201 || s == 202, "{body}");
+    let (s, body) = start(
+        &hub,
+        user,
+        "victim",
+        json!({"partition": "batch", "nodes": 1, "runtime": "00:30"}),
+    )
+    .await;
+    assert!(s == 201 || s == 202, "{body}");
+    let victim = wait_ready(&hub, user, "victim", 120).await;
+    wait_ready(&hub, user, "short", 120).await;
+    let victim_job = victim["slurm"]["job_id"]
+        .to_string()
+        .trim_matches('"')
+        .to_string();
+    let (ok, out) = slurm(&p.slurm_conf, "scancel", &[&victim_job]);
+    assert!(ok, "scancel: {out}");
+    eventually(10, "the cancelled job seen stopped", || async {
+        server_model(&hub, user, "victim")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    // Slurm checks time limits about every 30 s: a 1-minute job ends 60-90 s after it started.
+    eventually(150, "the timed-out job seen stopped", || async {
+        server_model(&hub, user, "short")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let log = hub.log();
+    assert!(
+        log.contains("CANCELLED"),
+        "the reason should name CANCELLED: {log}"
+    );
+    assert!(
+        log.contains("TIMEOUT"),
+        "the reason should name TIMEOUT: {log}"
+    );
+    // The home page says why each ended.
+    let b = browser();
+    login(&b, &hub, user).await;
+    let home = b
+        .get(hub.public_url("/hub/home"))
+        .send()
+        .await
+        .expect("home")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        home.contains("reached its time limit"),
+        "the home page should say the job reached its time limit: {home}"
+    );
+    assert!(
+        home.contains("was cancelled"),
+        "the home page should say the job was cancelled: {home}"
+    );
+}
+
+/// Acceptance 5: with slurmctld down, running servers stay running and reachable, nothing is
+/// marked stopped, a new spawn fails with a clear message; tracking resumes by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_outage_gives_up_no_server() {
+    let Some(p) = parts() else { return };
+    let _alone = CLUSTER.write().await;
+    let mut hub = slurm_hub(&p, "");
+    hub.start().await;
+    let homes = nbhub_testkit::temp_dir_world_readable();
+    let carol = account(&hub, "sc", homes.path()).await;
+    let _cancel = CancelJobs::of_user(&p.slurm_conf, &carol.name);
+    let user = carol.name.as_str();
+    for server in ["one", "two"] {
+        let (s, body) = start(
+            &hub,
+            user,
+            server,
+            json!({"partition": "batch", "nodes": 1, "runtime": "00:30"}),
+        )
+        .await;
+        assert!(s == 201 || s == 202, "{body}");
+    }
+    wait_ready(&hub, user, "one", 120).await;
+    wait_ready(&hub, user, "two", 120).await;
+    let token = user_token(&hub, user).await;
+
+    let ctld = Controller::stop(&p.slurm_conf);
+    // A minute without a controller: 60 polls that cannot be answered.
+    let until = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut spawn_tried = false;
+    while tokio::time::Instant::now() < until {
+        for server in ["one", "two"] {
+            let model = server_model(&hub, user, server).await;
+            assert!(
+                model.as_ref().is_some_and(|m| m["ready"] == json!(true)),
+                "{server} must stay running while the controller is down: {model:?}\n{}",
+                hub.log()
+            );
+            let status =
+                get_status(&hub, &format!("/user/{user}/{server}/api/status"), &token).await;
+            assert_eq!(status, 200, "{server} must stay reachable");
+        }
+        if !spawn_tried {
+            spawn_tried = true;
+            let (s, body) = start(
+                &hub,
+                user,
+                "three",
+                json!({"partition": "devel", "nodes": 1, "runtime": "00:10"}),
+            )
+            .await;
+            let failure = if s == 202 {
+                eventually(30, "the spawn to fail", || async {
+                    let m = server_model(&hub, user, "three").await;
+                    m.is_none().then_some(())
+                })
+                .await;
+                hub.log()
+            } else {
+                body
+            };
+            assert!(
+                failure
+                    .to_lowercase()
+                    .contains("controller does not answer"),
+                "the failed spawn should say the controller cannot be reached: {failure}"
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    drop(ctld);
+    // Tracking goes on by itself: an outside scancel is noticed again.
+    let one = server_model(&hub, user, "one").await.expect("one");
+    let job = one["slurm"]["job_id"]
+        .to_string()
+        .trim_matches('"')
+        .to_string();
+    eventually(30, "the controller back", || async {
+        slurm(&p.slurm_conf, "scancel", &[&job]).0.then_some(())
+    })
+    .await;
+    eventually(
+        30,
+        "the cancelled server seen stopped after the outage",
+        || async {
+            server_model(&hub, user, "one")
+                .await
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(server_model(&hub, user, "two")
+        .await
+        .is_some_and(|m| m["ready"] == json!(true)));
+}
+
+async fn get_status(hub: &HubProc, path: &str, token: &str) -> u16 {
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    match c
+        .get(hub.public_url(path))
+        .header("Authorization", format!("token {token}"))
+        .send()
+        .await
+    {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+/// slurmctld stopped for a while; started again when dropped.
+struct Controller {
+    conf: String,
+}
+
+impl Controller {
+    fn stop(conf: &str) -> Controller {
+        let text = std::fs::read_to_string(conf).expect("slurm.conf");
+        let pid_file = text
+            .lines()
+            .find_map(|l| l.strip_prefix("SlurmctldPidFile="))
+            .expect("SlurmctldPidFile in slurm.conf");
+        let pid: i32 = std::fs::read_to_string(pid_file.trim())
+            .expect("slurmctld pid file")
+            .trim()
+            .parse()
+            .expect("pid");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while slurm(conf, "scontrol", &["ping"]).1.contains("UP") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "slurmctld did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Controller {
+            conf: conf.to_string(),
+        }
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let status = Command::new("slurmctld")
+            .args(["-f", &self.conf])
+            .env("SLURM_CONF", &self.conf)
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "restarting slurmctld");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !slurm(&self.conf, "scontrol", &["ping"]).1.contains("UP") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "slurmctld did not come back"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Acceptance 6: with 20 servers running or pending, the hub asks squeue once per poll
+/// interval (counted by a wrapper), not once per server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_servers_cost_one_squeue_per_poll() {
+    let Some(p) = parts() else { return };
+    let _shared = CLUSTER.read().await;
+    // A bin_dir whose squeue counts its calls, the other commands as they are.
+    let bin = nbhub_testkit::temp_dir_world_readable();
+    let count = bin.path().join("squeue.calls");
+    for program in ["sbatch", "scancel", "sinfo", "scontrol", "sacctmgr"] {
+        if let Some(real) = which(program) {
+            std::os::unix::fs::symlink(real, bin.path().join(program)).expect("symlink");
+        }
+    }
+    let squeue = which("squeue").expect("squeue on PATH");
+    let wrapper = bin.path().join("squeue");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho x >> '{}'\nexec '{}' \"$@\"\n",
+            count.display(),
+            squeue.display()
+        ),
+    )
+    .expect("wrapper");
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let mut hub = HubProc::new(
+        p.venv.clone(),
+        &p.proxy,
+        Options {
+            slurm: Some(format!(
+                "slurm_conf = \"{}\"\nsubmit_as = \"setuid\"\npoll_interval = 2\nbin_dir = \"{}\"\n",
+                p.slurm_conf,
+                bin.path().display()
+            )),
+            extra_toml: "named_server_limit_per_user = 0".into(),
+            ..Default::default()
+        },
+    );
+    hub.start().await;
+    let homes = nbhub_testkit::temp_dir_world_readable();
+    let dave = account(&hub, "sd", homes.path()).await;
+    let _cancel = CancelJobs::of_user(&p.slurm_conf, &dave.name);
+    let user = dave.name.as_str();
+    // All at once: a start call waits up to slow_spawn_timeout, and most of these jobs queue.
+    let starts = (0..20).map(|i| {
+        let hub = &hub;
+        async move {
+            let name = format!("s{i}");
+            let options = json!({"partition": "devel", "nodes": 1, "runtime": "00:10"});
+            (name.clone(), start(hub, user, &name, options).await)
+        }
+    });
+    for (name, (s, body)) in futures_util::future::join_all(starts).await {
+        assert!(s == 201 || s == 202, "start {name}: {s} {body}");
+    }
+    eventually(60, "20 jobs in the queue", || async {
+        (jobs_of(&p.slurm_conf, user).len() == 20).then_some(())
+    })
+    .await;
+    let calls = |path: &Path| {
+        std::fs::read_to_string(path)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let before = calls(&count);
+    let window = Duration::from_secs(10);
+    tokio::time::sleep(window).await;
+    let during = calls(&count) - before;
+    // One per 2-second poll (5 in 10 s), give or take one at each edge.
+    assert!(
+        during <= 7,
+        "{during} squeue calls in {} s for 20 servers: expected one per poll interval",
+        window.as_secs()
+    );
+    assert!(
+        during >= 3,
+        "the tracker should keep polling: {during} calls"
+    );
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var("PATH")
+        .ok()?
+        .split(':')
+        .map(|d| Path::new(d).join(program))
+        .find(|p| p.is_file())
+}
+
+/// Acceptance 8: the hub killed (-9) with one job pending and another running re-adopts
+/// both: the pending one becomes ready when it runs, the running one keeps its kernel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_hub_readopts_pending_and_running_jobs() {
+    let Some(p) = parts() else { return };
+    let _shared = CLUSTER.read().await;
+    let mut hub = slurm_hub(&p, "");
+    hub.start().await;
+    let homes = nbhub_testkit::temp_dir_world_readable();
+    let erin = account(&hub, "se", homes.path()).await;
+    let _cancel = CancelJobs::of_user(&p.slurm_conf, &erin.name);
+    let user = erin.name.as_str();
+    let (s, body) = start(
+        &hub,
+        user,
+        "",
+        json!({"partition": "batch", "nodes": 1, "runtime": "00:30"}),
+    )
+    .await;
+    assert!(s == 201 || s == 202, "{body}");
+    wait_ready(&hub, user, "", 120).await;
+    let token = user_token(&hub, user).await;
+    let prefix = format!("/user/{user}/");
+    let kernel_id = kernel::create_kernel_with_token(&hub, &prefix, &token).await;
+    kernel::execute(&hub, &prefix, &kernel_id, &token, "x = 6 * 7\nprint('set')").await;
+
+    // Both GPU nodes taken by a job of root: a server asking for the gpu partition waits.
+    let (ok, blocker) = slurm(
+        &p.slurm_conf,
+        "sbatch",
+        &[
+            "--parsable",
+            "-p",
+            "gpu",
+            "-N",
+            "2",
+            "--exclusive",
+            "-t",
+            "10",
+            "-o",
+            "/dev/null",
+            "--wrap",
+            "sleep 600",
+        ],
+    );
+    assert!(ok, "blocker job: {blocker}");
+    let blocker = blocker.trim().to_string();
+    let _unblock = CancelJobs::job(&p.slurm_conf, &blocker);
+    let (s, body) = start(
+        &hub,
+        user,
+        "queued",
+        json!({"partition": "gpu", "nodes": 1, "runtime": "00:10"}),
+    )
+    .await;
+    assert!(s == 202, "a queued job answers 202: {s} {body}");
+    eventually(30, "the queued job pending", || async {
+        jobs_of(&p.slurm_conf, user)
+            .into_iter()
+            .find(|j| j.contains("|gpu|") && j.ends_with("PENDING"))
+    })
+    .await;
+
+    hub.kill9_hub();
+    hub.start().await;
+    // Adoption runs in the background once the hub listens.
+    eventually(30, "both jobs adopted", || async {
+        let log = hub.log();
+        (log.contains("adopted a running server")
+            && log.contains("taking up a start that was under way"))
+        .then_some(())
+    })
+    .await;
+    let printed = kernel::execute(&hub, &prefix, &kernel_id, &token, "print(x)").await;
+    assert_eq!(
+        printed.trim(),
+        "42",
+        "the kernel lived through the hub restart"
+    );
+    let (ok, out) = slurm(&p.slurm_conf, "scancel", &[&blocker]);
+    assert!(ok, "{out}");
+    let model = wait_ready(&hub, user, "queued", 120).await;
+    assert_eq!(model["slurm"]["partition"], "gpu", "{model}");
+}
+
+/// Acceptance 2 (and the pages' Slurm parts): in Chromium, the form lists the three
+/// partitions with their live limits, estimates a start, and `batch` with 2 nodes and 30
+/// minutes becomes a 2-node job; the pending page shows Slurm's states; JupyterLab loads; the
+/// home page shows the job and its time left, and stops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spawn_form_in_a_browser_starts_a_two_node_job() {
+    let Some(p) = parts() else { return };
+    let Some(b) = chromium::Browser::start().await else {
+        return;
+    };
+    let _shared = CLUSTER.read().await;
+    let mut hub = slurm_hub(&p, "");
+    hub.start().await;
+    let homes = nbhub_testkit::temp_dir_world_readable();
+    let carol = account(&hub, "sw", homes.path()).await;
+    let _cancel = CancelJobs::of_user(&p.slurm_conf, &carol.name);
+    let user = carol.name.as_str();
+    let base = hub.public_url("");
+
+    b.goto(&format!("{base}/hub/login")).await;
+    b.fill("#username_input", user).await;
+    b.fill("#password_input", PASSWORD).await;
+    b.click("#login_submit").await;
+    b.wait_until(
+        "!location.pathname.endsWith('/hub/login')",
+        "leaving the login page",
+    )
+    .await;
+    b.goto(&format!("{base}/hub/spawn/{user}")).await;
+    b.find("#opt-partition").await;
+    let partitions = b
+        .eval(
+            "return [...document.querySelectorAll('#opt-partition option')].map(o => o.value)",
+            json!([]),
+        )
+        .await;
+    assert_eq!(partitions, json!(["batch", "devel", "gpu"]));
+    let info = b.text("#opt-partition-info").await;
+    for (partition, limit) in [("batch", "8:00:00"), ("devel", "30:00"), ("gpu", "4:00:00")] {
+        let line = info
+            .lines()
+            .find(|l| l.contains(partition))
+            .unwrap_or_else(|| panic!("no live facts for {partition}: {info}"));
+        assert!(
+            line.contains("idle") && line.contains(limit.trim_start_matches('0')),
+            "{partition} should show its idle nodes and MaxTime {limit}: {line}"
+        );
+    }
+    b.eval(
+        "const s = document.querySelector('#opt-partition'); s.value = 'batch'; \
+         s.dispatchEvent(new Event('change', {bubbles: true}));",
+        json!([]),
+    )
+    .await;
+    b.fill("#opt-nodes", "2").await;
+    b.fill("#opt-runtime", "00:30").await;
+    b.click("#estimate-btn").await;
+    b.wait_until(
+        "/start/i.test(document.querySelector('#estimate-result').textContent)",
+        "Slurm's estimate on the form",
+    )
+    .await;
+    b.screenshots("spawn-slurm").await;
+
+    b.click("#spawn-submit").await;
+    b.wait_until(
+        "location.pathname.includes('/spawn-pending/') || location.pathname.startsWith('/user/')",
+        "the progress page",
+    )
+    .await;
+    let job = eventually(30, "the job in squeue", || async {
+        jobs_of(&p.slurm_conf, user).into_iter().next()
+    })
+    .await;
+    let fields: Vec<&str> = job.split('|').collect();
+    assert_eq!(&fields[1..5], ["batch", "2", "30:00", user], "{job}");
+    if b.url().await.contains("/spawn-pending/") {
+        b.wait_until(
+            "/Submitted job|Running on/.test(document.querySelector('#progress-log').textContent) \
+             || location.pathname.startsWith('/user/')",
+            "Slurm's states on the progress page",
+        )
+        .await;
+        b.screenshots("spawn_pending-slurm").await;
+    }
+    b.wait_until_for(
+        &format!(
+            "location.pathname.startsWith('/user/{user}/') && document.querySelector('#jp-main-dock-panel')"
+        ),
+        "JupyterLab's main area",
+        Duration::from_secs(120),
+    )
+    .await;
+
+    b.goto(&format!("{base}/hub/home")).await;
+    b.wait_until(
+        "/\\d+:\\d\\d/.test(document.querySelector('.time-left')?.textContent || '')",
+        "the job's time left counting down",
+    )
+    .await;
+    let facts = b.text(".server-facts").await;
+    assert!(
+        facts.contains(fields[0]) && facts.contains("batch") && facts.contains("node["),
+        "the home page should show the job id, partition and node list: {facts}"
+    );
+    let warned = b
+        .eval(
+            "return !document.querySelector('#time-warning').classList.contains('d-none')",
+            json!([]),
+        )
+        .await;
+    assert_eq!(warned, json!(false), "no warning with 30 minutes left");
+    b.screenshots("home-slurm").await;
+    b.click("#stop").await;
+    b.wait_until_for(
+        "document.querySelector('#default-status').textContent.trim() === 'Stopped'",
+        "the server shown stopped",
+        Duration::from_secs(60),
+    )
+    .await;
+    eventually(60, "the job gone from squeue", || async {
+        jobs_of(&p.slurm_conf, user).is_empty().then_some(())
+    })
+    .await;
+    b.quit().await;
+}
