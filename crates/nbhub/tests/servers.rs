@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::eventually;
-use common::hubproc::{admin, user_token, login, require_proxy_binary, HubProc, Options, ADMIN};
+use common::hubproc::{admin, login, require_proxy_binary, user_token, HubProc, Options, ADMIN};
 use common::kernel;
 use reqwest::cookie::CookieStore;
 use reqwest::Method;

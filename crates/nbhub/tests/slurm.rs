@@ -14,7 +14,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::eventually;
-use common::hubproc::{admin, user_token, browser, login, require_proxy_binary, HubProc, Options, PASSWORD};
+use common::hubproc::{
+    admin, browser, login, require_proxy_binary, user_token, HubProc, Options, PASSWORD,
+};
 use common::kernel;
 use nbhub_testkit::{is_root, TempAccount};
 use reqwest::Method;
@@ -749,11 +751,18 @@ async fn the_spawn_form_in_a_browser_starts_a_two_node_job() {
         )
         .await;
     assert_eq!(partitions, json!(["batch", "devel", "gpu"]));
-    let info = b.text("#opt-partition-info").await;
+    // Each partition's facts (the page shows those of the one selected).
+    let info = b
+        .eval(
+            "return [...document.querySelectorAll('#opt-partition-info li')].map(li => li.dataset.choice + ': ' + li.textContent).join('\\n')",
+            json!([]),
+        )
+        .await;
+    let info = info.as_str().unwrap_or_default();
     for (partition, limit) in [("batch", "8:00:00"), ("devel", "30:00"), ("gpu", "4:00:00")] {
         let line = info
             .lines()
-            .find(|l| l.contains(partition))
+            .find(|l| l.starts_with(&format!("{partition}: ")))
             .unwrap_or_else(|| panic!("no live facts for {partition}: {info}"));
         assert!(
             line.contains("idle") && line.contains(limit.trim_start_matches('0')),
