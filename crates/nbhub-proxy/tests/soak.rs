@@ -112,11 +112,12 @@ struct Flaky {
     closes: AtomicU64,
 }
 
-/// A raw HTTP/1.1 target. `POST /flaky/<n>/early` is refused at once with a `405` and a close
-/// without reading its body (the kernel resets the connection); anything else has its body
-/// read and is answered `200 ok <n> <body length>`, after which one connection in four is
-/// closed without a word, as a server closing idle keep-alive connections does.
-async fn flaky_target(seen: Arc<Flaky>) -> std::net::SocketAddr {
+/// A raw HTTP/1.1 target. `POST /<route>/<n>/early` is refused at once with a `405` and a
+/// close without reading its body (the kernel resets the connection); anything else has its
+/// body read and is answered `200 ok <n> <body length>`, after which, if `close_at_random`,
+/// one connection in four is closed without a word, as a server closing idle keep-alive
+/// connections does.
+async fn flaky_target(seen: Arc<Flaky>, close_at_random: bool) -> std::net::SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let l = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -124,6 +125,9 @@ async fn flaky_target(seen: Arc<Flaky>) -> std::net::SocketAddr {
     let addr = l.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
+            // An answer written goes out at once (no Nagle delay), so the reset that follows
+            // an early answer cannot discard it before it left.
+            let _ = s.set_nodelay(true);
             let seen = seen.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
@@ -176,7 +180,7 @@ async fn flaky_target(seen: Arc<Flaky>) -> std::net::SocketAddr {
                     let hash = n
                         .bytes()
                         .fold(7u32, |h, b| h.wrapping_mul(31) ^ u32::from(b));
-                    if hash % 4 == 0 {
+                    if close_at_random && hash % 4 == 0 {
                         seen.closes.fetch_add(1, Ordering::Relaxed);
                         return;
                     }
@@ -219,13 +223,21 @@ async fn soak_sockets_and_rss_stay_flat() {
     let proxy = ProxyProcess(child);
     let pid = proxy.0.id();
     // Wait for the ready line, then keep draining stderr so the proxy never blocks on it.
+    // The proxy's warnings (its 503s say why) are kept for failure messages.
     let (tx, rx) = std::sync::mpsc::channel();
+    let warnings = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let warned = warnings.clone();
     std::thread::spawn(move || {
         let mut tx = Some(tx);
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if line.starts_with("nbhub-proxy listening on ") {
                 if let Some(tx) = tx.take() {
                     let _ = tx.send(line);
+                }
+            } else if line.contains("flaky") {
+                let mut w = warned.lock().unwrap_or_else(|e| e.into_inner());
+                if w.len() < 20 {
+                    w.push(line);
                 }
             }
         }
@@ -245,13 +257,15 @@ async fn soak_sockets_and_rss_stay_flat() {
     let ws_up = ws_echo_server().await;
     let dead = common::closed_port().await;
     let flaky = Arc::new(Flaky::default());
-    let flaky_up = flaky_target(flaky.clone()).await;
+    let closing_up = flaky_target(flaky.clone(), true).await;
+    let early_up = flaky_target(flaky.clone(), false).await;
     let client = common::client();
     for (route, target) in [
         ("/", format!("http://{http_up}")),
         ("/ws", format!("http://{ws_up}")),
         ("/dead", format!("http://127.0.0.1:{dead}")),
-        ("/flaky", format!("http://{flaky_up}")),
+        ("/flaky-close", format!("http://{closing_up}")),
+        ("/flaky-early", format!("http://{early_up}")),
     ] {
         let req = Request::post(format!("http://{api}/api/routes{route}"))
             .header("authorization", format!("token {}", common::TOKEN))
@@ -333,8 +347,12 @@ async fn soak_sockets_and_rss_stay_flat() {
         }));
     }
 
-    // The flaky target: GETs, small and 100 KB uploads, some refused early; one request in
-    // five says `Expect: 100-continue`, which the general (hyper) path serves.
+    // The flaky targets. One closes keep-alive connections at random: GETs and 1 KB uploads,
+    // which the proxy can send again when they meet a connection closed under them. The other
+    // gets GETs and 1 KB and 100 KB uploads, some refused early; one upload in five says
+    // `Expect: 100-continue`, which hands the client connection to the general (hyper) path.
+    // A request with a body streaming in cannot be sent again, so it cannot be saved from a
+    // close it meets: the targets announce those closes, as servers do.
     let failures = Arc::new(std::sync::Mutex::new((0u64, Vec::<String>::new())));
     let checked = Arc::new(AtomicU64::new(0));
     for f in 0..2u64 {
@@ -356,20 +374,26 @@ async fn soak_sockets_and_rss_stay_flat() {
             while !stop.load(Ordering::Relaxed) {
                 tick.tick().await;
                 i += 1;
-                let (body_len, early) = match i % 6 {
-                    0 | 1 => (0, false),
-                    2 => (1024, false),
-                    3 => (1024, true),
-                    4 => (100_000, false),
-                    _ => (100_000, true),
+                let closing = f == 0;
+                let (body_len, early) = match (closing, i % 6) {
+                    (_, 0 | 1) | (true, 3) => (0, false),
+                    (true, _) | (false, 2) => (1024, false),
+                    (false, 3) => (1024, true),
+                    (false, 4) => (100_000, false),
+                    (false, _) => (100_000, true),
+                };
+                let route = if closing {
+                    "flaky-close"
+                } else {
+                    "flaky-early"
                 };
                 let mut req = Request::builder()
                     .method(if body_len == 0 { "GET" } else { "POST" })
                     .uri(format!(
-                        "http://{public}/flaky/{i}{}",
+                        "http://{public}/{route}/{i}{}",
                         if early { "/early" } else { "" }
                     ));
-                if i % 5 == 0 && body_len > 0 {
+                if !closing && i % 5 == 0 && body_len > 0 {
                     req = req.header("expect", "100-continue");
                 }
                 let req = req
@@ -430,13 +454,17 @@ async fn soak_sockets_and_rss_stay_flat() {
         flaky.closes.load(Ordering::Relaxed),
     );
     eprintln!(
-        "soak {secs} s, flaky target: {checked} requests, {failed} failed; {early} refused early \
+        "soak {secs} s, flaky targets: {checked} requests, {failed} failed; {early} refused early \
          with a reset, {closes} keep-alive connections closed unannounced"
     );
     assert!(
         failed == 0,
-        "{failed} of {checked} requests to the flaky target failed:\n{}",
-        examples.join("\n")
+        "{failed} of {checked} requests to the flaky targets failed:\n{}\nthe proxy said:\n{}",
+        examples.join("\n"),
+        warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n")
     );
     assert!(
         checked > secs * 20 && early > 0 && closes > 0,
