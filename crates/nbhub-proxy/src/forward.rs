@@ -136,12 +136,20 @@ impl ConnInfo {
     }
 }
 
-pin_project! {
-    /// A request body on its way to a target; data frames count as route activity.
-    pub struct ReqBody {
-        #[pin]
-        inner: Incoming,
-        route: Arc<Route>,
+/// A request body on its way to a target; data frames count as route activity.
+pub struct ReqBody {
+    /// None: no body (a request sent again, see [`ReqBody::empty`]).
+    inner: Option<Incoming>,
+    route: Option<Arc<Route>>,
+}
+
+impl ReqBody {
+    /// The body of a request sent again, which had none.
+    pub(crate) fn empty() -> Self {
+        ReqBody {
+            inner: None,
+            route: None,
+        }
     }
 }
 
@@ -151,21 +159,26 @@ impl Body for ReqBody {
 
     #[inline]
     fn poll_frame(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.project();
-        let r = this.inner.poll_frame(cx);
-        if let Poll::Ready(Some(Ok(_))) = &r {
-            this.route.touch();
+        let this = &mut *self;
+        let Some(inner) = &mut this.inner else {
+            return Poll::Ready(None);
+        };
+        let r = Pin::new(inner).poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(_))), Some(route)) = (&r, &this.route) {
+            route.touch();
         }
         r
     }
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
     }
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
     }
 }
 
@@ -512,8 +525,8 @@ async fn forward(
     let up_req = Request::from_parts(
         parts,
         ReqBody {
-            inner: body,
-            route: route.clone(),
+            inner: Some(body),
+            route: Some(route.clone()),
         },
     );
     let sent = shared.pool.request(up_req);

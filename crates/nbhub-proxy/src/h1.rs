@@ -44,9 +44,6 @@ const CLIENT_BUF: usize = 8 * 1024;
 /// kernel holds rather than one per 16 KiB.
 const UPSTREAM_READ: usize = 16 * 1024;
 const MAX_UPSTREAM_READ: usize = 256 * 1024;
-/// A pooled target connection idle for longer than this is checked for a close by the target
-/// before it is used again (one `recv(MSG_PEEK)`); busier ones go straight out.
-const CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
 /// Idle target connections kept per target and worker.
 const MAX_IDLE_PER_TARGET: usize = 512;
 
@@ -85,7 +82,6 @@ enum Plan {
         body: Framing,
         close: bool,
         head_request: bool,
-        idempotent: bool,
     },
 }
 
@@ -154,7 +150,6 @@ pub async fn serve(
                 body,
                 close,
                 head_request,
-                idempotent,
             } => {
                 fw.metrics.requests.fetch_add(1, Ordering::Relaxed);
                 buf.advance(head_len);
@@ -164,13 +159,13 @@ pub async fn serve(
                     body,
                     close,
                     head_request,
-                    idempotent,
                 };
                 exchange.run(&mut client, &mut buf, &mut head, &orig).await
             }
         };
         if !keep_going {
-            let _ = client.shutdown().await;
+            // What the client sent that we did not read must not turn our close into a reset.
+            crate::linger::close(&mut client).await;
             return Outcome::Done;
         }
     }
@@ -409,10 +404,6 @@ fn plan(
         body,
         close,
         head_request,
-        idempotent: matches!(
-            method,
-            "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
-        ),
     }
 }
 
@@ -470,7 +461,6 @@ struct Exchange<'a> {
     body: Framing,
     close: bool,
     head_request: bool,
-    idempotent: bool,
 }
 
 /// Why an exchange stopped early.
@@ -529,11 +519,12 @@ impl Exchange<'_> {
             _ => (0, Framing::None),
         };
         let left_is_done = |l: Framing| matches!(l, Framing::None | Framing::Length(0));
+        // The request can be sent again: it has no body, or all of it is in `buf`.
         let whole_request_here = left_is_done(left);
-        // A pooled connection the target has closed meanwhile fails on the write or on the
-        // first read of the answer; then once more on a fresh connection, if that cannot
-        // repeat a request the target acted on.
-        let retry_ok = whole_request_here && (self.idempotent || self.body == Framing::None);
+        // A pooled connection the target closed meanwhile fails on the write or on the first
+        // read of the answer, with nothing of an answer: then the request goes once more, on a
+        // fresh connection, if it is still whole in hand (as browsers resend on a reused
+        // connection). A target that answered before the write failed is heard out instead.
         let sent = async {
             let mut up = fw
                 .upstreams
@@ -541,8 +532,20 @@ impl Exchange<'_> {
                 .await
                 .map_err(|e| Failed::Target(e.to_string(), !whole_request_here))?;
             loop {
+                let retry = |up: &Upstream, r: &dyn std::fmt::Debug| {
+                    let again = up.reused && whole_request_here;
+                    if again {
+                        tracing::debug!(
+                            "pooled connection to {authority} closed ({r:?}), retrying"
+                        );
+                    }
+                    again
+                };
                 if let Err(e) = write_two(&mut up.io, head, &buf[..first]).await {
-                    if up.reused && whole_request_here {
+                    if up.answer_waiting().await {
+                        return Ok((up, !whole_request_here));
+                    }
+                    if retry(&up, &e) {
                         up = fw
                             .upstreams
                             .connect(authority, fw.config.proxy_timeout)
@@ -553,14 +556,11 @@ impl Exchange<'_> {
                     return Err(Failed::Target(e.to_string(), !whole_request_here));
                 }
                 if !whole_request_here {
-                    return Ok(up);
+                    return Ok((up, false));
                 }
                 match up.fill(fw.config.proxy_timeout).await {
-                    Ok(n) if n > 0 => return Ok(up),
-                    r if up.reused && retry_ok => {
-                        tracing::debug!(
-                            "pooled connection to {authority} closed ({r:?}), retrying"
-                        );
+                    Ok(n) if n > 0 => return Ok((up, false)),
+                    r if retry(&up, &r) => {
                         up = fw
                             .upstreams
                             .connect(authority, fw.config.proxy_timeout)
@@ -575,14 +575,15 @@ impl Exchange<'_> {
         .await;
         // Whatever happened, the body bytes taken so far are this request's, not the next one's.
         buf.advance(first);
-        let mut up = sent?;
+        // `cut_short`: the target answered before it had the whole request, so the rest of
+        // the client's body is never read and the client's connection closes after the answer.
+        let (mut up, mut cut_short) = sent?;
 
         // The rest of the request body, as the client sends it, unless the target answers
         // before it has all of it (a 413, say): then that answer goes back and the client's
         // connection closes after it, as the rest of its body is never read.
         let idle = fw.config.client_idle_timeout();
-        let mut cut_short = false;
-        'body: while !left_is_done(left) {
+        'body: while !cut_short && !left_is_done(left) {
             if buf.is_empty() {
                 buf.reserve(CLIENT_BUF);
                 let read = tokio::select! {
@@ -630,11 +631,21 @@ impl Exchange<'_> {
                         continue;
                     }
                 };
-                match written {
-                    Ok(n) if n > 0 => piece = &piece[n..],
-                    Ok(_) => return Err(Failed::Target("connection closed".into(), true)),
-                    Err(e) => return Err(Failed::Target(e.to_string(), true)),
+                let e = match written {
+                    Ok(n) if n > 0 => {
+                        piece = &piece[n..];
+                        continue;
+                    }
+                    Ok(_) => "connection closed".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                // A target that answers and closes without reading the body resets the
+                // connection: its answer may well be waiting for us all the same.
+                if up.answer_waiting().await {
+                    cut_short = true;
+                    break 'body;
                 }
+                return Err(Failed::Target(e, true));
             }
             buf.advance(k);
             self.route.touch();
@@ -733,7 +744,7 @@ impl Exchange<'_> {
             up.buf.clear();
             self.route.touch();
         }
-        if reusable && !extra && !cut_short && left != Framing::UntilClose {
+        if reusable && !extra && !cut_short && !up.write_failed && left != Framing::UntilClose {
             fw.upstreams.checkin(authority, up);
         }
         Ok(!close)
@@ -967,6 +978,8 @@ pub struct Upstream {
     read_size: usize,
     idle_since: Instant,
     reused: bool,
+    /// A write failed: the connection is done once its answer is read.
+    write_failed: bool,
 }
 
 impl Upstream {
@@ -1003,6 +1016,22 @@ impl Upstream {
         }
     }
 
+    /// After a write to the target failed (it reset the connection): read what it sent before
+    /// that, all of which is in the socket by now; whether anything of an answer is there.
+    async fn answer_waiting(&mut self) -> bool {
+        self.write_failed = true;
+        // A reset socket is readable at once, but the runtime may not have seen it yet (and
+        // `try_read` reads only what it saw).
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.io.readable()).await;
+        loop {
+            self.buf.reserve(self.read_size);
+            match self.io.try_read_buf(&mut self.buf) {
+                Ok(n) if n > 0 => {}
+                _ => return !self.buf.is_empty(),
+            }
+        }
+    }
+
     /// Whether a connection that sat idle still looks open: no end of stream or stray bytes
     /// waiting. Costs a `recv(MSG_PEEK)` only if the runtime saw it become readable.
     fn still_open(&self) -> bool {
@@ -1029,7 +1058,9 @@ impl Upstreams {
             let popped = self.lock().get_mut(to).and_then(Vec::pop);
             match popped {
                 Some(mut up) => {
-                    if up.idle_since.elapsed() > CHECK_IDLE_AFTER && !up.still_open() {
+                    // A close by the target that arrived since is seen here (a `recv(MSG_PEEK)`
+                    // only if the runtime saw the socket become readable).
+                    if !up.still_open() {
                         continue;
                     }
                     up.reused = true;
@@ -1060,6 +1091,7 @@ impl Upstreams {
             read_size: UPSTREAM_READ,
             idle_since: Instant::now(),
             reused: false,
+            write_failed: false,
         })
     }
 

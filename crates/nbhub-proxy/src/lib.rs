@@ -9,6 +9,7 @@
 //! - [`forward`]: the hot path, routing and forwarding with streamed bodies and websockets.
 //! - [`pool`]: keep-alive connections to targets, one pool per worker thread.
 //! - [`tls`]: rustls server configs and the connector to `http`/`https` targets.
+//! - [`linger`]: closing a connection without resetting it (the hub uses it too).
 //! - [`metrics`]: counters in the Prometheus text format on `--metrics-port`.
 //! - [`mem`]: glibc malloc thresholds for the buffer pattern, trimming when idle.
 //!
@@ -19,6 +20,7 @@ pub mod api;
 pub mod config;
 pub mod forward;
 pub mod h1;
+pub mod linger;
 pub mod mem;
 pub mod metrics;
 pub mod pool;
@@ -507,7 +509,9 @@ async fn serve_conn<I, S>(
 {
     let moved = Arc::new(AtomicU64::new(0));
     let io = Traffic {
-        io,
+        // hyper closes a connection after an answer given before the request body was read
+        // (an early answer relayed, a 503): without a reset.
+        io: linger::Lingering::new(io),
         moved: moved.clone(),
     };
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);

@@ -252,8 +252,12 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
     let requested = state.shutdown.requested();
     let app = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let listener = LingeringListener(listener).tap_io(|io| {
+        let _ = io.get_ref().set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             tokio::select! {
@@ -262,4 +266,24 @@ pub async fn run(
             }
         })
         .await
+}
+
+/// The hub's listening socket, whose connections close without a reset: the hub answers some
+/// requests before reading their bodies (a 405, a 403 to an upload) and then closes, and a
+/// close with unread bytes would make the kernel reset the connection, which can destroy the
+/// answer on its way (see [`nbhub_proxy::linger`]).
+struct LingeringListener(tokio::net::TcpListener);
+
+impl axum::serve::Listener for LingeringListener {
+    type Io = nbhub_proxy::linger::Lingering<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (io, addr) = axum::serve::Listener::accept(&mut self.0).await;
+        (nbhub_proxy::linger::Lingering::new(io), addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
 }

@@ -126,7 +126,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         state.supervisor.stop_all().await;
     }
     if asked.proxy.unwrap_or(state.config.proxy.cleanup) {
-        state.supervisor.proxy.stop_managed();
+        state.supervisor.proxy.stop_managed().await;
     }
     tracing::info!("nbhub stopped");
     Ok(())

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +37,8 @@ pub enum ProxyError {
     },
     #[error("cannot start the proxy: {0}")]
     Start(String),
+    #[error("the hub is stopping: the managed proxy is not started again")]
+    Stopping,
 }
 
 /// One route as the proxy reports it.
@@ -251,6 +254,9 @@ pub struct Proxy {
     /// Signalled when a managed proxy this hub started exits, so routes are restored at once
     /// rather than at the next periodic check.
     pub exited: Arc<tokio::sync::Notify>,
+    /// Set by [`Proxy::stop_managed`]: from then on nothing starts a proxy again, and the
+    /// watchers stop, so that a clean stop leaves no proxy behind.
+    stopping: Arc<AtomicBool>,
 }
 
 struct Managed {
@@ -314,6 +320,7 @@ impl Proxy {
             client,
             managed,
             exited: Arc::new(tokio::sync::Notify::new()),
+            stopping: Arc::new(AtomicBool::new(false)),
         }))
     }
 
@@ -324,6 +331,9 @@ impl Proxy {
     /// Makes sure the proxy answers: reuses a running one, else starts a managed proxy.
     /// Returns true if a new proxy process was started (its routes are empty).
     pub async fn ensure_running(&self) -> Result<bool, ProxyError> {
+        if self.is_stopping() {
+            return Err(ProxyError::Stopping);
+        }
         if self.client.get_routes().await.is_ok() {
             return Ok(false);
         }
@@ -334,6 +344,10 @@ impl Proxy {
             )));
         };
         let _guard = m.lock.lock().await;
+        // Checked again under the lock that `stop_managed` takes: no start slips past a stop.
+        if self.is_stopping() {
+            return Err(ProxyError::Stopping);
+        }
         if self.client.get_routes().await.is_ok() {
             return Ok(false);
         }
@@ -344,8 +358,12 @@ impl Proxy {
                 kill_group(pid);
             }
         }
-        start_managed(m, self.exited.clone()).await?;
+        start_managed(m, self.exited.clone(), self.stopping.clone()).await?;
         Ok(true)
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 
     /// Watches a managed proxy's pid (from its pid file, so also one an earlier hub started)
@@ -354,9 +372,13 @@ impl Proxy {
         let Some(m) = &self.managed else { return };
         let data_dir = m.data_dir.clone();
         let exited = self.exited.clone();
+        let stopping = self.stopping.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
                 if let Some(pid) = read_pid(&data_dir) {
                     if !pid_alive(pid) {
                         exited.notify_one();
@@ -366,9 +388,14 @@ impl Proxy {
         });
     }
 
-    /// Stops a managed proxy (for `cleanup = true`).
-    pub fn stop_managed(&self) {
+    /// Stops a managed proxy for good (for `cleanup = true`, as the hub stops): first the
+    /// watchers and restarts, which would otherwise see the exit and start a new proxy that
+    /// keeps the public port after the hub is gone; then, once a start in progress is over,
+    /// the proxy.
+    pub async fn stop_managed(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
         if let Some(m) = &self.managed {
+            let _guard = m.lock.lock().await;
             if let Some(pid) = read_pid(&m.data_dir) {
                 if pid_alive(pid) && is_proxy_process(pid) {
                     kill_group(pid);
@@ -433,7 +460,11 @@ fn kill_group(pid: i32) {
     let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
 }
 
-async fn start_managed(m: &Managed, exited: Arc<tokio::sync::Notify>) -> Result<(), ProxyError> {
+async fn start_managed(
+    m: &Managed,
+    exited: Arc<tokio::sync::Notify>,
+    stopping: Arc<AtomicBool>,
+) -> Result<(), ProxyError> {
     let program = m
         .command
         .first()
@@ -466,6 +497,10 @@ async fn start_managed(m: &Managed, exited: Arc<tokio::sync::Notify>) -> Result<
     // Reap it when it exits, so a dead proxy is not a zombie that looks alive.
     tokio::spawn(async move {
         let status = child.wait().await;
+        if stopping.load(Ordering::SeqCst) {
+            tracing::info!(pid, ?status, "the managed proxy stopped");
+            return;
+        }
         tracing::warn!(pid, ?status, "the managed proxy exited");
         exited.notify_one();
     });

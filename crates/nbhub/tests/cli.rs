@@ -14,23 +14,44 @@ impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-        // A proxy forked just before the hub died may not have exec'd yet: look a few times.
-        let marker = format!("127.0.0.1:{}/hub/error", self.1);
-        for _ in 0..5 {
-            for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-                let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-                    continue;
-                };
-                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                if String::from_utf8_lossy(&cmdline).contains(&marker) {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        kill_proxies_of(self.1);
+    }
+}
+
+/// The proxies a hub on `hub_port` started, found by their `--error-target`.
+fn proxies_of(hub_port: u16) -> Vec<i32> {
+    let marker = format!("127.0.0.1:{hub_port}/hub/error");
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_string_lossy().parse::<i32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains(&marker)
+        })
+        .collect()
+}
+
+/// Kills the proxies of the hub on this port when the test ends.
+struct ProxiesGuard(u16);
+
+impl Drop for ProxiesGuard {
+    fn drop(&mut self) {
+        kill_proxies_of(self.0);
+    }
+}
+
+fn kill_proxies_of(hub_port: u16) {
+    // A proxy forked just before the hub died may not have exec'd yet: look a few times.
+    for _ in 0..5 {
+        for pid in proxies_of(hub_port) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -180,21 +201,50 @@ fn version_flag() {
     );
 }
 
-#[test]
-fn token_command_mints_a_working_token() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let config = dir.path().join("nbhub.toml");
+/// Writes `dir/nbhub.toml` for a hub on `port` with no proxy of its own, plus `extra`.
+fn config_without_proxy(dir: &std::path::Path, port: u16, extra: &str) -> std::path::PathBuf {
+    let config = dir.join("nbhub.toml");
     std::fs::write(
         &config,
         format!(
             "[hub]\nhub_bind_url = \"http://127.0.0.1:{port}\"\nbind_url = \"http://127.0.0.1:{}\"\n\
-             [proxy]\nkind = \"external\"\nauth_token = \"unused\"\napi_url = \"http://127.0.0.1:{}\"\n[authenticator]\nadmin_users = [\"root\"]\n",
+             [proxy]\nkind = \"external\"\nauth_token = \"unused\"\napi_url = \"http://127.0.0.1:{}\"\n{extra}",
             free_port(),
             free_port()
         ),
     )
     .expect("write");
+    config
+}
+
+/// Starts `nbhub --config config` (listening on `port`) and waits until it answers.
+fn start_hub(config: &std::path::Path, dir: &std::path::Path, port: u16) -> Guard {
+    let child = Command::new(NBHUB)
+        .arg("--config")
+        .arg(config)
+        .current_dir(dir)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start");
+    let guard = Guard(child, port);
+    first_answer(
+        &format!("127.0.0.1:{port}"),
+        "/hub/api/",
+        Duration::from_secs(10),
+    )
+    .expect("hub up");
+    guard
+}
+
+#[test]
+fn token_command_mints_a_working_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let config = config_without_proxy(
+        dir.path(),
+        port,
+        "[authenticator]\nadmin_users = [\"root\"]\n",
+    );
     let cfg = config.to_str().expect("utf-8");
     let out = Command::new(NBHUB)
         .args([
@@ -234,19 +284,7 @@ fn token_command_mints_a_working_token() {
         .expect("run");
     assert!(!out.status.success());
 
-    let child = Command::new(NBHUB)
-        .args(["--config", cfg])
-        .current_dir(dir.path())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start");
-    let _guard = Guard(child, port);
-    first_answer(
-        &format!("127.0.0.1:{port}"),
-        "/hub/api/",
-        Duration::from_secs(10),
-    )
-    .expect("hub up");
+    let _guard = start_hub(&config, dir.path(), port);
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.write_all(
@@ -259,4 +297,124 @@ fn token_command_mints_a_working_token() {
         out.contains(" 200 OK") && out.contains("\"name\":\"root\""),
         "{out}"
     );
+}
+
+/// The built `nbhub-proxy` next to `nbhub`; missing, the test fails under CI=true and skips
+/// loudly otherwise.
+fn proxy_binary() -> Option<std::path::PathBuf> {
+    let path = std::path::Path::new(NBHUB).with_file_name("nbhub-proxy");
+    if !path.exists() {
+        nbhub_testkit::missing_part(
+            "the nbhub-proxy binary (target/<profile>/nbhub-proxy)",
+            "cargo build --workspace --bins (scripts/test.sh does)",
+        );
+        return None;
+    }
+    Some(path)
+}
+
+#[test]
+fn a_clean_stop_with_cleanup_leaves_no_proxy_behind() {
+    let Some(proxy) = proxy_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (public, hub, api) = (free_port(), free_port(), free_port());
+    let config = dir.path().join("nbhub.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[hub]\nbind_url = \"http://127.0.0.1:{public}\"\nhub_bind_url = \"http://127.0.0.1:{hub}\"\n\
+             log_level = \"debug\"\n\
+             [proxy]\napi_url = \"http://127.0.0.1:{api}\"\ncommand = [\"{}\"]\ncleanup = true\n\
+             check_running_interval = 1\n",
+            proxy.display()
+        ),
+    )
+    .expect("write config");
+    let mut cmd = Command::new(NBHUB);
+    cmd.arg("--config").arg(&config).current_dir(dir.path());
+    let mut nbhub = nbhub_testkit::ChildGuard::spawn("nbhub", cmd).expect("start nbhub");
+    let _proxies = ProxiesGuard(hub);
+    // Up once the proxy routes to the hub (before that, it answers 404 itself).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = first_answer(
+            &format!("127.0.0.1:{public}"),
+            "/hub/api/",
+            Duration::from_secs(1),
+        );
+        if answer.is_some_and(|(_, a)| a.contains(" 200 ")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the hub never answered through the proxy:\n{}",
+            nbhub.output().text()
+        );
+    }
+    assert_eq!(proxies_of(hub).len(), 1, "{}", nbhub.output().text());
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(nbhub.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while nbhub.try_wait().is_none() {
+        assert!(Instant::now() < deadline, "nbhub did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let log = nbhub.output().text();
+    assert!(log.contains("nbhub stopped"), "{log}");
+    assert_eq!(
+        log.matches("started the managed proxy").count(),
+        1,
+        "the proxy was started again during the stop:\n{log}"
+    );
+    // A proxy the hub forked as it went would show up within moments: watch for a while.
+    let watch_until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < watch_until {
+        let left = proxies_of(hub);
+        assert!(left.is_empty(), "proxies {left:?} outlived the hub:\n{log}");
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", public)).is_ok(),
+            "the public port {public} is still taken after the hub stopped:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_early_answer_from_the_hub_is_not_destroyed_by_a_reset() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let config = config_without_proxy(dir.path(), port, "");
+    let _guard = start_hub(&config, dir.path(), port);
+    // The hub refuses the method before reading the body, then closes the connection.
+    let mut request = b"QUERY /hub/api/groups/0/users HTTP/1.1\r\nHost: x\r\n\
+                        Content-Length: 100000\r\n\r\n"
+        .to_vec();
+    request.extend_from_slice(&[b'x'; 100_000]);
+    request.extend_from_slice(b"GET /hub/api/ HTTP/1.1\r\nHost: x\r\n\r\n");
+    for i in 0..20 {
+        let s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut w = s.try_clone().expect("clone");
+        let request = request.clone();
+        let writer = std::thread::spawn(move || {
+            w.write_all(&request)?;
+            w.shutdown(std::net::Shutdown::Write)
+        });
+        let mut answer = Vec::new();
+        let read = (&s).read_to_end(&mut answer);
+        let written = writer.join().expect("join");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 405 "), "try {i}: {answer}");
+        // Neither side saw a reset: the hub read what it did not want before closing.
+        read.unwrap_or_else(|e| panic!("try {i}: reading the answer: {e}; got {answer}"));
+        written.unwrap_or_else(|e| panic!("try {i}: sending the request: {e}"));
+    }
 }
