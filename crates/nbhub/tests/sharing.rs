@@ -447,23 +447,7 @@ async fn a_shared_server_admits_bob_until_alice_revokes() {
     }
     let (s, body) = admin(&hub, Method::POST, "/users/alice/server", None).await;
     assert_eq!(s, 201, "{body}\n{}", hub.log());
-    let token_of = |user: &'static str| {
-        let hub = &hub;
-        async move {
-            let (s, body) = admin(
-                hub,
-                Method::POST,
-                &format!("/users/{user}/tokens"),
-                Some(json!({})),
-            )
-            .await;
-            assert_eq!(s, 201, "{body}");
-            serde_json::from_str::<Value>(&body).expect("json")["token"]
-                .as_str()
-                .expect("token")
-                .to_string()
-        }
-    };
+    let token_of = |user: &'static str| common::hubproc::user_token(&hub, user);
     let status_with = |token: String| {
         let url = hub.public_url("/user/alice/api/status");
         async move {
@@ -501,7 +485,13 @@ async fn a_shared_server_admits_bob_until_alice_revokes() {
         api(Method::POST, "/shares/alice/", json!({"user": "bob"})).await,
         200
     );
-    assert_eq!(status_with(token_of("bob").await).await, 200, "shared");
+    let bob = token_of("bob").await;
+    assert_eq!(status_with(bob.clone()).await, 200, "shared");
+    // bob runs code on alice's server through the proxy.
+    let kernel_id = common::kernel::create_kernel_with_token(&hub, "/user/alice/", &bob).await;
+    let printed =
+        common::kernel::execute(&hub, "/user/alice/", &kernel_id, &bob, "print(6 * 7)").await;
+    assert_eq!(printed.trim(), "42", "bob's code ran on alice's server");
     assert_eq!(
         api(Method::PATCH, "/shares/alice/", json!({"user": "bob"})).await,
         200

@@ -834,6 +834,41 @@ async fn the_spawn_form_in_a_browser_starts_a_two_node_job() {
         .await;
     assert_eq!(warned, json!(false), "no warning with 30 minutes left");
     b.screenshots("home-slurm").await;
+
+    // A server with under ten minutes left raises the warning banner.
+    let (s, body) = start(
+        &hub,
+        user,
+        "short",
+        json!({"partition": "devel", "nodes": 1, "runtime": "00:05"}),
+    )
+    .await;
+    assert!(s == 201 || s == 202, "start short: {s} {body}");
+    wait_ready(&hub, user, "short", 120).await;
+    b.goto(&format!("{base}/hub/home")).await;
+    b.wait_until(
+        "!document.querySelector('#time-warning').classList.contains('d-none') \
+         && /save your work/.test(document.querySelector('#time-warning').textContent)",
+        "the warning banner for the job with 5 minutes left",
+    )
+    .await;
+    b.screenshots("home-slurm-warning").await;
+    let (s, body) = admin(
+        &hub,
+        Method::DELETE,
+        &format!("/users/{user}/servers/short"),
+        None,
+    )
+    .await;
+    assert!(s == 204 || s == 202, "stop short: {s} {body}");
+    eventually(60, "short stopped", || async {
+        server_model(&hub, user, "short")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    b.goto(&format!("{base}/hub/home")).await;
     b.click("#stop").await;
     b.wait_until_for(
         "document.querySelector('#default-status').textContent.trim() === 'Stopped'",
@@ -846,4 +881,52 @@ async fn the_spawn_form_in_a_browser_starts_a_two_node_job() {
     })
     .await;
     b.quit().await;
+}
+
+/// What the demo shows (issue 9, point 9): `gpu` with one GPU runs JupyterLab on a GPU node,
+/// and the kernel sees the GPU Slurm gave it in `CUDA_VISIBLE_DEVICES`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gpu_job_runs_on_a_gpu_node_and_sees_its_gpu() {
+    let Some(p) = parts() else { return };
+    let _shared = CLUSTER.read().await;
+    let mut hub = slurm_hub(&p, "");
+    hub.start().await;
+    let homes = nbhub_testkit::temp_dir_world_readable();
+    let erin = account(&hub, "sg", homes.path()).await;
+    let _cancel = CancelJobs::of_user(&p.slurm_conf, &erin.name);
+    let user = erin.name.as_str();
+    let (s, body) = start(
+        &hub,
+        user,
+        "",
+        json!({"partition": "gpu", "nodes": 1, "runtime": "00:10", "gpus": 1}),
+    )
+    .await;
+    assert!(s == 201 || s == 202, "start: {s} {body}");
+    let model = wait_ready(&hub, user, "", 120).await;
+    let node_list = model["slurm"]["node_list"].as_str().unwrap_or_default();
+    assert!(
+        node_list == "node3" || node_list == "node4",
+        "a gpu job runs on node3 or node4: {model}"
+    );
+    let token = user_token(&hub, user).await;
+    let prefix = format!("/user/{user}/");
+    let id = kernel::create_kernel_with_token(&hub, &prefix, &token).await;
+    let printed = kernel::execute(
+        &hub,
+        &prefix,
+        &id,
+        &token,
+        "import os; print(os.environ.get('SLURMD_NODENAME'), os.environ.get('CUDA_VISIBLE_DEVICES'))",
+    )
+    .await;
+    let (node, gpus) = printed.trim().split_once(' ').unwrap_or_default();
+    assert_eq!(
+        node, node_list,
+        "the kernel runs on the job's node: {printed}"
+    );
+    assert!(
+        gpus == "0" || gpus == "1",
+        "one of the node's two GPUs is visible: {printed}"
+    );
 }
