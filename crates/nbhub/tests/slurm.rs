@@ -2,8 +2,8 @@
 //! cluster `scripts/slurm-dev-cluster` starts (test-env.sh exports its `SLURM_CONF`), real
 //! Unix accounts made per test, and the real `jupyterhub-singleuser` + JupyterLab as the job.
 //!
-//! Tests share one cluster: the one that stops slurmctld takes the cluster for itself, the
-//! others share it.
+//! Tests share one cluster: the ones that stop slurmctld or fill a partition take the cluster
+//! for themselves, those that use the gpu partition take it in turn, the others share it.
 
 #[path = "common/browser.rs"]
 mod chromium;
@@ -25,6 +25,8 @@ use tokio::sync::RwLock;
 
 /// Shared by the tests that only use the cluster; taken alone by the one that stops it.
 static CLUSTER: RwLock<()> = RwLock::const_new(());
+/// Taken by the tests that use the gpu partition: some of them fill it on purpose.
+static GPU_PARTITION: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// What every test here needs: root (accounts, setuid submission), the venv, the proxy and
 /// a running cluster. A missing part fails under CI=true and skips loudly otherwise.
@@ -111,6 +113,31 @@ async fn account(hub: &HubProc, tag: &str, homes: &Path) -> TempAccount {
     let (s, body) = admin(hub, Method::POST, &format!("/users/{}", acct.name), None).await;
     assert_eq!(s, 201, "create user {}: {body}", acct.name);
     acct
+}
+
+/// Takes both GPU nodes with a job of root, so that a server asking for the gpu partition
+/// waits in the queue; returns the job id (cancel it with [`CancelJobs::job`]).
+fn block_gpu_nodes(conf: &str) -> String {
+    let (ok, blocker) = slurm(
+        conf,
+        "sbatch",
+        &[
+            "--parsable",
+            "-p",
+            "gpu",
+            "-N",
+            "2",
+            "--exclusive",
+            "-t",
+            "10",
+            "-o",
+            "/dev/null",
+            "--wrap",
+            "sleep 600",
+        ],
+    );
+    assert!(ok, "blocker job: {blocker}");
+    blocker.trim().to_string()
 }
 
 /// Cancels jobs when dropped, whatever the test did: `scancel ARGS`.
@@ -541,7 +568,8 @@ impl Drop for Controller {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_servers_cost_one_squeue_per_poll() {
     let Some(p) = parts() else { return };
-    let _shared = CLUSTER.read().await;
+    // It fills the devel partition: the cluster is its own meanwhile.
+    let _alone = CLUSTER.write().await;
     // A bin_dir whose squeue counts its calls, the other commands as they are.
     let bin = nbhub_testkit::temp_dir_world_readable();
     let count = bin.path().join("squeue.calls");
@@ -635,6 +663,7 @@ fn which(program: &str) -> Option<PathBuf> {
 async fn a_killed_hub_readopts_pending_and_running_jobs() {
     let Some(p) = parts() else { return };
     let _shared = CLUSTER.read().await;
+    let _gpu = GPU_PARTITION.lock().await;
     let mut hub = slurm_hub(&p, "");
     hub.start().await;
     let homes = nbhub_testkit::temp_dir_world_readable();
@@ -655,27 +684,7 @@ async fn a_killed_hub_readopts_pending_and_running_jobs() {
     let kernel_id = kernel::create_kernel_with_token(&hub, &prefix, &token).await;
     kernel::execute(&hub, &prefix, &kernel_id, &token, "x = 6 * 7\nprint('set')").await;
 
-    // Both GPU nodes taken by a job of root: a server asking for the gpu partition waits.
-    let (ok, blocker) = slurm(
-        &p.slurm_conf,
-        "sbatch",
-        &[
-            "--parsable",
-            "-p",
-            "gpu",
-            "-N",
-            "2",
-            "--exclusive",
-            "-t",
-            "10",
-            "-o",
-            "/dev/null",
-            "--wrap",
-            "sleep 600",
-        ],
-    );
-    assert!(ok, "blocker job: {blocker}");
-    let blocker = blocker.trim().to_string();
+    let blocker = block_gpu_nodes(&p.slurm_conf);
     let _unblock = CancelJobs::job(&p.slurm_conf, &blocker);
     let (s, body) = start(
         &hub,
@@ -889,6 +898,7 @@ async fn the_spawn_form_in_a_browser_starts_a_two_node_job() {
 async fn a_gpu_job_runs_on_a_gpu_node_and_sees_its_gpu() {
     let Some(p) = parts() else { return };
     let _shared = CLUSTER.read().await;
+    let _gpu = GPU_PARTITION.lock().await;
     let mut hub = slurm_hub(&p, "");
     hub.start().await;
     let homes = nbhub_testkit::temp_dir_world_readable();
@@ -928,5 +938,87 @@ async fn a_gpu_job_runs_on_a_gpu_node_and_sees_its_gpu() {
     assert!(
         gpus == "0" || gpus == "1",
         "one of the node's two GPUs is visible: {printed}"
+    );
+}
+
+/// A job waiting in the queue: the pending page shows Slurm's reason and its Cancel button
+/// cancels the job; with `[slurm] max_queue_wait` a job that waits longer is cancelled with a
+/// message saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_job_is_cancelled_from_the_pending_page_or_after_max_queue_wait() {
+    let Some(p) = parts() else { return };
+    let Some(b) = chromium::Browser::start().await else {
+        return;
+    };
+    let _shared = CLUSTER.read().await;
+    let _gpu = GPU_PARTITION.lock().await;
+    let mut hub = slurm_hub(&p, "max_queue_wait = 15\n");
+    hub.start().await;
+    let homes = nbhub_testkit::temp_dir_world_readable();
+    let frank = account(&hub, "sq", homes.path()).await;
+    let _cancel = CancelJobs::of_user(&p.slurm_conf, &frank.name);
+    let user = frank.name.as_str();
+    let blocker = block_gpu_nodes(&p.slurm_conf);
+    let _unblock = CancelJobs::job(&p.slurm_conf, &blocker);
+    let base = hub.public_url("");
+
+    b.goto(&format!("{base}/hub/login")).await;
+    b.fill("#username_input", user).await;
+    b.fill("#password_input", PASSWORD).await;
+    b.click("#login_submit").await;
+    b.wait_until(
+        "!location.pathname.endsWith('/hub/login')",
+        "leaving the login page",
+    )
+    .await;
+    b.goto(&format!("{base}/hub/spawn/{user}")).await;
+    b.eval(
+        "const s = document.querySelector('#opt-partition'); s.value = 'gpu'; \
+         s.dispatchEvent(new Event('change', {bubbles: true}));",
+        json!([]),
+    )
+    .await;
+    b.fill("#opt-nodes", "1").await;
+    b.fill("#opt-runtime", "00:10").await;
+    b.click("#spawn-submit").await;
+    b.wait_until(
+        "location.pathname.includes('/spawn-pending/') \
+         && /Pending: /.test(document.querySelector('#progress-log').textContent)",
+        "Slurm's pending reason on the progress page",
+    )
+    .await;
+    b.screenshots("spawn_pending-queued").await;
+    assert_eq!(jobs_of(&p.slurm_conf, user).len(), 1, "one job queued");
+    b.click("#cancel-spawn").await;
+    b.wait_until(
+        "location.pathname === '/hub/home'",
+        "back home after Cancel",
+    )
+    .await;
+    eventually(30, "the cancelled job gone from squeue", || async {
+        jobs_of(&p.slurm_conf, user).is_empty().then_some(())
+    })
+    .await;
+    b.quit().await;
+
+    // Through the API, left waiting: cancelled after max_queue_wait, with the reason.
+    let (s, body) = start(
+        &hub,
+        user,
+        "",
+        json!({"partition": "gpu", "nodes": 1, "runtime": "00:10"}),
+    )
+    .await;
+    // The call waits up to slow_spawn_timeout (30 s here), longer than max_queue_wait: the
+    // failure comes in its answer, as JupyterHub's "Spawn failed" 500.
+    assert_eq!(s, 500, "the spawn fails within the call: {body}");
+    assert!(
+        body.contains("max_queue_wait"),
+        "the failure should name max_queue_wait: {body}"
+    );
+    assert!(server_model(&hub, user, "").await.is_none());
+    assert!(
+        jobs_of(&p.slurm_conf, user).is_empty(),
+        "the job waiting too long is cancelled"
     );
 }
