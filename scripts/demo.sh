@@ -41,8 +41,8 @@ if [[ $SPAWNER == slurm && -z ${NBHUB_VENV:-} ]] && ! runuser -u nobody -- test 
     export NBHUB_VENV=/opt/nbhub-demo/venv
     mkdir -p /opt/nbhub-demo && chmod 755 /opt/nbhub-demo
 fi
-say "checking the Python venv with JupyterLab (scripts/test-env.sh --no-postgres --no-browser)"
-env_lines=$(scripts/test-env.sh --no-postgres --no-browser) || { echo "demo.sh: scripts/test-env.sh failed" >&2; exit 1; }
+say "checking the Python venv with JupyterLab (scripts/test-env.sh --no-postgres --no-browser --no-accounting)"
+env_lines=$(scripts/test-env.sh --no-postgres --no-browser --no-accounting) || { echo "demo.sh: scripts/test-env.sh failed" >&2; exit 1; }
 eval "$env_lines"
 
 say "building nbhub and nbhub-proxy (release; the first build takes a few minutes)"

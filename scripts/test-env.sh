@@ -9,10 +9,12 @@
 #   * a throw-away PostgreSQL cluster (scripts/postgres.sh start);
 #   * the web pages' npm packages (crates/nbhub/static, from its package-lock.json), which the
 #     nbhub build embeds, and Chromium + chromedriver for the page tests (skip: --no-browser).
-#   * as root, the Slurm dev cluster (scripts/slurm-dev-cluster start; exports SLURM_CONF).
+#   * as root, the Slurm dev cluster (scripts/slurm-dev-cluster start; exports SLURM_CONF), and
+#     slurmdbd + MariaDB for the accounting test, which starts its own cluster with them
+#     (skip: --no-accounting).
 #
 # Usage:
-#   scripts/test-env.sh [--no-postgres] [--no-browser]
+#   scripts/test-env.sh [--no-postgres] [--no-browser] [--no-accounting]
 #   eval "$(scripts/test-env.sh)"          # or: scripts/test-env.sh && . .nbhub-test/env
 #
 # Progress goes to stderr. stdout carries only `export` lines (NBHUB_VENV,
@@ -34,6 +36,7 @@ else
     PYTHON=${NBHUB_PYTHON:-python3}
 fi
 WITH_POSTGRES=1
+WITH_ACCOUNTING=1
 WITH_BROWSER=1
 
 log() { printf '==> test-env: %s\n' "$*" >&2; }
@@ -46,11 +49,12 @@ for arg in "$@"; do
     case $arg in
     --no-postgres) WITH_POSTGRES=0 ;;
     --no-browser) WITH_BROWSER=0 ;;
+    --no-accounting) WITH_ACCOUNTING=0 ;;
     -h | --help)
-        sed -n '2,20s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+        sed -n '2,23s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
         exit 0
         ;;
-    *) die "unknown argument '$arg' (usage: $0 [--no-postgres] [--no-browser])" ;;
+    *) die "unknown argument '$arg' (usage: $0 [--no-postgres] [--no-browser] [--no-accounting])" ;;
     esac
 done
 
@@ -171,6 +175,7 @@ SLURM_LINE=""
 if [[ $(id -u) -eq 0 ]]; then
     SLURM_LINE=$("$REPO/scripts/slurm-dev-cluster" start) || die "scripts/slurm-dev-cluster start failed"
     log "Slurm dev cluster: $SLURM_LINE (stop it with scripts/slurm-dev-cluster stop)"
+    [[ $WITH_ACCOUNTING -eq 1 ]] && apt_install slurmdbd mariadb-server
 else
     log "not root: no Slurm dev cluster (the Slurm spawner's tests will skip)"
 fi
