@@ -66,6 +66,8 @@ pub struct HubConfig {
     pub cleanup_servers: bool,
     /// After login, go to the user's running server (else /hub/home).
     pub redirect_to_server: bool,
+    /// `/hub/metrics` needs the `read:metrics` scope (false: anyone may read it).
+    pub authenticate_prometheus: bool,
     /// Folders searched for page templates before the built-in ones (JupyterHub's
     /// template_paths); the built-ins stay reachable as `templates/<name>`.
     pub template_paths: Vec<PathBuf>,
@@ -96,6 +98,7 @@ impl Default for HubConfig {
             slow_stop_timeout: 10,
             cleanup_servers: false,
             redirect_to_server: true,
+            authenticate_prometheus: true,
             template_paths: Vec::new(),
             template_vars: serde_json::Map::new(),
             logo_file: PathBuf::new(),
@@ -613,6 +616,8 @@ slow_stop_timeout = {slow_stop_timeout}
 cleanup_servers = {cleanup_servers}
 # After login, go straight to the user's running server.
 redirect_to_server = {redirect_to_server}
+# /hub/metrics (Prometheus) needs a token with the read:metrics scope; false = open to anyone.
+authenticate_prometheus = {authenticate_prometheus}
 # Folders searched for page templates first (page.html, login.html, …; Jinja syntax, JupyterHub's
 # names and blocks); an override can {{% extends "templates/page.html" %}}.
 template_paths = []
@@ -719,6 +724,7 @@ cleanup = {px_cleanup}
         slow_stop_timeout = h.slow_stop_timeout,
         cleanup_servers = h.cleanup_servers,
         redirect_to_server = h.redirect_to_server,
+        authenticate_prometheus = h.authenticate_prometheus,
         spawner = d.spawner.to_commented_toml(),
         local = d.local.to_commented_toml(),
         slurm = d.slurm.to_commented_toml(),

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod metrics;
 pub mod names;
 pub mod oauth;
 pub mod pages;
@@ -191,6 +192,10 @@ pub fn app(state: AppState) -> Router {
             &format!("{hub}/health"),
             axum::routing::get(api::info::health),
         )
+        .route(
+            &format!("{hub}/metrics"),
+            axum::routing::get(metrics::get_metrics),
+        )
         .route(&format!("{hub}/"), axum::routing::get(pages::hub_root))
         .nest(&hub, pages::routes())
         .fallback(catch_all)
@@ -208,7 +213,18 @@ async fn common_headers(
     request: Request,
     next: Next,
 ) -> Response {
+    let began = std::time::Instant::now();
+    let method = request.method().clone();
+    // The route pattern, not the path: one series per handler, as JupyterHub's handler names.
+    let handler = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "fallback".to_owned(), |p| p.as_str().to_owned());
     let mut response = next.run(request).await;
+    state.supervisor.metrics.request_duration.observe(
+        &[method.as_str(), &handler, response.status().as_str()],
+        began.elapsed(),
+    );
     let is_html = response
         .headers()
         .get(axum::http::header::CONTENT_TYPE)

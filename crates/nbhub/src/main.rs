@@ -97,6 +97,7 @@ fn main() -> ExitCode {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     use anyhow::Context;
+    let began = std::time::Instant::now();
     let addr = config.hub.hub_bind_url.socket_addr_string();
     let public = config.hub.bind_url.to_string();
     let state = nbhub::init(config).await?;
@@ -111,7 +112,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // The hub answers at once; the proxy and the adoption of running servers follow.
     let background = state.clone();
     tokio::spawn(async move {
-        if let Err(e) = nbhub::start_background(&background).await {
+        let started = nbhub::start_background(&background).await;
+        background
+            .supervisor
+            .metrics
+            .hub_startup
+            .observe(&[], began.elapsed());
+        if let Err(e) = started {
             // A hub without its background duties (adoption, route sync, polling) would
             // serve users while never noticing dead servers or a restarted proxy: stop.
             tracing::error!("cannot start the hub's background tasks: {e:#}; stopping");

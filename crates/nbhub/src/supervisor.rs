@@ -74,6 +74,8 @@ pub struct Supervisor {
     pub proxy: Arc<Proxy>,
     slots: Mutex<HashMap<(i64, String), Arc<Slot>>>,
     http: reqwest::Client,
+    /// The histograms `/hub/metrics` shows, recorded where spawns, stops and polls happen.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Supervisor {
@@ -95,6 +97,7 @@ impl Supervisor {
             proxy,
             slots: Mutex::new(HashMap::new()),
             http,
+            metrics: crate::metrics::Metrics::new(),
         })
     }
 
@@ -137,6 +140,16 @@ impl Supervisor {
 
     fn all_slots(&self) -> Vec<Arc<Slot>> {
         self.slots().values().cloned().collect()
+    }
+
+    /// Servers running now (`jupyterhub_running_servers`).
+    pub fn running_count(&self) -> usize {
+        self.count(Phase::Running)
+    }
+
+    /// Servers starting now.
+    pub fn starting_count(&self) -> usize {
+        self.count(Phase::Starting)
     }
 
     fn count(&self, phase: Phase) -> usize {
@@ -224,6 +237,9 @@ impl Supervisor {
         if hub.concurrent_spawn_limit > 0
             && self.count(Phase::Starting) >= hub.concurrent_spawn_limit as usize
         {
+            self.metrics
+                .server_spawn_duration
+                .observe(&["failure", "throttled"], Duration::ZERO);
             return Err(SpawnRefused::Limit(
                 "Too many users trying to log in right now. Try again in a minute.".into(),
             ));
@@ -232,6 +248,9 @@ impl Supervisor {
             && self.count(Phase::Starting) + self.count(Phase::Running)
                 >= hub.active_server_limit as usize
         {
+            self.metrics
+                .server_spawn_duration
+                .observe(&["failure", "too-many-users"], Duration::ZERO);
             return Err(SpawnRefused::Limit(
                 "Active user limit exceeded. Try again in a few minutes.".into(),
             ));
@@ -279,6 +298,7 @@ impl Supervisor {
                 return;
             }
             s.set_phase(Phase::Stopping);
+            let began = std::time::Instant::now();
             let row = servers::get(&this.db, s.user_id, &s.server_name)
                 .await
                 .ok()
@@ -286,6 +306,9 @@ impl Supervisor {
             if let Some(row) = row {
                 this.cleanup(s.user_id, &s, row.id).await;
             }
+            this.metrics
+                .server_stop
+                .observe(&["success"], began.elapsed());
             s.set_phase(Phase::Stopped);
             tracing::info!(user = %s.user, server = %s.server_name, "server stopped");
         });

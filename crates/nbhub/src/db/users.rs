@@ -378,3 +378,21 @@ pub async fn list(db: &Db, q: &ListQuery) -> Result<(Vec<User>, i64), SqlError> 
         .await?;
     Ok((rows.iter().map(from_row).collect::<Result<_, _>>()?, total))
 }
+
+/// How many users there are (for `jupyterhub_total_users`).
+pub async fn count(db: &Db) -> Result<i64, SqlError> {
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM users")
+        .fetch_one(&db.pool)
+        .await?;
+    row.try_get("n")
+}
+
+/// How many users were active in the last `secs` seconds (for `jupyterhub_active_users`).
+pub async fn count_active_since(db: &Db, secs: i64) -> Result<i64, SqlError> {
+    let since = now_micros() - secs * 1_000_000;
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE last_activity >= $1")
+        .bind(since)
+        .fetch_one(&db.pool)
+        .await?;
+    row.try_get("n")
+}

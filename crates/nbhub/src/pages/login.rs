@@ -245,7 +245,19 @@ async fn login_submit(
         }
         return Ok(r);
     }
-    match authenticate(&state, &name, &form.password).await? {
+    let began = std::time::Instant::now();
+    let verdict = authenticate(&state, &name, &form.password).await?;
+    let status = if verdict.is_ok() {
+        "success"
+    } else {
+        "failure"
+    };
+    state
+        .supervisor
+        .metrics
+        .login_duration
+        .observe(&[status], began.elapsed());
+    match verdict {
         Ok(()) => {}
         Err(denied) => {
             let msg = match denied {

@@ -37,7 +37,9 @@ impl Supervisor {
         row_id: i64,
         options: ValidatedOptions,
     ) {
+        let began = std::time::Instant::now();
         let result = self.spawn_steps(user, slot, row_id, options).await;
+        self.record_spawn(&result, began.elapsed());
         self.finish_spawn(user.id, slot, row_id, result).await;
     }
 
@@ -56,6 +58,14 @@ impl Supervisor {
             Err(e) => Err(e),
         };
         self.finish_spawn(user_id, slot, row_id, result).await;
+    }
+
+    /// `jupyterhub_server_spawn_duration_seconds`: success, or failure (a cancel included).
+    fn record_spawn(&self, result: &Result<(), String>, took: Duration) {
+        let status = if result.is_ok() { "success" } else { "failure" };
+        self.metrics
+            .server_spawn_duration
+            .observe(&[status, ""], took);
     }
 
     async fn finish_spawn(

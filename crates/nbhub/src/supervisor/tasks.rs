@@ -29,8 +29,17 @@ impl Supervisor {
             .iter()
             .map(|s| s.lock().spawner_state.clone())
             .collect();
+        let began = std::time::Instant::now();
         let results = self.spawner.poll_all(&states).await;
+        let took = began.elapsed();
         for (slot, status) in running.iter().zip(results) {
+            // One call answers for every server (a batch backend asks its scheduler once).
+            let label = if matches!(status, PollStatus::Exited { .. }) {
+                "stopped"
+            } else {
+                "running"
+            };
+            self.metrics.server_poll.observe(&[label], took);
             // Pending, Running and Unknown (the scheduler did not answer) change nothing.
             if let PollStatus::Exited { reason } = status {
                 let Ok(_op) = slot.op.try_lock() else {
@@ -90,11 +99,20 @@ impl Supervisor {
 
     /// Brings the proxy's table in line with `desired_routes`, and harvests activity.
     pub async fn sync_routes(&self) -> Result<(), crate::proxy::ProxyError> {
+        let began = std::time::Instant::now();
+        let result = self.sync_routes_once().await;
+        self.metrics.check_routes.observe(&[], began.elapsed());
+        result
+    }
+
+    async fn sync_routes_once(&self) -> Result<(), crate::proxy::ProxyError> {
         let restarted = self.proxy.ensure_running().await?;
         if restarted {
             tracing::info!("proxy (re)started; restoring all routes");
         }
+        let polled = std::time::Instant::now();
         let have = self.proxy.client.get_routes().await?;
+        self.metrics.proxy_poll.observe(&[], polled.elapsed());
         let want = self.desired_routes();
         for (key, (target, data)) in &want {
             let ok = have.get(key).is_some_and(|r| {

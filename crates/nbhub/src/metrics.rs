@@ -1,0 +1,359 @@
+//! Prometheus metrics at `/hub/metrics`, with JupyterHub's names (`jupyterhub_…`) so that a
+//! site's dashboards and alerts carry over. Histograms are recorded where things happen;
+//! gauges (users, running servers) are counted when Prometheus asks.
+//!
+//! Access: a token or login with the `read:metrics` scope, or anyone when `[hub]
+//! authenticate_prometheus = false`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::api::ApiIdentity;
+use crate::auth::scopes::Resource;
+use crate::error::ApiResult;
+use crate::state::AppState;
+
+/// Prometheus' default buckets: requests and quick operations.
+const DEFAULT_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+/// JupyterHub's spawn buckets: spawns take a while (a batch job may queue for minutes).
+const SPAWN_BUCKETS: &[f64] = &[
+    0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0,
+];
+
+/// One histogram per label set, each with cumulative bucket counts, a sum and a count.
+pub struct Histogram {
+    name: &'static str,
+    help: &'static str,
+    label_names: &'static [&'static str],
+    buckets: &'static [f64],
+    /// Keyed by the label values joined with [`SEP`].
+    series: Mutex<BTreeMap<String, Series>>,
+}
+
+/// Joins label values into a series key (a control character no label value holds).
+const SEP: char = '\u{1f}';
+
+#[derive(Clone, Default)]
+struct Series {
+    /// Observations at or below each bucket's bound (not yet cumulative).
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    const fn new(
+        name: &'static str,
+        help: &'static str,
+        label_names: &'static [&'static str],
+        buckets: &'static [f64],
+    ) -> Self {
+        Histogram {
+            name,
+            help,
+            label_names,
+            buckets,
+            series: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Series>> {
+        self.series.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes a label set appear with zero counts, as JupyterHub does for every status, so that
+    /// dashboards and alerts see the series before its first event.
+    fn touch(&self, labels: &[&str]) {
+        let n = self.buckets.len();
+        self.lock().entry(key(labels)).or_insert_with(|| Series {
+            counts: vec![0; n],
+            ..Series::default()
+        });
+    }
+
+    pub fn observe(&self, labels: &[&str], value: Duration) {
+        let secs = value.as_secs_f64();
+        let n = self.buckets.len();
+        let mut series = self.lock();
+        let s = series.entry(key(labels)).or_insert_with(|| Series {
+            counts: vec![0; n],
+            ..Series::default()
+        });
+        if let Some(i) = self.buckets.iter().position(|b| secs <= *b) {
+            s.counts[i] += 1;
+        }
+        s.sum += secs;
+        s.count += 1;
+    }
+
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
+        let _ = writeln!(out, "# TYPE {} histogram", self.name);
+        for (values, s) in self.lock().iter() {
+            let labels: Vec<String> = self
+                .label_names
+                .iter()
+                .zip(values.split(SEP))
+                .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+                .collect();
+            let joined = labels.join(",");
+            let with = |extra: &str| {
+                if joined.is_empty() {
+                    format!("{{{extra}}}")
+                } else {
+                    format!("{{{joined},{extra}}}")
+                }
+            };
+            let mut cumulative = 0;
+            for (bound, c) in self.buckets.iter().zip(&s.counts) {
+                cumulative += c;
+                let _ = writeln!(
+                    out,
+                    "{}_bucket{} {cumulative}",
+                    self.name,
+                    with(&format!("le=\"{bound:?}\""))
+                );
+            }
+            let _ = writeln!(
+                out,
+                "{}_bucket{} {}",
+                self.name,
+                with("le=\"+Inf\""),
+                s.count
+            );
+            let plain = if joined.is_empty() {
+                String::new()
+            } else {
+                format!("{{{joined}}}")
+            };
+            let _ = writeln!(out, "{}_sum{plain} {}", self.name, s.sum);
+            let _ = writeln!(out, "{}_count{plain} {}", self.name, s.count);
+        }
+    }
+}
+
+fn key(labels: &[&str]) -> String {
+    labels.join(&SEP.to_string())
+}
+
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Every histogram the hub records.
+pub struct Metrics {
+    pub request_duration: Histogram,
+    pub server_spawn_duration: Histogram,
+    pub server_stop: Histogram,
+    pub server_poll: Histogram,
+    pub check_routes: Histogram,
+    pub proxy_poll: Histogram,
+    pub hub_startup: Histogram,
+    pub login_duration: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let m = Metrics {
+            request_duration: Histogram::new(
+                "jupyterhub_request_duration_seconds",
+                "Request duration for all HTTP requests",
+                &["method", "handler", "code"],
+                DEFAULT_BUCKETS,
+            ),
+            server_spawn_duration: Histogram::new(
+                "jupyterhub_server_spawn_duration_seconds",
+                "Time taken for server spawning operation",
+                &["status", "reason"],
+                SPAWN_BUCKETS,
+            ),
+            server_stop: Histogram::new(
+                "jupyterhub_server_stop_seconds",
+                "Time taken for server stopping operation",
+                &["status"],
+                DEFAULT_BUCKETS,
+            ),
+            server_poll: Histogram::new(
+                "jupyterhub_server_poll_duration_seconds",
+                "Time taken to poll if server is running",
+                &["status"],
+                DEFAULT_BUCKETS,
+            ),
+            check_routes: Histogram::new(
+                "jupyterhub_check_routes_duration_seconds",
+                "Time taken to validate all routes in proxy",
+                &[],
+                DEFAULT_BUCKETS,
+            ),
+            proxy_poll: Histogram::new(
+                "jupyterhub_proxy_poll_duration_seconds",
+                "Duration for polling all routes from proxy",
+                &[],
+                DEFAULT_BUCKETS,
+            ),
+            hub_startup: Histogram::new(
+                "jupyterhub_hub_startup_duration_seconds",
+                "Time taken for Hub to start",
+                &[],
+                DEFAULT_BUCKETS,
+            ),
+            login_duration: Histogram::new(
+                "jupyterhub_login_duration_seconds",
+                "duration for all authentication attempts",
+                &["status"],
+                DEFAULT_BUCKETS,
+            ),
+        };
+        for status in ["success", "failure", "error"] {
+            m.server_spawn_duration.touch(&[status, ""]);
+        }
+        for reason in ["throttled", "too-many-users", "already-pending"] {
+            m.server_spawn_duration.touch(&["failure", reason]);
+        }
+        for status in ["success", "failure"] {
+            m.server_stop.touch(&[status]);
+            m.login_duration.touch(&[status]);
+        }
+        for status in ["running", "stopped"] {
+            m.server_poll.touch(&[status]);
+        }
+        m
+    }
+
+    fn histograms(&self) -> [&Histogram; 8] {
+        [
+            &self.request_duration,
+            &self.server_spawn_duration,
+            &self.server_stop,
+            &self.server_poll,
+            &self.check_routes,
+            &self.proxy_poll,
+            &self.hub_startup,
+            &self.login_duration,
+        ]
+    }
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, samples: &[(&str, i64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    }
+}
+
+/// `GET /hub/metrics`.
+pub async fn get_metrics(State(state): State<AppState>, request: Request) -> ApiResult<Response> {
+    if state.config.hub.authenticate_prometheus {
+        let (mut parts, _) = request.into_parts();
+        let ApiIdentity(ident) = ApiIdentity::from_request_parts(&mut parts, &state).await?;
+        ident.require("read:metrics", &Resource::Global)?;
+    }
+    let total_users = crate::db::users::count(&state.db).await?;
+    let mut active = Vec::new();
+    for (period, secs) in [("24h", 86_400), ("7d", 7 * 86_400), ("30d", 30 * 86_400)] {
+        active.push((
+            period,
+            crate::db::users::count_active_since(&state.db, secs).await?,
+        ));
+    }
+    let mut out = String::with_capacity(16 * 1024);
+    for h in state.supervisor.metrics.histograms() {
+        h.render(&mut out);
+    }
+    gauge(
+        &mut out,
+        "jupyterhub_running_servers",
+        "The number of user servers currently running",
+        &[("", state.supervisor.running_count() as i64)],
+    );
+    gauge(
+        &mut out,
+        "jupyterhub_total_users",
+        "Total number of users",
+        &[("", total_users)],
+    );
+    let active_labels: Vec<(String, i64)> = active
+        .iter()
+        .map(|(p, n)| (format!("period=\"{p}\""), *n))
+        .collect();
+    let active_refs: Vec<(&str, i64)> = active_labels
+        .iter()
+        .map(|(l, n)| (l.as_str(), *n))
+        .collect();
+    gauge(
+        &mut out,
+        "jupyterhub_active_users",
+        "Number of users who were active in the given time period",
+        &active_refs,
+    );
+    gauge(
+        &mut out,
+        "nbhub_spawns_pending",
+        "Servers starting now (a batch job may wait in its queue)",
+        &[("", state.supervisor.starting_count() as i64)],
+    );
+    Ok((
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_histogram_renders_cumulative_buckets_sum_and_count() {
+        let h = Histogram::new("x_seconds", "help", &["status"], &[0.1, 1.0]);
+        h.observe(&["ok"], Duration::from_millis(50));
+        h.observe(&["ok"], Duration::from_millis(500));
+        h.observe(&["ok"], Duration::from_secs(5));
+        let mut out = String::new();
+        h.render(&mut out);
+        assert!(
+            out.contains("x_seconds_bucket{status=\"ok\",le=\"0.1\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_seconds_bucket{status=\"ok\",le=\"1.0\"} 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_seconds_bucket{status=\"ok\",le=\"+Inf\"} 3\n"),
+            "{out}"
+        );
+        assert!(out.contains("x_seconds_count{status=\"ok\"} 3\n"), "{out}");
+        assert!(out.contains("x_seconds_sum{status=\"ok\"} 5.55"), "{out}");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

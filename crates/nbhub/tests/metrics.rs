@@ -1,0 +1,140 @@
+//! `/hub/metrics` read by the real Prometheus text parser (`prometheus_client`, which the test
+//! venv has as a JupyterHub dependency): JupyterHub's metric names, the `read:metrics` scope,
+//! and histograms that move when a server starts.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::hubproc::{admin, require_proxy_binary, user_token, HubProc, Options, ADMIN};
+use reqwest::Method;
+use serde_json::Value;
+
+/// Every sample as `name{"label": "value", …}` (labels sorted) → value, as the parser reads it.
+fn parse(venv: &Path, text: &str) -> BTreeMap<String, f64> {
+    let script = "import json, sys\n\
+        from prometheus_client.parser import text_string_to_metric_families\n\
+        out = {}\n\
+        for family in text_string_to_metric_families(sys.stdin.read()):\n\
+        \x20   for s in family.samples:\n\
+        \x20       out[s.name + json.dumps(dict(sorted(s.labels.items())))] = s.value\n\
+        print(json.dumps(out))\n";
+    let mut child = Command::new(venv.join("bin/python"))
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("parser");
+    assert!(
+        out.status.success(),
+        "prometheus_client could not parse /hub/metrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parsed: BTreeMap<String, Value> = serde_json::from_slice(&out.stdout).expect("json");
+    parsed
+        .into_iter()
+        .map(|(k, v)| (k, v.as_f64().unwrap_or(f64::NAN)))
+        .collect()
+}
+
+async fn scrape(hub: &HubProc, token: Option<&str>) -> (u16, String) {
+    let mut req = reqwest::Client::new().get(hub.public_url("/hub/metrics"));
+    if let Some(t) = token {
+        req = req.header("Authorization", format!("token {t}"));
+    }
+    let r = req.send().await.expect("metrics");
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}
+
+fn sample(samples: &BTreeMap<String, f64>, key: &str) -> f64 {
+    *samples
+        .get(key)
+        .unwrap_or_else(|| panic!("no sample {key} in {samples:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_reads_the_metrics_and_a_spawn_moves_them() {
+    let Some(venv) = nbhub_testkit::require_venv() else {
+        return;
+    };
+    let Some(proxy) = require_proxy_binary() else {
+        return;
+    };
+    // Prometheus' scraper: the admin service with the read:metrics scope too.
+    let reader = "[[roles]]\nname = \"prometheus\"\nscopes = [\"read:metrics\"]\nservices = [\"e2e-admin\"]\n";
+    let mut hub = HubProc::new(
+        venv.clone(),
+        &proxy,
+        Options {
+            services: reader.into(),
+            ..Options::default()
+        },
+    );
+    hub.start().await;
+    let (s, body) = admin(&hub, Method::POST, "/users/alice", None).await;
+    assert_eq!(s, 201, "{body}");
+
+    // Only a token with read:metrics may read them.
+    let (status, _) = scrape(&hub, None).await;
+    assert_eq!(status, 403, "no credentials");
+    let alice = user_token(&hub, "alice").await;
+    let (status, _) = scrape(&hub, Some(&alice)).await;
+    assert_eq!(status, 403, "a user without read:metrics");
+
+    let (status, text) = scrape(&hub, Some(ADMIN)).await;
+    assert_eq!(status, 200, "{text}");
+    let before = parse(&venv, &text);
+    for name in [
+        "jupyterhub_request_duration_seconds_count",
+        "jupyterhub_server_spawn_duration_seconds_count",
+        "jupyterhub_server_stop_seconds_count",
+        "jupyterhub_server_poll_duration_seconds_count",
+        "jupyterhub_check_routes_duration_seconds_count",
+        "jupyterhub_proxy_poll_duration_seconds_count",
+        "jupyterhub_hub_startup_duration_seconds_count",
+        "jupyterhub_running_servers",
+        "jupyterhub_total_users",
+        "jupyterhub_active_users",
+    ] {
+        assert!(
+            before.keys().any(|k| k.starts_with(&format!("{name}{{"))),
+            "{name} missing from {text}"
+        );
+    }
+    assert_eq!(sample(&before, "jupyterhub_total_users{}"), 1.0);
+    assert_eq!(sample(&before, "jupyterhub_running_servers{}"), 0.0);
+    assert_eq!(
+        sample(&before, "jupyterhub_hub_startup_duration_seconds_count{}"),
+        1.0
+    );
+    let spawned =
+        r#"jupyterhub_server_spawn_duration_seconds_count{"reason": "", "status": "success"}"#;
+    assert_eq!(sample(&before, spawned), 0.0);
+
+    let (s, body) = admin(&hub, Method::POST, "/users/alice/server", None).await;
+    assert_eq!(s, 201, "{body}\n{}", hub.log());
+    let (_, text) = scrape(&hub, Some(ADMIN)).await;
+    let after = parse(&venv, &text);
+    assert_eq!(sample(&after, spawned), 1.0, "the spawn is counted");
+    assert!(sample(&after, "jupyterhub_server_spawn_duration_seconds_sum{\"reason\": \"\", \"status\": \"success\"}") > 0.0);
+    assert_eq!(sample(&after, "jupyterhub_running_servers{}"), 1.0);
+    let start_requests = r#"jupyterhub_request_duration_seconds_count{"code": "201", "handler": "/hub/api/users/{name}/server", "method": "POST"}"#;
+    assert_eq!(
+        sample(&after, start_requests),
+        1.0,
+        "the start request is counted under its route"
+    );
+    let (s, _) = admin(&hub, Method::DELETE, "/users/alice/server", None).await;
+    assert!(s == 204 || s == 202);
+}
