@@ -209,7 +209,9 @@ async fn start(hub: &HubProc, user: &str, server: &str, options: Value) -> (u16,
 async fn api_start_is_a_job_of_the_user_and_stop_cancels_it() {
     let Some(p) = parts() else { return };
     let _shared = CLUSTER.read().await;
-    let mut hub = slurm_hub(&p, "");
+    // A site field, to be refused out of its range.
+    let mem_field = "[[slurm.fields]]\nname = \"mem_mb\"\nlabel = \"Memory per node (MB)\"\ntype = \"int\"\nmin = 64\nmax = 1024\nsbatch = \"--mem={value}M\"\n";
+    let mut hub = slurm_hub(&p, mem_field);
     hub.start().await;
     let homes = nbhub_testkit::temp_dir_world_readable();
     let alice = account(&hub, "sa", homes.path()).await;
@@ -252,6 +254,14 @@ async fn api_start_is_a_job_of_the_user_and_stop_cancels_it() {
         (
             json!({"partition": "devel", "nodes": 1, "runtime": "00:10", "account": "not-yours"}),
             "account",
+        ),
+        (
+            json!({"partition": "devel", "nodes": 1, "runtime": "00:10", "mem_mb": 99999}),
+            "mem_mb",
+        ),
+        (
+            json!({"partition": "devel", "nodes": 1, "runtime": "00:10\n#SBATCH -N 4"}),
+            "runtime",
         ),
     ] {
         let (s, body) = start(&hub, user, "", options.clone()).await;
