@@ -28,6 +28,13 @@ pub enum SpawnError {
     /// The server could not be started or stopped, for the reason given.
     #[error("{0}")]
     Failed(String),
+
+    /// Asked again too soon (estimates are rate-limited per user); the hub answers 429.
+    #[error("{message}")]
+    TooSoon {
+        message: String,
+        retry_after: std::time::Duration,
+    },
 }
 
 impl SpawnError {

@@ -518,10 +518,13 @@ impl SlurmSpawner {
             let mut last = lock(&self.last_estimate);
             if let Some(at) = last.get(&ctx.user) {
                 if at.elapsed() < ESTIMATE_EVERY {
-                    return Err(SpawnError::Failed(format!(
-                        "one estimate every {} seconds, please; try again in a moment",
-                        ESTIMATE_EVERY.as_secs()
-                    )));
+                    return Err(SpawnError::TooSoon {
+                        message: format!(
+                            "one estimate every {} seconds, please; try again in a moment",
+                            ESTIMATE_EVERY.as_secs()
+                        ),
+                        retry_after: ESTIMATE_EVERY.saturating_sub(at.elapsed()),
+                    });
                 }
             }
             last.insert(ctx.user.clone(), Instant::now());

@@ -277,6 +277,40 @@ async fn api_start_is_a_job_of_the_user_and_stop_cancels_it() {
         jobs_of(&p.slurm_conf, user)
     );
 
+    // Acceptance 7 through the API: Slurm's estimate, rate-limited per user.
+    let estimate = |options: Value| {
+        let hub = &hub;
+        async move {
+            admin(
+                hub,
+                Method::POST,
+                &format!("/users/{user}/server/estimate"),
+                Some(json!({ "user_options": options })),
+            )
+            .await
+        }
+    };
+    let good = json!({"partition": "devel", "nodes": 1, "runtime": "00:10"});
+    let (s, body) = estimate(good.clone()).await;
+    assert_eq!(s, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(answer["fits"], json!(true), "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("start"),
+        "{answer}"
+    );
+    let (s, body) = estimate(good).await;
+    assert_eq!(s, 429, "a second estimate at once is refused: {body}");
+    let (s, body) = estimate(json!({"partition": "devel", "nodes": 3})).await;
+    assert_eq!(
+        s, 400,
+        "bad options are refused before Slurm is asked: {body}"
+    );
+    assert!(body.contains("nodes"), "{body}");
+
     let (s, body) = start(
         &hub,
         user,

@@ -57,6 +57,14 @@ async fn estimate(
         .map_err(|errors| ApiError::bad_request(nbhub_spawner::FieldError::join(&errors)))?;
     match sup.spawner.estimate(&ctx, &validated).await {
         Some(Ok(estimate)) => Ok(axum::Json(estimate).into_response()),
+        Some(Err(nbhub_spawner::SpawnError::TooSoon {
+            message,
+            retry_after,
+        })) => {
+            let mut err = ApiError::new(StatusCode::TOO_MANY_REQUESTS, message);
+            err.retry_after = Some(retry_after.as_secs().max(1));
+            Err(err)
+        }
         Some(Err(e)) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             e.to_string(),
