@@ -380,3 +380,78 @@ async fn a_bad_value_on_the_spawn_form_is_shown_next_to_its_field() {
     let _ = tx.send(());
     b.quit().await;
 }
+
+/// Sharing in a browser, against the real JupyterLab: alice's share code opens the accept page
+/// for bob; accepting takes him to her server, whose OAuth consent page he authorizes; her
+/// JupyterLab loads for him. Screenshots of the accept and consent pages.
+#[tokio::test]
+async fn bob_accepts_alices_share_code_and_opens_her_jupyterlab() {
+    let Some(venv) = nbhub_testkit::require_venv() else {
+        return;
+    };
+    let Some(proxy) = require_proxy_binary() else {
+        return;
+    };
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let roles =
+        "[[roles]]\nname = \"user\"\nscopes = [\"self\", \"shares!user\", \"read:users:name\"]\n";
+    let mut hub = HubProc::new(
+        venv,
+        &proxy,
+        Options {
+            services: roles.into(),
+            ..Default::default()
+        },
+    );
+    hub.start().await;
+    let base = hub.public_url("");
+    for name in ["alice", "bob"] {
+        let (s, body) = admin(&hub, Method::POST, &format!("/users/{name}"), None).await;
+        assert_eq!(s, 201, "{body}");
+    }
+    let (s, body) = admin(&hub, Method::POST, "/users/alice/server", None).await;
+    assert_eq!(s, 201, "{body}\n{}", hub.log());
+    let alice = common::hubproc::user_token(&hub, "alice").await;
+    let code: serde_json::Value = reqwest::Client::new()
+        .post(hub.public_url("/hub/api/share-codes/alice/"))
+        .header("Authorization", format!("token {alice}"))
+        .json(&json!({"expires_in": 600}))
+        .send()
+        .await
+        .expect("share code")
+        .json()
+        .await
+        .expect("json");
+    let accept_url = code["accept_url"].as_str().expect("accept_url").to_string();
+
+    sign_in(&b, &base, "bob", PASSWORD).await;
+    b.goto(&format!("{base}{accept_url}")).await;
+    b.find("form button[type=submit]").await;
+    let text = b.text(".card").await;
+    assert!(
+        text.contains("alice"),
+        "the accept page names the owner: {text}"
+    );
+    b.screenshots("accept-share").await;
+    b.click("form button[type=submit]").await;
+    // Someone else's server asks bob's consent before it learns who he is.
+    b.find("#authorize").await;
+    let consent = b.text("body").await;
+    assert!(
+        consent.contains("/user/alice/") && consent.contains("bob"),
+        "the consent page says whose server asks about whom: {consent}"
+    );
+    b.screenshots("oauth").await;
+    b.click("#authorize").await;
+    b.wait_until_for(
+        "location.pathname.startsWith('/user/alice/') && document.querySelector('#jp-main-dock-panel')",
+        "alice's JupyterLab, for bob",
+        std::time::Duration::from_secs(90),
+    )
+    .await;
+    b.quit().await;
+    let (s, _) = admin(&hub, Method::DELETE, "/users/alice/server", None).await;
+    assert!(s == 204 || s == 202);
+}
