@@ -232,6 +232,13 @@ async fn schemathesis_finds_no_server_error_and_no_405() {
         summary.requests > 0,
         "schemathesis sent no request (exit {status}):\n{output}"
     );
+    // An error (a request that got no answer within --request-timeout, a refused connection)
+    // means part of the run tested nothing.
+    assert!(
+        summary.errors.is_empty(),
+        "schemathesis reported {} errors (printed above)",
+        summary.errors.len()
+    );
     let asserted = summary
         .failures
         .iter()
