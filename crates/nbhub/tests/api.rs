@@ -1328,3 +1328,23 @@ async fn early_answer_keeps_the_connection_for_the_next_request() {
     assert!(text.starts_with("HTTP/1.1 405"), "{text}");
     assert!(text.contains("HTTP/1.1 200"), "{text}");
 }
+
+/// Bodies are read before routing, within bounds: over 2 MiB is a 413 that says the limit
+/// (and closes the connection), over 1 MiB of JSON is a 413 from the JSON reader.
+#[tokio::test]
+async fn too_large_bodies_get_413_with_the_limit() {
+    let hub = sqlite_hub(|_| {}).await;
+    for (size, limit) in [(3 << 20, "2 MiB"), ((1 << 20) + 10, "1 MiB")] {
+        let r = client()
+            .post(hub.api("/users"))
+            .header("Authorization", format!("token {ADMIN_TOKEN}"))
+            .header("Content-Type", "application/json")
+            .body(vec![b' '; size])
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 413, "{size} bytes");
+        let text = r.text().await.unwrap_or_default();
+        assert!(text.contains(limit), "{size} bytes: {text}");
+    }
+}
