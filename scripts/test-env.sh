@@ -4,9 +4,10 @@
 #   * Debian packages: PostgreSQL server, libpam0g-dev (the hub's PAM authenticator), pkg-config,
 #     a C compiler, Python 3 with venv support;
 #   * the Python venv ${NBHUB_VENV:-<repo>/.venv} from scripts/requirements-test.txt
-#     (jupyterhub-singleuser, JupyterLab, the idle culler, batchspawner); pip runs only when the
-#     requirements (or the Python) changed since the last successful install;
+#     (jupyterhub-singleuser, JupyterLab, the idle culler, batchspawner, schemathesis); pip runs
+#     only when the requirements (or the Python) changed since the last successful install;
 #   * a throw-away PostgreSQL cluster (scripts/postgres.sh start);
+#   * JupyterHub's OpenAPI spec, from the jupyterhub sdist on PyPI (cached in .nbhub-test/);
 #   * the web pages' npm packages (crates/nbhub/static, from its package-lock.json), which the
 #     nbhub build embeds, and Chromium + chromedriver for the page tests (skip: --no-browser).
 #   * as root, the Slurm dev cluster (scripts/slurm-dev-cluster start; exports SLURM_CONF), and
@@ -17,8 +18,9 @@
 #   scripts/test-env.sh [--no-postgres] [--no-browser] [--no-accounting]
 #   eval "$(scripts/test-env.sh)"          # or: scripts/test-env.sh && . .nbhub-test/env
 #
-# Progress goes to stderr. stdout carries only `export` lines (NBHUB_VENV,
-# NBHUB_TEST_DATABASE_URL), which are also written to <repo>/.nbhub-test/env.
+# Progress goes to stderr. stdout carries only `export` lines (NBHUB_VENV, NBHUB_CHP,
+# NBHUB_JUPYTERHUB_SPEC, NBHUB_TEST_DATABASE_URL), which are also written to
+# <repo>/.nbhub-test/env.
 # Environment: NBHUB_VENV (venv path), NBHUB_PYTHON (interpreter for a new venv; default
 # /usr/bin/python3, else python3), NBHUB_PG_DIR / NBHUB_PG_BIN (see scripts/postgres.sh).
 # An existing working venv is kept whatever interpreter made it.
@@ -115,12 +117,12 @@ else
     log "pip install -r $REQ into $VENV (this takes a minute or two)"
     "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$REQ" >&2 ||
         die "pip install -r $REQ failed (is PyPI reachable?)"
-    "$VENV/bin/python" -c 'import jupyterhub, jupyterlab, batchspawner, jupyterhub_idle_culler' ||
+    "$VENV/bin/python" -c 'import jupyterhub, jupyterlab, batchspawner, jupyterhub_idle_culler, schemathesis' ||
         die "the venv $VENV lacks a package of $REQ after pip install"
     [[ -x $VENV/bin/jupyterhub-singleuser ]] || die "$VENV/bin/jupyterhub-singleuser missing after pip install"
     printf '%s\n' "$HASH" >"$STAMP"
     log "venv ready: $("$VENV/bin/python" -m pip --disable-pip-version-check list 2>/dev/null |
-        awk '$1 ~ /^(jupyterhub|jupyterlab|batchspawner|jupyterhub-idle-culler)$/ {printf "%s %s  ", $1, $2}')"
+        awk '$1 ~ /^(jupyterhub|jupyterlab|batchspawner|jupyterhub-idle-culler|schemathesis)$/ {printf "%s %s  ", $1, $2}')"
 fi
 flock -u 8
 exec 8>&-
@@ -129,6 +131,26 @@ if [[ $(id -u) -eq 0 ]] && ! runuser -u nobody -- "$VENV/bin/python" -c 'import 
     log "  servers started with switch_user = true as real users will fail with this venv."
     log "  For such tests use e.g. NBHUB_VENV=/opt/nbhub-venv NBHUB_PYTHON=/usr/bin/python3."
 fi
+
+# --- JupyterHub's OpenAPI spec (the conformance test runs schemathesis against it) -----------
+# From the PyPI sdist of the jupyterhub version of the venv; cached, downloaded once.
+JH_VERSION=$(sed -n 's/^jupyterhub==//p' "$REQ")
+[[ -n $JH_VERSION ]] || die "$REQ pins no jupyterhub==VERSION"
+SPEC="$STATE/jupyterhub-$JH_VERSION-rest-api.yml"
+if [[ ! -s $SPEC ]]; then
+    SDIST_DIR="$STATE/sdist"
+    SDIST="$SDIST_DIR/jupyterhub-$JH_VERSION.tar.gz"
+    if [[ ! -s $SDIST ]]; then
+        log "pip download the jupyterhub $JH_VERSION sdist (for its OpenAPI spec; takes a minute or two)"
+        "$VENV/bin/python" -m pip download --disable-pip-version-check -q --no-binary :all: --no-deps \
+            -d "$SDIST_DIR" "jupyterhub==$JH_VERSION" >&2 || die "pip download jupyterhub==$JH_VERSION failed (is PyPI reachable?)"
+    fi
+    tar -xzOf "$SDIST" "jupyterhub-$JH_VERSION/docs/source/_static/rest-api.yml" >"$SPEC.tmp" ||
+        die "no docs/source/_static/rest-api.yml in $SDIST"
+    mv "$SPEC.tmp" "$SPEC"
+    rm -rf "$SDIST_DIR"
+fi
+log "JupyterHub OpenAPI spec: $SPEC"
 
 # --- configurable-http-proxy (the hub must also work with the real CHP as an external proxy) -
 CHP_DIR=${NBHUB_CHP_DIR:-$STATE/chp}
@@ -184,6 +206,7 @@ fi
 {
     printf 'export NBHUB_VENV=%q\n' "$VENV"
     printf 'export NBHUB_CHP=%q\n' "$CHP"
+    printf 'export NBHUB_JUPYTERHUB_SPEC=%q\n' "$SPEC"
     if [[ -n $DB_URL ]]; then
         printf 'export NBHUB_TEST_DATABASE_URL=%q\n' "$DB_URL"
     fi

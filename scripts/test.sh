@@ -38,7 +38,7 @@ step "building the binaries the end-to-end tests start"
 cargo build --workspace --bins --locked
 
 step "cargo test (unit, in-process, end-to-end with the real parts)"
-export NBHUB_TEST_DATABASE_URL NBHUB_VENV NBHUB_CHP SLURM_CONF
+export NBHUB_TEST_DATABASE_URL NBHUB_VENV NBHUB_CHP NBHUB_JUPYTERHUB_SPEC SLURM_CONF
 cargo test --workspace --locked "$@" 2>&1 | tee "$REPO/.nbhub-test/cargo-test.log"
 status=${PIPESTATUS[0]}
 

@@ -51,7 +51,33 @@ pub fn routes() -> Router<AppState> {
         .merge(shutdown::routes())
         .merge(crate::oauth::routes())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(refuse_nul_in_url))
         .layer(axum::middleware::map_response(api_headers))
+}
+
+pub(crate) const NUL_MESSAGE: &str =
+    "NUL characters (\\u0000, %00) are not allowed in names, values or URLs";
+
+/// PostgreSQL can neither store nor compare text with NUL characters, so they are refused
+/// before anything reaches the database, alike on every backend. A NUL can only come into a
+/// URL percent-encoded (header values cannot hold one).
+async fn refuse_nul_in_url(request: Request, next: axum::middleware::Next) -> Response {
+    let uri = request.uri();
+    let in_url = uri.path().contains("%00") || uri.query().is_some_and(|q| q.contains("%00"));
+    if in_url {
+        return ApiError::bad_request(NUL_MESSAGE).into_response();
+    }
+    next.run(request).await
+}
+
+/// Does any string or object key in `value` hold a NUL character?
+fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
 }
 
 async fn not_found(uri: OriginalUri) -> ApiError {
@@ -106,7 +132,8 @@ impl FromRequestParts<AppState> for ApiIdentity {
     }
 }
 
-/// A JSON request body, with errors in our own format. An empty body reads as `null`.
+/// A JSON request body, with errors in our own format. An empty body reads as `null`; a body
+/// with a NUL character in any string is refused (see [`refuse_nul_in_url`]).
 pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
@@ -126,9 +153,14 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         } else {
             &bytes[..]
         };
-        serde_json::from_slice(text)
-            .map(JsonBody)
-            .map_err(|e| ApiError::bad_request(format!("Invalid JSON in request body: {e}")))
+        let invalid = |e: serde_json::Error| {
+            ApiError::bad_request(format!("Invalid JSON in request body: {e}"))
+        };
+        let value: Value = serde_json::from_slice(text).map_err(invalid)?;
+        if contains_nul(&value) {
+            return Err(ApiError::bad_request(NUL_MESSAGE));
+        }
+        serde_json::from_value(value).map(JsonBody).map_err(invalid)
     }
 }
 

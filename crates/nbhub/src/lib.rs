@@ -199,11 +199,44 @@ pub fn app(state: AppState) -> Router {
         .route(&format!("{hub}/"), axum::routing::get(pages::hub_root))
         .nest(&hub, pages::routes())
         .fallback(catch_all)
+        .layer(axum::middleware::from_fn(read_body_first))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             common_headers,
         ))
         .with_state(state)
+}
+
+/// The largest request body the hub takes (axum's default limit for forms; JSON bodies have
+/// their own, smaller one).
+const MAX_BODY: usize = 2 << 20;
+
+/// Reads the whole request body before any handler runs, as Tornado does for JupyterHub. A
+/// handler that answers without reading the body (a 405, a 404, a 403) would otherwise leave
+/// unread bytes, and the connection could not carry another request: the hub would close a
+/// keep-alive connection that a client (the proxy's pool) may already be reusing. Too large a
+/// body gets a 413 and the connection is closed (so does a body that breaks off: its client
+/// is gone).
+async fn read_body_first(request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+        Err(_) => {
+            let mut response = error::ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Request body too large ({} MiB at most)", MAX_BODY >> 20),
+            )
+            .into_response();
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                HeaderValue::from_static("close"),
+            );
+            response
+        }
+    }
 }
 
 /// Headers of every response: our version, and the Content-Security-Policy (unless the

@@ -366,6 +366,20 @@ async fn token(
             "client_id and client_secret are required",
         ));
     };
+    // The form and the Basic credentials bypass the API's NUL check (see `api::JsonBody`).
+    let fields = [&client_id, &secret, &form.code, &form.redirect_uri];
+    if fields.iter().any(|f| f.contains('\0'))
+        || form
+            .code_verifier
+            .as_deref()
+            .is_some_and(|v| v.contains('\0'))
+    {
+        return Ok(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            crate::api::NUL_MESSAGE,
+        ));
+    }
     if !oauth::verify_client_secret(&state.db, &client_id, &secret).await? {
         return Ok(oauth_error(
             StatusCode::UNAUTHORIZED,

@@ -1216,3 +1216,135 @@ async fn a_user_named_with_plus_reaches_the_server_and_redirects_keep_the_path()
     let (s, _) = admin(&hub, Method::DELETE, "/users/a+b/server", None).await;
     assert_eq!(s, 204);
 }
+
+/// NUL characters, which PostgreSQL can neither store nor compare, get a 400 that says so on
+/// every database, in a URL or anywhere in a JSON body — never a 500 (found by schemathesis:
+/// `POST /groups/{name}/users` with a NUL in a user name was a 500 on PostgreSQL).
+#[tokio::test]
+async fn nul_characters_are_refused_with_400_on_every_database() {
+    use reqwest::Method;
+    let urls_dir = tempfile::tempdir().expect("tempdir");
+    for (backend, url) in common::database_urls(urls_dir.path()).await {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hub = common::start_hub(common::test_config(dir.path(), &url), dir).await;
+        let (s, body) = call(
+            &hub,
+            Method::POST,
+            "/groups/g",
+            ADMIN_TOKEN,
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(s, 201, "{backend}: {body}");
+        let cases = [
+            (
+                Method::POST,
+                "/groups/g/users",
+                Some(json!({"users": ["a\u{0}b"]})),
+            ),
+            (Method::GET, "/users/a%00b", None),
+            (Method::GET, "/groups?offset=%00", None),
+            (
+                Method::POST,
+                "/users",
+                Some(json!({"usernames": ["x\u{0}"]})),
+            ),
+            (
+                Method::PUT,
+                "/groups/g/properties",
+                Some(json!({"k\u{0}": {"nested": ["v\u{0}"]}})),
+            ),
+        ];
+        for (method, path, body) in cases {
+            let (s, answer) = call(&hub, method.clone(), path, ADMIN_TOKEN, body).await;
+            assert_eq!(s, 400, "{backend}: {method} {path}: {answer}");
+            assert!(
+                answer["message"].as_str().unwrap_or("").contains("NUL"),
+                "{backend}: {method} {path}: {answer}"
+            );
+        }
+        let token = common::client()
+            .post(hub.api("/oauth2/token"))
+            .form(&[
+                ("client_id", "c\u{0}"),
+                ("client_secret", "s"),
+                ("grant_type", "authorization_code"),
+                ("code", "x"),
+            ])
+            .send()
+            .await
+            .expect("token request");
+        assert_eq!(token.status(), 400, "{backend}: POST /oauth2/token");
+    }
+}
+
+/// An answer given before the request body arrived (here a 405) must leave the connection
+/// usable: the hub reads the body first. It used to answer at once and then close the
+/// keep-alive connection under the next request (schemathesis through the proxy saw 503s).
+#[tokio::test]
+async fn early_answer_keeps_the_connection_for_the_next_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hub = sqlite_hub(|_| {}).await;
+    let addr = hub.url.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    conn.set_nodelay(true).expect("nodelay");
+    let body = r#"{"display_name": ""}"#;
+    let head = format!(
+        "OPTIONS /hub/api/users/alice/server HTTP/1.1\r\nHost: {addr}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.expect("write head");
+    // The old hub answered within milliseconds, before the body; give it the chance to.
+    let mut answers = Vec::new();
+    let mut buf = [0u8; 4096];
+    if let Ok(Ok(n)) =
+        tokio::time::timeout(std::time::Duration::from_millis(300), conn.read(&mut buf)).await
+    {
+        answers.extend_from_slice(&buf[..n]);
+    }
+    let next = format!("GET /hub/api/ HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    // The body may meet a connection the hub already closed: that is the failure.
+    let _ = conn.write_all(body.as_bytes()).await;
+    let _ = conn.write_all(next.as_bytes()).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while String::from_utf8_lossy(&answers)
+        .matches("HTTP/1.1 ")
+        .count()
+        < 2
+    {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, conn.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => answers.extend_from_slice(&buf[..n]),
+            other => panic!(
+                "the connection ended ({other:?}) after: {}",
+                String::from_utf8_lossy(&answers)
+            ),
+        }
+    }
+    let text = String::from_utf8_lossy(&answers);
+    assert!(text.starts_with("HTTP/1.1 405"), "{text}");
+    assert!(text.contains("HTTP/1.1 200"), "{text}");
+}
+
+/// Bodies are read before routing, within bounds: over 2 MiB is a 413 that says the limit
+/// (and closes the connection), over 1 MiB of JSON is a 413 from the JSON reader.
+#[tokio::test]
+async fn too_large_bodies_get_413_with_the_limit() {
+    let hub = sqlite_hub(|_| {}).await;
+    for (size, limit) in [(3 << 20, "2 MiB"), ((1 << 20) + 10, "1 MiB")] {
+        let r = client()
+            .post(hub.api("/users"))
+            .header("Authorization", format!("token {ADMIN_TOKEN}"))
+            .header("Content-Type", "application/json")
+            .body(vec![b' '; size])
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 413, "{size} bytes");
+        let text = r.text().await.unwrap_or_default();
+        assert!(text.contains(limit), "{size} bytes: {text}");
+    }
+}
