@@ -214,6 +214,13 @@ fi
         printf '%s\n' "$SLURM_LINE"
     fi
 } >"$STATE/env.tmp"
-mv "$STATE/env.tmp" "$STATE/env"
-log "wrote $STATE/env (source it, or eval this script's output)"
-cat "$STATE/env"
+# Only a full set-up replaces the file the test runner sources: a partial one (the demo's,
+# the benchmarks') must not take PostgreSQL out of it.
+if [[ $WITH_POSTGRES -eq 1 ]]; then
+    mv "$STATE/env.tmp" "$STATE/env"
+    log "wrote $STATE/env (source it, or eval this script's output)"
+    cat "$STATE/env"
+else
+    cat "$STATE/env.tmp"
+    rm -f "$STATE/env.tmp"
+fi
