@@ -455,3 +455,66 @@ async fn bob_accepts_alices_share_code_and_opens_her_jupyterlab() {
     let (s, _) = admin(&hub, Method::DELETE, "/users/alice/server", None).await;
     assert!(s == 204 || s == 202);
 }
+
+/// The stop-pending page: a server that ignores SIGTERM stays stopping for the spawner's
+/// 10-second grace period, long enough to see the page the user gets meanwhile.
+#[tokio::test]
+async fn a_slow_stop_shows_the_stop_pending_page() {
+    let Some(venv) = nbhub_testkit::require_venv() else {
+        return;
+    };
+    let Some(proxy) = require_proxy_binary() else {
+        return;
+    };
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    // The server: a static HTTP server on the hub's port that ignores SIGTERM (the
+    // single-user command the hub appends becomes $0 and is not run).
+    let stubborn = "trap '' TERM; p=${JUPYTERHUB_SERVICE_URL##*:}; p=${p%%/*}; \
+                    exec python3 -m http.server --bind 127.0.0.1 \"$p\"";
+    let mut hub = HubProc::new(
+        venv,
+        &proxy,
+        Options {
+            cmd_prefix: vec!["/bin/sh".into(), "-c".into(), stubborn.into()],
+            ..Default::default()
+        },
+    );
+    hub.start().await;
+    let base = hub.public_url("");
+    let (s, body) = admin(&hub, Method::POST, "/users/alice", None).await;
+    assert_eq!(s, 201, "{body}");
+    let (s, body) = admin(&hub, Method::POST, "/users/alice/server", None).await;
+    assert_eq!(s, 201, "{body}\n{}", hub.log());
+    sign_in(&b, &base, "alice", PASSWORD).await;
+    let stop = {
+        let hub = &hub;
+        async move { admin(hub, Method::DELETE, "/users/alice/server", None).await }
+    };
+    let look = async {
+        // Until the stop has begun the page still leads to the running server.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(8);
+        loop {
+            b.goto(&format!("{base}/hub/spawn-pending/alice")).await;
+            let shown = b
+                .eval(
+                    "return !!document.querySelector('#stop-pending')",
+                    json!([]),
+                )
+                .await;
+            if shown == json!(true) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the stop-pending page never showed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        b.screenshots("stop_pending").await;
+    };
+    let ((s, _), ()) = tokio::join!(stop, look);
+    assert!(s == 202 || s == 204, "stop: {s}");
+    b.quit().await;
+}
