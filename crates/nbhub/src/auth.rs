@@ -5,6 +5,7 @@
 //! [`ScopeSet`]: the owner's role scopes, narrowed by the token's own scopes, plus the identify
 //! scopes every token has.
 
+pub mod cache;
 pub mod native;
 pub mod pam;
 pub mod scopes;
@@ -13,6 +14,7 @@ pub mod throttle;
 pub mod xsrf;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use axum::http::HeaderMap;
 
@@ -54,11 +56,11 @@ pub struct Identity {
     pub principal: Principal,
     /// The token used, if any (none for cookie logins).
     pub token: Option<Token>,
-    pub scopes: ScopeSet,
+    pub scopes: Arc<ScopeSet>,
     pub session_id: Option<String>,
-    /// Members of the groups named in `!group=` filters, loaded once per request so that
+    /// Members of the groups named in `!group=` filters, loaded with the scopes so that
     /// permission checks need no database round trip.
-    group_members: HashMap<String, HashSet<String>>,
+    group_members: Arc<HashMap<String, HashSet<String>>>,
 }
 
 impl Identity {
@@ -232,8 +234,27 @@ async fn load_principal(
     })
 }
 
-/// The identity behind an API token; `None` for unknown, expired or revoked tokens.
+/// The identity behind an API token; `None` for unknown, expired or revoked tokens. Served
+/// from [`cache::IdentityCache`] while nothing it depends on has changed.
 pub async fn identity_for_token(state: &AppState, raw: &str) -> ApiResult<Option<Identity>> {
+    let now = now_micros();
+    let key = cache::token_key(raw);
+    if let Some(hit) = state.identities.token(&key, state.db.authz_epoch()) {
+        let token = hit.identity.token.as_ref();
+        if token.and_then(|t| t.expires_at).is_some_and(|e| e <= now) {
+            state.identities.forget_token(&key);
+            return Ok(None);
+        }
+        if now - hit.touched > ACTIVITY_RESOLUTION_MICROS {
+            if let Some(token) = token {
+                record_use(state, token, &hit.identity.principal, now).await?;
+            }
+            state.identities.touched(&key, now);
+        }
+        return Ok(Some(hit.identity));
+    }
+    // Read before the queries: a write that lands meanwhile makes this entry stale at once.
+    let epoch = state.db.authz_epoch();
     let Some(token) = tokens::find(&state.db, raw).await? else {
         return Ok(None);
     };
@@ -262,27 +283,45 @@ pub async fn identity_for_token(state: &AppState, raw: &str) -> ApiResult<Option
     let mut scopes = token_scopes.intersect(&owner, &groups_of);
     scopes.union(&scopes::identify_scopes(&owner_ref));
 
-    let now = now_micros();
-    if token
-        .last_activity
-        .is_none_or(|t| now - t > ACTIVITY_RESOLUTION_MICROS)
-    {
-        tokens::touch(&state.db, token.id, now).await?;
-        if let Principal::User(u) = &principal {
-            // A server's own token says nothing about the person being active.
-            if !token.note.starts_with("Server at ") {
-                db::users::touch_activity(&state.db, u.id, now).await?;
-            }
-        }
+    let mut touched = token.last_activity.unwrap_or(0);
+    if now - touched > ACTIVITY_RESOLUTION_MICROS {
+        record_use(state, &token, &principal, now).await?;
+        touched = now;
     }
     let session_id = token.session_id.clone();
-    Ok(Some(Identity {
+    let identity = Identity {
         principal,
         token: Some(token),
-        scopes,
+        scopes: Arc::new(scopes),
         session_id,
-        group_members,
-    }))
+        group_members: Arc::new(group_members),
+    };
+    state.identities.put_token(
+        key,
+        epoch,
+        cache::TokenHit {
+            identity: identity.clone(),
+            touched,
+        },
+    );
+    Ok(Some(identity))
+}
+
+/// Writes back a token's use (JupyterHub's `last_activity`, at `activity_resolution`).
+async fn record_use(
+    state: &AppState,
+    token: &Token,
+    principal: &Principal,
+    now: i64,
+) -> Result<(), db::SqlError> {
+    tokens::touch(&state.db, token.id, now).await?;
+    if let Principal::User(u) = principal {
+        // A server's own token says nothing about the person being active.
+        if !token.note.starts_with("Server at ") {
+            db::users::touch_activity(&state.db, u.id, now).await?;
+        }
+    }
+    Ok(())
 }
 
 /// The identity of a user logged in with the hub cookie: all of the user's own scopes.
@@ -291,14 +330,35 @@ pub async fn identity_for_user(
     user: User,
     session_id: Option<String>,
 ) -> ApiResult<Identity> {
+    let epoch = state.db.authz_epoch();
     let principal = Principal::User(user);
-    let scopes = owner_scopes(state, &principal).await?;
-    let group_members = load_group_members(state, filter_groups(&scopes)).await?;
+    let owner = match state.identities.user(user_id_of(&principal), epoch) {
+        Some(owner) => owner,
+        None => {
+            let scopes = owner_scopes(state, &principal).await?;
+            let group_members = load_group_members(state, filter_groups(&scopes)).await?;
+            let owner = cache::OwnerScopes {
+                scopes: Arc::new(scopes),
+                group_members: Arc::new(group_members),
+            };
+            state
+                .identities
+                .put_user(user_id_of(&principal), epoch, owner.clone());
+            owner
+        }
+    };
     Ok(Identity {
         principal,
         token: None,
-        scopes,
+        scopes: owner.scopes,
         session_id,
-        group_members,
+        group_members: owner.group_members,
     })
+}
+
+fn user_id_of(principal: &Principal) -> i64 {
+    match principal {
+        Principal::User(u) => u.id,
+        Principal::Service(s) => s.id,
+    }
 }

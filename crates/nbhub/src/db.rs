@@ -20,6 +20,8 @@ pub mod shares;
 pub mod tokens;
 pub mod users;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -41,6 +43,20 @@ pub enum Backend {
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// Bumped after every write that can change who a token or user is or what it may do
+    /// (tokens, users, groups, roles, shares, services): cached identities from an older epoch
+    /// are not used (see `crate::auth::cache`).
+    authz_epoch: Arc<AtomicU64>,
+}
+
+/// Bumps the authorization epoch when dropped, i.e. after the write it guards has finished
+/// (committed or failed: a needless bump only costs one cache miss).
+pub struct AuthzWrite<'a>(&'a AtomicU64);
+
+impl Drop for AuthzWrite<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 /// Replaces the password in a database URL, for logs and error messages.
@@ -88,7 +104,21 @@ impl Db {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&pool).await?;
-        Ok(Db { pool, backend })
+        Ok(Db {
+            pool,
+            backend,
+            authz_epoch: Arc::default(),
+        })
+    }
+
+    /// The authorization epoch now; read it before the queries whose result is cached.
+    pub fn authz_epoch(&self) -> u64 {
+        self.authz_epoch.load(Ordering::Acquire)
+    }
+
+    /// Held by a write to tokens, users, groups, roles, shares or services.
+    pub fn authz_write(&self) -> AuthzWrite<'_> {
+        AuthzWrite(&self.authz_epoch)
     }
 }
 

@@ -20,6 +20,8 @@ pub struct Inner {
     /// Signs login cookies and XSRF tokens.
     pub cookie_secret: Vec<u8>,
     pub throttle: LoginThrottle,
+    /// Resolved tokens and cookie users; see [`crate::auth::cache`].
+    pub identities: crate::auth::cache::IdentityCache,
     pub templates: crate::pages::Templates,
     /// Set by `POST /hub/api/shutdown`.
     pub shutdown: crate::api::shutdown::ShutdownSwitch,
@@ -47,6 +49,7 @@ impl AppState {
             db,
             cookie_secret,
             throttle,
+            identities: Default::default(),
             templates,
             shutdown: Default::default(),
         }))

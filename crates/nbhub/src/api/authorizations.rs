@@ -3,6 +3,8 @@
 //! identify the owner of a token or a login cookie (callers must use a token themselves);
 //! `POST /authorizations/token` (the old username/password form) is gone: 404.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -77,7 +79,7 @@ async fn get_token_owner(
         Principal::User(u) => Owner::User { name: &u.name },
         Principal::Service(s) => Owner::Service { name: &s.name },
     };
-    ident.scopes.union(&scopes::identify_scopes(&owner));
+    Arc::make_mut(&mut ident.scopes).union(&scopes::identify_scopes(&owner));
     db::tokens::touch(&state.db, found.id, db::now_micros()).await?;
     let model = match &principal {
         Principal::User(user) => {

@@ -70,6 +70,7 @@ pub async fn create_many(
     db: &Db,
     groups: &[(String, Vec<String>)],
 ) -> Result<Vec<Group>, SqlError> {
+    let _authz = db.authz_write();
     let mut tx = db.pool.begin().await?;
     let mut created = Vec::new();
     for (name, users) in groups {
@@ -92,6 +93,7 @@ pub async fn create_many(
 }
 
 pub async fn delete(db: &Db, id: i64) -> Result<(), SqlError> {
+    let _authz = db.authz_write();
     sqlx::query("DELETE FROM groups WHERE id = $1")
         .bind(id)
         .execute(&db.pool)
@@ -121,6 +123,7 @@ pub async fn role_names(db: &Db, group_id: i64) -> Result<Vec<String>, SqlError>
 
 /// Adds users (by name) to a group, ignoring ones already in it; all in one transaction.
 pub async fn add_users(db: &Db, group_id: i64, users: &[String]) -> Result<(), SqlError> {
+    let _authz = db.authz_write();
     let mut tx = db.pool.begin().await?;
     for u in users {
         sqlx::query(
@@ -136,6 +139,7 @@ pub async fn add_users(db: &Db, group_id: i64, users: &[String]) -> Result<(), S
 }
 
 pub async fn remove_users(db: &Db, group_id: i64, users: &[String]) -> Result<(), SqlError> {
+    let _authz = db.authz_write();
     let mut tx = db.pool.begin().await?;
     for u in users {
         sqlx::query("DELETE FROM user_groups WHERE group_id = $1 AND user_id IN (SELECT id FROM users WHERE name = $2)")

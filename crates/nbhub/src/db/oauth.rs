@@ -76,6 +76,7 @@ pub async fn verify_client_secret(
 
 /// Deletes a client with its codes and the tokens issued through it.
 pub async fn delete_client(db: &Db, identifier: &str) -> Result<(), SqlError> {
+    let _authz = db.authz_write();
     let mut tx = db.pool.begin().await?;
     sqlx::query("DELETE FROM oauth_codes WHERE client_id = $1")
         .bind(identifier)

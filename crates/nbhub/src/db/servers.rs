@@ -169,6 +169,7 @@ pub async fn touch_activity(db: &Db, id: i64, at: i64) -> Result<(), SqlError> {
 }
 
 pub async fn delete(db: &Db, id: i64) -> Result<(), SqlError> {
+    let _authz = db.authz_write();
     sqlx::query("DELETE FROM servers WHERE id = $1")
         .bind(id)
         .execute(&db.pool)
@@ -210,6 +211,7 @@ pub async fn update(
     display_name: &str,
     user_options: &Value,
 ) -> Result<Option<ServerRow>, SqlError> {
+    let _authz = db.authz_write();
     let sql = format!(
         "UPDATE servers SET name = $1, display_name = $2, user_options = $3 WHERE id = $4 RETURNING {COLUMNS}"
     );

@@ -70,6 +70,7 @@ pub const CONFIG_TOKEN_NOTE: &str = "from config";
 
 /// Makes the services table match the config, including each service's configured token.
 pub async fn sync_from_config(db: &Db, services: &[ServiceConfig]) -> Result<(), SqlError> {
+    let _authz = db.authz_write();
     let existing = list(db).await?;
     for old in &existing {
         if !services.iter().any(|s| s.name == old.name) {
@@ -165,6 +166,7 @@ pub async fn get_role(db: &Db, name: &str) -> Result<Option<Role>, SqlError> {
 /// Makes the roles and their assignments match the config. Users named by a role are created if
 /// missing (as JupyterHub's `load_roles` does); groups named by a role are created too.
 pub async fn sync_roles_from_config(db: &Db, roles: &[RoleConfig]) -> Result<(), SqlError> {
+    let _authz = db.authz_write();
     let mut tx = db.pool.begin().await?;
     let rows = sqlx::query("SELECT name FROM roles")
         .fetch_all(&mut *tx)

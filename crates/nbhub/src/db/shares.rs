@@ -178,6 +178,7 @@ pub async fn grant(
     with: With,
     scopes: &[String],
 ) -> Result<Share, SqlError> {
+    let _authz = db.authz_write();
     for _ in 0..2 {
         if let Some(existing) = find(db, server_id, with).await? {
             let mut all = existing.scopes.clone();
@@ -222,6 +223,7 @@ pub async fn grant(
 }
 
 pub async fn set_scopes(db: &Db, id: i64, scopes: &[String]) -> Result<(), SqlError> {
+    let _authz = db.authz_write();
     sqlx::query("UPDATE shares SET scopes = $1 WHERE id = $2")
         .bind(serde_json::to_string(scopes).unwrap_or_else(|_| "[]".into()))
         .bind(id)
@@ -231,6 +233,7 @@ pub async fn set_scopes(db: &Db, id: i64, scopes: &[String]) -> Result<(), SqlEr
 }
 
 pub async fn delete(db: &Db, id: i64) -> Result<(), SqlError> {
+    let _authz = db.authz_write();
     sqlx::query("DELETE FROM shares WHERE id = $1")
         .bind(id)
         .execute(&db.pool)
@@ -239,6 +242,7 @@ pub async fn delete(db: &Db, id: i64) -> Result<(), SqlError> {
 }
 
 pub async fn delete_for_server(db: &Db, server_id: i64) -> Result<u64, SqlError> {
+    let _authz = db.authz_write();
     let done = sqlx::query("DELETE FROM shares WHERE server_id = $1")
         .bind(server_id)
         .execute(&db.pool)

@@ -206,6 +206,7 @@ pub async fn list_for(db: &Db, owner: Owner) -> Result<Vec<Token>, SqlError> {
 }
 
 pub async fn delete(db: &Db, id: i64) -> Result<(), SqlError> {
+    let _authz = db.authz_write();
     sqlx::query("DELETE FROM api_tokens WHERE id = $1")
         .bind(id)
         .execute(&db.pool)
@@ -215,6 +216,7 @@ pub async fn delete(db: &Db, id: i64) -> Result<(), SqlError> {
 
 /// Revoking an OAuth token revokes every token the user got through that client.
 pub async fn delete_for_client(db: &Db, user_id: i64, client_id: &str) -> Result<(), SqlError> {
+    let _authz = db.authz_write();
     sqlx::query("DELETE FROM api_tokens WHERE user_id = $1 AND client_id = $2")
         .bind(user_id)
         .bind(client_id)
@@ -225,6 +227,7 @@ pub async fn delete_for_client(db: &Db, user_id: i64, client_id: &str) -> Result
 
 /// A server's own token is found by its note (`Server at /user/alice/`).
 pub async fn delete_by_note(db: &Db, user_id: i64, note: &str) -> Result<(), SqlError> {
+    let _authz = db.authz_write();
     sqlx::query("DELETE FROM api_tokens WHERE user_id = $1 AND note = $2 AND client_id = $3")
         .bind(user_id)
         .bind(note)
@@ -236,6 +239,7 @@ pub async fn delete_by_note(db: &Db, user_id: i64, note: &str) -> Result<(), Sql
 
 /// Logout: the session's OAuth tokens go with it.
 pub async fn delete_for_session(db: &Db, session_id: &str) -> Result<(), SqlError> {
+    let _authz = db.authz_write();
     sqlx::query("DELETE FROM api_tokens WHERE session_id = $1")
         .bind(session_id)
         .execute(&db.pool)
@@ -244,6 +248,7 @@ pub async fn delete_for_session(db: &Db, session_id: &str) -> Result<(), SqlErro
 }
 
 pub async fn purge_expired(db: &Db) -> Result<u64, SqlError> {
+    let _authz = db.authz_write();
     let done =
         sqlx::query("DELETE FROM api_tokens WHERE expires_at IS NOT NULL AND expires_at <= $1")
             .bind(now_micros())

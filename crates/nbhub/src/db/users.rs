@@ -71,12 +71,14 @@ pub async fn get_by_cookie_id(db: &Db, cookie_id: &str) -> Result<Option<User>, 
 
 /// Creates a user; a name that exists already is a unique violation (see `is_unique_violation`).
 pub async fn create(db: &Db, name: &str, admin: bool) -> Result<User, SqlError> {
+    let _authz = db.authz_write();
     let mut created = create_many(db, &[name.to_string()], admin).await?;
     created.pop().ok_or(SqlError::RowNotFound)
 }
 
 /// Creates all of `names` in one transaction: all or nothing.
 pub async fn create_many(db: &Db, names: &[String], admin: bool) -> Result<Vec<User>, SqlError> {
+    let _authz = db.authz_write();
     let mut tx = db.pool.begin().await?;
     let mut users = Vec::with_capacity(names.len());
     let sql = format!(
@@ -103,6 +105,7 @@ pub async fn create_with_password(
     password_hash: &str,
     approved: bool,
 ) -> Result<User, SqlError> {
+    let _authz = db.authz_write();
     let sql = format!(
         "INSERT INTO users (name, admin, created, cookie_id, password_hash, approved) VALUES ($1, 0, $2, $3, $4, $5) RETURNING {COLUMNS}"
     );
@@ -127,6 +130,7 @@ pub async fn set_password(db: &Db, id: i64, password_hash: &str) -> Result<(), S
 }
 
 pub async fn set_approved(db: &Db, id: i64, approved: bool) -> Result<(), SqlError> {
+    let _authz = db.authz_write();
     sqlx::query("UPDATE users SET approved = $1 WHERE id = $2")
         .bind(i64::from(approved))
         .bind(id)
@@ -143,6 +147,7 @@ pub async fn list_unapproved(db: &Db) -> Result<Vec<User>, SqlError> {
 }
 
 pub async fn set_admin(db: &Db, id: i64, admin: bool) -> Result<(), SqlError> {
+    let _authz = db.authz_write();
     sqlx::query("UPDATE users SET admin = $1 WHERE id = $2")
         .bind(i64::from(admin))
         .bind(id)
@@ -163,6 +168,7 @@ pub async fn set_auth_state(db: &Db, id: i64, auth_state: &Value) -> Result<(), 
 
 /// Renames a user and logs them out everywhere (new cookie id).
 pub async fn rename(db: &Db, id: i64, new_name: &str) -> Result<(), SqlError> {
+    let _authz = db.authz_write();
     sqlx::query("UPDATE users SET name = $1, cookie_id = $2 WHERE id = $3")
         .bind(new_name)
         .bind(new_cookie_id())
@@ -184,6 +190,7 @@ pub async fn rotate_cookie_id(db: &Db, id: i64) -> Result<String, SqlError> {
 }
 
 pub async fn delete(db: &Db, id: i64) -> Result<(), SqlError> {
+    let _authz = db.authz_write();
     sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(id)
         .execute(&db.pool)
@@ -226,6 +233,7 @@ pub async fn role_names(db: &Db, user_id: i64) -> Result<Vec<String>, SqlError> 
 
 /// Replaces the user's groups; every group must exist (checked by the caller).
 pub async fn set_groups(db: &Db, user_id: i64, groups: &[String]) -> Result<(), SqlError> {
+    let _authz = db.authz_write();
     let mut tx = db.pool.begin().await?;
     sqlx::query("DELETE FROM user_groups WHERE user_id = $1")
         .bind(user_id)
@@ -245,6 +253,7 @@ pub async fn set_groups(db: &Db, user_id: i64, groups: &[String]) -> Result<(), 
 
 /// Replaces the user's assigned roles; every role must exist (checked by the caller).
 pub async fn set_roles(db: &Db, user_id: i64, roles: &[String]) -> Result<(), SqlError> {
+    let _authz = db.authz_write();
     let mut tx = db.pool.begin().await?;
     sqlx::query("DELETE FROM user_roles WHERE user_id = $1")
         .bind(user_id)
