@@ -54,8 +54,11 @@ pub struct HubConfig {
     pub allow_named_servers: bool,
     /// Most named servers one user may have; 0: no limit.
     pub named_server_limit_per_user: u32,
-    /// Most servers starting at once; further requests get 429. 0: no limit.
+    /// Most servers starting at once; further starts wait in the spawn queue. 0: no limit.
     pub concurrent_spawn_limit: u32,
+    /// Most starts waiting in the spawn queue; further ones get 429. 0: no queue (429 at
+    /// `concurrent_spawn_limit`, as JupyterHub).
+    pub spawn_queue_limit: u32,
     /// Most servers running at once; further requests get 429. 0: no limit.
     pub active_server_limit: u32,
     /// How long `POST …/server` waits for the server before answering 202.
@@ -93,6 +96,7 @@ impl Default for HubConfig {
             allow_named_servers: false,
             named_server_limit_per_user: 0,
             concurrent_spawn_limit: 100,
+            spawn_queue_limit: 1000,
             active_server_limit: 0,
             slow_spawn_timeout: 10,
             slow_stop_timeout: 10,
@@ -604,8 +608,11 @@ hub_connect_url = "{hub_connect_url}"
 allow_named_servers = {allow_named_servers}
 # Most named servers per user; 0 = no limit.
 named_server_limit_per_user = {named_server_limit_per_user}
-# Most servers starting at once (more get 429); 0 = no limit.
+# Most servers starting at once (more wait in the spawn queue, first come, first served);
+# 0 = no limit.
 concurrent_spawn_limit = {concurrent_spawn_limit}
+# Most starts waiting in the spawn queue (more get 429); 0 = no queue: 429 at the limit.
+spawn_queue_limit = {spawn_queue_limit}
 # Most servers running at once (more get 429); 0 = no limit.
 active_server_limit = {active_server_limit}
 # Seconds the start/stop API calls wait before answering 202 (still in progress).
@@ -719,6 +726,7 @@ cleanup = {px_cleanup}
         allow_named_servers = h.allow_named_servers,
         named_server_limit_per_user = h.named_server_limit_per_user,
         concurrent_spawn_limit = h.concurrent_spawn_limit,
+        spawn_queue_limit = h.spawn_queue_limit,
         active_server_limit = h.active_server_limit,
         slow_spawn_timeout = h.slow_spawn_timeout,
         slow_stop_timeout = h.slow_stop_timeout,

@@ -160,6 +160,7 @@ pub struct Metrics {
     pub proxy_poll: Histogram,
     pub hub_startup: Histogram,
     pub login_duration: Histogram,
+    pub spawn_queue_wait: Histogram,
 }
 
 impl Default for Metrics {
@@ -219,7 +220,16 @@ impl Metrics {
                 &["status"],
                 DEFAULT_BUCKETS,
             ),
+            spawn_queue_wait: Histogram::new(
+                "nbhub_spawn_queue_wait_seconds",
+                "Time spawns waited in the spawn queue for their turn (beyond concurrent_spawn_limit)",
+                &["status"],
+                SPAWN_BUCKETS,
+            ),
         };
+        for status in ["started", "cancelled"] {
+            m.spawn_queue_wait.touch(&[status]);
+        }
         for status in ["success", "failure", "error"] {
             m.server_spawn_duration.touch(&[status, ""]);
         }
@@ -236,7 +246,7 @@ impl Metrics {
         m
     }
 
-    fn histograms(&self) -> [&Histogram; 8] {
+    fn histograms(&self) -> [&Histogram; 9] {
         [
             &self.request_duration,
             &self.server_spawn_duration,
@@ -246,6 +256,7 @@ impl Metrics {
             &self.proxy_poll,
             &self.hub_startup,
             &self.login_duration,
+            &self.spawn_queue_wait,
         ]
     }
 }
@@ -312,6 +323,12 @@ pub async fn get_metrics(State(state): State<AppState>, request: Request) -> Api
         "nbhub_spawns_pending",
         "Servers starting now (a batch job may wait in its queue)",
         &[("", state.supervisor.starting_count() as i64)],
+    );
+    gauge(
+        &mut out,
+        "nbhub_spawn_queue_length",
+        "Starts waiting in the spawn queue for their turn",
+        &[("", state.supervisor.queue.len() as i64)],
     );
     Ok((
         StatusCode::OK,

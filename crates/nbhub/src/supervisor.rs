@@ -10,9 +10,11 @@
 //! - `slot.rs`: [`Slot`], [`Phase`], [`Endpoint`]: one server's state machine;
 //! - `spawn.rs`: the steps of a spawn, each with its own timeout, and the cleanup;
 //! - `adopt.rs`: what a starting hub does with the servers recorded as started;
+//! - `queue.rs`: the fair spawn queue above `concurrent_spawn_limit`;
 //! - `tasks.rs`: the background loops (server poll, route check, activity) and route specs.
 
 mod adopt;
+mod queue;
 mod slot;
 mod spawn;
 mod tasks;
@@ -76,6 +78,8 @@ pub struct Supervisor {
     http: reqwest::Client,
     /// The histograms `/hub/metrics` shows, recorded where spawns, stops and polls happen.
     pub metrics: crate::metrics::Metrics,
+    /// Spawns beyond `concurrent_spawn_limit` wait here for their turn.
+    pub queue: Arc<queue::SpawnQueue>,
 }
 
 impl Supervisor {
@@ -92,12 +96,16 @@ impl Supervisor {
             .unwrap_or_default();
         Arc::new(Supervisor {
             db,
-            config,
             spawner,
             proxy,
             slots: Mutex::new(HashMap::new()),
             http,
             metrics: crate::metrics::Metrics::new(),
+            queue: queue::SpawnQueue::new(
+                config.hub.concurrent_spawn_limit,
+                config.hub.spawn_queue_limit,
+            ),
+            config,
         })
     }
 
@@ -234,16 +242,6 @@ impl Supervisor {
                 )));
             }
         }
-        if hub.concurrent_spawn_limit > 0
-            && self.count(Phase::Starting) >= hub.concurrent_spawn_limit as usize
-        {
-            self.metrics
-                .server_spawn_duration
-                .observe(&["failure", "throttled"], Duration::ZERO);
-            return Err(SpawnRefused::Limit(
-                "Too many users trying to log in right now. Try again in a minute.".into(),
-            ));
-        }
         if hub.active_server_limit > 0
             && self.count(Phase::Starting) + self.count(Phase::Running)
                 >= hub.active_server_limit as usize
@@ -261,6 +259,21 @@ impl Supervisor {
             .validate_options(&ctx, options)
             .await
             .map_err(SpawnRefused::InvalidOptions)?;
+        // A place to run, or one in the queue; dropped on any failure below, which gives it
+        // up again.
+        let admission = self.queue.admit(&slot).map_err(|full| {
+            self.metrics
+                .server_spawn_duration
+                .observe(&["failure", "throttled"], Duration::ZERO);
+            SpawnRefused::Limit(if full.waiting == 0 {
+                "Too many users trying to log in right now. Try again in a minute.".into()
+            } else {
+                format!(
+                    "Too many users trying to log in right now: {} starts are waiting already. Try again in a few minutes.",
+                    full.waiting
+                )
+            })
+        })?;
 
         let row = servers::ensure(&self.db, user.id, server_name).await?;
         let started = db::now_micros();
@@ -274,6 +287,7 @@ impl Supervisor {
         slot.reset_for_spawn();
         slot.set_phase(Phase::Starting);
         slot.push_event(json!({"progress": 0, "message": "Server requested"}));
+        let admission = admission.announce(&slot);
         tracing::info!(user = %user.name, server = %server_name, "spawn requested");
 
         let this = self.clone();
@@ -281,6 +295,29 @@ impl Supervisor {
         let user = user.clone();
         tokio::spawn(async move {
             let _op = s.op.lock().await;
+            let _permit = match admission {
+                queue::Admission::Now(permit) => permit,
+                queue::Admission::Queued(ticket) => {
+                    let waited = std::time::Instant::now();
+                    let turn = ticket.wait(&s).await;
+                    this.metrics.spawn_queue_wait.observe(
+                        &[if turn.is_some() {
+                            "started"
+                        } else {
+                            "cancelled"
+                        }],
+                        waited.elapsed(),
+                    );
+                    match turn {
+                        Some(permit) => permit,
+                        None => {
+                            let reason = "cancelled while waiting to start".to_string();
+                            this.finish_spawn(user.id, &s, row.id, Err(reason)).await;
+                            return;
+                        }
+                    }
+                }
+            };
             this.run_spawn(&user, &s, row.id, validated).await;
         });
         Ok(slot)

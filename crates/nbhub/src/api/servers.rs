@@ -179,6 +179,19 @@ pub async fn start_server(
         .start(user, server, options)
         .await
         .map_err(refused)?;
+    // Waiting in the spawn queue: say so at once, with the place (the body is ours; clients
+    // that know only JupyterHub read the 202 and follow the progress as for any slow spawn).
+    if let Some(ahead) = slot.queue_ahead() {
+        return Ok((
+            StatusCode::ACCEPTED,
+            axum::Json(serde_json::json!({
+                "status": "queued",
+                "queue_ahead": ahead,
+                "message": format!("Waiting to start: {ahead} ahead of you"),
+            })),
+        )
+            .into_response());
+    }
     let timeout = Duration::from_secs(state.config.hub.slow_spawn_timeout);
     match slot.wait_while(Phase::Starting, timeout).await {
         Phase::Running => Ok((

@@ -38,6 +38,8 @@ pub(super) struct SlotState {
     pub(super) failure: Option<String>,
     /// Why the server stopped when it was not asked to.
     pub(super) exit_reason: Option<String>,
+    /// While the spawn waits in the spawn queue: how many wait ahead of it.
+    pub(super) queue_ahead: Option<usize>,
 }
 
 /// One server's supervisor.
@@ -73,6 +75,7 @@ impl Slot {
                 events: Vec::new(),
                 failure: None,
                 exit_reason: None,
+                queue_ahead: None,
             }),
             changes: watch::channel(0).0,
             op: tokio::sync::Mutex::new(()),
@@ -100,6 +103,15 @@ impl Slot {
 
     pub fn exit_reason(&self) -> Option<String> {
         self.lock().exit_reason.clone()
+    }
+
+    /// How many spawns wait ahead of this one in the spawn queue, while it waits.
+    pub fn queue_ahead(&self) -> Option<usize> {
+        self.lock().queue_ahead
+    }
+
+    pub(super) fn set_queue_ahead(&self, ahead: Option<usize>) {
+        self.lock().queue_ahead = ahead;
     }
 
     pub fn token_id(&self) -> Option<i64> {

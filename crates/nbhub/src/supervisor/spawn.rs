@@ -68,7 +68,7 @@ impl Supervisor {
             .observe(&[status, ""], took);
     }
 
-    async fn finish_spawn(
+    pub(super) async fn finish_spawn(
         &self,
         user_id: i64,
         slot: &Arc<Slot>,
