@@ -331,8 +331,9 @@ pub async fn identity_for_user(
     session_id: Option<String>,
 ) -> ApiResult<Identity> {
     let epoch = state.db.authz_epoch();
+    let user_id = user.id;
     let principal = Principal::User(user);
-    let owner = match state.identities.user(user_id_of(&principal), epoch) {
+    let owner = match state.identities.user(user_id, epoch) {
         Some(owner) => owner,
         None => {
             let scopes = owner_scopes(state, &principal).await?;
@@ -341,9 +342,7 @@ pub async fn identity_for_user(
                 scopes: Arc::new(scopes),
                 group_members: Arc::new(group_members),
             };
-            state
-                .identities
-                .put_user(user_id_of(&principal), epoch, owner.clone());
+            state.identities.put_user(user_id, epoch, owner.clone());
             owner
         }
     };
@@ -354,11 +353,4 @@ pub async fn identity_for_user(
         session_id,
         group_members: owner.group_members,
     })
-}
-
-fn user_id_of(principal: &Principal) -> i64 {
-    match principal {
-        Principal::User(u) => u.id,
-        Principal::Service(s) => s.id,
-    }
 }
