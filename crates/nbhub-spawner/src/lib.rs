@@ -150,6 +150,38 @@ pub trait Spawner: Send + Sync {
 
     /// The timeouts and poll interval the hub should apply to this spawner's servers.
     fn timeouts(&self) -> Timeouts;
+
+    /// The backend's own figures for `/hub/metrics` (Slurm: its poller's), read when
+    /// Prometheus asks.
+    fn metrics(&self) -> Vec<BackendMetric> {
+        Vec::new()
+    }
+}
+
+/// One metric family of a backend, in Prometheus' terms.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackendMetric {
+    /// Counters end in `_total`.
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: MetricKind,
+    /// Label pairs and the value of each series.
+    pub samples: Vec<(Vec<(&'static str, String)>, f64)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+}
+
+impl MetricKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+        }
+    }
 }
 
 /// Who a form is for: the options a user may pick depend on their account and groups.

@@ -660,6 +660,10 @@ impl Spawner for SlurmSpawner {
         Box::pin(async move { Some(self.estimate_job(ctx, options).await) })
     }
 
+    fn metrics(&self) -> Vec<crate::BackendMetric> {
+        self.tracker.metrics()
+    }
+
     fn describe(&self, state: &SpawnerState) -> Option<Value> {
         let st = SlurmState::from_state(state)?;
         let view = self.tracker.view(&st.job_id);

@@ -135,21 +135,51 @@ async fn role_scopes(state: &AppState, role: &str) -> Result<Vec<String>, db::Sq
 
 /// All role names of a user: the implicit `user` (and `admin`) roles, assigned roles and the
 /// roles of the user's groups.
-pub async fn user_role_names(
+/// The groups and database roles of these users: from the identity cache, the misses in one
+/// batch (valid for the authorization epoch, as the cached identities).
+pub async fn memberships(
     state: &AppState,
-    user: &User,
-) -> Result<BTreeSet<String>, db::SqlError> {
+    user_ids: &[i64],
+) -> Result<HashMap<i64, Arc<db::users::Membership>>, db::SqlError> {
+    let epoch = state.db.authz_epoch();
+    let mut out = HashMap::with_capacity(user_ids.len());
+    let mut missing = Vec::new();
+    for id in user_ids {
+        match state.identities.membership(*id, epoch) {
+            Some(m) => {
+                out.insert(*id, m);
+            }
+            None => missing.push(*id),
+        }
+    }
+    if !missing.is_empty() {
+        for (id, m) in db::users::memberships(&state.db, &missing).await? {
+            let m = Arc::new(m);
+            state.identities.put_membership(id, epoch, m.clone());
+            out.insert(id, m);
+        }
+    }
+    Ok(out)
+}
+
+pub async fn membership(
+    state: &AppState,
+    user_id: i64,
+) -> Result<Arc<db::users::Membership>, db::SqlError> {
+    Ok(memberships(state, &[user_id])
+        .await?
+        .remove(&user_id)
+        .unwrap_or_default())
+}
+
+/// The user's role names: the implicit `user` (and `admin`), and those of the database.
+pub fn user_role_names(user: &User, membership: &db::users::Membership) -> BTreeSet<String> {
     let mut roles: BTreeSet<String> = BTreeSet::from(["user".to_string()]);
     if user.admin {
         roles.insert("admin".into());
     }
-    roles.extend(db::users::role_names(&state.db, user.id).await?);
-    for g in db::users::group_names(&state.db, user.id).await? {
-        if let Some(group) = db::groups::get(&state.db, &g).await? {
-            roles.extend(db::groups::role_names(&state.db, group.id).await?);
-        }
-    }
-    Ok(roles)
+    roles.extend(membership.roles.iter().cloned());
+    roles
 }
 
 pub async fn service_role_names(
@@ -169,7 +199,7 @@ pub async fn service_role_names(
 /// Everything the principal may do (the union of its roles' scopes, expanded).
 pub async fn owner_scopes(state: &AppState, principal: &Principal) -> ApiResult<ScopeSet> {
     let roles = match principal {
-        Principal::User(u) => user_role_names(state, u).await?,
+        Principal::User(u) => user_role_names(u, &*membership(state, u.id).await?),
         Principal::Service(s) => service_role_names(state, s).await?,
     };
     let mut raw = Vec::new();

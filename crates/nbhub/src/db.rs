@@ -51,11 +51,20 @@ pub struct Db {
 
 /// Bumps the authorization epoch when dropped, i.e. after the write it guards has finished
 /// (committed or failed: a needless bump only costs one cache miss).
-pub struct AuthzWrite<'a>(&'a AtomicU64);
+pub struct AuthzWrite<'a>(Option<&'a AtomicU64>);
+
+impl AuthzWrite<'_> {
+    /// The write changed nothing (no row matched): cached identities stay valid.
+    pub fn unchanged(mut self) {
+        self.0 = None;
+    }
+}
 
 impl Drop for AuthzWrite<'_> {
     fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::AcqRel);
+        if let Some(epoch) = self.0 {
+            epoch.fetch_add(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -81,13 +90,21 @@ impl Db {
         };
         let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
         options = match backend {
-            // SQLite allows one writer; a small pool avoids "database is locked" churn.
-            Backend::Sqlite => options.max_connections(4).after_connect(|conn, _| {
+            // SQLite allows one writer, and a writer that finds the database locked sleeps in
+            // SQLite's busy handler (1, 2, 5, 10 … ms): with concurrent spawns that added
+            // hundreds of ms. One connection queues statements in order instead; they take
+            // microseconds, and nothing holds the connection across an await on other work.
+            Backend::Sqlite => options.max_connections(1).after_connect(|conn, _| {
                 Box::pin(async move {
                     sqlx::query("PRAGMA foreign_keys = ON")
                         .execute(&mut *conn)
                         .await?;
                     sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    // With WAL this cannot corrupt the database; a power cut may lose the last
+                    // commits, but no commit waits for an fsync (spawns write several rows each).
+                    sqlx::query("PRAGMA synchronous = NORMAL")
                         .execute(&mut *conn)
                         .await?;
                     sqlx::query("PRAGMA busy_timeout = 5000")
@@ -118,7 +135,7 @@ impl Db {
 
     /// Held by a write to tokens, users, groups, roles, shares or services.
     pub fn authz_write(&self) -> AuthzWrite<'_> {
-        AuthzWrite(&self.authz_epoch)
+        AuthzWrite(Some(&self.authz_epoch))
     }
 }
 

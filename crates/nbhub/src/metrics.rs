@@ -273,6 +273,22 @@ fn gauge(out: &mut String, name: &str, help: &str, samples: &[(&str, i64)]) {
     }
 }
 
+fn backend_metric(out: &mut String, m: &nbhub_spawner::BackendMetric) {
+    let _ = writeln!(out, "# HELP {} {}", m.name, m.help);
+    let _ = writeln!(out, "# TYPE {} {}", m.name, m.kind.as_str());
+    for (labels, value) in &m.samples {
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+            .collect();
+        if labels.is_empty() {
+            let _ = writeln!(out, "{} {value}", m.name);
+        } else {
+            let _ = writeln!(out, "{}{{{}}} {value}", m.name, labels.join(","));
+        }
+    }
+}
+
 /// `GET /hub/metrics`.
 pub async fn get_metrics(State(state): State<AppState>, request: Request) -> ApiResult<Response> {
     if state.config.hub.authenticate_prometheus {
@@ -330,6 +346,9 @@ pub async fn get_metrics(State(state): State<AppState>, request: Request) -> Api
         "Starts waiting in the spawn queue for their turn",
         &[("", state.supervisor.queue.len() as i64)],
     );
+    for metric in state.supervisor.spawner.metrics() {
+        backend_metric(&mut out, &metric);
+    }
     Ok((
         StatusCode::OK,
         [(

@@ -15,9 +15,10 @@ use std::time::Duration;
 
 use common::eventually;
 use common::hubproc::{
-    admin, browser, login, require_proxy_binary, user_token, HubProc, Options, PASSWORD,
+    admin, browser, login, require_proxy_binary, user_token, HubProc, Options, ADMIN, PASSWORD,
 };
 use common::kernel;
+use common::prometheus::{parse, sample, scrape};
 use nbhub_testkit::{is_root, TempAccount};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -102,6 +103,7 @@ fn slurm_hub(p: &Parts, extra_slurm: &str) -> HubProc {
                 p.slurm_conf
             )),
             extra_toml: "named_server_limit_per_user = 0".into(),
+            services: "[[roles]]\nname = \"metrics\"\nscopes = [\"read:metrics\"]\nservices = [\"e2e-admin\"]\n".into(),
             ..Default::default()
         },
     )
@@ -466,6 +468,11 @@ async fn a_controller_outage_gives_up_no_server() {
     wait_ready(&hub, user, "one", 120).await;
     wait_ready(&hub, user, "two", 120).await;
     let token = user_token(&hub, user).await;
+    // The poller's metrics, as Prometheus' own parser reads them.
+    let poller = poller_metrics(&p, &hub).await;
+    assert!(poller("nbhub_slurm_polls_total{\"result\": \"answered\"}") >= 1.0);
+    assert_eq!(poller("nbhub_slurm_controller_up{}"), 1.0);
+    assert_eq!(poller("nbhub_slurm_jobs{\"state\": \"RUNNING\"}"), 2.0);
 
     let ctld = Controller::stop(&p.slurm_conf);
     // A minute without a controller: 60 polls that cannot be answered.
@@ -511,6 +518,13 @@ async fn a_controller_outage_gives_up_no_server() {
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+    let poller = poller_metrics(&p, &hub).await;
+    assert_eq!(
+        poller("nbhub_slurm_controller_up{}"),
+        0.0,
+        "metrics during the outage"
+    );
+    assert!(poller("nbhub_slurm_polls_total{\"result\": \"failed\"}") >= 1.0);
     drop(ctld);
     // Tracking goes on by itself: an outside scancel is noticed again.
     let one = server_model(&hub, user, "one").await.expect("one");
@@ -536,6 +550,14 @@ async fn a_controller_outage_gives_up_no_server() {
     assert!(server_model(&hub, user, "two")
         .await
         .is_some_and(|m| m["ready"] == json!(true)));
+}
+
+/// `/hub/metrics` parsed by `prometheus_client`; the closure looks a sample up by its key.
+async fn poller_metrics(p: &Parts, hub: &HubProc) -> impl Fn(&str) -> f64 {
+    let (status, text) = scrape(hub, Some(ADMIN)).await;
+    assert_eq!(status, 200, "{text}");
+    let samples = parse(&p.venv, &text);
+    move |key| sample(&samples, key)
 }
 
 async fn get_status(hub: &HubProc, path: &str, token: &str) -> u16 {

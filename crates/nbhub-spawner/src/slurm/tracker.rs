@@ -6,7 +6,7 @@
 //! job -o` for its reason and exit code. When the controller does not answer, every job is
 //! "unknown" (never ended) until it answers again; the task just goes on asking.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
@@ -15,12 +15,12 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::local::unix::log_tail;
-use crate::lock;
 use crate::slurm::commands::Commands;
 use crate::slurm::parse::{
     controller_unreachable, end_reason, is_final_state, parse_kv, parse_squeue, slurm_error,
     JobInfo, SQUEUE_FORMAT,
 };
+use crate::{lock, BackendMetric, MetricKind};
 
 /// How many lines of the job's output an end reason quotes.
 const REASON_LOG_LINES: usize = 20;
@@ -46,12 +46,22 @@ struct Entry {
     ended_at: Option<Instant>,
 }
 
+/// How the queries went, for `/hub/metrics`.
+#[derive(Default)]
+struct PollStats {
+    answered: u64,
+    failed: u64,
+    seconds: f64,
+    last_seconds: f64,
+}
+
 struct Inner {
     commands: Commands,
     interval: Duration,
     jobs: Mutex<HashMap<String, Entry>>,
     /// Why the last query failed (`None`: it worked).
     unreachable: Mutex<Option<String>>,
+    stats: Mutex<PollStats>,
     wake: Arc<Notify>,
     rounds: watch::Sender<u64>,
 }
@@ -71,6 +81,7 @@ impl Tracker {
                 interval,
                 jobs: Mutex::default(),
                 unreachable: Mutex::default(),
+                stats: Mutex::default(),
                 wake: Arc::new(Notify::new()),
                 rounds: watch::channel(0).0,
             }),
@@ -129,6 +140,69 @@ impl Tracker {
     pub fn interval(&self) -> Duration {
         self.inner.interval
     }
+
+    /// The poller's figures: queries answered and failed, time spent in them, whether the
+    /// controller answers, and the tracked jobs by Slurm state.
+    pub fn metrics(&self) -> Vec<BackendMetric> {
+        let mut by_state: BTreeMap<String, u64> = BTreeMap::new();
+        for entry in lock(&self.inner.jobs).values() {
+            let state = match &entry.view {
+                View::Unseen => "UNSEEN".to_owned(),
+                View::Queued { info, .. } => info.state.clone(),
+                View::Ended { .. } => "ENDED".to_owned(),
+            };
+            *by_state.entry(state).or_default() += 1;
+        }
+        let stats = lock(&self.inner.stats);
+        let one = |v: f64| vec![(Vec::new(), v)];
+        vec![
+            BackendMetric {
+                name: "nbhub_slurm_polls_total",
+                help:
+                    "squeue queries of the job poller (one per interval for every job), by result",
+                kind: MetricKind::Counter,
+                samples: vec![
+                    (
+                        vec![("result", "answered".to_owned())],
+                        stats.answered as f64,
+                    ),
+                    (vec![("result", "failed".to_owned())], stats.failed as f64),
+                ],
+            },
+            BackendMetric {
+                name: "nbhub_slurm_poll_seconds_total",
+                help: "Time spent in the job poller's squeue queries",
+                kind: MetricKind::Counter,
+                samples: one(stats.seconds),
+            },
+            BackendMetric {
+                name: "nbhub_slurm_last_poll_seconds",
+                help: "How long the last squeue query of the job poller took",
+                kind: MetricKind::Gauge,
+                samples: one(stats.last_seconds),
+            },
+            BackendMetric {
+                name: "nbhub_slurm_controller_up",
+                help: "1 when the last query reached Slurm's controller, 0 when it failed",
+                kind: MetricKind::Gauge,
+                samples: one(if self.unreachable().is_none() {
+                    1.0
+                } else {
+                    0.0
+                }),
+            },
+            BackendMetric {
+                name: "nbhub_slurm_jobs",
+                help: "Jobs of user servers the poller tracks, by Slurm state (UNSEEN: not yet \
+                       answered for; ENDED: gone, kept an hour for their end reason)",
+                kind: MetricKind::Gauge,
+                samples: by_state
+                    .into_iter()
+                    .map(|(state, n)| (vec![("state", state)], n as f64))
+                    .collect(),
+            },
+        ]
+    }
 }
 
 /// The background task: one query per interval (sooner for new jobs), until the spawner
@@ -170,6 +244,7 @@ impl Inner {
             return;
         }
         let list = ids.join(",");
+        let asked = Instant::now();
         let mut out = self
             .commands
             .query(
@@ -183,6 +258,16 @@ impl Inner {
                 .commands
                 .query("squeue", &["-h", "-t", "all", "-o", SQUEUE_FORMAT])
                 .await;
+        }
+        {
+            let mut stats = lock(&self.stats);
+            let took = asked.elapsed().as_secs_f64();
+            stats.seconds += took;
+            stats.last_seconds = took;
+            match &out {
+                Ok(o) if o.ok => stats.answered += 1,
+                _ => stats.failed += 1,
+            }
         }
         let out = match out {
             Ok(o) if o.ok => o,

@@ -107,25 +107,29 @@ pub async fn user_model(
     let can = |scope: &str| ident.allows(scope, &res);
     let read_users = can("read:users");
     let mut m = Map::new();
+    let wants_groups = read_users || can("read:users:groups");
+    let wants_roles = read_users || can("read:roles:users");
+    let membership = if wants_groups || wants_roles {
+        auth::membership(state, user.id).await?
+    } else {
+        Default::default()
+    };
     if read_users || can("read:users:name") {
         m.insert("kind".into(), json!("user"));
         m.insert("name".into(), json!(user.name));
         m.insert("admin".into(), json!(user.admin));
         m.insert("user_info".into(), user.user_info.clone());
     }
-    if read_users || can("read:users:groups") {
-        m.insert(
-            "groups".into(),
-            json!(db::users::group_names(&state.db, user.id).await?),
-        );
+    if wants_groups {
+        m.insert("groups".into(), json!(membership.groups));
     }
     if read_users || can("read:users:activity") {
         m.insert("last_activity".into(), timestamp(user.last_activity));
     }
-    if read_users || can("read:roles:users") {
+    if wants_roles {
         m.insert(
             "roles".into(),
-            json!(auth::user_role_names(state, user).await?),
+            json!(auth::user_role_names(user, &membership)),
         );
         m.insert("admin".into(), json!(user.admin));
     }
@@ -307,6 +311,8 @@ async fn list_users(
     let (users, total) = db::users::list(&state.db, &query).await?;
     let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
     let servers = db::servers::list_for_users(&state.db, &ids).await?;
+    // One batch for the page's groups and roles; each user_model below then finds them cached.
+    auth::memberships(&state, &ids).await?;
     let mut items = Vec::with_capacity(users.len());
     for u in &users {
         let mine: Vec<ServerRow> = servers

@@ -1,5 +1,5 @@
 //! Resolved identities, so that a request with a known token (or login cookie) costs no
-//! database query for its scopes.
+//! database query for its scopes, and a user's groups and roles are read once per change.
 //!
 //! An entry is valid only for the database's authorization epoch it was resolved in: every
 //! write to tokens, users, groups, roles, shares or services bumps the epoch when it finishes
@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::scopes::ScopeSet;
 use super::Identity;
+use crate::db::users::Membership;
 
 /// Beyond this many entries a map is emptied and refilled: simpler than LRU, and a full
 /// refill costs what the uncached path costs anyway.
@@ -50,6 +51,8 @@ pub struct IdentityCache {
     tokens: Mutex<HashMap<TokenKey, Entry<TokenHit>>>,
     /// Keyed by user id; cookie logins.
     users: Mutex<HashMap<i64, Entry<OwnerScopes>>>,
+    /// Keyed by user id: groups and role names, for the user models of the REST API.
+    memberships: Mutex<HashMap<i64, Entry<Arc<Membership>>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -111,5 +114,13 @@ impl IdentityCache {
 
     pub fn put_user(&self, user_id: i64, epoch: u64, owner: OwnerScopes) {
         put(&self.users, user_id, epoch, owner);
+    }
+
+    pub fn membership(&self, user_id: i64, epoch: u64) -> Option<Arc<Membership>> {
+        get(&self.memberships, &user_id, epoch)
+    }
+
+    pub fn put_membership(&self, user_id: i64, epoch: u64, membership: Arc<Membership>) {
+        put(&self.memberships, user_id, epoch, membership);
     }
 }

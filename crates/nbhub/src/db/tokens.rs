@@ -227,13 +227,18 @@ pub async fn delete_for_client(db: &Db, user_id: i64, client_id: &str) -> Result
 
 /// A server's own token is found by its note (`Server at /user/alice/`).
 pub async fn delete_by_note(db: &Db, user_id: i64, note: &str) -> Result<(), SqlError> {
-    let _authz = db.authz_write();
-    sqlx::query("DELETE FROM api_tokens WHERE user_id = $1 AND note = $2 AND client_id = $3")
-        .bind(user_id)
-        .bind(note)
-        .bind(API_CLIENT_ID)
-        .execute(&db.pool)
-        .await?;
+    let authz = db.authz_write();
+    let done =
+        sqlx::query("DELETE FROM api_tokens WHERE user_id = $1 AND note = $2 AND client_id = $3")
+            .bind(user_id)
+            .bind(note)
+            .bind(API_CLIENT_ID)
+            .execute(&db.pool)
+            .await?;
+    // A first spawn has no old token to revoke: the other users' cached identities stay.
+    if done.rows_affected() == 0 {
+        authz.unchanged();
+    }
     Ok(())
 }
 

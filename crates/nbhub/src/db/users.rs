@@ -1,5 +1,7 @@
 //! Users, their group and role memberships, and native-authenticator passwords.
 
+use std::collections::{BTreeSet, HashMap};
+
 use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -218,6 +220,60 @@ pub async fn group_names(db: &Db, user_id: i64) -> Result<Vec<String>, SqlError>
     .fetch_all(&db.pool)
     .await?;
     rows.iter().map(|r| r.try_get("name")).collect()
+}
+
+/// What users belong to: their groups, and the names of the roles assigned to them directly or
+/// through one of their groups (the implicit `user`/`admin` roles are not here).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Membership {
+    pub groups: Vec<String>,
+    pub roles: BTreeSet<String>,
+}
+
+/// The memberships of many users in two queries (a page of the user list costs what one user does).
+pub async fn memberships(db: &Db, user_ids: &[i64]) -> Result<HashMap<i64, Membership>, SqlError> {
+    let mut out: HashMap<i64, Membership> = user_ids
+        .iter()
+        .map(|id| (*id, Membership::default()))
+        .collect();
+    // Well below SQLite's limit on bound parameters, twice over for the roles' UNION.
+    for ids in user_ids.chunks(400) {
+        let sql = format!(
+            "SELECT ug.user_id, g.name FROM user_groups ug JOIN groups g ON g.id = ug.group_id \
+             WHERE ug.user_id IN ({}) ORDER BY g.name",
+            placeholders(0, ids.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        for row in q.fetch_all(&db.pool).await? {
+            let user_id: i64 = row.try_get("user_id")?;
+            if let Some(m) = out.get_mut(&user_id) {
+                m.groups.push(row.try_get("name")?);
+            }
+        }
+        let sql = format!(
+            "SELECT ur.user_id, r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
+             WHERE ur.user_id IN ({}) \
+             UNION SELECT ug.user_id, r.name FROM user_groups ug \
+             JOIN group_roles gr ON gr.group_id = ug.group_id JOIN roles r ON r.id = gr.role_id \
+             WHERE ug.user_id IN ({})",
+            placeholders(0, ids.len()),
+            placeholders(ids.len(), ids.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in ids.iter().chain(ids) {
+            q = q.bind(*id);
+        }
+        for row in q.fetch_all(&db.pool).await? {
+            let user_id: i64 = row.try_get("user_id")?;
+            if let Some(m) = out.get_mut(&user_id) {
+                m.roles.insert(row.try_get("name")?);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Roles assigned in the database (config or PATCH); the implicit `user`/`admin` roles are not here.

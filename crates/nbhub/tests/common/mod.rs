@@ -5,6 +5,7 @@
 pub mod hubproc;
 pub mod kernel;
 pub mod pagekit;
+pub mod prometheus;
 
 use std::path::PathBuf;
 use std::time::Duration;
