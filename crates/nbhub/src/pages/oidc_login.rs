@@ -254,7 +254,11 @@ fn decide(
     if auth.blocked_users.contains(name) {
         return Err(format!("{name} may not sign in to this hub."));
     }
-    let member_of = |list: &[String]| who.groups.iter().any(|g| list.contains(g));
+    // The provider's groups lost a leading '/' (Keycloak's full paths); so do the configured.
+    let member_of = |list: &[String]| {
+        list.iter()
+            .any(|want| who.groups.iter().any(|g| g == want.trim_start_matches('/')))
+    };
     let admin_user = auth.admin_users.contains(name);
     let admin_by_group = member_of(&auth.admin_groups);
     let allowed = auth.allow_all
@@ -356,6 +360,11 @@ mod tests {
         assert_eq!(decide(&a, &who("dave", &[]), true), Ok(Some(false)));
         a.blocked_users = vec!["alice".into()];
         assert!(decide(&a, &who("alice", &["hpc"]), true).is_err());
+        a.allowed_groups = vec!["/hpc".into()];
+        assert!(
+            decide(&a, &who("bob", &["hpc"]), false).is_ok(),
+            "Keycloak's full path"
+        );
         a.admin_groups.clear();
         assert_eq!(decide(&a, &who("dave", &[]), true), Ok(None));
     }
