@@ -423,6 +423,25 @@ async fn sign_in_through_a_real_openid_provider() {
     assert!(user(&hub, "erin").await.is_none(), "no user made for erin");
 }
 
+/// A provider that has never answered (discovery impossible): a clear 503 page, no redirect.
+#[tokio::test]
+async fn a_provider_that_never_answered_gives_a_clear_page() {
+    let issuer = format!("http://127.0.0.1:{}", free_port());
+    let hub = sqlite_hub(|c| signs_in_at(c, &issuer)).await;
+    let resp = browser()
+        .get(hub.hub("/oauth_login"))
+        .send()
+        .await
+        .expect("start");
+    assert_eq!(resp.status(), 503);
+    let html = resp.text().await.expect("page");
+    assert!(
+        html.contains("could not be reached") && html.contains("discovery"),
+        "{html}"
+    );
+    assert!(html.contains("Try again"), "{html}");
+}
+
 #[tokio::test]
 async fn forged_id_tokens_are_refused() {
     let Some((_node, oidc_dir)) = require_node_and_provider() else {
@@ -445,11 +464,12 @@ async fn forged_id_tokens_are_refused() {
     let hub = sqlite_hub(|c| {
         signs_in_at(c, &issuer);
         c.authenticator.allow_all = true;
+        c.authenticator.auto_login = true;
     })
     .await;
     let http = common::client();
-    let attempt = |mode: &'static str| {
-        let (http, hub, issuer) = (http.clone(), &hub, issuer.clone());
+    let attempt_from = |mode: &'static str, start: String| {
+        let (http, issuer) = (http.clone(), issuer.clone());
         async move {
             let resp = http
                 .post(format!("{issuer}/mode"))
@@ -459,18 +479,34 @@ async fn forged_id_tokens_are_refused() {
                 .expect("set mode");
             assert_eq!(resp.status(), 204);
             let b = browser();
-            let resp = b.get(hub.hub("/oauth_login")).send().await.expect("start");
+            let resp = b.get(&start).send().await.expect("start");
             let to_issuer = location(&resp).expect("to the issuer");
             let resp = b.get(&to_issuer).send().await.expect("authorize");
             let back = location(&resp).expect("back to the hub");
             callback(&b, &back).await
         }
     };
-    // The rogue issuer's well-formed token is accepted: the cases below fail for their fault.
-    let (status, loc, html) = attempt("good").await;
+    let attempt = |mode: &'static str| attempt_from(mode, hub.hub("/oauth_login"));
+    // auto_login: the login page sends the browser on to the provider at once, keeping `next`.
+    let resp = http
+        .get(hub.hub("/login?next=%2Fhub%2Ftoken"))
+        .send()
+        .await
+        .expect("login page");
+    assert_eq!(resp.status(), 302);
+    let start = location(&resp).expect("to oauth_login");
+    assert_eq!(start, hub.hub("/oauth_login?next=%2Fhub%2Ftoken"));
+    // The rogue issuer's well-formed token is accepted (so the cases below fail for their
+    // fault alone), and the sign-in ends at `next`.
+    let (status, loc, html) = attempt_from("good", start).await;
+    assert_eq!(status, 302, "{html}");
+    assert_eq!(loc.as_deref(), Some(hub.hub("/token").as_str()));
+    assert!(user(&hub, "frank").await.is_some());
+    // A `next` to another site is not followed: home instead.
+    let evil = hub.hub("/oauth_login?next=https%3A%2F%2Fevil.example%2Fsteal");
+    let (status, loc, html) = attempt_from("good", evil).await;
     assert_eq!(status, 302, "{html}");
     assert_eq!(loc.as_deref(), Some(hub.hub("/home").as_str()));
-    assert!(user(&hub, "frank").await.is_some());
     for (mode, expect) in [
         ("other-key", "signature does not match"),
         ("unknown-kid", "a key the provider does not publish"),

@@ -634,6 +634,32 @@ mod tests {
         assert_eq!(PendingLogin::decode("not base64 json"), None);
     }
 
+    #[tokio::test]
+    async fn the_secret_file_is_read_at_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("missing");
+        let config = AuthenticatorConfig {
+            client_secret_file: missing.clone(),
+            ..Default::default()
+        };
+        let err = OidcClient::new(&config).startup_check().await.unwrap_err();
+        assert!(
+            err.contains("client_secret_file") && err.contains(&missing.display().to_string()),
+            "{err}"
+        );
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "s3cret\n").expect("write");
+        let client = OidcClient::new(&AuthenticatorConfig {
+            client_secret_file: file,
+            ..Default::default()
+        });
+        assert_eq!(
+            client.secret.as_deref(),
+            Ok("s3cret"),
+            "trailing newline dropped"
+        );
+    }
+
     #[test]
     fn claims_by_dotted_path() {
         let c = serde_json::json!({"a": {"b": ["x"]}, "c.d": 1, "name": "Alice"});
