@@ -15,6 +15,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::hubproc::{self, require_proxy_binary, HubProc, Options};
 use common::{call, sqlite_hub, TestHub, ADMIN_TOKEN};
 use nbhub::config::{AuthenticatorKind, Config};
 use nbhub_testkit::{free_port, missing_part, ChildGuard};
@@ -180,12 +181,46 @@ fn signs_in_at(c: &mut Config, issuer: &str) {
     c.hub.redirect_to_server = false;
 }
 
+/// The real provider on `port`, for one client with these redirect URIs; killed on drop.
+async fn start_provider(
+    scripts: &Path,
+    oidc_dir: &Path,
+    port: u16,
+    redirect_uri: String,
+    post_logout_uri: String,
+) -> ChildGuard {
+    let provider = start_node(
+        "oidc-provider",
+        PROVIDER_JS,
+        scripts,
+        oidc_dir,
+        port,
+        &[
+            ("REDIRECT_URI", redirect_uri),
+            ("POST_LOGOUT_URI", post_logout_uri),
+        ],
+    );
+    provider
+        .wait_for_line(|l| l.contains("listening on"), Duration::from_secs(30))
+        .await;
+    provider
+}
+
 /// A browser that keeps cookies and does not follow redirects, so each step can be checked.
 fn browser() -> reqwest::Client {
+    browser_with(Arc::new(reqwest::cookie::Jar::default()), false)
+}
+
+fn browser_with(jar: Arc<reqwest::cookie::Jar>, follow_redirects: bool) -> reqwest::Client {
+    let policy = if follow_redirects {
+        reqwest::redirect::Policy::limited(20)
+    } else {
+        reqwest::redirect::Policy::none()
+    };
     reqwest::Client::builder()
-        .cookie_provider(Arc::new(reqwest::cookie::Jar::default()))
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
+        .cookie_provider(jar)
+        .redirect(policy)
+        .timeout(Duration::from_secs(60))
         .build()
         .expect("client")
 }
@@ -199,8 +234,17 @@ fn location(resp: &reqwest::Response) -> Option<String> {
 /// `login`, then its consent form) up to the redirect back to the hub's callback, which is
 /// returned without being followed.
 async fn through_provider(b: &reqwest::Client, hub: &TestHub, login: &str) -> String {
-    let callback = hub.hub("/oauth_callback");
-    let mut url = hub.hub("/oauth_login");
+    let (start, callback) = (hub.hub("/oauth_login"), hub.hub("/oauth_callback"));
+    through_provider_from(b, start, &callback, login).await
+}
+
+async fn through_provider_from(
+    b: &reqwest::Client,
+    start: String,
+    callback: &str,
+    login: &str,
+) -> String {
+    let mut url = start;
     let mut form: Option<Vec<(&str, String)>> = None;
     for _ in 0..20 {
         let req = match form.take() {
@@ -209,7 +253,7 @@ async fn through_provider(b: &reqwest::Client, hub: &TestHub, login: &str) -> St
         };
         let resp = req.send().await.expect("request");
         if let Some(next) = location(&resp) {
-            if next.starts_with(&callback) {
+            if next.starts_with(callback) {
                 return next;
             }
             url = next;
@@ -307,20 +351,14 @@ async fn sign_in_through_a_real_openid_provider() {
     })
     .await;
     let scripts = tempfile::tempdir().expect("tempdir");
-    let mut provider = start_node(
-        "oidc-provider",
-        PROVIDER_JS,
+    let mut provider = start_provider(
         scripts.path(),
         &oidc_dir,
         port,
-        &[
-            ("REDIRECT_URI", hub.hub("/oauth_callback")),
-            ("POST_LOGOUT_URI", hub.hub("/login")),
-        ],
-    );
-    provider
-        .wait_for_line(|l| l.contains("listening on"), Duration::from_secs(30))
-        .await;
+        hub.hub("/oauth_callback"),
+        hub.hub("/login"),
+    )
+    .await;
 
     // The login page offers the provider's button instead of the password form; the form
     // itself is refused.
@@ -528,4 +566,67 @@ async fn forged_id_tokens_are_refused() {
     let (status, _, html) = attempt("rotate").await;
     assert_eq!(status, 302, "{html}");
     assert!(user(&hub, "grace").await.is_some());
+}
+
+/// The whole way, through the proxy and the `nbhub` binary: alice signs in at the provider,
+/// starts her server and reaches JupyterLab (the server's own OAuth login rides on the hub
+/// session the provider sign-in made).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_provider_sign_in_jupyterlab_opens() {
+    let Some((_node, oidc_dir)) = require_node_and_provider() else {
+        return;
+    };
+    let Some(venv) = nbhub_testkit::require_venv() else {
+        return;
+    };
+    let Some(proxy) = require_proxy_binary() else {
+        return;
+    };
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let mut hub = HubProc::new(
+        venv,
+        &proxy,
+        Options {
+            extra_toml: "redirect_to_server = false".into(),
+            authenticator: format!(
+                "kind = \"generic-oauth\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\nissuer = \"{issuer}\"\n"
+            ),
+            ..Options::default()
+        },
+    );
+    let scripts = tempfile::tempdir().expect("tempdir");
+    let _provider = start_provider(
+        scripts.path(),
+        &oidc_dir,
+        port,
+        hub.public_url("/hub/oauth_callback"),
+        hub.public_url("/hub/login"),
+    )
+    .await;
+    hub.start().await;
+
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let b = browser_with(jar.clone(), false);
+    let back = through_provider_from(
+        &b,
+        hub.public_url("/hub/oauth_login"),
+        &hub.public_url("/hub/oauth_callback"),
+        "alice",
+    )
+    .await;
+    let (status, loc, html) = callback(&b, &back).await;
+    assert_eq!(status, 302, "{html}\n{}", hub.log());
+    assert_eq!(loc.as_deref(), Some(hub.public_url("/hub/home").as_str()));
+
+    let (status, body) = hubproc::admin(&hub, Method::POST, "/users/alice/server", None).await;
+    assert_eq!(status, 201, "{body}\n{}", hub.log());
+    let resp = browser_with(jar, true)
+        .get(hub.public_url("/user/alice/lab"))
+        .send()
+        .await
+        .expect("lab");
+    assert_eq!(resp.status(), 200, "{}", hub.log());
+    assert_eq!(resp.url().path(), "/user/alice/lab");
+    assert!(resp.text().await.expect("html").contains("JupyterLab"));
 }
