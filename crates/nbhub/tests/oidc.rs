@@ -19,6 +19,7 @@ use common::hubproc::{self, require_proxy_binary, HubProc, Options};
 use common::{call, sqlite_hub, TestHub, ADMIN_TOKEN};
 use nbhub::config::{AuthenticatorKind, Config};
 use nbhub_testkit::{free_port, missing_part, ChildGuard};
+use reqwest::cookie::CookieStore;
 use reqwest::Method;
 
 const CLIENT_ID: &str = "nbhub-test";
@@ -362,7 +363,8 @@ async fn sign_in_through_a_real_openid_provider() {
 
     // The login page offers the provider's button instead of the password form; the form
     // itself is refused.
-    let b = browser();
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let b = browser_with(jar.clone(), false);
     let resp = b.get(hub.hub("/login")).send().await.expect("login page");
     let html = resp.text().await.expect("html");
     assert!(html.contains("Sign in with Example IdP"), "{html}");
@@ -382,6 +384,10 @@ async fn sign_in_through_a_real_openid_provider() {
 
     // alice: through the provider's login and consent pages, back to the hub's home page.
     let back = through_provider(&b, &hub, "alice").await;
+    let state_cookie = jar
+        .cookies(&back.parse().expect("url"))
+        .and_then(|h| h.to_str().ok().map(str::to_string))
+        .expect("the sign-in's state cookie");
     let (status, loc, html) = callback(&b, &back).await;
     assert_eq!(status, 302, "{html}");
     assert_eq!(loc.as_deref(), Some(hub.hub("/home").as_str()));
@@ -394,6 +400,15 @@ async fn sign_in_through_a_real_openid_provider() {
     // The same callback again (a replay): refused, nothing changes.
     let (status, _, html) = callback(&b, &back).await;
     assert_refused(status, &html, "not started in this browser");
+    // Even with the state cookie kept (captured), a state is accepted only once.
+    let resp = common::client()
+        .get(&back)
+        .header("cookie", &state_cookie)
+        .send()
+        .await
+        .expect("replay");
+    let status = resp.status().as_u16();
+    assert_refused(status, &resp.text().await.expect("page"), "already used");
 
     // carol: admin through admin_groups.
     let carol_browser = browser();

@@ -143,7 +143,20 @@ async fn oauth_callback(
     }
     // Whatever happens, this sign-in's state is used up.
     let clear_state = session::clear_cookie(STATE_COOKIE, &callback_path(&state));
-    let response = match callback(&state, &headers, &uri).await? {
+    let began = std::time::Instant::now();
+    let verdict = callback(&state, &headers, &uri).await?;
+    let outcome = if verdict.is_ok() {
+        "success"
+    } else {
+        "failure"
+    };
+    // jupyterhub_login_duration_seconds counts provider sign-ins too, by outcome.
+    state
+        .supervisor
+        .metrics
+        .login_duration
+        .observe(&[outcome], began.elapsed());
+    let response = match verdict {
         Ok(response) => response,
         Err(e) => failure(&state, &headers, e),
     };
@@ -194,7 +207,6 @@ async fn callback(
     if !oidc.consume_state(&pending.state) {
         return refused("This sign-in was already used (a replayed link).");
     }
-    let began = std::time::Instant::now();
     let signed_in = match oidc
         .finish(&pending, &code, &callback_url(state, headers))
         .await
@@ -214,11 +226,6 @@ async fn callback(
     };
     // Every check passed: now the user is made or updated.
     let user = upsert_user(state, &signed_in, admin).await?;
-    state
-        .supervisor
-        .metrics
-        .login_duration
-        .observe(&["success"], began.elapsed());
     tracing::info!(user = %user.name, groups = ?signed_in.groups, "user signed in through the identity provider");
     let target = pending
         .next
