@@ -276,16 +276,10 @@ async fn login_submit(
     }
     let began = std::time::Instant::now();
     let verdict = authenticate(&state, &name, &form.password).await?;
-    let status = if verdict.is_ok() {
-        "success"
-    } else {
-        "failure"
-    };
     state
         .supervisor
         .metrics
-        .login_duration
-        .observe(&[status], began.elapsed());
+        .observe_login(verdict.is_ok(), began.elapsed());
     match verdict {
         Ok(()) => {}
         Err(denied) => {

@@ -145,17 +145,10 @@ async fn oauth_callback(
     let clear_state = session::clear_cookie(STATE_COOKIE, &callback_path(&state));
     let began = std::time::Instant::now();
     let verdict = callback(&state, &headers, &uri).await?;
-    let outcome = if verdict.is_ok() {
-        "success"
-    } else {
-        "failure"
-    };
-    // jupyterhub_login_duration_seconds counts provider sign-ins too, by outcome.
     state
         .supervisor
         .metrics
-        .login_duration
-        .observe(&[outcome], began.elapsed());
+        .observe_login(verdict.is_ok(), began.elapsed());
     let response = match verdict {
         Ok(response) => response,
         Err(e) => failure(&state, &headers, e),
