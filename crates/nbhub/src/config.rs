@@ -154,6 +154,8 @@ pub struct AuthenticatorConfig {
     pub admin_groups: Vec<String>,
     /// Where the groups are in the claims (a dotted path).
     pub claim_groups_key: String,
+    /// OAuthenticator 16's newer spelling: `oauth_user.<path>`; wins over claim_groups_key.
+    pub auth_state_groups_key: String,
     /// The hub's groups of a user follow the provider's at each sign-in.
     pub manage_groups: bool,
     pub allow_existing_users: bool,
@@ -163,6 +165,18 @@ pub struct AuthenticatorConfig {
     pub logout_redirect_url: String,
     /// Skip the login page: go straight to the provider.
     pub auto_login: bool,
+}
+
+impl AuthenticatorConfig {
+    /// generic-oauth: where the groups are in the claims, from either groups key.
+    pub fn groups_claim_path(&self) -> Option<&str> {
+        if self.auth_state_groups_key.is_empty() {
+            return Some(&self.claim_groups_key);
+        }
+        self.auth_state_groups_key
+            .strip_prefix("oauth_user.")
+            .filter(|p| !p.is_empty())
+    }
 }
 
 impl Default for AuthenticatorConfig {
@@ -193,6 +207,7 @@ impl Default for AuthenticatorConfig {
             allowed_groups: Vec::new(),
             admin_groups: Vec::new(),
             claim_groups_key: "groups".into(),
+            auth_state_groups_key: String::new(),
             manage_groups: false,
             allow_existing_users: false,
             basic_auth: true,
@@ -667,6 +682,12 @@ impl Config {
                 "without an issuer the ID token cannot be verified, so the user's claims come from userdata_url: set it (or set issuer)",
             );
         }
+        if !a.auth_state_groups_key.is_empty() && a.groups_claim_path().is_none() {
+            return err(
+                "auth_state_groups_key",
+                "only \"oauth_user.<claim path>\" is understood (the provider's userinfo and ID token claims)",
+            );
+        }
         if a.username_claim.is_empty() {
             return err(
                 "username_claim",
@@ -798,6 +819,9 @@ allowed_groups = []
 admin_groups = []
 # Where the groups are in the ID token or userinfo claims (a dotted path).
 claim_groups_key = "{claim_groups_key}"
+# Or OAuthenticator 16's spelling, "oauth_user.groups" (oauth_user = the userinfo claims);
+# wins over claim_groups_key when set.
+auth_state_groups_key = ""
 # Make the hub's groups of a user follow the provider's groups at each sign-in.
 manage_groups = false
 # Let users already in the hub's database sign in even if no allow rule names them.
@@ -1023,6 +1047,17 @@ mod tests {
         .expect("issuer alone is enough");
         assert_eq!(c.authenticator.kind, AuthenticatorKind::GenericOauth);
         assert_eq!(c.authenticator.scope, ["openid", "profile", "email"]);
+        let c = load(&format!(
+            "{base}issuer = \"https://idp.example\"\nauth_state_groups_key = \"oauth_user.realm.groups\"\n"
+        ))
+        .expect("OAuthenticator 16's groups key");
+        assert_eq!(c.authenticator.groups_claim_path(), Some("realm.groups"));
+        let err = load(&format!(
+            "{base}issuer = \"https://idp.example\"\nauth_state_groups_key = \"access_token.groups\"\n"
+        ))
+        .unwrap_err()
+        .0;
+        assert!(err.contains("authenticator.auth_state_groups_key"), "{err}");
         load(&format!(
             "{base}authorize_url = \"https://idp.example/auth\"\ntoken_url = \"https://idp.example/token\"\nuserdata_url = \"https://idp.example/me\"\n"
         ))

@@ -605,7 +605,8 @@ async fn after_the_provider_sign_in_jupyterlab_opens() {
         Options {
             extra_toml: "redirect_to_server = false".into(),
             authenticator: format!(
-                "kind = \"generic-oauth\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\nissuer = \"{issuer}\"\n"
+                "kind = \"generic-oauth\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\nissuer = \"{issuer}\"\n\
+                 manage_groups = true\nauth_state_groups_key = \"oauth_user.groups\"\n"
             ),
             ..Options::default()
         },
@@ -633,6 +634,11 @@ async fn after_the_provider_sign_in_jupyterlab_opens() {
     let (status, loc, html) = callback(&b, &back).await;
     assert_eq!(status, 302, "{html}\n{}", hub.log());
     assert_eq!(loc.as_deref(), Some(hub.public_url("/hub/home").as_str()));
+
+    // OAuthenticator 16's groups key works as claim_groups_key does.
+    let (_, body) = hubproc::admin(&hub, Method::GET, "/users/alice", None).await;
+    let alice: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(group_names(&alice), ["hpc", "students"], "{body}");
 
     let (status, body) = hubproc::admin(&hub, Method::POST, "/users/alice/server", None).await;
     assert_eq!(status, 201, "{body}\n{}", hub.log());

@@ -384,7 +384,8 @@ impl OidcClient {
                 "user", &raw_name,
             )));
         }
-        let groups = match claim_at(&claims, &self.config.claim_groups_key) {
+        let groups_path = self.config.groups_claim_path().unwrap_or("groups");
+        let groups = match claim_at(&claims, groups_path) {
             Some(Value::Array(items)) => items
                 .iter()
                 .filter_map(Value::as_str)
