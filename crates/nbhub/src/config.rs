@@ -138,7 +138,7 @@ pub struct AuthenticatorConfig {
     pub client_secret: String,
     /// A file holding the client secret (kept out of the config file); wins over client_secret.
     pub client_secret_file: PathBuf,
-    /// "" = `<bind_url><base_url>hub/oauth_callback`.
+    /// "" = the origin the browser uses + `<base_url>hub/oauth_callback`.
     pub oauth_callback_url: String,
     /// The provider's issuer; the endpoints below default from its discovery document.
     pub issuer: String,
@@ -773,7 +773,8 @@ template_vars = {{}}
 
 [authenticator]
 # dummy (a shared password: demos and tests only) | native (accounts in the hub's database) |
-# pam (the machine's Unix accounts; the hub must run as root or be able to read /etc/shadow).
+# pam (the machine's Unix accounts; the hub must run as root or be able to read /etc/shadow) |
+# generic-oauth (an OpenID Connect identity provider; keys below).
 kind = "{kind}"
 # dummy: the shared password; "" accepts any password.
 password = "{password}"
@@ -801,7 +802,8 @@ client_id = ""
 client_secret = ""
 # A file holding the client secret instead (wins over client_secret).
 client_secret_file = ""
-# Where the provider sends the browser back; "" = <bind_url><base_url>hub/oauth_callback.
+# Where the provider sends the browser back; "" = the URL the browser uses, with
+# <base_url>hub/oauth_callback (behind a proxy: its X-Forwarded-Proto/-Host).
 oauth_callback_url = ""
 # The provider's issuer URL; the three URLs below then come from its
 # /.well-known/openid-configuration. Or leave it "" and give the three URLs.

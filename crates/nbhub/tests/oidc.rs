@@ -232,8 +232,8 @@ fn location(resp: &reqwest::Response) -> Option<String> {
 }
 
 /// Starts a sign-in at the hub and follows it through the provider (its login form with
-/// `login`, then its consent form) up to the redirect back to the hub's callback, which is
-/// returned without being followed.
+/// `login`, then its consent form; an empty `login` cancels instead) up to the redirect back
+/// to the hub's callback, which is returned without being followed.
 async fn through_provider(b: &reqwest::Client, hub: &TestHub, login: &str) -> String {
     let (start, callback) = (hub.hub("/oauth_login"), hub.hub("/oauth_callback"));
     through_provider_from(b, start, &callback, login).await
@@ -264,6 +264,16 @@ async fn through_provider_from(
         let status = resp.status();
         let html = resp.text().await.expect("page");
         assert_eq!(status, 200, "{page_url}: {html}");
+        if login.is_empty() {
+            // Cancel at the provider: its "[ Cancel ]" link.
+            let cancel = html
+                .split("\">[ Cancel ]")
+                .next()
+                .and_then(|before| before.rsplit("href=\"").next())
+                .unwrap_or_else(|| panic!("no cancel link at {page_url}: {html}"));
+            url = page_url.join(cancel).expect("cancel link").to_string();
+            continue;
+        }
         let action = html
             .split("action=\"")
             .nth(1)
@@ -425,6 +435,13 @@ async fn sign_in_through_a_real_openid_provider() {
     let (status, _, html) = callback(&dave_browser, &back).await;
     assert_refused(status, &html, "dave is not allowed to use this hub");
     assert!(user(&hub, "dave").await.is_none(), "no user made for dave");
+
+    // erin cancels at the provider: its refusal, on a clear page, and no user.
+    let erin_browser = browser();
+    let back = through_provider(&erin_browser, &hub, "").await;
+    let (status, _, html) = callback(&erin_browser, &back).await;
+    assert_refused(status, &html, "did not sign you in (access_denied");
+    assert!(user(&hub, "erin").await.is_none(), "no user made for erin");
 
     // A forged state (erin's real code, another state): refused, no user.
     let erin_browser = browser();

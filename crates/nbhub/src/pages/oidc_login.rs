@@ -166,14 +166,6 @@ async fn callback(
     };
     let refused = |m: &str| Ok(Err(SignInError::Refused(m.to_string())));
     let query = uri.query();
-    if let Some(error) = query_param(query, "error") {
-        let detail = query_param(query, "error_description")
-            .map(|d| format!(": {d}"))
-            .unwrap_or_default();
-        return refused(&format!(
-            "The identity provider did not sign you in ({error}{detail})."
-        ));
-    }
     let pending = session::get_cookie(headers, STATE_COOKIE)
         .and_then(|raw| {
             session::verify(
@@ -193,6 +185,17 @@ async fn callback(
     let given_state = query_param(query, "state").unwrap_or_default();
     if !db::tokens::constant_time_eq(given_state.as_bytes(), pending.state.as_bytes()) {
         return refused("The sign-in's state does not match the one this browser started (a forged or stale link).");
+    }
+    // The provider's own refusal (e.g. access_denied), shown once the state proved it is
+    // the answer to this browser's sign-in; cut short, it is text from a URL.
+    if let Some(error) = query_param(query, "error") {
+        let detail = query_param(query, "error_description")
+            .map(|d| format!(": {d}"))
+            .unwrap_or_default();
+        let said: String = format!("{error}{detail}").chars().take(300).collect();
+        return refused(&format!(
+            "The identity provider did not sign you in ({said})."
+        ));
     }
     let Some(code) = query_param(query, "code").filter(|c| !c.is_empty() && c.len() <= 4096) else {
         return refused("The identity provider sent no authorization code.");
