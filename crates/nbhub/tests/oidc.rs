@@ -58,7 +58,7 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
 provider.listen(port, '127.0.0.1', () => console.log(`oidc-provider listening on ${port}`));
 "#;
 
-/// An issuer that answers like a provider but signs what the test asks for: `POST /mode` with
+/// An issuer that answers like a provider but signs (or leaves out) what the test asks for: `POST /mode` with
 /// the next token's fault, then the usual authorize → token dance (no login page).
 const ROGUE_JS: &str = r#"
 import http from 'node:http';
@@ -113,11 +113,12 @@ http.createServer(async (req, res) => {
       .setIssuer(m === 'wrong-iss' ? 'http://elsewhere.example' : issuer)
       .setSubject(`sub-${m}`)
       .setAudience(m === 'wrong-aud' ? 'another-client' : process.env.CLIENT_ID)
-      .setIssuedAt(m === 'expired' ? now - 7200 : now)
-      .setExpirationTime(m === 'expired' ? now - 3600 : now + 300);
+      .setIssuedAt(m === 'expired' ? now - 7200 : m === 'future-iat' ? now + 3600 : now)
+      .setExpirationTime(m === 'expired' ? now - 3600 : now + 7200);
     const key = m === 'other-key' ? other.privateKey
       : m === 'hs256' ? new TextEncoder().encode(process.env.CLIENT_SECRET)
       : m === 'rotate' ? rotated.privateKey : published.privateKey;
+    if (m === 'no-id-token') return json(res, 200, { access_token: 'at', token_type: 'Bearer' });
     return json(res, 200, { access_token: 'at', token_type: 'Bearer', id_token: await signer.sign(key) });
   }
   res.writeHead(404); res.end();
@@ -585,6 +586,8 @@ async fn forged_id_tokens_are_refused() {
         ("wrong-nonce", "nonce"),
         ("wrong-iss", "not issued by"),
         ("hs256", "public keys are accepted"),
+        ("future-iat", "issued in the future"),
+        ("no-id-token", "sent no ID token"),
     ] {
         let (status, _, html) = attempt(mode).await;
         assert_refused(status, &html, expect);

@@ -326,8 +326,15 @@ impl OidcClient {
         let tokens = self.exchange_code(&e, pending, code, redirect_uri).await?;
         let mut claims = serde_json::Map::new();
         let mut subject = None;
-        let id_token = match (&tokens.id_token, e.jwks_uri.as_deref()) {
-            (Some(raw), Some(jwks_uri)) => {
+        let oidc = !e.issuer.is_empty();
+        let id_token = match &tokens.id_token {
+            Some(raw) if oidc => {
+                let jwks_uri = e.jwks_uri.as_deref().ok_or_else(|| {
+                    SignInError::ProviderUnavailable(
+                        "The identity provider's discovery document names no jwks_uri, so its ID tokens cannot be checked."
+                            .into(),
+                    )
+                })?;
                 let verified = self.verify_id_token(&e, jwks_uri, raw, pending).await?;
                 subject = verified
                     .get("sub")
@@ -336,15 +343,14 @@ impl OidcClient {
                 claims.extend(verified);
                 Some(raw.clone())
             }
-            (None, _)
-                if self.config.scope.iter().any(|s| s == "openid") && !e.issuer.is_empty() =>
-            {
+            None if oidc && self.config.scope.iter().any(|s| s == "openid") => {
                 return Err(SignInError::Refused(
                     "The identity provider sent no ID token although the scope asked for openid."
                         .into(),
                 ))
             }
-            // Plain OAuth 2 (no issuer configured): the claims come from userdata_url alone.
+            // Plain OAuth 2 (no issuer, so no keys to check an ID token with): the claims come
+            // from userdata_url alone.
             _ => None,
         };
         if let Some(userinfo) = &e.userinfo {
@@ -517,8 +523,8 @@ impl OidcClient {
         })?;
         let claims = data.claims;
         let now = jsonwebtoken::get_current_timestamp();
-        match claims.get("iat").and_then(Value::as_u64) {
-            Some(iat) if iat <= now + CLOCK_SKEW_SECS => {}
+        match claims.get("iat").and_then(Value::as_f64) {
+            Some(iat) if iat <= (now + CLOCK_SKEW_SECS) as f64 => {}
             _ => return Err(bad("it claims to be issued in the future".into())),
         }
         let nonce = claims.get("nonce").and_then(Value::as_str).unwrap_or("");
