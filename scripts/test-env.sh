@@ -8,6 +8,7 @@
 #     only when the requirements (or the Python) changed since the last successful install;
 #   * a throw-away PostgreSQL cluster (scripts/postgres.sh start);
 #   * JupyterHub's OpenAPI spec, from the jupyterhub sdist on PyPI (cached in .nbhub-test/);
+#   * oidc-provider from npm (a real OpenID Connect provider for the generic-oauth tests);
 #   * the web pages' npm packages (crates/nbhub/static, from its package-lock.json), which the
 #     nbhub build embeds, and Chromium + chromedriver for the page tests (skip: --no-browser).
 #   * as root, the Slurm dev cluster (scripts/slurm-dev-cluster start; exports SLURM_CONF), and
@@ -18,7 +19,7 @@
 #   scripts/test-env.sh [--no-postgres] [--no-browser] [--no-accounting]
 #   eval "$(scripts/test-env.sh)"          # or: scripts/test-env.sh && . .nbhub-test/env
 #
-# Progress goes to stderr. stdout carries only `export` lines (NBHUB_VENV, NBHUB_CHP,
+# Progress goes to stderr. stdout carries only `export` lines (NBHUB_VENV, NBHUB_CHP, NBHUB_OIDC_PROVIDER_DIR,
 # NBHUB_JUPYTERHUB_SPEC, NBHUB_TEST_DATABASE_URL), which are also written to
 # <repo>/.nbhub-test/env.
 # Environment: NBHUB_VENV (venv path), NBHUB_PYTHON (interpreter for a new venv; default
@@ -165,6 +166,20 @@ fi
 [[ -x $CHP ]] || die "$CHP missing after npm install"
 log "configurable-http-proxy: $CHP"
 
+# --- oidc-provider (a real OpenID Connect provider for the generic-oauth sign-in tests) -------
+OIDC_DIR=${NBHUB_OIDC_PROVIDER_DIR:-$STATE/oidc-provider}
+OIDC_VERSION=9.13.3
+if [[ ! -f $OIDC_DIR/node_modules/oidc-provider/package.json ]] ||
+    ! grep -q "\"version\": \"$OIDC_VERSION\"" "$OIDC_DIR/node_modules/oidc-provider/package.json"; then
+    command -v npm >/dev/null || apt_install nodejs npm
+    log "npm install oidc-provider@$OIDC_VERSION into $OIDC_DIR"
+    mkdir -p "$OIDC_DIR"
+    npm install --prefix "$OIDC_DIR" --no-audit --no-fund --loglevel=error "oidc-provider@$OIDC_VERSION" >&2 ||
+        die "npm install oidc-provider failed (is the npm registry reachable?)"
+fi
+[[ -f $OIDC_DIR/node_modules/oidc-provider/package.json ]] || die "oidc-provider missing in $OIDC_DIR after npm install"
+log "oidc-provider: $OIDC_DIR"
+
 # --- The web pages' assets (Bootstrap, Bootstrap Icons), embedded into nbhub by build.rs -------
 STATIC="$REPO/crates/nbhub/static"
 NPM_STAMP="$STATIC/node_modules/.nbhub-package-lock.sha256"
@@ -206,6 +221,7 @@ fi
 {
     printf 'export NBHUB_VENV=%q\n' "$VENV"
     printf 'export NBHUB_CHP=%q\n' "$CHP"
+    printf 'export NBHUB_OIDC_PROVIDER_DIR=%q\n' "$OIDC_DIR"
     printf 'export NBHUB_JUPYTERHUB_SPEC=%q\n' "$SPEC"
     if [[ -n $DB_URL ]]; then
         printf 'export NBHUB_TEST_DATABASE_URL=%q\n' "$DB_URL"

@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod native;
+pub mod oidc;
 pub mod pam;
 pub mod scopes;
 pub mod session;

@@ -133,6 +133,50 @@ pub struct AuthenticatorConfig {
     pub minimum_password_length: u32,
     /// Failed logins for one name before further attempts are slowed down.
     pub failed_login_threshold: u32,
+    // generic-oauth: OAuthenticator's GenericOAuthenticator keys, same names and meaning.
+    pub client_id: String,
+    pub client_secret: String,
+    /// A file holding the client secret (kept out of the config file); wins over client_secret.
+    pub client_secret_file: PathBuf,
+    /// "" = the origin the browser uses + `<base_url>hub/oauth_callback`.
+    pub oauth_callback_url: String,
+    /// The provider's issuer; the endpoints below default from its discovery document.
+    pub issuer: String,
+    pub authorize_url: String,
+    pub token_url: String,
+    pub userdata_url: String,
+    pub scope: Vec<String>,
+    /// The claim (a dotted path into the claims) whose value is the user name.
+    pub username_claim: String,
+    /// The login button's label: "Sign in with {login_service}".
+    pub login_service: String,
+    pub allowed_groups: Vec<String>,
+    pub admin_groups: Vec<String>,
+    /// Where the groups are in the claims (a dotted path).
+    pub claim_groups_key: String,
+    /// OAuthenticator 16's newer spelling: `oauth_user.<path>`; wins over claim_groups_key.
+    pub auth_state_groups_key: String,
+    /// The hub's groups of a user follow the provider's at each sign-in.
+    pub manage_groups: bool,
+    pub allow_existing_users: bool,
+    /// Sent to the provider's token endpoint with HTTP Basic auth (else in the form body).
+    pub basic_auth: bool,
+    /// After the hub's logout, send the browser here (the provider's end-session endpoint).
+    pub logout_redirect_url: String,
+    /// Skip the login page: go straight to the provider.
+    pub auto_login: bool,
+}
+
+impl AuthenticatorConfig {
+    /// generic-oauth: where the groups are in the claims, from either groups key.
+    pub fn groups_claim_path(&self) -> Option<&str> {
+        if self.auth_state_groups_key.is_empty() {
+            return Some(&self.claim_groups_key);
+        }
+        self.auth_state_groups_key
+            .strip_prefix("oauth_user.")
+            .filter(|p| !p.is_empty())
+    }
 }
 
 impl Default for AuthenticatorConfig {
@@ -149,6 +193,26 @@ impl Default for AuthenticatorConfig {
             open_signup: false,
             minimum_password_length: 8,
             failed_login_threshold: 3,
+            client_id: String::new(),
+            client_secret: String::new(),
+            client_secret_file: PathBuf::new(),
+            oauth_callback_url: String::new(),
+            issuer: String::new(),
+            authorize_url: String::new(),
+            token_url: String::new(),
+            userdata_url: String::new(),
+            scope: vec!["openid".into(), "profile".into(), "email".into()],
+            username_claim: "preferred_username".into(),
+            login_service: "OpenID Connect".into(),
+            allowed_groups: Vec::new(),
+            admin_groups: Vec::new(),
+            claim_groups_key: "groups".into(),
+            auth_state_groups_key: String::new(),
+            manage_groups: false,
+            allow_existing_users: false,
+            basic_auth: true,
+            logout_redirect_url: String::new(),
+            auto_login: false,
         }
     }
 }
@@ -159,6 +223,20 @@ pub enum AuthenticatorKind {
     Dummy,
     Native,
     Pam,
+    /// OpenID Connect / OAuth 2 sign-in through an identity provider (`auth/oidc.rs`).
+    #[serde(rename = "generic-oauth", alias = "oidc")]
+    GenericOauth,
+}
+
+impl AuthenticatorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthenticatorKind::Dummy => "dummy",
+            AuthenticatorKind::Native => "native",
+            AuthenticatorKind::Pam => "pam",
+            AuthenticatorKind::GenericOauth => "generic-oauth",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -486,6 +564,9 @@ impl Config {
         }
         self.spawner.validate().map_err(ConfigError)?;
         self.slurm.validate().map_err(ConfigError)?;
+        if self.authenticator.kind == AuthenticatorKind::GenericOauth {
+            self.validate_generic_oauth()?;
+        }
         if self.proxy.kind == ProxyKind::External && self.proxy.auth_token.is_empty() {
             return Err(ConfigError(
                 "key `proxy.auth_token`: an external proxy needs its CONFIGPROXY_AUTH_TOKEN here"
@@ -555,6 +636,63 @@ impl Config {
                     )));
                 }
             }
+        }
+        Ok(())
+    }
+
+    fn validate_generic_oauth(&self) -> Result<(), ConfigError> {
+        let a = &self.authenticator;
+        let err =
+            |key: &str, msg: &str| Err(ConfigError(format!("key `authenticator.{key}`: {msg}")));
+        if a.client_id.is_empty() {
+            return err(
+                "client_id",
+                "kind = \"generic-oauth\" needs the client id registered at the provider",
+            );
+        }
+        if a.client_secret.is_empty() && a.client_secret_file.as_os_str().is_empty() {
+            return err(
+                "client_secret",
+                "kind = \"generic-oauth\" needs client_secret or client_secret_file",
+            );
+        }
+        for (key, value) in [
+            ("issuer", &a.issuer),
+            ("authorize_url", &a.authorize_url),
+            ("token_url", &a.token_url),
+            ("userdata_url", &a.userdata_url),
+            ("oauth_callback_url", &a.oauth_callback_url),
+            ("logout_redirect_url", &a.logout_redirect_url),
+        ] {
+            if !value.is_empty() {
+                if let Err(e) = HttpUrl::parse(value) {
+                    return err(key, &e);
+                }
+            }
+        }
+        if a.issuer.is_empty() && (a.authorize_url.is_empty() || a.token_url.is_empty()) {
+            return err(
+                "issuer",
+                "kind = \"generic-oauth\" needs the provider's issuer (its endpoints are then discovered), or authorize_url and token_url (and userdata_url)",
+            );
+        }
+        if a.issuer.is_empty() && a.userdata_url.is_empty() {
+            return err(
+                "userdata_url",
+                "without an issuer the ID token cannot be verified, so the user's claims come from userdata_url: set it (or set issuer)",
+            );
+        }
+        if !a.auth_state_groups_key.is_empty() && a.groups_claim_path().is_none() {
+            return err(
+                "auth_state_groups_key",
+                "only \"oauth_user.<claim path>\" is understood (the provider's userinfo and ID token claims)",
+            );
+        }
+        if a.username_claim.is_empty() {
+            return err(
+                "username_claim",
+                "must name a claim, e.g. \"preferred_username\"",
+            );
         }
         Ok(())
     }
@@ -635,7 +773,8 @@ template_vars = {{}}
 
 [authenticator]
 # dummy (a shared password: demos and tests only) | native (accounts in the hub's database) |
-# pam (the machine's Unix accounts; the hub must run as root or be able to read /etc/shadow).
+# pam (the machine's Unix accounts; the hub must run as root or be able to read /etc/shadow) |
+# generic-oauth (an OpenID Connect identity provider; keys below).
 kind = "{kind}"
 # dummy: the shared password; "" accepts any password.
 password = "{password}"
@@ -657,6 +796,45 @@ open_signup = {open_signup}
 minimum_password_length = {minimum_password_length}
 # Failed logins for one name after which further attempts must wait, longer each time.
 failed_login_threshold = {failed_login_threshold}
+# generic-oauth (alias oidc): sign-in through an OpenID Connect provider, with the keys of
+# OAuthenticator's GenericOAuthenticator. The client registered at the provider:
+client_id = ""
+client_secret = ""
+# A file holding the client secret instead (wins over client_secret).
+client_secret_file = ""
+# Where the provider sends the browser back; "" = the URL the browser uses, with
+# <base_url>hub/oauth_callback (behind a proxy: its X-Forwarded-Proto/-Host).
+oauth_callback_url = ""
+# The provider's issuer URL; the three URLs below then come from its
+# /.well-known/openid-configuration. Or leave it "" and give the three URLs.
+issuer = ""
+authorize_url = ""
+token_url = ""
+userdata_url = ""
+scope = {scope}
+# The claim (a dotted path such as "attributes.uid") that is the hub user name.
+username_claim = "{username_claim}"
+# The label of the login button: "Sign in with …".
+login_service = "{login_service}"
+# Members of these provider groups may sign in; members of admin_groups are admins.
+allowed_groups = []
+admin_groups = []
+# Where the groups are in the ID token or userinfo claims (a dotted path).
+claim_groups_key = "{claim_groups_key}"
+# Or OAuthenticator 16's spelling, "oauth_user.groups" (oauth_user = the userinfo claims);
+# wins over claim_groups_key when set.
+auth_state_groups_key = ""
+# Make the hub's groups of a user follow the provider's groups at each sign-in.
+manage_groups = false
+# Let users already in the hub's database sign in even if no allow rule names them.
+allow_existing_users = false
+# Send the client secret with HTTP Basic auth (client_secret_basic); false: in the form body.
+basic_auth = {basic_auth}
+# After logout, send the browser here (the provider's end-session endpoint); id_token_hint and
+# client_id are added.
+logout_redirect_url = ""
+# Skip the login page and go straight to the provider.
+auto_login = false
 
 {spawner}
 {local}
@@ -707,11 +885,7 @@ cleanup = {px_cleanup}
         api_page_default_limit = h.api_page_default_limit,
         api_page_max_limit = h.api_page_max_limit,
         log_level = h.log_level.as_str(),
-        kind = match a.kind {
-            AuthenticatorKind::Dummy => "dummy",
-            AuthenticatorKind::Native => "native",
-            AuthenticatorKind::Pam => "pam",
-        },
+        kind = a.kind.as_str(),
         password = a.password,
         admin_users = list(&a.admin_users),
         allowed_users = list(&a.allowed_users),
@@ -722,6 +896,11 @@ cleanup = {px_cleanup}
         open_signup = a.open_signup,
         minimum_password_length = a.minimum_password_length,
         failed_login_threshold = a.failed_login_threshold,
+        scope = list(&a.scope),
+        username_claim = a.username_claim,
+        login_service = a.login_service,
+        claim_groups_key = a.claim_groups_key,
+        basic_auth = a.basic_auth,
         hub_connect_url = h.hub_connect_url,
         allow_named_servers = h.allow_named_servers,
         named_server_limit_per_user = h.named_server_limit_per_user,
@@ -846,6 +1025,45 @@ mod tests {
             err.contains("NBHUB_HUB__NOPE") && err.contains("hub.nope"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn generic_oauth_is_checked() {
+        let err = load("[authenticator]\nkind = \"oidc\"\nissuer = \"https://idp.example\"\n")
+            .unwrap_err()
+            .0;
+        assert!(err.contains("authenticator.client_id"), "{err}");
+        let base = "[authenticator]\nkind = \"generic-oauth\"\nclient_id = \"hub\"\nclient_secret = \"s\"\n";
+        let err = load(base).unwrap_err().0;
+        assert!(
+            err.contains("authenticator.issuer") && err.contains("token_url"),
+            "{err}"
+        );
+        let err = load(&format!("{base}issuer = \"idp.example\"\n"))
+            .unwrap_err()
+            .0;
+        assert!(err.contains("authenticator.issuer"), "{err}");
+        let c = load(&format!(
+            "{base}issuer = \"https://idp.example/realms/hpc\"\n"
+        ))
+        .expect("issuer alone is enough");
+        assert_eq!(c.authenticator.kind, AuthenticatorKind::GenericOauth);
+        assert_eq!(c.authenticator.scope, ["openid", "profile", "email"]);
+        let c = load(&format!(
+            "{base}issuer = \"https://idp.example\"\nauth_state_groups_key = \"oauth_user.realm.groups\"\n"
+        ))
+        .expect("OAuthenticator 16's groups key");
+        assert_eq!(c.authenticator.groups_claim_path(), Some("realm.groups"));
+        let err = load(&format!(
+            "{base}issuer = \"https://idp.example\"\nauth_state_groups_key = \"access_token.groups\"\n"
+        ))
+        .unwrap_err()
+        .0;
+        assert!(err.contains("authenticator.auth_state_groups_key"), "{err}");
+        load(&format!(
+            "{base}authorize_url = \"https://idp.example/auth\"\ntoken_url = \"https://idp.example/token\"\nuserdata_url = \"https://idp.example/me\"\n"
+        ))
+        .expect("the three URLs without an issuer");
     }
 
     #[test]

@@ -85,7 +85,11 @@ pub async fn init(config: Config) -> anyhow::Result<AppState> {
     let spawner = make_spawner(&config)?;
     let proxy = proxy::Proxy::new(&config).context("cannot read or create the proxy token")?;
     let supervisor = supervisor::Supervisor::new(db.clone(), config.clone(), spawner, proxy);
-    Ok(AppState::new(config, db, secret, supervisor))
+    let state = AppState::new(config, db, secret, supervisor);
+    if let Some(oidc) = &state.oidc {
+        oidc.startup_check().await.map_err(anyhow::Error::msg)?;
+    }
+    Ok(state)
 }
 
 /// The spawner `[spawner] kind` names, with its own section.

@@ -170,6 +170,12 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// One login attempt (password or identity provider), by outcome.
+    pub fn observe_login(&self, succeeded: bool, took: std::time::Duration) {
+        let outcome = if succeeded { "success" } else { "failure" };
+        self.login_duration.observe(&[outcome], took);
+    }
+
     pub fn new() -> Self {
         let m = Metrics {
             request_duration: Histogram::new(

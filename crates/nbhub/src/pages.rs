@@ -11,6 +11,7 @@ pub mod admin;
 pub mod assets;
 pub mod home;
 pub mod login;
+pub mod oidc_login;
 pub mod options_form;
 pub mod share;
 pub mod spawn;
@@ -197,6 +198,7 @@ pub fn routes() -> Router<AppState> {
         .merge(token::routes())
         .merge(admin::routes())
         .merge(login::routes())
+        .merge(oidc_login::routes())
         .merge(spawn::routes())
         .merge(share::routes())
 }
@@ -274,13 +276,23 @@ pub fn error_page(
     message: &str,
     user: Option<&User>,
 ) -> Response {
-    let mut r = render(
-        state,
-        headers,
-        "error.html",
-        user,
-        json!({"status_code": status.as_u16(), "status_message": status.canonical_reason().unwrap_or(""), "message": message, "error_message": message}),
-    );
+    error_page_with(state, headers, status, message, user, json!({}))
+}
+
+/// `error_page` with more template variables (e.g. `retry_url`: a "Try again" button).
+pub fn error_page_with(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    message: &str,
+    user: Option<&User>,
+    extra: Value,
+) -> Response {
+    let mut ctx = json!({"status_code": status.as_u16(), "status_message": status.canonical_reason().unwrap_or(""), "message": message, "error_message": message});
+    if let (Value::Object(m), Value::Object(extra)) = (&mut ctx, extra) {
+        m.extend(extra);
+    }
+    let mut r = render(state, headers, "error.html", user, ctx);
     *r.status_mut() = status;
     r
 }

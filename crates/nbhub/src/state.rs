@@ -25,6 +25,8 @@ pub struct Inner {
     pub templates: crate::pages::Templates,
     /// Set by `POST /hub/api/shutdown`.
     pub shutdown: crate::api::shutdown::ShutdownSwitch,
+    /// The OpenID Connect client, with `[authenticator] kind = "generic-oauth"`.
+    pub oidc: Option<crate::auth::oidc::OidcClient>,
 }
 
 impl Deref for AppState {
@@ -43,6 +45,8 @@ impl AppState {
     ) -> Self {
         let throttle = LoginThrottle::new(config.authenticator.failed_login_threshold);
         let templates = crate::pages::Templates::new(&config);
+        let oidc = (config.authenticator.kind == crate::config::AuthenticatorKind::GenericOauth)
+            .then(|| crate::auth::oidc::OidcClient::new(&config.authenticator));
         AppState(Arc::new(Inner {
             config,
             supervisor,
@@ -52,6 +56,7 @@ impl AppState {
             identities: Default::default(),
             templates,
             shutdown: Default::default(),
+            oidc,
         }))
     }
 

@@ -33,6 +33,7 @@ pub async fn info(
         AuthenticatorKind::Dummy => "nbhub.auth.DummyAuthenticator",
         AuthenticatorKind::Native => "nbhub.auth.NativeAuthenticator",
         AuthenticatorKind::Pam => "nbhub.auth.PAMAuthenticator",
+        AuthenticatorKind::GenericOauth => "nbhub.auth.GenericOAuthenticator",
     };
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())

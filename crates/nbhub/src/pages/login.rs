@@ -56,12 +56,18 @@ fn login_page(
     let auth = &state.config.authenticator;
     let signup_url = (auth.kind == AuthenticatorKind::Native && auth.enable_signup)
         .then(|| format!("{}signup", state.hub_prefix()));
+    // With an identity provider the page shows its button instead of the password form.
+    let authenticator_login_url = state
+        .oidc
+        .is_some()
+        .then(|| super::oidc_login::start_url(state, next.as_deref()));
     let mut r = render(
         state,
         headers,
         "login.html",
         None,
-        json!({"login_url": login_url, "username": username, "login_error": error, "signup_url": signup_url}),
+        json!({"login_url": login_url, "username": username, "login_error": error, "signup_url": signup_url,
+               "authenticator_login_url": authenticator_login_url, "login_service": auth.login_service}),
     );
     *r.status_mut() = status;
     r
@@ -79,6 +85,13 @@ async fn login_form(
             crate::found(&target),
             login_cookies(&state, &headers, &user, false),
         ));
+    }
+    if state.oidc.is_some() && state.config.authenticator.auto_login {
+        let next = next_param(&state, &uri, &headers);
+        return Ok(crate::found(&super::oidc_login::start_url(
+            &state,
+            next.as_deref(),
+        )));
     }
     Ok(login_page(&state, &headers, &uri, "", None, StatusCode::OK))
 }
@@ -111,6 +124,8 @@ async fn authenticate(
         return Ok(Err(Denied::NotAllowed));
     }
     match auth.kind {
+        // Signs in at /hub/oauth_callback; login_submit never gets here.
+        AuthenticatorKind::GenericOauth => return Ok(Err(Denied::NotAllowed)),
         AuthenticatorKind::Dummy => {
             if !auth.password.is_empty()
                 && !db::tokens::constant_time_eq(auth.password.as_bytes(), password.as_bytes())
@@ -172,7 +187,7 @@ async fn authenticate(
 }
 
 /// The cookies of a logged-in browser: the signed login cookie and a new session id.
-fn login_cookies(
+pub(super) fn login_cookies(
     state: &AppState,
     headers: &HeaderMap,
     user: &User,
@@ -212,6 +227,20 @@ async fn login_submit(
     uri: OriginalUri,
     Form(form): Form<LoginForm>,
 ) -> ApiResult<Response> {
+    if state.oidc.is_some() {
+        let msg = format!(
+            "This hub signs in through {}: use the button.",
+            state.config.authenticator.login_service
+        );
+        return Ok(login_page(
+            &state,
+            &headers,
+            &uri,
+            "",
+            Some(&msg),
+            StatusCode::FORBIDDEN,
+        ));
+    }
     let current = cookie_user(&state, &headers).await?.map(|(u, _)| u);
     if !xsrf_ok(&state, &headers, current.as_ref(), form._xsrf.as_deref()) {
         return Ok(xsrf_failure(&state, &headers));
@@ -247,16 +276,10 @@ async fn login_submit(
     }
     let began = std::time::Instant::now();
     let verdict = authenticate(&state, &name, &form.password).await?;
-    let status = if verdict.is_ok() {
-        "success"
-    } else {
-        "failure"
-    };
     state
         .supervisor
         .metrics
-        .login_duration
-        .observe(&[status], began.elapsed());
+        .observe_login(verdict.is_ok(), began.elapsed());
     match verdict {
         Ok(()) => {}
         Err(denied) => {
@@ -323,12 +346,25 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<
     }
     let base = state.config.hub.base_url.as_str();
     let hub = state.hub_prefix();
-    let cookies = vec![
+    let mut cookies = vec![
         session::clear_cookie(session::LOGIN_COOKIE, &hub),
         session::clear_cookie(session::SESSION_COOKIE, base),
         session::clear_cookie(session::XSRF_COOKIE, &hub),
         session::clear_cookie("jupyterhub-services", &format!("{base}services")),
     ];
+    let auth = &state.config.authenticator;
+    if let Some(oidc) = &state.oidc {
+        let id_token = super::oidc_login::id_token_hint(&state, &headers);
+        cookies.push(super::oidc_login::clear_id_token_cookie(&state));
+        if !auth.logout_redirect_url.is_empty() {
+            let target = crate::auth::oidc::logout_url(
+                &auth.logout_redirect_url,
+                &oidc.config().client_id,
+                id_token.as_deref(),
+            );
+            return Ok(with_cookies(crate::found(&target), cookies));
+        }
+    }
     Ok(with_cookies(crate::found(&format!("{hub}login")), cookies))
 }
 

@@ -51,6 +51,8 @@ pub struct Options {
     /// Run servers as Slurm jobs, with this `[slurm]` section (jobs run as the users' own
     /// Unix accounts, so the server gets no `--allow-root`).
     pub slurm: Option<String>,
+    /// More `[authenticator]` keys (e.g. `kind = "generic-oauth"` and its provider).
+    pub authenticator: String,
 }
 
 impl HubProc {
@@ -101,6 +103,7 @@ log_level = "debug"
 [authenticator]
 password = "{PASSWORD}"
 allow_all = true
+{authenticator}
 
 [spawner]
 kind = "{spawner_kind}"
@@ -127,6 +130,7 @@ services = ["e2e-admin"]
 "#,
             data = data.display(),
             extra = opts.extra_toml,
+            authenticator = opts.authenticator,
             services = opts.services,
         );
         let config_path = dir.path().join("nbhub.toml");
