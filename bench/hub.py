@@ -524,7 +524,7 @@ def svg_plot(ratios, path: Path):
     width, left, bar, gap = 900, 380, 18, 8
     height = 40 + len(ratios) * (bar + gap) + 30
     top = max(100.0, max(r for _, r in ratios))
-    x = lambda v: left + (width - left - 30) * math.log10(max(v, 0.1) * 10) / math.log10(top * 10)
+    x = lambda v: left + (width - left - 70) * math.log10(max(v, 0.1) * 10) / math.log10(top * 10)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'font-family="sans-serif" font-size="12">',
            f'<rect width="{width}" height="{height}" fill="white"/>',

@@ -94,25 +94,30 @@ impl Db {
             // SQLite's busy handler (1, 2, 5, 10 … ms): with concurrent spawns that added
             // hundreds of ms. One connection queues statements in order instead; they take
             // microseconds, and nothing holds the connection across an await on other work.
-            Backend::Sqlite => options.max_connections(1).after_connect(|conn, _| {
-                Box::pin(async move {
-                    sqlx::query("PRAGMA foreign_keys = ON")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("PRAGMA journal_mode = WAL")
-                        .execute(&mut *conn)
-                        .await?;
-                    // With WAL this cannot corrupt the database; a power cut may lose the last
-                    // commits, but no commit waits for an fsync (spawns write several rows each).
-                    sqlx::query("PRAGMA synchronous = NORMAL")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("PRAGMA busy_timeout = 5000")
-                        .execute(&mut *conn)
-                        .await?;
-                    Ok(())
-                })
-            }),
+            // A local file cannot drop the connection: no ping before each statement (with
+            // one connection that ping was a round trip to its thread for every query).
+            Backend::Sqlite => options
+                .max_connections(1)
+                .test_before_acquire(false)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        sqlx::query("PRAGMA foreign_keys = ON")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        // With WAL this cannot corrupt the database; a power cut may lose the last
+                        // commits, but no commit waits for an fsync (spawns write several rows each).
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout = 5000")
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                }),
             Backend::Postgres => options.max_connections(16),
         };
         let pool = options.connect(url).await?;

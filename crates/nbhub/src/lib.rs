@@ -253,13 +253,18 @@ async fn common_headers(
     let began = std::time::Instant::now();
     let method = request.method().clone();
     // The route pattern, not the path: one series per handler, as JupyterHub's handler names.
+    // A clone of the matched route is a reference count, not a copy of the string.
     let handler = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| "fallback".to_owned(), |p| p.as_str().to_owned());
+        .cloned();
     let mut response = next.run(request).await;
     state.supervisor.metrics.request_duration.observe(
-        &[method.as_str(), &handler, response.status().as_str()],
+        &[
+            method.as_str(),
+            handler.as_ref().map_or("fallback", |p| p.as_str()),
+            response.status().as_str(),
+        ],
         began.elapsed(),
     );
     let is_html = response
@@ -269,9 +274,12 @@ async fn common_headers(
     let h = response.headers_mut();
     h.insert(VERSION_HEADER, HeaderValue::from_static(api::API_VERSION));
     if !h.contains_key(axum::http::header::CONTENT_SECURITY_POLICY) {
-        if let Ok(v) = HeaderValue::from_str(&web::content_security_policy(&state, is_html)) {
-            h.insert(axum::http::header::CONTENT_SECURITY_POLICY, v);
-        }
+        let csp = if is_html {
+            &state.csp_html
+        } else {
+            &state.csp_other
+        };
+        h.insert(axum::http::header::CONTENT_SECURITY_POLICY, csp.clone());
     }
     response
 }

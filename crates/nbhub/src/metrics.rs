@@ -80,18 +80,37 @@ impl Histogram {
     }
 
     pub fn observe(&self, labels: &[&str], value: Duration) {
+        thread_local! {
+            /// The series key is built here, so that a series seen before costs no allocation.
+            static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
         let secs = value.as_secs_f64();
+        let bucket = self.buckets.iter().position(|b| secs <= *b);
         let n = self.buckets.len();
         let mut series = self.lock();
-        let s = series.entry(key(labels)).or_insert_with(|| Series {
-            counts: vec![0; n],
-            ..Series::default()
+        KEY.with_borrow_mut(|k| {
+            k.clear();
+            for (i, label) in labels.iter().enumerate() {
+                if i > 0 {
+                    k.push(SEP);
+                }
+                k.push_str(label);
+            }
+            if !series.contains_key(k.as_str()) {
+                let fresh = Series {
+                    counts: vec![0; n],
+                    ..Series::default()
+                };
+                series.insert(k.clone(), fresh);
+            }
+            if let Some(s) = series.get_mut(k.as_str()) {
+                if let Some(i) = bucket {
+                    s.counts[i] += 1;
+                }
+                s.sum += secs;
+                s.count += 1;
+            }
         });
-        if let Some(i) = self.buckets.iter().position(|b| secs <= *b) {
-            s.counts[i] += 1;
-        }
-        s.sum += secs;
-        s.count += 1;
     }
 
     fn render(&self, out: &mut String) {

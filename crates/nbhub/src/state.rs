@@ -4,6 +4,8 @@ use std::ops::Deref;
 use std::path::Path;
 use std::sync::Arc;
 
+use axum::http::HeaderValue;
+
 use crate::auth::throttle::LoginThrottle;
 use crate::config::Config;
 use crate::db::Db;
@@ -27,6 +29,10 @@ pub struct Inner {
     pub shutdown: crate::api::shutdown::ShutdownSwitch,
     /// The OpenID Connect client, with `[authenticator] kind = "generic-oauth"`.
     pub oidc: Option<crate::auth::oidc::OidcClient>,
+    /// The Content-Security-Policy headers of HTML pages and of everything else, made once
+    /// rather than per response.
+    pub csp_html: HeaderValue,
+    pub csp_other: HeaderValue,
 }
 
 impl Deref for AppState {
@@ -47,6 +53,12 @@ impl AppState {
         let templates = crate::pages::Templates::new(&config);
         let oidc = (config.authenticator.kind == crate::config::AuthenticatorKind::GenericOauth)
             .then(|| crate::auth::oidc::OidcClient::new(&config.authenticator));
+        let hub_prefix = format!("{}hub/", config.hub.base_url.as_str());
+        let csp = |is_html| {
+            HeaderValue::from_str(&crate::web::content_security_policy(&hub_prefix, is_html))
+                .unwrap_or_else(|_| HeaderValue::from_static("frame-ancestors 'none'"))
+        };
+        let (csp_html, csp_other) = (csp(true), csp(false));
         AppState(Arc::new(Inner {
             config,
             supervisor,
@@ -57,6 +69,8 @@ impl AppState {
             templates,
             shutdown: Default::default(),
             oidc,
+            csp_html,
+            csp_other,
         }))
     }
 

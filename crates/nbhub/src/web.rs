@@ -277,18 +277,10 @@ pub fn session_cookie(state: &AppState, session_id: &str, secure: bool) -> Strin
     )
 }
 
-/// Where browsers send Content-Security-Policy violation reports.
-pub fn csp_report_path(state: &AppState) -> String {
-    format!("{}security/csp-report", state.hub_prefix())
-}
-
 /// The Content-Security-Policy of every response: no framing, reports to the hub; API answers
 /// (not HTML) load nothing at all.
-pub fn content_security_policy(state: &AppState, is_html: bool) -> String {
-    let mut csp = format!(
-        "frame-ancestors 'none'; report-uri {}",
-        csp_report_path(state)
-    );
+pub fn content_security_policy(hub_prefix: &str, is_html: bool) -> String {
+    let mut csp = format!("frame-ancestors 'none'; report-uri {hub_prefix}security/csp-report");
     if !is_html {
         csp.push_str("; default-src 'none'");
     }
