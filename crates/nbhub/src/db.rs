@@ -90,31 +90,26 @@ impl Db {
         };
         let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
         options = match backend {
-            // SQLite allows one writer, and a writer that finds the database locked sleeps in
-            // SQLite's busy handler (1, 2, 5, 10 … ms): with concurrent spawns that added
-            // hundreds of ms. One connection queues statements in order instead; they take
-            // microseconds, and nothing holds the connection across an await on other work.
-            // A local file cannot drop the connection: no ping before each statement (with
-            // one connection that ping was a round trip to its thread for every query).
+            // One connection: SQLite has one writer anyway, and with several a writer that
+            // finds the database locked sleeps in SQLite's busy handler (1, 2, 5, 10 … ms).
+            // One connection queues statements in order; they take microseconds, nothing holds
+            // it across other work, and in bench/hub it halved the CPU per API request. A
+            // local file cannot drop the connection: no ping before each statement.
             Backend::Sqlite => options
                 .max_connections(1)
                 .test_before_acquire(false)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
-                        sqlx::query("PRAGMA foreign_keys = ON")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA journal_mode = WAL")
-                            .execute(&mut *conn)
-                            .await?;
-                        // With WAL this cannot corrupt the database; a power cut may lose the last
-                        // commits, but no commit waits for an fsync (spawns write several rows each).
-                        sqlx::query("PRAGMA synchronous = NORMAL")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA busy_timeout = 5000")
-                            .execute(&mut *conn)
-                            .await?;
+                        // WAL with synchronous = NORMAL cannot corrupt the database; a power
+                        // cut may lose the last commits, but no commit waits for an fsync.
+                        for pragma in [
+                            "PRAGMA foreign_keys = ON",
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA synchronous = NORMAL",
+                            "PRAGMA busy_timeout = 5000",
+                        ] {
+                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        }
                         Ok(())
                     })
                 }),
