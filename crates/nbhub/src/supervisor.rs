@@ -89,12 +89,12 @@ impl Supervisor {
         spawner: Arc<dyn Spawner>,
         proxy: Arc<Proxy>,
     ) -> Arc<Self> {
-        // Readiness probes reach a server only while it starts: an idle connection kept per
-        // server (reqwest's default) would hold its buffers for each of 1,000 running servers.
+        // Readiness probes reach a server only while it starts: an idle connection kept for
+        // reqwest's default 90 s would hold its buffers for each of 1,000 servers just started.
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(5))
-            .pool_max_idle_per_host(0)
+            .pool_idle_timeout(Duration::from_secs(2))
             .build()
             .unwrap_or_default();
         Arc::new(Supervisor {

@@ -247,10 +247,19 @@ async fn browser_login_spawn_kernel_and_access_rules() {
     }
     for name in ["one", "two"] {
         let path = format!("/user/alice/{name}/api/status");
-        eventually(60, &path, || async {
-            (get_status(&hub, &path, &alice_token).await == 200).then_some(())
-        })
-        .await;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(90);
+        loop {
+            let status = get_status(&hub, &path, &alice_token).await;
+            if status == 200 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{path} still answers {status} after 90 s\n{}",
+                hub.log()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
     }
     let (_, body) = admin(&hub, Method::GET, "/users/alice", None).await;
     let v: Value = serde_json::from_str(&body).expect("json");
