@@ -5,7 +5,9 @@
 //! [`ScopeSet`]: the owner's role scopes, narrowed by the token's own scopes, plus the identify
 //! scopes every token has.
 
+pub mod auth_state;
 pub mod cache;
+pub mod crypt;
 pub mod native;
 pub mod oidc;
 pub mod pam;

@@ -165,6 +165,22 @@ pub struct AuthenticatorConfig {
     pub logout_redirect_url: String,
     /// Skip the login page: go straight to the provider.
     pub auto_login: bool,
+    /// More query parameters for the authorization request (e.g. `prompt`, `kc_idp_hint`).
+    pub extra_authorize_params: BTreeMap<String, String>,
+    /// `@domain` endings stripped from the user name claim (`"*"`: any domain).
+    pub username_strip_domains: Vec<String>,
+    /// JupyterHub's `username_map`: a provider's name (after the rules above) → the hub's name.
+    pub username_map: BTreeMap<String, String>,
+    /// Keep the provider's tokens and userinfo (auth_state), encrypted with
+    /// `JUPYTERHUB_CRYPT_KEY`; the hub does not start without a usable key.
+    pub enable_auth_state: bool,
+    /// Refresh the tokens before a spawn when they are older than `auth_refresh_age`.
+    pub refresh_pre_spawn: bool,
+    /// Seconds after which a signed-in user's tokens are refreshed (at the next request or spawn).
+    pub auth_refresh_age: u64,
+    /// Environment variables for a user's server, from their auth_state: NAME = "dotted.path"
+    /// (e.g. `OIDC_ACCESS_TOKEN = "access_token"`). Nothing is passed unless named here.
+    pub auth_state_env: BTreeMap<String, String>,
 }
 
 impl AuthenticatorConfig {
@@ -213,6 +229,13 @@ impl Default for AuthenticatorConfig {
             basic_auth: true,
             logout_redirect_url: String::new(),
             auto_login: false,
+            extra_authorize_params: BTreeMap::new(),
+            username_strip_domains: Vec::new(),
+            username_map: BTreeMap::new(),
+            enable_auth_state: false,
+            refresh_pre_spawn: false,
+            auth_refresh_age: 300,
+            auth_state_env: BTreeMap::new(),
         }
     }
 }
@@ -567,6 +590,7 @@ impl Config {
         if self.authenticator.kind == AuthenticatorKind::GenericOauth {
             self.validate_generic_oauth()?;
         }
+        self.validate_auth_state()?;
         if self.proxy.kind == ProxyKind::External && self.proxy.auth_token.is_empty() {
             return Err(ConfigError(
                 "key `proxy.auth_token`: an external proxy needs its CONFIGPROXY_AUTH_TOKEN here"
@@ -693,6 +717,100 @@ impl Config {
                 "username_claim",
                 "must name a claim, e.g. \"preferred_username\"",
             );
+        }
+        Ok(())
+    }
+
+    fn validate_auth_state(&self) -> Result<(), ConfigError> {
+        let a = &self.authenticator;
+        let err =
+            |key: &str, msg: String| Err(ConfigError(format!("key `authenticator.{key}`: {msg}")));
+        if !a.enable_auth_state {
+            if a.refresh_pre_spawn {
+                return err(
+                    "refresh_pre_spawn",
+                    "needs enable_auth_state = true (the tokens to refresh are kept in auth_state)"
+                        .into(),
+                );
+            }
+            if !a.auth_state_env.is_empty() {
+                return err(
+                    "auth_state_env",
+                    "needs enable_auth_state = true (the values come from auth_state)".into(),
+                );
+            }
+        }
+        if a.auth_refresh_age == 0 {
+            return err("auth_refresh_age", "must be at least 1 (seconds)".into());
+        }
+        for (name, path) in &a.auth_state_env {
+            let shaped = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            if !shaped || name.len() > 128 {
+                return err(
+                    "auth_state_env",
+                    format!("{name:?} is not an environment variable name (A-Z, 0-9, _)"),
+                );
+            }
+            if name.starts_with("JUPYTERHUB_") || name.starts_with("JPY_") {
+                return err(
+                    "auth_state_env",
+                    format!(
+                        "{name:?} would override one of the hub's own JUPYTERHUB_*/JPY_* variables"
+                    ),
+                );
+            }
+            if path.is_empty() || path.len() > 256 {
+                return err(
+                    "auth_state_env",
+                    format!("{name}: give a key of auth_state, e.g. \"access_token\" or \"oauth_user.email\""),
+                );
+            }
+        }
+        for (k, v) in &a.extra_authorize_params {
+            const OURS: [&str; 8] = [
+                "response_type",
+                "client_id",
+                "redirect_uri",
+                "scope",
+                "state",
+                "nonce",
+                "code_challenge",
+                "code_challenge_method",
+            ];
+            if OURS.contains(&k.as_str()) {
+                return err(
+                    "extra_authorize_params",
+                    format!("{k:?} is set by the hub itself"),
+                );
+            }
+            if k.is_empty() || v.chars().any(char::is_control) {
+                return err(
+                    "extra_authorize_params",
+                    format!("{k:?}: a name and a value without control characters"),
+                );
+            }
+        }
+        for d in &a.username_strip_domains {
+            if d.is_empty() || d.contains('@') || d.chars().any(char::is_whitespace) {
+                return err(
+                    "username_strip_domains",
+                    format!("{d:?}: give domains without '@' (\"example.org\"), or \"*\""),
+                );
+            }
+        }
+        for (from, to) in &a.username_map {
+            if !crate::names::is_valid_name(to) {
+                return err(
+                    "username_map",
+                    format!("{from:?} maps to {to:?}, which is not a valid user name"),
+                );
+            }
         }
         Ok(())
     }
@@ -835,6 +953,23 @@ basic_auth = {basic_auth}
 logout_redirect_url = ""
 # Skip the login page and go straight to the provider.
 auto_login = false
+# More parameters for the provider's authorization request, e.g. {{ prompt = "login" }}.
+extra_authorize_params = {{}}
+# The user name claim's @domain is stripped for these domains ("*": any), e.g. ["uni.example"].
+username_strip_domains = []
+# Provider names (after the rules above) that become other hub names, e.g. {{ "a.smith" = "asmith" }}.
+username_map = {{}}
+# Keep the provider's tokens and userinfo (auth_state), encrypted with the key(s) in the
+# environment variable JUPYTERHUB_CRYPT_KEY (`openssl rand -hex 32`; several, ';'-separated,
+# for rotation: the first encrypts). The hub does not start without a usable key.
+enable_auth_state = false
+# Refresh the tokens before a spawn when they are older than auth_refresh_age.
+refresh_pre_spawn = false
+# Seconds after which tokens are refreshed, at a signed-in user's next request or spawn.
+auth_refresh_age = {auth_refresh_age}
+# Environment variables for a user's server from their auth_state, opt-in, e.g.
+# {{ OIDC_ACCESS_TOKEN = "access_token", OIDC_EMAIL = "oauth_user.email" }}.
+auth_state_env = {{}}
 
 {spawner}
 {local}
@@ -901,6 +1036,7 @@ cleanup = {px_cleanup}
         login_service = a.login_service,
         claim_groups_key = a.claim_groups_key,
         basic_auth = a.basic_auth,
+        auth_refresh_age = a.auth_refresh_age,
         hub_connect_url = h.hub_connect_url,
         allow_named_servers = h.allow_named_servers,
         named_server_limit_per_user = h.named_server_limit_per_user,

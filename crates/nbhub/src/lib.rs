@@ -44,9 +44,26 @@ use crate::state::AppState;
 /// The `X-JupyterHub-Version` we send on every response.
 pub const VERSION_HEADER: &str = "x-jupyterhub-version";
 
-/// Opens the database, brings it in line with the config, and returns the shared state.
+/// Opens the database, brings it in line with the config, and returns the shared state;
+/// auth_state's key comes from `JUPYTERHUB_CRYPT_KEY`.
 pub async fn init(config: Config) -> anyhow::Result<AppState> {
+    let key = std::env::var(auth::crypt::CRYPT_KEY_ENV).ok();
+    init_with_crypt_key(config, key.as_deref()).await
+}
+
+/// [`init`] with auth_state's key given (the variable's format) rather than read from the
+/// environment.
+pub async fn init_with_crypt_key(config: Config, key: Option<&str>) -> anyhow::Result<AppState> {
     use anyhow::Context;
+    // Checked first: a hub that cannot keep auth_state safely does not start at all.
+    let crypt = match key.filter(|k| !k.trim().is_empty()) {
+        Some(k) => Some(auth::crypt::CryptKeeper::from_keys(k).map_err(anyhow::Error::msg)?),
+        None if config.authenticator.enable_auth_state => anyhow::bail!(
+            "[authenticator] enable_auth_state = true needs the encryption key in {}: one or more 32-byte keys, hex or base64, ';'-separated (make one with `openssl rand -hex 32`)",
+            auth::crypt::CRYPT_KEY_ENV
+        ),
+        None => None,
+    };
     std::fs::create_dir_all(&config.hub.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.hub.data_dir.display()))?;
     let url = config.database_url();
@@ -85,7 +102,7 @@ pub async fn init(config: Config) -> anyhow::Result<AppState> {
     let spawner = make_spawner(&config)?;
     let proxy = proxy::Proxy::new(&config).context("cannot read or create the proxy token")?;
     let supervisor = supervisor::Supervisor::new(db.clone(), config.clone(), spawner, proxy);
-    let state = AppState::new(config, db, secret, supervisor);
+    let state = AppState::new(config, db, secret, supervisor, crypt);
     if let Some(oidc) = &state.oidc {
         oidc.startup_check().await.map_err(anyhow::Error::msg)?;
     }

@@ -28,7 +28,9 @@ pub struct Inner {
     /// Set by `POST /hub/api/shutdown`.
     pub shutdown: crate::api::shutdown::ShutdownSwitch,
     /// The OpenID Connect client, with `[authenticator] kind = "generic-oauth"`.
-    pub oidc: Option<crate::auth::oidc::OidcClient>,
+    pub oidc: Option<Arc<crate::auth::oidc::OidcClient>>,
+    /// Users' auth_state: sealed, read, refreshed (`auth/auth_state.rs`).
+    pub auth_states: Arc<crate::auth::auth_state::AuthStates>,
     /// The Content-Security-Policy headers of HTML pages and of everything else, made once
     /// rather than per response.
     pub csp_html: HeaderValue,
@@ -48,11 +50,19 @@ impl AppState {
         db: Db,
         cookie_secret: Vec<u8>,
         supervisor: Arc<Supervisor>,
+        crypt: Option<crate::auth::crypt::CryptKeeper>,
     ) -> Self {
         let throttle = LoginThrottle::new(config.authenticator.failed_login_threshold);
         let templates = crate::pages::Templates::new(&config);
         let oidc = (config.authenticator.kind == crate::config::AuthenticatorKind::GenericOauth)
-            .then(|| crate::auth::oidc::OidcClient::new(&config.authenticator));
+            .then(|| Arc::new(crate::auth::oidc::OidcClient::new(&config.authenticator)));
+        let auth_states = Arc::new(crate::auth::auth_state::AuthStates::new(
+            db.clone(),
+            config.clone(),
+            crypt.map(Arc::new),
+            oidc.clone(),
+        ));
+        supervisor.set_pre_spawn(auth_states.clone());
         let hub_prefix = format!("{}hub/", config.hub.base_url.as_str());
         let csp = |is_html| {
             HeaderValue::from_str(&crate::web::content_security_policy(&hub_prefix, is_html))
@@ -69,6 +79,7 @@ impl AppState {
             templates,
             shutdown: Default::default(),
             oidc,
+            auth_states,
             csp_html,
             csp_other,
         }))

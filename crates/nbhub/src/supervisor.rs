@@ -19,8 +19,8 @@ mod slot;
 mod spawn;
 mod tasks;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use nbhub_spawner::{Spawner, ValidatedOptions};
@@ -59,8 +59,25 @@ pub enum SpawnRefused {
     /// The options did not validate; one message per field, for the form and the API.
     #[error("{}", nbhub_spawner::FieldError::join(.0))]
     InvalidOptions(Vec<nbhub_spawner::FieldError>),
+    /// The user's sign-in at the identity provider has ended (`refresh_pre_spawn`): 403.
+    #[error("{0}")]
+    SignInAgain(String),
+    /// Something the spawn needs first (the identity provider) did not answer: 503.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+pub use nbhub_spawner::BoxFuture;
+
+/// Runs before a spawn is admitted (auth_state's refresh, `auth/auth_state.rs`): may refuse
+/// it, and gives environment variables for the server.
+pub trait PreSpawn: Send + Sync {
+    fn before_spawn<'a>(
+        &'a self,
+        user: &'a User,
+    ) -> BoxFuture<'a, Result<BTreeMap<String, String>, SpawnRefused>>;
 }
 
 impl From<sqlx::Error> for SpawnRefused {
@@ -80,6 +97,8 @@ pub struct Supervisor {
     pub metrics: crate::metrics::Metrics,
     /// Spawns beyond `concurrent_spawn_limit` wait here for their turn.
     pub queue: Arc<queue::SpawnQueue>,
+    /// Set once by the hub's state (it needs the authenticator's parts).
+    pre_spawn: OnceLock<Arc<dyn PreSpawn>>,
 }
 
 impl Supervisor {
@@ -109,7 +128,13 @@ impl Supervisor {
                 config.hub.spawn_queue_limit,
             ),
             config,
+            pre_spawn: OnceLock::new(),
         })
+    }
+
+    /// The hook every spawn passes before it is admitted; set once.
+    pub fn set_pre_spawn(&self, hook: Arc<dyn PreSpawn>) {
+        let _ = self.pre_spawn.set(hook);
     }
 
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<(i64, String), Arc<Slot>>> {
@@ -262,6 +287,10 @@ impl Supervisor {
             .validate_options(&ctx, options)
             .await
             .map_err(SpawnRefused::InvalidOptions)?;
+        let extra_env = match self.pre_spawn.get() {
+            Some(hook) => hook.before_spawn(user).await?,
+            None => BTreeMap::new(),
+        };
         // A place to run, or one in the queue; dropped on any failure below, which gives it
         // up again.
         let admission = self.queue.admit(&slot).map_err(|full| {
@@ -321,7 +350,8 @@ impl Supervisor {
                     }
                 }
             };
-            this.run_spawn(&user, &s, row.id, validated).await;
+            this.run_spawn(&user, &s, row.id, validated, extra_env)
+                .await;
         });
         Ok(slot)
     }

@@ -32,6 +32,12 @@ pub async fn cookie_user(
     let user = db::users::get_by_cookie_id(&state.db, &cookie_id)
         .await?
         .filter(|u| u.approved);
+    // With auth_state: tokens older than auth_refresh_age are refreshed first; a refused
+    // refresh ends the sign-in, and this browser is then no longer signed in.
+    let user = match user {
+        Some(u) if !state.auth_states.on_request(&u).await => None,
+        other => other,
+    };
     let session_id = session::get_cookie(headers, session::SESSION_COOKIE).map(str::to_string);
     Ok(user.map(|u| (u, session_id)))
 }

@@ -26,7 +26,9 @@ const CLIENT_ID: &str = "nbhub-test";
 const CLIENT_SECRET: &str = "a-client-secret-for-the-test-0123456789";
 
 /// oidc-provider with four accounts (groups in a `groups` claim, given out with `profile`),
-/// one confidential client, its dev login and consent pages, RP-initiated logout.
+/// one confidential client, its dev login and consent pages, RP-initiated logout, token
+/// revocation. With `REFRESH=1` it issues refresh tokens (a new one at each use) and prints
+/// every grant; with `USERINFO_JWT=1` its userinfo answers are JWTs signed with its key.
 const PROVIDER_JS: &str = r#"
 import { pathToFileURL } from 'node:url';
 import { join } from 'node:path';
@@ -34,6 +36,8 @@ const { default: Provider } = await import(
   pathToFileURL(join(process.env.OIDC_DIR, 'node_modules/oidc-provider/lib/index.js')).href);
 const port = Number(process.env.PORT);
 const groups = { alice: ['hpc', 'students'], carol: ['admins', 'hpc'], dave: [], erin: ['hpc'] };
+const refresh = process.env.REFRESH === '1';
+const jwtUserinfo = process.env.USERINFO_JWT === '1';
 const provider = new Provider(`http://127.0.0.1:${port}`, {
   clients: [{
     client_id: process.env.CLIENT_ID,
@@ -41,7 +45,13 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
     redirect_uris: [process.env.REDIRECT_URI],
     post_logout_redirect_uris: [process.env.POST_LOGOUT_URI],
     token_endpoint_auth_method: 'client_secret_basic',
+    grant_types: refresh ? ['authorization_code', 'refresh_token'] : ['authorization_code'],
+    ...(jwtUserinfo ? { userinfo_signed_response_alg: 'RS256' } : {}),
   }],
+  ...(refresh ? {
+    issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+    rotateRefreshToken: () => true,
+  } : {}),
   claims: { openid: ['sub'], profile: ['preferred_username', 'name', 'groups'], email: ['email'] },
   async findAccount(ctx, id) {
     if (!(id in groups)) return undefined;
@@ -53,8 +63,13 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
     };
   },
   cookies: { keys: ['a-cookie-key-for-the-test-only'] },
-  features: { devInteractions: { enabled: true }, rpInitiatedLogout: { enabled: true } },
+  features: {
+    devInteractions: { enabled: true }, rpInitiatedLogout: { enabled: true },
+    revocation: { enabled: true }, jwtUserinfo: { enabled: jwtUserinfo },
+  },
 });
+provider.on('grant.success', (ctx) => console.log(`grant ${ctx.oidc.params.grant_type}`));
+provider.on('grant.error', (ctx, err) => console.log(`grant refused ${ctx.oidc.params?.grant_type}: ${err.message}`));
 provider.listen(port, '127.0.0.1', () => console.log(`oidc-provider listening on ${port}`));
 "#;
 
@@ -152,6 +167,16 @@ fn require_node_and_provider() -> Option<(PathBuf, PathBuf)> {
     }
 }
 
+/// What a test of the whole binary needs: the provider, the venv and the proxy binary.
+fn require_provider_venv_and_proxy() -> Option<(PathBuf, PathBuf, PathBuf)> {
+    let (_node, oidc_dir) = require_node_and_provider()?;
+    Some((
+        oidc_dir,
+        nbhub_testkit::require_venv()?,
+        require_proxy_binary()?,
+    ))
+}
+
 fn start_node(
     name: &str,
     script: &str,
@@ -191,17 +216,23 @@ async fn start_provider(
     redirect_uri: String,
     post_logout_uri: String,
 ) -> ChildGuard {
-    let provider = start_node(
-        "oidc-provider",
-        PROVIDER_JS,
-        scripts,
-        oidc_dir,
-        port,
-        &[
-            ("REDIRECT_URI", redirect_uri),
-            ("POST_LOGOUT_URI", post_logout_uri),
-        ],
-    );
+    start_provider_with(scripts, oidc_dir, port, redirect_uri, post_logout_uri, &[]).await
+}
+
+async fn start_provider_with(
+    scripts: &Path,
+    oidc_dir: &Path,
+    port: u16,
+    redirect_uri: String,
+    post_logout_uri: String,
+    more: &[(&str, String)],
+) -> ChildGuard {
+    let mut env = vec![
+        ("REDIRECT_URI", redirect_uri),
+        ("POST_LOGOUT_URI", post_logout_uri),
+    ];
+    env.extend(more.iter().cloned());
+    let provider = start_node("oidc-provider", PROVIDER_JS, scripts, oidc_dir, port, &env);
     provider
         .wait_for_line(|l| l.contains("listening on"), Duration::from_secs(30))
         .await;
@@ -429,6 +460,51 @@ async fn sign_in_through_a_real_openid_provider() {
     let carol = user(&hub, "carol").await.expect("carol exists");
     assert_eq!(carol["admin"], true);
     assert_eq!(group_names(&carol), ["admins", "hpc"]);
+    // The provider manages the groups: the API will not change them (JupyterHub's answer),
+    // and the admin page offers no way to.
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/groups/hpc/users",
+            serde_json::json!({"users": ["carol"]}),
+        ),
+        (
+            Method::DELETE,
+            "/groups/hpc/users",
+            serde_json::json!({"users": ["alice"]}),
+        ),
+        (Method::POST, "/groups/new-one", serde_json::json!({})),
+        (Method::DELETE, "/groups/hpc", serde_json::json!({})),
+        (
+            Method::PATCH,
+            "/users/alice",
+            serde_json::json!({"groups": []}),
+        ),
+    ] {
+        let (status, answer) = call(&hub, method.clone(), path, ADMIN_TOKEN, Some(body)).await;
+        assert_eq!(status, 400, "{method} {path}: {answer}");
+        assert!(
+            answer
+                .to_string()
+                .contains("Group management via API is disabled"),
+            "{answer}"
+        );
+    }
+    assert_eq!(
+        group_names(&user(&hub, "alice").await.expect("alice")),
+        ["hpc", "students"]
+    );
+    let admin_page = carol_browser
+        .get(hub.hub("/admin"))
+        .send()
+        .await
+        .expect("admin page");
+    assert_eq!(admin_page.status(), 200);
+    let admin_page = admin_page.text().await.expect("html");
+    assert!(
+        admin_page.contains("id=\"groups-managed\"") && !admin_page.contains("add-group-form"),
+        "{admin_page}"
+    );
 
     // dave is in no allowed group: a clear page, and no user.
     let dave_browser = browser();
@@ -608,13 +684,7 @@ async fn forged_id_tokens_are_refused() {
 /// session the provider sign-in made).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_provider_sign_in_jupyterlab_opens() {
-    let Some((_node, oidc_dir)) = require_node_and_provider() else {
-        return;
-    };
-    let Some(venv) = nbhub_testkit::require_venv() else {
-        return;
-    };
-    let Some(proxy) = require_proxy_binary() else {
+    let Some((oidc_dir, venv, proxy)) = require_provider_venv_and_proxy() else {
         return;
     };
     let port = free_port();
@@ -670,4 +740,318 @@ async fn after_the_provider_sign_in_jupyterlab_opens() {
     assert_eq!(resp.status(), 200, "{}", hub.log());
     assert_eq!(resp.url().path(), "/user/alice/lab");
     assert!(resp.text().await.expect("html").contains("JupyterLab"));
+}
+
+const KEY_A: &str = "6f1e1e7c2b5a4d3c9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d";
+const KEY_B: &str = "Vtq2Jk3n7rWc8Yb1Xp4Zs6Lm0Qd5Hf9Ag2Ke8Tu3Ri0="; // base64
+const KEY_C: &str = "0000000000000000000000000000000000000000000000000000000000000001";
+
+async fn auth_state_of(hub: &HubProc, name: &str) -> serde_json::Value {
+    let (status, body) = hubproc::admin(hub, Method::GET, &format!("/users/{name}"), None).await;
+    assert_eq!(status, 200, "{body}");
+    let user: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert!(
+        user.get("auth_state").is_some(),
+        "admin:auth_state shows it: {user}"
+    );
+    user["auth_state"].clone()
+}
+
+/// Signs `login` in with a fresh cookie-keeping browser; the browser.
+async fn sign_in_through_the_proxy(hub: &HubProc, login: &str) -> reqwest::Client {
+    let b = browser();
+    let callback_url = hub.public_url("/hub/oauth_callback");
+    let back =
+        through_provider_from(&b, hub.public_url("/hub/oauth_login"), &callback_url, login).await;
+    let (status, _, html) = callback(&b, &back).await;
+    assert_eq!(status, 302, "{html}\n{}", hub.log());
+    b
+}
+
+fn refresh_grants(provider: &ChildGuard) -> usize {
+    provider
+        .output()
+        .to_string()
+        .lines()
+        .filter(|l| l.contains("grant refresh_token"))
+        .count()
+}
+
+/// Checks that the provider has printed exactly `n` refresh grants (its output arrives a
+/// little after the hub's answer).
+async fn assert_refresh_grants(provider: &ChildGuard, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while refresh_grants(provider) < n && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(refresh_grants(provider), n, "{}", provider.output());
+}
+
+/// Starts alice's server with the admin token: the status and body.
+async fn start_alice(hub: &HubProc) -> (u16, String) {
+    hubproc::admin(hub, Method::POST, "/users/alice/server", None).await
+}
+
+async fn wait_ready(hub: &HubProc, name: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, body) = hubproc::admin(hub, Method::GET, &format!("/users/{name}"), None).await;
+        let user: serde_json::Value = serde_json::from_str(&body).expect("json");
+        if user["servers"][""]["ready"] == true {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name}'s server never became ready: {body}\n{}",
+            hub.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn stop_alice(hub: &HubProc) {
+    let (status, body) = hubproc::admin(hub, Method::DELETE, "/users/alice/server", None).await;
+    assert!(status == 202 || status == 204, "{status} {body}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, body) = hubproc::admin(hub, Method::GET, "/users/alice", None).await;
+        let user: serde_json::Value = serde_json::from_str(&body).expect("json");
+        if user["servers"].get("").is_none() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never stopped: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The whole binary with its proxy, `enable_auth_state` and the key in JUPYTERHUB_CRYPT_KEY,
+/// against the real provider issuing refresh tokens (rotated at each use) and signed userinfo:
+/// the hub will not start without a usable key; the tokens are in the database only sealed;
+/// tokens older than `auth_refresh_age` are refreshed once before a spawn and once at the
+/// browser's next request; the server gets exactly what `auth_state_env` maps; a refused
+/// refresh ends the sign-in; a changed key makes auth_state unreadable until the user signs in
+/// again; with the old key still listed after a new one, it is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_state_is_sealed_refreshed_and_mapped_into_the_server() {
+    let Some((oidc_dir, venv, proxy)) = require_provider_venv_and_proxy() else {
+        return;
+    };
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let script = scratch.path().join("env_server.py");
+    std::fs::write(&script, common::TINY_SERVER).expect("script");
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let mut hub = HubProc::new(
+        venv.clone(),
+        &proxy,
+        Options {
+            cmd_prefix: vec![
+                venv.join("bin/python").display().to_string(),
+                script.display().to_string(),
+            ],
+            services: "[[roles]]\nname = \"auth-state-reader\"\nscopes = [\"admin:auth_state\"]\nservices = [\"e2e-admin\"]\n".into(),
+            authenticator: format!(
+                r#"kind = "generic-oauth"
+client_id = "{CLIENT_ID}"
+client_secret = "{CLIENT_SECRET}"
+issuer = "{issuer}"
+manage_groups = true
+enable_auth_state = true
+refresh_pre_spawn = true
+auth_refresh_age = 2
+auth_state_env = {{ OIDC_ACCESS_TOKEN = "access_token", OIDC_GROUPS = "oauth_user.groups", OIDC_EMAIL = "oauth_user.email" }}
+"#
+            ),
+            ..Options::default()
+        },
+    );
+
+    // Without a key, or with a malformed one, the hub does not start, and says why.
+    let out = hub.start_refused().await;
+    assert!(
+        out.contains("JUPYTERHUB_CRYPT_KEY") && out.contains("openssl rand -hex 32"),
+        "{out}"
+    );
+    hub.env = vec![("JUPYTERHUB_CRYPT_KEY".into(), "not-a-key".into())];
+    let out = hub.start_refused().await;
+    assert!(out.contains("key 1 is not 32 bytes"), "{out}");
+
+    let mut provider = start_provider_with(
+        scratch.path(),
+        &oidc_dir,
+        port,
+        hub.public_url("/hub/oauth_callback"),
+        hub.public_url("/hub/login"),
+        &[("REFRESH", "1".into()), ("USERINFO_JWT", "1".into())],
+    )
+    .await;
+    hub.env = vec![("JUPYTERHUB_CRYPT_KEY".into(), KEY_A.into())];
+    hub.start().await;
+
+    // alice signs in: auth_state holds the tokens and the (signed) userinfo.
+    let b = sign_in_through_the_proxy(&hub, "alice").await;
+    let first = auth_state_of(&hub, "alice").await;
+    let access = first["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_string();
+    let refresh = first["refresh_token"]
+        .as_str()
+        .expect("refresh token")
+        .to_string();
+    assert!(
+        first["id_token"]
+            .as_str()
+            .is_some_and(|t| t.split('.').count() == 3),
+        "{first}"
+    );
+    assert_eq!(
+        first["oauth_user"]["groups"],
+        serde_json::json!(["hpc", "students"]),
+        "{first}"
+    );
+    assert_eq!(first["oauth_user"]["email"], "alice@example.org");
+    assert!(
+        hub.log().contains("the userinfo is a signed JWT"),
+        "{}",
+        hub.log()
+    );
+
+    // In the database only sealed: neither token is in the raw SQLite files.
+    let mut raw = Vec::new();
+    for entry in std::fs::read_dir(hub.data_dir())
+        .expect("data dir")
+        .flatten()
+    {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("nbhub.sqlite")
+        {
+            raw.extend(std::fs::read(entry.path()).expect("read"));
+        }
+    }
+    let holds = |needle: &str| raw.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(holds("nbhub-aead-v1:"), "a sealed auth_state is stored");
+    assert!(
+        !holds(&access) && !holds(&refresh),
+        "a token in the clear on disk"
+    );
+    assert!(
+        !holds("alice@example.org"),
+        "the userinfo in the clear on disk"
+    );
+
+    // Older than auth_refresh_age: one refresh grant before the spawn, and the server gets
+    // the new access token and the mapped claims, not the refresh token.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let grants = refresh_grants(&provider);
+    let (status, body) = start_alice(&hub).await;
+    assert!(
+        status == 201 || status == 202,
+        "{status} {body}\n{}",
+        hub.log()
+    );
+    assert_refresh_grants(&provider, grants + 1).await;
+    wait_ready(&hub, "alice").await;
+    let second = auth_state_of(&hub, "alice").await;
+    let new_access = second["access_token"].as_str().expect("access token");
+    assert_ne!(new_access, access, "refreshed");
+    assert_ne!(
+        second["refresh_token"], first["refresh_token"],
+        "rotated, and kept"
+    );
+    let env: serde_json::Value = reqwest::get(hub.public_url("/user/alice/env"))
+        .await
+        .expect("env")
+        .json()
+        .await
+        .expect("env json");
+    assert_eq!(env["OIDC_ACCESS_TOKEN"], new_access);
+    assert_eq!(env["OIDC_GROUPS"], "[\"hpc\",\"students\"]");
+    assert_eq!(env["OIDC_EMAIL"], "alice@example.org");
+    let refresh_now = second["refresh_token"].as_str().expect("refresh token");
+    let leaked: Vec<_> = env
+        .as_object()
+        .expect("object")
+        .iter()
+        .filter(|(_, v)| v.as_str().is_some_and(|v| v.contains(refresh_now)))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "the refresh token is not mapped: {leaked:?}"
+    );
+
+    // On use: the browser's next request after auth_refresh_age refreshes once more.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let resp = b
+        .get(hub.public_url("/hub/home"))
+        .send()
+        .await
+        .expect("home");
+    assert_eq!(resp.status(), 200, "{}", hub.log());
+    assert_refresh_grants(&provider, grants + 2).await;
+
+    // The provider revokes the refresh token: the next refresh is refused, the spawn says
+    // to sign in again, and the browser's session has ended.
+    stop_alice(&hub).await;
+    let third = auth_state_of(&hub, "alice").await;
+    let resp = common::client()
+        .post(format!("{issuer}/token/revocation"))
+        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+        .form(&[
+            (
+                "token",
+                third["refresh_token"].as_str().expect("refresh token"),
+            ),
+            ("token_type_hint", "refresh_token"),
+        ])
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(resp.status(), 200);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, body) = start_alice(&hub).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("refused to refresh") && body.contains("Sign in again"),
+        "{body}"
+    );
+    let resp = b
+        .get(hub.public_url("/hub/home"))
+        .send()
+        .await
+        .expect("home");
+    assert_eq!(resp.status(), 302, "signed out");
+
+    // alice signs in again; then the hub restarts with another key: her auth_state cannot be
+    // read (null in the API, and a spawn asks her to sign in again) until she does.
+    sign_in_through_the_proxy(&hub, "alice").await;
+    hub.kill9_hub();
+    hub.env = vec![("JUPYTERHUB_CRYPT_KEY".into(), KEY_B.into())];
+    hub.start().await;
+    assert_eq!(auth_state_of(&hub, "alice").await, serde_json::Value::Null);
+    let (status, body) = start_alice(&hub).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("cannot be read") && body.contains("Sign in again"),
+        "{body}"
+    );
+    sign_in_through_the_proxy(&hub, "alice").await;
+    let with_b = auth_state_of(&hub, "alice").await;
+    assert!(with_b["access_token"].is_string(), "{with_b}");
+
+    // Rotation: a new key first, the old one still listed: what the old one sealed is read.
+    hub.kill9_hub();
+    hub.env = vec![("JUPYTERHUB_CRYPT_KEY".into(), format!("{KEY_C};{KEY_B}"))];
+    hub.start().await;
+    assert_eq!(
+        auth_state_of(&hub, "alice").await["access_token"],
+        with_b["access_token"]
+    );
+    provider.kill();
 }

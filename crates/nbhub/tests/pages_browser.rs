@@ -306,6 +306,7 @@ async fn a_bad_value_on_the_spawn_form_is_shown_next_to_its_field() {
         s.db.clone(),
         s.cookie_secret.clone(),
         supervisor,
+        None,
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -14,25 +14,6 @@ use serde_json::{json, Value};
 
 const USERS: usize = 50;
 
-/// Listens where `JUPYTERHUB_SERVICE_URL` says, after a second (a queue must form), and answers
-/// every GET, the hub's readiness probe included, with 200.
-const TINY_SERVER: &str = r#"
-import http.server, json, os, time, urllib.parse
-url = urllib.parse.urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
-time.sleep(1)
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = json.dumps({"version": "tiny", "path": self.path}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer((url.hostname, url.port), Handler).serve_forever()
-"#;
-
 /// The progress events of a user's spawn, to its end.
 async fn progress(hub: &HubProc, user: &str) -> Vec<Value> {
     let resp = reqwest::Client::new()
@@ -62,7 +43,7 @@ async fn fifty_starts_with_a_limit_of_ten_queue_in_order_and_all_become_ready() 
     };
     let scratch = tempfile::tempdir().expect("tempdir");
     let script = scratch.path().join("tiny_server.py");
-    std::fs::write(&script, TINY_SERVER).expect("script");
+    std::fs::write(&script, common::TINY_SERVER).expect("script");
     let mut hub = HubProc::new(
         venv.clone(),
         &proxy,

@@ -132,12 +132,24 @@ fn check_group_name(name: &str) -> ApiResult<()> {
     }
 }
 
+/// With `manage_groups` the identity provider decides who is in which group: JupyterHub's
+/// answer to the API calls that would change that.
+fn check_groups_not_managed(state: &AppState) -> ApiResult<()> {
+    if state.config.authenticator.manage_groups {
+        return Err(ApiError::bad_request(
+            "Group management via API is disabled: the identity provider manages the groups (manage_groups)",
+        ));
+    }
+    Ok(())
+}
+
 async fn create_groups(
     State(state): State<AppState>,
     ApiIdentity(ident): ApiIdentity,
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Response> {
     ident.require("admin:groups", &Resource::Global)?;
+    check_groups_not_managed(&state)?;
     let names: Vec<String> = body
         .get("groups")
         .and_then(Value::as_array)
@@ -194,6 +206,7 @@ async fn create_group(
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Response> {
     ident.require("admin:groups", &Resource::Group(&name))?;
+    check_groups_not_managed(&state)?;
     check_group_name(&name)?;
     let users = users_in_body(&state, &body, false).await?;
     if db::groups::get(&state.db, &name).await?.is_some() {
@@ -221,6 +234,7 @@ async fn delete_group(
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     ident.require("delete:groups", &Resource::Group(&name))?;
+    check_groups_not_managed(&state)?;
     let g = load_group(&state, &name).await?;
     db::groups::delete(&state.db, g.id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -233,6 +247,7 @@ async fn add_group_users(
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Response> {
     ident.require("groups", &Resource::Group(&name))?;
+    check_groups_not_managed(&state)?;
     let g = load_group(&state, &name).await?;
     let users = users_in_body(&state, &body, true).await?;
     db::groups::add_users(&state.db, g.id, &users).await?;
@@ -246,6 +261,7 @@ async fn remove_group_users(
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Response> {
     ident.require("groups", &Resource::Group(&name))?;
+    check_groups_not_managed(&state)?;
     let g = load_group(&state, &name).await?;
     let users = users_in_body(&state, &body, true).await?;
     db::groups::remove_users(&state.db, g.id, &users).await?;

@@ -163,6 +163,8 @@ fn refused(e: SpawnRefused) -> ApiError {
             err.retry_after = Some(30);
             err
         }
+        SpawnRefused::SignInAgain(msg) => ApiError::new(StatusCode::FORBIDDEN, msg),
+        SpawnRefused::Unavailable(msg) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg),
         SpawnRefused::Internal(msg) => ApiError::internal(msg),
     }
 }

@@ -170,7 +170,7 @@ pub async fn user_model(
         m.insert("servers".into(), Value::Object(map));
     }
     if can("admin:auth_state") {
-        m.insert("auth_state".into(), user.auth_state.clone());
+        m.insert("auth_state".into(), state.auth_states.for_api(user));
     }
     Ok(Value::Object(m))
 }
@@ -506,6 +506,11 @@ async fn patch_user(
                 )
             }
             "groups" => {
+                if state.config.authenticator.manage_groups {
+                    return Err(ApiError::bad_request(
+                        "Group management via API is disabled: the identity provider manages the groups (manage_groups)",
+                    ));
+                }
                 let list = string_list("groups", v)?;
                 for g in &list {
                     if db::groups::get(&state.db, g).await?.is_none() {
@@ -551,7 +556,11 @@ async fn patch_user(
         db::users::set_roles(&state.db, user.id, r).await?;
     }
     if let Some(s) = &auth_state {
-        db::users::set_auth_state(&state.db, user.id, s).await?;
+        state
+            .auth_states
+            .save(user.id, s)
+            .await
+            .map_err(|e| ApiError::internal(format!("saving auth_state: {e:?}")))?;
     }
     if let Some(n) = &new_name {
         if *n != user.name {

@@ -126,14 +126,59 @@ pub struct SignedIn {
     pub groups: Vec<String>,
     /// The raw ID token, for `id_token_hint` at logout.
     pub id_token: Option<String>,
+    /// OAuthenticator's auth_state: `access_token`, `refresh_token`, `id_token`, `scope`,
+    /// `token_response`, `oauth_user` (the claims), and ours: `token_issued_at` and
+    /// `expires_at` (Unix seconds). Kept only with `enable_auth_state`.
+    pub auth_state: Value,
 }
 
-#[derive(Deserialize)]
+impl SignedIn {
+    /// The subject (`sub`) the provider knows this user by, from the kept claims.
+    pub fn subject_of(auth_state: &Value) -> Option<&str> {
+        auth_state["oauth_user"]["sub"].as_str()
+    }
+}
+
+/// The token endpoint's answer: the fields read, and all of it for auth_state.
 struct TokenResponse {
     access_token: Option<String>,
+    refresh_token: Option<String>,
     id_token: Option<String>,
-    error: Option<String>,
-    error_description: Option<String>,
+    expires_in: Option<u64>,
+    scope: Option<String>,
+    raw: serde_json::Map<String, Value>,
+}
+
+impl TokenResponse {
+    fn from_json(raw: serde_json::Map<String, Value>) -> Self {
+        let text = |k: &str| raw.get(k).and_then(Value::as_str).map(str::to_string);
+        TokenResponse {
+            access_token: text("access_token"),
+            refresh_token: text("refresh_token"),
+            id_token: text("id_token"),
+            expires_in: raw.get("expires_in").and_then(Value::as_u64),
+            scope: text("scope"),
+            raw,
+        }
+    }
+}
+
+/// The grant sent to the token endpoint.
+enum Grant<'a> {
+    Code {
+        code: &'a str,
+        redirect_uri: &'a str,
+        verifier: &'a str,
+    },
+    Refresh(&'a str),
+}
+
+/// What the ID token must say besides the usual checks.
+enum IdTokenCheck<'a> {
+    /// At sign-in: this browser's nonce.
+    Nonce(&'a str),
+    /// After a refresh (OpenID Connect Core 12.2): the same subject as before, no nonce needed.
+    Subject(Option<&'a str>),
 }
 
 pub struct OidcClient {
@@ -293,6 +338,12 @@ impl OidcClient {
                 e.authorize
             ))
         })?;
+        {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in &self.config.extra_authorize_params {
+                q.append_pair(k, v);
+            }
+        }
         url.query_pairs_mut()
             .append_pair("response_type", "code")
             .append_pair("client_id", &self.config.client_id)
@@ -323,19 +374,66 @@ impl OidcClient {
         redirect_uri: &str,
     ) -> Result<SignedIn, SignInError> {
         let e = self.endpoints().await?;
-        let tokens = self.exchange_code(&e, pending, code, redirect_uri).await?;
+        let grant = Grant::Code {
+            code,
+            redirect_uri,
+            verifier: &pending.code_verifier,
+        };
+        let tokens = self.token_request(&e, grant).await?;
+        self.signed_in(&e, tokens, IdTokenCheck::Nonce(&pending.nonce))
+            .await
+    }
+
+    /// A refresh grant with the kept refresh token: new tokens, their ID token verified again
+    /// (same subject), the userinfo fetched again. A refused refresh is `Refused`.
+    pub async fn refresh(&self, previous: &Value) -> Result<SignedIn, SignInError> {
+        let Some(refresh_token) = previous["refresh_token"].as_str() else {
+            return Err(SignInError::Refused(
+                "The identity provider gave no refresh token, and the access token has expired."
+                    .into(),
+            ));
+        };
+        let e = self.endpoints().await?;
+        let mut tokens = self
+            .token_request(&e, Grant::Refresh(refresh_token))
+            .await?;
+        // A provider that does not rotate refresh tokens leaves the old one valid.
+        if tokens.refresh_token.is_none() {
+            tokens.refresh_token = Some(refresh_token.to_string());
+        }
+        let check = IdTokenCheck::Subject(SignedIn::subject_of(previous));
+        let mut signed_in = self.signed_in(&e, tokens, check).await?;
+        // Without a new ID token the old one is still the hint for logout.
+        if signed_in.auth_state["id_token"].is_null() {
+            signed_in.auth_state["id_token"] = previous["id_token"].clone();
+        }
+        if let (Some(before), Some(now)) = (
+            SignedIn::subject_of(previous),
+            SignedIn::subject_of(&signed_in.auth_state),
+        ) {
+            if before != now {
+                return Err(SignInError::Refused(
+                    "The identity provider's refreshed tokens are about another subject.".into(),
+                ));
+            }
+        }
+        Ok(signed_in)
+    }
+
+    /// Tokens → verified claims → who signed in.
+    async fn signed_in(
+        &self,
+        e: &Endpoints,
+        tokens: TokenResponse,
+        check: IdTokenCheck<'_>,
+    ) -> Result<SignedIn, SignInError> {
         let mut claims = serde_json::Map::new();
         let mut subject = None;
         let oidc = !e.issuer.is_empty();
+        let refreshing = matches!(check, IdTokenCheck::Subject(_));
         let id_token = match &tokens.id_token {
             Some(raw) if oidc => {
-                let jwks_uri = e.jwks_uri.as_deref().ok_or_else(|| {
-                    SignInError::ProviderUnavailable(
-                        "The identity provider's discovery document names no jwks_uri, so its ID tokens cannot be checked."
-                            .into(),
-                    )
-                })?;
-                let verified = self.verify_id_token(&e, jwks_uri, raw, pending).await?;
+                let verified = self.verify_id_token(e, raw, &check).await?;
                 subject = verified
                     .get("sub")
                     .and_then(Value::as_str)
@@ -343,7 +441,8 @@ impl OidcClient {
                 claims.extend(verified);
                 Some(raw.clone())
             }
-            None if oidc && self.config.scope.iter().any(|s| s == "openid") => {
+            // A refresh need not return a new ID token (OpenID Connect Core 12.2).
+            None if oidc && !refreshing && self.config.scope.iter().any(|s| s == "openid") => {
                 return Err(SignInError::Refused(
                     "The identity provider sent no ID token although the scope asked for openid."
                         .into(),
@@ -353,12 +452,14 @@ impl OidcClient {
             // from userdata_url alone.
             _ => None,
         };
+        if let IdTokenCheck::Subject(Some(before)) = check {
+            subject.get_or_insert_with(|| before.to_string());
+        }
         if let Some(userinfo) = &e.userinfo {
             let access = tokens.access_token.as_deref().ok_or_else(|| {
                 SignInError::Refused("The identity provider sent no access token.".into())
             })?;
-            let info: serde_json::Map<String, Value> =
-                self.get_json(userinfo, Some(access), "userinfo").await?;
+            let info = self.userinfo(e, userinfo, access).await?;
             // OpenID Connect Core 5.3.2: userinfo about someone else must not be used.
             if let (Some(sub), Some(info_sub)) = (&subject, info.get("sub").and_then(Value::as_str))
             {
@@ -370,6 +471,19 @@ impl OidcClient {
                 }
             }
             claims.extend(info);
+        }
+        // Claims that only say what the token is about, not who the user is.
+        for k in [
+            "nonce",
+            "at_hash",
+            "c_hash",
+            "auth_time",
+            "exp",
+            "iat",
+            "nbf",
+            "jti",
+        ] {
+            claims.remove(k);
         }
         let claims = Value::Object(claims);
         let raw_name = claim_at(&claims, &self.config.username_claim)
@@ -384,7 +498,7 @@ impl OidcClient {
                     self.config.username_claim
                 ))
             })?;
-        let username = crate::names::normalize_username(&raw_name);
+        let username = map_username(&self.config, &raw_name);
         if !crate::names::is_valid_name(&username) {
             return Err(SignInError::Refused(crate::names::invalid_name_message(
                 "user", &raw_name,
@@ -402,30 +516,107 @@ impl OidcClient {
             Some(Value::String(g)) => vec![g.trim_start_matches('/').to_string()],
             _ => Vec::new(),
         };
+        let now = jsonwebtoken::get_current_timestamp();
+        let scope: Vec<&str> = match &tokens.scope {
+            Some(s) => s.split_whitespace().collect(),
+            None => self.config.scope.iter().map(String::as_str).collect(),
+        };
+        let auth_state = serde_json::json!({
+            "access_token": tokens.access_token,
+            "refresh_token": tokens.refresh_token,
+            "id_token": id_token,
+            "scope": scope,
+            "token_response": Value::Object(tokens.raw),
+            "oauth_user": claims,
+            "token_issued_at": now,
+            "expires_at": tokens.expires_in.map(|s| now + s),
+        });
         Ok(SignedIn {
             username,
             groups,
             id_token,
+            auth_state,
         })
     }
 
-    async fn exchange_code(
+    /// The userinfo claims: JSON, or a JWT signed by the provider (`application/jwt`, OpenID
+    /// Connect Core 5.3.2), whose signature, issuer and audience are checked.
+    async fn userinfo(
         &self,
         e: &Endpoints,
-        pending: &PendingLogin,
-        code: &str,
-        redirect_uri: &str,
+        url: &str,
+        access: &str,
+    ) -> Result<serde_json::Map<String, Value>, SignInError> {
+        let what = "userinfo";
+        let resp = self
+            .http
+            .get(url)
+            .header("accept", "application/json, application/jwt")
+            .bearer_auth(access)
+            .send()
+            .await
+            .map_err(|err| SignInError::provider(what, err))?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            return Err(SignInError::Refused(format!(
+                "The identity provider's userinfo refused the access token ({status})."
+            )));
+        }
+        if !status.is_success() {
+            return Err(SignInError::provider(
+                what,
+                format!("{url} answered {status}"),
+            ));
+        }
+        let is_jwt = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("application/jwt"));
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|err| SignInError::provider(what, err))?;
+        if !is_jwt {
+            return serde_json::from_slice(&body)
+                .map_err(|err| SignInError::provider(what, format!("{url}: {err}")));
+        }
+        let raw = std::str::from_utf8(&body)
+            .map_err(|err| SignInError::provider(what, err))?
+            .trim();
+        tracing::debug!("the userinfo is a signed JWT: checking it");
+        self.verify_jwt(e, raw, "userinfo", |validation| {
+            // A signed userinfo carries iss and aud, but no exp or iat of necessity.
+            validation.set_required_spec_claims(&["iss", "aud", "sub"]);
+            validation.validate_exp = false;
+        })
+        .await
+    }
+
+    async fn token_request(
+        &self,
+        e: &Endpoints,
+        grant: Grant<'_>,
     ) -> Result<TokenResponse, SignInError> {
         let secret = self
             .secret
             .as_ref()
             .map_err(|e| SignInError::ProviderUnavailable(e.clone()))?;
-        let mut form = vec![
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", redirect_uri),
-            ("code_verifier", pending.code_verifier.as_str()),
-        ];
+        let mut form = match grant {
+            Grant::Code {
+                code,
+                redirect_uri,
+                verifier,
+            } => vec![
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", redirect_uri),
+                ("code_verifier", verifier),
+            ],
+            Grant::Refresh(token) => {
+                vec![("grant_type", "refresh_token"), ("refresh_token", token)]
+            }
+        };
         let mut req = self
             .http
             .post(&e.token)
@@ -450,16 +641,19 @@ impl OidcClient {
             .bytes()
             .await
             .map_err(|err| SignInError::provider("token endpoint", err))?;
-        let parsed: Option<TokenResponse> = serde_json::from_slice(&body).ok();
-        match parsed {
-            Some(t) if status.is_success() && t.error.is_none() => Ok(t),
-            Some(TokenResponse {
-                error: Some(error),
-                error_description,
-                ..
-            }) => Err(SignInError::Refused(format!(
+        let parsed = serde_json::from_slice::<serde_json::Map<String, Value>>(&body)
+            .ok()
+            .map(TokenResponse::from_json);
+        let error = parsed
+            .as_ref()
+            .and_then(|t| t.raw.get("error").and_then(Value::as_str));
+        match (parsed.as_ref(), error) {
+            (Some(_), None) if status.is_success() => Ok(parsed.expect("checked")),
+            (Some(t), Some(error)) => Err(SignInError::Refused(format!(
                 "The identity provider refused the sign-in ({error}{}).",
-                error_description
+                t.raw
+                    .get("error_description")
+                    .and_then(Value::as_str)
                     .map(|d| format!(": {d}"))
                     .unwrap_or_default()
             ))),
@@ -473,15 +667,67 @@ impl OidcClient {
         }
     }
 
-    /// Verifies signature (JWKS), `iss`, `aud`, `exp`, `iat`, `nbf` and `nonce`; the claims.
+    /// Verifies signature (JWKS), `iss`, `aud`, `exp`, `iat`, `nbf`, and the nonce or the
+    /// subject; the claims.
     async fn verify_id_token(
         &self,
         e: &Endpoints,
-        jwks_uri: &str,
         raw: &str,
-        pending: &PendingLogin,
+        check: &IdTokenCheck<'_>,
     ) -> Result<serde_json::Map<String, Value>, SignInError> {
+        let claims = self
+            .verify_jwt(e, raw, "ID token", |validation| {
+                validation.validate_nbf = true;
+                validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+            })
+            .await?;
         let bad = |why: String| SignInError::Refused(format!("The ID token was refused: {why}."));
+        let now = jsonwebtoken::get_current_timestamp();
+        match claims.get("iat").and_then(Value::as_f64) {
+            Some(iat) if iat <= (now + CLOCK_SKEW_SECS) as f64 => {}
+            _ => return Err(bad("it claims to be issued in the future".into())),
+        }
+        match check {
+            IdTokenCheck::Nonce(expected) => {
+                let nonce = claims.get("nonce").and_then(Value::as_str).unwrap_or("");
+                if !crate::db::tokens::constant_time_eq(nonce.as_bytes(), expected.as_bytes()) {
+                    return Err(bad(
+                        "its nonce is not the one this browser's sign-in sent (a replayed token?)"
+                            .into(),
+                    ));
+                }
+            }
+            IdTokenCheck::Subject(Some(before)) => {
+                if claims.get("sub").and_then(Value::as_str) != Some(before) {
+                    return Err(bad("after a refresh it names another subject".into()));
+                }
+            }
+            IdTokenCheck::Subject(None) => {}
+        }
+        // OpenID Connect Core 3.1.3.7: with several audiences, azp must be us.
+        if let Some(azp) = claims.get("azp").and_then(Value::as_str) {
+            if azp != self.config.client_id {
+                return Err(bad(format!("it was issued to client {azp:?}")));
+            }
+        }
+        Ok(claims)
+    }
+
+    /// A JWT from the provider: signed with one of its published keys (asymmetric only), for
+    /// us (`aud`), by it (`iss`), within its validity with 60 s of skew; the claims.
+    async fn verify_jwt(
+        &self,
+        e: &Endpoints,
+        raw: &str,
+        what: &str,
+        adjust: impl FnOnce(&mut Validation),
+    ) -> Result<serde_json::Map<String, Value>, SignInError> {
+        let bad = |why: String| SignInError::Refused(format!("The {what} was refused: {why}."));
+        let jwks_uri = e.jwks_uri.as_deref().ok_or_else(|| {
+            SignInError::ProviderUnavailable(format!(
+                "The identity provider's discovery document names no jwks_uri, so its {what} cannot be checked."
+            ))
+        })?;
         let header = jsonwebtoken::decode_header(raw).map_err(|err| bad(err.to_string()))?;
         if !ACCEPTED_ALGORITHMS.contains(&header.alg) {
             return Err(bad(format!(
@@ -501,10 +747,9 @@ impl OidcClient {
         let key = DecodingKey::from_jwk(&jwk).map_err(|err| bad(err.to_string()))?;
         let mut validation = Validation::new(header.alg);
         validation.leeway = CLOCK_SKEW_SECS;
-        validation.validate_nbf = true;
         validation.set_audience(&[&self.config.client_id]);
         validation.set_issuer(&[&e.issuer]);
-        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        adjust(&mut validation);
         let data = jsonwebtoken::decode::<serde_json::Map<String, Value>>(raw, &key, &validation)
             .map_err(|err| {
             use jsonwebtoken::errors::ErrorKind;
@@ -521,25 +766,7 @@ impl OidcClient {
                 _ => err.to_string(),
             })
         })?;
-        let claims = data.claims;
-        let now = jsonwebtoken::get_current_timestamp();
-        match claims.get("iat").and_then(Value::as_f64) {
-            Some(iat) if iat <= (now + CLOCK_SKEW_SECS) as f64 => {}
-            _ => return Err(bad("it claims to be issued in the future".into())),
-        }
-        let nonce = claims.get("nonce").and_then(Value::as_str).unwrap_or("");
-        if !crate::db::tokens::constant_time_eq(nonce.as_bytes(), pending.nonce.as_bytes()) {
-            return Err(bad(
-                "its nonce is not the one this browser's sign-in sent (a replayed token?)".into(),
-            ));
-        }
-        // OpenID Connect Core 3.1.3.7: with several audiences, azp must be us.
-        if let Some(azp) = claims.get("azp").and_then(Value::as_str) {
-            if azp != self.config.client_id {
-                return Err(bad(format!("it was issued to client {azp:?}")));
-            }
-        }
-        Ok(claims)
+        Ok(data.claims)
     }
 
     /// The provider's key for `kid`; an unknown kid fetches the JWKS again once (key rotation).
@@ -589,6 +816,65 @@ fn pick_key(set: &JwkSet, kid: Option<&str>, alg: Algorithm) -> Option<Jwk> {
             }
         }
     }
+}
+
+/// May this user sign in, and are they admin (None: leave as it is)? OAuthenticator's rules.
+pub fn decide(
+    auth: &AuthenticatorConfig,
+    who: &SignedIn,
+    exists: bool,
+) -> Result<Option<bool>, String> {
+    let name = &who.username;
+    if auth.blocked_users.contains(name) {
+        return Err(format!("{name} may not sign in to this hub."));
+    }
+    // The provider's groups lost a leading '/' (Keycloak's full paths); so do the configured.
+    let member_of = |list: &[String]| {
+        list.iter()
+            .any(|want| who.groups.iter().any(|g| g == want.trim_start_matches('/')))
+    };
+    let admin_user = auth.admin_users.contains(name);
+    let admin_by_group = member_of(&auth.admin_groups);
+    let allowed = auth.allow_all
+        || admin_user
+        || admin_by_group
+        || auth.allowed_users.contains(name)
+        || member_of(&auth.allowed_groups)
+        || (auth.allow_existing_users && exists);
+    if !allowed {
+        let why = if auth.allowed_groups.is_empty() {
+            String::new()
+        } else {
+            format!(" (members of {} may)", auth.allowed_groups.join(", "))
+        };
+        return Err(format!("{name} is not allowed to use this hub{why}."));
+    }
+    Ok(if admin_user || admin_by_group {
+        Some(true)
+    } else if !auth.admin_groups.is_empty() {
+        // With admin_groups the provider decides: leaving the group ends admin rights.
+        Some(false)
+    } else {
+        None
+    })
+}
+
+/// The hub name for a provider's user name claim: an `@domain` listed in
+/// `username_strip_domains` (or any, with `"*"`) cut off, lower-cased as every login's, then
+/// `username_map`.
+pub fn map_username(config: &AuthenticatorConfig, raw: &str) -> String {
+    let mut name = raw.trim();
+    if let Some((local, domain)) = name.rsplit_once('@') {
+        let strip = config
+            .username_strip_domains
+            .iter()
+            .any(|d| d == "*" || d.eq_ignore_ascii_case(domain));
+        if strip && !local.is_empty() {
+            name = local;
+        }
+    }
+    let name = crate::names::normalize_username(name);
+    config.username_map.get(&name).cloned().unwrap_or(name)
 }
 
 /// A claim by dotted path (`"realm_access.roles"`); a claim whose own name has dots is found too.
@@ -668,6 +954,23 @@ mod tests {
     }
 
     #[test]
+    fn user_names_from_claims() {
+        let mut c = AuthenticatorConfig::default();
+        assert_eq!(map_username(&c, "Alice@Uni.Example"), "alice@uni.example");
+        c.username_strip_domains = vec!["uni.example".into()];
+        assert_eq!(map_username(&c, "Alice@Uni.Example"), "alice");
+        assert_eq!(
+            map_username(&c, "alice@elsewhere.example"),
+            "alice@elsewhere.example"
+        );
+        assert_eq!(map_username(&c, "@uni.example"), "@uni.example");
+        c.username_strip_domains = vec!["*".into()];
+        assert_eq!(map_username(&c, "bob@elsewhere.example"), "bob");
+        c.username_map.insert("bob".into(), "robert".into());
+        assert_eq!(map_username(&c, "Bob@x.example"), "robert");
+    }
+
+    #[test]
     fn claims_by_dotted_path() {
         let c = serde_json::json!({"a": {"b": ["x"]}, "c.d": 1, "name": "Alice"});
         assert_eq!(claim_at(&c, "a.b"), Some(&serde_json::json!(["x"])));
@@ -684,5 +987,41 @@ mod tests {
         );
         let u = logout_url("https://idp.example/logout?client_id=other", "hub", None);
         assert_eq!(u, "https://idp.example/logout?client_id=other");
+    }
+
+    fn who(name: &str, groups: &[&str]) -> SignedIn {
+        SignedIn {
+            username: name.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            id_token: None,
+            auth_state: Value::Null,
+        }
+    }
+
+    #[test]
+    fn allowed_and_admin_groups() {
+        let mut a = AuthenticatorConfig {
+            allowed_groups: vec!["hpc".into()],
+            admin_groups: vec!["admins".into()],
+            ..Default::default()
+        };
+        assert_eq!(decide(&a, &who("alice", &["hpc"]), false), Ok(Some(false)));
+        assert_eq!(
+            decide(&a, &who("carol", &["admins"]), false),
+            Ok(Some(true))
+        );
+        let err = decide(&a, &who("dave", &[]), true).unwrap_err();
+        assert!(err.contains("dave") && err.contains("hpc"), "{err}");
+        a.allow_existing_users = true;
+        assert_eq!(decide(&a, &who("dave", &[]), true), Ok(Some(false)));
+        a.blocked_users = vec!["alice".into()];
+        assert!(decide(&a, &who("alice", &["hpc"]), true).is_err());
+        a.allowed_groups = vec!["/hpc".into()];
+        assert!(
+            decide(&a, &who("bob", &["hpc"]), false).is_ok(),
+            "Keycloak's full path"
+        );
+        a.admin_groups.clear();
+        assert_eq!(decide(&a, &who("dave", &[]), true), Ok(None));
     }
 }

@@ -18,7 +18,9 @@ pub struct User {
     /// The value inside the signed login cookie; changing it logs the user out everywhere.
     pub cookie_id: String,
     pub user_info: Value,
-    pub auth_state: Value,
+    /// As stored: sealed by `auth::crypt` when the hub has a key, else plain JSON; read it
+    /// with `auth::auth_state`.
+    pub auth_state: Option<String>,
     /// native authenticator only.
     pub password_hash: Option<String>,
     /// native authenticator: false while a sign-up waits for an admin.
@@ -37,7 +39,9 @@ fn from_row(row: &AnyRow) -> Result<User, SqlError> {
         last_activity: row.try_get("last_activity")?,
         cookie_id: row.try_get("cookie_id")?,
         user_info: json_column(row, "user_info")?,
-        auth_state: json_column(row, "auth_state")?,
+        auth_state: row
+            .try_get::<Option<String>, _>("auth_state")?
+            .filter(|s| !s.is_empty()),
         password_hash: row.try_get("password_hash")?,
         approved: row.try_get::<i64, _>("approved")? != 0,
     })
@@ -158,10 +162,10 @@ pub async fn set_admin(db: &Db, id: i64, admin: bool) -> Result<(), SqlError> {
     Ok(())
 }
 
-pub async fn set_auth_state(db: &Db, id: i64, auth_state: &Value) -> Result<(), SqlError> {
-    let text = (!auth_state.is_null()).then(|| auth_state.to_string());
+/// Stores auth_state as `auth::crypt::to_stored` made it (`None` clears it).
+pub async fn set_auth_state(db: &Db, id: i64, stored: Option<&str>) -> Result<(), SqlError> {
     sqlx::query("UPDATE users SET auth_state = $1 WHERE id = $2")
-        .bind(text)
+        .bind(stored)
         .bind(id)
         .execute(&db.pool)
         .await?;
@@ -305,6 +309,42 @@ pub async fn set_groups(db: &Db, user_id: i64, groups: &[String]) -> Result<(), 
         .await?;
     }
     tx.commit().await
+}
+
+/// Replaces the user's groups with those an identity provider names (`manage_groups`): the
+/// valid names only, groups made as needed.
+pub async fn set_groups_creating(db: &Db, user_id: i64, groups: &[String]) -> Result<(), SqlError> {
+    let groups: Vec<String> = groups
+        .iter()
+        .filter(|g| crate::names::is_valid_name(g))
+        .cloned()
+        .collect();
+    let mut missing = Vec::new();
+    for g in &groups {
+        if super::groups::get(db, g).await?.is_none() {
+            missing.push((g.clone(), Vec::new()));
+        }
+    }
+    if !missing.is_empty() {
+        if let Err(e) = super::groups::create_many(db, &missing).await {
+            // Another sign-in made the same group at the same moment.
+            if !super::is_unique_violation(&e) {
+                return Err(e);
+            }
+        }
+    }
+    set_groups(db, user_id, &groups).await
+}
+
+/// Ends every browser session of the user: their login cookies name the old cookie id.
+pub async fn reset_cookie_id(db: &Db, id: i64) -> Result<(), SqlError> {
+    let _authz = db.authz_write();
+    sqlx::query("UPDATE users SET cookie_id = $1 WHERE id = $2")
+        .bind(new_cookie_id())
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
 }
 
 /// Replaces the user's assigned roles; every role must exist (checked by the caller).

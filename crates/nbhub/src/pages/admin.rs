@@ -131,6 +131,7 @@ async fn admin_page(
             "running": running,
             "groups": groups_view,
             "allow_named_servers": state.config.hub.allow_named_servers,
+            "groups_managed": state.config.authenticator.manage_groups,
         }),
     ))
 }

@@ -213,7 +213,7 @@ async fn callback(
     let exists = db::users::get(&state.db, &signed_in.username)
         .await?
         .is_some();
-    let admin = match decide(&state.config.authenticator, &signed_in, exists) {
+    let admin = match crate::auth::oidc::decide(&state.config.authenticator, &signed_in, exists) {
         Ok(admin) => admin,
         Err(msg) => {
             tracing::info!(user = %signed_in.username, groups = ?signed_in.groups, "sign-in refused: {msg}");
@@ -222,6 +222,13 @@ async fn callback(
     };
     // Every check passed: now the user is made or updated.
     let user = upsert_user(state, &signed_in, admin).await?;
+    if let Err(e) = state
+        .auth_states
+        .signed_in(user.id, &signed_in.auth_state)
+        .await
+    {
+        return Err(ApiError::internal(format!("saving auth_state: {e:?}")));
+    }
     tracing::info!(user = %user.name, groups = ?signed_in.groups, "user signed in through the identity provider");
     let target = pending
         .next
@@ -247,47 +254,6 @@ async fn callback(
     Ok(Ok(with_cookies(crate::found(&target), cookies)))
 }
 
-/// May this user sign in, and are they admin (None: leave as it is)? OAuthenticator's rules.
-fn decide(
-    auth: &crate::config::AuthenticatorConfig,
-    who: &SignedIn,
-    exists: bool,
-) -> Result<Option<bool>, String> {
-    let name = &who.username;
-    if auth.blocked_users.contains(name) {
-        return Err(format!("{name} may not sign in to this hub."));
-    }
-    // The provider's groups lost a leading '/' (Keycloak's full paths); so do the configured.
-    let member_of = |list: &[String]| {
-        list.iter()
-            .any(|want| who.groups.iter().any(|g| g == want.trim_start_matches('/')))
-    };
-    let admin_user = auth.admin_users.contains(name);
-    let admin_by_group = member_of(&auth.admin_groups);
-    let allowed = auth.allow_all
-        || admin_user
-        || admin_by_group
-        || auth.allowed_users.contains(name)
-        || member_of(&auth.allowed_groups)
-        || (auth.allow_existing_users && exists);
-    if !allowed {
-        let why = if auth.allowed_groups.is_empty() {
-            String::new()
-        } else {
-            format!(" (members of {} may)", auth.allowed_groups.join(", "))
-        };
-        return Err(format!("{name} is not allowed to use this hub{why}."));
-    }
-    Ok(if admin_user || admin_by_group {
-        Some(true)
-    } else if !auth.admin_groups.is_empty() {
-        // With admin_groups the provider decides: leaving the group ends admin rights.
-        Some(false)
-    } else {
-        None
-    })
-}
-
 async fn upsert_user(
     state: &AppState,
     who: &SignedIn,
@@ -308,67 +274,7 @@ async fn upsert_user(
         user.admin = admin;
     }
     if state.config.authenticator.manage_groups {
-        let groups: Vec<String> = who
-            .groups
-            .iter()
-            .filter(|g| crate::names::is_valid_name(g))
-            .cloned()
-            .collect();
-        let mut missing = Vec::new();
-        for g in &groups {
-            if db::groups::get(&state.db, g).await?.is_none() {
-                missing.push((g.clone(), Vec::new()));
-            }
-        }
-        if !missing.is_empty() {
-            if let Err(e) = db::groups::create_many(&state.db, &missing).await {
-                // Another sign-in made the same group at the same moment.
-                if !db::is_unique_violation(&e) {
-                    return Err(e.into());
-                }
-            }
-        }
-        db::users::set_groups(&state.db, user.id, &groups).await?;
+        db::users::set_groups_creating(&state.db, user.id, &who.groups).await?;
     }
     Ok(user)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn who(name: &str, groups: &[&str]) -> SignedIn {
-        SignedIn {
-            username: name.into(),
-            groups: groups.iter().map(|g| g.to_string()).collect(),
-            id_token: None,
-        }
-    }
-
-    #[test]
-    fn allowed_and_admin_groups() {
-        let mut a = crate::config::AuthenticatorConfig {
-            allowed_groups: vec!["hpc".into()],
-            admin_groups: vec!["admins".into()],
-            ..Default::default()
-        };
-        assert_eq!(decide(&a, &who("alice", &["hpc"]), false), Ok(Some(false)));
-        assert_eq!(
-            decide(&a, &who("carol", &["admins"]), false),
-            Ok(Some(true))
-        );
-        let err = decide(&a, &who("dave", &[]), true).unwrap_err();
-        assert!(err.contains("dave") && err.contains("hpc"), "{err}");
-        a.allow_existing_users = true;
-        assert_eq!(decide(&a, &who("dave", &[]), true), Ok(Some(false)));
-        a.blocked_users = vec!["alice".into()];
-        assert!(decide(&a, &who("alice", &["hpc"]), true).is_err());
-        a.allowed_groups = vec!["/hpc".into()];
-        assert!(
-            decide(&a, &who("bob", &["hpc"]), false).is_ok(),
-            "Keycloak's full path"
-        );
-        a.admin_groups.clear();
-        assert_eq!(decide(&a, &who("dave", &[]), true), Ok(None));
-    }
 }

@@ -442,6 +442,25 @@ async fn spawn_page(
         SpawnRefused::AlreadyRunning(_) => {
             return Ok(crate::found(next.as_deref().unwrap_or(&prefix)))
         }
+        SpawnRefused::SignInAgain(msg) => {
+            // Their sessions have ended: the page offers to sign in.
+            return Ok(error_page(
+                &state,
+                &headers,
+                StatusCode::FORBIDDEN,
+                &msg,
+                None,
+            ));
+        }
+        e @ SpawnRefused::Unavailable(_) => {
+            return Ok(error_page(
+                &state,
+                &headers,
+                StatusCode::SERVICE_UNAVAILABLE,
+                &e.to_string(),
+                ident.user(),
+            ))
+        }
         e @ SpawnRefused::Limit(_) => {
             return Ok(error_page(
                 &state,

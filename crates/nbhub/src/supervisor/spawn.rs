@@ -36,9 +36,12 @@ impl Supervisor {
         slot: &Arc<Slot>,
         row_id: i64,
         options: ValidatedOptions,
+        extra_env: BTreeMap<String, String>,
     ) {
         let began = std::time::Instant::now();
-        let result = self.spawn_steps(user, slot, row_id, options).await;
+        let result = self
+            .spawn_steps(user, slot, row_id, options, extra_env)
+            .await;
         self.record_spawn(&result, began.elapsed());
         self.finish_spawn(user.id, slot, row_id, result).await;
     }
@@ -100,6 +103,7 @@ impl Supervisor {
         slot: &Arc<Slot>,
         row_id: i64,
         options: ValidatedOptions,
+        extra_env: BTreeMap<String, String>,
     ) -> Result<(), String> {
         let base = self.config.hub.base_url.as_str();
         let prefix = slot.prefix(base);
@@ -145,20 +149,25 @@ impl Supervisor {
         .await
         .map_err(internal)?;
 
+        let mut env = self.environment(
+            user,
+            &slot.server_name,
+            &prefix,
+            &token,
+            &client_id,
+            &access_scope,
+        );
+        // auth_state_env: never over the hub's own variables.
+        for (k, v) in extra_env {
+            env.entry(k).or_insert(v);
+        }
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let request = SpawnRequest {
             user: user.name.clone(),
             unix_user: self.config.spawner.unix_user_for(&user.name),
             server_name: slot.server_name.clone(),
             service_prefix: prefix.clone(),
-            env: self.environment(
-                user,
-                &slot.server_name,
-                &prefix,
-                &token,
-                &client_id,
-                &access_scope,
-            ),
+            env,
             user_options: options,
             updates: Updates::new(tx),
         };

@@ -62,7 +62,8 @@ document.getElementById("add-users-form").addEventListener("submit", (ev) => {
   action(document.getElementById("add-users-btn"), () => api("POST", "/users", { usernames, admin }));
 });
 
-document.getElementById("add-group-form").addEventListener("submit", (ev) => {
+// Absent when the identity provider manages the groups.
+document.getElementById("add-group-form")?.addEventListener("submit", (ev) => {
   ev.preventDefault();
   const name = document.getElementById("new-group-name").value.trim();
   action(ev.submitter || ev.target.querySelector("button"), () => api("POST", `/groups/${seg(name)}`));

@@ -19,6 +19,8 @@ pub struct HubProc {
     pub api_port: u16,
     pub hub: Option<ChildGuard>,
     pub venv: PathBuf,
+    /// More environment for the hub process (e.g. `JUPYTERHUB_CRYPT_KEY`), read at each start.
+    pub env: Vec<(String, String)>,
 }
 
 /// A binary of this workspace next to the test executable's target directory.
@@ -143,6 +145,7 @@ services = ["e2e-admin"]
             api_port,
             hub: None,
             venv,
+            env: Vec::new(),
         }
     }
 
@@ -154,13 +157,38 @@ services = ["e2e-admin"]
         format!("http://127.0.0.1:{}{path}", self.public)
     }
 
-    /// Starts the hub and waits until the proxy routes to it.
-    pub async fn start(&mut self) {
-        let nbhub = env!("CARGO_BIN_EXE_nbhub");
-        let mut cmd = Command::new(nbhub);
+    fn hub_command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nbhub"));
         cmd.arg("--config")
             .arg(&self.config_path)
-            .current_dir(self.dir.path());
+            .current_dir(self.dir.path())
+            .env_remove("JUPYTERHUB_CRYPT_KEY")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
+    /// Runs the hub expecting it to refuse to start: its output once it has exited.
+    pub async fn start_refused(&self) -> String {
+        let mut guard = ChildGuard::spawn("nbhub", self.hub_command()).expect("start nbhub");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while guard.try_wait().is_none() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the hub started although it should have refused: {}",
+                guard.output()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let status = guard.try_wait().expect("exited");
+        assert!(!status.success(), "the hub exited 0: {}", guard.output());
+        // The readers may still hold the last lines.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        guard.output().to_string()
+    }
+
+    /// Starts the hub and waits until the proxy routes to it.
+    pub async fn start(&mut self) {
+        let cmd = self.hub_command();
         let guard = ChildGuard::spawn("nbhub", cmd).expect("start nbhub");
         guard
             .wait_for_line(|l| l.contains("listening on"), Duration::from_secs(30))

@@ -17,6 +17,28 @@ use tokio::sync::oneshot;
 /// The admin service token every test hub has.
 pub const ADMIN_TOKEN: &str = "admin-service-token-0123456789";
 
+/// A server for spawn tests that measure the hub, not JupyterLab: it listens where
+/// `JUPYTERHUB_SERVICE_URL` says after a second (so that a spawn queue can form) and answers
+/// every GET, the hub's readiness probe included, with 200; `…/env` answers with its
+/// environment. Run by the venv's python as `[spawner] cmd`'s first part.
+pub const TINY_SERVER: &str = r#"
+import http.server, json, os, time, urllib.parse
+url = urllib.parse.urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
+time.sleep(1)
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        answer = dict(os.environ) if self.path.endswith("/env") else {"version": "tiny", "path": self.path}
+        body = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer((url.hostname, url.port), Handler).serve_forever()
+"#;
+
 /// A hub running in this process on a free port; stopped on drop.
 pub struct TestHub {
     /// `http://127.0.0.1:PORT`
