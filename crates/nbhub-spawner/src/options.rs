@@ -149,6 +149,16 @@ impl FieldError {
         }
     }
 
+    /// Not a fault of the options: what they are checked against (the batch system) cannot be
+    /// asked now. The hub answers 503 rather than 400.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(UNAVAILABLE, message)
+    }
+
+    pub fn is_unavailable(&self) -> bool {
+        self.field == UNAVAILABLE
+    }
+
     /// `"field: message; field: message"`.
     pub fn join(errors: &[FieldError]) -> String {
         errors
@@ -159,9 +169,12 @@ impl FieldError {
     }
 }
 
+/// The field name of [`FieldError::unavailable`]: no form field can have it.
+const UNAVAILABLE: &str = "!unavailable";
+
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() {
+        if self.field.is_empty() || self.is_unavailable() {
             f.write_str(&self.message)
         } else {
             write!(f, "{}: {}", self.field, self.message)

@@ -218,7 +218,13 @@ pub fn app(state: AppState) -> Router {
             axum::routing::get(metrics::get_metrics),
         )
         .route(&format!("{hub}/"), axum::routing::get(pages::hub_root))
-        .nest(&hub, pages::routes())
+        .nest(
+            &hub,
+            pages::routes().layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                pages::refuse_nul,
+            )),
+        )
         .fallback(catch_all)
         .layer(axum::middleware::from_fn(read_body_first))
         .layer(axum::middleware::from_fn_with_state(

@@ -203,6 +203,45 @@ pub fn routes() -> Router<AppState> {
         .merge(share::routes())
 }
 
+/// PostgreSQL can neither store nor compare text with NUL characters: a page's URL or form
+/// holding one gets a 400 page before anything reaches the database, alike on every backend
+/// (the API has its own check, with JSON answers).
+pub async fn refuse_nul(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let uri = request.uri();
+    let mut nul = uri.path().contains("%00") || uri.query().is_some_and(|q| q.contains("%00"));
+    let is_form = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    let request = if is_form && !nul {
+        // Already read whole by the hub's outermost layer: this only takes the bytes again.
+        let (parts, body) = request.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+            return StatusCode::BAD_REQUEST.into_response();
+        };
+        nul = bytes.contains(&0) || bytes.windows(3).any(|w| w == b"%00");
+        axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))
+    } else {
+        request
+    };
+    if nul {
+        let headers = request.headers().clone();
+        return error_page(
+            &state,
+            &headers,
+            StatusCode::BAD_REQUEST,
+            crate::api::NUL_MESSAGE,
+            None,
+        );
+    }
+    next.run(request).await
+}
+
 /// Browsers post Content-Security-Policy violations here; they are logged (bounded).
 async fn csp_report(body: axum::body::Bytes) -> StatusCode {
     let text = String::from_utf8_lossy(&body[..body.len().min(2048)]);

@@ -286,7 +286,10 @@ impl Supervisor {
             .spawner
             .validate_options(&ctx, options)
             .await
-            .map_err(SpawnRefused::InvalidOptions)?;
+            .map_err(|errors| match errors.iter().find(|e| e.is_unavailable()) {
+                Some(e) => SpawnRefused::Unavailable(e.message.clone()),
+                None => SpawnRefused::InvalidOptions(errors),
+            })?;
         let extra_env = match self.pre_spawn.get() {
             Some(hook) => hook.before_spawn(user).await?,
             None => BTreeMap::new(),

@@ -1278,6 +1278,29 @@ async fn nul_characters_are_refused_with_400_on_every_database() {
             .await
             .expect("token request");
         assert_eq!(token.status(), 400, "{backend}: POST /oauth2/token");
+        // The pages alike: a page for people, 400, before any form check or query.
+        let page_cases: [(Method, &str, &[u8]); 5] = [
+            (Method::POST, "/login", b"username=a%00b&password=pw"),
+            (Method::POST, "/login", b"username=a\0b&password=pw"),
+            (Method::POST, "/signup", b"username=x&password=y%00"),
+            (Method::GET, "/spawn/a%00b", b""),
+            (Method::GET, "/login?next=%2Fhub%00", b""),
+        ];
+        for (method, path, body) in page_cases {
+            let resp = common::client()
+                .request(method.clone(), hub.hub(path))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.to_vec())
+                .send()
+                .await
+                .expect("page request");
+            assert_eq!(resp.status(), 400, "{backend}: {method} {path}");
+            let html = resp.text().await.expect("page");
+            assert!(
+                html.contains("NUL characters") && html.contains("<html"),
+                "{backend}: {method} {path}: {html}"
+            );
+        }
     }
 }
 

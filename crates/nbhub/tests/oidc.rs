@@ -91,8 +91,10 @@ const json = (res, status, body) => { res.writeHead(status, { 'content-type': 'a
 http.createServer(async (req, res) => {
   const url = new URL(req.url, issuer);
   if (url.pathname === '/.well-known/openid-configuration') {
-    return json(res, 200, { issuer, authorization_endpoint: `${issuer}/auth`, token_endpoint: `${issuer}/token`, jwks_uri: `${issuer}/jwks` });
+    return json(res, 200, { issuer, authorization_endpoint: `${issuer}/auth`, token_endpoint: `${issuer}/token`, jwks_uri: `${issuer}/keys` });
   }
+  // The keys moved: the JWKS URI the discovery names redirects (the hub follows it).
+  if (url.pathname === '/keys') { res.writeHead(301, { location: '/jwks' }); return res.end(); }
   if (url.pathname === '/jwks') return json(res, 200, { keys });
   if (url.pathname === '/mode' && req.method === 'POST') {
     let body = ''; for await (const c of req) body += c;

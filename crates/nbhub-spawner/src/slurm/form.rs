@@ -547,7 +547,7 @@ pub(crate) fn validate(
     submitted: &Value,
 ) -> Result<ValidatedOptions, Vec<FieldError>> {
     if let Some(problem) = &choices.problem {
-        return Err(vec![FieldError::new("", problem.clone())]);
+        return Err(vec![FieldError::unavailable(problem.clone())]);
     }
     let mut options = form.validate(submitted)?;
     let mut errors = Vec::new();

@@ -54,7 +54,10 @@ async fn estimate(
         .spawner
         .validate_options(&ctx, &options)
         .await
-        .map_err(|errors| ApiError::bad_request(nbhub_spawner::FieldError::join(&errors)))?;
+        .map_err(|errors| match errors.iter().find(|e| e.is_unavailable()) {
+            Some(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.message.clone()),
+            None => ApiError::bad_request(nbhub_spawner::FieldError::join(&errors)),
+        })?;
     match sup.spawner.estimate(&ctx, &validated).await {
         Some(Ok(estimate)) => Ok(axum::Json(estimate).into_response()),
         Some(Err(nbhub_spawner::SpawnError::TooSoon {

@@ -183,7 +183,10 @@ enum IdTokenCheck<'a> {
 
 pub struct OidcClient {
     config: AuthenticatorConfig,
+    /// For the token and userinfo endpoints: no redirects.
     http: reqwest::Client,
+    /// For the public discovery document and JWKS: a few redirects, never from https to http.
+    public_http: reqwest::Client,
     secret: Result<String, String>,
     endpoints: tokio::sync::Mutex<Option<(Instant, Endpoints)>>,
     jwks: tokio::sync::Mutex<Option<(Instant, String, JwkSet)>>,
@@ -206,17 +209,35 @@ impl OidcClient {
                     )
                 })
         };
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .connect_timeout(Duration::from_secs(5))
-            // Token and userinfo answers are never redirects to be followed with our secret.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("nbhub/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
+        let client = |redirect| {
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .connect_timeout(Duration::from_secs(5))
+                .redirect(redirect)
+                .user_agent(concat!("nbhub/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .unwrap_or_default()
+        };
+        // Token and userinfo answers are never redirects to be followed with our secret.
+        let http = client(reqwest::redirect::Policy::none());
+        let public_http = client(reqwest::redirect::Policy::custom(|attempt| {
+            let downgrade = attempt
+                .previous()
+                .first()
+                .is_some_and(|first| first.scheme() == "https")
+                && attempt.url().scheme() != "https";
+            if downgrade {
+                attempt.error("a redirect from https to http")
+            } else if attempt.previous().len() > 5 {
+                attempt.error("more than 5 redirects")
+            } else {
+                attempt.follow()
+            }
+        }));
         OidcClient {
             config: config.clone(),
             http,
+            public_http,
             secret,
             endpoints: Default::default(),
             jwks: Default::default(),
@@ -282,7 +303,7 @@ impl OidcClient {
             "{}/.well-known/openid-configuration",
             c.issuer.trim_end_matches('/')
         );
-        let doc: Discovery = self.get_json(&url, None, "discovery").await?;
+        let doc: Discovery = self.get_json(&url, "discovery").await?;
         if doc.issuer.trim_end_matches('/') != c.issuer.trim_end_matches('/') {
             return Err(SignInError::ProviderUnavailable(format!(
                 "The identity provider's discovery document names issuer {:?}, not the configured {:?}.",
@@ -299,17 +320,16 @@ impl OidcClient {
         })
     }
 
+    /// A public JSON document of the provider (discovery, JWKS).
     async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         url: &str,
-        bearer: Option<&str>,
         what: &str,
     ) -> Result<T, SignInError> {
-        let mut req = self.http.get(url).header("accept", "application/json");
-        if let Some(token) = bearer {
-            req = req.bearer_auth(token);
-        }
-        let resp = req
+        let resp = self
+            .public_http
+            .get(url)
+            .header("accept", "application/json")
             .send()
             .await
             .map_err(|e| SignInError::provider(what, e))?;
@@ -785,7 +805,7 @@ impl OidcClient {
                 }
             }
         }
-        let set: JwkSet = self.get_json(jwks_uri, None, "JWKS").await?;
+        let set: JwkSet = self.get_json(jwks_uri, "JWKS").await?;
         let found = pick_key(&set, kid, alg);
         *cached = Some((Instant::now(), jwks_uri.to_string(), set));
         Ok(found)
