@@ -8,7 +8,7 @@
 
 pub(crate) mod unix;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::OpenOptions;
 use std::net::TcpListener;
 use std::os::unix::fs::OpenOptionsExt;
@@ -76,7 +76,13 @@ pub struct LocalSpawner {
     log_dir: PathBuf,
     /// Exit statuses of children of this hub process, by pid.
     exits: Arc<Mutex<HashMap<u32, Exit>>>,
+    /// Ports handed out lately: a server may take a while to bind the one it was given, and
+    /// the kernel may offer the same free port to the next spawn meanwhile.
+    recent_ports: Mutex<VecDeque<(u16, Instant)>>,
 }
+
+/// How long a handed-out port is not handed out again (a server binds it in its first seconds).
+const RECENT_PORT_HOLD: Duration = Duration::from_secs(120);
 
 /// Who a server runs as, and where.
 struct RunAs {
@@ -112,6 +118,7 @@ impl LocalSpawner {
             homes_dir,
             log_dir,
             exits: Arc::default(),
+            recent_ports: Mutex::default(),
         })
     }
 
@@ -199,7 +206,8 @@ impl LocalSpawner {
         env
     }
 
-    /// Binds port 0 on the configured ip and releases it: a port that was free just now.
+    /// Binds port 0 on the configured ip and releases it: a port that was free just now and
+    /// was not handed to another server in the last two minutes.
     /// Returns (host the hub connects to, port, host for the bind URL).
     fn choose_port(&self) -> Result<(String, u16, String), SpawnError> {
         let ip = self.local.ip.trim_matches(['[', ']']);
@@ -209,10 +217,25 @@ impl LocalSpawner {
         } else {
             format!("{bind_ip}:0")
         };
-        let port = TcpListener::bind(&bind)
-            .and_then(|l| l.local_addr())
-            .map_err(|e| SpawnError::io(format!("find a free port on {bind_ip}"), e))?
-            .port();
+        let mut recent = self.recent_ports.lock().unwrap_or_else(|p| p.into_inner());
+        while recent
+            .front()
+            .is_some_and(|(_, at)| at.elapsed() > RECENT_PORT_HOLD)
+        {
+            recent.pop_front();
+        }
+        let mut port = 0;
+        for _ in 0..20 {
+            port = TcpListener::bind(&bind)
+                .and_then(|l| l.local_addr())
+                .map_err(|e| SpawnError::io(format!("find a free port on {bind_ip}"), e))?
+                .port();
+            if !recent.iter().any(|(p, _)| *p == port) {
+                break;
+            }
+        }
+        recent.push_back((port, Instant::now()));
+        drop(recent);
         let connect = match bind_ip {
             "0.0.0.0" => "127.0.0.1",
             "::" => "::1",
@@ -497,6 +520,21 @@ mod tests {
         let local = LocalConfig::default();
         assert!(local.switch_user);
         assert_eq!(local.ip, "127.0.0.1");
+    }
+
+    #[test]
+    fn a_port_is_not_handed_out_twice_in_a_row() {
+        let config = SpawnerConfig {
+            cmd: vec!["true".into()],
+            ..Default::default()
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spawner =
+            LocalSpawner::new(config, LocalConfig::default(), dir.path()).expect("spawner");
+        let ports: std::collections::BTreeSet<u16> = (0..200)
+            .map(|_| spawner.choose_port().expect("port").1)
+            .collect();
+        assert_eq!(ports.len(), 200);
     }
 
     #[test]
