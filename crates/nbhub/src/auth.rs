@@ -267,9 +267,21 @@ async fn load_principal(
     })
 }
 
-/// The identity behind an API token; `None` for unknown, expired or revoked tokens. Served
-/// from [`cache::IdentityCache`] while nothing it depends on has changed.
+/// The identity behind an API token; `None` for unknown, expired or revoked tokens, and for a
+/// user's token once their identity provider refused to refresh their sign-in (as JupyterHub,
+/// every request refreshes auth_state older than `auth_refresh_age`). Served from
+/// [`cache::IdentityCache`] while nothing it depends on has changed.
 pub async fn identity_for_token(state: &AppState, raw: &str) -> ApiResult<Option<Identity>> {
+    let identity = resolve_token(state, raw).await?;
+    if let Some(Principal::User(u)) = identity.as_ref().map(|i| &i.principal) {
+        if !state.auth_states.on_request(u).await {
+            return Ok(None);
+        }
+    }
+    Ok(identity)
+}
+
+async fn resolve_token(state: &AppState, raw: &str) -> ApiResult<Option<Identity>> {
     let now = now_micros();
     let key = cache::token_key(raw);
     if let Some(hit) = state.identities.token(&key, state.db.authz_epoch()) {

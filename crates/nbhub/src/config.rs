@@ -176,7 +176,8 @@ pub struct AuthenticatorConfig {
     pub enable_auth_state: bool,
     /// Refresh the tokens before a spawn when they are older than `auth_refresh_age`.
     pub refresh_pre_spawn: bool,
-    /// Seconds after which a signed-in user's tokens are refreshed (at the next request or spawn).
+    /// Seconds after which a signed-in user's tokens are refreshed (at the next request or
+    /// spawn); 0: never at requests, always before a spawn with `refresh_pre_spawn`.
     pub auth_refresh_age: u64,
     /// Environment variables for a user's server, from their auth_state: NAME = "dotted.path"
     /// (e.g. `OIDC_ACCESS_TOKEN = "access_token"`). Nothing is passed unless named here.
@@ -740,9 +741,6 @@ impl Config {
                 );
             }
         }
-        if a.auth_refresh_age == 0 {
-            return err("auth_refresh_age", "must be at least 1 (seconds)".into());
-        }
         for (name, path) in &a.auth_state_env {
             let shaped = name
                 .chars()
@@ -965,7 +963,8 @@ username_map = {{}}
 enable_auth_state = false
 # Refresh the tokens before a spawn when they are older than auth_refresh_age.
 refresh_pre_spawn = false
-# Seconds after which tokens are refreshed, at a signed-in user's next request or spawn.
+# Seconds after which tokens are refreshed, at a signed-in user's next request (with a cookie
+# or an API token) or spawn; 0: never at requests, at every spawn with refresh_pre_spawn.
 auth_refresh_age = {auth_refresh_age}
 # Environment variables for a user's server from their auth_state, opt-in, e.g.
 # {{ OIDC_ACCESS_TOKEN = "access_token", OIDC_EMAIL = "oauth_user.email" }}.

@@ -855,7 +855,23 @@ async fn auth_state_is_sealed_refreshed_and_mapped_into_the_server() {
                 venv.join("bin/python").display().to_string(),
                 script.display().to_string(),
             ],
-            services: "[[roles]]\nname = \"auth-state-reader\"\nscopes = [\"admin:auth_state\"]\nservices = [\"e2e-admin\"]\n".into(),
+            // OAuthenticator's recipe for servers that need their owner's fresh access token:
+            // the user and server roles with admin:auth_state!user.
+            services: r#"
+[[roles]]
+name = "auth-state-reader"
+scopes = ["admin:auth_state"]
+services = ["e2e-admin"]
+
+[[roles]]
+name = "user"
+scopes = ["self", "admin:auth_state!user"]
+
+[[roles]]
+name = "server"
+scopes = ["users:activity!user", "access:servers!server", "admin:auth_state!user"]
+"#
+            .into(),
             authenticator: format!(
                 r#"kind = "generic-oauth"
 client_id = "{CLIENT_ID}"
@@ -998,6 +1014,28 @@ auth_state_env = {{ OIDC_ACCESS_TOKEN = "access_token", OIDC_GROUPS = "oauth_use
     assert_eq!(resp.status(), 200, "{}", hub.log());
     assert_refresh_grants(&provider, grants + 2).await;
 
+    // API tokens alike, as JupyterHub: the server's own token (given admin:auth_state!user by
+    // the server role) reads its owner at /hub/api/user and gets a freshly refreshed token.
+    let server_token = env["JUPYTERHUB_API_TOKEN"].as_str().expect("server token");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let before = auth_state_of(&hub, "alice").await;
+    let me: serde_json::Value = common::client()
+        .get(hub.public_url("/hub/api/user"))
+        .header("Authorization", format!("token {server_token}"))
+        .send()
+        .await
+        .expect("/hub/api/user")
+        .json()
+        .await
+        .expect("json");
+    assert_refresh_grants(&provider, grants + 3).await;
+    let fresh = me["auth_state"]["access_token"]
+        .as_str()
+        .expect("auth_state in the model");
+    assert_ne!(fresh, before["access_token"].as_str().expect("old"), "{me}");
+    assert_eq!(fresh, auth_state_of(&hub, "alice").await["access_token"]);
+    let alice_token = hubproc::user_token(&hub, "alice").await;
+
     // The provider revokes the refresh token: the next refresh is refused, the spawn says
     // to sign in again, and the browser's session has ended.
     stop_alice(&hub).await;
@@ -1029,6 +1067,13 @@ auth_state_env = {{ OIDC_ACCESS_TOKEN = "access_token", OIDC_GROUPS = "oauth_use
         .await
         .expect("home");
     assert_eq!(resp.status(), 302, "signed out");
+    let resp = common::client()
+        .get(hub.public_url("/hub/api/user"))
+        .header("Authorization", format!("token {alice_token}"))
+        .send()
+        .await
+        .expect("/hub/api/user");
+    assert_eq!(resp.status(), 403, "her API tokens too");
 
     // alice signs in again; then the hub restarts with another key: her auth_state cannot be
     // read (null in the API, and a spawn asks her to sign in again) until she does.

@@ -170,7 +170,7 @@ pub async fn user_model(
         m.insert("servers".into(), Value::Object(map));
     }
     if can("admin:auth_state") {
-        m.insert("auth_state".into(), state.auth_states.for_api(user));
+        m.insert("auth_state".into(), state.auth_states.for_api(user).await?);
     }
     Ok(Value::Object(m))
 }

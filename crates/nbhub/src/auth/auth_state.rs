@@ -83,12 +83,15 @@ impl AuthStates {
         super::crypt::read_stored(self.crypt.as_deref(), user.id, user.auth_state.as_deref())
     }
 
-    /// For the REST API: what cannot be read is null, with a warning in the log.
-    pub fn for_api(&self, user: &User) -> Value {
-        self.read(user).unwrap_or_else(|why| {
+    /// For the REST API, read now (the request itself may just have refreshed it): what
+    /// cannot be read is null, with a warning in the log.
+    pub async fn for_api(&self, user: &User) -> Result<Value, sqlx::Error> {
+        let stored = db::users::stored_auth_state(&self.db, user.id).await?;
+        let read = super::crypt::read_stored(self.crypt.as_deref(), user.id, stored.as_deref());
+        Ok(read.unwrap_or_else(|why| {
             tracing::warn!(user = %user.name, "auth_state cannot be read: {why}");
             Value::Null
-        })
+        }))
     }
 
     /// Stores `value` (sealed when the hub has a key).
@@ -122,7 +125,8 @@ impl AuthStates {
     /// A browser request of a signed-in user: false when they must sign in again (their
     /// sessions have then been ended). Costs a map lookup unless `auth_refresh_age` has passed.
     pub async fn on_request(&self, user: &User) -> bool {
-        if self.oidc.is_none() {
+        // auth_refresh_age = 0 turns the refresh at requests off, as JupyterHub's.
+        if self.oidc.is_none() || self.config.authenticator.auth_refresh_age == 0 {
             return true;
         }
         let recent = self

@@ -162,6 +162,19 @@ pub async fn set_admin(db: &Db, id: i64, admin: bool) -> Result<(), SqlError> {
     Ok(())
 }
 
+/// The stored auth_state now (a `User` read earlier may predate a refresh).
+pub async fn stored_auth_state(db: &Db, id: i64) -> Result<Option<String>, SqlError> {
+    let row = sqlx::query("SELECT auth_state FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&db.pool)
+        .await?;
+    Ok(match row {
+        Some(r) => r.try_get::<Option<String>, _>("auth_state")?,
+        None => None,
+    }
+    .filter(|s| !s.is_empty()))
+}
+
 /// Stores auth_state as `auth::crypt::to_stored` made it (`None` clears it).
 pub async fn set_auth_state(db: &Db, id: i64, stored: Option<&str>) -> Result<(), SqlError> {
     sqlx::query("UPDATE users SET auth_state = $1 WHERE id = $2")

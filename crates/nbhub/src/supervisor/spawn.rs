@@ -110,10 +110,8 @@ impl Supervisor {
         // The server's credentials: an API token and an OAuth client with the same secret.
         let token = tokens::generate();
         let access_scope = scopes::server_access_scope(&user.name, &slot.server_name);
-        let token_scopes = vec![
-            access_scope.clone(),
-            format!("users:activity!user={}", user.name),
-        ];
+        let token_scopes =
+            server_token_scopes(&self.config, &user.name, &slot.server_name, &access_scope);
         let note = format!("Server at {prefix}");
         tokens::delete_by_note(&self.db, user.id, &note)
             .await
@@ -486,3 +484,39 @@ const ACTIVITY_ESCAPE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPH
     .remove(b'.')
     .remove(b'~')
     .remove(b'@');
+
+/// The server token's scopes: JupyterHub's `server` role (activity and access to this server),
+/// or the scopes a `[[roles]] name = "server"` gives it instead, with bare `!user`/`!server`
+/// filters naming this server's owner and server (e.g. `admin:auth_state!user`, so that the
+/// server can read its owner's fresh tokens). The access scope is always in: the server's
+/// OAuth client needs it. Whatever the owner lacks is dropped when the token is used.
+fn server_token_scopes(
+    config: &crate::config::Config,
+    user: &str,
+    server: &str,
+    access_scope: &str,
+) -> Vec<String> {
+    let Some(role) = config.roles.iter().find(|r| r.name == "server") else {
+        return vec![
+            access_scope.to_string(),
+            format!("users:activity!user={user}"),
+        ];
+    };
+    let mut scopes: Vec<String> = role
+        .scopes
+        .iter()
+        .map(|s| {
+            if let Some(base) = s.strip_suffix("!user") {
+                format!("{base}!user={user}")
+            } else if let Some(base) = s.strip_suffix("!server") {
+                format!("{base}!server={user}/{server}")
+            } else {
+                s.clone()
+            }
+        })
+        .collect();
+    if !scopes.iter().any(|s| s == access_scope) {
+        scopes.push(access_scope.to_string());
+    }
+    scopes
+}
