@@ -790,6 +790,16 @@ async fn assert_refresh_grants(provider: &ChildGuard, n: usize) {
     assert_eq!(refresh_grants(provider), n, "{}", provider.output());
 }
 
+/// `GET /hub/api/user` with `token`, through the proxy.
+async fn whoami(hub: &HubProc, token: &str) -> reqwest::Response {
+    common::client()
+        .get(hub.public_url("/hub/api/user"))
+        .header("Authorization", format!("token {token}"))
+        .send()
+        .await
+        .expect("/hub/api/user")
+}
+
 /// Starts alice's server with the admin token: the status and body.
 async fn start_alice(hub: &HubProc) -> (u16, String) {
     hubproc::admin(hub, Method::POST, "/users/alice/server", None).await
@@ -964,6 +974,25 @@ auth_state_env = {{ OIDC_ACCESS_TOKEN = "access_token", OIDC_GROUPS = "oauth_use
         "the userinfo in the clear on disk"
     );
 
+    // A robot account made through the API has no auth_state: its token works (nothing to
+    // refresh), but a spawn, which needs auth_state here, asks it to sign in.
+    let (status, body) = hubproc::admin(
+        &hub,
+        Method::POST,
+        "/users",
+        Some(serde_json::json!({"usernames": ["robot"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let robot_token = hubproc::user_token(&hub, "robot").await;
+    for _ in 0..2 {
+        assert_eq!(whoami(&hub, &robot_token).await.status(), 200);
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+    }
+    let (status, body) = hubproc::admin(&hub, Method::POST, "/users/robot/server", None).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("keeps no sign-in of robot"), "{body}");
+
     // Older than auth_refresh_age: one refresh grant before the spawn, and the server gets
     // the new access token and the mapped claims, not the refresh token.
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -1019,15 +1048,7 @@ auth_state_env = {{ OIDC_ACCESS_TOKEN = "access_token", OIDC_GROUPS = "oauth_use
     let server_token = env["JUPYTERHUB_API_TOKEN"].as_str().expect("server token");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let before = auth_state_of(&hub, "alice").await;
-    let me: serde_json::Value = common::client()
-        .get(hub.public_url("/hub/api/user"))
-        .header("Authorization", format!("token {server_token}"))
-        .send()
-        .await
-        .expect("/hub/api/user")
-        .json()
-        .await
-        .expect("json");
+    let me: serde_json::Value = whoami(&hub, server_token).await.json().await.expect("json");
     assert_refresh_grants(&provider, grants + 3).await;
     let fresh = me["auth_state"]["access_token"]
         .as_str()
@@ -1067,12 +1088,7 @@ auth_state_env = {{ OIDC_ACCESS_TOKEN = "access_token", OIDC_GROUPS = "oauth_use
         .await
         .expect("home");
     assert_eq!(resp.status(), 302, "signed out");
-    let resp = common::client()
-        .get(hub.public_url("/hub/api/user"))
-        .header("Authorization", format!("token {alice_token}"))
-        .send()
-        .await
-        .expect("/hub/api/user");
+    let resp = whoami(&hub, &alice_token).await;
     assert_eq!(resp.status(), 403, "her API tokens too");
 
     // alice signs in again; then the hub restarts with another key: her auth_state cannot be

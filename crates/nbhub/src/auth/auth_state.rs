@@ -1,13 +1,16 @@
 //! auth_state: what an identity provider gave at sign-in (its tokens and userinfo), kept per
 //! user, sealed with `JUPYTERHUB_CRYPT_KEY` (`auth/crypt.rs`), refreshed when it is older than
-//! `auth_refresh_age` (at a signed-in browser's next request, and before a spawn with
-//! `refresh_pre_spawn`), and handed to a user's server only through `auth_state_env`.
+//! `auth_refresh_age` (at the user's next request, with the cookie or an API token, and before
+//! a spawn with `refresh_pre_spawn`), and handed to a user's server only through
+//! `auth_state_env`.
 //!
-//! A refresh the provider refuses ends the user's browser sessions, so they sign in again; one
-//! it cannot answer leaves everything as it is. Refreshes of one user run one at a time:
-//! providers that rotate refresh tokens revoke the whole grant when one is used twice.
+//! A refresh the provider refuses drops the tokens and ends the user's browser sessions; an
+//! auth_state no key opens refuses their requests until they sign in again; without any, a
+//! spawn that needs it asks them to sign in; a provider that does not answer leaves everything as it is. Refreshes of one user run one
+//! at a time: providers that rotate refresh tokens revoke the whole grant when one is used
+//! twice.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,8 +25,11 @@ use crate::supervisor::{BoxFuture, PreSpawn, SpawnRefused};
 /// Why a user's auth_state cannot be used now.
 #[derive(Debug)]
 pub enum Stale {
-    /// The user must sign in again (refused refresh, unreadable or missing auth_state).
+    /// The user must sign in again (a refused refresh, an unreadable auth_state).
     SignInAgain(String),
+    /// There is no auth_state (a user made through the API, or not signed in since
+    /// `enable_auth_state`): nothing to refresh, but a spawn that needs it cannot go on.
+    Missing(String),
     /// The provider did not answer; nothing was changed.
     Unavailable(String),
     Internal(String),
@@ -32,7 +38,7 @@ pub enum Stale {
 impl From<Stale> for SpawnRefused {
     fn from(s: Stale) -> Self {
         match s {
-            Stale::SignInAgain(m) => SpawnRefused::SignInAgain(m),
+            Stale::SignInAgain(m) | Stale::Missing(m) => SpawnRefused::SignInAgain(m),
             Stale::Unavailable(m) => SpawnRefused::Unavailable(m),
             Stale::Internal(m) => SpawnRefused::Internal(m),
         }
@@ -58,6 +64,9 @@ pub struct AuthStates {
     locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
     /// When each user's auth_state was last found fresh: requests in between skip the check.
     checked: Mutex<HashMap<i64, Instant>>,
+    /// Users who must sign in again (no auth_state, an unreadable one, a refused refresh):
+    /// their requests are refused without a query until auth_state is written again.
+    needs_sign_in: Mutex<HashSet<i64>>,
 }
 
 impl AuthStates {
@@ -75,6 +84,7 @@ impl AuthStates {
             oidc,
             locks: Default::default(),
             checked: Default::default(),
+            needs_sign_in: Default::default(),
         }
     }
 
@@ -99,6 +109,9 @@ impl AuthStates {
         let stored = super::crypt::to_stored(self.crypt.as_deref(), user_id, value)
             .map_err(Stale::Internal)?;
         db::users::set_auth_state(&self.db, user_id, stored.as_deref()).await?;
+        if let Ok(mut n) = self.needs_sign_in.lock() {
+            n.remove(&user_id);
+        }
         Ok(())
     }
 
@@ -129,6 +142,13 @@ impl AuthStates {
         if self.oidc.is_none() || self.config.authenticator.auth_refresh_age == 0 {
             return true;
         }
+        if self
+            .needs_sign_in
+            .lock()
+            .is_ok_and(|n| n.contains(&user.id))
+        {
+            return false;
+        }
         let recent = self
             .checked
             .lock()
@@ -143,6 +163,12 @@ impl AuthStates {
             Err(Stale::SignInAgain(why)) => {
                 tracing::info!(user = %user.name, "signed out: {why}");
                 false
+            }
+            // Nothing to refresh: the requests of such a user (a robot account with API
+            // tokens only, say) go on.
+            Err(Stale::Missing(_)) => {
+                self.mark_checked(user.id);
+                true
             }
             Err(e) => {
                 // The provider is away: keep the session, and ask again after a while.
@@ -170,16 +196,16 @@ impl AuthStates {
             return Err(Stale::SignInAgain(format!("{name} no longer exists")));
         };
         let state = match self.read(&user) {
-            Ok(Value::Null) => return Err(self
-                .end_sessions(
-                    &user,
-                    "the hub keeps no sign-in of theirs from the identity provider (auth_state)",
-                )
-                .await),
+            Ok(Value::Null) => {
+                return Err(Stale::Missing(format!(
+                    "The hub keeps no sign-in of {} from the identity provider (auth_state), which this needs. Sign in again.",
+                    user.name
+                )))
+            }
             Ok(s) => s,
             Err(why) => {
                 let why = format!("their saved sign-in cannot be read: {why}");
-                return Err(self.end_sessions(&user, &why).await);
+                return Err(self.must_sign_in(&user, &why));
             }
         };
         let now = jsonwebtoken::get_current_timestamp();
@@ -197,7 +223,7 @@ impl AuthStates {
             Err(SignInError::ProviderUnavailable(m)) => return Err(Stale::Unavailable(m)),
             Err(SignInError::Refused(m)) => {
                 let why = format!("the identity provider refused to refresh it: {m}");
-                return Err(self.end_sessions(&user, &why).await);
+                return Err(self.end_sign_in(&user, &why).await);
             }
         };
         if refreshed.username != user.name {
@@ -205,10 +231,10 @@ impl AuthStates {
                 "the identity provider now names them {:?}",
                 refreshed.username
             );
-            return Err(self.end_sessions(&user, &why).await);
+            return Err(self.end_sign_in(&user, &why).await);
         }
         match super::oidc::decide(&self.config.authenticator, &refreshed, true) {
-            Err(why) => return Err(self.end_sessions(&user, &why).await),
+            Err(why) => return Err(self.end_sign_in(&user, &why).await),
             Ok(Some(admin)) if admin != user.admin => {
                 db::users::set_admin(&self.db, user.id, admin).await?
             }
@@ -223,13 +249,27 @@ impl AuthStates {
         Ok(refreshed.auth_state)
     }
 
-    /// Logs the user out everywhere; the reason, for the page or the API.
-    async fn end_sessions(&self, user: &User, why: &str) -> Stale {
+    /// The provider ended the sign-in: its tokens are dropped and the user is logged out
+    /// everywhere (once: later requests stop at `needs_sign_in`).
+    async fn end_sign_in(&self, user: &User, why: &str) -> Stale {
+        if let Err(e) = db::users::set_auth_state(&self.db, user.id, None).await {
+            return Stale::Internal(format!("database: {e}"));
+        }
         if let Err(e) = db::users::reset_cookie_id(&self.db, user.id).await {
             return Stale::Internal(format!("database: {e}"));
         }
+        self.must_sign_in(user, why)
+    }
+
+    /// The user's requests are refused until auth_state is written again, by a sign-in (no
+    /// write here: an auth_state no key opens is readable again if the old key comes back);
+    /// the reason, for the page or the API.
+    fn must_sign_in(&self, user: &User, why: &str) -> Stale {
         if let Ok(mut c) = self.checked.lock() {
             c.remove(&user.id);
+        }
+        if let Ok(mut n) = self.needs_sign_in.lock() {
+            n.insert(user.id);
         }
         Stale::SignInAgain(format!(
             "The sign-in of {} has ended ({why}). Sign in again.",
