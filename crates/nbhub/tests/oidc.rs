@@ -384,17 +384,23 @@ async fn sign_in_through_a_real_openid_provider() {
     let port = free_port();
     let issuer = format!("http://127.0.0.1:{port}");
     // The hub starts first (its callback URL names its port): the provider is not up yet, so
-    // its discovery happens at the first sign-in.
-    let hub = sqlite_hub(|c| {
+    // its discovery happens at the first sign-in. It keeps auth_state, refreshed after a
+    // second; this provider gives no refresh tokens.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = common::test_config(dir.path(), "");
+    let adjust = |c: &mut Config| {
         signs_in_at(c, &issuer);
         let a = &mut c.authenticator;
+        a.enable_auth_state = true;
+        a.auth_refresh_age = 1;
         a.login_service = "Example IdP".into();
         a.allowed_groups = vec!["hpc".into()];
         a.admin_groups = vec!["admins".into()];
         a.manage_groups = true;
         a.logout_redirect_url = format!("{issuer}/session/end");
-    })
-    .await;
+    };
+    adjust(&mut config);
+    let hub = common::start_hub_keyed(config, dir, Some(KEY_A)).await;
     let scripts = tempfile::tempdir().expect("tempdir");
     let mut provider = start_provider(
         scripts.path(),
@@ -441,6 +447,17 @@ async fn sign_in_through_a_real_openid_provider() {
     let alice = user(&hub, "alice").await.expect("alice exists");
     assert_eq!(group_names(&alice), ["hpc", "students"]);
     assert_eq!(alice["admin"], false);
+    // No refresh token: past auth_refresh_age the access token still serves (it has not
+    // expired), so alice stays signed in.
+    assert!(alice["auth_state"]["access_token"].is_string(), "{alice}");
+    assert!(alice["auth_state"]["refresh_token"].is_null(), "{alice}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let home = b.get(hub.hub("/home")).send().await.expect("home");
+    assert_eq!(
+        home.status(),
+        200,
+        "still signed in without a refresh token"
+    );
     // The same callback again (a replay): refused, nothing changes.
     let (status, _, html) = callback(&b, &back).await;
     assert_refused(status, &html, "not started in this browser");

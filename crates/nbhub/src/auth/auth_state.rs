@@ -218,6 +218,17 @@ impl AuthStates {
         let Some(oidc) = &self.oidc else {
             return Ok(state);
         };
+        // Many providers give no refresh token: the access token then serves until it expires,
+        // and only then must the user sign in again.
+        if state["refresh_token"].as_str().is_none() {
+            if expired {
+                let why =
+                    "the access token has expired, and the identity provider gave no refresh token";
+                return Err(self.end_sign_in(&user, why).await);
+            }
+            self.mark_checked(user.id);
+            return Ok(state);
+        }
         let refreshed = match oidc.refresh(&state).await {
             Ok(r) => r,
             Err(SignInError::ProviderUnavailable(m)) => return Err(Stale::Unavailable(m)),

@@ -94,6 +94,15 @@ pub fn test_config(dir: &std::path::Path, db_url: &str) -> Config {
 }
 
 pub async fn start_hub(config: Config, dir: tempfile::TempDir) -> TestHub {
+    start_hub_keyed(config, dir, None).await
+}
+
+/// [`start_hub`] with auth_state's key (`JUPYTERHUB_CRYPT_KEY`'s format).
+pub async fn start_hub_keyed(
+    config: Config,
+    dir: tempfile::TempDir,
+    crypt_key: Option<&str>,
+) -> TestHub {
     // Hub logs go to the test's captured output, shown when a test fails.
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
@@ -103,7 +112,9 @@ pub async fn start_hub(config: Config, dir: tempfile::TempDir) -> TestHub {
         .await
         .expect("bind port 0");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let state = nbhub::init(config).await.expect("hub init");
+    let state = nbhub::init_with_crypt_key(config, crypt_key)
+        .await
+        .expect("hub init");
     let (tx, rx) = oneshot::channel::<()>();
     let s = state.clone();
     tokio::spawn(async move {
