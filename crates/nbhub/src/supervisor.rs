@@ -80,6 +80,17 @@ pub trait PreSpawn: Send + Sync {
     ) -> BoxFuture<'a, Result<BTreeMap<String, String>, SpawnRefused>>;
 }
 
+impl SpawnRefused {
+    /// A spawner's verdict on the options: invalid ones (400), or none given because what they
+    /// are checked against cannot be asked now (503).
+    pub fn from_field_errors(errors: Vec<nbhub_spawner::FieldError>) -> Self {
+        match errors.iter().find(|e| e.is_unavailable()) {
+            Some(e) => SpawnRefused::Unavailable(e.message.clone()),
+            None => SpawnRefused::InvalidOptions(errors),
+        }
+    }
+}
+
 impl From<sqlx::Error> for SpawnRefused {
     fn from(e: sqlx::Error) -> Self {
         SpawnRefused::Internal(format!("database: {e}"))
@@ -286,10 +297,7 @@ impl Supervisor {
             .spawner
             .validate_options(&ctx, options)
             .await
-            .map_err(|errors| match errors.iter().find(|e| e.is_unavailable()) {
-                Some(e) => SpawnRefused::Unavailable(e.message.clone()),
-                None => SpawnRefused::InvalidOptions(errors),
-            })?;
+            .map_err(SpawnRefused::from_field_errors)?;
         let extra_env = match self.pre_spawn.get() {
             Some(hook) => hook.before_spawn(user).await?,
             None => BTreeMap::new(),

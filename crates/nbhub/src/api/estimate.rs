@@ -17,6 +17,7 @@ use crate::auth::Identity;
 use crate::db;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use crate::supervisor::SpawnRefused;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -54,9 +55,9 @@ async fn estimate(
         .spawner
         .validate_options(&ctx, &options)
         .await
-        .map_err(|errors| match errors.iter().find(|e| e.is_unavailable()) {
-            Some(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.message.clone()),
-            None => ApiError::bad_request(nbhub_spawner::FieldError::join(&errors)),
+        .map_err(|errors| match SpawnRefused::from_field_errors(errors) {
+            SpawnRefused::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
+            other => ApiError::bad_request(other.to_string()),
         })?;
     match sup.spawner.estimate(&ctx, &validated).await {
         Some(Ok(estimate)) => Ok(axum::Json(estimate).into_response()),

@@ -442,42 +442,21 @@ async fn spawn_page(
         SpawnRefused::AlreadyRunning(_) => {
             return Ok(crate::found(next.as_deref().unwrap_or(&prefix)))
         }
-        SpawnRefused::SignInAgain(msg) => {
-            // Their sessions have ended: the page offers to sign in.
+        other => {
+            let (status, user) = match &other {
+                // Their sessions have ended: the page offers to sign in.
+                SpawnRefused::SignInAgain(_) => (StatusCode::FORBIDDEN, None),
+                SpawnRefused::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ident.user()),
+                SpawnRefused::Limit(_) => (StatusCode::TOO_MANY_REQUESTS, ident.user()),
+                _ => (StatusCode::INTERNAL_SERVER_ERROR, ident.user()),
+            };
             return Ok(error_page(
                 &state,
                 &headers,
-                StatusCode::FORBIDDEN,
-                &msg,
-                None,
+                status,
+                &other.to_string(),
+                user,
             ));
-        }
-        e @ SpawnRefused::Unavailable(_) => {
-            return Ok(error_page(
-                &state,
-                &headers,
-                StatusCode::SERVICE_UNAVAILABLE,
-                &e.to_string(),
-                ident.user(),
-            ))
-        }
-        e @ SpawnRefused::Limit(_) => {
-            return Ok(error_page(
-                &state,
-                &headers,
-                StatusCode::TOO_MANY_REQUESTS,
-                &e.to_string(),
-                ident.user(),
-            ))
-        }
-        e => {
-            return Ok(error_page(
-                &state,
-                &headers,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &e.to_string(),
-                ident.user(),
-            ))
         }
     };
     match &spec {
