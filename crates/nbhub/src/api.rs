@@ -170,6 +170,21 @@ pub fn json_response(status: StatusCode, body: Value) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// An answer that carries a secret (a new token, a share code): no cache may keep it.
+pub fn secret_response(status: StatusCode, body: Value) -> Response {
+    let mut r = json_response(status, body);
+    no_store(&mut r);
+    r
+}
+
+pub fn no_store(r: &mut Response) {
+    use axum::http::{header, HeaderValue};
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
 /// Offset/limit of a list request and whether the client asked for the paginated envelope.
 pub struct Page {
     pub offset: i64,

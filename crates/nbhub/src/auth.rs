@@ -8,6 +8,7 @@
 pub mod auth_state;
 pub mod cache;
 pub mod crypt;
+pub mod grant;
 pub mod native;
 pub mod oidc;
 pub mod pam;

@@ -16,6 +16,7 @@ pub mod groups;
 pub mod oauth;
 pub mod servers;
 pub mod services;
+pub mod sessions;
 pub mod shares;
 pub mod tokens;
 pub mod users;

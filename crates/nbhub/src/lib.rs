@@ -103,6 +103,11 @@ pub async fn init_with_crypt_key(config: Config, key: Option<&str>) -> anyhow::R
     let proxy = proxy::Proxy::new(&config).context("cannot read or create the proxy token")?;
     let supervisor = supervisor::Supervisor::new(db.clone(), config.clone(), spawner, proxy);
     let state = AppState::new(config, db, secret, supervisor, crypt);
+    state
+        .ended_sessions
+        .load(&state.db)
+        .await
+        .context("cannot read the ended browser sessions")?;
     if let Some(oidc) = &state.oidc {
         oidc.startup_check().await.map_err(anyhow::Error::msg)?;
     }

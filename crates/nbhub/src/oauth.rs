@@ -445,10 +445,7 @@ async fn token(
         "scope": code.scopes.join(" "),
     }))
     .into_response();
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r.headers_mut()
-        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    crate::api::no_store(&mut r);
     Ok(r)
 }
 

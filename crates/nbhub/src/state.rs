@@ -22,6 +22,8 @@ pub struct Inner {
     /// Signs login cookies and XSRF tokens.
     pub cookie_secret: Vec<u8>,
     pub throttle: LoginThrottle,
+    /// Browser sessions a logout ended; their login cookies sign no one in.
+    pub ended_sessions: crate::auth::session::EndedSessions,
     /// Resolved tokens and cookie users; see [`crate::auth::cache`].
     pub identities: crate::auth::cache::IdentityCache,
     pub templates: crate::pages::Templates,
@@ -75,6 +77,7 @@ impl AppState {
             db,
             cookie_secret,
             throttle,
+            ended_sessions: Default::default(),
             identities: Default::default(),
             templates,
             shutdown: Default::default(),

@@ -15,21 +15,15 @@ pub async fn cookie_user(
     state: &AppState,
     headers: &HeaderMap,
 ) -> ApiResult<Option<(User, Option<String>)>> {
-    let Some(raw) = session::get_cookie(headers, session::LOGIN_COOKIE) else {
+    let Some(value) = login_cookie_value(state, headers) else {
         return Ok(None);
     };
-    let max_age = i64::from(state.config.hub.cookie_max_age_days) * 86_400;
-    let now = db::now_micros() / 1_000_000;
-    let Some(cookie_id) = session::verify(
-        &state.cookie_secret,
-        session::LOGIN_COOKIE,
-        raw,
-        now,
-        max_age,
-    ) else {
+    // A cookie of a session that was logged out (a copy taken before the logout) is no login.
+    let (cookie_id, login_session) = session::parse_login_value(&value);
+    if login_session.is_some_and(|sid| state.ended_sessions.is_ended(sid)) {
         return Ok(None);
-    };
-    let user = db::users::get_by_cookie_id(&state.db, &cookie_id)
+    }
+    let user = db::users::get_by_cookie_id(&state.db, cookie_id)
         .await?
         .filter(|u| u.approved);
     // With auth_state: tokens older than auth_refresh_age are refreshed first; a refused
@@ -40,6 +34,36 @@ pub async fn cookie_user(
     };
     let session_id = session::get_cookie(headers, session::SESSION_COOKIE).map(str::to_string);
     Ok(user.map(|u| (u, session_id)))
+}
+
+/// The value of the login cookie, if its signature holds and it has not expired (see
+/// [`session::parse_login_value`]).
+pub fn login_cookie_value(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    let raw = session::get_cookie(headers, session::LOGIN_COOKIE)?;
+    let max_age = i64::from(state.config.hub.cookie_max_age_days) * 86_400;
+    let now = db::now_micros() / 1_000_000;
+    session::verify(
+        &state.cookie_secret,
+        session::LOGIN_COOKIE,
+        raw,
+        now,
+        max_age,
+    )
+}
+
+/// The client's address, for counting its failed logins: the last `X-Forwarded-For` entry (the
+/// one the proxy in front of the hub appended; earlier ones are the client's own word), else the
+/// connection's peer. As JupyterHub (Tornado's `xheaders`), the hub's own port is expected to be
+/// reachable only by its proxy.
+pub fn client_ip(headers: &HeaderMap, peer: std::net::IpAddr) -> std::net::IpAddr {
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .last()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|ip| ip.trim().parse().ok())
+        .unwrap_or(peer)
 }
 
 pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {

@@ -1374,3 +1374,375 @@ async fn too_large_bodies_get_413_with_the_limit() {
         assert!(text.contains(limit), "{size} bytes: {text}");
     }
 }
+
+/// A call with the admin service's token.
+async fn as_admin(
+    hub: &TestHub,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    call(hub, method, path, ADMIN_TOKEN, body).await
+}
+
+/// CVE-2024-41942 and its relatives: a caller holding `admin:users`, `groups` or `tokens`
+/// on someone must not hand out more than it holds — admin, roles, groups with roles, tokens,
+/// shares — nor change or delete an admin. Every write path of the API that can give scopes is
+/// tried; each refusal leaves the database as it was, and an admin can still do each of them.
+#[tokio::test]
+async fn no_one_hands_out_scopes_they_do_not_hold() {
+    use nbhub::config::{RoleConfig, ServiceConfig};
+    use reqwest::Method;
+    let service = |name: &str| ServiceConfig {
+        name: name.into(),
+        api_token: format!("{name}-token-0123456789"),
+        ..Default::default()
+    };
+    let role = |name: &str, scopes: &[&str]| RoleConfig {
+        name: name.into(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    let hub = sqlite_hub(|c| {
+        c.authenticator.admin_users = vec!["admin".into(), "root".into()];
+        for s in ["usermgr", "groupmgr", "tokmgr"] {
+            c.services.push(service(s));
+        }
+        let mut gadmin = role("gadmin", &["admin:users!group=g1", "admin:groups!group=g1"]);
+        gadmin.users = vec!["gadm".into()];
+        let mut usermgr = role("usermgr-role", &["admin:users"]);
+        usermgr.services = vec!["usermgr".into()];
+        let mut groupmgr = role("groupmgr-role", &["groups", "read:groups"]);
+        groupmgr.services = vec!["groupmgr".into()];
+        let mut tokmgr = role("tokmgr-role", &["tokens"]);
+        tokmgr.services = vec!["tokmgr".into()];
+        let mut g2role = role("g2-role", &["admin:servers"]);
+        g2role.groups = vec!["g2".into()];
+        c.roles.extend([gadmin, usermgr, groupmgr, tokmgr, g2role]);
+    })
+    .await;
+    let (s, v) = as_admin(
+        &hub,
+        Method::POST,
+        "/users",
+        Some(json!({"usernames": ["alice", "carol", "gadm"]})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    for (g, users) in [("g1", json!(["carol"])), ("g2", json!([]))] {
+        let (s, v) = as_admin(
+            &hub,
+            Method::POST,
+            &format!("/groups/{g}"),
+            Some(json!({"users": users})),
+        )
+        .await;
+        assert!(s == 201 || s == 409, "{g}: {s} {v}");
+        if s == 409 {
+            // The role's group was made at start: add the members.
+            let (s, v) = as_admin(
+                &hub,
+                Method::POST,
+                &format!("/groups/{g}/users"),
+                Some(json!({"users": users})),
+            )
+            .await;
+            assert!(
+                s == 200 || users.as_array().is_some_and(Vec::is_empty),
+                "{s} {v}"
+            );
+        }
+    }
+    // An admin deleted root (it is still in admin_users): whoever creates it makes an admin.
+    let (s, v) = as_admin(&hub, Method::DELETE, "/users/root", None).await;
+    assert_eq!(s, 204, "{v}");
+    let gadm = new_token(&hub, "gadm", json!({})).await;
+    // The admin's own token, narrowed to admin:users: not the whole admin role.
+    let narrow_admin = new_token(&hub, "admin", json!({"scopes": ["admin:users"]})).await;
+    let (usermgr, groupmgr, tokmgr) = (
+        "usermgr-token-0123456789",
+        "groupmgr-token-0123456789",
+        "tokmgr-token-0123456789",
+    );
+
+    // Joining a group without roles is no escalation (JupyterHub allows it too).
+    let (s, v) = call(
+        &hub,
+        Method::POST,
+        "/groups/g1/users",
+        &gadm,
+        Some(json!({"users": ["gadm"]})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+
+    let grant_admin = "Only admins can grant admin permissions";
+    let modify_admin = "Only admins can modify other admins";
+    let cases: Vec<(&str, &str, reqwest::Method, &str, Option<Value>, u16, &str)> = vec![
+        (
+            "gadm makes himself admin",
+            &gadm,
+            Method::PATCH,
+            "/users/gadm",
+            Some(json!({"admin": true})),
+            403,
+            grant_admin,
+        ),
+        (
+            "gadm reads alice's tokens",
+            &gadm,
+            Method::GET,
+            "/users/alice/tokens",
+            None,
+            404,
+            "No access",
+        ),
+        (
+            "gadm gives carol a role he lacks",
+            &gadm,
+            Method::PATCH,
+            "/users/carol",
+            Some(json!({"roles": ["usermgr-role"]})),
+            403,
+            "Cannot give role usermgr-role",
+        ),
+        (
+            "gadm adds the admin to his group",
+            &gadm,
+            Method::POST,
+            "/groups/g1/users",
+            Some(json!({"users": ["admin"]})),
+            403,
+            modify_admin,
+        ),
+        (
+            "gadm shares carol's server",
+            &gadm,
+            Method::POST,
+            "/shares/carol/",
+            Some(json!({"user": "gadm"})),
+            403,
+            "shares",
+        ),
+        (
+            "usermgr creates an admin",
+            usermgr,
+            Method::POST,
+            "/users/newadm",
+            Some(json!({"admin": true})),
+            403,
+            grant_admin,
+        ),
+        (
+            "usermgr creates admins in bulk",
+            usermgr,
+            Method::POST,
+            "/users",
+            Some(json!({"usernames": ["x1", "x2"], "admin": true})),
+            403,
+            grant_admin,
+        ),
+        (
+            "usermgr demotes the admin",
+            usermgr,
+            Method::PATCH,
+            "/users/admin",
+            Some(json!({"admin": false})),
+            403,
+            modify_admin,
+        ),
+        (
+            "usermgr renames the admin",
+            usermgr,
+            Method::PATCH,
+            "/users/admin",
+            Some(json!({"name": "admin2"})),
+            403,
+            modify_admin,
+        ),
+        (
+            "usermgr deletes the admin",
+            usermgr,
+            Method::DELETE,
+            "/users/admin",
+            None,
+            403,
+            "Only admins can delete other admins",
+        ),
+        (
+            "usermgr creates an admin_users name",
+            usermgr,
+            Method::POST,
+            "/users/root",
+            None,
+            403,
+            "admin_users",
+        ),
+        (
+            "usermgr renames carol to an admin_users name",
+            usermgr,
+            Method::PATCH,
+            "/users/carol",
+            Some(json!({"name": "root"})),
+            403,
+            "admin_users",
+        ),
+        (
+            "usermgr puts carol in a group with a role it lacks",
+            usermgr,
+            Method::PATCH,
+            "/users/carol",
+            Some(json!({"groups": ["g1", "g2"]})),
+            403,
+            "Cannot add carol to group g2",
+        ),
+        (
+            "groupmgr adds carol to a group with a role it lacks",
+            groupmgr,
+            Method::POST,
+            "/groups/g2/users",
+            Some(json!({"users": ["carol"]})),
+            403,
+            "Cannot add carol to group g2",
+        ),
+        (
+            "groupmgr removes the admin from a group",
+            groupmgr,
+            Method::DELETE,
+            "/groups/g1/users",
+            Some(json!({"users": ["admin"]})),
+            403,
+            modify_admin,
+        ),
+        (
+            "tokmgr mints alice's full token",
+            tokmgr,
+            Method::POST,
+            "/users/alice/tokens",
+            Some(json!({})),
+            403,
+            "Not assigning requested scopes",
+        ),
+        (
+            "tokmgr mints a token for the admin",
+            tokmgr,
+            Method::POST,
+            "/users/admin/tokens",
+            Some(json!({"scopes": ["read:tokens!user=admin"]})),
+            403,
+            modify_admin,
+        ),
+        (
+            "a narrowed admin token grants admin",
+            &narrow_admin,
+            Method::PATCH,
+            "/users/carol",
+            Some(json!({"admin": true})),
+            403,
+            grant_admin,
+        ),
+    ];
+    for (what, token, method, path, body, status, message) in cases {
+        let (s, v) = call(&hub, method, path, token, body).await;
+        assert_eq!(s, status, "{what}: {v}");
+        assert!(
+            v["message"].as_str().is_some_and(|m| m.contains(message)),
+            "{what}: {v}"
+        );
+    }
+
+    // Nothing changed.
+    let user = |name: &'static str| {
+        let hub = &hub;
+        async move {
+            call(
+                hub,
+                Method::GET,
+                &format!("/users/{name}"),
+                ADMIN_TOKEN,
+                None,
+            )
+            .await
+        }
+    };
+    assert_eq!(user("gadm").await.1["admin"], false);
+    assert_eq!(user("admin").await.1["admin"], true);
+    assert_eq!(user("carol").await.1["roles"], json!(["user"]));
+    assert_eq!(user("carol").await.1["groups"], json!(["g1"]));
+    for gone in ["newadm", "x1", "root", "admin2"] {
+        assert_eq!(user(gone).await.0, 404, "{gone} was created");
+    }
+    let (_, g2) = as_admin(&hub, Method::GET, "/groups/g2", None).await;
+    assert_eq!(g2["users"], json!([]));
+    let (_, g1) = as_admin(&hub, Method::GET, "/groups/g1", None).await;
+    assert_eq!(g1["users"], json!(["carol", "gadm"]));
+    let (_, toks) = as_admin(&hub, Method::GET, "/users/alice/tokens", None).await;
+    assert_eq!(
+        toks["api_tokens"],
+        json!([]),
+        "no token was minted for alice"
+    );
+
+    // What is within the caller's scopes still works, and an admin can do all of it.
+    let (s, v) = call(
+        &hub,
+        Method::POST,
+        "/users/alice/tokens",
+        tokmgr,
+        Some(json!({"scopes": ["read:tokens!user=alice"]})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = call(
+        &hub,
+        Method::PATCH,
+        "/users/carol",
+        usermgr,
+        Some(json!({"name": "carol2"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    for body in [
+        json!({"admin": true}),
+        json!({"admin": false}),
+        json!({"roles": ["usermgr-role"], "groups": ["g1", "g2"]}),
+    ] {
+        let (s, v) = as_admin(&hub, Method::PATCH, "/users/carol2", Some(body)).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let (s, v) = as_admin(
+        &hub,
+        Method::POST,
+        "/users/root",
+        Some(json!({"admin": true})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+}
+
+/// Answers that carry a new secret (an API token, a share code) may not be kept by any cache.
+#[tokio::test]
+async fn answers_with_secrets_are_not_cached() {
+    let hub = sqlite_hub(|_| {}).await;
+    setup_users(&hub).await;
+    for (path, body) in [
+        ("/users/alice/tokens", json!({"note": "cached?"})),
+        ("/share-codes/alice/", json!({})),
+    ] {
+        let resp = client()
+            .post(hub.api(path))
+            .header("Authorization", format!("token {ADMIN_TOKEN}"))
+            .json(&body)
+            .send()
+            .await
+            .expect("post");
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        assert_eq!(
+            resp.headers()
+                .get("cache-control")
+                .and_then(|v| v.to_str().ok()),
+            Some("no-store"),
+            "{path}"
+        );
+    }
+}

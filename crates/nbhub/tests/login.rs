@@ -2,24 +2,9 @@
 
 mod common;
 
+use common::pagekit::{browser, browser_from, xsrf_of};
 use common::{sqlite_hub, TestHub};
 use nbhub::config::AuthenticatorKind;
-
-/// A browser: keeps cookies, does not follow redirects (so we can check them).
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
-}
-
-/// The hidden `_xsrf` value of a form page.
-fn xsrf_of(html: &str) -> String {
-    let marker = "name=\"_xsrf\" value=\"";
-    let start = html.find(marker).expect("page has an _xsrf field") + marker.len();
-    html[start..].split('"').next().expect("value").to_string()
-}
 
 async fn get_form(b: &reqwest::Client, url: &str) -> String {
     let resp = b.get(url).send().await.expect("get form");
@@ -149,34 +134,131 @@ async fn dummy_login_needs_xsrf_and_the_password() {
     assert_eq!(resp.status(), 302);
 }
 
+/// Failures slow down the client that makes them, for that name, and a client spraying many
+/// names; nobody else. Before, three anonymous wrong passwords for a name made its owner's
+/// right password wait too, so one request every five minutes kept `admin` out for good.
 #[tokio::test]
-async fn repeated_failures_are_slowed_down() {
+async fn repeated_failures_slow_down_only_the_client_that_fails() {
     let hub = sqlite_hub(|c| {
         c.authenticator.password = "right".into();
         c.authenticator.allow_all = true;
         c.authenticator.failed_login_threshold = 2;
     })
     .await;
+    let attacker = browser_from("192.0.2.66");
+    let xsrf = get_form(&attacker, &hub.hub("/login")).await;
+    for _ in 0..2 {
+        let resp = post_login(&hub, &attacker, "carol", "wrong", Some(&xsrf)).await;
+        assert_eq!(resp.status(), 403);
+    }
+    let resp = post_login(&hub, &attacker, "carol", "right", Some(&xsrf)).await;
+    assert_eq!(
+        resp.status(),
+        429,
+        "this client must wait, even with the right password"
+    );
+    assert!(resp.headers().contains_key("retry-after"));
+    // carol herself, from her own address, is not kept out by the attacker's failures.
+    let carol = browser_from("198.51.100.7");
+    let xsrf_carol = get_form(&carol, &hub.hub("/login")).await;
+    let resp = post_login(&hub, &carol, "carol", "right", Some(&xsrf_carol)).await;
+    assert_eq!(resp.status(), 302, "carol signs in from her own address");
+    // Another name is not affected for the attacker either …
+    let resp = post_login(&hub, &attacker, "dave", "right", Some(&xsrf)).await;
+    assert_eq!(resp.status(), 302);
+    // … until it sprays one password over many names: then every name waits.
+    let sprayer = browser_from("203.0.113.5");
+    let xsrf = get_form(&sprayer, &hub.hub("/login")).await;
+    let mut first_wait = None;
+    for i in 0..30 {
+        let status = post_login(&hub, &sprayer, &format!("user{i}"), "guess", Some(&xsrf))
+            .await
+            .status();
+        if status == 429 {
+            first_wait = Some(i);
+            break;
+        }
+        assert_eq!(status, 403);
+    }
+    assert!(
+        first_wait.is_some_and(|i| i >= 10),
+        "a client spraying names is slowed down after some names, not at once: {first_wait:?}"
+    );
+}
+
+/// A refused name is shown shortened, not echoed at any length.
+#[tokio::test]
+async fn a_refused_long_name_is_shortened_on_the_page() {
+    let hub = sqlite_hub(|c| c.authenticator.password = "right".into()).await;
     let b = browser();
     let xsrf = get_form(&b, &hub.hub("/login")).await;
-    for _ in 0..2 {
-        assert_eq!(
-            post_login(&hub, &b, "carol", "wrong", Some(&xsrf))
-                .await
-                .status(),
-            403
-        );
-    }
-    let resp = post_login(&hub, &b, "carol", "right", Some(&xsrf)).await;
-    assert_eq!(resp.status(), 429, "even the right password must wait");
-    assert!(resp.headers().contains_key("retry-after"));
-    // Another name is not affected.
+    let long = "x".repeat(1_000_000);
+    let resp = post_login(&hub, &b, &long, "wrong", Some(&xsrf)).await;
+    assert_eq!(resp.status(), 403);
+    let html = resp.text().await.expect("html");
+    assert!(html.len() < 50_000, "the page is {} bytes", html.len());
+    assert!(html.contains(&format!("{}…", "x".repeat(100))));
+}
+
+/// Logging out ends that browser session on the server: a copy of its login cookie taken
+/// before the logout signs no one in afterwards, also after a restart; another browser of the
+/// same user stays signed in.
+#[tokio::test]
+async fn logout_ends_the_session_for_every_copy_of_its_cookie() {
+    let hub = sqlite_hub(|c| c.authenticator.allow_all = true).await;
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let laptop = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let phone = browser();
+    common::pagekit::login(&hub, &laptop, "alice").await;
+    common::pagekit::login(&hub, &phone, "alice").await;
+    // The cookies as someone who copied them would send them.
+    let copied = {
+        use reqwest::cookie::CookieStore;
+        let url: url::Url = hub.hub("/home").parse().expect("url");
+        jar.cookies(&url)
+            .and_then(|v| v.to_str().ok().map(str::to_string))
+            .expect("cookies for /hub/")
+    };
+    let session_id = copied
+        .split("jupyterhub-session-id=")
+        .nth(1)
+        .and_then(|v| v.split(';').next())
+        .expect("session cookie")
+        .to_string();
+    let thief = common::client();
+    let home = |c: &reqwest::Client, cookie: Option<&str>| {
+        let mut r = c.get(hub.hub("/home"));
+        if let Some(cookie) = cookie {
+            r = r.header("cookie", cookie);
+        }
+        r.send()
+    };
     assert_eq!(
-        post_login(&hub, &b, "dave", "right", Some(&xsrf))
-            .await
-            .status(),
-        302
+        home(&thief, Some(&copied)).await.expect("home").status(),
+        200
     );
+    let resp = laptop.get(hub.hub("/logout")).send().await.expect("logout");
+    assert_eq!(resp.status(), 302);
+    assert_eq!(home(&laptop, None).await.expect("home").status(), 302);
+    assert_eq!(
+        home(&thief, Some(&copied)).await.expect("home").status(),
+        302,
+        "the copied cookie no longer signs in"
+    );
+    assert_eq!(
+        home(&phone, None).await.expect("home").status(),
+        200,
+        "the phone's session stays"
+    );
+    // Kept in the database too, so a restarted hub still refuses the copy.
+    let ended = nbhub::db::sessions::live(&hub.state.db, nbhub::db::now_micros())
+        .await
+        .expect("ended sessions");
+    assert!(ended.iter().any(|(sid, _)| *sid == session_id), "{ended:?}");
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::{json_response, ApiIdentity, JsonBody, Page};
 use crate::auth::scopes::{Access, Filter, Resource};
-use crate::auth::Identity;
+use crate::auth::{grant, Identity};
 use crate::db::groups::Group;
 use crate::db::{self, is_unique_violation};
 use crate::error::{ApiError, ApiResult};
@@ -163,6 +163,7 @@ async fn create_groups(
             ApiError::bad_request("Expected {\"groups\": [names]} with at least one group")
         })?;
     let users = users_in_body(&state, &body, false).await?;
+    grant::require_no_admin_among(&state.db, &ident, &users).await?;
     let mut to_create = Vec::new();
     for n in &names {
         check_group_name(n)?;
@@ -209,6 +210,7 @@ async fn create_group(
     check_groups_not_managed(&state)?;
     check_group_name(&name)?;
     let users = users_in_body(&state, &body, false).await?;
+    grant::require_no_admin_among(&state.db, &ident, &users).await?;
     if db::groups::get(&state.db, &name).await?.is_some() {
         return Err(ApiError::conflict(format!("Group {name} already exists")));
     }
@@ -250,6 +252,7 @@ async fn add_group_users(
     check_groups_not_managed(&state)?;
     let g = load_group(&state, &name).await?;
     let users = users_in_body(&state, &body, true).await?;
+    grant::require_membership_change(&state.db, &ident, &g, &users, &[]).await?;
     db::groups::add_users(&state.db, g.id, &users).await?;
     Ok(axum::Json(group_model(&state, &ident, &g).await?).into_response())
 }
@@ -264,6 +267,7 @@ async fn remove_group_users(
     check_groups_not_managed(&state)?;
     let g = load_group(&state, &name).await?;
     let users = users_in_body(&state, &body, true).await?;
+    grant::require_membership_change(&state.db, &ident, &g, &[], &users).await?;
     db::groups::remove_users(&state.db, g.id, &users).await?;
     Ok(axum::Json(group_model(&state, &ident, &g).await?).into_response())
 }

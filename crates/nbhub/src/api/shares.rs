@@ -481,7 +481,10 @@ async fn create_code(
     let expires_at = db::now_micros() + request.expires_in.unwrap_or(CODE_DEFAULT_SECS) * 1_000_000;
     let (code, secret) = shares::create_code(&state.db, row.id, &granted, expires_at).await?;
     tracing::info!(by = %ident.name(), %owner, %server, id = code.id, "share code issued");
-    Ok(axum::Json(code_model(&state, &code, Some(&secret))).into_response())
+    Ok(super::secret_response(
+        StatusCode::OK,
+        code_model(&state, &code, Some(&secret)),
+    ))
 }
 
 /// `DELETE /share-codes/{owner}/{server}[?code=…|?id=sc_N]`: one code, or all of the server's.

@@ -7,7 +7,7 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 
-use super::{expiry_from, json_response, timestamp, ApiIdentity, JsonBody};
+use super::{expiry_from, timestamp, ApiIdentity, JsonBody};
 use crate::auth::scopes::{Owner, Resource, ScopeSet};
 use crate::auth::{self, Principal};
 use crate::db::tokens::{self, Token};
@@ -178,6 +178,7 @@ async fn create_token(
             user.name
         )));
     }
+    crate::auth::grant::require_token_scopes(&ident, &user, &wanted)?;
     let secret = tokens::generate();
     let row = tokens::insert(
         &state.db,
@@ -196,7 +197,7 @@ async fn create_token(
     tracing::info!(user = %name, token = %row.api_id(), by = %ident.name(), "created API token");
     let mut model = token_model(&state, &name, "user", &row, &owner_scopes).await?;
     model["token"] = json!(secret);
-    Ok(json_response(StatusCode::CREATED, model))
+    Ok(super::secret_response(StatusCode::CREATED, model))
 }
 
 async fn role_scopes_for_token(state: &AppState, role: &str) -> ApiResult<Vec<String>> {

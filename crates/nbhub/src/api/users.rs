@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 
 use super::{json_response, timestamp, ApiIdentity, JsonBody, Page};
 use crate::auth::scopes::Resource;
-use crate::auth::{self, Identity, Principal};
+use crate::auth::{self, grant, Identity, Principal};
 use crate::db::servers::ServerRow;
 use crate::db::users::{ListQuery, SortKey, StateFilter, User, Visible};
 use crate::db::{self, is_unique_violation};
@@ -372,6 +372,12 @@ async fn create_users(
         ));
     }
     let wanted = check_new_names(&body.usernames)?;
+    if body.admin {
+        grant::require_admin_to_grant_admin(&ident)?;
+    }
+    for n in &wanted {
+        grant::require_admin_for_name(&ident, n, &state.config.authenticator.admin_users)?;
+    }
     let mut to_create = Vec::new();
     for n in &wanted {
         if db::users::get(&state.db, n).await?.is_none() {
@@ -444,6 +450,10 @@ async fn create_user(
         }
     };
     let name = check_new_names(&[name])?.remove(0);
+    if admin {
+        grant::require_admin_to_grant_admin(&ident)?;
+    }
+    grant::require_admin_for_name(&ident, &name, &state.config.authenticator.admin_users)?;
     let user = match db::users::create(&state.db, &name, admin).await {
         Err(e) if is_unique_violation(&e) => {
             return Err(ApiError::conflict(format!("User {name} already exists")))
@@ -465,6 +475,7 @@ async fn patch_user(
 ) -> ApiResult<Response> {
     ident.require("admin:users", &Resource::User(&name))?;
     let user = load_user(&state, &name).await?;
+    grant::require_admin_to_modify(&ident, &user)?;
     let Value::Object(fields) = body else {
         return Err(ApiError::bad_request(
             "Body must be a JSON object with any of name, admin, groups, roles, auth_state",
@@ -492,6 +503,7 @@ async fn patch_user(
                     .as_str()
                     .ok_or_else(|| ApiError::bad_request("name must be a string"))?;
                 let n = check_new_names(&[n.to_string()])?.remove(0);
+                grant::require_admin_for_name(&ident, &n, &state.config.authenticator.admin_users)?;
                 if n != user.name && db::users::get(&state.db, &n).await?.is_some() {
                     return Err(ApiError::bad_request(format!(
                         "User {n} already exists, username must be unique"
@@ -500,10 +512,13 @@ async fn patch_user(
                 new_name = Some(n);
             }
             "admin" => {
-                admin = Some(
-                    v.as_bool()
-                        .ok_or_else(|| ApiError::bad_request("admin must be true or false"))?,
-                )
+                let a = v
+                    .as_bool()
+                    .ok_or_else(|| ApiError::bad_request("admin must be true or false"))?;
+                if a != user.admin {
+                    grant::require_admin_to_grant_admin(&ident)?;
+                }
+                admin = Some(a);
             }
             "groups" => {
                 if state.config.authenticator.manage_groups {
@@ -512,9 +527,14 @@ async fn patch_user(
                     ));
                 }
                 let list = string_list("groups", v)?;
+                let current = auth::membership(&state, user.id).await?;
                 for g in &list {
-                    if db::groups::get(&state.db, g).await?.is_none() {
+                    let Some(group) = db::groups::get(&state.db, g).await? else {
                         return Err(ApiError::bad_request(format!("No such group: {g}")));
+                    };
+                    if !current.groups.contains(g) {
+                        grant::require_grantable_group(&state.db, &ident, &user.name, &group)
+                            .await?;
                     }
                 }
                 groups = Some(list);
@@ -528,6 +548,13 @@ async fn patch_user(
                         )));
                     }
                 }
+                let current = auth::membership(&state, user.id).await?;
+                let added: Vec<String> = list
+                    .iter()
+                    .filter(|r| !current.roles.contains(*r))
+                    .cloned()
+                    .collect();
+                grant::require_grantable_roles(&state.db, &ident, &user.name, &added).await?;
                 roles = Some(list);
             }
             "auth_state" => {
@@ -602,6 +629,7 @@ async fn delete_user(
     if ident.user().is_some_and(|me| me.id == user.id) {
         return Err(ApiError::bad_request("Cannot delete yourself"));
     }
+    grant::require_admin_to_delete(&ident, &user)?;
     let servers = db::servers::list_for_user(&state.db, user.id).await?;
     if servers
         .iter()

@@ -1,5 +1,9 @@
-//! The hub's cookies: the signed login cookie `jupyterhub-hub-login` (holds the user's cookie_id),
-//! the plain `jupyterhub-session-id` that single-user servers read, and their attributes.
+//! The hub's cookies: the signed login cookie `jupyterhub-hub-login` (holds the user's cookie_id
+//! and the browser session it was issued to), the plain `jupyterhub-session-id` that
+//! single-user servers read, and their attributes; and the sessions a logout ended.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -48,6 +52,61 @@ pub fn verify(
         tag.as_bytes(),
     )
     .then(|| value.to_string())
+}
+
+/// The login cookie's value: the user's cookie_id and the browser session it belongs to, so
+/// that a logout can end that one session (and every copy of its cookie) on the server.
+pub fn login_value(cookie_id: &str, session_id: &str) -> String {
+    format!("{cookie_id}:{session_id}")
+}
+
+/// `(cookie_id, session_id)` of a verified login cookie's value; cookies issued before
+/// sessions were named carry no session.
+pub fn parse_login_value(value: &str) -> (&str, Option<&str>) {
+    match value.split_once(':') {
+        Some((id, sid)) if !sid.is_empty() => (id, Some(sid)),
+        _ => (value, None),
+    }
+}
+
+/// Browser sessions ended by a logout, kept in memory (checked on every cookie request) and in
+/// the database (`db::sessions`, read back at start), each until its cookie would have expired.
+#[derive(Default)]
+pub struct EndedSessions {
+    ended: Mutex<HashMap<String, i64>>,
+}
+
+impl EndedSessions {
+    pub async fn load(&self, db: &crate::db::Db) -> Result<(), crate::db::SqlError> {
+        let rows = crate::db::sessions::live(db, crate::db::now_micros()).await?;
+        self.lock().extend(rows);
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        self.ended.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn is_ended(&self, session_id: &str) -> bool {
+        self.lock().contains_key(session_id)
+    }
+
+    /// Ends `session_id` for `max_age_micros` from now: in memory at once, then in the database.
+    pub async fn end(
+        &self,
+        db: &crate::db::Db,
+        session_id: &str,
+        max_age_micros: i64,
+    ) -> Result<(), crate::db::SqlError> {
+        let now = crate::db::now_micros();
+        let until = now.saturating_add(max_age_micros);
+        {
+            let mut map = self.lock();
+            map.retain(|_, t| *t >= now);
+            map.insert(session_id.to_string(), until);
+        }
+        crate::db::sessions::end(db, session_id, until, now).await
+    }
 }
 
 /// Reads one cookie from a `Cookie` header.
@@ -116,6 +175,14 @@ mod tests {
             None,
             "forged"
         );
+    }
+
+    #[test]
+    fn login_values_name_their_session() {
+        let v = login_value("cid", "sid");
+        assert_eq!(parse_login_value(&v), ("cid", Some("sid")));
+        assert_eq!(parse_login_value("cid"), ("cid", None));
+        assert_eq!(parse_login_value("cid:"), ("cid:", None));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `/hub/login`, `/hub/logout`, and the native authenticator's `/hub/signup` and `/hub/authorize`.
 
-use axum::extract::{OriginalUri, Path, State};
+use axum::extract::{ConnectInfo, OriginalUri, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -196,37 +196,57 @@ pub(super) fn login_cookies(
     let secure = is_https(state, headers);
     let now = db::now_micros() / 1_000_000;
     let max_age = i64::from(state.config.hub.cookie_max_age_days) * 86_400;
+    // A new session at every login, so that a session id planted before it is worth nothing;
+    // a browser already logged in keeps its session (and the OAuth tokens tied to it).
+    let existing = session::get_cookie(headers, session::SESSION_COOKIE)
+        .filter(|sid| !fresh_login && !sid.is_empty() && !state.ended_sessions.is_ended(sid));
+    let mut cookies = Vec::with_capacity(2);
+    let session_id = match existing {
+        Some(sid) => sid.to_string(),
+        None => {
+            let sid = crate::web::new_session_id();
+            cookies.push(crate::web::session_cookie(state, &sid, secure));
+            sid
+        }
+    };
     let signed = session::sign(
         &state.cookie_secret,
         session::LOGIN_COOKIE,
-        &user.cookie_id,
+        &session::login_value(&user.cookie_id, &session_id),
         now,
     );
-    let mut cookies = vec![session::set_cookie(
-        session::LOGIN_COOKIE,
-        &signed,
-        &state.hub_prefix(),
-        Some(max_age),
-        secure,
-    )];
-    // A new session at every login, so that a session id planted before it is worth nothing;
-    // a browser already logged in keeps its session (and the OAuth tokens tied to it).
-    if fresh_login || session::get_cookie(headers, session::SESSION_COOKIE).is_none() {
-        cookies.push(crate::web::session_cookie(
-            state,
-            &crate::web::new_session_id(),
+    cookies.insert(
+        0,
+        session::set_cookie(
+            session::LOGIN_COOKIE,
+            &signed,
+            &state.hub_prefix(),
+            Some(max_age),
             secure,
-        ));
-    }
+        ),
+    );
     cookies
+}
+
+/// At most this many characters of a refused name go back into the page or the log (JupyterHub
+/// 5.5.0 bounds them too: a megabyte-long name was echoed and logged whole).
+const SHOWN_NAME_CHARS: usize = 100;
+
+fn shown_name(name: &str) -> String {
+    match name.char_indices().nth(SHOWN_NAME_CHARS) {
+        Some((cut, _)) => format!("{}…", &name[..cut]),
+        None => name.to_string(),
+    }
 }
 
 async fn login_submit(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     uri: OriginalUri,
     Form(form): Form<LoginForm>,
 ) -> ApiResult<Response> {
+    let client = crate::web::client_ip(&headers, peer.ip());
     if state.oidc.is_some() {
         let msg = format!(
             "This hub signs in through {}: use the button.",
@@ -251,21 +271,22 @@ async fn login_submit(
             &state,
             &headers,
             &uri,
-            &form.username,
+            &shown_name(&form.username),
             Some("Invalid username or password."),
             StatusCode::FORBIDDEN,
         ));
     }
-    if let Some(wait) = state.throttle.wait_for(&name) {
+    if let Some(wait) = state.throttle.wait_for(client, &name) {
         let msg = format!(
-            "Too many failed logins for {name}. Wait {} seconds and try again.",
+            "Too many failed logins for {} from your address. Wait {} seconds and try again.",
+            shown_name(&name),
             wait.as_secs().max(1)
         );
         let mut r = login_page(
             &state,
             &headers,
             &uri,
-            &name,
+            &shown_name(&name),
             Some(&msg),
             StatusCode::TOO_MANY_REQUESTS,
         );
@@ -294,19 +315,21 @@ async fn login_submit(
                     format!("The hub cannot check passwords: {hint}.")
                 }
             };
-            state.throttle.failed(&name);
-            tracing::info!(user = %name, "failed login");
+            let line = state.throttle.failed(client, &name);
+            if line.log {
+                tracing::info!(user = %shown_name(&name), %client, unlogged_before = line.suppressed, "failed login");
+            }
             return Ok(login_page(
                 &state,
                 &headers,
                 &uri,
-                &name,
+                &shown_name(&name),
                 Some(&msg),
                 StatusCode::FORBIDDEN,
             ));
         }
     }
-    state.throttle.succeeded(&name);
+    state.throttle.succeeded(client, &name);
     let is_admin = state
         .config
         .authenticator
@@ -337,11 +360,9 @@ async fn login_submit(
 }
 
 async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    if let Some(sid) = session::get_cookie(&headers, session::SESSION_COOKIE) {
-        // The session's OAuth tokens (single-user server logins) end with it.
-        db::tokens::delete_for_session(&state.db, sid).await?;
-    }
-    if let Some((user, _)) = cookie_user(&state, &headers).await? {
+    if let Some((user, sid)) = cookie_user(&state, &headers).await? {
+        // Only a signed-in browser ends anything: a forged logout request ends nothing.
+        end_login_session(&state, &headers, &user, sid.as_deref()).await?;
         tracing::info!(user = %user.name, "user logged out");
     }
     let base = state.config.hub.base_url.as_str();
@@ -366,6 +387,36 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<
         }
     }
     Ok(with_cookies(crate::found(&format!("{hub}login")), cookies))
+}
+
+/// Ends this browser's session on the server: its OAuth tokens (single-user server logins) are
+/// deleted and its login cookie, and every copy of it, signs no one in any more. A cookie from
+/// before sessions were named is ended by a new cookie_id for the user (every browser of the
+/// user signs in again, once).
+async fn end_login_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    user: &User,
+    session_cookie: Option<&str>,
+) -> ApiResult<()> {
+    if let Some(sid) = session_cookie {
+        db::tokens::delete_for_session(&state.db, sid).await?;
+    }
+    let max_age = i64::from(state.config.hub.cookie_max_age_days) * 86_400 * 1_000_000;
+    let login_session = crate::web::login_cookie_value(state, headers)
+        .and_then(|value| session::parse_login_value(&value).1.map(str::to_string));
+    match login_session {
+        Some(sid) => {
+            if Some(sid.as_str()) != session_cookie {
+                db::tokens::delete_for_session(&state.db, &sid).await?;
+            }
+            state.ended_sessions.end(&state.db, &sid, max_age).await?;
+        }
+        None => {
+            db::users::reset_cookie_id(&state.db, user.id).await?;
+        }
+    }
+    Ok(())
 }
 
 fn native_signup_enabled(state: &AppState) -> bool {

@@ -126,7 +126,8 @@ api_token = "{ADMIN}"
 
 [[roles]]
 name = "e2e-admin-role"
-scopes = ["admin:users", "admin:servers", "tokens", "list:users", "read:users", "proxy"]
+# access:servers: a token it mints for a user may carry only what it holds itself.
+scopes = ["admin:users", "admin:servers", "tokens", "list:users", "read:users", "proxy", "access:servers", "shares"]
 services = ["e2e-admin"]
 {services}
 "#,

@@ -74,6 +74,8 @@ pub fn test_config(dir: &std::path::Path, db_url: &str) -> Config {
     c.services.push(ServiceConfig {
         name: "admin-svc".into(),
         api_token: ADMIN_TOKEN.into(),
+        // Only admins grant admin or change admins; the tests' all-purpose caller is one.
+        admin: true,
         ..Default::default()
     });
     c.roles.push(RoleConfig {

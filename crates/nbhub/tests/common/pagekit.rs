@@ -12,6 +12,21 @@ pub fn browser() -> reqwest::Client {
         .expect("client")
 }
 
+/// A browser whose requests come, as the proxy in front of the hub says, from `ip`.
+pub fn browser_from(ip: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "x-forwarded-for",
+        reqwest::header::HeaderValue::from_str(ip).expect("ip"),
+    );
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
 /// The hidden `_xsrf` value of a form page.
 pub fn xsrf_of(html: &str) -> String {
     let marker = "name=\"_xsrf\" value=\"";
