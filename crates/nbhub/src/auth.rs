@@ -128,8 +128,8 @@ pub fn token_from_headers(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The scopes of a role: the database's (config roles) or a built-in one.
-async fn role_scopes(state: &AppState, role: &str) -> Result<Vec<String>, db::SqlError> {
-    if let Some(r) = db::services::get_role(&state.db, role).await? {
+pub(crate) async fn role_scopes(db: &db::Db, role: &str) -> Result<Vec<String>, db::SqlError> {
+    if let Some(r) = db::services::get_role(db, role).await? {
         return Ok(r.scopes);
     }
     Ok(scopes::builtin_role_scopes(role)
@@ -208,7 +208,7 @@ pub async fn owner_scopes(state: &AppState, principal: &Principal) -> ApiResult<
     };
     let mut raw = Vec::new();
     for role in &roles {
-        raw.extend(role_scopes(state, role).await?);
+        raw.extend(role_scopes(&state.db, role).await?);
     }
     // Servers shared with the user (directly or through a group) add their scopes.
     if let Principal::User(u) = principal {

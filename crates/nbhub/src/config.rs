@@ -131,7 +131,8 @@ pub struct AuthenticatorConfig {
     pub open_signup: bool,
     /// native: shortest password accepted at sign-up.
     pub minimum_password_length: u32,
-    /// Failed logins for one name before further attempts are slowed down.
+    /// Failed logins of one client for one name before its further attempts are slowed down
+    /// (other clients are not: nobody can lock an account out).
     pub failed_login_threshold: u32,
     // generic-oauth: OAuthenticator's GenericOAuthenticator keys, same names and meaning.
     pub client_id: String,
@@ -910,7 +911,8 @@ enable_signup = {enable_signup}
 open_signup = {open_signup}
 # native: the shortest password accepted at sign-up.
 minimum_password_length = {minimum_password_length}
-# Failed logins for one name after which further attempts must wait, longer each time.
+# Failed logins of one client (address) for one name after which that client must wait before
+# trying the name again, longer each time. Other clients are never delayed by its failures.
 failed_login_threshold = {failed_login_threshold}
 # generic-oauth (alias oidc): sign-in through an OpenID Connect provider, with the keys of
 # OAuthenticator's GenericOAuthenticator. The client registered at the provider:

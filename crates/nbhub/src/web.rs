@@ -59,7 +59,7 @@ pub fn client_ip(headers: &HeaderMap, peer: std::net::IpAddr) -> std::net::IpAdd
     headers
         .get_all("x-forwarded-for")
         .iter()
-        .last()
+        .next_back()
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.rsplit(',').next())
         .and_then(|ip| ip.trim().parse().ok())

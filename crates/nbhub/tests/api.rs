@@ -1478,7 +1478,17 @@ async fn no_one_hands_out_scopes_they_do_not_hold() {
 
     let grant_admin = "Only admins can grant admin permissions";
     let modify_admin = "Only admins can modify other admins";
-    let cases: Vec<(&str, &str, reqwest::Method, &str, Option<Value>, u16, &str)> = vec![
+    // (what, caller's token, method, path, body, status, part of the message)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        reqwest::Method,
+        &'a str,
+        Option<Value>,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "gadm makes himself admin",
             &gadm,

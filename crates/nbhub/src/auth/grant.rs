@@ -91,16 +91,6 @@ fn excess(ident: &Identity, raw: &[String], target: &str) -> ApiResult<Vec<Strin
     Ok(given.excess_over(&ident.scopes, &|u| ident.groups_of(u)))
 }
 
-/// The scopes of a role kept in the database (the config's `[[roles]]`) or built in.
-async fn role_scopes(db: &Db, role: &str) -> ApiResult<Vec<String>> {
-    if let Some(r) = db::services::get_role(db, role).await? {
-        return Ok(r.scopes);
-    }
-    Ok(scopes::builtin_role_scopes(role)
-        .map(|s| s.iter().map(|x| x.to_string()).collect())
-        .unwrap_or_default())
-}
-
 /// Giving `roles` to user `target`: each role's scopes must be held by the caller.
 pub async fn require_grantable_roles(
     db: &Db,
@@ -109,7 +99,7 @@ pub async fn require_grantable_roles(
     roles: &[String],
 ) -> ApiResult<()> {
     for role in roles {
-        let raw = role_scopes(db, role).await?;
+        let raw = super::role_scopes(db, role).await?;
         let over = excess(ident, &raw, target)?;
         if !over.is_empty() {
             return Err(ApiError::forbidden(format!(
@@ -129,7 +119,7 @@ pub async fn require_grantable_group(
     group: &db::groups::Group,
 ) -> ApiResult<()> {
     for role in db::groups::role_names(db, group.id).await? {
-        let raw = role_scopes(db, &role).await?;
+        let raw = super::role_scopes(db, &role).await?;
         let over = excess(ident, &raw, target)?;
         if !over.is_empty() {
             return Err(ApiError::forbidden(format!(

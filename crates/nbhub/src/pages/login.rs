@@ -168,7 +168,8 @@ async fn authenticate(
                     return Ok(Err(Denied::Misconfigured(hint.to_string())))
                 }
                 Err(e) => {
-                    tracing::info!(user = %name, error = %e, "PAM refused login");
+                    // Debug only: the failed-login line (bounded) says it at info.
+                    tracing::debug!(user = %name, error = %e, "PAM refused login");
                     return Ok(Err(Denied::BadCredentials));
                 }
             }
