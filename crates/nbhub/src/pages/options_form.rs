@@ -176,4 +176,26 @@ mod tests {
         assert_eq!(views[1]["error"], json!("must be at most 8"));
         assert_eq!(views[0]["error"], Value::Null);
     }
+
+    #[test]
+    fn a_choice_carries_its_limits_for_the_page_script() {
+        let spec: FormSpec = serde_json::from_value(json!({"fields": [
+            {"name": "partition", "label": "Partition", "default": "devel",
+             "kind": {"type": "select", "choices": [
+                {"value": "devel", "label": "devel", "limits": {
+                    "nodes": {"min": 1, "max": 1},
+                    "runtime": {"max": 1800, "default": "00:10:00"}}}]}},
+            {"name": "runtime", "label": "Run time",
+             "kind": {"type": "duration", "min_secs": 60, "max_secs": 28800, "clock": true}}
+        ]}))
+        .expect("spec");
+        let views = field_views(&spec, None, &[]);
+        assert_eq!(
+            views[0]["choices"][0]["limits"]["runtime"],
+            json!({"max": 1800, "default": "00:10:00"})
+        );
+        assert_eq!(views[1]["max_secs"], json!(28800));
+        assert_eq!(views[1]["clock"], json!(true));
+        assert_eq!(views[1]["placeholder"], json!("e.g. 01:30:00, 01:30 or 90"));
+    }
 }
