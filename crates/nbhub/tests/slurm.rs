@@ -1330,6 +1330,19 @@ async fn the_form_follows_the_partition_and_counts_free_gpus() {
         assert!(headers.contains(h), "{headers}");
     }
     b.screenshots("admin-running-slurm").await;
+    // On a phone the table scrolls by itself; the page does not.
+    b.set_width(390, 844).await;
+    let widths = b
+        .eval(
+            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        widths[0], widths[1],
+        "the admin page is no wider than a phone: {widths}"
+    );
+    b.set_width(1280, 900).await;
     let (s, body) = admin(&hub, Method::DELETE, &format!("/users/{user}/server"), None).await;
     assert!(s == 204 || s == 202, "stop: {s} {body}");
     b.quit().await;
