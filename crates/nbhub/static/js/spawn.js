@@ -84,18 +84,22 @@ function show(f, value) {
   return f.input.dataset.kind === "duration" ? formatDuration(value) : String(value);
 }
 
+/** A `max_by` limit now: the other field's value (a hidden field counts as 0) and the max. */
+function maxBy(by) {
+  const other = form.elements.namedItem(by.field);
+  const n = other && !other.disabled ? Number(other.value) || 0 : 0;
+  return { n, max: by.max[Math.min(n, by.max.length - 1)] };
+}
+
 /** What is wrong with one field under the chosen limits (null: nothing known to be). */
 function problem(f, chosen, min, max) {
   if (!chosen || f.input.disabled) return null;
   const value = numberOf(f, f.input.value);
   if (value === null || Number.isNaN(value)) return null;
-  const by = chosen.limits.max_by;
-  if (by) {
-    const other = form.elements.namedItem(by.field);
-    const n = other && !other.disabled ? Number(other.value) || 0 : 0;
-    const byMax = by.max[Math.min(n, by.max.length - 1)];
-    if (n > 0 && value > byMax && byMax < (chosen.limits.max ?? Infinity)) {
-      return by.message.replace("{max}", byMax).replace("{value}", n);
+  if (chosen.limits.max_by) {
+    const by = maxBy(chosen.limits.max_by);
+    if (by.n > 0 && value > by.max && by.max < (chosen.limits.max ?? Infinity)) {
+      return chosen.limits.max_by.message.replace("{max}", by.max).replace("{value}", by.n);
     }
   }
   const label = form.querySelector(`label[for="${chosen.select.id}"]`)?.textContent.replace("*", "").trim();
@@ -121,12 +125,7 @@ function applyLimits(newChoice) {
     const lim = chosen?.limits || {};
     const min = lim.min ?? f.own.min;
     let max = lim.max ?? f.own.max;
-    const by = lim.max_by;
-    if (by) {
-      const other = form.elements.namedItem(by.field);
-      const n = other && !other.disabled ? Number(other.value) || 0 : 0;
-      max = Math.min(max ?? Infinity, by.max[Math.min(n, by.max.length - 1)]);
-    }
+    if (lim.max_by) max = Math.min(max ?? Infinity, maxBy(lim.max_by).max);
     if (newChoice && lim.default !== undefined && !typed.has(f.input.name)) {
       f.input.value = lim.default;
     }
