@@ -45,7 +45,7 @@ pub use error::SpawnError;
 pub use local::{LocalSpawner, LocalState};
 pub use options::{
     format_slurm_duration, parse_clock_duration, parse_slurm_duration, Choice, FieldError,
-    FieldKind, FormField, FormSpec, ValidatedOptions, VisibleWhen,
+    FieldKind, FieldLimits, FormField, FormSpec, MaxBy, ValidatedOptions, VisibleWhen, CLOCK_FORMS,
 };
 pub use slurm::{
     AllowRule, CustomField, CustomType, CustomValue, PartitionConfig, SlurmConfig, SlurmSpawner,

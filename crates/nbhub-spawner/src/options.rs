@@ -1,6 +1,7 @@
 //! Options forms: a typed description the pages render, and the server-side validation of
 //! what a user submits (every value is checked here, whatever the browser did).
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -77,8 +78,8 @@ pub enum FieldKind {
     },
     /// A run time in Slurm's syntax (`90` minutes, `1:30:00`, `2-12`, …), validated as a
     /// number of seconds within `min_secs..=max_secs`. With `clock`, written as on a clock
-    /// instead (`HH:MM`, `HH:MM:SS`, `D-HH:MM[:SS]`, or whole minutes) and validated as
-    /// `"HH:MM:SS"` text ([`parse_clock_duration`]).
+    /// instead (`HH:MM:SS`, `HH:MM`, `D-HH:MM[:SS]`, or whole minutes: [`CLOCK_FORMS`]) and
+    /// validated as `"HH:MM:SS"` text ([`parse_clock_duration`]).
     Duration {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         min_secs: Option<u64>,
@@ -104,6 +105,11 @@ pub struct Choice {
     /// `max_time_secs`, `default_time_secs`, `gpus_per_node`). Informative only.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub data: Map<String, Value>,
+    /// What selecting this choice does to other fields (field name → limits): e.g. a
+    /// partition's node limit, run time limit and default run time. Pages apply them as the
+    /// choice changes; validation is the spawner's either way.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, FieldLimits>,
 }
 
 impl Choice {
@@ -113,8 +119,36 @@ impl Choice {
             label: label.into(),
             info: None,
             data: Map::new(),
+            limits: BTreeMap::new(),
         }
     }
+}
+
+/// The limits and default of a field while some choice of another field is selected (see
+/// [`Choice::limits`]). Numbers are the field's own: whole numbers for `Int`, seconds for
+/// `Duration`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<i64>,
+    /// The value the field takes while the user has not typed one of their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
+    /// A maximum that depends on a third field's value (nodes by GPUs per node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_by: Option<MaxBy>,
+}
+
+/// `max[v]` is the field's maximum while `field` holds the whole number `v` (past the end of
+/// the list: the last entry); over it, `message` is shown with `{max}` and `{value}` (the
+/// other field's) filled in.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaxBy {
+    pub field: String,
+    pub max: Vec<i64>,
+    pub message: String,
 }
 
 impl FormField {
@@ -350,7 +384,7 @@ impl FieldKind {
                     _ => None,
                 }
                 .ok_or(if *clock {
-                    "must be a run time such as 01:30 (hours:minutes), 00:10:00 or 90 (minutes)"
+                    "must be a run time as hh:mm:ss (01:30:00), hh:mm (01:30) or minutes (90)"
                 } else {
                     "must be a run time such as 90 (minutes), 1:30:00 or 2-00:00:00"
                 })?;
@@ -436,26 +470,36 @@ pub fn parse_slurm_duration(s: &str) -> Option<u64> {
     Some(secs)
 }
 
-/// Parses a run time written as on a clock: `HH:MM`, `HH:MM:SS`, `D-HH:MM`, `D-HH:MM:SS`, or
-/// whole minutes (`90`). Unlike Slurm's syntax, `00:10` is ten minutes.
+/// What a clock run time field accepts, in the words its label and placeholder use (kept here
+/// so that they say what [`parse_clock_duration`] takes).
+pub const CLOCK_FORMS: &str = "hh:mm:ss, hh:mm or minutes";
+
+/// Parses a run time written as on a clock: `HH:MM:SS`, `HH:MM`, `D-HH:MM:SS`, `D-HH:MM`, or
+/// whole minutes (`90`, as JupyterHub forms and batchspawner's `req_runtime` take them).
+/// Unlike Slurm's syntax, `00:10` is ten minutes. Minutes and seconds go up to 59 (hours up to
+/// 23 after a day count), as on a clock: `1:75` is refused rather than read some way.
 pub fn parse_clock_duration(s: &str) -> Option<u64> {
     let s = s.trim();
     if s.bytes().all(|b| b.is_ascii_digit()) {
         return parse_slurm_duration(s);
     }
     let (days, rest) = match s.split_once('-') {
-        Some((d, rest)) => (d, rest),
-        None => ("0", s),
+        Some((d, rest)) => (Some(d), rest),
+        None => (None, s),
     };
     let parts: Vec<&str> = rest.split(':').collect();
     if !(2..=3).contains(&parts.len()) {
+        return None;
+    }
+    let below = |p: &str, limit: u64| p.parse::<u64>().is_ok_and(|n| n < limit);
+    if !parts[1..].iter().all(|p| below(p, 60)) || (days.is_some() && !below(parts[0], 24)) {
         return None;
     }
     let mut hms = parts.clone();
     if hms.len() == 2 {
         hms.push("0");
     }
-    parse_slurm_duration(&format!("{days}-{}", hms.join(":")))
+    parse_slurm_duration(&format!("{}-{}", days.unwrap_or("0"), hms.join(":")))
 }
 
 /// Formats seconds as Slurm writes time limits: `[days-]hours:minutes:seconds`.
@@ -631,8 +675,19 @@ mod tests {
         ] {
             assert_eq!(parse_clock_duration(text), Some(secs), "{text}");
         }
-        for bad in ["-5", "1:2:3:4", "", "10:", "x"] {
+        for bad in [
+            "-5", "1:2:3:4", "", "10:", "x", "1:75", "1:30:60", "1-24:00", "1:-3", "1:+3",
+        ] {
             assert_eq!(parse_clock_duration(bad), None, "{bad}");
+        }
+        // Every form the label names is taken, and means what the label says.
+        for (form, text, secs) in [
+            ("hh:mm:ss", "01:30:15", 5415),
+            ("hh:mm", "01:30", 5400),
+            ("minutes", "90", 5400),
+        ] {
+            assert!(CLOCK_FORMS.contains(form));
+            assert_eq!(parse_clock_duration(text), Some(secs), "{form}");
         }
         let clock = FieldKind::Duration {
             min_secs: Some(60),

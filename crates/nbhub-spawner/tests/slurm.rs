@@ -306,7 +306,7 @@ async fn the_form_shows_live_partitions_and_bad_values_submit_nothing() {
     assert_eq!(data(2, "gpus_per_node"), json!(2));
     let info = choices[2].info.as_deref().unwrap();
     assert!(
-        info.contains("nodes idle") && info.contains("2 GPUs per node"),
+        info.contains("nodes free") && info.contains("GPUs on 2 of 2 nodes, 2 per node"),
         "{info}"
     );
     assert!(form.field("gpus").unwrap().visible_when.is_some());
@@ -985,4 +985,58 @@ async fn accounts_come_from_the_users_slurm_associations() {
         .stop(&started.state, Duration::from_secs(10))
         .await
         .expect("stop");
+}
+
+/// Issue 20, point 10: `batch` has GPUs on only 2 of its 4 nodes: the form says so (not "2
+/// GPUs per node"), each partition carries its own limits for the other fields, and 4 nodes ×
+/// 1 GPU is refused on the nodes field before Slurm is asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_partition_offers_only_its_gpu_nodes() {
+    let conf = nbhub_testkit::require!(require_cluster());
+    let _cluster = CONTROLLER.read().await;
+    let spawner = spawner(http_server_cmd(), slurm_config(&conf));
+    let ctx = FormContext::new("root");
+    let form = spawner.options_form(&ctx).await.expect("a form");
+    let nbhub_spawner::FieldKind::Select { choices } = &form.field("partition").unwrap().kind
+    else {
+        panic!("{form:?}")
+    };
+    let batch = choices.iter().find(|c| c.value == "batch").unwrap();
+    let info = batch.info.as_deref().unwrap();
+    assert!(
+        info.contains("GPUs on 2 of 4 nodes, 2 per node") && info.contains("of 4 GPUs free"),
+        "{info}"
+    );
+    let max_by = batch.limits["nodes"]
+        .max_by
+        .as_ref()
+        .expect("nodes by GPUs");
+    assert_eq!(
+        (max_by.field.as_str(), &max_by.max[..]),
+        ("gpus", &[4, 2, 2][..])
+    );
+    let devel = choices.iter().find(|c| c.value == "devel").unwrap();
+    assert_eq!(devel.limits["nodes"].max, Some(1));
+    assert_eq!(devel.limits["runtime"].default, Some(json!("00:10:00")));
+
+    let errors = spawner
+        .validate_options(
+            &ctx,
+            &json!({"partition": "batch", "nodes": 4, "gpus": 1, "runtime": "00:10"}),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.field == "nodes" && e.message.contains("only 2 node")),
+        "{errors:?}"
+    );
+    spawner
+        .validate_options(
+            &ctx,
+            &json!({"partition": "batch", "nodes": 2, "gpus": 2, "runtime": "00:10"}),
+        )
+        .await
+        .expect("2 nodes × 2 GPUs fit batch's GPU nodes");
 }

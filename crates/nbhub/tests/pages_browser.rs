@@ -519,3 +519,60 @@ async fn a_slow_stop_shows_the_stop_pending_page() {
     assert!(s == 202 || s == 204, "stop: {s}");
     b.quit().await;
 }
+
+/// Issue 20, point 14: a new token is listed at once, without a reload (its note escaped,
+/// before the older ones), and its Revoke button works there too.
+#[tokio::test]
+async fn a_new_token_is_listed_without_a_reload() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let hub = common::sqlite_hub(|c| c.authenticator.allow_all = true).await;
+    sign_in(&b, &hub.url, "tess", "x").await;
+    b.goto(&hub.hub("/token")).await;
+    b.find("#no-tokens").await;
+    b.eval("window.__no_reload = 1;", json!([])).await;
+    for note in ["first", "<i>second</i>"] {
+        b.fill("#token-note", note).await;
+        b.click("#request-token-btn").await;
+        b.wait_until(
+            &format!(
+                "document.querySelector('#api-tokens-table tbody tr.token-row .note-col')?.textContent === {}",
+                serde_json::to_string(note).expect("json")
+            ),
+            "the new token listed first",
+        )
+        .await;
+    }
+    let listed = b
+        .eval(
+            "return [window.__no_reload, [...document.querySelectorAll('#api-tokens-table tr.token-row')].length, \
+             document.querySelector('#api-tokens-box').classList.contains('d-none'), \
+             document.querySelector('#no-tokens').classList.contains('d-none'), \
+             document.querySelectorAll('#api-tokens-table i').length]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        listed,
+        json!([1, 2, false, true, 0]),
+        "both tokens listed in the same page, the note as text"
+    );
+    let token = b.text("#token-result").await;
+    b.screenshots("token-new").await;
+    b.click("#api-tokens-table tr.token-row .revoke-token-btn")
+        .await;
+    b.wait_until(
+        "document.querySelectorAll('#api-tokens-table tr.token-row').length === 1 && window.__no_reload === 1",
+        "the new token revoked from the list",
+    )
+    .await;
+    let who = reqwest::Client::new()
+        .get(hub.api("/user"))
+        .header("Authorization", format!("token {token}"))
+        .send()
+        .await
+        .expect("whoami");
+    assert_eq!(who.status(), 403, "the revoked token is refused");
+    b.quit().await;
+}

@@ -94,6 +94,11 @@ fn jobs_of(conf: &str, user: &str) -> Vec<String> {
 
 /// A hub whose servers are Slurm jobs, polled every second.
 fn slurm_hub(p: &Parts, extra_slurm: &str) -> HubProc {
+    slurm_hub_with(p, extra_slurm, "")
+}
+
+/// [`slurm_hub`] with more `[authenticator]` keys (e.g. `admin_users`).
+fn slurm_hub_with(p: &Parts, extra_slurm: &str, authenticator: &str) -> HubProc {
     HubProc::new(
         p.venv.clone(),
         &p.proxy,
@@ -104,6 +109,7 @@ fn slurm_hub(p: &Parts, extra_slurm: &str) -> HubProc {
             )),
             extra_toml: "named_server_limit_per_user = 0".into(),
             services: "[[roles]]\nname = \"metrics\"\nscopes = [\"read:metrics\"]\nservices = [\"e2e-admin\"]\n".into(),
+            authenticator: authenticator.into(),
             ..Default::default()
         },
     )
@@ -835,8 +841,8 @@ async fn the_spawn_form_in_a_browser_starts_a_two_node_job() {
             .find(|l| l.starts_with(&format!("{partition}: ")))
             .unwrap_or_else(|| panic!("no live facts for {partition}: {info}"));
         assert!(
-            line.contains("idle") && line.contains(limit.trim_start_matches('0')),
-            "{partition} should show its idle nodes and MaxTime {limit}: {line}"
+            line.contains("nodes free") && line.contains(limit.trim_start_matches('0')),
+            "{partition} should show its free nodes and MaxTime {limit}: {line}"
         );
     }
     b.eval(
@@ -1082,4 +1088,262 @@ async fn a_queued_job_is_cancelled_from_the_pending_page_or_after_max_queue_wait
         jobs_of(&p.slurm_conf, user).is_empty(),
         "the job waiting too long is cancelled"
     );
+}
+
+/// Signs `user` in through the login form in Chromium.
+async fn browser_sign_in(b: &chromium::Browser, base: &str, user: &str) {
+    b.goto(&format!("{base}/hub/login")).await;
+    b.fill("#username_input", user).await;
+    b.fill("#password_input", PASSWORD).await;
+    b.click("#login_submit").await;
+    b.wait_until(
+        "!location.pathname.endsWith('/hub/login')",
+        "leaving the login page",
+    )
+    .await;
+}
+
+/// Selects `value` in the form's partition list as a user would (a change event).
+async fn choose_partition(b: &chromium::Browser, value: &str) {
+    b.eval(
+        "const s = document.querySelector('#opt-partition'); s.value = arguments[0]; \
+         s.dispatchEvent(new Event('change', {bubbles: true}));",
+        json!([value]),
+    )
+    .await;
+}
+
+/// The live facts the form shows for `partition`.
+async fn partition_facts(b: &chromium::Browser, partition: &str) -> String {
+    b.find("#opt-partition-info").await;
+    b.eval(
+        "return document.querySelector(`#opt-partition-info li[data-choice='${arguments[0]}']`)?.textContent || ''",
+        json!([partition]),
+    )
+    .await
+    .as_str()
+    .unwrap_or_default()
+    .to_string()
+}
+
+/// Issue 20, points 9, 10 and 14 in Chromium against the dev cluster: the form follows the
+/// partition chosen (nodes max, hints, default run time), says which run times it takes, tells
+/// GPUs on a mixed partition as they are and refuses 4 nodes × 1 GPU on `batch` (the form, and
+/// the server with a 400 naming the field), counts free GPUs (none while a job holds them all),
+/// and the admin page's running tab shows the job, partition, nodes and time left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_form_follows_the_partition_and_counts_free_gpus() {
+    let Some(p) = parts() else { return };
+    let Some(b) = chromium::Browser::start().await else {
+        return;
+    };
+    let _shared = CLUSTER.read().await;
+    let mut hub = slurm_hub_with(&p, "", "admin_users = [\"formadmin\"]");
+    hub.start().await;
+    let homes = nbhub_testkit::temp_dir_world_readable();
+    let dana = account(&hub, "sf", homes.path()).await;
+    let _cancel = CancelJobs::of_user(&p.slurm_conf, &dana.name);
+    let user = dana.name.as_str();
+    let base = hub.public_url("");
+    let spawn_url = format!("{base}/hub/spawn/{user}");
+    browser_sign_in(&b, &base, user).await;
+    b.goto(&spawn_url).await;
+    b.find("#opt-partition").await;
+    assert_eq!(
+        b.text("label[for='opt-runtime']").await.trim(),
+        "Run time (hh:mm:ss, hh:mm or minutes)",
+        "the label names every form the run time takes"
+    );
+
+    // devel: 1 node, 30 minutes, 10 by default.
+    choose_partition(&b, "devel").await;
+    b.wait_until(
+        "document.querySelector('#opt-nodes').max === '1' \
+         && /from 1 to 1$/.test(document.querySelector('#opt-nodes-help').textContent) \
+         && document.querySelector('#opt-runtime').value === '00:10:00' \
+         && /to 00:30:00$/.test(document.querySelector('#opt-runtime-help').textContent)",
+        "devel's node limit, run time limit and default run time",
+    )
+    .await;
+    b.screenshots("spawn-slurm-devel").await;
+    // gpu: 2 nodes, 4 hours, 30 minutes by default.
+    choose_partition(&b, "gpu").await;
+    b.wait_until(
+        "document.querySelector('#opt-nodes').max === '2' \
+         && document.querySelector('#opt-runtime').value === '00:30:00' \
+         && /to 04:00:00$/.test(document.querySelector('#opt-runtime-help').textContent)",
+        "gpu's limits and default",
+    )
+    .await;
+
+    // batch: GPUs on only 2 of its 4 nodes.
+    choose_partition(&b, "batch").await;
+    b.wait_until(
+        "document.querySelector('#opt-nodes').max === '4' \
+         && document.querySelector('#opt-runtime').value === '01:00:00'",
+        "batch's limits and default",
+    )
+    .await;
+    let facts = partition_facts(&b, "batch").await;
+    assert!(
+        facts.contains("GPUs on 2 of 4 nodes") && !facts.contains("2 GPUs per node"),
+        "batch has GPUs on 2 of its 4 nodes: {facts}"
+    );
+    b.fill("#opt-gpus", "1").await;
+    b.fill("#opt-nodes", "4").await;
+    b.wait_until(
+        "!document.querySelector('#opt-nodes-check').hidden \
+         && /only 2 node/.test(document.querySelector('#opt-nodes-check').textContent) \
+         && document.querySelector('#opt-nodes').max === '2'",
+        "4 nodes × 1 GPU refused on the form",
+    )
+    .await;
+    b.screenshots("spawn-slurm-gpu-refused").await;
+    b.eval("window.__stayed = 1;", json!([])).await;
+    b.click("#spawn-submit").await;
+    let stayed = b
+        .eval(
+            "return window.__stayed === 1 && location.pathname.includes('/hub/spawn/')",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        stayed,
+        json!(true),
+        "Start does not submit what the form refuses"
+    );
+    let (s, body) = start(
+        &hub,
+        user,
+        "",
+        json!({"partition": "batch", "nodes": 4, "gpus": 1, "runtime": "00:10"}),
+    )
+    .await;
+    assert_eq!(
+        s, 400,
+        "the server refuses 4 nodes × 1 GPU on batch: {body}"
+    );
+    assert!(
+        body.contains("nodes") && body.contains("only 2 node"),
+        "the answer names the field: {body}"
+    );
+    assert!(jobs_of(&p.slurm_conf, user).is_empty(), "no job submitted");
+
+    // Free GPUs: none while a job of root holds every GPU (its nodes keep a free CPU).
+    {
+        let _gpu = GPU_PARTITION.lock().await;
+        let (ok, out) = slurm(
+            &p.slurm_conf,
+            "sbatch",
+            &[
+                "--parsable",
+                "-p",
+                "gpu",
+                "-N",
+                "2",
+                "--ntasks-per-node=1",
+                "--gres=gpu:2",
+                "-t",
+                "10",
+                "-o",
+                "/dev/null",
+                "--wrap",
+                "sleep 600",
+            ],
+        );
+        assert!(ok, "GPU job: {out}");
+        let gpu_job = out.trim().to_string();
+        let _unblock = CancelJobs::job(&p.slurm_conf, &gpu_job);
+        eventually(120, "the GPU job running", || async {
+            let (_, state) = slurm(&p.slurm_conf, "squeue", &["-h", "-j", &gpu_job, "-o", "%T"]);
+            (state.trim() == "RUNNING").then_some(())
+        })
+        .await;
+        let facts = eventually(30, "no GPU free on the form", || async {
+            b.goto(&spawn_url).await;
+            let facts = partition_facts(&b, "gpu").await;
+            facts.contains("0 of 4 GPUs free").then_some(facts)
+        })
+        .await;
+        assert!(facts.contains("GPUs on 2 of 2 nodes"), "{facts}");
+        let batch = partition_facts(&b, "batch").await;
+        assert!(batch.contains("0 of 4 GPUs free"), "{batch}");
+        let (ok, out) = slurm(&p.slurm_conf, "scancel", &[&gpu_job]);
+        assert!(ok, "{out}");
+        eventually(60, "GPUs free again on the form", || async {
+            b.goto(&spawn_url).await;
+            let facts = partition_facts(&b, "gpu").await;
+            (facts.contains("of 4 GPUs free") && !facts.contains("0 of 4 GPUs free")).then_some(())
+        })
+        .await;
+    }
+
+    // The admin page's running tab: job, partition, nodes, time left.
+    let (s, body) = start(
+        &hub,
+        user,
+        "",
+        json!({"partition": "devel", "nodes": 1, "runtime": "00:10"}),
+    )
+    .await;
+    assert!(s == 201 || s == 202, "start: {s} {body}");
+    let model = wait_ready(&hub, user, "", 120).await;
+    let job = model["slurm"]["job_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!job.is_empty(), "{model}");
+    b.goto(&format!("{base}/hub/logout")).await;
+    browser_sign_in(&b, &base, "formadmin").await;
+    b.goto(&format!("{base}/hub/admin")).await;
+    b.click("#tab-running").await;
+    b.wait_until(
+        "document.querySelector('#pane-running').classList.contains('show')",
+        "the running servers tab shown",
+    )
+    .await;
+    let row = format!("#running-table tr.running-row[data-user='{user}']");
+    b.wait_until(
+        &format!(
+            "/^\\d+:\\d\\d/.test(document.querySelector(\"{row} .time-left\").textContent.trim())"
+        ),
+        "the job's time left counting down on the admin page",
+    )
+    .await;
+    let cells = b
+        .eval(
+            &format!(
+                "const r = document.querySelector(\"{row}\"); \
+                 return ['.job-id', '.partition', '.nodes'].map(c => r.querySelector(c).textContent.trim())"
+            ),
+            json!([]),
+        )
+        .await;
+    assert_eq!(cells[0], json!(job), "{cells}");
+    assert_eq!(cells[1], json!("devel"), "{cells}");
+    assert!(
+        cells[2].as_str().unwrap_or_default().starts_with("1 (node"),
+        "one node, and which: {cells}"
+    );
+    let headers = b.text("#running-table thead").await;
+    for h in ["Job", "Partition", "Nodes", "Time left"] {
+        assert!(headers.contains(h), "{headers}");
+    }
+    b.screenshots("admin-running-slurm").await;
+    // On a phone the table scrolls by itself; the page does not.
+    b.set_width(390, 844).await;
+    let widths = b
+        .eval(
+            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        widths[0], widths[1],
+        "the admin page is no wider than a phone: {widths}"
+    );
+    b.set_width(1280, 900).await;
+    let (s, body) = admin(&hub, Method::DELETE, &format!("/users/{user}/server"), None).await;
+    assert!(s == 204 || s == 202, "stop: {s} {body}");
+    b.quit().await;
 }

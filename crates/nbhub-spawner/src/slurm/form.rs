@@ -1,8 +1,10 @@
-//! The spawn form per user, from live cluster data (`scontrol show partition`, `sinfo`,
-//! `scontrol show reservation`, `sacctmgr`) fetched at most once per few seconds however many
-//! pages ask (single flight), and the validation of submitted options against the same data.
+//! The spawn form per user, from live cluster data (`scontrol show partition`, `sinfo` per
+//! node, `scontrol show reservation`, `sacctmgr`) fetched at most once per few seconds however
+//! many pages ask (single flight), and the validation of submitted options against the same
+//! data. Each partition choice carries its own limits for the other fields (nodes, run time,
+//! GPUs), so that the page follows the partition chosen.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,16 +12,16 @@ use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 
 use crate::lock;
-use crate::options::format_slurm_duration;
+use crate::options::{format_slurm_duration, CLOCK_FORMS};
 use crate::slurm::commands::Commands;
 use crate::slurm::config::{CustomType, SlurmConfig};
 use crate::slurm::parse::{
     controller_unreachable, parse_partitions, parse_reservations, slurm_error, PartitionInfo,
-    Reservation,
+    Reservation, SINFO_NODES,
 };
 use crate::{
-    Choice, FieldError, FieldKind, FormContext, FormField, FormSpec, SpawnError, ValidatedOptions,
-    VisibleWhen,
+    Choice, FieldError, FieldKind, FieldLimits, FormContext, FormField, FormSpec, MaxBy,
+    SpawnError, ValidatedOptions, VisibleWhen,
 };
 
 /// How long live data is reused.
@@ -80,10 +82,7 @@ impl Cluster {
         if !parts.ok {
             return Err(unanswered("scontrol show partition", &parts.stderr));
         }
-        let sinfo = self
-            .commands
-            .query("sinfo", &["-h", "-o", "%R|%a|%F|%c|%m|%G"])
-            .await?;
+        let sinfo = self.commands.query("sinfo", &SINFO_NODES).await?;
         if !sinfo.ok {
             return Err(unanswered("sinfo", &sinfo.stderr));
         }
@@ -163,6 +162,21 @@ pub(crate) struct Offered {
     pub default_time_secs: Option<u64>,
     pub gpus_per_node: u32,
     pub live: PartitionInfo,
+}
+
+impl Offered {
+    /// The most nodes one job may have with `gpus` GPUs per node: the partition's limit, and
+    /// no more than the nodes that have that many GPUs.
+    pub fn max_nodes_with_gpus(&self, gpus: u32) -> u32 {
+        self.max_nodes.min(self.live.nodes_with_gpus(gpus))
+    }
+
+    fn gpus_message(&self) -> String {
+        format!(
+            "partition {} has only {{max}} node(s) with {{value}} or more GPUs",
+            self.name
+        )
+    }
 }
 
 /// Everything one user may choose from.
@@ -270,7 +284,7 @@ pub(crate) fn user_choices(
             max_nodes,
             max_time_secs,
             default_time_secs,
-            gpus_per_node: live.gpus_per_node,
+            gpus_per_node: live.gpus_per_node(),
             live: live.clone(),
         });
     }
@@ -329,9 +343,10 @@ pub(crate) fn user_choices(
 
 fn partition_info(p: &Offered) -> String {
     let live = &p.live;
+    // Free: nodes a job could start on now (idle, or mixed with CPUs free).
     let mut parts = vec![format!(
-        "{} of {} nodes idle",
-        live.idle_nodes, live.total_nodes
+        "{} of {} nodes free",
+        live.free_nodes, live.total_nodes
     )];
     parts.push(format!(
         "{} CPUs and {} per node",
@@ -339,7 +354,22 @@ fn partition_info(p: &Offered) -> String {
         memory(live.mem_mb_per_node)
     ));
     if p.gpus_per_node > 0 {
-        parts.push(format!("{} GPUs per node", p.gpus_per_node));
+        let fewest = live.node_gpus.iter().copied().min().unwrap_or(0);
+        let per_node = if fewest == p.gpus_per_node {
+            format!("{fewest} per node")
+        } else {
+            format!("{fewest} to {} per node", p.gpus_per_node)
+        };
+        parts.push(format!(
+            "GPUs on {} of {} nodes, {per_node}",
+            live.node_gpus.len(),
+            live.total_nodes
+        ));
+        parts.push(format!(
+            "{} of {} GPUs free",
+            live.free_gpus,
+            live.gpus_total()
+        ));
     }
     parts.push(format!("up to {} node{}", p.max_nodes, plural(p.max_nodes)));
     parts.push(match p.max_time_secs {
@@ -372,6 +402,7 @@ fn plural(n: u32) -> &'static str {
 pub(crate) fn build_form(config: &SlurmConfig, ctx: &FormContext, c: &UserChoices) -> FormSpec {
     let last = |name: &str| ctx.last_options.as_ref().and_then(|o| o.get(name)).cloned();
     let mut fields = Vec::new();
+    let has_gpus = c.partitions.iter().any(|p| p.gpus_per_node > 0);
 
     let mut partition = FormField::new(
         "partition",
@@ -388,9 +419,12 @@ pub(crate) fn build_form(config: &SlurmConfig, ctx: &FormContext, c: &UserChoice
                     data.insert("max_time_secs".into(), json!(p.max_time_secs));
                     data.insert("default_time_secs".into(), json!(p.default_time_secs));
                     data.insert("gpus_per_node".into(), p.gpus_per_node.into());
-                    data.insert("idle_nodes".into(), p.live.idle_nodes.into());
+                    data.insert("gpu_nodes".into(), p.live.node_gpus.len().into());
+                    data.insert("free_gpus".into(), p.live.free_gpus.into());
+                    data.insert("free_nodes".into(), p.live.free_nodes.into());
                     data.insert("total_nodes".into(), p.live.total_nodes.into());
                     choice.data = data;
+                    choice.limits = partition_limits(p, has_gpus);
                     choice
                 })
                 .collect(),
@@ -429,7 +463,7 @@ pub(crate) fn build_form(config: &SlurmConfig, ctx: &FormContext, c: &UserChoice
         .and_then(|p| p.default_time_secs);
     let mut runtime = FormField::new(
         "runtime",
-        "Run time (hh:mm)",
+        format!("Run time ({CLOCK_FORMS})"),
         FieldKind::Duration {
             min_secs: Some(60),
             max_secs: max_time,
@@ -533,10 +567,66 @@ pub(crate) fn build_form(config: &SlurmConfig, ctx: &FormContext, c: &UserChoice
     for field in &mut fields {
         field.value = last(&field.name).or_else(|| field.default.clone());
     }
+    // Without a run time of their own, the form opens with the default of the partition it
+    // opens with (the user's last one), not the default partition's.
+    let opens_with = last("partition")
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .and_then(|name| c.partitions.iter().find(|p| p.name == name));
+    if let (Some(p), None) = (opens_with, last("runtime")) {
+        if let Some(field) = fields.iter_mut().find(|f| f.name == "runtime") {
+            field.value = p
+                .default_time_secs
+                .map(|t| Value::from(format_slurm_duration(t)));
+        }
+    }
     FormSpec {
         fields,
         can_estimate: true,
     }
+}
+
+/// What choosing partition `p` does to the other fields: its node limit (fewer with GPUs on
+/// a partition where not every node has them), its run time limit and default, its GPUs.
+fn partition_limits(p: &Offered, has_gpus: bool) -> BTreeMap<String, FieldLimits> {
+    let mut limits = BTreeMap::new();
+    let max_by = (p.gpus_per_node > 0).then(|| MaxBy {
+        field: "gpus".into(),
+        max: (0..=p.gpus_per_node)
+            .map(|g| p.max_nodes_with_gpus(g).into())
+            .collect(),
+        message: p.gpus_message(),
+    });
+    limits.insert(
+        "nodes".into(),
+        FieldLimits {
+            min: Some(1),
+            max: Some(p.max_nodes.into()),
+            default: None,
+            max_by,
+        },
+    );
+    limits.insert(
+        "runtime".into(),
+        FieldLimits {
+            min: Some(60),
+            max: p.max_time_secs.and_then(|t| i64::try_from(t).ok()),
+            default: p
+                .default_time_secs
+                .map(|t| Value::from(format_slurm_duration(t))),
+            max_by: None,
+        },
+    );
+    if has_gpus {
+        limits.insert(
+            "gpus".into(),
+            FieldLimits {
+                min: Some(0),
+                max: Some(p.gpus_per_node.into()),
+                ..Default::default()
+            },
+        );
+    }
+    limits
 }
 
 /// Checks submitted options against the form (types, config limits) and then against the
@@ -616,10 +706,22 @@ pub(crate) fn validate(
         errors.push(FieldError::new(
             "gpus",
             format!(
-                "nodes of partition {} have {} GPUs",
+                "nodes of partition {} have at most {} GPUs",
                 p.name, p.gpus_per_node
             ),
         ));
+    } else if let Ok(g @ 1..) = u32::try_from(gpus) {
+        // A mixed partition: only some nodes have GPUs, and Slurm refuses a job asking
+        // more nodes with GPUs than there are.
+        let max = p.max_nodes_with_gpus(g);
+        if nodes > i64::from(max) {
+            errors.push(FieldError::new(
+                "nodes",
+                p.gpus_message()
+                    .replace("{max}", &max.to_string())
+                    .replace("{value}", &g.to_string()),
+            ));
+        }
     }
     if options.get_str("reservation") == Some("") {
         options.0.remove("reservation");
@@ -640,8 +742,11 @@ mod tests {
         let scontrol = "PartitionName=batch AllowGroups=ALL Default=YES DefaultTime=01:00:00 MaxNodes=4 MaxTime=08:00:00 State=UP TotalNodes=4\n\
             PartitionName=devel AllowGroups=ALL Default=NO DefaultTime=00:10:00 MaxNodes=1 MaxTime=00:30:00 State=UP TotalNodes=2\n\
             PartitionName=gpu AllowGroups=ALL Default=NO DefaultTime=00:30:00 MaxNodes=2 MaxTime=04:00:00 State=UP TotalNodes=2\n";
-        let sinfo = "batch|up|0/2/0/2|2|2048|(null)\nbatch|up|0/2/0/2|2|2048|gpu:2\n\
-                     devel|up|0/2/0/2|2|2048|(null)\ngpu|up|0/2/0/2|2|2048|gpu:2\n";
+        // The dev cluster with every GPU of node3 taken by a 1-CPU job.
+        let sinfo = "node1|devel|idle|0/2/0/2|2048|(null)|gpu:0|\nnode1|batch*|idle|0/2/0/2|2048|(null)|gpu:0|\n\
+                     node2|devel|idle|0/2/0/2|2048|(null)|gpu:0|\nnode2|batch*|idle|0/2/0/2|2048|(null)|gpu:0|\n\
+                     node3|batch*|mixed|1/1/0/2|2048|gpu:2|gpu:2|\nnode3|gpu|mixed|1/1/0/2|2048|gpu:2|gpu:2|\n\
+                     node4|batch*|idle|0/2/0/2|2048|gpu:2|gpu:0|\nnode4|gpu|idle|0/2/0/2|2048|gpu:2|gpu:0|\n";
         Snapshot {
             partitions: parse_partitions(scontrol, sinfo),
             reservations: Vec::new(),
@@ -700,14 +805,12 @@ mod tests {
         assert_eq!(names, ["devel", "batch", "gpu"]);
         assert_eq!(parts[0].label, "Quick tests");
         assert_eq!(parts[1].data["max_nodes"], json!(2));
+        let gpu_info = parts[2].info.as_deref().unwrap();
         assert!(
-            parts[2]
-                .info
-                .as_deref()
-                .unwrap()
-                .contains("2 GPUs per node"),
-            "{:?}",
-            parts[2].info
+            gpu_info.contains("2 of 2 nodes free")
+                && gpu_info.contains("GPUs on 2 of 2 nodes, 2 per node")
+                && gpu_info.contains("2 of 4 GPUs free"),
+            "{gpu_info}"
         );
         assert_eq!(choices.default_partition.as_deref(), Some("batch"));
         assert_eq!(
@@ -795,5 +898,72 @@ mod tests {
                 "{bad}: {errors:?}"
             );
         }
+    }
+
+    /// The dev cluster as it is, no `[[slurm.partitions]]`: batch is mixed (GPUs on 2 of its
+    /// 4 nodes), devel has 1 node and 30 minutes.
+    fn live_form(last: Option<Value>) -> (FormSpec, UserChoices) {
+        let config = SlurmConfig::default();
+        let mut ctx = FormContext::new("alice");
+        ctx.last_options = last.map(|v| ValidatedOptions(v.as_object().unwrap().clone()));
+        let choices = user_choices(&config, &ctx, Ok(&snapshot()), &[], None);
+        (build_form(&config, &ctx, &choices), choices)
+    }
+
+    #[test]
+    fn each_partition_carries_its_limits_for_the_other_fields() {
+        let (form, _) = live_form(None);
+        let FieldKind::Select { choices: parts } = &form.field("partition").unwrap().kind else {
+            panic!()
+        };
+        let [batch, devel, gpu] = &parts[..] else {
+            panic!("{parts:?}")
+        };
+        assert_eq!(devel.limits["nodes"].max, Some(1));
+        assert_eq!(devel.limits["runtime"].max, Some(1800));
+        assert_eq!(devel.limits["runtime"].default, Some(json!("00:10:00")));
+        assert_eq!(devel.limits["gpus"].max, Some(0));
+        assert_eq!(batch.limits["nodes"].max, Some(4));
+        assert_eq!(
+            batch.limits["nodes"].max_by.as_ref().map(|m| &m.max[..]),
+            Some(&[4, 2, 2][..]),
+            "with 1 or 2 GPUs per node, only batch's 2 GPU nodes"
+        );
+        assert_eq!(gpu.limits["runtime"].default, Some(json!("00:30:00")));
+        let info = batch.info.as_deref().unwrap();
+        assert!(
+            info.contains("GPUs on 2 of 4 nodes, 2 per node") && info.contains("4 of 4 nodes free"),
+            "{info}"
+        );
+        assert!(!info.contains("2 GPUs per node"), "{info}");
+        let runtime = form.field("runtime").unwrap();
+        assert_eq!(runtime.label, "Run time (hh:mm:ss, hh:mm or minutes)");
+        assert_eq!(runtime.value, Some(json!("01:00:00")));
+        // Opened with devel last time: devel's default run time, not batch's.
+        let (form, _) = live_form(Some(json!({"partition": "devel"})));
+        assert_eq!(
+            form.field("runtime").unwrap().value,
+            Some(json!("00:10:00"))
+        );
+    }
+
+    #[test]
+    fn more_gpu_nodes_than_the_partition_has_are_refused() {
+        let (form, choices) = live_form(None);
+        let check = |v: Value| validate(&form, &choices, &v);
+        let errors = check(json!({"partition": "batch", "nodes": 4, "gpus": 1})).unwrap_err();
+        assert_eq!(
+            errors,
+            [FieldError::new(
+                "nodes",
+                "partition batch has only 2 node(s) with 1 or more GPUs"
+            )]
+        );
+        assert!(check(json!({"partition": "batch", "nodes": 3, "gpus": 2})).is_err());
+        let ok = check(json!({"partition": "batch", "nodes": 2, "gpus": 2})).unwrap();
+        assert_eq!(ok.get_i64("gpus"), Some(2));
+        check(json!({"partition": "batch", "nodes": 4, "gpus": 0})).unwrap();
+        let errors = check(json!({"partition": "gpu", "nodes": 1, "gpus": 3})).unwrap_err();
+        assert_eq!(errors[0].field, "gpus", "{errors:?}");
     }
 }

@@ -131,7 +131,7 @@ pub(crate) fn parse_records(out: &str, key: &str) -> Vec<BTreeMap<String, String
         .collect()
 }
 
-/// A partition's limits (`scontrol show partition -o`) and live state (`sinfo`).
+/// A partition's limits (`scontrol show partition -o`) and live state (its nodes in `sinfo`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct PartitionInfo {
     pub name: String,
@@ -142,13 +142,37 @@ pub(crate) struct PartitionInfo {
     pub max_time_secs: Option<u64>,
     pub default_time_secs: Option<u64>,
     pub total_nodes: u32,
-    pub idle_nodes: u32,
+    /// Nodes a job could start on now: up, idle or mixed, with CPUs free.
+    pub free_nodes: u32,
     pub cpus_per_node: u32,
     pub mem_mb_per_node: u64,
-    pub gpus_per_node: u32,
+    /// The GPUs of each node that has any (a mixed partition has fewer than `total_nodes`).
+    pub node_gpus: Vec<u32>,
+    /// GPUs not in use on the free nodes.
+    pub free_gpus: u32,
     /// `AllowGroups` (Unix groups), `None` = all.
     pub allow_groups: Option<Vec<String>>,
     pub allow_accounts: Option<Vec<String>>,
+}
+
+impl PartitionInfo {
+    /// The most GPUs one node has.
+    pub fn gpus_per_node(&self) -> u32 {
+        self.node_gpus.iter().copied().max().unwrap_or(0)
+    }
+
+    pub fn gpus_total(&self) -> u32 {
+        self.node_gpus.iter().sum()
+    }
+
+    /// How many nodes have at least `gpus` GPUs: the most nodes a job asking that many GPUs
+    /// per node can ever get here (all of them for 0).
+    pub fn nodes_with_gpus(&self, gpus: u32) -> u32 {
+        if gpus == 0 {
+            return self.total_nodes;
+        }
+        self.node_gpus.iter().filter(|g| **g >= gpus).count() as u32
+    }
 }
 
 fn list_or_all(v: Option<&String>) -> Option<Vec<String>> {
@@ -156,9 +180,63 @@ fn list_or_all(v: Option<&String>) -> Option<Vec<String>> {
     (v != "ALL" && !nothing(v)).then(|| v.split(',').map(str::to_owned).collect())
 }
 
-/// Partitions from `scontrol show partition -o`, completed by `sinfo -h -o '%R|%a|%F|%c|%m|%G'`
-/// (one line per partition and node kind: idle nodes are summed, per-node sizes are the
-/// smallest, GPUs the largest).
+/// The `sinfo` query [`parse_partitions`] reads: one line per node and partition, every field
+/// ended by `|` (`:0` = no width limit; Gres strings hold commas).
+pub(crate) const SINFO_NODES: [&str; 4] = [
+    "-h",
+    "-N",
+    "-O",
+    "NodeList:0|,Partition:0|,StateLong:0|,CPUsState:0|,Memory:0|,Gres:0|,GresUsed:0|",
+];
+
+/// One node of `sinfo -N -O …` ([`SINFO_NODES`]), once per partition it is in.
+#[derive(Clone, Debug, PartialEq)]
+struct NodeLine<'a> {
+    partition: &'a str,
+    name: &'a str,
+    /// `idle`, `mixed`, `allocated`, `drained`, `down*`, …
+    state: &'a str,
+    idle_cpus: u32,
+    total_cpus: u32,
+    mem_mb: u64,
+    gpus: u32,
+    gpus_used: u32,
+}
+
+fn parse_node_line(line: &str) -> Option<NodeLine<'_>> {
+    let f: Vec<&str> = line.trim().split('|').map(str::trim).collect();
+    if f.len() < 7 || f[0].is_empty() {
+        return None;
+    }
+    // CPUsState: allocated/idle/other/total.
+    let cpus: Vec<u32> = f[3].split('/').filter_map(|n| n.parse().ok()).collect();
+    Some(NodeLine {
+        name: f[0],
+        // The default partition has a `*`.
+        partition: f[1].trim_end_matches('*'),
+        state: f[2],
+        idle_cpus: cpus.get(1).copied().unwrap_or(0),
+        total_cpus: cpus.get(3).copied().unwrap_or(0),
+        mem_mb: f[4].trim_end_matches('+').parse().unwrap_or(0),
+        gpus: gpu_count(f[5]),
+        gpus_used: gpu_count(f[6]),
+    })
+}
+
+/// A node a job could start on now: responding, neither down nor drained, not fully
+/// allocated (a MIXED node with free CPUs counts: Slurm shares nodes between jobs).
+fn usable(n: &NodeLine<'_>) -> bool {
+    // `*` not responding, `~` powered off, `#` powering up, `!` powering down, `%` powering
+    // down, `$` maintenance reservation, `@` reboot pending, `^` rebooting, `-` planned.
+    let base = n
+        .state
+        .trim_end_matches(['*', '~', '#', '!', '%', '$', '@', '^', '-', '+']);
+    matches!(base, "idle" | "mixed") && !n.state.ends_with('*') && n.idle_cpus > 0
+}
+
+/// Partitions from `scontrol show partition -o`, completed by their nodes as
+/// `sinfo` [`SINFO_NODES`] lists them: nodes free now, the smallest CPUs and memory per node,
+/// each node's GPUs (`Gres`) and those not in use (`Gres` minus `GresUsed`) on free nodes.
 pub(crate) fn parse_partitions(scontrol: &str, sinfo: &str) -> Vec<PartitionInfo> {
     let mut parts: Vec<PartitionInfo> = parse_records(scontrol, "PartitionName")
         .into_iter()
@@ -178,42 +256,60 @@ pub(crate) fn parse_partitions(scontrol: &str, sinfo: &str) -> Vec<PartitionInfo
             }
         })
         .collect();
-    for line in sinfo.lines() {
-        let f: Vec<&str> = line.trim().split('|').collect();
-        if f.len() != 6 {
-            continue;
-        }
-        let Some(p) = parts.iter_mut().find(|p| p.name == f[0]) else {
+    for node in sinfo.lines().filter_map(parse_node_line) {
+        let Some(p) = parts.iter_mut().find(|p| p.name == node.partition) else {
             continue;
         };
-        let counts: Vec<u32> = f[2].split('/').filter_map(|n| n.parse().ok()).collect();
-        if let Some(idle) = counts.get(1) {
-            p.idle_nodes += idle;
+        if usable(&node) {
+            p.free_nodes += 1;
+            p.free_gpus += node.gpus.saturating_sub(node.gpus_used);
         }
-        let cpus = f[3].trim_end_matches('+').parse().unwrap_or(0);
-        let mem = f[4].trim_end_matches('+').parse().unwrap_or(0);
-        p.cpus_per_node = if p.cpus_per_node == 0 {
-            cpus
-        } else {
-            p.cpus_per_node.min(cpus)
-        };
-        p.mem_mb_per_node = if p.mem_mb_per_node == 0 {
-            mem
-        } else {
-            p.mem_mb_per_node.min(mem)
-        };
-        p.gpus_per_node = p.gpus_per_node.max(gpu_count(f[5]));
+        p.cpus_per_node = smallest(p.cpus_per_node, node.total_cpus);
+        p.mem_mb_per_node = smallest(p.mem_mb_per_node, node.mem_mb);
+        if node.gpus > 0 {
+            p.node_gpus.push(node.gpus);
+        }
     }
     parts
 }
 
-/// GPUs in a Gres string: `gpu:2`, `gpu:a100:4(S:0-1)`, `gpu:2,shard:8` → 2, 4, 2.
+/// The smaller of two sizes, where 0 is "not known yet".
+fn smallest<T: Ord + Default + Copy>(now: T, new: T) -> T {
+    if now == T::default() {
+        new
+    } else {
+        now.min(new)
+    }
+}
+
+/// The items of a Gres string, split at the commas outside parentheses:
+/// `gpu:a100:2(IDX:0,2),shard:8` → `gpu:a100:2(IDX:0,2)`, `shard:8`.
+fn gres_items(gres: &str) -> impl Iterator<Item = &str> {
+    let mut depth = 0u32;
+    gres.split(move |c: char| {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        c == ',' && depth == 0
+    })
+}
+
+/// GPUs in a `Gres` or `GresUsed` string: `gpu:2`, `gpu:a100:4(S:0-1)`, `gpu:2,shard:8`,
+/// `gpu:a100:1(IDX:0),gpu:v100:1(IDX:1)` → 2, 4, 2, 2; `(null)`, `gpu:0` → 0; a bare `gpu`
+/// (or `gpu:type`) is one.
 pub(crate) fn gpu_count(gres: &str) -> u32 {
-    gres.split(',')
-        .filter(|g| g.starts_with("gpu"))
-        .filter_map(|g| {
-            let g = g.split('(').next().unwrap_or(g);
-            g.rsplit(':').next()?.parse::<u32>().ok()
+    gres_items(gres)
+        .map(|g| g.split('(').next().unwrap_or(g).trim())
+        .filter(|g| g.split(':').next() == Some("gpu"))
+        .map(|g| {
+            let last = g.rsplit(':').next().unwrap_or("");
+            if g == "gpu" || !last.bytes().all(|b| b.is_ascii_digit()) {
+                1
+            } else {
+                last.parse::<u32>().unwrap_or(0)
+            }
         })
         .sum()
 }
@@ -451,14 +547,30 @@ mod tests {
         let scontrol = "PartitionName=batch AllowGroups=ALL AllowAccounts=ALL Default=YES DefaultTime=01:00:00 MaxNodes=4 MaxTime=08:00:00 Nodes=node[1-4] State=UP TotalCPUs=8 TotalNodes=4\n\
             PartitionName=devel AllowGroups=hpc,staff AllowAccounts=ALL Default=NO DefaultTime=00:10:00 MaxNodes=1 MaxTime=00:30:00 State=UP TotalNodes=2\n\
             PartitionName=gpu AllowGroups=ALL Default=NO DefaultTime=NONE MaxNodes=UNLIMITED MaxTime=UNLIMITED State=DOWN TotalNodes=2\n";
-        let sinfo = "batch|up|1/1/0/2|2|2048|(null)\nbatch|up|0/2/0/2|2|2048|gpu:2\n\
-                     devel|up|1/1/0/2|2|2048|(null)\ngpu|down|0/2/0/2|2|4096+|gpu:2(S:0)\n";
+        // What Slurm 22.05 prints for the dev cluster with one 1-GPU job on node3 (MIXED: one
+        // CPU in use) and a 1-CPU job on node1.
+        let sinfo = "node1|devel|mixed|1/1/0/2|2048|(null)|gpu:0|\n\
+                     node1|batch*|mixed|1/1/0/2|2048|(null)|gpu:0|\n\
+                     node2|devel|idle|0/2/0/2|2048|(null)|gpu:0|\n\
+                     node2|batch*|idle|0/2/0/2|2048|(null)|gpu:0|\n\
+                     node3|batch*|mixed|1/1/0/2|2048|gpu:2|gpu:1|\n\
+                     node3|gpu|mixed|1/1/0/2|2048|gpu:2|gpu:1|\n\
+                     node4|batch*|idle|0/2/0/2|4096|gpu:2|gpu:0|\n\
+                     node4|gpu|idle|0/2/0/2|4096|gpu:2|gpu:0|\n\
+                     garbage\n";
         let p = parse_partitions(scontrol, sinfo);
         assert_eq!(p.len(), 3);
         assert!(p[0].default && p[0].up);
         assert_eq!(
-            (p[0].idle_nodes, p[0].total_nodes, p[0].gpus_per_node),
-            (3, 4, 2)
+            (p[0].free_nodes, p[0].total_nodes, p[0].gpus_per_node()),
+            (4, 4, 2),
+            "MIXED nodes with free CPUs count as free"
+        );
+        assert_eq!(p[0].node_gpus, [2, 2], "GPUs on 2 of 4 nodes");
+        assert_eq!((p[0].gpus_total(), p[0].free_gpus), (4, 3));
+        assert_eq!(
+            (0..4).map(|g| p[0].nodes_with_gpus(g)).collect::<Vec<_>>(),
+            [4, 2, 2, 0]
         );
         assert_eq!(p[0].max_time_secs, Some(8 * 3600));
         assert_eq!(p[0].default_time_secs, Some(3600));
@@ -467,9 +579,42 @@ mod tests {
             Some(&["hpc".to_owned(), "staff".to_owned()][..])
         );
         assert_eq!(p[1].max_nodes, Some(1));
+        assert_eq!((p[1].free_nodes, p[1].gpus_per_node()), (2, 0));
         assert!(!p[2].up);
         assert_eq!((p[2].max_nodes, p[2].max_time_secs), (None, None));
-        assert_eq!((p[2].mem_mb_per_node, p[2].gpus_per_node), (4096, 2));
+        assert_eq!((p[2].mem_mb_per_node, p[2].gpus_per_node()), (2048, 2));
+        assert_eq!(p[2].free_gpus, 3);
+    }
+
+    #[test]
+    fn gres_and_gres_used() {
+        for (gres, gpus) in [
+            ("gpu:2", 2),
+            ("gpu:a100:4(S:0-1)", 4),
+            ("gpu:2,shard:8", 2),
+            ("gpu:0", 0),
+            ("(null)", 0),
+            ("", 0),
+            ("gpu:1(IDX:0)", 1),
+            ("gpu:a100:2(IDX:0,2),gpu:v100:1(IDX:3)", 3),
+            ("shard:8,gpu:tesla:1(IDX:N/A)", 1),
+            ("mps:100,gpumem:4G", 0),
+            ("gpu", 1),
+        ] {
+            assert_eq!(gpu_count(gres), gpus, "{gres}");
+        }
+        // Taken GPUs leave a node free (CPUs) but not its GPUs; nodes that cannot run a job
+        // count for neither.
+        let scontrol = "PartitionName=gpu Default=NO State=UP TotalNodes=5\n";
+        let sinfo = "node3|gpu|mixed|1/1/0/2|2048|gpu:2|gpu:2(IDX:0-1)|\n\
+                     node4|gpu|allocated|2/0/0/2|2048|gpu:2|gpu:1(IDX:0)|\n\
+                     node5|gpu|drained|0/0/2/2|2048|gpu:2|gpu:0|\n\
+                     node6|gpu|idle*|0/2/0/2|2048|gpu:2|gpu:0|\n\
+                     node7|gpu|idle|0/2/0/2|2048|gpu:4|gpu:0|\n";
+        let p = &parse_partitions(scontrol, sinfo)[0];
+        assert_eq!((p.free_nodes, p.free_gpus), (2, 4));
+        assert_eq!((p.gpus_total(), p.gpus_per_node()), (12, 4));
+        assert_eq!((p.nodes_with_gpus(2), p.nodes_with_gpus(3)), (5, 1));
     }
 
     #[test]
@@ -504,8 +649,6 @@ mod tests {
 
     #[test]
     fn words_for_states() {
-        assert_eq!(gpu_count("gpu:a100:4(S:0-1)"), 4);
-        assert_eq!(gpu_count("(null)"), 0);
         assert_eq!(pending_reason("Resources"), "waiting for resources");
         assert!(
             end_reason("TIMEOUT", "TimeLimit", "0:0", "00:01:00").contains("time limit (00:01:00)")

@@ -128,6 +128,7 @@ async fn admin_page(
             "sort": sort_name,
             "prev_url": prev_url,
             "next_url": next_url,
+            "running_facts": running.iter().any(|s| s["facts"].is_object()),
             "running": running,
             "groups": groups_view,
             "allow_named_servers": state.config.hub.allow_named_servers,
@@ -136,20 +137,29 @@ async fn admin_page(
     ))
 }
 
-/// Every server that is starting or running, with its owner.
+/// Every server that is starting or running, with its owner and what the spawner tells about
+/// it (for Slurm: job, partition, nodes, end time), as the REST model carries it.
 async fn running_servers(state: &AppState) -> ApiResult<Vec<Value>> {
     let base = state.config.hub.base_url.as_str();
+    let kind = state.supervisor.spawner.kind();
     let mut out = Vec::new();
     for row in db::servers::list_started(&state.db).await? {
         let Some(owner) = db::users::get_by_id(&state.db, row.user_id).await? else {
             continue;
         };
+        let model = crate::api::users::server_model(state, &owner.name, &row, false);
+        let facts = model
+            .get(kind)
+            .filter(|f| f.is_object())
+            .cloned()
+            .unwrap_or(Value::Null);
         out.push(json!({
             "user": owner.name,
             "name": row.name,
             "started": crate::api::timestamp(row.started),
             "last_activity": crate::api::timestamp(row.last_activity),
             "url": server_prefix(base, &owner.name, &row.name),
+            "facts": facts,
         }));
     }
     Ok(out)

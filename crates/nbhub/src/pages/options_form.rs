@@ -2,7 +2,9 @@
 //! turned into what a Bootstrap control needs (input type, limits in words, the value to show,
 //! its error). Built from the spec's JSON form, so fields the spawner adds (a user's last
 //! value, `visible_when`, live `info` on choices) come through without code here knowing
-//! every kind.
+//! every kind. A choice's `limits` (what selecting it does to other fields: a partition's
+//! node and run time limits) go to the page's script, which applies them as the choice
+//! changes.
 
 use nbhub_spawner::{format_slurm_duration, FieldError, FormSpec};
 use serde_json::{json, Map, Value};
@@ -95,6 +97,7 @@ fn field_view(f: &Value, submitted: Option<&Map<String, Value>>, errors: &[Field
                         "label": c["label"].as_str().unwrap_or(value),
                         "info": c["info"],
                         "data": c["data"],
+                        "limits": c["limits"],
                         "selected": value == current,
                     })
                 })
@@ -116,8 +119,16 @@ fn field_view(f: &Value, submitted: Option<&Map<String, Value>>, errors: &[Field
         }
         "duration" => {
             let fmt = |k: &str| kind[k].as_u64().map(format_slurm_duration);
-            view["placeholder"] = json!("e.g. 1:30:00 or 90 (minutes)");
+            view["placeholder"] = json!(if kind["clock"].as_bool() == Some(true) {
+                "e.g. 01:30:00, 01:30 or 90"
+            } else {
+                "e.g. 1:30:00 or 90 (minutes)"
+            });
             view["limits"] = json!(limits(fmt("min_secs"), fmt("max_secs")));
+            // For the page's script (a duration input has no min/max attributes).
+            view["min_secs"] = kind["min_secs"].clone();
+            view["max_secs"] = kind["max_secs"].clone();
+            view["clock"] = json!(kind["clock"].as_bool() == Some(true));
         }
         _ => {
             view["maxlength"] = kind["max_len"].clone();
@@ -164,5 +175,27 @@ mod tests {
         );
         assert_eq!(views[1]["error"], json!("must be at most 8"));
         assert_eq!(views[0]["error"], Value::Null);
+    }
+
+    #[test]
+    fn a_choice_carries_its_limits_for_the_page_script() {
+        let spec: FormSpec = serde_json::from_value(json!({"fields": [
+            {"name": "partition", "label": "Partition", "default": "devel",
+             "kind": {"type": "select", "choices": [
+                {"value": "devel", "label": "devel", "limits": {
+                    "nodes": {"min": 1, "max": 1},
+                    "runtime": {"max": 1800, "default": "00:10:00"}}}]}},
+            {"name": "runtime", "label": "Run time",
+             "kind": {"type": "duration", "min_secs": 60, "max_secs": 28800, "clock": true}}
+        ]}))
+        .expect("spec");
+        let views = field_views(&spec, None, &[]);
+        assert_eq!(
+            views[0]["choices"][0]["limits"]["runtime"],
+            json!({"max": 1800, "default": "00:10:00"})
+        );
+        assert_eq!(views[1]["max_secs"], json!(28800));
+        assert_eq!(views[1]["clock"], json!(true));
+        assert_eq!(views[1]["placeholder"], json!("e.g. 01:30:00, 01:30 or 90"));
     }
 }

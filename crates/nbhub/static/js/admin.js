@@ -1,5 +1,5 @@
 // The admin page: add users, make admin, start/stop servers, delete users, groups.
-import { api, seg, showError, busy } from "./nbhub.js";
+import { api, seg, showError, busy, clock } from "./nbhub.js";
 
 const errorBox = document.getElementById("admin-error");
 const names = (text) => text.split(/[\s,]+/).filter(Boolean);
@@ -85,3 +85,13 @@ for (const tab of document.querySelectorAll('[data-bs-toggle="tab"]')) {
 }
 const saved = sessionStorage.getItem("nbhub-admin-tab");
 if (saved && window.bootstrap) window.bootstrap.Tab.getOrCreateInstance(document.getElementById(saved))?.show();
+
+// Time left of the running servers' batch jobs, counting down.
+function tick() {
+  for (const td of document.querySelectorAll("#running-table td.time-left[data-end-time]")) {
+    const left = (Date.parse(td.dataset.endTime) - Date.now()) / 1000;
+    td.textContent = left > 0 ? clock(left) : "time is up";
+  }
+}
+tick();
+setInterval(tick, 1000);
