@@ -706,7 +706,7 @@ impl Spawner for SlurmSpawner {
         let st = SlurmState::from_state(state)?;
         let view = self.tracker.view(&st.job_id);
         let pending = match &view {
-            Some(View::Queued { info, .. }) if !info.is_running() => Some(pending_why(info)),
+            Some(View::Queued { info, .. }) if info.state == "PENDING" => Some(pending_why(info)),
             _ => None,
         };
         let (slurm_state, node_list, end_time, nodes, partition) = match &view {
