@@ -251,3 +251,37 @@ impl Slot {
         self.phase()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exit_reason_is_one_line_and_a_quoted_log_moves_to_the_last_lines() {
+        let slot = Slot::new(1, "alice", "");
+        // The local spawner quotes the log in its reason.
+        slot.set_exit(
+            "The server exited with status 1. Last output (/tmp/x.log):\nboom\ntoken=abc".into(),
+            None,
+        );
+        assert_eq!(
+            slot.exit_reason().as_deref(),
+            Some("The server exited with status 1.")
+        );
+        assert_eq!(slot.exit_log().as_deref(), Some("boom\ntoken=[hidden]"));
+        // Slurm's reason is one line already; its last lines come apart.
+        slot.set_exit(
+            "The job was cancelled (scancel).".into(),
+            Some("last".into()),
+        );
+        assert_eq!(
+            (slot.exit_reason(), slot.exit_log()),
+            (
+                Some("The job was cancelled (scancel).".into()),
+                Some("last".into())
+            )
+        );
+        slot.reset_for_spawn();
+        assert_eq!((slot.exit_reason(), slot.exit_log()), (None, None));
+    }
+}
