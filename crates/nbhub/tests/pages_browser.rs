@@ -11,6 +11,11 @@ use common::hubproc::{admin, require_proxy_binary, HubProc, Options, PASSWORD};
 use reqwest::Method;
 use serde_json::json;
 
+/// Signs in through the login form.
+async fn sign_in(b: &Browser, base: &str, user: &str, password: &str) {
+    b.sign_in(base, user, password).await;
+}
+
 #[tokio::test]
 async fn journey_with_real_jupyterlab_and_admin_page() {
     let Some(venv) = nbhub_testkit::require_venv() else {
@@ -37,7 +42,7 @@ async fn journey_with_real_jupyterlab_and_admin_page() {
     b.goto(&format!("{base}/hub/login")).await;
     b.find("#login_submit").await;
     b.screenshots("login").await;
-    b.sign_in(&base, "alice", PASSWORD).await;
+    sign_in(&b, &base, "alice", PASSWORD).await;
     b.wait_until("location.pathname === '/hub/home'", "the home page")
         .await;
     b.find("#start").await;
@@ -158,7 +163,7 @@ async fn token_page_creates_shows_once_and_revokes() {
         return;
     };
     let hub = common::sqlite_hub(|c| c.authenticator.allow_all = true).await;
-    b.sign_in(&hub.url, "dora", "x").await;
+    sign_in(&b, &hub.url, "dora", "x").await;
     b.goto(&hub.hub("/token")).await;
     b.fill("#token-note", "<b>laptop</b> & script").await;
     b.click("#request-token-btn").await;
@@ -308,7 +313,7 @@ async fn a_bad_value_on_the_spawn_form_is_shown_next_to_its_field() {
         .await;
     });
 
-    b.sign_in(&base, "gina", "x").await;
+    sign_in(&b, &base, "gina", "x").await;
     b.goto(&format!("{base}/hub/spawn")).await;
     b.find("#opt-cores").await;
     // The GPU count shows only for the GPU partition; the partition's live facts beside it.
@@ -414,7 +419,7 @@ async fn bob_accepts_alices_share_code_and_opens_her_jupyterlab() {
         .expect("json");
     let accept_url = code["accept_url"].as_str().expect("accept_url").to_string();
 
-    b.sign_in(&base, "bob", PASSWORD).await;
+    sign_in(&b, &base, "bob", PASSWORD).await;
     b.goto(&format!("{base}{accept_url}")).await;
     b.find("form button[type=submit]").await;
     let text = b.text(".card").await;
@@ -475,7 +480,7 @@ async fn a_slow_stop_shows_the_stop_pending_page() {
     assert_eq!(s, 201, "{body}");
     let (s, body) = admin(&hub, Method::POST, "/users/alice/server", None).await;
     assert_eq!(s, 201, "{body}\n{}", hub.log());
-    b.sign_in(&base, "alice", PASSWORD).await;
+    sign_in(&b, &base, "alice", PASSWORD).await;
     let stop = {
         let hub = &hub;
         async move { admin(hub, Method::DELETE, "/users/alice/server", None).await }
@@ -552,7 +557,7 @@ async fn the_home_page_fits_a_phone_and_a_dead_servers_page_leads_home() {
     })
     .await;
 
-    b.sign_in(&base, "alice", PASSWORD).await;
+    sign_in(&b, &base, "alice", PASSWORD).await;
     b.set_width(390, 844).await;
     b.goto(&format!("{base}/hub/home")).await;
     b.find("tr.home-server-row[data-server-name='scratch']")

@@ -803,7 +803,15 @@ async fn the_spawn_form_in_a_browser_starts_a_two_node_job() {
     let user = carol.name.as_str();
     let base = hub.public_url("");
 
-    b.sign_in(&base, user, PASSWORD).await;
+    b.goto(&format!("{base}/hub/login")).await;
+    b.fill("#username_input", user).await;
+    b.fill("#password_input", PASSWORD).await;
+    b.click("#login_submit").await;
+    b.wait_until(
+        "!location.pathname.endsWith('/hub/login')",
+        "leaving the login page",
+    )
+    .await;
     b.goto(&format!("{base}/hub/spawn/{user}")).await;
     b.find("#opt-partition").await;
     let partitions = b
@@ -1015,7 +1023,15 @@ async fn a_queued_job_is_cancelled_from_the_pending_page_or_after_max_queue_wait
     let _unblock = CancelJobs::job(&p.slurm_conf, &blocker);
     let base = hub.public_url("");
 
-    b.sign_in(&base, user, PASSWORD).await;
+    b.goto(&format!("{base}/hub/login")).await;
+    b.fill("#username_input", user).await;
+    b.fill("#password_input", PASSWORD).await;
+    b.click("#login_submit").await;
+    b.wait_until(
+        "!location.pathname.endsWith('/hub/login')",
+        "leaving the login page",
+    )
+    .await;
     b.goto(&format!("{base}/hub/spawn/{user}")).await;
     b.eval(
         "const s = document.querySelector('#opt-partition'); s.value = 'gpu'; \
