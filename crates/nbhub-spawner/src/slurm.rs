@@ -286,8 +286,13 @@ impl SlurmSpawner {
                 .replace("{server}", &req.server_name)
         };
         let job_name = fill(&self.slurm.job_name);
-        let output = fill(&self.slurm.output);
         let chdir = fill(&self.slurm.chdir);
+        // Slurm reads a relative --output against the job's working directory; the hub must
+        // find the file too.
+        let output = match fill(&self.slurm.output) {
+            o if Path::new(&o).is_absolute() => o,
+            o => format!("{}/{o}", chdir.trim_end_matches('/')),
+        };
         // The log's folder (`~/.nbhub/logs` by default) may not exist yet, and Slurm fails a
         // job whose --output it cannot open: the job script makes it and writes there itself.
         let sbatch_output = if self.template_writes_log {
