@@ -23,12 +23,14 @@
 //!   its own session and process group, as the user's Unix account when the hub runs as root;
 //!   `local/unix.rs` holds the account lookup, the privilege drop and `/proc` reading;
 //! - `slurm.rs`: the Slurm spawner (`kind = "slurm"`, `[slurm]`: [`SlurmConfig`]);
+//! - `redact.rs`: [`mask_secrets`], which every quote of a server's log goes through;
 //! - `secs.rs`: serde helpers for durations in seconds and "one string or a list".
 
 mod config;
 mod error;
 mod local;
 mod options;
+mod redact;
 mod secs;
 mod slurm;
 
@@ -39,6 +41,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::watch;
 
 pub use config::{LocalConfig, SpawnerConfig, SpawnerKind, DEFAULT_ENV_KEEP};
 pub use error::SpawnError;
@@ -47,6 +50,7 @@ pub use options::{
     format_slurm_duration, parse_clock_duration, parse_slurm_duration, Choice, FieldError,
     FieldKind, FieldLimits, FormField, FormSpec, MaxBy, ValidatedOptions, VisibleWhen, CLOCK_FORMS,
 };
+pub use redact::mask_secrets;
 pub use slurm::{
     AllowRule, CustomField, CustomType, CustomValue, PartitionConfig, SlurmConfig, SlurmSpawner,
     SlurmState,
@@ -143,6 +147,9 @@ pub trait Spawner: Send + Sync {
 
     /// Facts about a server for pages and the REST server model (Slurm: job id, partition,
     /// nodes, node list, end time), from its state. Shown under the key [`Spawner::kind`].
+    /// Keys the pages read: `end_time` (RFC 3339: the time left counts down to it) and
+    /// `pending` (while the server waits in a batch queue: why, and the estimated start, in
+    /// the user's words; the pages then say "Pending" instead of "Starting").
     fn describe(&self, state: &SpawnerState) -> Option<serde_json::Value> {
         let _ = state;
         None
@@ -150,6 +157,22 @@ pub trait Spawner: Send + Sync {
 
     /// The timeouts and poll interval the hub should apply to this spawner's servers.
     fn timeouts(&self) -> Timeouts;
+
+    /// A signal that changes whenever the spawner learned by itself that servers may have
+    /// ended (Slurm: its tracker saw a job leave the queue). The hub then polls its running
+    /// servers at once (answered from what the spawner already knows) instead of at its next
+    /// `poll_interval`, so a cancelled or timed-out job is marked stopped within seconds.
+    /// `None` (the default): the spawner learns nothing between the hub's polls.
+    fn ended_signal(&self) -> Option<watch::Receiver<u64>> {
+        None
+    }
+
+    /// The last lines a server printed (its log), with secrets masked ([`mask_secrets`]),
+    /// for its owner to read after it ended. `None`: nothing to show.
+    fn last_output(&self, state: &SpawnerState) -> Option<String> {
+        let _ = state;
+        None
+    }
 
     /// The backend's own figures for `/hub/metrics` (Slurm: its poller's), read when
     /// Prometheus asks.

@@ -45,11 +45,15 @@ use crate::{
 use commands::Commands;
 use form::Cluster;
 use parse::{controller_unreachable, pending_reason, short_time, slurm_error, slurm_now, TestOnly};
-use script::{is_env_name, render_script, JobRequest};
+use script::{
+    is_env_name, output_file, output_shell_word, render_script, template_writes_log, JobRequest,
+};
 use tracker::{Tracker, View};
 
 /// How often one user may ask for an estimate.
 const ESTIMATE_EVERY: Duration = Duration::from_secs(2);
+/// How many lines of a job's output are shown after it ended.
+const LAST_LINES: usize = 20;
 
 /// What the Slurm spawner records about a job ([`SpawnerState`] as JSON).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +85,8 @@ pub struct SlurmSpawner {
     spawner: SpawnerConfig,
     slurm: SlurmConfig,
     template: String,
+    /// The template sends the job's output to its log itself (the built-in one does).
+    template_writes_log: bool,
     commands: Commands,
     tracker: Tracker,
     cluster: Cluster,
@@ -121,6 +127,7 @@ impl SlurmSpawner {
             commands,
             spawner,
             slurm,
+            template_writes_log: template_writes_log(&template),
             template,
             node_addrs: Mutex::default(),
             last_estimate: Mutex::default(),
@@ -279,8 +286,20 @@ impl SlurmSpawner {
                 .replace("{server}", &req.server_name)
         };
         let job_name = fill(&self.slurm.job_name);
-        let output = fill(&self.slurm.output);
         let chdir = fill(&self.slurm.chdir);
+        // Slurm reads a relative --output against the job's working directory; the hub must
+        // find the file too.
+        let output = match fill(&self.slurm.output) {
+            o if Path::new(&o).is_absolute() => o,
+            o => format!("{}/{o}", chdir.trim_end_matches('/')),
+        };
+        // The log's folder (`~/.nbhub/logs` by default) may not exist yet, and Slurm fails a
+        // job whose --output it cannot open: the job script makes it and writes there itself.
+        let sbatch_output = if self.template_writes_log {
+            "/dev/null".to_owned()
+        } else {
+            output.clone()
+        };
         let env = self.environment(req, &account.home, &account.shell);
         let options = job.sbatch_options(&self.slurm);
         let cmd: Vec<String> = self
@@ -301,6 +320,7 @@ impl SlurmSpawner {
             &options,
             &env,
             &req.user_options,
+            &output_shell_word(&output, &unix_user, &job_name),
         )?;
         let export = format!(
             "--export={}",
@@ -309,7 +329,7 @@ impl SlurmSpawner {
         let mut args: Vec<String> = vec![
             "--parsable".into(),
             format!("--job-name={job_name}"),
-            format!("--output={output}"),
+            format!("--output={sbatch_output}"),
             format!("--chdir={chdir}"),
             export,
         ];
@@ -342,7 +362,7 @@ impl SlurmSpawner {
             })?
             .to_owned();
         let state = SlurmState {
-            output: PathBuf::from(output.replace("%j", &job_id).replace("%u", &unix_user)),
+            output: PathBuf::from(output_file(&output, &unix_user, &job_name, &job_id)),
             job_id: job_id.clone(),
             user: unix_user.clone(),
             partition: job.partition.clone(),
@@ -365,7 +385,7 @@ impl SlurmSpawner {
         updates: &Updates,
     ) -> Result<Started, SpawnError> {
         let id = state.job_id.clone();
-        self.tracker.track(&id, Some(state.output.clone()));
+        self.tracker.track(&id);
         let mut rounds = self.tracker.subscribe();
         let since = Instant::now();
         let mut said = String::new();
@@ -387,7 +407,11 @@ impl SlurmSpawner {
                 }
                 (View::Queued { info, .. }, None) => Some(pending_message(info)),
                 (View::Ended { reason, .. }, None) => {
-                    return Err(SpawnError::Failed(reason.clone()));
+                    // Why it never ran is often in its last lines (a bad command, a full disk).
+                    return Err(SpawnError::Failed(match last_lines(&state.output) {
+                        Some(tail) => format!("{reason} Last output:\n{tail}"),
+                        None => reason.clone(),
+                    }));
                 }
                 (View::Unseen, None) => None,
             };
@@ -481,7 +505,7 @@ impl SlurmSpawner {
                 reason: "no Slurm job is recorded".to_owned(),
             };
         };
-        self.tracker.track(&st.job_id, Some(st.output.clone()));
+        self.tracker.track(&st.job_id);
         if self.tracker.view(&st.job_id) == Some(View::Unseen) {
             // First question about this job (e.g. after a hub restart): wait for an answer.
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -579,11 +603,22 @@ impl SlurmSpawner {
 }
 
 fn pending_message(info: &parse::JobInfo) -> String {
-    let mut m = format!("Pending: {}", pending_reason(&info.reason));
+    format!("Pending: {}", pending_why(info))
+}
+
+/// Why a job waits, and its estimated start when Slurm has one: "waiting for resources
+/// (estimated start 14:05)".
+fn pending_why(info: &parse::JobInfo) -> String {
+    let mut m = pending_reason(&info.reason);
     if let Some(start) = &info.start {
         m.push_str(&format!(" (estimated start {})", short_time(start)));
     }
     m
+}
+
+/// The last lines of a job's output file, secrets masked; `None` when it cannot be read.
+fn last_lines(output: &Path) -> Option<String> {
+    crate::local::unix::log_tail(output, LAST_LINES).map(|t| crate::mask_secrets(&t))
 }
 
 impl Spawner for SlurmSpawner {
@@ -615,7 +650,7 @@ impl Spawner for SlurmSpawner {
         Box::pin(async move {
             // Track them all first, so that one query answers for every job.
             for st in states.iter().filter_map(SlurmState::from_state) {
-                self.tracker.track(&st.job_id, Some(st.output.clone()));
+                self.tracker.track(&st.job_id);
             }
             let mut out = Vec::with_capacity(states.len());
             for state in states {
@@ -664,9 +699,21 @@ impl Spawner for SlurmSpawner {
         self.tracker.metrics()
     }
 
+    fn ended_signal(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.tracker.subscribe_ended())
+    }
+
+    fn last_output(&self, state: &SpawnerState) -> Option<String> {
+        last_lines(&SlurmState::from_state(state)?.output)
+    }
+
     fn describe(&self, state: &SpawnerState) -> Option<Value> {
         let st = SlurmState::from_state(state)?;
         let view = self.tracker.view(&st.job_id);
+        let pending = match &view {
+            Some(View::Queued { info, .. }) if info.state == "PENDING" => Some(pending_why(info)),
+            _ => None,
+        };
         let (slurm_state, node_list, end_time, nodes, partition) = match &view {
             Some(View::Queued { info, at }) => (
                 info.state.clone(),
@@ -699,6 +746,7 @@ impl Spawner for SlurmSpawner {
             "node_list": (!node_list.is_empty()).then_some(node_list),
             "end_time": end_time,
             "state": slurm_state,
+            "pending": pending,
         }))
     }
 

@@ -437,13 +437,25 @@ async fn a_job_runs_as_the_user_reports_its_port_and_stops() {
     assert!(format!("{status:?}").contains("cancelled"), "{status:?}");
 }
 
+/// Both end reasons in one line, told to the hub at once (`ended_signal`), with the job's
+/// last lines apart (`last_output`), secrets masked; the output file is in `~/.nbhub/logs/`,
+/// a folder of the user's made by the job with mode 0700.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_time_limit_and_an_outside_scancel_are_seen_with_their_reasons() {
     let conf = nbhub_testkit::require!(require_cluster());
     let account = Account::create();
     let hub = FakeHub::default();
     let api = hub.start().await;
-    let spawner = Arc::new(spawner(http_server_cmd(), slurm_config(&conf)));
+    // The server prints its token first, as a careless debug log would.
+    let mut cmd = http_server_cmd();
+    cmd.cmd[2] = format!(
+        "echo \"Authorization: token $JUPYTERHUB_API_TOKEN\"; echo '<b>bold</b>'; {}",
+        cmd.cmd[2]
+    );
+    let spawner = Arc::new(spawner(cmd, slurm_config(&conf)));
+    let mut ended = spawner
+        .ended_signal()
+        .expect("the Slurm spawner tells of ends");
     let start = |runtime: &str| {
         let req = request(
             "bob",
@@ -462,8 +474,15 @@ async fn a_time_limit_and_an_outside_scancel_are_seen_with_their_reasons() {
     };
     let (short, other) = tokio::join!(start("00:01"), start("00:10"));
 
+    let home = home_of(&account.name);
+    let logs = home.join(".nbhub/logs");
     for job in [&short, &other] {
         let output = SlurmState::from_state(&job.state).unwrap().output;
+        assert_eq!(
+            output,
+            logs.join(format!("nbhub-slurm-{}.log", job_id(job))),
+            "the job's output goes to ~/.nbhub/logs/"
+        );
         wait_until(
             "the job script's first line",
             Duration::from_secs(30),
@@ -473,24 +492,45 @@ async fn a_time_limit_and_an_outside_scancel_are_seen_with_their_reasons() {
             },
         );
     }
-    // scancel from outside (as root, as an admin would).
+    use std::os::unix::fs::MetadataExt;
+    for dir in [home.join(".nbhub"), logs.clone()] {
+        let meta = std::fs::metadata(&dir).expect("the log folder");
+        assert_eq!(meta.mode() & 0o777, 0o700, "{} is private", dir.display());
+        assert_eq!(
+            meta.uid(),
+            nix::unistd::User::from_name(&account.name)
+                .unwrap()
+                .unwrap()
+                .uid
+                .as_raw(),
+            "{} belongs to the user",
+            dir.display()
+        );
+    }
+    // scancel from outside (as root, as an admin would): the spawner says so by itself.
+    ended.borrow_and_update();
     let out = Command::new("scancel")
         .arg(job_id(&other))
         .env("SLURM_CONF", &conf)
         .output()
         .unwrap();
     assert!(out.status.success());
-    let status = wait_poll(&spawner, &other.state, Duration::from_secs(5), |s| {
-        matches!(s, PollStatus::Exited { .. })
-    })
-    .await;
-    let PollStatus::Exited { reason } = status else {
-        unreachable!()
+    tokio::time::timeout(Duration::from_secs(5), ended.changed())
+        .await
+        .expect("the end is signalled within a few seconds")
+        .expect("signal");
+    let PollStatus::Exited { reason } = spawner.poll(&other.state).await else {
+        panic!("after the signal, poll says the job ended")
     };
     assert!(reason.contains("cancelled"), "{reason}");
+    assert!(!reason.contains('\n'), "one line: {reason}");
+    let last = spawner.last_output(&other.state).expect("the last lines");
+    assert!(last.contains("nbhub: starting the server"), "{last}");
+    assert!(last.contains("Authorization: token [hidden]"), "{last}");
+    assert!(!last.contains(TOKEN), "the token is masked: {last}");
     assert!(
-        reason.contains("nbhub: starting the server"),
-        "the job's last output: {reason}"
+        last.contains("<b>bold</b>"),
+        "text, escaped by the page: {last}"
     );
 
     let status = wait_poll(&spawner, &short.state, Duration::from_secs(150), |s| {
@@ -501,7 +541,17 @@ async fn a_time_limit_and_an_outside_scancel_are_seen_with_their_reasons() {
         unreachable!()
     };
     assert!(reason.contains("time limit"), "{reason}");
-    assert!(reason.contains("nbhub: starting the server"), "{reason}");
+    assert!(!reason.contains('\n'), "one line: {reason}");
+    let last = spawner.last_output(&short.state).expect("the last lines");
+    assert!(last.contains("nbhub: starting the server"), "{last}");
+}
+
+/// The home folder of a Unix account.
+fn home_of(user: &str) -> PathBuf {
+    nix::unistd::User::from_name(user)
+        .unwrap()
+        .expect("account")
+        .dir
 }
 
 fn controller_pid(conf: &str) -> Option<u32> {

@@ -11,19 +11,6 @@ use common::hubproc::{admin, require_proxy_binary, HubProc, Options, PASSWORD};
 use reqwest::Method;
 use serde_json::json;
 
-/// Signs in through the login form.
-async fn sign_in(b: &Browser, base: &str, user: &str, password: &str) {
-    b.goto(&format!("{base}/hub/login")).await;
-    b.fill("#username_input", user).await;
-    b.fill("#password_input", password).await;
-    b.click("#login_submit").await;
-    b.wait_until(
-        "!location.pathname.endsWith('/hub/login')",
-        "leaving the login page",
-    )
-    .await;
-}
-
 #[tokio::test]
 async fn journey_with_real_jupyterlab_and_admin_page() {
     let Some(venv) = nbhub_testkit::require_venv() else {
@@ -50,7 +37,7 @@ async fn journey_with_real_jupyterlab_and_admin_page() {
     b.goto(&format!("{base}/hub/login")).await;
     b.find("#login_submit").await;
     b.screenshots("login").await;
-    sign_in(&b, &base, "alice", PASSWORD).await;
+    b.sign_in(&base, "alice", PASSWORD).await;
     b.wait_until("location.pathname === '/hub/home'", "the home page")
         .await;
     b.find("#start").await;
@@ -171,7 +158,7 @@ async fn token_page_creates_shows_once_and_revokes() {
         return;
     };
     let hub = common::sqlite_hub(|c| c.authenticator.allow_all = true).await;
-    sign_in(&b, &hub.url, "dora", "x").await;
+    b.sign_in(&hub.url, "dora", "x").await;
     b.goto(&hub.hub("/token")).await;
     b.fill("#token-note", "<b>laptop</b> & script").await;
     b.click("#request-token-btn").await;
@@ -321,7 +308,7 @@ async fn a_bad_value_on_the_spawn_form_is_shown_next_to_its_field() {
         .await;
     });
 
-    sign_in(&b, &base, "gina", "x").await;
+    b.sign_in(&base, "gina", "x").await;
     b.goto(&format!("{base}/hub/spawn")).await;
     b.find("#opt-cores").await;
     // The GPU count shows only for the GPU partition; the partition's live facts beside it.
@@ -427,7 +414,7 @@ async fn bob_accepts_alices_share_code_and_opens_her_jupyterlab() {
         .expect("json");
     let accept_url = code["accept_url"].as_str().expect("accept_url").to_string();
 
-    sign_in(&b, &base, "bob", PASSWORD).await;
+    b.sign_in(&base, "bob", PASSWORD).await;
     b.goto(&format!("{base}{accept_url}")).await;
     b.find("form button[type=submit]").await;
     let text = b.text(".card").await;
@@ -488,7 +475,7 @@ async fn a_slow_stop_shows_the_stop_pending_page() {
     assert_eq!(s, 201, "{body}");
     let (s, body) = admin(&hub, Method::POST, "/users/alice/server", None).await;
     assert_eq!(s, 201, "{body}\n{}", hub.log());
-    sign_in(&b, &base, "alice", PASSWORD).await;
+    b.sign_in(&base, "alice", PASSWORD).await;
     let stop = {
         let hub = &hub;
         async move { admin(hub, Method::DELETE, "/users/alice/server", None).await }
@@ -528,7 +515,7 @@ async fn a_new_token_is_listed_without_a_reload() {
         return;
     };
     let hub = common::sqlite_hub(|c| c.authenticator.allow_all = true).await;
-    sign_in(&b, &hub.url, "tess", "x").await;
+    b.sign_in(&hub.url, "tess", "x").await;
     b.goto(&hub.hub("/token")).await;
     b.find("#no-tokens").await;
     b.eval("window.__no_reload = 1;", json!([])).await;
@@ -575,4 +562,140 @@ async fn a_new_token_is_listed_without_a_reload() {
         .expect("whoami");
     assert_eq!(who.status(), 403, "the revoked token is refused");
     b.quit().await;
+}
+
+/// Issue 20, point 12: on a 390 px phone the home page's named servers fit the screen (no
+/// sideways scrolling; each server's status and actions in view). Point 8: the proxy's page
+/// for a server that does not answer leads a signed-in user home, not to "Sign in".
+#[tokio::test]
+async fn the_home_page_fits_a_phone_and_a_dead_servers_page_leads_home() {
+    let Some((hub, b)) = hub_and_browser(Options {
+        extra_toml: "redirect_to_server = false".into(),
+        ..Default::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let base = hub.public_url("");
+    let (s, body) = admin(&hub, Method::POST, "/users/alice", None).await;
+    assert_eq!(s, 201, "{body}");
+    let names = ["analysis-with-a-long-name", "scratch"];
+    for name in names {
+        let (s, body) = admin(
+            &hub,
+            Method::POST,
+            &format!("/users/alice/servers/{name}"),
+            None,
+        )
+        .await;
+        assert!(s == 201 || s == 202, "start {name}: {s} {body}");
+    }
+    common::eventually(90, "both named servers running", || async {
+        let (_, body) = admin(&hub, Method::GET, "/users/alice", None).await;
+        let model: serde_json::Value = serde_json::from_str(&body).ok()?;
+        names
+            .iter()
+            .all(|n| model["servers"][n]["ready"] == json!(true))
+            .then_some(())
+    })
+    .await;
+    let (s, _) = admin(&hub, Method::DELETE, "/users/alice/servers/scratch", None).await;
+    assert!(s == 202 || s == 204, "stop scratch: {s}");
+    common::eventually(30, "scratch stopped", || async {
+        let (_, body) = admin(&hub, Method::GET, "/users/alice", None).await;
+        let model: serde_json::Value = serde_json::from_str(&body).ok()?;
+        model["servers"].get("scratch").is_none().then_some(())
+    })
+    .await;
+
+    b.sign_in(&base, "alice", PASSWORD).await;
+    b.set_width(390, 844).await;
+    b.goto(&format!("{base}/hub/home")).await;
+    b.find("tr.home-server-row[data-server-name='scratch']")
+        .await;
+    let layout = b
+        .eval(
+            "const width = document.documentElement.clientWidth; \
+             const inView = (el) => { const r = el.getBoundingClientRect(); \
+               return r.width > 0 && r.left >= 0 && r.right <= width; }; \
+             const rows = [...document.querySelectorAll('tr.home-server-row[data-server-name]')]; \
+             return { width, scroll: document.documentElement.scrollWidth, \
+               rows: rows.map((r) => [r.dataset.serverName, inView(r.querySelector('.server-status')), \
+                 [...r.querySelectorAll('.server-actions .btn')].filter((x) => !x.classList.contains('d-none')) \
+                   .map((x) => inView(x))]) };",
+            json!([]),
+        )
+        .await;
+    let width = layout["width"].as_u64().expect("width");
+    assert!(width <= 390, "a phone-sized window: {layout}");
+    assert!(
+        layout["scroll"].as_u64().expect("scroll width") <= width,
+        "the page must not scroll sideways on a phone: {layout}"
+    );
+    assert_eq!(
+        layout["rows"],
+        json!([
+            ["analysis-with-a-long-name", true, [true, true]],
+            ["scratch", true, [true, true]]
+        ]),
+        "each server's status and its two actions (Open/Stop, Start/Delete) are on screen: {layout}"
+    );
+    b.screenshots("home-named-servers").await;
+
+    // A route to a server that does not answer: the proxy fetches its error page from the hub
+    // itself (without the visitor's cookies), and that page must still lead home.
+    let token = std::fs::read_to_string(hub.data_dir().join("nbhub_proxy_token"))
+        .expect("the managed proxy's token");
+    let dead = nbhub_testkit::free_port();
+    let r = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{}/api/routes/user/alice/ghost",
+            hub.api_port
+        ))
+        .header("Authorization", format!("token {}", token.trim()))
+        .json(&json!({"target": format!("http://127.0.0.1:{dead}")}))
+        .send()
+        .await
+        .expect("add a route");
+    assert!(r.status().is_success(), "{}", r.status());
+    b.goto(&format!("{base}/user/alice/ghost/lab")).await;
+    let page = b
+        .eval(
+            "return [document.querySelector('h1')?.textContent.trim(), \
+             document.querySelector('#error-message')?.textContent.trim(), \
+             [...document.querySelectorAll('main a.btn, .error a.btn')].map((a) => a.textContent.trim())]",
+            json!([]),
+        )
+        .await;
+    assert!(
+        page[0].as_str().is_some_and(|h| h.starts_with("503")),
+        "{page}"
+    );
+    assert!(
+        page[1]
+            .as_str()
+            .is_some_and(|m| m.contains("not answering") && m.contains("/user/alice/ghost/lab")),
+        "{page}"
+    );
+    assert_eq!(
+        page[2],
+        json!(["Go to your home page"]),
+        "a signed-in user is not asked to sign in: {page}"
+    );
+    b.click("#go-home").await;
+    b.wait_until("location.pathname === '/hub/home'", "the home page")
+        .await;
+    b.quit().await;
+}
+
+/// The hub binary with its managed proxy and the real single-user server, started with
+/// `opts`, and a Chromium; `None` when a part is missing (a failure under CI=true).
+async fn hub_and_browser(opts: Options) -> Option<(HubProc, Browser)> {
+    let venv = nbhub_testkit::require_venv()?;
+    let proxy = require_proxy_binary()?;
+    let b = Browser::start().await?;
+    let mut hub = HubProc::new(venv, &proxy, opts);
+    hub.start().await;
+    Some((hub, b))
 }

@@ -1090,19 +1090,6 @@ async fn a_queued_job_is_cancelled_from_the_pending_page_or_after_max_queue_wait
     );
 }
 
-/// Signs `user` in through the login form in Chromium.
-async fn browser_sign_in(b: &chromium::Browser, base: &str, user: &str) {
-    b.goto(&format!("{base}/hub/login")).await;
-    b.fill("#username_input", user).await;
-    b.fill("#password_input", PASSWORD).await;
-    b.click("#login_submit").await;
-    b.wait_until(
-        "!location.pathname.endsWith('/hub/login')",
-        "leaving the login page",
-    )
-    .await;
-}
-
 /// Selects `value` in the form's partition list as a user would (a change event).
 async fn choose_partition(b: &chromium::Browser, value: &str) {
     b.eval(
@@ -1146,7 +1133,7 @@ async fn the_form_follows_the_partition_and_counts_free_gpus() {
     let user = dana.name.as_str();
     let base = hub.public_url("");
     let spawn_url = format!("{base}/hub/spawn/{user}");
-    browser_sign_in(&b, &base, user).await;
+    b.sign_in(&base, user, PASSWORD).await;
     b.goto(&spawn_url).await;
     b.find("#opt-partition").await;
     assert_eq!(
@@ -1294,7 +1281,7 @@ async fn the_form_follows_the_partition_and_counts_free_gpus() {
         .to_string();
     assert!(!job.is_empty(), "{model}");
     b.goto(&format!("{base}/hub/logout")).await;
-    browser_sign_in(&b, &base, "formadmin").await;
+    b.sign_in(&base, "formadmin", PASSWORD).await;
     b.goto(&format!("{base}/hub/admin")).await;
     b.click("#tab-running").await;
     b.wait_until(
@@ -1345,5 +1332,250 @@ async fn the_form_follows_the_partition_and_counts_free_gpus() {
     b.set_width(1280, 900).await;
     let (s, body) = admin(&hub, Method::DELETE, &format!("/users/{user}/server"), None).await;
     assert!(s == 204 || s == 202, "stop: {s} {body}");
+    b.quit().await;
+}
+
+/// The home page of `user` in Chromium, signed in.
+async fn open_home(b: &chromium::Browser, hub: &HubProc, user: &str) {
+    let base = hub.public_url("");
+    b.sign_in(&base, user, PASSWORD).await;
+    b.goto(&format!("{base}/hub/home")).await;
+    b.find("#default-status").await;
+}
+
+/// A JavaScript test of the default server's status badge on the home page.
+fn default_status_is(label: &str) -> String {
+    format!("document.querySelector('#default-status').textContent.trim() === '{label}'")
+}
+
+/// Issue 20, points 11, 8 and 7, in Chromium: a queued job reads "Pending" with Slurm's
+/// reason on the home page, and follows to Running without a reload; a job cancelled from
+/// outside is marked stopped within seconds although the hub's own poll comes once a minute
+/// (the tracker tells the supervisor); the home page then says why in one line, and shows
+/// the job's last lines only on request, escaped, with secrets masked. The job's output is
+/// in `~/.nbhub/logs/` (point 13).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn home_shows_a_queued_job_as_pending_and_an_outside_scancel_at_once() {
+    let Some(p) = parts() else { return };
+    let Some(b) = chromium::Browser::start().await else {
+        return;
+    };
+    let _shared = CLUSTER.read().await;
+    let _gpu = GPU_PARTITION.lock().await;
+    let mut hub = slurm_hub(&p, "");
+    // The hub's own poll comes once a minute: only the tracker's word can be this quick.
+    hub.env
+        .push(("NBHUB_SPAWNER__POLL_INTERVAL".into(), "60".into()));
+    hub.start().await;
+    let homes = nbhub_testkit::temp_dir_world_readable();
+    let acct = account(&hub, "sp", homes.path()).await;
+    let _cancel = CancelJobs::of_user(&p.slurm_conf, &acct.name);
+    let user = acct.name.as_str();
+    let blocker = block_gpu_nodes(&p.slurm_conf);
+    let _unblock = CancelJobs::job(&p.slurm_conf, &blocker);
+    let (s, body) = start(
+        &hub,
+        user,
+        "",
+        json!({"partition": "gpu", "nodes": 1, "runtime": "00:10"}),
+    )
+    .await;
+    assert_eq!(s, 202, "a queued job answers 202: {body}");
+
+    open_home(&b, &hub, user).await;
+    b.wait_until(
+        &default_status_is("Pending"),
+        "the queued job shown as Pending",
+    )
+    .await;
+    let why = b.text(".pending-reason").await;
+    assert!(
+        why.contains("waiting"),
+        "the home page should say why the job waits, as Slurm does: {why}"
+    );
+    b.screenshots("home-slurm-pending").await;
+    b.eval("window.__no_reload = 1;", json!([])).await;
+    let (ok, out) = slurm(&p.slurm_conf, "scancel", &[&blocker]);
+    assert!(ok, "{out}");
+    b.wait_until_for(
+        &format!(
+            "{} && window.__no_reload === 1 && !document.querySelector('.pending-reason') \
+             && /\\d+:\\d\\d/.test(document.querySelector('.time-left')?.textContent || '')",
+            default_status_is("Running")
+        ),
+        "the job shown running, with its time left, without a reload",
+        Duration::from_secs(120),
+    )
+    .await;
+
+    let model = server_model(&hub, user, "").await.expect("running");
+    let job = model["slurm"]["job_id"]
+        .as_str()
+        .expect("job id")
+        .to_string();
+    let home = acct.home.clone();
+    let log = home.join(format!(".nbhub/logs/nbhub-slurm-{job}.log"));
+    eventually(30, "the job's output in ~/.nbhub/logs", || async {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|t| t.contains("nbhub: starting the server"))
+    })
+    .await;
+    assert!(
+        !home.join(format!("nbhub-slurm-{job}.log")).exists(),
+        "no output file in the home folder itself"
+    );
+    // What a server may log in debug mode: a token, a cookie value, markup.
+    let secret = "0f3c9a8e1b2d4c6e8a0b1c2d3e4f5a6b";
+    let xsrf = "0d8e5f6a7b8c9d0e1f2a3b4c5d6e7f80";
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .expect("the job's log");
+        writeln!(
+            f,
+            "[D 2026-12-07 10:00:00 ServerApp] Authorization: token {secret}\n\
+             Set-Cookie: _xsrf=2|4c7a3c1b|{xsrf}|1765000000; Path=/user/{user}/\n\
+             <script>window.__injected = 1</script>"
+        )
+        .expect("append");
+    }
+
+    let cancelled = std::time::Instant::now();
+    let (ok, out) = slurm(&p.slurm_conf, "scancel", &[&job]);
+    assert!(ok, "{out}");
+    eventually(10, "the cancelled server marked stopped", || async {
+        server_model(&hub, user, "").await.is_none().then_some(())
+    })
+    .await;
+    let took = cancelled.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "the hub took {took:?} to notice the cancelled job (its own poll interval is 60 s)"
+    );
+    // The page notices within its refresh and shows why.
+    b.wait_until(
+        "document.querySelector('.exit-reason')",
+        "why the server stopped, on the home page",
+    )
+    .await;
+    assert!(
+        b.eval(
+            "return document.querySelector('#default-status').textContent.trim()",
+            json!([])
+        )
+        .await
+            == json!("Stopped")
+    );
+    let reason = b.text(".exit-reason").await;
+    assert!(reason.contains("was cancelled"), "{reason}");
+    assert!(
+        !reason.trim().contains('\n') && reason.len() < 200,
+        "the reason is one line: {reason}"
+    );
+    let details = b
+        .eval(
+            "const d = document.querySelector('details.exit-log'); \
+             return d && [d.open, d.querySelector('summary').textContent.trim()]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        details,
+        json!([false, "Show the job's last lines"]),
+        "the last lines are shown on request"
+    );
+    b.click("details.exit-log summary").await;
+    let lines = b.text(".exit-log-lines").await;
+    assert!(
+        lines.contains("ServerApp] received signal 15"),
+        "the real server's last lines: {lines}"
+    );
+    assert!(lines.contains("Authorization: token [hidden]"), "{lines}");
+    assert!(
+        !lines.contains(secret) && !lines.contains(xsrf),
+        "secrets are masked: {lines}"
+    );
+    assert!(
+        lines.contains("<script>window.__injected = 1</script>"),
+        "markup is shown as text: {lines}"
+    );
+    let injected = b
+        .eval(
+            "return [window.__injected === undefined, document.querySelectorAll('.exit-note script').length]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(injected, json!([true, 0]), "nothing of the log runs");
+    b.screenshots("home-slurm-cancelled").await;
+    b.quit().await;
+}
+
+/// Issue 20, point 6, in Chromium: Stop on the home page takes the job's time left and the
+/// "save your work" banner away at once, and the job's facts once it stopped, without a reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_on_home_takes_the_time_left_and_the_warning_away_at_once() {
+    let Some(p) = parts() else { return };
+    let Some(b) = chromium::Browser::start().await else {
+        return;
+    };
+    let _shared = CLUSTER.read().await;
+    let mut hub = slurm_hub(&p, "");
+    hub.start().await;
+    let homes = nbhub_testkit::temp_dir_world_readable();
+    let acct = account(&hub, "sx", homes.path()).await;
+    let _cancel = CancelJobs::of_user(&p.slurm_conf, &acct.name);
+    let user = acct.name.as_str();
+    let (s, body) = start(
+        &hub,
+        user,
+        "",
+        json!({"partition": "devel", "nodes": 1, "runtime": "00:05"}),
+    )
+    .await;
+    assert!(s == 201 || s == 202, "start: {s} {body}");
+    wait_ready(&hub, user, "", 120).await;
+
+    open_home(&b, &hub, user).await;
+    b.wait_until(
+        "!document.querySelector('#time-warning').classList.contains('d-none') \
+         && /\\d+:\\d\\d/.test(document.querySelector('.time-left')?.textContent || '')",
+        "the time left and the warning banner of a 5-minute job",
+    )
+    .await;
+    b.eval("window.__no_reload = 1;", json!([])).await;
+    b.click("#stop").await;
+    let shown = "return [document.querySelector('#default-status').textContent.trim(), \
+                 !!document.querySelector('.time-left'), \
+                 !document.querySelector('#time-warning').classList.contains('d-none'), \
+                 !!document.querySelector('.server-facts')]";
+    b.wait_until(
+        "document.querySelector('#default-status').textContent.trim() !== 'Running'",
+        "the server shown stopping",
+    )
+    .await;
+    let stopping = b.eval(shown, json!([])).await;
+    assert_eq!(
+        (&stopping[1], &stopping[2]),
+        (&json!(false), &json!(false)),
+        "while it stops, no time left counts down and no banner warns: {stopping}"
+    );
+    b.wait_until_for(
+        &format!(
+            "{} && window.__no_reload === 1",
+            default_status_is("Stopped")
+        ),
+        "the server shown stopped without a reload",
+        Duration::from_secs(60),
+    )
+    .await;
+    let stopped = b.eval(shown, json!([])).await;
+    assert_eq!(
+        stopped,
+        json!(["Stopped", false, false, false]),
+        "a stopped server has no job facts left on the page"
+    );
     b.quit().await;
 }

@@ -26,8 +26,11 @@ pub struct SlurmConfig {
     pub max_queue_wait: u64,
     /// A minijinja job script template replacing the built-in one; `""`: built-in.
     pub job_template_file: String,
-    /// `--output` of the job (`{username}` and `{home}` replaced; Slurm's `%j` is the job id).
-    /// Its directory must exist on the node, else the job fails at launch.
+    /// The job's output file (`{username}`, `{home}`, `{server}` replaced; Slurm's `%j` is the
+    /// job id, `%u` the user, `%x` the job name). The built-in job script makes its folder
+    /// (mode 0700, as the user) and writes there; with a site template that does not use
+    /// `log_file`, it is sbatch's `--output` and its folder must exist. The hub reads its
+    /// last lines when the job ends.
     pub output: String,
     /// The job's working directory (`{username}`, `{home}` replaced).
     pub chdir: String,
@@ -157,7 +160,7 @@ impl Default for SlurmConfig {
             poll_interval: 5,
             max_queue_wait: 0,
             job_template_file: String::new(),
-            output: "{home}/nbhub-slurm-%j.log".to_owned(),
+            output: "{home}/.nbhub/logs/nbhub-slurm-%j.log".to_owned(),
             chdir: "{home}".to_owned(),
             node_address: "NodeAddr".to_owned(),
             bind_ip: "0.0.0.0".to_owned(),
@@ -282,10 +285,12 @@ poll_interval = {poll_interval}
 # Seconds a job may wait in the queue before it is cancelled; 0 = no limit.
 max_queue_wait = {max_queue_wait}
 # A minijinja job script replacing the built-in one; "" = built-in. It gets: sbatch_lines,
-# env_names, cmd (quoted), python, bind_ip, options, username, server, job_name, and each
-# custom field by name.
+# env_names, cmd (quoted), python, bind_ip, options, username, server, job_name, log_file (the
+# output file as a shell word: a template using it writes the job's output there itself, as the
+# built-in one does), and each custom field by name.
 job_template_file = "{job_template_file}"
-# The job's output file ({{username}}, {{home}}; %j = job id). Its folder must exist on the node.
+# The job's output file ({{username}}, {{home}}; %j = job id). The job script makes its folder
+# (mode 0700, as the user); the hub shows its last lines when the job ends.
 output = "{output}"
 # The job's working directory.
 chdir = "{chdir}"

@@ -22,6 +22,10 @@ pub(crate) const DEFAULT_TEMPLATE: &str = r#"#!/bin/bash
 {% for option in sbatch_options %}# sbatch {{ option }}
 {% endfor -%}
 set -u
+# Everything the job prints goes to its log, in a folder of the user's made here as the user
+# (sbatch's own --output must name a folder that exists before the job starts).
+NBHUB_LOG={{ log_file }}
+if (umask 077 && mkdir -p "$(dirname "$NBHUB_LOG")"); then exec >>"$NBHUB_LOG" 2>&1; fi
 PORT=$({{ python }} -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1]); s.close()') || exit 1
 export JUPYTERHUB_SERVICE_URL="http://{{ bind_ip }}:${PORT}${JUPYTERHUB_SERVICE_PREFIX}"
 {{ python }} - "$PORT" <<'NBHUB_REPORT_PORT' || exit 1
@@ -164,6 +168,9 @@ impl JobRequest {
 /// What a template sees.
 #[derive(Serialize)]
 struct TemplateContext<'a> {
+    /// The job's output file as one shell word (`%j` as `${SLURM_JOB_ID}`). A template that
+    /// uses it sends the job's output there itself, and sbatch's `--output` is `/dev/null`.
+    log_file: &'a str,
     username: &'a str,
     server: &'a str,
     job_name: &'a str,
@@ -191,6 +198,7 @@ pub(crate) fn render_script(
     sbatch_options: &[String],
     env: &BTreeMap<String, String>,
     options: &ValidatedOptions,
+    log_file: &str,
 ) -> Result<String, SpawnError> {
     let mut jinja = Environment::new();
     jinja.set_auto_escape_callback(|_| AutoEscape::None);
@@ -200,6 +208,7 @@ pub(crate) fn render_script(
         .add_template("job", template)
         .map_err(|e| SpawnError::Config(format!("the job script template: {e}")))?;
     let ctx = TemplateContext {
+        log_file,
         username,
         server,
         job_name,
@@ -219,6 +228,74 @@ pub(crate) fn render_script(
         .get_template("job")
         .and_then(|t| t.render(&ctx))
         .map_err(|e| SpawnError::Config(format!("the job script template: {e}")))
+}
+
+/// Whether a job script template sends the job's output to `log_file` itself.
+pub(crate) fn template_writes_log(template: &str) -> bool {
+    let jinja = Environment::new();
+    jinja
+        .template_from_str(template)
+        .is_ok_and(|t| t.undeclared_variables(false).contains("log_file"))
+}
+
+/// A piece of Slurm's filename pattern: text, or the job id (`%j`).
+enum OutputPart {
+    Text(String),
+    JobId,
+}
+
+/// Slurm's filename pattern (`[slurm] output`) in pieces, with `%u` (the user), `%x` (the
+/// job name) and `%%` filled in; other `%` patterns are kept as they are.
+fn output_parts(pattern: &str, user: &str, job_name: &str) -> Vec<OutputPart> {
+    let mut parts = Vec::new();
+    let mut text = String::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            text.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('j') => {
+                parts.push(OutputPart::Text(std::mem::take(&mut text)));
+                parts.push(OutputPart::JobId);
+            }
+            Some('u') => text.push_str(user),
+            Some('x') => text.push_str(job_name),
+            Some('%') => text.push('%'),
+            Some(other) => {
+                text.push('%');
+                text.push(other);
+            }
+            None => text.push('%'),
+        }
+    }
+    parts.push(OutputPart::Text(text));
+    parts
+}
+
+/// The job's output file: `[slurm] output` with `%j`, `%u`, `%x` and `%%` filled in.
+pub(crate) fn output_file(pattern: &str, user: &str, job_name: &str, job_id: &str) -> String {
+    output_parts(pattern, user, job_name)
+        .into_iter()
+        .map(|p| match p {
+            OutputPart::Text(t) => t,
+            OutputPart::JobId => job_id.to_owned(),
+        })
+        .collect()
+}
+
+/// The job's output file as one shell word for the job script, the job id read from
+/// `$SLURM_JOB_ID`.
+pub(crate) fn output_shell_word(pattern: &str, user: &str, job_name: &str) -> String {
+    output_parts(pattern, user, job_name)
+        .into_iter()
+        .filter(|p| !matches!(p, OutputPart::Text(t) if t.is_empty()))
+        .map(|p| match p {
+            OutputPart::Text(t) => shell_quote(&t),
+            OutputPart::JobId => "\"${SLURM_JOB_ID}\"".to_owned(),
+        })
+        .collect()
 }
 
 /// `word` as one shell word.
@@ -290,6 +367,23 @@ mod tests {
     }
 
     #[test]
+    fn the_output_pattern_is_filled_in_for_the_hub_and_the_script() {
+        let pattern = "/home/a b/.nbhub/logs/%x-%j-%u-100%%.log";
+        assert_eq!(
+            output_file(pattern, "alice", "nbhub-alice", "42"),
+            "/home/a b/.nbhub/logs/nbhub-alice-42-alice-100%.log"
+        );
+        assert_eq!(
+            output_shell_word(pattern, "alice", "nbhub-alice"),
+            "'/home/a b/.nbhub/logs/nbhub-alice-'\"${SLURM_JOB_ID}\"-alice-100%.log"
+        );
+        assert_eq!(output_file("%j", "u", "n", "7"), "7");
+        assert_eq!(output_shell_word("%j", "u", "n"), "\"${SLURM_JOB_ID}\"");
+        assert!(template_writes_log(DEFAULT_TEMPLATE));
+        assert!(!template_writes_log("#!/bin/sh\nexec {{ cmd }}\n"));
+    }
+
+    #[test]
     fn the_script_runs_the_quoted_command_in_the_foreground() {
         let config = SlurmConfig::default();
         let job = JobRequest {
@@ -313,9 +407,16 @@ mod tests {
             &["--partition=devel".into()],
             &env,
             &ValidatedOptions::default(),
+            &output_shell_word("/home/alice/.nbhub/logs/nbhub-slurm-%j.log", "alice", "n"),
         )
         .unwrap();
         assert!(script.starts_with("#!/bin/bash\n"), "{script}");
+        assert!(
+            script.contains(
+                "\nNBHUB_LOG=/home/alice/.nbhub/logs/nbhub-slurm-\"${SLURM_JOB_ID}\".log\n"
+            ),
+            "{script}"
+        );
         assert!(
             script.contains("\nexec /opt/venv/bin/jupyterhub-singleuser '--debug it'\n"),
             "{script}"

@@ -3,18 +3,18 @@
 //! `describe` and waiting starts read it (a watch channel says a new answer is in).
 //!
 //! A job seen in a final state (or no longer known) is looked up once with `scontrol show
-//! job -o` for its reason and exit code. When the controller does not answer, every job is
-//! "unknown" (never ended) until it answers again; the task just goes on asking.
+//! job -o` for its reason and exit code, and the `ended` signal changes, so that the hub
+//! learns of it at once rather than at its own poll interval. When the controller does not
+//! answer, every job is "unknown" (never ended) until it answers again; the task just goes on
+//! asking.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use crate::local::unix::log_tail;
 use crate::slurm::commands::Commands;
 use crate::slurm::parse::{
     controller_unreachable, end_reason, is_final_state, parse_kv, parse_squeue, slurm_error,
@@ -22,8 +22,6 @@ use crate::slurm::parse::{
 };
 use crate::{lock, BackendMetric, MetricKind};
 
-/// How many lines of the job's output an end reason quotes.
-const REASON_LOG_LINES: usize = 20;
 /// A burst of new jobs shares one query: the task waits this long after a wake-up.
 const COALESCE: Duration = Duration::from_millis(250);
 /// Ended jobs are forgotten after this long.
@@ -36,13 +34,12 @@ pub(crate) enum View {
     Unseen,
     /// In the queue or running (`at`: when squeue said so).
     Queued { info: JobInfo, at: SystemTime },
-    /// Gone; `reason` in plain words.
+    /// Gone; `reason` in plain words, one line.
     Ended { state: String, reason: String },
 }
 
 struct Entry {
     view: View,
-    output: Option<PathBuf>,
     ended_at: Option<Instant>,
 }
 
@@ -64,6 +61,8 @@ struct Inner {
     stats: Mutex<PollStats>,
     wake: Arc<Notify>,
     rounds: watch::Sender<u64>,
+    /// Changes after a round that saw jobs end.
+    ended: watch::Sender<u64>,
 }
 
 /// The shared tracker (cheap to clone).
@@ -84,13 +83,14 @@ impl Tracker {
                 stats: Mutex::default(),
                 wake: Arc::new(Notify::new()),
                 rounds: watch::channel(0).0,
+                ended: watch::channel(0).0,
             }),
             started: Arc::new(std::sync::Once::new()),
         }
     }
 
     /// Starts tracking `job_id` (no-op when tracked) and makes the next query come soon.
-    pub fn track(&self, job_id: &str, output: Option<PathBuf>) {
+    pub fn track(&self, job_id: &str) {
         self.started.call_once(|| {
             tokio::spawn(run(
                 Arc::downgrade(&self.inner),
@@ -100,12 +100,8 @@ impl Tracker {
         let mut jobs = lock(&self.inner.jobs);
         let entry = jobs.entry(job_id.to_owned()).or_insert(Entry {
             view: View::Unseen,
-            output: None,
             ended_at: None,
         });
-        if output.is_some() {
-            entry.output = output;
-        }
         let unseen = entry.view == View::Unseen;
         drop(jobs);
         if unseen {
@@ -128,6 +124,11 @@ impl Tracker {
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.inner.rounds.subscribe()
+    }
+
+    /// Changes whenever a round saw tracked jobs end.
+    pub fn subscribe_ended(&self) -> watch::Receiver<u64> {
+        self.inner.ended.subscribe()
     }
 
     /// Waits (up to `timeout`) for a query that answered or failed after now.
@@ -307,28 +308,27 @@ impl Inner {
                             at: now,
                         }
                     }
-                    other => ended.push((id.clone(), other.cloned(), entry.output.clone())),
+                    other => ended.push((id.clone(), other.cloned())),
                 }
             }
         }
-        for (id, info, output) in ended {
-            let (state, reason) = self.end_of(&id, info.as_ref(), output).await;
-            tracing::info!(job = %id, %state, "Slurm job ended");
+        let any_ended = !ended.is_empty();
+        for (id, info) in ended {
+            let (state, reason) = self.end_of(&id, info.as_ref()).await;
+            tracing::info!(job = %id, %state, %reason, "Slurm job ended");
             if let Some(entry) = lock(&self.jobs).get_mut(&id) {
                 entry.view = View::Ended { state, reason };
                 entry.ended_at = Some(Instant::now());
             }
         }
+        if any_ended {
+            self.ended.send_modify(|n| *n += 1);
+        }
     }
 
-    /// Looks a job that left the queue up once: its final state and reason in plain words,
-    /// with the last lines of its output when they can be read.
-    async fn end_of(
-        &self,
-        id: &str,
-        info: Option<&JobInfo>,
-        output: Option<PathBuf>,
-    ) -> (String, String) {
+    /// Looks a job that left the queue up once: its final state, and why it ended in plain
+    /// words (one line; the job's last lines are `SlurmSpawner::last_output`'s).
+    async fn end_of(&self, id: &str, info: Option<&JobInfo>) -> (String, String) {
         let record = match self
             .commands
             .query("scontrol", &["show", "job", "-o", id])
@@ -342,7 +342,7 @@ impl Inner {
             .filter(|s| is_final_state(s))
             .or_else(|| info.map(|i| i.state.clone()))
             .unwrap_or_else(|| "GONE".to_owned());
-        let head = if state == "GONE" {
+        let reason = if state == "GONE" {
             format!("Slurm no longer knows job {id}: it ended a while ago.")
         } else {
             end_reason(
@@ -353,20 +353,6 @@ impl Inner {
                     .or_else(|| info.map(|i| i.time_limit.clone()))
                     .unwrap_or_default(),
             )
-        };
-        let output = get("StdOut").map(PathBuf::from).or(output);
-        let reason = match output
-            .as_deref()
-            .and_then(|p| log_tail(p, REASON_LOG_LINES))
-        {
-            Some(tail) => format!(
-                "{head} Last output ({}):\n{tail}",
-                output
-                    .as_deref()
-                    .unwrap_or(std::path::Path::new(""))
-                    .display()
-            ),
-            None => head,
         };
         (state, reason)
     }

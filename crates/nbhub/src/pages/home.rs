@@ -34,11 +34,12 @@ pub fn server_view(state: &AppState, user: &User, row: Option<&ServerRow>, name:
     let hub = state.hub_prefix();
     let slot = state.supervisor.existing_slot(user.id, name);
     let phase = slot.as_ref().map_or(Phase::Stopped, |s| s.phase());
-    // Why it stopped by itself (a time limit, a cancelled job), known for this hub run.
-    let exit_reason = slot
-        .filter(|_| phase == Phase::Stopped)
-        .and_then(|s| s.exit_reason());
-    let (status, label) = status_of(phase);
+    // Why it stopped by itself (a time limit, a cancelled job), known for this hub run, and
+    // its last lines then (secrets masked by the spawner).
+    let (exit_reason, exit_log) = match slot.filter(|_| phase == Phase::Stopped) {
+        Some(s) => (s.exit_reason(), s.exit_log()),
+        None => (None, None),
+    };
     let mut model = match row {
         Some(r) => crate::api::users::server_model(state, &user.name, r, false),
         None => json!({"name": name, "last_activity": null, "user_options": {}}),
@@ -54,6 +55,11 @@ pub fn server_view(state: &AppState, user: &User, row: Option<&ServerRow>, name:
         .filter(|f| f.is_object())
         .cloned()
         .unwrap_or(Value::Null);
+    // A start whose job waits in a batch queue is "Pending", with the spawner's why and when.
+    let (status, label) = match facts.get("pending").and_then(Value::as_str) {
+        Some(_) if phase == Phase::Starting => ("pending", "Pending"),
+        _ => status_of(phase),
+    };
     if let Value::Object(m) = &mut model {
         m.insert("status".into(), json!(status));
         m.insert("status_label".into(), json!(label));
@@ -67,6 +73,7 @@ pub fn server_view(state: &AppState, user: &User, row: Option<&ServerRow>, name:
         );
         m.insert("facts".into(), facts);
         m.insert("exit_reason".into(), json!(exit_reason));
+        m.insert("exit_log".into(), json!(exit_log));
     }
     model
 }

@@ -764,7 +764,10 @@ async fn error_target(
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let url = crate::web::query_param(uri.query(), "url").unwrap_or_default();
     let message = match code {
-        503 => format!("Your server appears to be down. Try restarting it from the hub. ({url})"),
+        503 => format!(
+            "The server at {url} is not answering: it has stopped or is restarting. \
+             Start it again from your home page."
+        ),
         404 => format!("No page at {url}."),
         _ => String::new(),
     };
@@ -773,5 +776,15 @@ async fn error_target(
         .ok()
         .flatten()
         .map(|(u, _)| u);
-    error_page(&state, &headers, status, &message, user.as_ref())
+    // The proxy fetches this page itself, without the visitor's cookies, so `user` is
+    // usually unknown although the visitor is signed in: the next step is the home page
+    // (which asks to sign in when needed), never a "Sign in" button.
+    super::error_page_with(
+        &state,
+        &headers,
+        status,
+        &message,
+        user.as_ref(),
+        json!({"home_button": true}),
+    )
 }

@@ -27,8 +27,10 @@ impl Supervisor {
                 let slot = slot.clone();
                 async move {
                     tracing::info!(user = %slot.user, server = %slot.server_name, %reason, "a server recorded as started is gone; marking it stopped");
+                    let state = slot.lock().spawner_state.clone();
+                    let log = this.spawner.last_output(&state);
                     this.cleanup(slot.user_id, &slot, row.id).await;
-                    slot.lock().exit_reason = Some(reason);
+                    slot.set_exit(reason, log);
                     slot.set_phase(Phase::Stopped);
                 }
             };

@@ -36,8 +36,10 @@ pub(super) struct SlotState {
     pub(super) events: Vec<Value>,
     /// Why the last spawn failed, if it did.
     pub(super) failure: Option<String>,
-    /// Why the server stopped when it was not asked to.
+    /// Why the server stopped when it was not asked to (one line).
     pub(super) exit_reason: Option<String>,
+    /// Its last lines then, secrets masked (`Spawner::last_output`).
+    pub(super) exit_log: Option<String>,
     /// While the spawn waits in the spawn queue: how many wait ahead of it.
     pub(super) queue_ahead: Option<usize>,
 }
@@ -75,6 +77,7 @@ impl Slot {
                 events: Vec::new(),
                 failure: None,
                 exit_reason: None,
+                exit_log: None,
                 queue_ahead: None,
             }),
             changes: watch::channel(0).0,
@@ -103,6 +106,30 @@ impl Slot {
 
     pub fn exit_reason(&self) -> Option<String> {
         self.lock().exit_reason.clone()
+    }
+
+    /// The server's last lines when it stopped by itself (secrets masked), if known.
+    pub fn exit_log(&self) -> Option<String> {
+        self.lock().exit_log.clone()
+    }
+
+    /// The server stopped by itself: why (one line), and its last lines. A spawner that
+    /// quotes its log in the reason itself (the local one: "… Last output (path):\n…") has
+    /// the quote moved to the last lines, masked, so that the reason stays one line.
+    pub(super) fn set_exit(&self, reason: String, log: Option<String>) {
+        let (reason, log) = match reason.split_once('\n') {
+            Some((head, rest)) => {
+                let head = head.split(" Last output").next().unwrap_or(head);
+                (
+                    head.trim_end().to_owned(),
+                    log.or_else(|| Some(nbhub_spawner::mask_secrets(rest))),
+                )
+            }
+            None => (reason, log),
+        };
+        let mut st = self.lock();
+        st.exit_reason = Some(reason);
+        st.exit_log = log;
     }
 
     /// How many spawns wait ahead of this one in the spawn queue, while it waits.
@@ -154,6 +181,7 @@ impl Slot {
             st.events.clear();
             st.failure = None;
             st.exit_reason = None;
+            st.exit_log = None;
             st.endpoint = None;
         }
         self.cancel.store(false, Ordering::SeqCst);
@@ -221,5 +249,39 @@ impl Slot {
         };
         let _ = tokio::time::timeout(timeout, wait).await;
         self.phase()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exit_reason_is_one_line_and_a_quoted_log_moves_to_the_last_lines() {
+        let slot = Slot::new(1, "alice", "");
+        // The local spawner quotes the log in its reason.
+        slot.set_exit(
+            "The server exited with status 1. Last output (/tmp/x.log):\nboom\ntoken=abc".into(),
+            None,
+        );
+        assert_eq!(
+            slot.exit_reason().as_deref(),
+            Some("The server exited with status 1.")
+        );
+        assert_eq!(slot.exit_log().as_deref(), Some("boom\ntoken=[hidden]"));
+        // Slurm's reason is one line already; its last lines come apart.
+        slot.set_exit(
+            "The job was cancelled (scancel).".into(),
+            Some("last".into()),
+        );
+        assert_eq!(
+            (slot.exit_reason(), slot.exit_log()),
+            (
+                Some("The job was cancelled (scancel).".into()),
+                Some("last".into())
+            )
+        );
+        slot.reset_for_spawn();
+        assert_eq!((slot.exit_reason(), slot.exit_log()), (None, None));
     }
 }

@@ -294,7 +294,7 @@ impl Supervisor {
                 }
                 _ = slot.cancelled() => return Err("cancelled".into()),
                 reason = self.wait_exit(&started.state) => {
-                    return Err(format!("the server exited before it started: {reason}"));
+                    return Err(self.died_starting(&started.state, "started", &reason));
                 }
             };
         }
@@ -322,7 +322,7 @@ impl Supervisor {
             if last_poll.elapsed() > PROBE_POLL {
                 last_poll = Instant::now();
                 if let PollStatus::Exited { reason } = self.spawner.poll(&started.state).await {
-                    return Err(format!("the server exited before it answered: {reason}"));
+                    return Err(self.died_starting(&started.state, "answered", &reason));
                 }
             }
             if Instant::now() > deadline {
@@ -362,6 +362,16 @@ impl Supervisor {
         }));
         tracing::info!(user = %slot.user, server = %slot.server_name, %target, "server ready");
         Ok(())
+    }
+
+    /// Why a server that died while starting failed, with its last lines: the cause (a crash
+    /// at start-up, a bad command) is often there.
+    fn died_starting(&self, state: &SpawnerState, before: &str, reason: &str) -> String {
+        let head = format!("the server exited before it {before}: {reason}");
+        match self.spawner.last_output(state) {
+            Some(tail) => format!("{head} Last output:\n{tail}"),
+            None => head,
+        }
     }
 
     /// Resolves with the reason once the server is seen gone (polled every [`PROBE_POLL`]).

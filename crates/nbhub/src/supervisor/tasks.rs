@@ -1,5 +1,6 @@
 //! What runs in the background for as long as the hub does: the poll of running servers
-//! (every `[spawner] poll_interval`), and the route check (every `check_running_interval`, or
+//! (every `[spawner] poll_interval`, and at once when the spawner's `ended_signal` says it
+//! saw servers end), and the route check (every `check_running_interval`, or
 //! at once when the managed proxy exits) that also harvests activity from the proxy.
 
 use std::collections::BTreeMap;
@@ -49,11 +50,13 @@ impl Supervisor {
                     continue;
                 }
                 tracing::warn!(user = %slot.user, server = %slot.server_name, %reason, "server died");
+                let state = slot.lock().spawner_state.clone();
+                let log = self.spawner.last_output(&state);
                 if let Ok(Some(row)) = servers::get(&self.db, slot.user_id, &slot.server_name).await
                 {
                     self.cleanup(slot.user_id, slot, row.id).await;
                 }
-                slot.lock().exit_reason = Some(reason);
+                slot.set_exit(reason, log);
                 slot.set_phase(Phase::Stopped);
             }
         }
@@ -181,8 +184,23 @@ impl Supervisor {
         let this = self.clone();
         tokio::spawn(async move {
             let interval = this.config.spawner.timeouts().poll_interval;
+            // What the spawner learns by itself (a job that left Slurm's queue) is acted on at
+            // once, as the poll would: the poll answers from what the spawner knows already.
+            let mut ended = this.spawner.ended_signal();
             loop {
-                tokio::time::sleep(interval).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    changed = async {
+                        match ended.as_mut() {
+                            Some(rx) => rx.changed().await,
+                            None => std::future::pending().await,
+                        }
+                    } => {
+                        if changed.is_err() {
+                            ended = None;
+                        }
+                    }
+                }
                 this.poll_once().await;
             }
         });

@@ -1,5 +1,5 @@
 // The home page: stop the default server without a reload, manage named servers, live status,
-// the time a batch job has left.
+// the spawner's facts (a batch job: id, partition, nodes, why it waits, the time it has left).
 import { api, seg, showError, humanizeTimes, clock, busy, hubPrefix } from "./nbhub.js";
 
 const home = document.getElementById("home");
@@ -10,11 +10,12 @@ const warning = document.getElementById("time-warning");
 
 const serverPath = (name) => (name ? `/users/${seg(user)}/servers/${seg(name)}` : `/users/${seg(user)}/server`);
 
-const LABELS = { running: "Running", starting: "Starting", stopping: "Stopping", stopped: "Stopped" };
+const LABELS = { running: "Running", pending: "Pending", starting: "Starting", stopping: "Stopping", stopped: "Stopped" };
 
 function statusOf(model) {
   if (!model) return "stopped";
-  if (model.pending === "spawn") return "starting";
+  // A start whose job waits in the batch queue: the spawner says why (and until when).
+  if (model.pending === "spawn") return model[spawnerKind]?.pending ? "pending" : "starting";
   if (model.pending === "stop") return "stopping";
   if (model.ready) return "running";
   return "stopped";
@@ -26,6 +27,50 @@ function setBadge(el, status) {
   el.textContent = LABELS[status];
 }
 
+/** One `<div><dt>…</dt><dd>…</dd></div>` of the facts list. */
+function fact(term, text, ddClass) {
+  const div = document.createElement("div");
+  const dt = document.createElement("dt");
+  const dd = document.createElement("dd");
+  dt.textContent = term;
+  dd.textContent = text;
+  if (ddClass) dd.className = ddClass;
+  div.append(dt, dd);
+  return div;
+}
+
+/**
+ * The spawner's facts about a server, as the page first showed them (macros.html), from its
+ * model: gone once it stopped, and no time left (nor warning) once it is stopping.
+ */
+function renderFacts(name, model, status) {
+  const slot = [...document.querySelectorAll(".server-facts-slot")].find((s) => s.dataset.server === name);
+  if (!slot || !spawnerKind) return;
+  const facts = status === "stopped" ? null : model?.[spawnerKind];
+  const shown = slot.querySelector(".server-facts");
+  if (status === "stopping" && !facts && shown) {
+    // Stop was just clicked: the job stays listed until it is gone, its time left goes now.
+    shown.querySelector(".time-left")?.parentElement.remove();
+    delete shown.dataset.endTime;
+    return;
+  }
+  shown?.remove();
+  if (!facts || typeof facts !== "object") return;
+  const dl = document.createElement("dl");
+  dl.className = "server-facts small mb-0 mt-2";
+  if (facts.job_id) dl.append(fact("Job", String(facts.job_id)));
+  if (facts.partition) dl.append(fact("Partition", facts.partition));
+  if (facts.nodes) dl.append(fact("Nodes", facts.node_list ? `${facts.nodes} (${facts.node_list})` : String(facts.nodes)));
+  if (facts.pending && status === "pending") dl.append(fact("Queue", facts.pending, "pending-reason"));
+  if (facts.end_time && status === "running") {
+    dl.dataset.endTime = facts.end_time;
+    const left = fact("Time left", "", "time-left");
+    left.querySelector("dd").setAttribute("aria-live", "off");
+    dl.append(left);
+  }
+  if (dl.children.length) slot.append(dl);
+}
+
 function renderDefault(model) {
   const status = statusOf(model);
   setBadge(document.getElementById("default-status"), status);
@@ -34,6 +79,8 @@ function renderDefault(model) {
   const start = document.getElementById("start");
   start.querySelector(".label").textContent = active ? "My Server" : "Start My Server";
   start.href = status === "running" ? model.url : `${hubPrefix}spawn/${seg(user)}`;
+  renderFacts("", model, status);
+  tick();
 }
 
 function renderNamed(name, model) {
@@ -49,6 +96,8 @@ function renderNamed(name, model) {
   row.querySelector(".server-link")?.classList.toggle("d-none", status !== "running");
   row.querySelector(".stop-server").classList.toggle("d-none", !active || status === "stopping");
   row.querySelector(".delete-server").classList.toggle("d-none", active);
+  renderFacts(name, model, status);
+  tick();
 }
 
 // Servers seen active, and those the user is stopping here: one that stops by itself (a time
@@ -79,17 +128,8 @@ async function refresh() {
     for (const row of document.querySelectorAll("tr.home-server-row[data-server-name]")) {
       renderNamed(row.dataset.serverName, servers[row.dataset.serverName]);
     }
-    updateFacts(servers);
   } catch (e) {
     // A passing network hiccup: try again at the next tick.
-  }
-}
-
-function updateFacts(servers) {
-  if (!spawnerKind) return;
-  for (const slot of document.querySelectorAll(".server-facts-slot")) {
-    const facts = servers[slot.dataset.server]?.[spawnerKind];
-    if (!facts) slot.querySelector(".server-facts")?.remove();
   }
 }
 

@@ -236,6 +236,19 @@ impl Browser {
         self.set_width(1280, 900).await;
     }
 
+    /// Signs in through the hub's login form at `base` (the public origin).
+    pub async fn sign_in(&self, base: &str, user: &str, password: &str) {
+        self.goto(&format!("{base}/hub/login")).await;
+        self.fill("#username_input", user).await;
+        self.fill("#password_input", password).await;
+        self.click("#login_submit").await;
+        self.wait_until(
+            "!location.pathname.endsWith('/hub/login')",
+            "leaving the login page",
+        )
+        .await;
+    }
+
     pub async fn quit(self) {
         let _ = self.cmd(reqwest::Method::DELETE, "", None).await;
     }
