@@ -27,6 +27,8 @@ async fn journey_with_real_jupyterlab_and_admin_page() {
         &proxy,
         Options {
             extra_toml: "redirect_to_server = false".into(),
+            // Only an admin makes admins: alice is one by the config.
+            authenticator: "admin_users = [\"alice\"]".into(),
             ..Default::default()
         },
     );
@@ -98,14 +100,6 @@ async fn journey_with_real_jupyterlab_and_admin_page() {
     );
 
     // Admin: add a user, start and stop their server.
-    let (status, _) = admin(
-        &hub,
-        Method::PATCH,
-        "/users/alice",
-        Some(json!({"admin": true})),
-    )
-    .await;
-    assert_eq!(status, 200);
     b.goto(&format!("{base}/hub/admin")).await;
     b.fill("#add-users-names", "carol").await;
     b.click("#add-users-btn").await;

@@ -98,6 +98,7 @@ async fn create_token(
 ) -> ApiResult<Response> {
     ident.require("tokens", &Resource::User(&name))?;
     let user = load_user(&state, &name).await?;
+    crate::auth::grant::require_token_owner(&ident, &user)?;
     let body = match body {
         Value::Null => serde_json::Map::new(),
         Value::Object(m) => m,
@@ -178,7 +179,6 @@ async fn create_token(
             user.name
         )));
     }
-    crate::auth::grant::require_token_scopes(&ident, &user, &wanted)?;
     let secret = tokens::generate();
     let row = tokens::insert(
         &state.db,

@@ -123,8 +123,11 @@ api_url = "http://127.0.0.1:{api_port}"
 [[services]]
 name = "e2e-admin"
 api_token = "{ADMIN}"
-# Only admins grant admin, change admins, or mint tokens with what they hold themselves.
-admin = true
+
+[[roles]]
+name = "e2e-admin-role"
+scopes = ["admin:users", "admin:servers", "tokens", "list:users", "read:users", "proxy"]
+services = ["e2e-admin"]
 {services}
 "#,
             data = data.display(),
