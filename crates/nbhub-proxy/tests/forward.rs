@@ -594,16 +594,9 @@ async fn websocket_echo_through_the_proxy() {
 #[tokio::test]
 async fn tls_http1_and_http2() {
     let dir = tempfile::tempdir().expect("tmp");
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, ck.cert.pem()).expect("w");
-    std::fs::write(&key, ck.key_pair.serialize_pem()).expect("w");
+    let (files, ck) = self_signed_tls(dir.path());
     let mut cfg = config();
-    cfg.tls = Some(nbhub_proxy::config::TlsFiles {
-        key,
-        cert,
-        ..Default::default()
-    });
+    cfg.tls = Some(files);
     let p = start_proxy(cfg).await;
     let up = echo_upstream("up").await;
     p.add_route("/", &format!("http://{up}")).await;

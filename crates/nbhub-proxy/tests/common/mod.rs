@@ -233,6 +233,22 @@ pub fn rss_kib() -> u64 {
         .expect("VmRSS")
 }
 
+/// A self-signed certificate for `localhost`, written into `dir` as the proxy's TLS files.
+pub fn self_signed_tls(
+    dir: &std::path::Path,
+) -> (nbhub_proxy::config::TlsFiles, rcgen::CertifiedKey) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).expect("w");
+    std::fs::write(&key, ck.key_pair.serialize_pem()).expect("w");
+    let files = nbhub_proxy::config::TlsFiles {
+        key,
+        cert,
+        ..Default::default()
+    };
+    (files, ck)
+}
+
 pub async fn with_deadline<T>(d: Duration, f: impl Future<Output = T>) -> T {
     tokio::time::timeout(d, f).await.expect("deadline passed")
 }
