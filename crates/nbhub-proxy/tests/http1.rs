@@ -10,6 +10,7 @@ use common::*;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
+use nbhub_testkit::slow_request;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -715,37 +716,6 @@ async fn counting_upstream() -> std::net::SocketAddr {
     .await
 }
 
-/// A slow client: sends `head`, then one byte a second until the connection ends. Returns what
-/// came back and how long after the head it ended (an error if it was still open after 20 s).
-async fn trickle(p: &Proxy, head: &[u8]) -> Result<(String, Duration), String> {
-    let mut c = TcpStream::connect(p.public).await.expect("connect");
-    c.write_all(head).await.expect("head");
-    let start = std::time::Instant::now();
-    let (mut got, mut chunk) = (Vec::new(), [0u8; 1024]);
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.tick().await;
-    let ended = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            tokio::select! {
-                r = c.read(&mut chunk) => match r {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => got.extend_from_slice(&chunk[..n]),
-                },
-                _ = tick.tick() => {
-                    // The proxy may have closed its side already: the read says so.
-                    let _ = c.write_all(b"a").await;
-                }
-            }
-        }
-    })
-    .await;
-    let got = String::from_utf8_lossy(&got).into_owned();
-    match ended {
-        Ok(()) => Ok((got, start.elapsed())),
-        Err(_) => Err(format!("still open after 20 s; received {got:?}")),
-    }
-}
-
 /// Slow clients (issue 20, point 4): a head or a body sent a byte a second is answered 408 and
 /// closed at its deadline, on the lean path and on hyper's, while other clients are served;
 /// a TLS handshake sent that slowly is given up at the head's deadline too.
@@ -810,9 +780,11 @@ async fn slow_heads_and_bodies_are_closed_at_their_deadlines() {
         // The first bytes of a TLS record (a ClientHello), the rest never complete.
         ("TLS handshake", &tls, b"\x16\x03\x01\x02\x00\x01", false),
     ];
-    let results =
-        futures_util::future::join_all(slow.iter().map(|(_, proxy, head, _)| trickle(proxy, head)))
-            .await;
+    let results = futures_util::future::join_all(
+        slow.iter()
+            .map(|(_, proxy, head, _)| slow_request(proxy.public, head, Duration::from_secs(20))),
+    )
+    .await;
     let mut failed = Vec::new();
     for ((what, _, _, answered), r) in slow.iter().zip(results) {
         let (got, after) = match r {
