@@ -70,7 +70,7 @@ impl Forwarder {
     /// Must be called on the worker's runtime: the pool spawns its connection tasks there.
     pub fn new(shared: Arc<Shared>) -> Self {
         let mut b = Client::builder(TokioExecutor::new());
-        b.pool_idle_timeout(std::time::Duration::from_secs(60))
+        b.pool_idle_timeout(crate::pool::IDLE_TIMEOUT)
             .pool_timer(hyper_util::rt::TokioTimer::new());
         Forwarder {
             pool: Pool::new(shared.connector.clone()),
