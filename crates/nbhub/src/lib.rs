@@ -342,7 +342,7 @@ async fn catch_all(
 ///
 /// Slow clients (issue 20): a request head must arrive within `[hub] request_header_timeout`
 /// (hyper's timer, which starts when a connection begins waiting for a request) and a body
-/// within `request_body_timeout` ([`nbhub_proxy::deadline`]; [`read_body_first`] answers
+/// within `request_body_timeout` ([`nbhub_proxy::deadline`]; `read_body_first` answers
 /// 408); otherwise the connection is closed. Answers are never limited.
 pub async fn run(
     state: AppState,
