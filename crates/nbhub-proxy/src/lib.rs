@@ -399,20 +399,10 @@ where
                 },
                 // A handshake is part of receiving the first request: same deadline.
                 Some(acc) => match handshake(&acc, tcp, shared.config.headers_timeout).await {
-                    Ok(s) => {
-                        let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
-                        if h2 {
-                            let conn =
-                                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                                    .timer(TokioTimer::new())
-                                    .serve_connection(TokioIo::new(s), svc);
-                            if let Err(e) = watcher.watch(conn).await {
-                                tracing::debug!("h2 connection from {remote}: {e}");
-                            }
-                        } else {
-                            serve_conn(s, &builder, watcher, svc, idle, conn_stop).await
-                        }
-                    }
+                    // HTTP/2 (ALPN h2) too: the builder knows it by its preface, and
+                    // serve_conn closes the connection once idle, which hyper's HTTP/2 server
+                    // alone never does (a client could hold it open for ever sending nothing).
+                    Ok(s) => serve_conn(s, &builder, watcher, svc, idle, conn_stop).await,
                     Err(e) => tracing::debug!("TLS handshake with {remote} failed: {e}"),
                 },
             }

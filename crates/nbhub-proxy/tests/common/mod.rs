@@ -249,6 +249,32 @@ pub fn self_signed_tls(
     (files, ck)
 }
 
+/// A TLS connection to `addr` as `localhost`, trusting `ck`'s certificate, offering `alpn`.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    ck: &rcgen::CertifiedKey,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).expect("root");
+    let mut cc = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("v")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cc.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tokio_rustls::TlsConnector::from(Arc::new(cc))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").expect("n"),
+            tcp,
+        )
+        .await
+        .expect("tls")
+}
+
 pub async fn with_deadline<T>(d: Duration, f: impl Future<Output = T>) -> T {
     tokio::time::timeout(d, f).await.expect("deadline passed")
 }
