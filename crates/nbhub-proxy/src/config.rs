@@ -10,7 +10,22 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use http::{HeaderName, HeaderValue};
 
+use crate::deadline::BodyLimit;
 use crate::routes::Target;
+
+/// `--headers-timeout`'s default, Node's `headersTimeout` (which CHP runs under).
+pub const DEFAULT_HEADERS_TIMEOUT: Duration = Duration::from_secs(60);
+/// `--body-timeout` and `--body-min-rate`'s defaults: a minute, and one second more per
+/// 1000 bytes received.
+pub const DEFAULT_BODY_LIMIT: BodyLimit = BodyLimit {
+    timeout: Some(Duration::from_secs(60)),
+    min_rate: 1000,
+};
+
+/// A flag in milliseconds where 0 means no limit.
+fn millis_or_none(ms: u64) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(ms))
+}
 
 /// Flags as CHP spells them (`configurable-http-proxy --help`).
 #[derive(Debug, Parser)]
@@ -147,6 +162,18 @@ pub struct Args {
     /// Inbound keep-alive idle timeout (in millis)
     #[arg(long, default_value_t = 5000)]
     pub keep_alive_timeout: u64,
+    /// Time (in millis) a client has to send a whole request head, from its first byte; 408
+    /// and close after that (0: no limit)
+    #[arg(long, default_value_t = 60_000)]
+    pub headers_timeout: u64,
+    /// Time (in millis) a client has to send a request body, extended by one second for every
+    /// --body-min-rate bytes received; 408 and close after that (0: no limit)
+    #[arg(long, default_value_t = 60_000)]
+    pub body_timeout: u64,
+    /// Bytes per second of request body that earn one more second of --body-timeout
+    /// (0: --body-timeout is the whole allowance)
+    #[arg(long, default_value_t = 1000)]
+    pub body_min_rate: u64,
     /// Not supported: listen on a unix socket
     #[arg(long)]
     pub socket: Option<PathBuf>,
@@ -205,6 +232,10 @@ pub struct ProxyConfig {
     pub timeout: Option<Duration>,
     pub proxy_timeout: Option<Duration>,
     pub keep_alive_timeout: Duration,
+    /// The whole request head within this, from its first byte (`None`: no limit).
+    pub headers_timeout: Option<Duration>,
+    /// How long a request body may take ([`BodyLimit`]).
+    pub body_limit: BodyLimit,
     pub auth_token: Option<String>,
     /// Threads serving the public port (default: one per core).
     pub workers: Option<usize>,
@@ -215,6 +246,13 @@ impl ProxyConfig {
     /// progress on one) before it is closed.
     pub fn client_idle_timeout(&self) -> Duration {
         self.timeout.unwrap_or(self.keep_alive_timeout)
+    }
+
+    /// The bound hyper puts on reading a request head. hyper starts it when a connection
+    /// begins waiting for a request, idle time included, so it bounds both.
+    pub fn hyper_header_timeout(&self) -> Duration {
+        let idle = self.client_idle_timeout();
+        self.headers_timeout.map_or(idle, |h| h.min(idle))
     }
 }
 
@@ -246,6 +284,8 @@ impl Default for ProxyConfig {
             timeout: None,
             proxy_timeout: None,
             keep_alive_timeout: Duration::from_millis(5000),
+            headers_timeout: Some(DEFAULT_HEADERS_TIMEOUT),
+            body_limit: DEFAULT_BODY_LIMIT,
             auth_token: None,
             workers: None,
         }
@@ -396,6 +436,11 @@ impl Args {
             timeout: self.timeout.map(Duration::from_millis),
             proxy_timeout: self.proxy_timeout.map(Duration::from_millis),
             keep_alive_timeout: Duration::from_millis(self.keep_alive_timeout),
+            headers_timeout: millis_or_none(self.headers_timeout),
+            body_limit: BodyLimit {
+                timeout: millis_or_none(self.body_timeout),
+                min_rate: self.body_min_rate,
+            },
             auth_token: self.auth_token.filter(|t| !t.is_empty()),
             workers: match std::env::var("NBHUB_PROXY_WORKERS") {
                 Ok(v) => Some(v.parse().ok().filter(|&n: &usize| n > 0).ok_or_else(|| {
@@ -462,5 +507,30 @@ mod tests {
         let c = parse(&["--custom-header", "X-A: b", "--no-x-forward"]).expect("parse");
         assert_eq!(c.custom_headers[0].0, "x-a");
         assert!(!c.x_forward);
+    }
+
+    #[test]
+    fn request_deadlines() {
+        let c = parse(&[]).expect("parse");
+        assert_eq!(c.headers_timeout, Some(DEFAULT_HEADERS_TIMEOUT));
+        assert_eq!(c.body_limit, DEFAULT_BODY_LIMIT);
+        assert_eq!(
+            (c.headers_timeout, c.body_limit),
+            (
+                ProxyConfig::default().headers_timeout,
+                ProxyConfig::default().body_limit
+            )
+        );
+        let c = parse(&[
+            "--headers-timeout",
+            "3000",
+            "--body-timeout",
+            "0",
+            "--body-min-rate",
+            "0",
+        ])
+        .expect("parse");
+        assert_eq!(c.headers_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(c.body_limit, BodyLimit::NONE);
     }
 }

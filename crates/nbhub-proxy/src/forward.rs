@@ -26,7 +26,10 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 use crate::config::ProxyConfig;
+use crate::deadline::{self, DeadlineBody};
 use crate::h1::Upstreams;
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::pool::{Checkin, Pool};
@@ -67,7 +70,7 @@ impl Forwarder {
     /// Must be called on the worker's runtime: the pool spawns its connection tasks there.
     pub fn new(shared: Arc<Shared>) -> Self {
         let mut b = Client::builder(TokioExecutor::new());
-        b.pool_idle_timeout(std::time::Duration::from_secs(60))
+        b.pool_idle_timeout(crate::pool::IDLE_TIMEOUT)
             .pool_timer(hyper_util::rt::TokioTimer::new());
         Forwarder {
             pool: Pool::new(shared.connector.clone()),
@@ -136,11 +139,15 @@ impl ConnInfo {
     }
 }
 
-/// A request body on its way to a target; data frames count as route activity.
-pub struct ReqBody {
-    /// None: no body (a request sent again, see [`ReqBody::empty`]).
-    inner: Option<Incoming>,
-    route: Option<Arc<Route>>,
+pin_project! {
+    /// A request body on its way to a target, within its deadline ([`crate::deadline`]); data
+    /// frames count as route activity.
+    pub struct ReqBody {
+        // None: no body (a request sent again, see [`ReqBody::empty`]).
+        #[pin]
+        inner: Option<DeadlineBody<Incoming>>,
+        route: Option<Arc<Route>>,
+    }
 }
 
 impl ReqBody {
@@ -155,30 +162,30 @@ impl ReqBody {
 
 impl Body for ReqBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     #[inline]
     fn poll_frame(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = &mut *self;
-        let Some(inner) = &mut this.inner else {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let Some(inner) = this.inner.as_pin_mut() else {
             return Poll::Ready(None);
         };
-        let r = Pin::new(inner).poll_frame(cx);
+        let r = inner.poll_frame(cx);
         if let (Poll::Ready(Some(Ok(_))), Some(route)) = (&r, &this.route) {
             route.touch();
         }
         r
     }
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
+        self.inner.as_ref().is_none_or(DeadlineBody::is_end_stream)
     }
     fn size_hint(&self) -> SizeHint {
         self.inner
             .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
+            .map_or_else(|| SizeHint::with_exact(0), DeadlineBody::size_hint)
     }
 }
 
@@ -525,21 +532,27 @@ async fn forward(
     let up_req = Request::from_parts(
         parts,
         ReqBody {
-            inner: Some(body),
+            inner: Some(DeadlineBody::new(body, cfg.body_limit)),
             route: Some(route.clone()),
         },
     );
     let sent = shared.pool.request(up_req);
     let res = match cfg.proxy_timeout {
         Some(t) => match tokio::time::timeout(t, sent).await {
-            Ok(r) => r.map_err(|e| error_chain(&*e)),
-            Err(_) => Err(format!("no response within {t:?}")),
+            Ok(r) => r,
+            Err(_) => Err(format!("no response within {t:?}").into()),
         },
-        None => sent.await.map_err(|e| error_chain(&*e)),
+        None => sent.await,
     };
     let (mut res, checkin) = match res {
         Ok(r) => r,
+        // The client, not the target, failed: the rest of its body did not come in time.
+        Err(e) if deadline::is_body_timeout(&*e) => {
+            tracing::debug!(url = %orig_uri, "408: {}", error_chain(&*e));
+            return request_timeout(&shared, version);
+        }
         Err(e) => {
+            let e = error_chain(&*e);
             tracing::warn!(target = %route.target.authority, url = %orig_uri, "503 {}: {e}", route.key);
             return error_for(&shared, StatusCode::SERVICE_UNAVAILABLE, &orig_uri).await;
         }
@@ -597,6 +610,18 @@ async fn forward(
         route: Some(route),
         checkin,
     })
+}
+
+/// The answer to a request whose body did not arrive in time; an HTTP/1 connection closes
+/// after it (what is left of the body is never read).
+fn request_timeout(shared: &Forwarder, version: http::Version) -> Response<ProxyBody> {
+    shared.metrics.error(StatusCode::REQUEST_TIMEOUT.as_u16());
+    let mut r = plain(StatusCode::REQUEST_TIMEOUT, "text/plain", "Request Timeout");
+    if version < http::Version::HTTP_2 {
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

@@ -20,7 +20,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use http::uri::{Authority, Scheme};
@@ -29,6 +29,7 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::forward::{self, ConnInfo, Forwarder, ProxyBody};
 use crate::routes::Route;
@@ -93,12 +94,16 @@ pub async fn serve(
     stop: &mut watch::Receiver<bool>,
 ) -> Outcome {
     let idle = fw.config.client_idle_timeout();
+    let headers_timeout = fw.config.headers_timeout;
     let mut buf = BytesMut::with_capacity(CLIENT_BUF);
     // The head we send on: the target's request head, then the client's response head.
     let mut head = Vec::with_capacity(1024);
     // The request target as the client sent it, for the error target's `?url=`.
     let mut orig = String::with_capacity(256);
     loop {
+        // The head's deadline, from when its first bytes were found incomplete: a head that
+        // arrives in one read (nearly all) never reads the clock for it.
+        let mut head_deadline = None;
         let plan = loop {
             if !buf.is_empty() {
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -117,13 +122,24 @@ pub async fn serve(
             if buf.capacity() - buf.len() < 1024 {
                 buf.reserve(CLIENT_BUF);
             }
+            // One timer per read, as before: the idle timeout, or the head's deadline if sooner.
+            let now = Instant::now();
+            let mut limit = now + idle;
+            if let (false, Some(t)) = (buf.is_empty(), headers_timeout) {
+                limit = limit.min(*head_deadline.get_or_insert(now + t));
+            }
             let read = tokio::select! {
                 biased;
-                r = tokio::time::timeout(idle, client.read_buf(&mut buf)) => r,
+                r = tokio::time::timeout_at(limit, client.read_buf(&mut buf)) => r,
                 _ = stop.changed() => return Outcome::Done,
             };
             match read {
                 Ok(Ok(n)) if n > 0 => {}
+                // Part of a request came, and not the rest in time.
+                Err(_) if !buf.is_empty() => {
+                    request_timeout(fw, &mut client).await;
+                    return Outcome::Done;
+                }
                 _ => return Outcome::Done,
             }
         };
@@ -407,6 +423,19 @@ fn plan(
     }
 }
 
+/// The answer to a request that did not arrive in time, as Node gives it (no error page: the
+/// client is not waiting for one); the connection is closed after it.
+const REQUEST_TIMEOUT: &[u8] =
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+
+/// Answer 408 and close (without a reset, so that the answer arrives).
+async fn request_timeout(fw: &Forwarder, client: &mut TcpStream) {
+    fw.metrics.error(StatusCode::REQUEST_TIMEOUT.as_u16());
+    if client.write_all(REQUEST_TIMEOUT).await.is_ok() {
+        crate::linger::close(client).await;
+    }
+}
+
 fn uri_of(target: &str) -> Uri {
     target.parse().unwrap_or_else(|_| Uri::from_static("/"))
 }
@@ -467,6 +496,8 @@ struct Exchange<'a> {
 enum Failed {
     /// The client went away or broke the protocol: drop everything.
     Client,
+    /// The client did not send the request body in time (and nothing was answered yet).
+    Timeout,
     /// The target failed before its answer began: answer 503 (closing if the request body
     /// was not read to its end).
     Target(String, bool),
@@ -485,6 +516,10 @@ impl Exchange<'_> {
         match self.exchange(client, buf, head).await {
             Ok(keep) => keep,
             Err(Failed::Client) => false,
+            Err(Failed::Timeout) => {
+                request_timeout(self.fw, client).await;
+                false
+            }
             Err(Failed::Target(e, body_pending)) => {
                 tracing::warn!(target = %self.route.target.authority, url = %orig, "503 {}: {e}", self.route.key);
                 let res =
@@ -582,12 +617,21 @@ impl Exchange<'_> {
         // The rest of the request body, as the client sends it, unless the target answers
         // before it has all of it (a 413, say): then that answer goes back and the client's
         // connection closes after it, as the rest of its body is never read.
+        // Each wait for the client is bounded by the idle timeout, and the whole body by its
+        // deadline (from the first wait on, moved on by each byte received): one timer per read.
         let idle = fw.config.client_idle_timeout();
+        let body_limit = fw.config.body_limit;
+        let (mut start, mut received) = (None, first as u64);
         'body: while !cut_short && !left_is_done(left) {
             if buf.is_empty() {
                 buf.reserve(CLIENT_BUF);
+                let now = Instant::now();
+                let mut limit = now + idle;
+                if let Some(d) = body_limit.deadline(*start.get_or_insert(now), received) {
+                    limit = limit.min(d);
+                }
                 let read = tokio::select! {
-                    r = tokio::time::timeout(idle, client.read_buf(buf)) => r,
+                    r = tokio::time::timeout_at(limit, client.read_buf(buf)) => r,
                     r = up.io.readable() => {
                         if r.is_ok() && up.answer_started().map_err(|e| Failed::Target(e.to_string(), true))? {
                             cut_short = true;
@@ -597,7 +641,8 @@ impl Exchange<'_> {
                     }
                 };
                 match read {
-                    Ok(Ok(n)) if n > 0 => {}
+                    Ok(Ok(n)) if n > 0 => received += n as u64,
+                    Err(_) => return Err(Failed::Timeout),
                     _ => return Err(Failed::Client),
                 }
             }

@@ -12,18 +12,22 @@
 //! - [`linger`]: closing a connection without resetting it (the hub uses it too).
 //! - [`metrics`]: counters in the Prometheus text format on `--metrics-port`.
 //! - [`mem`]: glibc malloc thresholds for the buffer pattern, trimming when idle.
+//! - [`deadline`]: deadlines for receiving request heads and bodies (slow clients).
+//! - [`rlimit`]: the open files limit raised to the hard limit at start.
 //!
 //! Start it in-process with [`Listeners::bind`] (or listeners of your own on port 0) and
 //! [`run`]; `run` returns once the shutdown future resolves and in-flight requests finish.
 
 pub mod api;
 pub mod config;
+pub mod deadline;
 pub mod forward;
 pub mod h1;
 pub mod linger;
 pub mod mem;
 pub mod metrics;
 pub mod pool;
+pub mod rlimit;
 pub mod routes;
 pub mod tls;
 
@@ -310,8 +314,9 @@ fn server_builder(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .keep_alive(true)
         // hyper starts this timer while a keep-alive connection waits for its next request,
-        // which is what CHP's --keep-alive-timeout bounds.
-        .header_read_timeout(config.client_idle_timeout());
+        // which is what CHP's --keep-alive-timeout bounds; it runs on until the head is
+        // complete, so it is the head's deadline on this path too.
+        .header_read_timeout(config.hyper_header_timeout());
     builder.http2().timer(TokioTimer::new());
     builder
 }
@@ -392,21 +397,12 @@ where
                     },
                     None => serve_conn(tcp, &builder, watcher, svc, idle, conn_stop).await,
                 },
-                Some(acc) => match acc.accept(tcp).await {
-                    Ok(s) => {
-                        let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
-                        if h2 {
-                            let conn =
-                                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                                    .timer(TokioTimer::new())
-                                    .serve_connection(TokioIo::new(s), svc);
-                            if let Err(e) = watcher.watch(conn).await {
-                                tracing::debug!("h2 connection from {remote}: {e}");
-                            }
-                        } else {
-                            serve_conn(s, &builder, watcher, svc, idle, conn_stop).await
-                        }
-                    }
+                // A handshake is part of receiving the first request: same deadline.
+                Some(acc) => match handshake(&acc, tcp, shared.config.headers_timeout).await {
+                    // HTTP/2 (ALPN h2) too: the builder knows it by its preface, and
+                    // serve_conn closes the connection once idle, which hyper's HTTP/2 server
+                    // alone never does (a client could hold it open for ever sending nothing).
+                    Ok(s) => serve_conn(s, &builder, watcher, svc, idle, conn_stop).await,
                     Err(e) => tracing::debug!("TLS handshake with {remote} failed: {e}"),
                 },
             }
@@ -420,6 +416,24 @@ where
         tracing::warn!("some connections did not finish within {DRAIN_TIMEOUT:?}");
     }
     Ok(())
+}
+
+/// A TLS handshake, given up after `limit`.
+async fn handshake(
+    acc: &TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    limit: Option<Duration>,
+) -> std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let hs = acc.accept(tcp);
+    match limit {
+        Some(t) => tokio::time::timeout(t, hs).await.unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no handshake within {t:?}"),
+            ))
+        }),
+        None => hs.await,
+    }
 }
 
 /// A listening socket as one worker serves it.

@@ -1,5 +1,5 @@
 //! nbhub-proxy: a configurable-http-proxy compatible reverse proxy. Thin: flags, tracing,
-//! bind, ready line, run until SIGTERM/SIGINT.
+//! open files limit, bind, ready line, run until SIGTERM/SIGINT.
 use anyhow::{Context, Result};
 use clap::Parser;
 use nbhub_proxy::{Args, Listeners};
@@ -36,6 +36,8 @@ async fn real_main() -> Result<()> {
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // Every connection is a file descriptor: use all the system allows (as nginx does).
+    nbhub_proxy::rlimit::raise_nofile_limit_logged();
     let listeners = Listeners::bind(&config).await?;
     if let Some(p) = &config.pid_file {
         std::fs::write(p, format!("{}\n", std::process::id()))

@@ -10,6 +10,8 @@ use std::sync::{Arc, OnceLock};
 pub struct Metrics {
     pub requests: AtomicU64,
     pub errors_404: AtomicU64,
+    /// Requests whose head or body did not arrive in time.
+    pub errors_408: AtomicU64,
     pub errors_500: AtomicU64,
     pub errors_503: AtomicU64,
     pub connections_total: AtomicU64,
@@ -41,6 +43,7 @@ impl Metrics {
     pub fn error(&self, status: u16) {
         let c = match status {
             404 => &self.errors_404,
+            408 => &self.errors_408,
             503 => &self.errors_503,
             _ => &self.errors_500,
         };
@@ -81,8 +84,10 @@ impl Metrics {
         let _ = write!(
             s,
             "# HELP nbhub_proxy_errors_total Error responses by status code.\n# TYPE nbhub_proxy_errors_total counter\n\
-             nbhub_proxy_errors_total{{code=\"404\"}} {}\nnbhub_proxy_errors_total{{code=\"500\"}} {}\nnbhub_proxy_errors_total{{code=\"503\"}} {}\n",
+             nbhub_proxy_errors_total{{code=\"404\"}} {}\nnbhub_proxy_errors_total{{code=\"408\"}} {}\n\
+             nbhub_proxy_errors_total{{code=\"500\"}} {}\nnbhub_proxy_errors_total{{code=\"503\"}} {}\n",
             l(&self.errors_404),
+            l(&self.errors_408),
             l(&self.errors_500),
             l(&self.errors_503)
         );

@@ -25,8 +25,11 @@ use crate::tls::{UpstreamConnector, UpstreamIo};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Idle connections are closed after this long (JupyterHub's servers close theirs later).
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle connections are closed after this long (swept every quarter of it, so at most 1.25
+/// times it). Targets close idle connections too, and one closed just as we reuse it fails a
+/// request whose body cannot be sent again, so ours should go first: 30 s (37.5 at most)
+/// stays below the hub's 60 s (`request_header_timeout`); tornado servers keep theirs an hour.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// At most this many idle connections are kept per target.
 const MAX_IDLE_PER_TARGET: usize = 512;
 

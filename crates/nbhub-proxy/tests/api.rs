@@ -215,3 +215,58 @@ fn binary_refuses_to_start_without_a_token() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("CONFIGPROXY_AUTH_TOKEN is not set"), "{err}");
 }
+
+/// The binary raises its soft open files limit to the hard limit at start (issue 20, point 4:
+/// under a soft limit of 200, 250 slow clients kept it from answering anyone), and offers the
+/// request deadlines as flags.
+#[test]
+fn binary_raises_its_open_files_limit_and_has_deadline_flags() {
+    use std::io::BufRead;
+    let bin = env!("CARGO_BIN_EXE_nbhub-proxy");
+    let help = std::process::Command::new(bin)
+        .arg("--help")
+        .output()
+        .expect("run nbhub-proxy --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in ["--headers-timeout", "--body-timeout", "--body-min-rate"] {
+        assert!(help.contains(flag), "{flag} in {help}");
+    }
+    // Started with a soft limit of 200 (prlimit sets it, then runs the proxy in its place).
+    let mut child = std::process::Command::new("prlimit")
+        .args(["--nofile=200:", "--", bin])
+        .args(["--ip", "127.0.0.1", "--port", "0", "--api-ip", "127.0.0.1"])
+        .args(["--api-port", "0", "--log-level", "warn"])
+        .env("CONFIGPROXY_AUTH_TOKEN", TOKEN)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("prlimit (util-linux) runs nbhub-proxy");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    while !line.starts_with("nbhub-proxy listening on ") {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+            let _ = child.kill();
+            panic!(
+                "nbhub-proxy ended before its ready line: {:?}",
+                child.wait()
+            );
+        }
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id()));
+    let _ = child.kill();
+    let _ = child.wait();
+    let limits = limits.expect("limits");
+    let open_files: Vec<&str> = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .expect("Max open files")
+        .split_whitespace()
+        .collect();
+    assert_ne!(open_files[0], "200", "{open_files:?}");
+    assert_eq!(
+        open_files[0], open_files[1],
+        "soft and hard: {open_files:?}"
+    );
+}

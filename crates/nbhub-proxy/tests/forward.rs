@@ -594,44 +594,18 @@ async fn websocket_echo_through_the_proxy() {
 #[tokio::test]
 async fn tls_http1_and_http2() {
     let dir = tempfile::tempdir().expect("tmp");
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, ck.cert.pem()).expect("w");
-    std::fs::write(&key, ck.key_pair.serialize_pem()).expect("w");
+    let (files, ck) = self_signed_tls(dir.path());
     let mut cfg = config();
-    cfg.tls = Some(nbhub_proxy::config::TlsFiles {
-        key,
-        cert,
-        ..Default::default()
-    });
+    cfg.tls = Some(files);
     let p = start_proxy(cfg).await;
     let up = echo_upstream("up").await;
     p.add_route("/", &format!("http://{up}")).await;
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ck.cert.der().clone()).expect("root");
     for (alpn, version) in [
         (&b"http/1.1"[..], http::Version::HTTP_11),
         (&b"h2"[..], http::Version::HTTP_2),
     ] {
-        let mut cc = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("v")
-        .with_root_certificates(roots.clone())
-        .with_no_client_auth();
-        cc.alpn_protocols = vec![alpn.to_vec()];
-        let tcp = tokio::net::TcpStream::connect(p.public)
-            .await
-            .expect("connect");
-        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cc))
-            .connect(
-                rustls::pki_types::ServerName::try_from("localhost").expect("n"),
-                tcp,
-            )
-            .await
-            .expect("tls");
+        let tls = tls_connect(p.public, &ck, alpn).await;
         let io = hyper_util::rt::TokioIo::new(tls);
         let res = if version == http::Version::HTTP_2 {
             let (mut send, conn) =
@@ -663,6 +637,45 @@ async fn tls_http1_and_http2() {
             format!("localhost:{}", p.public.port())
         );
     }
+    p.shutdown().await;
+}
+
+/// An HTTP/2 connection over TLS that sends nothing more is closed after the idle timeout, as
+/// HTTP/1 ones are (hyper's HTTP/2 server alone kept it for ever: a slow client's way to hold
+/// a connection, issue 20 point 4).
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (files, ck) = self_signed_tls(dir.path());
+    let mut cfg = config();
+    cfg.tls = Some(files);
+    cfg.keep_alive_timeout = Duration::from_secs(1);
+    let p = start_proxy(cfg).await;
+    let up = echo_upstream("up").await;
+    p.add_route("/", &format!("http://{up}")).await;
+    let io = hyper_util::rt::TokioIo::new(tls_connect(p.public, &ck, b"h2").await);
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .expect("h2");
+    let conn = tokio::spawn(conn);
+    let req = Request::get(format!("https://localhost:{}/x", p.public.port()))
+        .body(Full::<Bytes>::default())
+        .expect("r");
+    let res = send.send_request(req).await.expect("send");
+    assert_eq!(res.status(), StatusCode::OK);
+    res.into_body().collect().await.expect("body");
+    let start = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .expect("the idle HTTP/2 connection was still open after 10 s")
+        .expect("join")
+        .expect("a clean close");
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        start.elapsed()
+    );
     p.shutdown().await;
 }
 

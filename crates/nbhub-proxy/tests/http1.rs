@@ -10,6 +10,7 @@ use common::*;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
+use nbhub_testkit::slow_request;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -689,4 +690,245 @@ async fn an_early_answer_from_a_target_that_resets_reaches_the_client() {
         }
     }
     p.shutdown().await;
+}
+
+/// The request deadlines of the slow-client tests: 3 s for a head, 3 s for a body (plus one
+/// second per 1000 bytes), while the idle timeout stays at 5 s, which a byte a second never
+/// reaches.
+fn deadline_config() -> nbhub_proxy::ProxyConfig {
+    let mut cfg = config();
+    cfg.headers_timeout = Some(Duration::from_secs(3));
+    cfg.body_limit = nbhub_proxy::deadline::BodyLimit {
+        timeout: Some(Duration::from_secs(3)),
+        min_rate: 1000,
+    };
+    cfg
+}
+
+/// A target that reads each request's body and answers how long it was.
+async fn counting_upstream() -> std::net::SocketAddr {
+    upstream(|req: Request<hyper::body::Incoming>| async move {
+        match req.into_body().collect().await {
+            Ok(b) => Response::new(boxed(Bytes::from(format!("got {}", b.to_bytes().len())))),
+            Err(e) => Response::new(boxed(Bytes::from(format!("body failed: {e}")))),
+        }
+    })
+    .await
+}
+
+/// Slow clients (issue 20, point 4): a head or a body sent a byte a second is answered 408 and
+/// closed at its deadline, on the lean path and on hyper's, while other clients are served;
+/// a TLS handshake sent that slowly is given up at the head's deadline too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_heads_and_bodies_are_closed_at_their_deadlines() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut tls_cfg = deadline_config();
+    tls_cfg.tls = Some(self_signed_tls(dir.path()).0);
+    let (p, tls) = (
+        start_proxy(deadline_config()).await,
+        start_proxy(tls_cfg).await,
+    );
+    let up = counting_upstream().await;
+    p.add_route("/", &format!("http://{up}")).await;
+
+    // Meanwhile a normal client is served, request after request.
+    let served = {
+        let (public, stop) = (p.public, std::sync::Arc::new(tokio::sync::Notify::new()));
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            let client = common::client();
+            let mut n = 0;
+            loop {
+                let req = Request::get(format!("http://{public}/normal"))
+                    .body(http_body_util::Full::default())
+                    .expect("req");
+                let answered = tokio::time::timeout(Duration::from_secs(2), client.request(req));
+                let res = answered
+                    .await
+                    .expect("a normal request waited")
+                    .expect("get");
+                assert_eq!(res.status(), StatusCode::OK);
+                n += 1;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = stopped.notified() => return n,
+                }
+            }
+        });
+        (task, stop)
+    };
+
+    let slow: Vec<(&str, &Proxy, &[u8], bool)> = vec![
+        (
+            "lean path, head",
+            &p,
+            b"GET /slow HTTP/1.1\r\nHost: x\r\nX-Slow: ",
+            true,
+        ),
+        (
+            "lean path, body",
+            &p,
+            b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n",
+            true,
+        ),
+        (
+            "hyper path, body",
+            &p,
+            b"POST /slow HTTP/1.0\r\nContent-Length: 100000\r\n\r\n",
+            true,
+        ),
+        // The first bytes of a TLS record (a ClientHello), the rest never complete.
+        ("TLS handshake", &tls, b"\x16\x03\x01\x02\x00\x01", false),
+    ];
+    let results = futures_util::future::join_all(
+        slow.iter()
+            .map(|(_, proxy, head, _)| slow_request(proxy.public, head, Duration::from_secs(20))),
+    )
+    .await;
+    let mut failed = Vec::new();
+    for ((what, _, _, answered), r) in slow.iter().zip(results) {
+        let (got, after) = match r {
+            Ok(x) => x,
+            Err(e) => {
+                failed.push(format!("{what}: {e}"));
+                continue;
+            }
+        };
+        if after < Duration::from_millis(2900) || after > Duration::from_secs(10) {
+            failed.push(format!(
+                "{what}: closed after {after:?}, not at the 3 s deadline; received {got:?}"
+            ));
+        } else if *answered
+            && !(got.starts_with("HTTP/1.")
+                && got[8..].starts_with(" 408 ")
+                && got.to_ascii_lowercase().contains("connection: close"))
+        {
+            failed.push(format!("{what}: not a 408 with a close: {got:?}"));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+    let (task, stop) = served;
+    stop.notify_one();
+    let n = task.await.expect("normal client");
+    assert!(n >= 5, "only {n} normal requests were served meanwhile");
+    let m = p.api("GET", "/api/routes", None).await;
+    assert_eq!(m.0, StatusCode::OK);
+    tls.shutdown().await;
+    p.shutdown().await;
+}
+
+/// What the deadlines must not cut (issue 20, point 4): an upload at a sensible speed that
+/// takes longer than the body deadline, an answer that streams for longer than both deadlines,
+/// and an upgraded connection (a websocket) open for longer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlines_leave_uploads_streams_and_upgrades_alone() {
+    let p = start_proxy(deadline_config()).await;
+    // Streams an answer of 6 pieces a second apart.
+    let up = upstream(|_req: Request<hyper::body::Incoming>| async move {
+        let s = futures_util::stream::unfold(0, |i| async move {
+            if i == 6 {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Some((
+                Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(format!("{i};")))),
+                i + 1,
+            ))
+        });
+        Response::new(BodyExt::boxed(StreamBody::new(s)))
+    })
+    .await;
+    p.add_route("/events", &format!("http://{up}")).await;
+    let up = counting_upstream().await;
+    p.add_route("/", &format!("http://{up}")).await;
+    let (tx, _heads) = tokio::sync::mpsc::unbounded_channel();
+    let ws = upgrade_target(tx).await;
+    p.add_route("/ws", &format!("http://{ws}")).await;
+
+    // 24 KB at 4 KB a second: 6 s, twice the base deadline, within the one the bytes earn.
+    // Through the lean path (HTTP/1.1) and hyper's (HTTP/1.0).
+    let upload = |version: &'static str| {
+        let public = p.public;
+        async move {
+            let mut c = TcpStream::connect(public).await.expect("connect");
+            let head =
+                format!("PUT /up HTTP/{version}\r\nHost: x\r\nContent-Length: 24000\r\n\r\n");
+            c.write_all(head.as_bytes()).await.expect("head");
+            for _ in 0..24 {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                c.write_all(&[b'u'; 1000])
+                    .await
+                    .expect("a slow but steady upload was cut");
+            }
+            let a = read_answer(&mut BufReader::new(c), false).await;
+            assert_eq!(
+                (a.status, a.text()),
+                (200, "got 24000".to_string()),
+                "HTTP/{version}"
+            );
+        }
+    };
+    // A streamed answer (an event stream, kernel output) read as it comes.
+    let stream = async {
+        let mut c = connect(&p).await;
+        send(&mut c, b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let a = with_deadline(Duration::from_secs(20), read_answer_slowly(&mut c)).await;
+        assert_eq!((a.status, a.text().as_str()), (200, "0;1;2;3;4;5;"));
+    };
+    // An upgraded connection used now and then for 6 s.
+    let upgraded = async {
+        let mut c = connect(&p).await;
+        send(
+            &mut c,
+            b"GET /ws/x HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: x-test\r\n\r\n",
+        )
+        .await;
+        assert_eq!(read_answer(&mut c, false).await.status, 101);
+        let mut hello = [0u8; 6];
+        c.read_exact(&mut hello).await.expect("greeting");
+        for i in 0..6u8 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            send(&mut c, &[b'0' + i]).await;
+            let mut back = [0u8; 1];
+            with_deadline(Duration::from_secs(5), c.read_exact(&mut back))
+                .await
+                .unwrap_or_else(|e| panic!("the upgraded connection was cut after {i} s: {e}"));
+            assert_eq!(back[0], b'0' + i);
+        }
+    };
+    tokio::join!(upload("1.1"), upload("1.0"), stream, upgraded);
+    p.shutdown().await;
+}
+
+/// Like [`read_answer`], without its 10 s limit, for an answer that streams for a while.
+async fn read_answer_slowly(r: &mut BufReader<TcpStream>) -> Answer {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(r.read_u8().await.expect("head"));
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let status = head[9..12].parse().expect("status");
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    assert!(chunked, "{head}");
+    let mut body = Vec::new();
+    loop {
+        let mut line = String::new();
+        while !line.ends_with("\r\n") {
+            line.push(r.read_u8().await.expect("chunk size") as char);
+        }
+        let size = usize::from_str_radix(line.trim_end(), 16).expect("size");
+        let mut chunk = vec![0u8; size + 2];
+        r.read_exact(&mut chunk).await.expect("chunk");
+        if size == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..size]);
+    }
+    Answer {
+        status,
+        headers: Vec::new(),
+        body,
+    }
 }

@@ -17,7 +17,7 @@
 //! - `account.rs`: [`TempAccount`], a real Unix account for one test;
 //! - `child.rs`: [`ChildGuard`], [`Output`] (the collected lines);
 //! - `net.rs`: [`free_port`], [`port_in_line`], [`wait_for_tcp`], [`wait_for_http`],
-//!   [`http_get`];
+//!   [`http_get`], [`slow_request`];
 //! - `real.rs`: [`workspace_root`], [`require_venv`], [`require_postgres`], [`require!`];
 //! - this file: re-exports, [`TempDir`] helpers.
 
@@ -28,7 +28,9 @@ mod real;
 
 pub use account::TempAccount;
 pub use child::{ChildGuard, Output, Stream};
-pub use net::{free_port, http_get, port_in_line, wait_for_http, wait_for_tcp, HttpResponse};
+pub use net::{
+    free_port, http_get, port_in_line, slow_request, wait_for_http, wait_for_tcp, HttpResponse,
+};
 pub use real::{missing_part, require_postgres, require_venv, workspace_root};
 pub use tempfile::TempDir;
 

@@ -173,6 +173,46 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// A slow client, as in a slow-loris attack: connects to `addr`, sends `head`, then one byte
+/// a second until the server ends the connection. Returns what the server sent and how long
+/// after the head the connection ended; an error if it was still open after `give_up`.
+pub async fn slow_request(
+    addr: SocketAddr,
+    head: &[u8],
+    give_up: Duration,
+) -> Result<(String, Duration), String> {
+    let mut c = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect to {addr}: {e}"))?;
+    c.write_all(head)
+        .await
+        .map_err(|e| format!("send the head: {e}"))?;
+    let start = Instant::now();
+    let (mut got, mut chunk) = (Vec::new(), [0u8; 1024]);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    let ended = tokio::time::timeout(give_up, async {
+        loop {
+            tokio::select! {
+                r = c.read(&mut chunk) => match r {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&chunk[..n]),
+                },
+                _ = tick.tick() => {
+                    // The server may have closed its side already: the read says so.
+                    let _ = c.write_all(b"a").await;
+                }
+            }
+        }
+    })
+    .await;
+    let got = String::from_utf8_lossy(&got).into_owned();
+    match ended {
+        Ok(()) => Ok((got, start.elapsed())),
+        Err(_) => Err(format!("still open after {give_up:?}; received {got:?}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,6 +78,12 @@ pub struct HubConfig {
     pub template_vars: serde_json::Map<String, serde_json::Value>,
     /// An image shown as the logo in the navigation bar; empty: the built-in one.
     pub logo_file: PathBuf,
+    /// Seconds a client of the hub's own listener has to send a request head, the wait for it
+    /// on a kept-alive connection included; then the connection is closed. 0: no limit.
+    pub request_header_timeout: u64,
+    /// Seconds a client of the hub's own listener has to send a request body; then 408 and
+    /// the connection is closed. 0: no limit.
+    pub request_body_timeout: u64,
 }
 
 impl Default for HubConfig {
@@ -106,6 +112,8 @@ impl Default for HubConfig {
             template_paths: Vec::new(),
             template_vars: serde_json::Map::new(),
             logo_file: PathBuf::new(),
+            request_header_timeout: 60,
+            request_body_timeout: 60,
         }
     }
 }
@@ -887,6 +895,12 @@ template_paths = []
 logo_file = ""
 # Extra variables for every page template, e.g. {{ announcement = "Maintenance on Friday" }}.
 template_vars = {{}}
+# Seconds a client of the hub's own listener (hub_bind_url) has to send a request's head, the
+# wait for it on a kept-alive connection included, and its body (at most 2 MiB); then the
+# connection is closed (with a 408 for a late body), so that slow clients cannot hold it.
+# 0 = no limit. Keep the head's above 40: nbhub-proxy reuses idle connections for up to 37 s.
+request_header_timeout = {request_header_timeout}
+request_body_timeout = {request_body_timeout}
 
 [authenticator]
 # dummy (a shared password: demos and tests only) | native (accounts in the hub's database) |
@@ -1049,6 +1063,8 @@ cleanup = {px_cleanup}
         cleanup_servers = h.cleanup_servers,
         redirect_to_server = h.redirect_to_server,
         authenticate_prometheus = h.authenticate_prometheus,
+        request_header_timeout = h.request_header_timeout,
+        request_body_timeout = h.request_body_timeout,
         spawner = d.spawner.to_commented_toml(),
         local = d.local.to_commented_toml(),
         slurm = d.slurm.to_commented_toml(),

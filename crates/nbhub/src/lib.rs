@@ -248,7 +248,7 @@ const MAX_BODY: usize = 2 << 20;
 /// unread bytes, and the connection could not carry another request: the hub would close a
 /// keep-alive connection that a client (the proxy's pool) may already be reusing. Too large a
 /// body gets a 413 and the connection is closed (so does a body that breaks off: its client
-/// is gone).
+/// is gone); one that does not arrive within `request_body_timeout` ([`run`]), a 408.
 async fn read_body_first(request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     match axum::body::to_bytes(body, MAX_BODY).await {
@@ -256,11 +256,18 @@ async fn read_body_first(request: Request, next: Next) -> Response {
             next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
                 .await
         }
-        Err(_) => {
-            let mut response = error::ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("Request body too large ({} MiB at most)", MAX_BODY >> 20),
-            )
+        Err(e) => {
+            let mut response = if nbhub_proxy::deadline::is_body_timeout(&e) {
+                error::ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "The request body did not arrive in time",
+                )
+            } else {
+                error::ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("Request body too large ({} MiB at most)", MAX_BODY >> 20),
+                )
+            }
             .into_response();
             response.headers_mut().insert(
                 axum::http::header::CONNECTION,
@@ -335,44 +342,83 @@ async fn catch_all(
     (StatusCode::NOT_FOUND, "404: Not Found").into_response()
 }
 
-/// Serves the hub on `listener` until `shutdown` resolves or `POST /hub/api/shutdown` asks.
+/// Serves the hub on `listener` until `shutdown` resolves or `POST /hub/api/shutdown` asks, then
+/// stops accepting and waits for the open connections to finish.
+///
+/// Slow clients (issue 20): a request head must arrive within `[hub] request_header_timeout`
+/// (hyper's timer, which starts when a connection begins waiting for a request) and a body
+/// within `request_body_timeout` ([`nbhub_proxy::deadline`]; `read_body_first` answers
+/// 408); otherwise the connection is closed. Answers are never limited.
 pub async fn run(
     state: AppState,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto;
+    use nbhub_proxy::deadline::{BodyLimit, DeadlineBody};
+    use tower::Service;
+
     let requested = state.shutdown.requested();
-    let app = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let listener = LingeringListener(listener).tap_io(|io| {
-        let _ = io.get_ref().set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = shutdown => {}
-                _ = requested => {}
+    // 0: no limit; anything past a century is as good as none (and cannot overflow a clock).
+    let secs = |s: u64| (s > 0).then(|| std::time::Duration::from_secs(s.min(u32::MAX.into())));
+    let header_timeout = secs(state.config.hub.request_header_timeout);
+    let body_limit = BodyLimit {
+        timeout: secs(state.config.hub.request_body_timeout),
+        min_rate: 0,
+    };
+    let app = app(state);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    // As axum::serve: websockets over HTTP/2 need the CONNECT protocol.
+    builder.http2().enable_connect_protocol();
+    let builder = std::sync::Arc::new(builder);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let stop = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = requested => {}
+        }
+    };
+    tokio::pin!(stop);
+    loop {
+        let (io, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment rather than spin.
+                    tracing::error!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let _ = io.set_nodelay(true);
+        // Closed without a reset: the hub answers some requests before reading their bodies (a
+        // 405, a 403 to an upload, a 408) and then closes, and a close with unread bytes would
+        // make the kernel reset the connection, which can destroy the answer on its way.
+        let io = TokioIo::new(nbhub_proxy::linger::Lingering::new(io));
+        let router = app.clone();
+        let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(remote));
+            let req = req.map(|b| axum::body::Body::new(DeadlineBody::new(b, body_limit)));
+            router.clone().call(req)
+        });
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let conn = builder.serve_connection_with_upgrades(io, svc);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!("connection from {remote}: {e}");
             }
-        })
-        .await
-}
-
-/// The hub's listening socket, whose connections close without a reset: the hub answers some
-/// requests before reading their bodies (a 405, a 403 to an upload) and then closes, and a
-/// close with unread bytes would make the kernel reset the connection, which can destroy the
-/// answer on its way (see [`nbhub_proxy::linger`]).
-struct LingeringListener(tokio::net::TcpListener);
-
-impl axum::serve::Listener for LingeringListener {
-    type Io = nbhub_proxy::linger::Lingering<tokio::net::TcpStream>;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (io, addr) = axum::serve::Listener::accept(&mut self.0).await;
-        (nbhub_proxy::linger::Lingering::new(io), addr)
+        });
     }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }

@@ -233,6 +233,48 @@ pub fn rss_kib() -> u64 {
         .expect("VmRSS")
 }
 
+/// A self-signed certificate for `localhost`, written into `dir` as the proxy's TLS files.
+pub fn self_signed_tls(
+    dir: &std::path::Path,
+) -> (nbhub_proxy::config::TlsFiles, rcgen::CertifiedKey) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).expect("w");
+    std::fs::write(&key, ck.key_pair.serialize_pem()).expect("w");
+    let files = nbhub_proxy::config::TlsFiles {
+        key,
+        cert,
+        ..Default::default()
+    };
+    (files, ck)
+}
+
+/// A TLS connection to `addr` as `localhost`, trusting `ck`'s certificate, offering `alpn`.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    ck: &rcgen::CertifiedKey,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).expect("root");
+    let mut cc = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("v")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cc.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tokio_rustls::TlsConnector::from(Arc::new(cc))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").expect("n"),
+            tcp,
+        )
+        .await
+        .expect("tls")
+}
+
 pub async fn with_deadline<T>(d: Duration, f: impl Future<Output = T>) -> T {
     tokio::time::timeout(d, f).await.expect("deadline passed")
 }
