@@ -140,10 +140,12 @@ if [[ $DEMO -eq 1 ]]; then
     REQ_LINES=$(grep -E '^(jupyterhub|jupyterlab)==' "$REQ")
     [[ $(wc -l <<<"$REQ_LINES") -eq 2 ]] || die "$REQ pins no jupyterhub==VERSION or jupyterlab==VERSION"
     REQ_WHAT="jupyterhub and jupyterlab of $(basename "$REQ")"
+    mapfile -t PIP_ARGS <<<"$REQ_LINES"
     IMPORTS=jupyterhub,jupyterlab
 else
     REQ_LINES=$(cat "$REQ")
     REQ_WHAT=$(basename "$REQ")
+    PIP_ARGS=(-r "$REQ")
     IMPORTS=jupyterhub,jupyterlab,batchspawner,jupyterhub_idle_culler,schemathesis
 fi
 
@@ -175,13 +177,8 @@ current=$(cat "$STAMP" 2>/dev/null || true)
 if [[ -x $VENV/bin/jupyterhub-singleuser && ($current == "$HASH" || $current == "$FULL_HASH") ]]; then
     log "venv $VENV is up to date with $REQ_WHAT"
 else
-    if [[ $DEMO -eq 1 ]]; then
-        log "pip install $(tr '\n' ' ' <<<"$REQ_LINES")into $VENV (about a minute)"
-    else
-        log "pip install -r $REQ into $VENV (this takes a minute or two)"
-    fi
-    # shellcheck disable=SC2086 # one requirement per line, none with spaces
-    "$VENV/bin/python" -m pip install --disable-pip-version-check -q $REQ_LINES >&2 ||
+    log "pip install ${PIP_ARGS[*]} into $VENV (this takes a minute or two)"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -q "${PIP_ARGS[@]}" >&2 ||
         die "pip install of $REQ_WHAT failed (is PyPI reachable?)"
     "$VENV/bin/python" -c "import $IMPORTS" ||
         die "the venv $VENV lacks a package of $REQ_WHAT after pip install"
