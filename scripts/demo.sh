@@ -51,6 +51,17 @@ proxy_pid() {
     pid=$(cat "$DATA/nbhub-proxy.pid" 2>/dev/null) || return 1
     [[ $pid =~ ^[0-9]+$ && $(ps -o comm= -p "$pid" 2>/dev/null) == nbhub-proxy ]] && printf '%s' "$pid"
 }
+# The hub of this demo (this checkout's demo-data), when it runs.
+hub_pid() {
+    local p
+    for p in /proc/[0-9]*; do
+        if [[ $(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) == *"/nbhub --config $DATA/nbhub.toml "* ]]; then
+            printf '%s' "${p#/proc/}"
+            return 0
+        fi
+    done
+    return 1
+}
 # "slurmctld on 127.0.0.1:26817, slurmd on 127.0.0.1:26821 127.0.0.1:26822 ...", empty when
 # the cluster is down.
 cluster_listening() {
@@ -65,8 +76,12 @@ cluster_listening() {
 clean() {
     [[ $(id -u) -eq 0 ]] || die "--clean needs root (it stops the Slurm cluster and removes the demo accounts)"
     local pid
+    if pid=$(hub_pid); then
+        die "the demo still runs (its hub is pid $pid): stop it with Ctrl-C first"
+    fi
     if pid=$(proxy_pid); then
-        die "the demo still runs (its proxy is pid $pid): stop it with Ctrl-C first"
+        kill -TERM "$pid"
+        say "stopped nbhub-proxy (pid $pid), left running by a hub that did not stop cleanly"
     fi
     local listening
     listening=$(cluster_listening)
@@ -120,8 +135,8 @@ if [[ $SPAWNER == slurm && $(id -u) -ne 0 ]]; then
     say "the Slurm demo needs root (it starts Slurm and creates the demo accounts); running the local spawner instead"
     SPAWNER=local
 fi
-if pid=$(proxy_pid); then
-    die "a demo already runs here (its proxy is pid $pid); stop it with Ctrl-C first"
+if pid=$(hub_pid); then
+    die "the demo already runs here (its hub is pid $pid)"
 fi
 
 STARTED=$SECONDS
@@ -133,7 +148,7 @@ at_exit() {
     printf '\n' >&2
     say "the demo has stopped"
     if pid=$(proxy_pid); then
-        say "still running: nbhub-proxy (pid $pid) on 127.0.0.1:$PORT; scripts/demo.sh starts the hub again and takes it over"
+        say "still running: nbhub-proxy (pid $pid) on 127.0.0.1:$PORT (scripts/demo.sh takes it over, --clean stops it)"
     fi
     # The local demo starts no cluster and makes no account: what runs there is not its own.
     if [[ $SPAWNER == slurm ]]; then
