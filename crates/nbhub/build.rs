@@ -19,18 +19,21 @@ const VENDOR: &[&str] = &[
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let static_dir = root.join("static");
-    println!(
-        "cargo:rerun-if-changed={}",
-        static_dir.join("package-lock.json").display()
-    );
-    println!(
-        "cargo:rerun-if-changed={}",
-        static_dir.join("node_modules/.package-lock.json").display()
-    );
+    watch(&static_dir.join("package-lock.json"));
+    // npm writes node_modules/.package-lock.json at each install. Before npm has run, the
+    // static folder itself is watched (cheap while node_modules is absent): its appearance
+    // reruns this script. A watched path that does not exist would rerun it, and relink the
+    // hub, at every build.
+    let npm_lock = static_dir.join("node_modules/.package-lock.json");
+    if npm_lock.is_file() {
+        watch(&npm_lock);
+    } else {
+        watch(&static_dir);
+    }
     let mut assets: Vec<(String, PathBuf)> = Vec::new();
     for sub in ["css", "js", "images"] {
         let dir = static_dir.join(sub);
-        println!("cargo:rerun-if-changed={}", dir.display());
+        watch(&dir);
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
             .unwrap_or_default();
@@ -71,6 +74,14 @@ fn main() {
     out.push_str("];\n");
     let dest = Path::new(&std::env::var("OUT_DIR").expect("cargo sets it")).join("assets.rs");
     std::fs::write(dest, out).expect("write assets.rs");
+}
+
+/// Reruns this script when `path` changes; only for paths that exist (cargo reruns a script
+/// that watches a missing path at every build).
+fn watch(path: &Path) {
+    if path.exists() {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
 }
 
 /// FNV-1a, 64 bits: enough to tell versions of a file apart in a URL.
