@@ -76,6 +76,10 @@ impl HubProc {
             "local"
         };
         let kind_section = match &opts.slurm {
+            // The test cluster's nodes are this machine: servers listen on loopback only.
+            Some(slurm) if !slurm.contains("bind_ip") => {
+                format!("[slurm]\nbind_ip = \"127.0.0.1\"\n{slurm}")
+            }
             Some(slurm) => format!("[slurm]\n{slurm}"),
             None => "[local]\nswitch_user = false".to_string(),
         };
