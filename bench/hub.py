@@ -46,6 +46,9 @@ STORM_SECS = float(ENV.get("BENCH_STORM_SECS", "60"))
 USERS = int(ENV.get("BENCH_USERS", "10000"))
 RUNNING = int(ENV.get("BENCH_RUNNING", "1000"))
 ONLY = ENV.get("BENCH_ONLY", "")  # "nbhub" or "jupyterhub": one system only (for development)
+# A directory with an earlier build's `nbhub` and `nbhub-proxy`: measured too, in the same run,
+# and compared with this build in a second table (a change's cost, on the same machine).
+BASELINE = ENV.get("BENCH_BASELINE", "")
 KEEP = ENV.get("BENCH_KEEP") == "1"  # keep the work directory, the hubs' logs in it
 TOKEN = "bench-service-token-0123456789abcdef"
 HERE = Path(__file__).resolve().parent
@@ -250,7 +253,9 @@ c.JupyterHub.tornado_settings = {{"log_function": lambda handler: None}}
     return Hub("JupyterHub", work, argv, public, api)
 
 
-def nbhub(work: Path, farm: Farm) -> Hub:
+def nbhub(work: Path, farm: Farm, bin_dir=None, name="nbhub") -> Hub:
+    hub_bin = str(Path(bin_dir) / "nbhub") if bin_dir else ENV["NBHUB_BIN"]
+    proxy_bin = str(Path(bin_dir) / "nbhub-proxy") if bin_dir else ENV["NBHUB_PROXY_BIN"]
     public, hub, api = free_port(), free_port(), free_port()
     (work / "data").mkdir()
     (work / "nbhub.toml").write_text(f"""
@@ -275,7 +280,7 @@ switch_user = false
 
 [proxy]
 api_url = "http://127.0.0.1:{api}"
-command = ["{ENV['NBHUB_PROXY_BIN']}"]
+command = ["{proxy_bin}"]
 
 [[services]]
 name = "bench"
@@ -286,7 +291,12 @@ name = "bench"
 scopes = ["admin:users", "tokens", "admin:servers"]
 services = ["bench"]
 """)
-    return Hub("nbhub", work, [ENV["NBHUB_BIN"], "--config", str(work / "nbhub.toml")], public, api)
+    return Hub(name, work, [hub_bin, "--config", str(work / "nbhub.toml")], public, api)
+
+
+def nbhub_baseline(work: Path, farm: Farm) -> Hub:
+    """The same set-up with the binaries of BENCH_BASELINE."""
+    return nbhub(work, farm, bin_dir=BASELINE, name="nbhub-baseline")
 
 
 def admin(method, url, headers=None, **kw):
@@ -477,7 +487,7 @@ def ratio(a, b):
     return "-" if not b or a != a or b != b else f"{a / b:.1f}×"
 
 
-def report(jh, nb, jh_version):
+def report(jh, nb, jh_version, heads=None):
     rows = [  # label, key path, digits, True if higher is better
         ("start → API answers, empty (s)", ("start_empty",), 3, False),
         (f"start → API answers, {USERS} users / {RUNNING} running (s)", ("start_scaled",), 3, False),
@@ -508,7 +518,8 @@ def report(jh, nb, jh_version):
             res = res.get(k, float("nan")) if isinstance(res, dict) else float("nan")
         return res
 
-    lines = [f"| | JupyterHub {jh_version} + CHP | nbhub + nbhub-proxy | ratio |", "|---|---|---|---|"]
+    a_head, b_head = heads or (f"JupyterHub {jh_version} + CHP", "nbhub + nbhub-proxy")
+    lines = [f"| | {a_head} | {b_head} | ratio |", "|---|---|---|---|"]
     ratios = []
     for label, path, digits, higher in rows:
         a, b = get(jh, path), get(nb, path)
@@ -554,6 +565,8 @@ def main():
     try:
         if ONLY != "nbhub":
             results["jupyterhub"] = run(jupyterhub, base)
+        if BASELINE:
+            results["baseline"] = run(nbhub_baseline, base)
         if ONLY != "jupyterhub":
             results["nbhub"] = run(nbhub, base)
     finally:
@@ -568,6 +581,11 @@ def main():
     print(f"\n{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB; {ROUNDS} rounds of {SECS} s at "
           f"{CONNS} connections (medians); concurrent_spawn_limit {max(SPAWNS, 100)} on both\n")
     print(table)
+    if BASELINE:
+        base_table, _ = report(results.get("baseline", {}), results.get("nbhub", {}), jh_version,
+                               heads=(f"baseline ({BASELINE})", "this build"))
+        print(f"\nThis build against the baseline (ratio > 1: this build is better)\n")
+        print(base_table)
     if ENV.get("BENCH_JSON"):
         Path(ENV["BENCH_JSON"]).write_text(json.dumps(results, indent=1))
     if ENV.get("BENCH_PLOT") and ratios:

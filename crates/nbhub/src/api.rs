@@ -7,6 +7,7 @@ pub mod authorizations;
 pub mod estimate;
 pub mod groups;
 pub mod info;
+pub mod metrics;
 pub mod proxy;
 pub mod servers;
 pub mod services;
@@ -55,9 +56,6 @@ pub fn routes() -> Router<AppState> {
         .layer(axum::middleware::map_response(api_headers))
 }
 
-pub(crate) const NUL_MESSAGE: &str =
-    "NUL characters (\\u0000, %00) are not allowed in names, values or URLs";
-
 /// PostgreSQL can neither store nor compare text with NUL characters, so they are refused
 /// before anything reaches the database, alike on every backend. A NUL can only come into a
 /// URL percent-encoded (header values cannot hold one).
@@ -65,7 +63,7 @@ async fn refuse_nul_in_url(request: Request, next: axum::middleware::Next) -> Re
     let uri = request.uri();
     let in_url = uri.path().contains("%00") || uri.query().is_some_and(|q| q.contains("%00"));
     if in_url {
-        return ApiError::bad_request(NUL_MESSAGE).into_response();
+        return ApiError::bad_request(crate::web::NUL_MESSAGE).into_response();
     }
     next.run(request).await
 }
@@ -106,7 +104,7 @@ impl FromRequestParts<AppState> for ApiIdentity {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         if let Some(token) = auth::token_from_headers(&parts.headers) {
-            return match auth::identity_for_token(state, token).await? {
+            return match auth::identity_for_token(&state.authz, token).await? {
                 Some(identity) => Ok(ApiIdentity(identity)),
                 None => Err(ApiError::missing_credentials()),
             };
@@ -127,7 +125,7 @@ impl FromRequestParts<AppState> for ApiIdentity {
             }
         }
         Ok(ApiIdentity(
-            auth::identity_for_user(state, user, session_id).await?,
+            auth::identity_for_user(&state.authz, user, session_id).await?,
         ))
     }
 }
@@ -158,7 +156,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         };
         let value: Value = serde_json::from_slice(text).map_err(invalid)?;
         if contains_nul(&value) {
-            return Err(ApiError::bad_request(NUL_MESSAGE));
+            return Err(ApiError::bad_request(crate::web::NUL_MESSAGE));
         }
         serde_json::from_value(value).map(JsonBody).map_err(invalid)
     }

@@ -14,21 +14,32 @@ pub mod oidc;
 pub mod pam;
 pub mod scopes;
 pub mod session;
+pub mod share;
 pub mod throttle;
 pub mod xsrf;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use axum::http::HeaderMap;
+use http::HeaderMap;
 
 use crate::db::services::Service;
 use crate::db::tokens::{self, Token};
 use crate::db::users::User;
 use crate::db::{self, now_micros};
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use scopes::{Owner, Resource, ScopeSet};
+
+/// What resolving a caller needs: the database, the cache of resolved identities and the
+/// auth_state store. The HTTP layer's `AppState` holds one; the core never sees `AppState`.
+#[derive(Clone)]
+pub struct Authz {
+    pub db: db::Db,
+    /// Resolved tokens and cookie users; see [`cache`].
+    pub identities: Arc<cache::IdentityCache>,
+    /// Users' auth_state: sealed, read, refreshed (`auth/auth_state.rs`).
+    pub auth_states: Arc<auth_state::AuthStates>,
+}
 
 /// How often token use is written back (JupyterHub's `activity_resolution`).
 const ACTIVITY_RESOLUTION_MICROS: i64 = 30 * 1_000_000;
@@ -115,10 +126,7 @@ impl Identity {
 
 /// The token in an `Authorization: token X` or `bearer X` header (scheme case-insensitive).
 pub fn token_from_headers(headers: &HeaderMap) -> Option<&str> {
-    let value = headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(char::is_whitespace)?;
     let token = token.trim();
     ((scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer"))
@@ -142,14 +150,14 @@ pub(crate) async fn role_scopes(db: &db::Db, role: &str) -> Result<Vec<String>, 
 /// The groups and database roles of these users: from the identity cache, the misses in one
 /// batch (valid for the authorization epoch, as the cached identities).
 pub async fn memberships(
-    state: &AppState,
+    authz: &Authz,
     user_ids: &[i64],
 ) -> Result<HashMap<i64, Arc<db::users::Membership>>, db::SqlError> {
-    let epoch = state.db.authz_epoch();
+    let epoch = authz.db.authz_epoch();
     let mut out = HashMap::with_capacity(user_ids.len());
     let mut missing = Vec::new();
     for id in user_ids {
-        match state.identities.membership(*id, epoch) {
+        match authz.identities.membership(*id, epoch) {
             Some(m) => {
                 out.insert(*id, m);
             }
@@ -157,9 +165,9 @@ pub async fn memberships(
         }
     }
     if !missing.is_empty() {
-        for (id, m) in db::users::memberships(&state.db, &missing).await? {
+        for (id, m) in db::users::memberships(&authz.db, &missing).await? {
             let m = Arc::new(m);
-            state.identities.put_membership(id, epoch, m.clone());
+            authz.identities.put_membership(id, epoch, m.clone());
             out.insert(id, m);
         }
     }
@@ -167,10 +175,10 @@ pub async fn memberships(
 }
 
 pub async fn membership(
-    state: &AppState,
+    authz: &Authz,
     user_id: i64,
 ) -> Result<Arc<db::users::Membership>, db::SqlError> {
-    Ok(memberships(state, &[user_id])
+    Ok(memberships(authz, &[user_id])
         .await?
         .remove(&user_id)
         .unwrap_or_default())
@@ -187,10 +195,10 @@ pub fn user_role_names(user: &User, membership: &db::users::Membership) -> BTree
 }
 
 pub async fn service_role_names(
-    state: &AppState,
+    authz: &Authz,
     service: &Service,
 ) -> Result<BTreeSet<String>, db::SqlError> {
-    let mut roles: BTreeSet<String> = db::services::role_names(&state.db, service.id)
+    let mut roles: BTreeSet<String> = db::services::role_names(&authz.db, service.id)
         .await?
         .into_iter()
         .collect();
@@ -201,18 +209,18 @@ pub async fn service_role_names(
 }
 
 /// Everything the principal may do (the union of its roles' scopes, expanded).
-pub async fn owner_scopes(state: &AppState, principal: &Principal) -> ApiResult<ScopeSet> {
+pub async fn owner_scopes(authz: &Authz, principal: &Principal) -> ApiResult<ScopeSet> {
     let roles = match principal {
-        Principal::User(u) => user_role_names(u, &*membership(state, u.id).await?),
-        Principal::Service(s) => service_role_names(state, s).await?,
+        Principal::User(u) => user_role_names(u, &*membership(authz, u.id).await?),
+        Principal::Service(s) => service_role_names(authz, s).await?,
     };
     let mut raw = Vec::new();
     for role in &roles {
-        raw.extend(role_scopes(&state.db, role).await?);
+        raw.extend(role_scopes(&authz.db, role).await?);
     }
     // Servers shared with the user (directly or through a group) add their scopes.
     if let Principal::User(u) = principal {
-        raw.extend(db::shares::scopes_for_user(&state.db, u.id).await?);
+        raw.extend(db::shares::scopes_for_user(&authz.db, u.id).await?);
     }
     let owner = owner_of(principal);
     ScopeSet::expand(&raw, &owner, None, None)
@@ -236,15 +244,15 @@ fn filter_groups(scopes: &ScopeSet) -> BTreeSet<String> {
 }
 
 async fn load_group_members(
-    state: &AppState,
+    authz: &Authz,
     groups: BTreeSet<String>,
 ) -> Result<HashMap<String, HashSet<String>>, db::SqlError> {
     let mut map = HashMap::new();
     for g in groups {
-        if let Some(group) = db::groups::get(&state.db, &g).await? {
+        if let Some(group) = db::groups::get(&authz.db, &g).await? {
             map.insert(
                 g,
-                db::groups::members(&state.db, group.id)
+                db::groups::members(&authz.db, group.id)
                     .await?
                     .into_iter()
                     .collect(),
@@ -254,15 +262,12 @@ async fn load_group_members(
     Ok(map)
 }
 
-async fn load_principal(
-    state: &AppState,
-    token: &Token,
-) -> Result<Option<Principal>, db::SqlError> {
+async fn load_principal(authz: &Authz, token: &Token) -> Result<Option<Principal>, db::SqlError> {
     Ok(match token.owner {
-        tokens::Owner::User(id) => db::users::get_by_id(&state.db, id)
+        tokens::Owner::User(id) => db::users::get_by_id(&authz.db, id)
             .await?
             .map(Principal::User),
-        tokens::Owner::Service(id) => db::services::get_by_id(&state.db, id)
+        tokens::Owner::Service(id) => db::services::get_by_id(&authz.db, id)
             .await?
             .map(Principal::Service),
     })
@@ -272,39 +277,39 @@ async fn load_principal(
 /// user's token once their identity provider refused to refresh their sign-in (as JupyterHub,
 /// every request refreshes auth_state older than `auth_refresh_age`). Served from
 /// [`cache::IdentityCache`] while nothing it depends on has changed.
-pub async fn identity_for_token(state: &AppState, raw: &str) -> ApiResult<Option<Identity>> {
-    let identity = resolve_token(state, raw).await?;
+pub async fn identity_for_token(authz: &Authz, raw: &str) -> ApiResult<Option<Identity>> {
+    let identity = resolve_token(authz, raw).await?;
     if let Some(Principal::User(u)) = identity.as_ref().map(|i| &i.principal) {
-        if !state.auth_states.on_request(u).await {
+        if !authz.auth_states.on_request(u).await {
             return Ok(None);
         }
     }
     Ok(identity)
 }
 
-async fn resolve_token(state: &AppState, raw: &str) -> ApiResult<Option<Identity>> {
+async fn resolve_token(authz: &Authz, raw: &str) -> ApiResult<Option<Identity>> {
     let now = now_micros();
     let key = cache::token_key(raw);
-    if let Some(hit) = state.identities.token(&key, state.db.authz_epoch()) {
+    if let Some(hit) = authz.identities.token(&key, authz.db.authz_epoch()) {
         let token = hit.identity.token.as_ref();
         if token.and_then(|t| t.expires_at).is_some_and(|e| e <= now) {
-            state.identities.forget_token(&key);
+            authz.identities.forget_token(&key);
             return Ok(None);
         }
         if now - hit.touched > ACTIVITY_RESOLUTION_MICROS {
             if let Some(token) = token {
-                record_use(state, token, &hit.identity.principal, now).await?;
+                record_use(authz, token, &hit.identity.principal, now).await?;
             }
-            state.identities.touched(&key, now);
+            authz.identities.touched(&key, now);
         }
         return Ok(Some(hit.identity));
     }
     // Read before the queries: a write that lands meanwhile makes this entry stale at once.
-    let epoch = state.db.authz_epoch();
-    let Some(token) = tokens::find(&state.db, raw).await? else {
+    let epoch = authz.db.authz_epoch();
+    let Some(token) = tokens::find(&authz.db, raw).await? else {
         return Ok(None);
     };
-    let Some(principal) = load_principal(state, &token).await? else {
+    let Some(principal) = load_principal(authz, &token).await? else {
         return Ok(None);
     };
     if let Principal::User(u) = &principal {
@@ -312,13 +317,13 @@ async fn resolve_token(state: &AppState, raw: &str) -> ApiResult<Option<Identity
             return Ok(None);
         }
     }
-    let owner = owner_scopes(state, &principal).await?;
+    let owner = owner_scopes(authz, &principal).await?;
     let owner_ref = owner_of(&principal);
     let token_scopes = ScopeSet::expand(&token.scopes, &owner_ref, None, Some(&owner))
         .map_err(|e| ApiError::internal(format!("token a{} scopes: {e}", token.id)))?;
     let mut groups = filter_groups(&owner);
     groups.extend(filter_groups(&token_scopes));
-    let group_members = load_group_members(state, groups).await?;
+    let group_members = load_group_members(authz, groups).await?;
     let groups_of = |u: &str| -> Vec<String> {
         group_members
             .iter()
@@ -331,7 +336,7 @@ async fn resolve_token(state: &AppState, raw: &str) -> ApiResult<Option<Identity
 
     let mut touched = token.last_activity.unwrap_or(0);
     if now - touched > ACTIVITY_RESOLUTION_MICROS {
-        record_use(state, &token, &principal, now).await?;
+        record_use(authz, &token, &principal, now).await?;
         touched = now;
     }
     let session_id = token.session_id.clone();
@@ -342,7 +347,7 @@ async fn resolve_token(state: &AppState, raw: &str) -> ApiResult<Option<Identity
         session_id,
         group_members: Arc::new(group_members),
     };
-    state.identities.put_token(
+    authz.identities.put_token(
         key,
         epoch,
         cache::TokenHit {
@@ -355,16 +360,16 @@ async fn resolve_token(state: &AppState, raw: &str) -> ApiResult<Option<Identity
 
 /// Writes back a token's use (JupyterHub's `last_activity`, at `activity_resolution`).
 async fn record_use(
-    state: &AppState,
+    authz: &Authz,
     token: &Token,
     principal: &Principal,
     now: i64,
 ) -> Result<(), db::SqlError> {
-    tokens::touch(&state.db, token.id, now).await?;
+    tokens::touch(&authz.db, token.id, now).await?;
     if let Principal::User(u) = principal {
         // A server's own token says nothing about the person being active.
         if !token.note.starts_with("Server at ") {
-            db::users::touch_activity(&state.db, u.id, now).await?;
+            db::users::touch_activity(&authz.db, u.id, now).await?;
         }
     }
     Ok(())
@@ -372,23 +377,23 @@ async fn record_use(
 
 /// The identity of a user logged in with the hub cookie: all of the user's own scopes.
 pub async fn identity_for_user(
-    state: &AppState,
+    authz: &Authz,
     user: User,
     session_id: Option<String>,
 ) -> ApiResult<Identity> {
-    let epoch = state.db.authz_epoch();
+    let epoch = authz.db.authz_epoch();
     let user_id = user.id;
     let principal = Principal::User(user);
-    let owner = match state.identities.user(user_id, epoch) {
+    let owner = match authz.identities.user(user_id, epoch) {
         Some(owner) => owner,
         None => {
-            let scopes = owner_scopes(state, &principal).await?;
-            let group_members = load_group_members(state, filter_groups(&scopes)).await?;
+            let scopes = owner_scopes(authz, &principal).await?;
+            let group_members = load_group_members(authz, filter_groups(&scopes)).await?;
             let owner = cache::OwnerScopes {
                 scopes: Arc::new(scopes),
                 group_members: Arc::new(group_members),
             };
-            state.identities.put_user(user_id, epoch, owner.clone());
+            authz.identities.put_user(user_id, epoch, owner.clone());
             owner
         }
     };

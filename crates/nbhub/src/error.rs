@@ -1,11 +1,11 @@
-//! The hub's error type for HTTP handlers.
+//! The error a request ends with, from the core (auth, the supervisor) and the handlers alike.
 //!
-//! Policy: handlers return `ApiError`; a 4xx carries a message for the person or program that
-//! sent the request; internal errors are logged once here with their cause and shown to the
-//! client only as "Internal Server Error", in JupyterHub's error body `{"status", "message"}`.
+//! Policy: a 4xx carries a message for the person or program that sent the request; internal
+//! errors are logged once here with their cause and shown to the client only as "Internal
+//! Server Error". The HTTP layer turns it into JupyterHub's error body `{"status", "message"}`
+//! (`web/respond.rs`); this module knows the status code, not the web framework.
 
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use http::StatusCode;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -48,19 +48,6 @@ impl ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         ApiError::internal(format!("database: {e}"))
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = serde_json::json!({"status": self.status.as_u16(), "message": self.message});
-        let mut response = (self.status, axum::Json(body)).into_response();
-        if let Some(secs) = self.retry_after {
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-        }
-        response
     }
 }
 

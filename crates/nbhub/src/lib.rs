@@ -1,27 +1,46 @@
 //! nbhub: a multi-user hub for Jupyter, wire-compatible with JupyterHub, built for HPC centres.
 //!
 //! # Layout
+//! Two layers and their composition; imports go one way, from the HTTP layer down to the
+//! core, never up ([`layers`] holds the rule and its test; docs/ARCHITECTURE.md is the map).
+//!
+//! The core, which knows nothing of HTTP handlers, `AppState` or axum:
 //! - [`config`]: the TOML configuration, environment overrides, `generate-config`.
 //! - [`db`]: SQLite/PostgreSQL storage, one module per table.
-//! - [`auth`]: identities, scopes (RBAC), cookies, XSRF, authenticators.
-//! - [`api`]: the REST API under `{base_url}hub/api`.
-//! - [`pages`]: server-rendered pages (login, home …).
-//! - [`web`]: what `api` and `pages` share (cookies, redirects, XSRF, `next`, CSP).
-//! - [`state`]: what every handler shares.
+//! - [`auth`]: identities and scopes (RBAC) behind the [`auth::Authz`] handle, cookies,
+//!   XSRF, share codes, authenticators (PAM, native, OpenID Connect).
+//! - [`supervisor`]: every user server's life (spawn, poll, stop, adopt) and the spawn queue.
+//! - [`proxy`]: the client of the proxy's REST API, and the managed proxy process.
+//! - [`services`]: managed services (`[[services]] command`).
+//! - [`metrics`]: the metrics registry and the Prometheus text format.
+//! - [`names`]: the rules for user, group, server and OAuth client names, URL escaping.
+//! - [`secrets`]: secrets kept in `data_dir`, constant-time comparison.
+//! - [`error`]: [`error::ApiError`], the error a request ends with.
+//! - [`layers`]: the import rule.
 //!
-//! [`run`] serves the hub on a listener until a shutdown future resolves; the binary and the
-//! tests both go through it.
+//! The HTTP layer:
+//! - [`api`]: the REST API under `{base_url}hub/api`, and `/hub/metrics`.
+//! - [`pages`]: server-rendered pages (login, home, spawn, admin …) and their templates.
+//! - [`oauth`]: the OAuth 2 provider single-user servers and services sign users in with.
+//! - [`web`]: what `api`, `pages` and `oauth` share (the cookie user, redirects, XSRF, `next`,
+//!   CSP, error responses).
+//!
+//! The composition: [`state`] (`AppState`, what every handler shares) and this file: [`init`]
+//! builds the state, [`app`] the router, [`run`] serves the hub on a listener until a shutdown
+//! future resolves; the binary (`main.rs`) and the tests both go through them.
 
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod layers;
 pub mod metrics;
 pub mod names;
 pub mod oauth;
 pub mod pages;
 pub mod proxy;
+pub mod secrets;
 pub mod services;
 pub mod state;
 pub mod supervisor;
@@ -70,7 +89,7 @@ pub async fn init_with_crypt_key(config: Config, key: Option<&str>) -> anyhow::R
     let db = Db::connect(&url)
         .await
         .with_context(|| format!("cannot open database {}", db::redact_url(&url)))?;
-    let secret = state::load_or_create_secret(&config.hub.data_dir, "nbhub_cookie_secret")
+    let secret = secrets::load_or_create_secret(&config.hub.data_dir, "nbhub_cookie_secret")
         .with_context(|| {
             format!(
                 "cannot read or create the cookie secret in {}",
@@ -101,7 +120,9 @@ pub async fn init_with_crypt_key(config: Config, key: Option<&str>) -> anyhow::R
     let config = std::sync::Arc::new(config);
     let spawner = make_spawner(&config)?;
     let proxy = proxy::Proxy::new(&config).context("cannot read or create the proxy token")?;
-    let supervisor = supervisor::Supervisor::new(db.clone(), config.clone(), spawner, proxy);
+    let metrics = std::sync::Arc::new(metrics::Metrics::new());
+    let supervisor =
+        supervisor::Supervisor::new(db.clone(), config.clone(), spawner, proxy, metrics);
     let state = AppState::new(config, db, secret, supervisor, crypt);
     state
         .ended_sessions
@@ -220,7 +241,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             &format!("{hub}/metrics"),
-            axum::routing::get(metrics::get_metrics),
+            axum::routing::get(api::metrics::get_metrics),
         )
         .route(&format!("{hub}/"), axum::routing::get(pages::hub_root))
         .nest(
@@ -294,7 +315,7 @@ async fn common_headers(
         .get::<axum::extract::MatchedPath>()
         .cloned();
     let mut response = next.run(request).await;
-    state.supervisor.metrics.request_duration.observe(
+    state.metrics.request_duration.observe(
         &[
             method.as_str(),
             handler.as_ref().map_or("fallback", |p| p.as_str()),

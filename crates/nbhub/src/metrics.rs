@@ -1,23 +1,13 @@
-//! Prometheus metrics at `/hub/metrics`, with JupyterHub's names (`jupyterhub_…`) so that a
-//! site's dashboards and alerts carry over. Histograms are recorded where things happen;
-//! gauges (users, running servers) are counted when Prometheus asks.
-//!
-//! Access: a token or login with the `read:metrics` scope, or anyone when `[hub]
-//! authenticate_prometheus = false`.
+//! The metrics registry: the histograms the hub records, with JupyterHub's names
+//! (`jupyterhub_…`) so that a site's dashboards and alerts carry over, and the Prometheus text
+//! format they are written in. Histograms are recorded where things happen (the supervisor,
+//! the login pages, every request); gauges (users, running servers) are counted when
+//! Prometheus asks, by the handler of `/hub/metrics` (`api/metrics.rs`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
-
-use axum::extract::{FromRequestParts, Request, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
-
-use crate::api::ApiIdentity;
-use crate::auth::scopes::Resource;
-use crate::error::ApiResult;
-use crate::state::AppState;
 
 /// Prometheus' default buckets: requests and quick operations.
 const DEFAULT_BUCKETS: &[f64] = &[
@@ -271,6 +261,13 @@ impl Metrics {
         m
     }
 
+    /// Writes every histogram in the Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        for h in self.histograms() {
+            h.render(out);
+        }
+    }
+
     fn histograms(&self) -> [&Histogram; 9] {
         [
             &self.request_duration,
@@ -286,7 +283,8 @@ impl Metrics {
     }
 }
 
-fn gauge(out: &mut String, name: &str, help: &str, samples: &[(&str, i64)]) {
+/// Writes one gauge; `samples` pairs rendered labels (`k="v"`, or `""`) with values.
+pub fn gauge(out: &mut String, name: &str, help: &str, samples: &[(&str, i64)]) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} gauge");
     for (labels, value) in samples {
@@ -298,7 +296,8 @@ fn gauge(out: &mut String, name: &str, help: &str, samples: &[(&str, i64)]) {
     }
 }
 
-fn backend_metric(out: &mut String, m: &nbhub_spawner::BackendMetric) {
+/// Writes one of the spawner's own metrics (e.g. Slurm's queue).
+pub fn backend_metric(out: &mut String, m: &nbhub_spawner::BackendMetric) {
     let _ = writeln!(out, "# HELP {} {}", m.name, m.help);
     let _ = writeln!(out, "# TYPE {} {}", m.name, m.kind.as_str());
     for (labels, value) in &m.samples {
@@ -312,77 +311,6 @@ fn backend_metric(out: &mut String, m: &nbhub_spawner::BackendMetric) {
             let _ = writeln!(out, "{}{{{}}} {value}", m.name, labels.join(","));
         }
     }
-}
-
-/// `GET /hub/metrics`.
-pub async fn get_metrics(State(state): State<AppState>, request: Request) -> ApiResult<Response> {
-    if state.config.hub.authenticate_prometheus {
-        let (mut parts, _) = request.into_parts();
-        let ApiIdentity(ident) = ApiIdentity::from_request_parts(&mut parts, &state).await?;
-        ident.require("read:metrics", &Resource::Global)?;
-    }
-    let total_users = crate::db::users::count(&state.db).await?;
-    let mut active = Vec::new();
-    for (period, secs) in [("24h", 86_400), ("7d", 7 * 86_400), ("30d", 30 * 86_400)] {
-        active.push((
-            period,
-            crate::db::users::count_active_since(&state.db, secs).await?,
-        ));
-    }
-    let mut out = String::with_capacity(16 * 1024);
-    for h in state.supervisor.metrics.histograms() {
-        h.render(&mut out);
-    }
-    gauge(
-        &mut out,
-        "jupyterhub_running_servers",
-        "The number of user servers currently running",
-        &[("", state.supervisor.running_count() as i64)],
-    );
-    gauge(
-        &mut out,
-        "jupyterhub_total_users",
-        "Total number of users",
-        &[("", total_users)],
-    );
-    let active_labels: Vec<(String, i64)> = active
-        .iter()
-        .map(|(p, n)| (format!("period=\"{p}\""), *n))
-        .collect();
-    let active_refs: Vec<(&str, i64)> = active_labels
-        .iter()
-        .map(|(l, n)| (l.as_str(), *n))
-        .collect();
-    gauge(
-        &mut out,
-        "jupyterhub_active_users",
-        "Number of users who were active in the given time period",
-        &active_refs,
-    );
-    gauge(
-        &mut out,
-        "nbhub_spawns_pending",
-        "Servers starting now (a batch job may wait in its queue)",
-        &[("", state.supervisor.starting_count() as i64)],
-    );
-    gauge(
-        &mut out,
-        "nbhub_spawn_queue_length",
-        "Starts waiting in the spawn queue for their turn",
-        &[("", state.supervisor.queue.len() as i64)],
-    );
-    for metric in state.supervisor.spawner.metrics() {
-        backend_metric(&mut out, &metric);
-    }
-    Ok((
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        out,
-    )
-        .into_response())
 }
 
 #[cfg(test)]

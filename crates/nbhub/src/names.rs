@@ -39,9 +39,43 @@ pub fn invalid_name_message(kind: &str, name: &str) -> String {
     )
 }
 
+/// The OAuth client id of a user's server, as JupyterHub names it.
+pub fn server_client_id(user: &str, server: &str) -> String {
+    let q = |s: &str| -> String {
+        percent_encoding::utf8_percent_encode(s, CLIENT_ID_ESCAPE).to_string()
+    };
+    if server.is_empty() {
+        format!("jupyterhub-user-{}", q(user))
+    } else {
+        format!("jupyterhub-user-{}-{}", q(user), q(server))
+    }
+}
+
+/// Python's `quote(s, safe="/")`: everything but unreserved characters and `/` is escaped.
+const CLIENT_ID_ESCAPE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+
+/// `application/x-www-form-urlencoded` text of `s` (a query value, a form field).
+pub fn form_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_ids_as_jupyterhub() {
+        assert_eq!(server_client_id("alice", ""), "jupyterhub-user-alice");
+        assert_eq!(
+            server_client_id("a@b.c", "foo"),
+            "jupyterhub-user-a%40b.c-foo"
+        );
+    }
 
     #[test]
     fn names() {

@@ -33,26 +33,6 @@ pub fn routes() -> Router<AppState> {
         .route("/oauth2/token", post(token))
 }
 
-/// The OAuth client id of a user's server, as JupyterHub names it.
-pub fn server_client_id(user: &str, server: &str) -> String {
-    let q = |s: &str| -> String {
-        percent_encoding::utf8_percent_encode(s, CLIENT_ID_ESCAPE).to_string()
-    };
-    if server.is_empty() {
-        format!("jupyterhub-user-{}", q(user))
-    } else {
-        format!("jupyterhub-user-{}-{}", q(user), q(server))
-    }
-}
-
-/// Python's `quote(s, safe="/")`: everything but unreserved characters and `/` is escaped.
-const CLIENT_ID_ESCAPE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~')
-    .remove(b'/');
-
 /// A random `[A-Za-z0-9]` string (codes).
 fn random_code(len: usize) -> String {
     rand::rngs::OsRng
@@ -102,7 +82,7 @@ async fn check_request(
             Some(user),
         )))
     };
-    let Some(client) = oauth::get_client(&state.db, &p.client_id).await? else {
+    let Some(client) = oauth::get_client(&state.authz.db, &p.client_id).await? else {
         return bad(&format!("No such OAuth client: {:?}", p.client_id));
     };
     if p.redirect_uri != client.redirect_uri {
@@ -127,7 +107,7 @@ async fn check_request(
         .as_deref()
         .is_some_and(|a| a.starts_with(&own_prefix));
     // The user must be allowed to use what the client stands for (its server or service).
-    let ident = auth::identity_for_user(state, user.clone(), session_id).await?;
+    let ident = auth::identity_for_user(&state.authz, user.clone(), session_id).await?;
     if let Some((scope, res)) = access.as_deref().and_then(resource_of) {
         if !ident.allows(scope, &res) {
             let msg = format!(
@@ -351,7 +331,7 @@ fn pkce_ok(challenge: &str, method: &str, verifier: &str) -> bool {
             .encode(Sha256::digest(verifier.as_bytes())),
         _ => verifier.to_string(),
     };
-    db::tokens::constant_time_eq(computed.as_bytes(), challenge.as_bytes())
+    crate::secrets::constant_time_eq(computed.as_bytes(), challenge.as_bytes())
 }
 
 async fn token(
@@ -377,10 +357,10 @@ async fn token(
         return Ok(oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
-            crate::api::NUL_MESSAGE,
+            crate::web::NUL_MESSAGE,
         ));
     }
-    if !oauth::verify_client_secret(&state.db, &client_id, &secret).await? {
+    if !oauth::verify_client_secret(&state.authz.db, &client_id, &secret).await? {
         return Ok(oauth_error(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
@@ -394,7 +374,7 @@ async fn token(
             "only authorization_code is supported",
         ));
     }
-    let Some(code) = oauth::take_code(&state.db, &form.code).await? else {
+    let Some(code) = oauth::take_code(&state.authz.db, &form.code).await? else {
         return Ok(oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_grant",
@@ -423,7 +403,7 @@ async fn token(
     }
     let access_token = tokens::generate();
     let lifetime_secs = i64::from(state.config.hub.cookie_max_age_days) * 86_400;
-    let client = oauth::get_client(&state.db, &client_id).await?;
+    let client = oauth::get_client(&state.authz.db, &client_id).await?;
     tokens::insert(
         &state.db,
         &tokens::NewToken {
@@ -452,15 +432,6 @@ async fn token(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn client_ids_as_jupyterhub() {
-        assert_eq!(server_client_id("alice", ""), "jupyterhub-user-alice");
-        assert_eq!(
-            server_client_id("a@b.c", "foo"),
-            "jupyterhub-user-a%40b.c-foo"
-        );
-    }
 
     #[test]
     fn pkce() {

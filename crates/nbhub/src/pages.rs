@@ -235,7 +235,7 @@ pub async fn refuse_nul(
             &state,
             &headers,
             StatusCode::BAD_REQUEST,
-            crate::api::NUL_MESSAGE,
+            crate::web::NUL_MESSAGE,
             None,
         );
     }

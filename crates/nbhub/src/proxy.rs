@@ -243,7 +243,7 @@ pub fn proxy_token(config: &Config) -> std::io::Result<String> {
     if !config.proxy.auth_token.is_empty() {
         return Ok(config.proxy.auth_token.clone());
     }
-    let secret = crate::state::load_or_create_secret(&config.hub.data_dir, TOKEN_FILE)?;
+    let secret = crate::secrets::load_or_create_secret(&config.hub.data_dir, TOKEN_FILE)?;
     Ok(hex::encode(secret))
 }
 
@@ -355,7 +355,7 @@ impl Proxy {
         if let Some(pid) = read_pid(&m.data_dir) {
             if pid_alive(pid) && is_proxy_process(pid) {
                 tracing::warn!(pid, "managed proxy does not answer; restarting it");
-                kill_group(pid);
+                kill_group(pid).await;
             }
         }
         start_managed(m, self.exited.clone(), self.stopping.clone()).await?;
@@ -398,7 +398,7 @@ impl Proxy {
             let _guard = m.lock.lock().await;
             if let Some(pid) = read_pid(&m.data_dir) {
                 if pid_alive(pid) && is_proxy_process(pid) {
-                    kill_group(pid);
+                    kill_group(pid).await;
                 }
             }
             let _ = std::fs::remove_file(m.data_dir.join(PID_FILE));
@@ -447,7 +447,9 @@ fn is_proxy_process(pid: i32) -> bool {
     })
 }
 
-fn kill_group(pid: i32) {
+/// SIGTERM to the proxy's process group, SIGKILL if it is still there a second later. The
+/// wait is a timer, not a sleep: it runs on the hub's async workers.
+async fn kill_group(pid: i32) {
     use nix::sys::signal::{killpg, Signal};
     use nix::unistd::Pid;
     let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
@@ -455,7 +457,7 @@ fn kill_group(pid: i32) {
         if !pid_alive(pid) {
             return;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
 }

@@ -1,7 +1,6 @@
 //! The state every handler shares: config, database, secrets, templates. Cheap to clone.
 
 use std::ops::Deref;
-use std::path::Path;
 use std::sync::Arc;
 
 use axum::http::HeaderValue;
@@ -18,21 +17,21 @@ pub struct Inner {
     pub config: Arc<Config>,
     /// Every user server's supervisor, the spawner and the proxy.
     pub supervisor: Arc<Supervisor>,
+    /// The metrics registry (`/hub/metrics`), shared with the supervisor.
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub db: Db,
     /// Signs login cookies and XSRF tokens.
     pub cookie_secret: Vec<u8>,
     pub throttle: LoginThrottle,
     /// Browser sessions a logout ended; their login cookies sign no one in.
     pub ended_sessions: crate::auth::session::EndedSessions,
-    /// Resolved tokens and cookie users; see [`crate::auth::cache`].
-    pub identities: crate::auth::cache::IdentityCache,
+    /// Who a request is and what it may do: the database, the identity cache, auth_state.
+    pub authz: crate::auth::Authz,
     pub templates: crate::pages::Templates,
     /// Set by `POST /hub/api/shutdown`.
     pub shutdown: crate::api::shutdown::ShutdownSwitch,
     /// The OpenID Connect client, with `[authenticator] kind = "generic-oauth"`.
     pub oidc: Option<Arc<crate::auth::oidc::OidcClient>>,
-    /// Users' auth_state: sealed, read, refreshed (`auth/auth_state.rs`).
-    pub auth_states: Arc<crate::auth::auth_state::AuthStates>,
     /// The Content-Security-Policy headers of HTML pages and of everything else, made once
     /// rather than per response.
     pub csp_html: HeaderValue,
@@ -73,16 +72,20 @@ impl AppState {
         let (csp_html, csp_other) = (csp(true), csp(false));
         AppState(Arc::new(Inner {
             config,
+            metrics: supervisor.metrics.clone(),
             supervisor,
-            db,
+            db: db.clone(),
             cookie_secret,
             throttle,
             ended_sessions: Default::default(),
-            identities: Default::default(),
+            authz: crate::auth::Authz {
+                db: db.clone(),
+                identities: Default::default(),
+                auth_states,
+            },
             templates,
             shutdown: Default::default(),
             oidc,
-            auth_states,
             csp_html,
             csp_other,
         }))
@@ -91,32 +94,5 @@ impl AppState {
     /// `{base_url}hub/`
     pub fn hub_prefix(&self) -> String {
         format!("{}hub/", self.config.hub.base_url.as_str())
-    }
-}
-
-/// Reads the cookie secret from data_dir, creating it (mode 0600) on first start.
-pub fn load_or_create_secret(data_dir: &Path, file_name: &str) -> std::io::Result<Vec<u8>> {
-    use rand::RngCore;
-    use std::io::Write;
-    let path = data_dir.join(file_name);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => hex::decode(text.trim()).map_err(|e| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{}: not hex: {e}", path.display()),
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut secret = vec![0u8; 32];
-            rand::rngs::OsRng.fill_bytes(&mut secret);
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&path)?;
-            file.write_all(hex::encode(&secret).as_bytes())?;
-            Ok(secret)
-        }
-        Err(e) => Err(e),
     }
 }

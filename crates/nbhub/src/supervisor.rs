@@ -105,7 +105,7 @@ pub struct Supervisor {
     slots: Mutex<HashMap<(i64, String), Arc<Slot>>>,
     http: reqwest::Client,
     /// The histograms `/hub/metrics` shows, recorded where spawns, stops and polls happen.
-    pub metrics: crate::metrics::Metrics,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Spawns beyond `concurrent_spawn_limit` wait here for their turn.
     pub queue: Arc<queue::SpawnQueue>,
     /// Set once by the hub's state (it needs the authenticator's parts).
@@ -118,6 +118,7 @@ impl Supervisor {
         config: Arc<Config>,
         spawner: Arc<dyn Spawner>,
         proxy: Arc<Proxy>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Arc<Self> {
         // Readiness probes reach a server only while it starts: an idle connection kept for
         // reqwest's default 90 s would hold its buffers for each of 1,000 servers just started.
@@ -133,7 +134,7 @@ impl Supervisor {
             proxy,
             slots: Mutex::new(HashMap::new()),
             http,
-            metrics: crate::metrics::Metrics::new(),
+            metrics,
             queue: queue::SpawnQueue::new(
                 config.hub.concurrent_spawn_limit,
                 config.hub.spawn_queue_limit,

@@ -2,6 +2,8 @@
 //! is, query parameters, the public origin, redirects, XSRF tokens, the `next` rule, the
 //! Content-Security-Policy. Nothing here depends on `api` or `pages`, which both build on it.
 
+mod respond;
+
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
@@ -9,6 +11,11 @@ use crate::auth::{session, xsrf};
 use crate::db::{self, users::User};
 use crate::error::ApiResult;
 use crate::state::AppState;
+
+/// What a request with a NUL character (in a name, a value or the URL) is told: PostgreSQL can
+/// neither store nor compare such text, so the API, the pages and OAuth refuse it alike.
+pub const NUL_MESSAGE: &str =
+    "NUL characters (\\u0000, %00) are not allowed in names, values or URLs";
 
 /// The user whose valid login cookie this request carries, and the browser session id.
 pub async fn cookie_user(
@@ -29,7 +36,7 @@ pub async fn cookie_user(
     // With auth_state: tokens older than auth_refresh_age are refreshed first; a refused
     // refresh ends the sign-in, and this browser is then no longer signed in.
     let user = match user {
-        Some(u) if !state.auth_states.on_request(&u).await => None,
+        Some(u) if !state.authz.auth_states.on_request(&u).await => None,
         other => other,
     };
     let session_id = session::get_cookie(headers, session::SESSION_COOKIE).map(str::to_string);
@@ -72,10 +79,7 @@ pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// Percent-encodes a value for a query string.
-pub fn encode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
+pub use crate::names::form_encode as encode;
 
 /// `scheme://host` as the client sees it, honouring the proxy's X-Forwarded-* headers.
 pub fn public_origin(headers: &HeaderMap) -> String {

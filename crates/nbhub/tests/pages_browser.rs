@@ -281,6 +281,7 @@ async fn a_bad_value_on_the_spawn_form_is_shown_next_to_its_field() {
         s.config.clone(),
         std::sync::Arc::new(LocalWithForm(spawner)),
         s.supervisor.proxy.clone(),
+        s.metrics.clone(),
     );
     let state = nbhub::state::AppState::new(
         s.config.clone(),

@@ -107,7 +107,7 @@ async fn cookie_owner(
     let mut headers = HeaderMap::new();
     let cookie = HeaderValue::from_str(&format!("{name}={value}")).map_err(|_| not_found())?;
     headers.insert(header::COOKIE, cookie);
-    let (user, _) = crate::pages::cookie_user(state, &headers)
+    let (user, _) = crate::web::cookie_user(state, &headers)
         .await?
         .ok_or_else(not_found)?;
     let servers = db::servers::list_for_user(&state.db, user.id).await?;

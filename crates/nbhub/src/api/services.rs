@@ -37,7 +37,7 @@ pub async fn service_model(state: &AppState, ident: &Identity, s: &Service) -> A
         "display": s.display,
     });
     if ident.allows("read:roles:services", &res) {
-        m["roles"] = json!(auth::service_role_names(state, s).await?);
+        m["roles"] = json!(auth::service_role_names(&state.authz, s).await?);
     }
     Ok(m)
 }

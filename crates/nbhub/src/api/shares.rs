@@ -631,21 +631,3 @@ async fn delete_group_share(
     shares::delete(&state.db, share.id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
-
-/// Exchanges a share code for a share of its server with `user` (at `/hub/accept-share`).
-/// Returns the server's owner and name; an unknown or expired code is a 404.
-pub async fn accept_code(state: &AppState, user: &User, code: &str) -> ApiResult<ShareCode> {
-    let found = shares::find_code(&state.db, code, None)
-        .await?
-        .ok_or_else(|| ApiError::not_found("This share code is not valid or has expired"))?;
-    shares::grant(
-        &state.db,
-        found.server_id,
-        With::User(user.id),
-        &found.scopes,
-    )
-    .await?;
-    shares::record_exchange(&state.db, found.id).await?;
-    tracing::info!(user = %user.name, owner = %found.owner, server = %found.server_name, "share code accepted");
-    Ok(found)
-}

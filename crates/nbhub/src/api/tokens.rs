@@ -43,7 +43,7 @@ pub async fn token_model(
     let oauth_client = if t.client_id == tokens::API_CLIENT_ID {
         "JupyterHub".to_string()
     } else {
-        oauth::get_client(&state.db, &t.client_id)
+        oauth::get_client(&state.authz.db, &t.client_id)
             .await?
             .map_or_else(|| t.client_id.clone(), |c| c.description)
     };
@@ -82,7 +82,7 @@ async fn list_tokens(
     ident.require("read:tokens", &Resource::User(&name))?;
     let user = load_user(&state, &name).await?;
     tokens::purge_expired(&state.db).await?;
-    let owner_scopes = auth::owner_scopes(&state, &Principal::User(user.clone())).await?;
+    let owner_scopes = auth::owner_scopes(&state.authz, &Principal::User(user.clone())).await?;
     let mut models = Vec::new();
     for t in tokens::list_for(&state.db, tokens::Owner::User(user.id)).await? {
         models.push(token_model(&state, &name, "user", &t, &owner_scopes).await?);
@@ -162,7 +162,7 @@ async fn create_token(
         }
     }
     let owner_principal = Principal::User(user.clone());
-    let owner_scopes = auth::owner_scopes(&state, &owner_principal).await?;
+    let owner_scopes = auth::owner_scopes(&state.authz, &owner_principal).await?;
     let owner_ref = Owner::User { name: &user.name };
     // As JupyterHub: holding `tokens` on a user means minting any token that user could hold;
     // no scopes asked means `inherit`. Asking for more than the owner has is refused.
@@ -234,7 +234,7 @@ async fn get_token(
 ) -> ApiResult<Response> {
     ident.require("read:tokens", &Resource::User(&name))?;
     let (user, t) = owned_token(&state, &name, &token_id).await?;
-    let owner_scopes = auth::owner_scopes(&state, &Principal::User(user)).await?;
+    let owner_scopes = auth::owner_scopes(&state.authz, &Principal::User(user)).await?;
     Ok(axum::Json(token_model(&state, &name, "user", &t, &owner_scopes).await?).into_response())
 }
 

@@ -110,7 +110,7 @@ pub async fn user_model(
     let wants_groups = read_users || can("read:users:groups");
     let wants_roles = read_users || can("read:roles:users");
     let membership = if wants_groups || wants_roles {
-        auth::membership(state, user.id).await?
+        auth::membership(&state.authz, user.id).await?
     } else {
         Default::default()
     };
@@ -170,7 +170,10 @@ pub async fn user_model(
         m.insert("servers".into(), Value::Object(map));
     }
     if can("admin:auth_state") {
-        m.insert("auth_state".into(), state.auth_states.for_api(user).await?);
+        m.insert(
+            "auth_state".into(),
+            state.authz.auth_states.for_api(user).await?,
+        );
     }
     Ok(Value::Object(m))
 }
@@ -196,7 +199,7 @@ async fn whoami(
             let res = Resource::Service(&service.name);
             let mut m = json!({"kind": "service", "name": service.name});
             if ident.allows("read:roles:services", &res) || ident.allows("read:services", &res) {
-                m["roles"] = json!(auth::service_role_names(&state, service).await?);
+                m["roles"] = json!(auth::service_role_names(&state.authz, service).await?);
                 m["admin"] = json!(service.admin);
             }
             m
@@ -312,7 +315,7 @@ async fn list_users(
     let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
     let servers = db::servers::list_for_users(&state.db, &ids).await?;
     // One batch for the page's groups and roles; each user_model below then finds them cached.
-    auth::memberships(&state, &ids).await?;
+    auth::memberships(&state.authz, &ids).await?;
     let mut items = Vec::with_capacity(users.len());
     for u in &users {
         let mine: Vec<ServerRow> = servers
@@ -527,7 +530,7 @@ async fn patch_user(
                     ));
                 }
                 let list = string_list("groups", v)?;
-                let current = auth::membership(&state, user.id).await?;
+                let current = auth::membership(&state.authz, user.id).await?;
                 for g in &list {
                     let Some(group) = db::groups::get(&state.db, g).await? else {
                         return Err(ApiError::bad_request(format!("No such group: {g}")));
@@ -548,7 +551,7 @@ async fn patch_user(
                         )));
                     }
                 }
-                let current = auth::membership(&state, user.id).await?;
+                let current = auth::membership(&state.authz, user.id).await?;
                 let added: Vec<String> = list
                     .iter()
                     .filter(|r| !current.roles.contains(*r))
@@ -584,6 +587,7 @@ async fn patch_user(
     }
     if let Some(s) = &auth_state {
         state
+            .authz
             .auth_states
             .save(user.id, s)
             .await

@@ -644,8 +644,8 @@ impl OidcClient {
         if self.config.basic_auth {
             // RFC 6749 2.3.1: both parts form-encoded before the Basic encoding.
             req = req.basic_auth(
-                crate::web::encode(&self.config.client_id),
-                Some(crate::web::encode(secret)),
+                crate::names::form_encode(&self.config.client_id),
+                Some(crate::names::form_encode(secret)),
             );
         } else {
             form.push(("client_id", self.config.client_id.as_str()));
@@ -710,7 +710,7 @@ impl OidcClient {
         match check {
             IdTokenCheck::Nonce(expected) => {
                 let nonce = claims.get("nonce").and_then(Value::as_str).unwrap_or("");
-                if !crate::db::tokens::constant_time_eq(nonce.as_bytes(), expected.as_bytes()) {
+                if !crate::secrets::constant_time_eq(nonce.as_bytes(), expected.as_bytes()) {
                     return Err(bad(
                         "its nonce is not the one this browser's sign-in sent (a replayed token?)"
                             .into(),

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::db::tokens::constant_time_eq;
+use crate::secrets::constant_time_eq;
 
 pub const LOGIN_COOKIE: &str = "jupyterhub-hub-login";
 pub const SESSION_COOKIE: &str = "jupyterhub-session-id";
@@ -109,16 +109,18 @@ impl EndedSessions {
     }
 }
 
-/// Reads one cookie from a `Cookie` header.
-pub fn get_cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+/// Reads one cookie from the `Cookie` headers (the first of that name), its value without
+/// surrounding double quotes.
+pub fn get_cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
     headers
-        .get_all(axum::http::header::COOKIE)
+        .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim_matches('"'))
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name_raw() == Some(name))
+        .and_then(|c| c.value_raw())
+        .map(|v| v.trim_matches('"'))
 }
 
 /// A `Set-Cookie` value: HttpOnly and SameSite=Lax always, Secure on https.
@@ -129,23 +131,63 @@ pub fn set_cookie(
     max_age_secs: Option<i64>,
     secure: bool,
 ) -> String {
-    let mut c = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax");
+    let mut c = base_cookie(name, value, path);
     if let Some(age) = max_age_secs {
-        c.push_str(&format!("; Max-Age={age}"));
+        c.set_max_age(time::Duration::seconds(age));
     }
     if secure {
-        c.push_str("; Secure");
+        c.set_secure(true);
     }
-    c
+    c.to_string()
 }
 
+/// A `Set-Cookie` value that removes the cookie (expired, empty).
 pub fn clear_cookie(name: &str, path: &str) -> String {
-    format!("{name}=; Path={path}; HttpOnly; SameSite=Lax; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT")
+    let mut c = base_cookie(name, "", path);
+    c.set_max_age(time::Duration::ZERO);
+    c.set_expires(time::OffsetDateTime::UNIX_EPOCH);
+    c.to_string()
+}
+
+fn base_cookie<'c>(name: &'c str, value: &'c str, path: &'c str) -> cookie::Cookie<'c> {
+    cookie::Cookie::build((name, value))
+        .path(path)
+        .http_only(true)
+        .same_site(cookie::SameSite::Lax)
+        .build()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cookies_are_read_and_written() {
+        let mut headers = http::HeaderMap::new();
+        headers.append(http::header::COOKIE, "a=1; b=\"2\"".parse().unwrap());
+        headers.append(http::header::COOKIE, "c=x=y; a=ignored".parse().unwrap());
+        assert_eq!(get_cookie(&headers, "a"), Some("1"));
+        assert_eq!(get_cookie(&headers, "b"), Some("2"));
+        assert_eq!(get_cookie(&headers, "c"), Some("x=y"));
+        assert_eq!(get_cookie(&headers, "d"), None);
+        let set = set_cookie("n", "v", "/hub/", Some(60), true);
+        for part in [
+            "n=v",
+            "Path=/hub/",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Max-Age=60",
+            "Secure",
+        ] {
+            assert!(set.split("; ").any(|p| p == part), "{part} in {set}");
+        }
+        assert!(!set_cookie("n", "v", "/", None, false).contains("Secure"));
+        let clear = clear_cookie("n", "/");
+        assert!(clear.starts_with("n=;"), "{clear}");
+        assert!(
+            clear.contains("Max-Age=0") && clear.contains("Expires=Thu, 01 Jan 1970 00:00:00 GMT")
+        );
+    }
 
     #[test]
     fn signed_cookies() {

@@ -34,14 +34,14 @@ pub fn check(secret: &[u8], binding: &str, cookie: Option<&str>, submitted: Opti
         return false;
     };
     if cookie.is_empty()
-        || !crate::db::tokens::constant_time_eq(cookie.as_bytes(), submitted.as_bytes())
+        || !crate::secrets::constant_time_eq(cookie.as_bytes(), submitted.as_bytes())
     {
         return false;
     }
     let Some((nonce, tag)) = cookie.split_once(':') else {
         return false;
     };
-    crate::db::tokens::constant_time_eq(mac(secret, nonce, binding).as_bytes(), tag.as_bytes())
+    crate::secrets::constant_time_eq(mac(secret, nonce, binding).as_bytes(), tag.as_bytes())
 }
 
 #[cfg(test)]

@@ -114,11 +114,7 @@ pub fn verify(token: &str, hashed: &str) -> bool {
     let Ok(rounds) = rounds.parse::<u32>() else {
         return false;
     };
-    constant_time_eq(digest(token, rounds, salt).as_bytes(), expected.as_bytes())
-}
-
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    crate::secrets::constant_time_eq(digest(token, rounds, salt).as_bytes(), expected.as_bytes())
 }
 
 fn prefix(token: &str) -> &str {

@@ -42,7 +42,7 @@ async fn admin_page(
         Ok(u) => u,
         Err(redirect) => return Ok(redirect),
     };
-    let ident = auth::identity_for_user(&state, me.clone(), session).await?;
+    let ident = auth::identity_for_user(&state.authz, me.clone(), session).await?;
     if !ident.allows("admin-ui", &Resource::Global) {
         return Ok(error_page(
             &state,

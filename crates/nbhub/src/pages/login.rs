@@ -128,7 +128,7 @@ async fn authenticate(
         AuthenticatorKind::GenericOauth => return Ok(Err(Denied::NotAllowed)),
         AuthenticatorKind::Dummy => {
             if !auth.password.is_empty()
-                && !db::tokens::constant_time_eq(auth.password.as_bytes(), password.as_bytes())
+                && !crate::secrets::constant_time_eq(auth.password.as_bytes(), password.as_bytes())
             {
                 return Ok(Err(Denied::BadCredentials));
             }
@@ -299,7 +299,6 @@ async fn login_submit(
     let began = std::time::Instant::now();
     let verdict = authenticate(&state, &name, &form.password).await?;
     state
-        .supervisor
         .metrics
         .observe_login(verdict.is_ok(), began.elapsed());
     match verdict {

@@ -146,7 +146,6 @@ async fn oauth_callback(
     let began = std::time::Instant::now();
     let verdict = callback(&state, &headers, &uri).await?;
     state
-        .supervisor
         .metrics
         .observe_login(verdict.is_ok(), began.elapsed());
     let response = match verdict {
@@ -183,7 +182,7 @@ async fn callback(
         );
     };
     let given_state = query_param(query, "state").unwrap_or_default();
-    if !db::tokens::constant_time_eq(given_state.as_bytes(), pending.state.as_bytes()) {
+    if !crate::secrets::constant_time_eq(given_state.as_bytes(), pending.state.as_bytes()) {
         return refused("The sign-in's state does not match the one this browser started (a forged or stale link).");
     }
     // The provider's own refusal (e.g. access_denied), shown once the state proved it is
@@ -223,6 +222,7 @@ async fn callback(
     // Every check passed: now the user is made or updated.
     let user = upsert_user(state, &signed_in, admin).await?;
     if let Err(e) = state
+        .authz
         .auth_states
         .signed_in(user.id, &signed_in.auth_state)
         .await

@@ -105,7 +105,7 @@ async fn accept_share(
         }
         Some(_) => {}
     }
-    let found = crate::api::shares::accept_code(&state, &user, code).await?;
+    let found = crate::auth::share::accept_code(&state.db, &user, code).await?;
     let base = state.config.hub.base_url.as_str();
     Ok(crate::found(&server_prefix(
         base,

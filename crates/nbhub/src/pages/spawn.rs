@@ -55,10 +55,12 @@ fn no_access(state: &AppState, headers: &HeaderMap, ident: &Identity) -> Respons
 /// The caller of a page: the login cookie, or (for API clients following redirects) a token.
 async fn page_identity(state: &AppState, headers: &HeaderMap) -> ApiResult<Option<Identity>> {
     if let Some(token) = auth::token_from_headers(headers) {
-        return auth::identity_for_token(state, token).await;
+        return auth::identity_for_token(&state.authz, token).await;
     }
     match super::cookie_user(state, headers).await? {
-        Some((user, session)) => Ok(Some(auth::identity_for_user(state, user, session).await?)),
+        Some((user, session)) => Ok(Some(
+            auth::identity_for_user(&state.authz, user, session).await?,
+        )),
         None => Ok(None),
     }
 }
@@ -302,7 +304,7 @@ async fn spawn_target(
     let Some((me, session)) = super::cookie_user(state, headers).await? else {
         return Ok(Err(login_redirect(state, uri)));
     };
-    let ident = auth::identity_for_user(state, me.clone(), session).await?;
+    let ident = auth::identity_for_user(&state.authz, me.clone(), session).await?;
     let name = name.unwrap_or(&me.name).to_string();
     let res = Resource::Server {
         user: &name,

@@ -29,7 +29,7 @@ async fn token_page(
         Err(redirect) => return Ok(redirect),
     };
     tokens::purge_expired(&state.db).await?;
-    let owner_scopes = auth::owner_scopes(&state, &Principal::User(user.clone())).await?;
+    let owner_scopes = auth::owner_scopes(&state.authz, &Principal::User(user.clone())).await?;
     let mut api_tokens = Vec::new();
     let mut oauth_clients = Vec::new();
     for t in tokens::list_for(&state.db, tokens::Owner::User(user.id)).await? {

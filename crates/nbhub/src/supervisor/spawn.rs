@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use super::{server_route, Endpoint, Phase, Slot, Supervisor};
 use crate::auth::scopes;
 use crate::db::{self, servers, tokens, users::User};
-use crate::oauth::server_client_id;
+use crate::names::server_client_id;
 use crate::proxy::hub_origin;
 
 /// How often a starting server is polled while the probe waits for it (cheap for every
