@@ -7,6 +7,13 @@
 //! seen by the very next request. The epoch is read before the queries that resolve an entry,
 //! so an entry resolved while a write was under way carries the older epoch and is never used.
 //! Expiry is checked on every hit. Keys are SHA-256 digests: raw tokens are not kept.
+//!
+//! Two writes leave the epoch alone, on purpose: one that changed nothing
+//! (`AuthzWrite::unchanged`: a first spawn finds no old server token to revoke), and creating a
+//! token (no cached entry can depend on a token that did not exist). Otherwise every spawn
+//! emptied the cache, and a spawn storm turned every request into a round of queries. The same
+//! epoch guards a third map: a user's groups and role names (`auth::memberships`, two queries
+//! for a whole page of users), which the REST API's user models read.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
