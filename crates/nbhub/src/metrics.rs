@@ -3,6 +3,12 @@
 //! format they are written in. Histograms are recorded where things happen (the supervisor,
 //! the login pages, every request); gauges (users, running servers) are counted when
 //! Prometheus asks, by the handler of `/hub/metrics` (`api/metrics.rs`).
+//!
+//! The text is written here rather than by the `prometheus-client` crate: that crate writes
+//! OpenMetrics (its own content type, `_total` appended to counter names, `# EOF`), which
+//! would rename the spawner's counters and change what JupyterHub's scrapers and dashboards
+//! read; JupyterHub serves the classic text format 0.0.4, and so does nbhub. Recording costs a
+//! lock and a map lookup with no allocation for a series seen before (`Histogram::observe`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
