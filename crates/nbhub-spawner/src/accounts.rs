@@ -69,6 +69,15 @@ impl Accounts {
         Ok(found)
     }
 
+    /// The account `name` and its groups, which must exist ([`SpawnError::NoUnixAccount`]).
+    pub async fn require(&self, name: &str) -> Result<Arc<Member>, SpawnError> {
+        self.member(name)
+            .await?
+            .ok_or_else(|| SpawnError::NoUnixAccount {
+                user: name.to_owned(),
+            })
+    }
+
     /// The names of the Unix groups `name` is in; none when the account or its groups cannot
     /// be found (the form then offers what needs no group).
     pub async fn group_names(&self, name: &str) -> Arc<Vec<String>> {

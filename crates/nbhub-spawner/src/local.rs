@@ -162,13 +162,7 @@ impl LocalSpawner {
         } else {
             &req.unix_user
         };
-        let member =
-            self.accounts
-                .member(unix_user)
-                .await?
-                .ok_or_else(|| SpawnError::NoUnixAccount {
-                    user: unix_user.clone(),
-                })?;
+        let member = self.accounts.require(unix_user).await?;
         let account = &member.account;
         let euid = nix::unistd::geteuid();
         let switch = if euid.is_root() {

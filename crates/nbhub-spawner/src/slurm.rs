@@ -217,14 +217,7 @@ impl SlurmSpawner {
         } else {
             req.unix_user.clone()
         };
-        let member = self
-            .commands
-            .accounts()
-            .member(&unix_user)
-            .await?
-            .ok_or_else(|| SpawnError::NoUnixAccount {
-                user: unix_user.clone(),
-            })?;
+        let member = self.commands.accounts().require(&unix_user).await?;
         let account = &member.account;
         let job = JobRequest::from_options(&req.user_options, &self.slurm.fields)?;
         let fill = |t: &str| {

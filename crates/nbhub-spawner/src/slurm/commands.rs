@@ -143,13 +143,7 @@ impl Commands {
             cmd.env("SLURM_CONF", &self.slurm_conf);
         }
         if let (Some(user), SubmitAs::Setuid) = (user, &self.submit_as) {
-            let member =
-                self.accounts
-                    .member(user)
-                    .await?
-                    .ok_or_else(|| SpawnError::NoUnixAccount {
-                        user: user.to_owned(),
-                    })?;
+            let member = self.accounts.require(user).await?;
             let account = &member.account;
             let euid = nix::unistd::geteuid();
             if euid.is_root() {
