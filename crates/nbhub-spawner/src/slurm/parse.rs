@@ -696,6 +696,24 @@ mod tests {
                 partition: "batch".into()
             }
         );
+        // With SLURM_TIME_FORMAT (as the estimate asks): the offset stays with the time.
+        let with_offset = parse_test_only("sbatch: Job 3 to start at 2026-12-07T12:17:10+0100 using 1 processors on nodes node1 in partition batch\n");
+        let TestOnly::Fits { start, nodes, .. } = with_offset else {
+            panic!("{with_offset:?}")
+        };
+        assert_eq!(
+            (start.as_str(), nodes.as_str()),
+            ("2026-12-07T12:17:10+0100", "node1")
+        );
+        assert!(has_come(&start));
+        let line = "16|PENDING|Resources|n/a||batch|2026-11-26T14:05:00-0500|10:00|2|10:00\n";
+        let start = parse_squeue(line)[0].start.clone().unwrap();
+        assert_eq!(
+            SlurmTime::parse(&start)
+                .unwrap()
+                .short(time::macros::datetime!(2026-11-26 19:00 UTC)),
+            "14:05"
+        );
         assert_eq!(
             parse_test_only("allocation failure: Node count specification invalid\n"),
             TestOnly::Refused("Node count specification invalid".into())

@@ -64,7 +64,10 @@ impl Config {
         })
     }
 
-    pub(super) fn with_env_overrides(&self, overrides: &[(String, String)]) -> Result<Config, ConfigError> {
+    pub(super) fn with_env_overrides(
+        &self,
+        overrides: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
         let mut doc = toml::Value::try_from(self)
             .map_err(|e| ConfigError(format!("internal: cannot re-serialise config: {e}")))?;
         for (var, raw) in overrides {
