@@ -19,13 +19,21 @@
 //!   validation into [`ValidatedOptions`] or [`FieldError`]s, plus Slurm-style durations;
 //! - `config.rs`: the configuration sections, defined once and used as they are by the hub's
 //!   config file: [`SpawnerConfig`] (`[spawner]`, shared), [`LocalConfig`] (`[local]`);
+//! - `accounts.rs`: Unix account and group lookups (NSS: SSSD or LDAP at real sites) off the
+//!   runtime's workers, cached for a minute;
 //! - `local.rs`: [`LocalSpawner`] (`[spawner] kind = "local"`): a process on this machine, in
 //!   its own session and process group, as the user's Unix account when the hub runs as root;
-//!   `local/unix.rs` holds the account lookup, the privilege drop and `/proc` reading;
-//! - `slurm.rs`: the Slurm spawner (`kind = "slurm"`, `[slurm]`: [`SlurmConfig`]);
+//!   `local/unix.rs` holds the blocking account lookup, the privilege drop and `/proc` reading;
+//! - `slurm.rs`: the Slurm spawner (`kind = "slurm"`, `[slurm]`: [`SlurmConfig`]): submit, wait,
+//!   poll, stop; beside it under `slurm/`: `config.rs` (the `[slurm]` section), `commands.rs`
+//!   (running Slurm's commands), `parse.rs` (what they print, Slurm's times), `script.rs` (sbatch
+//!   arguments, the job script), `tracker.rs` (one `squeue` per interval for every job),
+//!   `form.rs` (the per-user form and its validation), `estimate.rs` (`sbatch --test-only`
+//!   estimates) and `setup.rs` (the start-up checks);
 //! - `redact.rs`: [`mask_secrets`], which every quote of a server's log goes through;
 //! - `secs.rs`: serde helpers for durations in seconds and "one string or a list".
 
+mod accounts;
 mod config;
 mod error;
 mod local;

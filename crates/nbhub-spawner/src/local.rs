@@ -29,7 +29,7 @@ use crate::{
     http_origin, BoxFuture, PollStatus, SpawnError, SpawnRequest, Spawner, SpawnerState, Started,
     Timeouts, Updates,
 };
-use unix::{group_alive, log_tail, lookup_account, proc_stat, SwitchTo};
+use unix::{group_alive, log_tail, proc_stat, SwitchTo};
 
 /// How many log lines an exit reason quotes.
 const REASON_LOG_LINES: usize = 20;
@@ -79,6 +79,8 @@ pub struct LocalSpawner {
     /// Ports handed out lately: a server may take a while to bind the one it was given, and
     /// the kernel may offer the same free port to the next spawn meanwhile.
     recent_ports: Mutex<VecDeque<(u16, Instant)>>,
+    /// Account lookups, off the runtime's workers and cached briefly (`accounts.rs`).
+    accounts: crate::accounts::Accounts,
 }
 
 /// How long a handed-out port is not handed out again (a server binds it in its first seconds).
@@ -119,6 +121,7 @@ impl LocalSpawner {
             log_dir,
             exits: Arc::default(),
             recent_ports: Mutex::default(),
+            accounts: crate::accounts::Accounts::default(),
         })
     }
 
@@ -137,7 +140,7 @@ impl LocalSpawner {
         self.log_dir.join(name)
     }
 
-    fn run_as(&self, req: &SpawnRequest) -> Result<RunAs, SpawnError> {
+    async fn run_as(&self, req: &SpawnRequest) -> Result<RunAs, SpawnError> {
         if !self.local.switch_user {
             let home = self.homes_dir.join(safe_file_name(&req.user));
             std::fs::create_dir_all(&home)
@@ -159,12 +162,11 @@ impl LocalSpawner {
         } else {
             &req.unix_user
         };
-        let account = lookup_account(unix_user)?.ok_or_else(|| SpawnError::NoUnixAccount {
-            user: unix_user.clone(),
-        })?;
+        let member = self.accounts.require(unix_user).await?;
+        let account = &member.account;
         let euid = nix::unistd::geteuid();
         let switch = if euid.is_root() {
-            Some(SwitchTo::new(&account)?)
+            Some(SwitchTo::new(&member)?)
         } else if euid.as_raw() == account.uid {
             None
         } else {
@@ -181,8 +183,8 @@ impl LocalSpawner {
         }
         Ok(RunAs {
             user: account.name.clone(),
-            home: account.home,
-            shell: account.shell,
+            home: account.home.clone(),
+            shell: account.shell.clone(),
             switch,
         })
     }
@@ -245,7 +247,7 @@ impl LocalSpawner {
     }
 
     async fn start_server(&self, req: &SpawnRequest) -> Result<Started, SpawnError> {
-        let run_as = self.run_as(req)?;
+        let run_as = self.run_as(req).await?;
         let (host, port, url_ip) = self.choose_port()?;
         let service_url = if url_ip.is_empty() {
             format!("http://:{port}{}", req.service_prefix)

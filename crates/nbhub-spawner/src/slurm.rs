@@ -14,17 +14,21 @@
 //!   in plain words;
 //! - `slurm/script.rs`: sbatch arguments from validated options, and the job script template;
 //! - `slurm/tracker.rs`: one `squeue` per poll interval for every job;
-//! - `slurm/form.rs`: the per-user form from cached live data, and its validation.
+//! - `slurm/form.rs`: the per-user form from cached live data, and its validation;
+//! - `slurm/estimate.rs`: start estimates (`sbatch --test-only`), one every few seconds per user;
+//! - `slurm/setup.rs`: the setup checks the hub reports at start-up ([`SlurmSpawner::check_setup`],
+//!   [`SlurmSpawner::remote_nodes`]).
 
 mod commands;
 mod config;
+mod estimate;
 mod form;
 mod parse;
 mod script;
+mod setup;
 mod tracker;
 
 use std::collections::{BTreeMap, HashMap};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -36,7 +40,6 @@ use tokio::time::Instant;
 pub use config::{AllowRule, CustomField, CustomType, CustomValue, PartitionConfig, SlurmConfig};
 
 use crate::config::SpawnerConfig;
-use crate::local::unix::lookup_account;
 use crate::lock;
 use crate::{
     BoxFuture, Estimate, FieldError, FormContext, FormSpec, PollStatus, SpawnError, SpawnRequest,
@@ -44,14 +47,12 @@ use crate::{
 };
 use commands::Commands;
 use form::Cluster;
-use parse::{controller_unreachable, pending_reason, short_time, slurm_error, slurm_now, TestOnly};
+use parse::{controller_unreachable, pending_reason, short_time, slurm_error};
 use script::{
     is_env_name, output_file, output_shell_word, render_script, template_writes_log, JobRequest,
 };
 use tracker::{Tracker, View};
 
-/// How often one user may ask for an estimate.
-const ESTIMATE_EVERY: Duration = Duration::from_secs(2);
 /// How many lines of a job's output are shown after it ended.
 const LAST_LINES: usize = 20;
 
@@ -138,34 +139,6 @@ impl SlurmSpawner {
         &self.slurm
     }
 
-    /// Problems that keep jobs from working, for the hub to report at start-up: the server
-    /// command (and its `#!` interpreter) and the job script's Python must be readable and
-    /// executable by every user, `sbatch` must exist, `SLURM_CONF` must be readable by all.
-    pub fn check_setup(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        let cmd = &self.spawner.cmd[0];
-        check_everyone_runs(cmd, "[spawner] cmd", &mut problems);
-        check_everyone_runs(&self.slurm.python, "[slurm] python", &mut problems);
-        let sbatch = self.commands.program("sbatch");
-        if resolve(&sbatch.display().to_string()).is_none() {
-            problems.push(format!(
-                "sbatch not found ({}): install Slurm's client or set [slurm] bin_dir",
-                sbatch.display()
-            ));
-        }
-        let conf = self.commands.slurm_conf();
-        if !conf.is_empty() {
-            match std::fs::metadata(conf) {
-                Ok(m) if m.permissions().mode() & 0o004 != 0 => {}
-                Ok(_) => problems.push(format!(
-                    "[slurm] slurm_conf {conf} is not readable by every user (jobs are submitted as the users)"
-                )),
-                Err(e) => problems.push(format!("[slurm] slurm_conf {conf}: {e}")),
-            }
-        }
-        problems
-    }
-
     /// What a user may pick now, from cached live data.
     async fn choices(&self, ctx: &FormContext) -> form::UserChoices {
         let snapshot = self.cluster.snapshot().await;
@@ -175,7 +148,7 @@ impl SlurmSpawner {
             &ctx.unix_user
         };
         let accounts = self.cluster.slurm_accounts(user).await;
-        let groups = unix_groups(user);
+        let groups = self.commands.accounts().group_names(user).await;
         form::user_choices(
             &self.slurm,
             ctx,
@@ -183,38 +156,6 @@ impl SlurmSpawner {
             &groups,
             accounts,
         )
-    }
-
-    /// The nodes whose address is not a loopback one, as `scontrol show node` lists them
-    /// (`[slurm] node_address` when that is a template); `Err` when Slurm cannot be asked.
-    pub async fn remote_nodes(&self) -> Result<Vec<String>, String> {
-        let out = self
-            .commands
-            .query("scontrol", &["show", "node", "-o"])
-            .await
-            .map_err(|e| e.to_string())?;
-        if !out.ok {
-            return Err(parse::slurm_error(&out.stderr));
-        }
-        let mut remote = Vec::new();
-        for line in out.stdout.lines() {
-            let fields = parse::parse_kv(line);
-            let Some(name) = fields.get("NodeName") else {
-                continue;
-            };
-            let addr = if self.slurm.node_address == "NodeAddr" {
-                fields
-                    .get("NodeAddr")
-                    .cloned()
-                    .unwrap_or_else(|| name.clone())
-            } else {
-                self.slurm.node_address.replace("{node}", name)
-            };
-            if !is_loopback_host(&addr).await {
-                remote.push(name.clone());
-            }
-        }
-        Ok(remote)
     }
 
     /// The address of `node`, as `[slurm] node_address` says.
@@ -276,9 +217,8 @@ impl SlurmSpawner {
         } else {
             req.unix_user.clone()
         };
-        let account = lookup_account(&unix_user)?.ok_or_else(|| SpawnError::NoUnixAccount {
-            user: unix_user.clone(),
-        })?;
+        let member = self.commands.accounts().require(&unix_user).await?;
+        let account = &member.account;
         let job = JobRequest::from_options(&req.user_options, &self.slurm.fields)?;
         let fill = |t: &str| {
             t.replace("{username}", &unix_user)
@@ -532,74 +472,6 @@ impl SlurmSpawner {
             },
         }
     }
-
-    async fn estimate_job(
-        &self,
-        ctx: &FormContext,
-        options: &ValidatedOptions,
-    ) -> Result<Estimate, SpawnError> {
-        {
-            let mut last = lock(&self.last_estimate);
-            if let Some(at) = last.get(&ctx.user) {
-                if at.elapsed() < ESTIMATE_EVERY {
-                    return Err(SpawnError::TooSoon {
-                        message: format!(
-                            "one estimate every {} seconds, please; try again in a moment",
-                            ESTIMATE_EVERY.as_secs()
-                        ),
-                        retry_after: ESTIMATE_EVERY.saturating_sub(at.elapsed()),
-                    });
-                }
-            }
-            last.insert(ctx.user.clone(), Instant::now());
-        }
-        let user = if ctx.unix_user.is_empty() {
-            &ctx.user
-        } else {
-            &ctx.unix_user
-        };
-        let job = JobRequest::from_options(options, &self.slurm.fields)?;
-        let mut args = vec!["--test-only".to_owned()];
-        args.extend(job.sbatch_options(&self.slurm));
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = self
-            .commands
-            .as_user(
-                user,
-                "sbatch",
-                &argv,
-                &BTreeMap::new(),
-                Some("#!/bin/sh\ntrue\n"),
-            )
-            .await?;
-        if controller_unreachable(&out.stderr) {
-            return Err(SpawnError::Failed(
-                "Slurm's controller does not answer right now; please try again in a minute"
-                    .to_owned(),
-            ));
-        }
-        Ok(match parse::parse_test_only(&out.stderr) {
-            TestOnly::Fits { start, nodes, .. } => {
-                let message = if start <= slurm_now() {
-                    format!("would start now on {nodes}")
-                } else {
-                    format!("estimated start {} on {nodes}", short_time(&start))
-                };
-                Estimate {
-                    fits: true,
-                    message,
-                    start: Some(start),
-                    nodes: Some(nodes),
-                }
-            }
-            TestOnly::Refused(reason) => Estimate {
-                fits: false,
-                message: format!("Slurm cannot run this request: {reason}"),
-                start: None,
-                nodes: None,
-            },
-        })
-    }
 }
 
 fn pending_message(info: &parse::JobInfo) -> String {
@@ -766,143 +638,21 @@ fn rfc3339(t: std::time::SystemTime) -> Option<String> {
         .ok()
 }
 
-/// The names of the Unix groups `user` is in.
-fn unix_groups(user: &str) -> Vec<String> {
-    let Ok(Some(account)) = lookup_account(user) else {
-        return Vec::new();
-    };
-    let Ok(name) = std::ffi::CString::new(user) else {
-        return Vec::new();
-    };
-    nix::unistd::getgrouplist(&name, nix::unistd::Gid::from_raw(account.gid))
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|gid| nix::unistd::Group::from_gid(gid).ok().flatten())
-        .map(|g| g.name)
-        .collect()
-}
-
-/// `program` as a path: itself when it has a `/`, else found on PATH.
-fn resolve(program: &str) -> Option<PathBuf> {
-    if program.contains('/') {
-        let p = PathBuf::from(program);
-        return p.is_file().then_some(p);
-    }
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| Path::new(dir).join(program))
-        .find(|p| p.is_file())
-}
-
-/// Adds a problem when `program` (and the interpreter of its `#!` line) is not readable and
-/// executable by every user, up every parent directory.
-fn check_everyone_runs(program: &str, key: &str, problems: &mut Vec<String>) {
-    let Some(path) = resolve(program) else {
-        problems.push(format!("{key}: {program} not found"));
-        return;
-    };
-    let mut check = |path: &Path, what: &str| {
-        let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        match std::fs::metadata(&real) {
-            Ok(m) if m.permissions().mode() & 0o005 == 0o005 => {}
-            Ok(m) => problems.push(format!(
-                "{key}: {what} {} (mode {:o}) is not readable and executable by every user; \
-                 jobs run as the users",
-                real.display(),
-                m.permissions().mode() & 0o777
-            )),
-            Err(e) => problems.push(format!("{key}: {what} {}: {e}", real.display())),
-        }
-        for dir in real.ancestors().skip(1) {
-            if let Ok(m) = std::fs::metadata(dir) {
-                if m.permissions().mode() & 0o001 == 0 {
-                    problems.push(format!(
-                        "{key}: other users cannot enter {} (mode {:o}), so they cannot run {}",
-                        dir.display(),
-                        m.permissions().mode() & 0o777,
-                        real.display()
-                    ));
-                    break;
-                }
-            }
-        }
-    };
-    check(&path, "the program");
-    let head = std::fs::read(&path)
-        .ok()
-        .map(|b| b.into_iter().take(256).collect::<Vec<u8>>())
-        .unwrap_or_default();
-    if head.starts_with(b"#!") {
-        let line = String::from_utf8_lossy(&head[2..]);
-        let line = line.lines().next().unwrap_or("");
-        let mut words = line.split_whitespace();
-        if let Some(interp) = words.next() {
-            let interp = if interp.ends_with("/env") {
-                words.find(|w| !w.starts_with('-')).and_then(resolve)
-            } else {
-                Some(PathBuf::from(interp))
-            };
-            match interp {
-                Some(i) => check(&i, "its interpreter"),
-                None => problems.push(format!(
-                    "{key}: the interpreter in the #! line of {} was not found",
-                    path.display()
-                )),
-            }
-        }
-    }
-}
-
-/// Whether `host` (a name or an address) resolves only to loopback addresses.
-async fn is_loopback_host(host: &str) -> bool {
-    let bare = host.trim_matches(['[', ']']);
-    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
-        return ip.is_loopback();
-    }
-    match tokio::net::lookup_host((bare, 0)).await {
-        Ok(addrs) => {
-            let addrs: Vec<_> = addrs.collect();
-            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
-        }
-        Err(_) => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn setup_check_names_unusable_programs() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-        let script = dir.path().join("serve");
-        std::fs::write(&script, "#!/usr/bin/python3\n").unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    fn state_round_trips() {
         let spawner = SlurmSpawner::new(
             SpawnerConfig {
-                cmd: vec![script.display().to_string()],
+                cmd: vec!["/bin/true".into()],
                 ..Default::default()
             },
-            SlurmConfig {
-                bin_dir: "/nonexistent".into(),
-                ..Default::default()
-            },
+            SlurmConfig::default(),
             Path::new("/tmp"),
         )
         .unwrap();
-        let problems = spawner.check_setup();
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.contains("cannot enter") && p.contains("[spawner] cmd")),
-            "{problems:?}"
-        );
-        assert!(
-            problems.iter().any(|p| p.contains("sbatch not found")),
-            "{problems:?}"
-        );
         let state = SlurmState {
             job_id: "7".into(),
             user: "alice".into(),

@@ -9,11 +9,13 @@
 //! - this file: [`Supervisor`] (the slots, start and stop requests, the options form);
 //! - `slot.rs`: [`Slot`], [`Phase`], [`Endpoint`]: one server's state machine;
 //! - `spawn.rs`: the steps of a spawn, each with its own timeout, and the cleanup;
+//! - `failure.rs`: [`SpawnFailure`]: which step failed, whether a retry may help, the message;
 //! - `adopt.rs`: what a starting hub does with the servers recorded as started;
 //! - `queue.rs`: the fair spawn queue above `concurrent_spawn_limit`;
 //! - `tasks.rs`: the background loops (server poll, route check, activity) and route specs.
 
 mod adopt;
+mod failure;
 mod queue;
 mod slot;
 mod spawn;
@@ -30,6 +32,7 @@ use crate::config::Config;
 use crate::db::{self, servers, users::User, Db};
 use crate::proxy::Proxy;
 
+pub use failure::{SpawnFailure, SpawnStep};
 pub use slot::{Endpoint, Phase, Slot};
 pub use tasks::{route_key, server_route};
 
@@ -355,8 +358,8 @@ impl Supervisor {
                     match turn {
                         Some(permit) => permit,
                         None => {
-                            let reason = "cancelled while waiting to start".to_string();
-                            this.finish_spawn(user.id, &s, row.id, Err(reason)).await;
+                            let cancelled = SpawnFailure::cancelled(SpawnStep::Queue);
+                            this.finish_spawn(user.id, &s, row.id, Err(cancelled)).await;
                             return;
                         }
                     }

@@ -4,8 +4,9 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use nix::unistd::{Gid, User};
+use nix::unistd::User;
 
+use crate::accounts::Member;
 use crate::SpawnError;
 
 /// A Unix account from the password database.
@@ -18,7 +19,8 @@ pub(crate) struct Account {
     pub shell: PathBuf,
 }
 
-/// Looks `name` up (getpwnam); `Ok(None)` when there is no such account.
+/// Looks `name` up (getpwnam; blocking: callers go through `accounts.rs`); `Ok(None)` when
+/// there is no such account.
 pub(crate) fn lookup_account(name: &str) -> Result<Option<Account>, SpawnError> {
     let user = User::from_name(name).map_err(|e| {
         SpawnError::io(
@@ -45,20 +47,11 @@ pub(crate) struct SwitchTo {
 }
 
 impl SwitchTo {
-    /// The account's uid, primary gid, supplementary groups (initgroups' list) and home.
-    pub fn new(account: &Account) -> Result<Self, SpawnError> {
-        let name = CString::new(account.name.as_bytes())
-            .map_err(|_| SpawnError::Failed(format!("invalid user name {:?}", account.name)))?;
-        let groups = nix::unistd::getgrouplist(&name, Gid::from_raw(account.gid))
-            .map_err(|e| {
-                SpawnError::io(
-                    format!("list the groups of {}", account.name),
-                    std::io::Error::from(e),
-                )
-            })?
-            .into_iter()
-            .map(Gid::as_raw)
-            .collect();
+    /// The account's uid, primary gid, supplementary groups (initgroups' list, looked up in
+    /// `accounts.rs`) and home.
+    pub fn new(member: &Member) -> Result<Self, SpawnError> {
+        let account = &member.account;
+        let groups = member.gids.clone();
         let home = CString::new(account.home.as_os_str().as_bytes()).map_err(|_| {
             SpawnError::Failed(format!("invalid home directory {:?}", account.home))
         })?;

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use crate::local::unix::{detach_and_switch, lookup_account, SwitchTo};
+use std::sync::Arc;
+
+use crate::accounts::Accounts;
+use crate::local::unix::{detach_and_switch, SwitchTo};
 use crate::slurm::config::SlurmConfig;
 use crate::SpawnError;
 
@@ -39,6 +42,8 @@ pub(crate) struct Commands {
     submit_as: SubmitAs,
     /// The hub's PATH, for the commands themselves (and a prefix such as sudo).
     path: String,
+    /// The users' accounts, for `submit_as = "setuid"` and the spawner (`accounts.rs`).
+    accounts: Arc<Accounts>,
 }
 
 impl Commands {
@@ -53,7 +58,13 @@ impl Commands {
             submit_as,
             path: std::env::var("PATH")
                 .unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_owned()),
+            accounts: Arc::default(),
         }
+    }
+
+    /// The account lookups every clone of these commands shares.
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
     }
 
     /// The path of a Slurm program (`bin_dir/name`, or the bare name to look up on PATH).
@@ -72,6 +83,16 @@ impl Commands {
     /// Runs `name args` as the hub (queries: squeue, sinfo, scontrol, sacctmgr).
     pub async fn query(&self, name: &str, args: &[&str]) -> Result<Output, SpawnError> {
         self.run(name, args, None, &BTreeMap::new(), None).await
+    }
+
+    /// Like [`Commands::query`], with the times printed with their UTC offset
+    /// (`parse::SLURM_TIME_FORMAT`, which says why).
+    pub async fn query_times(&self, name: &str, args: &[&str]) -> Result<Output, SpawnError> {
+        let env = BTreeMap::from([(
+            "SLURM_TIME_FORMAT".to_owned(),
+            crate::slurm::parse::SLURM_TIME_FORMAT.to_owned(),
+        )]);
+        self.run(name, args, None, &env, None).await
     }
 
     /// Runs `name args` as the Unix account `user`, with `env` added to the process
@@ -122,12 +143,11 @@ impl Commands {
             cmd.env("SLURM_CONF", &self.slurm_conf);
         }
         if let (Some(user), SubmitAs::Setuid) = (user, &self.submit_as) {
-            let account = lookup_account(user)?.ok_or_else(|| SpawnError::NoUnixAccount {
-                user: user.to_owned(),
-            })?;
+            let member = self.accounts.require(user).await?;
+            let account = &member.account;
             let euid = nix::unistd::geteuid();
             if euid.is_root() {
-                detach_and_switch(&mut cmd, Some(SwitchTo::new(&account)?));
+                detach_and_switch(&mut cmd, Some(SwitchTo::new(&member)?));
                 cmd.env("HOME", &account.home).env("USER", &account.name);
             } else if euid.as_raw() != account.uid {
                 return Err(SpawnError::Config(format!(

@@ -20,7 +20,8 @@ pub(crate) struct JobInfo {
     pub batch_host: String,
     pub node_list: String,
     pub partition: String,
-    /// Start (estimated while pending), Slurm's local time, `None` when unknown.
+    /// Start (estimated while pending), Slurm's local time with its offset
+    /// ([`SLURM_TIME_FORMAT`]), `None` when unknown.
     pub start: Option<String>,
     /// Seconds left before the time limit (running jobs).
     pub time_left: Option<u64>,
@@ -477,34 +478,95 @@ pub(crate) fn end_reason(state: &str, reason: &str, exit_code: &str, time_limit:
     }
 }
 
-/// Slurm's local time now, as it prints times (`2026-11-26T11:20:16`).
-#[allow(unsafe_code)]
-pub(crate) fn slurm_now() -> String {
-    // SAFETY: time and localtime_r only write the values we own.
-    unsafe {
-        let t = libc::time(std::ptr::null_mut());
-        let mut tm: libc::tm = std::mem::zeroed();
-        libc::localtime_r(&t, &mut tm);
-        format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-            tm.tm_year + 1900,
-            tm.tm_mon + 1,
-            tm.tm_mday,
-            tm.tm_hour,
-            tm.tm_min,
-            tm.tm_sec
+/// How the hub asks Slurm to print the times it compares (`SLURM_TIME_FORMAT`, set for the
+/// tracker's `squeue` and the estimate's `sbatch --test-only`): Slurm's usual
+/// `2026-11-26T14:05:00`, followed by the UTC offset Slurm's command used (`+0100`).
+///
+/// Why an offset rather than our own local time: Slurm's commands run with a cleared
+/// environment, so they print in the zone of the machine's `/etc/localtime`, which need not be
+/// the hub's `TZ`; and asking the C library for the local time (`localtime_r`) in a
+/// multi-threaded process races with `setenv` (the `time` crate refuses it for that reason).
+/// With the offset in Slurm's own output, "now" in Slurm's zone is the UTC clock moved by
+/// that offset: no zone lookup in the hub at all, and right across daylight-saving changes.
+/// Times stay shown as Slurm's wall clock (the offset is not shown), as before.
+pub(crate) const SLURM_TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%z";
+
+/// A time as Slurm prints it: the wall clock of Slurm's zone, and that zone's UTC offset when
+/// Slurm printed one ([`SLURM_TIME_FORMAT`]; a site whose `sudo` drops the variable gets
+/// Slurm's standard form without it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SlurmTime {
+    clock: time::PrimitiveDateTime,
+    offset: Option<time::UtcOffset>,
+}
+
+impl SlurmTime {
+    /// `2026-11-26T14:05:00+0100` or `2026-11-26T14:05:00`; `None` for anything else
+    /// (`N/A`, `Unknown`).
+    pub fn parse(text: &str) -> Option<Self> {
+        use time::macros::format_description;
+        let (clock, offset) = match text.get(19..) {
+            Some("") => (text, None),
+            Some(off) => (text.get(..19)?, Some(off)),
+            None => return None,
+        };
+        let clock = time::PrimitiveDateTime::parse(
+            clock,
+            format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"),
         )
+        .ok()?;
+        let offset = match offset {
+            Some(off) => Some(
+                time::UtcOffset::parse(
+                    off,
+                    format_description!("[offset_hour sign:mandatory][offset_minute]"),
+                )
+                .ok()?,
+            ),
+            None => None,
+        };
+        Some(Self { clock, offset })
+    }
+
+    /// Whether this time has come at `now`. Without an offset it cannot be known: `false`.
+    pub fn has_come(&self, now: time::OffsetDateTime) -> bool {
+        self.offset
+            .is_some_and(|off| self.clock.assume_offset(off) <= now)
+    }
+
+    /// `14:05` when it is today in Slurm's zone at `now`, else `2026-11-27 14:05` (also when
+    /// Slurm printed no offset: then "today" is unknown).
+    pub fn short(&self, now: time::OffsetDateTime) -> String {
+        let (h, m) = (self.clock.hour(), self.clock.minute());
+        match self.offset {
+            Some(off) if now.to_offset(off).date() == self.clock.date() => {
+                format!("{h:02}:{m:02}")
+            }
+            _ => {
+                let d = self.clock.date();
+                format!(
+                    "{:04}-{:02}-{:02} {h:02}:{m:02}",
+                    d.year(),
+                    u8::from(d.month()),
+                    d.day()
+                )
+            }
+        }
     }
 }
 
-/// `2026-11-26T14:05:00` → `14:05` (today) or `2026-11-27 14:05`.
+/// `2026-11-26T14:05:00+0100` → `14:05` (today) or `2026-11-27 14:05`; text that is no time
+/// is shown as it is.
 pub(crate) fn short_time(slurm_time: &str) -> String {
-    let now = slurm_now();
-    match slurm_time.split_once('T') {
-        Some((day, clock)) if now.starts_with(day) => clock.get(..5).unwrap_or(clock).to_owned(),
-        Some((day, clock)) => format!("{day} {}", clock.get(..5).unwrap_or(clock)),
+    match SlurmTime::parse(slurm_time) {
+        Some(t) => t.short(time::OffsetDateTime::now_utc()),
         None => slurm_time.to_owned(),
     }
+}
+
+/// Whether a time Slurm printed has come (an estimate of "now": the job would start at once).
+pub(crate) fn has_come(slurm_time: &str) -> bool {
+    SlurmTime::parse(slurm_time).is_some_and(|t| t.has_come(time::OffsetDateTime::now_utc()))
 }
 
 #[cfg(test)]
@@ -634,6 +696,24 @@ mod tests {
                 partition: "batch".into()
             }
         );
+        // With SLURM_TIME_FORMAT (as the estimate asks): the offset stays with the time.
+        let with_offset = parse_test_only("sbatch: Job 3 to start at 2026-12-07T12:17:10+0100 using 1 processors on nodes node1 in partition batch\n");
+        let TestOnly::Fits { start, nodes, .. } = with_offset else {
+            panic!("{with_offset:?}")
+        };
+        assert_eq!(
+            (start.as_str(), nodes.as_str()),
+            ("2026-12-07T12:17:10+0100", "node1")
+        );
+        assert!(has_come(&start));
+        let line = "16|PENDING|Resources|n/a||batch|2026-11-26T14:05:00-0500|10:00|2|10:00\n";
+        let start = parse_squeue(line)[0].start.clone().unwrap();
+        assert_eq!(
+            SlurmTime::parse(&start)
+                .unwrap()
+                .short(time::macros::datetime!(2026-11-26 19:00 UTC)),
+            "14:05"
+        );
         assert_eq!(
             parse_test_only("allocation failure: Node count specification invalid\n"),
             TestOnly::Refused("Node count specification invalid".into())
@@ -657,9 +737,53 @@ mod tests {
             end_reason("FAILED", "NonZeroExitCode", "3:0", ""),
             "The job failed with exit code 3 (Slurm's reason: NonZeroExitCode)."
         );
-        assert_eq!(slurm_now().len(), 19);
-        let now = slurm_now();
-        assert_eq!(short_time(&now), now[11..16]);
-        assert_eq!(short_time("2001-01-01T10:00:00"), "2001-01-01 10:00");
+    }
+
+    #[test]
+    fn slurm_times() {
+        use time::macros::datetime;
+        // Slurm in UTC+1: 23:30 there on the 26th is 22:30 UTC.
+        let t = SlurmTime::parse("2026-11-26T23:30:00+0100").unwrap();
+        assert!(t.has_come(datetime!(2026-11-26 22:30 UTC)));
+        assert!(!t.has_come(datetime!(2026-11-26 22:29:59 UTC)));
+        // "Today" is Slurm's day: 23:10 UTC on the 26th is already the 27th in UTC+1 …
+        assert_eq!(t.short(datetime!(2026-11-26 22:00 UTC)), "23:30");
+        assert_eq!(t.short(datetime!(2026-11-26 23:10 UTC)), "2026-11-26 23:30");
+        // … and in UTC-5 the 26th lasts until 05:00 UTC on the 27th.
+        let west = SlurmTime::parse("2026-11-26T23:30:00-0500").unwrap();
+        assert_eq!(west.short(datetime!(2026-11-27 04:59 UTC)), "23:30");
+        assert!(!west.has_come(datetime!(2026-11-27 04:29 UTC)));
+        assert!(west.has_come(datetime!(2026-11-27 04:30 UTC)));
+        // Slurm's standard form (no offset): the date is always shown, "now" never assumed.
+        let plain = SlurmTime::parse("2026-11-26T14:05:00").unwrap();
+        assert_eq!(
+            plain.short(datetime!(2026-11-26 14:00 UTC)),
+            "2026-11-26 14:05"
+        );
+        assert!(!plain.has_come(datetime!(2030-01-01 0:00 UTC)));
+        // Not a time: shown as it is.
+        for text in [
+            "N/A",
+            "Unknown",
+            "",
+            "2026-11-26T14:05:00+01",
+            "2026-13-01T00:00:00",
+        ] {
+            assert_eq!(SlurmTime::parse(text), None, "{text}");
+        }
+        assert_eq!(short_time("N/A"), "N/A");
+        // The real clock: a time just printed for now is today and has come.
+        let now = time::OffsetDateTime::now_utc();
+        let printed = format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+0000",
+            now.year(),
+            u8::from(now.month()),
+            now.day(),
+            now.hour(),
+            now.minute(),
+            now.second()
+        );
+        assert!(has_come(&printed));
+        assert_eq!(short_time(&printed), printed[11..16]);
     }
 }

@@ -248,7 +248,7 @@ impl Inner {
         let asked = Instant::now();
         let mut out = self
             .commands
-            .query(
+            .query_times(
                 "squeue",
                 &["-h", "-t", "all", "-j", &list, "-o", SQUEUE_FORMAT],
             )
@@ -257,7 +257,7 @@ impl Inner {
         if matches!(&out, Ok(o) if !o.ok && o.stderr.contains("Invalid job id")) {
             out = self
                 .commands
-                .query("squeue", &["-h", "-t", "all", "-o", SQUEUE_FORMAT])
+                .query_times("squeue", &["-h", "-t", "all", "-o", SQUEUE_FORMAT])
                 .await;
         }
         {

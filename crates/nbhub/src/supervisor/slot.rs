@@ -35,7 +35,7 @@ pub(super) struct SlotState {
     /// Progress events of the current (or last) spawn, for late listeners.
     pub(super) events: Vec<Value>,
     /// Why the last spawn failed, if it did.
-    pub(super) failure: Option<String>,
+    pub(super) failure: Option<super::SpawnFailure>,
     /// Why the server stopped when it was not asked to (one line).
     pub(super) exit_reason: Option<String>,
     /// Its last lines then, secrets masked (`Spawner::last_output`).
@@ -100,7 +100,13 @@ impl Slot {
         self.lock().endpoint.clone()
     }
 
+    /// The message of the last spawn's failure (the pending page, the API, the events).
     pub fn failure(&self) -> Option<String> {
+        self.lock().failure.as_ref().map(|f| f.message().to_owned())
+    }
+
+    /// The last spawn's failure: its step and whether a retry may help.
+    pub fn spawn_failure(&self) -> Option<super::SpawnFailure> {
         self.lock().failure.clone()
     }
 

@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 
-use super::{server_route, Endpoint, Phase, Slot, Supervisor};
+use super::{server_route, Endpoint, Phase, Slot, SpawnFailure, SpawnStep, Supervisor};
 use crate::auth::scopes;
 use crate::db::{self, servers, tokens, users::User};
 use crate::names::server_client_id;
@@ -64,7 +64,7 @@ impl Supervisor {
     }
 
     /// `jupyterhub_server_spawn_duration_seconds`: success, or failure (a cancel included).
-    fn record_spawn(&self, result: &Result<(), String>, took: Duration) {
+    fn record_spawn(&self, result: &Result<(), SpawnFailure>, took: Duration) {
         let status = if result.is_ok() { "success" } else { "failure" };
         self.metrics
             .server_spawn_duration
@@ -76,27 +76,34 @@ impl Supervisor {
         user_id: i64,
         slot: &Arc<Slot>,
         row_id: i64,
-        result: Result<(), String>,
+        result: Result<(), SpawnFailure>,
     ) {
-        let Err(reason) = result else { return };
+        let Err(failure) = result else { return };
         let cancelled = slot.is_cancelled();
         if cancelled {
             tracing::info!(user = %slot.user, server = %slot.server_name, "spawn cancelled");
         } else {
-            tracing::warn!(user = %slot.user, server = %slot.server_name, %reason, "spawn failed");
+            tracing::warn!(
+                user = %slot.user,
+                server = %slot.server_name,
+                step = ?failure.step(),
+                retry_may_help = failure.retry_may_help(),
+                reason = %failure,
+                "spawn failed"
+            );
         }
         self.cleanup(user_id, slot, row_id).await;
-        slot.lock().failure = Some(reason.clone());
         let message = if cancelled {
             "Spawn cancelled".to_string()
         } else {
-            format!("Spawn failed: {reason}")
+            format!("Spawn failed: {failure}")
         };
+        slot.lock().failure = Some(failure);
         slot.push_event(json!({"progress": 100, "failed": true, "message": message}));
         slot.set_phase(Phase::Stopped);
     }
 
-    /// The spawn itself; an `Err` is a reason for the user.
+    /// The spawn itself; an `Err` says which step failed and why, for the user.
     async fn spawn_steps(
         &self,
         user: &User,
@@ -104,7 +111,8 @@ impl Supervisor {
         row_id: i64,
         options: ValidatedOptions,
         extra_env: BTreeMap<String, String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SpawnFailure> {
+        let credentials = |e| SpawnFailure::internal(SpawnStep::Credentials, e);
         let base = self.config.hub.base_url.as_str();
         let prefix = slot.prefix(base);
         // The server's credentials: an API token and an OAuth client with the same secret.
@@ -115,7 +123,7 @@ impl Supervisor {
         let note = format!("Server at {prefix}");
         tokens::delete_by_note(&self.db, user.id, &note)
             .await
-            .map_err(internal)?;
+            .map_err(credentials)?;
         let row = tokens::insert(
             &self.db,
             &tokens::NewToken {
@@ -130,7 +138,7 @@ impl Supervisor {
             },
         )
         .await
-        .map_err(internal)?;
+        .map_err(credentials)?;
         slot.lock().token_id = Some(row.id);
         let client_id = server_client_id(&user.name, &slot.server_name);
         let callback = format!("{prefix}oauth_callback");
@@ -145,7 +153,7 @@ impl Supervisor {
             },
         )
         .await
-        .map_err(internal)?;
+        .map_err(credentials)?;
 
         let mut env = self.environment(
             user,
@@ -186,7 +194,7 @@ impl Supervisor {
         row_id: i64,
         launch: nbhub_spawner::BoxFuture<'_, Result<Started, nbhub_spawner::SpawnError>>,
         mut rx: UnboundedReceiver<SpawnUpdate>,
-    ) -> Result<(Started, Option<Instant>), String> {
+    ) -> Result<(Started, Option<Instant>), SpawnFailure> {
         let start_timeout = self.config.spawner.timeouts().start_timeout;
         let mut launch = launch;
         let mut armed: Option<Instant> = None;
@@ -195,7 +203,7 @@ impl Supervisor {
         let outcome = loop {
             let deadline = armed.map(|t| t + start_timeout);
             tokio::select! {
-                result = &mut launch => break result.map_err(|e| e.to_string()),
+                result = &mut launch => break result.map_err(|e| SpawnFailure::spawner(&e)),
                 update = rx.recv(), if updates_open => match update {
                     Some(update) => {
                         spoke |= matches!(update, SpawnUpdate::Progress(_));
@@ -204,9 +212,10 @@ impl Supervisor {
                     None => updates_open = false,
                 },
                 _ = sleep_until_opt(deadline) => {
-                    break Err(self.timed_out(slot, "start", start_timeout));
+                    let message = self.timed_out(slot, "start", start_timeout);
+                    break Err(SpawnFailure::timed_out(SpawnStep::Start, message));
                 }
-                _ = slot.cancelled() => break Err("cancelled".to_string()),
+                _ = slot.cancelled() => break Err(SpawnFailure::cancelled(SpawnStep::Start)),
             }
         };
         // What the spawner said just before it returned.
@@ -228,9 +237,9 @@ impl Supervisor {
         }
         servers::set_state(&self.db, row_id, &started.state.0)
             .await
-            .map_err(internal)?;
+            .map_err(|e| SpawnFailure::internal(SpawnStep::Record, e))?;
         if slot.is_cancelled() {
-            return Err("cancelled".into());
+            return Err(SpawnFailure::cancelled(SpawnStep::Start));
         }
         Ok((started, armed))
     }
@@ -277,7 +286,7 @@ impl Supervisor {
         row_id: i64,
         started: Started,
         armed: Option<Instant>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SpawnFailure> {
         let timeouts = self.config.spawner.timeouts();
         let prefix = slot.prefix(self.config.hub.base_url.as_str());
         let mut port = match slot.reported_port() {
@@ -290,11 +299,13 @@ impl Supervisor {
             port = tokio::select! {
                 p = slot.port_reported() => p,
                 _ = tokio::time::sleep_until(deadline) => {
-                    return Err(self.timed_out(slot, "report its port", timeouts.start_timeout));
+                    let message = self.timed_out(slot, "report its port", timeouts.start_timeout);
+                    return Err(SpawnFailure::timed_out(SpawnStep::Port, message));
                 }
-                _ = slot.cancelled() => return Err("cancelled".into()),
+                _ = slot.cancelled() => return Err(SpawnFailure::cancelled(SpawnStep::Port)),
                 reason = self.wait_exit(&started.state) => {
-                    return Err(self.died_starting(&started.state, "started", &reason));
+                    let message = self.died_starting(&started.state, "started", &reason);
+                    return Err(SpawnFailure::exited(SpawnStep::Port, message));
                 }
             };
         }
@@ -317,23 +328,25 @@ impl Supervisor {
                 }
             }
             if slot.is_cancelled() {
-                return Err("cancelled".into());
+                return Err(SpawnFailure::cancelled(SpawnStep::Probe));
             }
             if last_poll.elapsed() > PROBE_POLL {
                 last_poll = Instant::now();
                 if let PollStatus::Exited { reason } = self.spawner.poll(&started.state).await {
-                    return Err(self.died_starting(&started.state, "answered", &reason));
+                    let message = self.died_starting(&started.state, "answered", &reason);
+                    return Err(SpawnFailure::exited(SpawnStep::Probe, message));
                 }
             }
             if Instant::now() > deadline {
-                return Err(format!(
+                let message = format!(
                     "Server at {url} didn't respond in {} seconds",
                     timeouts.http_timeout.as_secs()
-                ));
+                );
+                return Err(SpawnFailure::timed_out(SpawnStep::Probe, message));
             }
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = slot.cancelled() => return Err("cancelled".into()),
+                _ = slot.cancelled() => return Err(SpawnFailure::cancelled(SpawnStep::Probe)),
             }
             delay = (delay * 2).min(PROBE_POLL);
         };
@@ -344,10 +357,10 @@ impl Supervisor {
         let target = nbhub_spawner::http_origin(&started.host, port);
         self.add_server_route(&slot.user, &slot.server_name, &target)
             .await
-            .map_err(|e| format!("could not add the proxy route: {e}"))?;
+            .map_err(SpawnFailure::proxy)?;
         servers::mark_ready(&self.db, row_id, &started.host, port)
             .await
-            .map_err(internal)?;
+            .map_err(|e| SpawnFailure::internal(SpawnStep::Record, e))?;
         slot.set_phase(Phase::Running);
         let html_prefix = prefix
             .replace('&', "&amp;")
@@ -480,11 +493,6 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
     }
-}
-
-fn internal(e: impl std::fmt::Display) -> String {
-    tracing::error!(error = %e, "spawn: internal error");
-    "internal error in the hub (see its log)".to_string()
 }
 
 /// Python's `quote(name, safe="@~")` for the activity URL.

@@ -1,0 +1,341 @@
+//! The spawn form, `/hub/spawn[/<name>[/<server>]]`: GET shows the spawner's options form
+//! (or starts at once when it has none), POST starts with the submitted options; both go on
+//! to the pending page.
+
+use std::time::Duration;
+
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Form;
+use serde_json::{json, Map, Value};
+
+use crate::db::users::User;
+use crate::error::ApiResult;
+use crate::names::url_escape;
+use crate::pages::{error_page, login_redirect, render};
+use crate::state::AppState;
+use crate::supervisor::{server_prefix, Phase, SpawnRefused};
+use crate::web::{next_param, xsrf_ok};
+
+use super::{encode, hub, path_part, spawn_target};
+
+fn pending_url(state: &AppState, user: &str, server: &str, next: Option<&str>) -> String {
+    let mut url = format!(
+        "{}spawn-pending/{}{}",
+        hub(state),
+        url_escape(user),
+        path_part(server)
+    );
+    if let Some(n) = next {
+        url.push_str("?next=");
+        url.push_str(&encode(n));
+    }
+    url
+}
+
+pub(super) async fn spawn_page(
+    state: AppState,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    name: Option<String>,
+    server: String,
+    form: Option<Map<String, Value>>,
+) -> ApiResult<Response> {
+    let target = spawn_target(
+        &state,
+        &headers,
+        &uri,
+        name.as_deref(),
+        &server,
+        &["start:servers"],
+    );
+    let (ident, user) = match target.await? {
+        Ok(t) => t,
+        Err(page) => return Ok(page),
+    };
+    if !server.is_empty() && !state.config.hub.allow_named_servers {
+        return Ok(error_page(
+            &state,
+            &headers,
+            StatusCode::BAD_REQUEST,
+            "Named servers are not enabled on this hub.",
+            ident.user(),
+        ));
+    }
+    let next = next_param(&state, &uri, &headers);
+    let prefix = server_prefix(state.config.hub.base_url.as_str(), &user.name, &server);
+    let slot = state.supervisor.slot(&user, &server);
+    match slot.phase() {
+        Phase::Running => return Ok(crate::found(next.as_deref().unwrap_or(&prefix))),
+        Phase::Starting => {
+            return Ok(crate::found(&pending_url(
+                &state,
+                &user.name,
+                &server,
+                next.as_deref(),
+            )))
+        }
+        _ => {}
+    }
+    // Options: the form's fields, or `opt-*` query parameters.
+    let spec = options_form(&state, &user, &server).await?;
+    let submitted = form.clone();
+    let options = match form {
+        Some(fields) => Value::Object(fields),
+        None => {
+            let from_query: Map<String, Value> =
+                url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+                    .filter_map(|(k, v)| {
+                        k.strip_prefix("opt-")
+                            .map(|k| (k.to_string(), Value::String(v.into_owned())))
+                    })
+                    .collect();
+            if let Some(spec) = spec.as_ref().filter(|f| !f.fields.is_empty()) {
+                if from_query.is_empty() {
+                    let form = SpawnForm {
+                        for_user: &user,
+                        server: &server,
+                        spec,
+                        message: None,
+                        submitted: None,
+                        errors: &[],
+                    };
+                    return Ok(render_form(&state, &headers, &uri, ident.user(), &form));
+                }
+            }
+            Value::Object(from_query)
+        }
+    };
+    let refused = match state.supervisor.start(&user, &server, &options).await {
+        Ok(slot) => {
+            slot.wait_while(Phase::Starting, Duration::from_secs(1))
+                .await;
+            return Ok(crate::found(&pending_url(
+                &state,
+                &user.name,
+                &server,
+                next.as_deref(),
+            )));
+        }
+        Err(e) => e,
+    };
+    let (errors, message) = match refused {
+        SpawnRefused::InvalidOptions(errors) => {
+            let general: Vec<&str> = errors
+                .iter()
+                .filter(|e| {
+                    e.field.is_empty() || spec.as_ref().and_then(|s| s.field(&e.field)).is_none()
+                })
+                .map(|e| e.message.as_str())
+                .collect();
+            let message = if general.is_empty() {
+                "Some options are not valid: see the marked fields.".to_string()
+            } else {
+                general.join("; ")
+            };
+            (errors, message)
+        }
+        SpawnRefused::BadRequest(msg) => (Vec::new(), msg),
+        SpawnRefused::AlreadyRunning(_) => {
+            return Ok(crate::found(next.as_deref().unwrap_or(&prefix)))
+        }
+        other => {
+            let (status, user) = match &other {
+                // Their sessions have ended: the page offers to sign in.
+                SpawnRefused::SignInAgain(_) => (StatusCode::FORBIDDEN, None),
+                SpawnRefused::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ident.user()),
+                SpawnRefused::Limit(_) => (StatusCode::TOO_MANY_REQUESTS, ident.user()),
+                _ => (StatusCode::INTERNAL_SERVER_ERROR, ident.user()),
+            };
+            return Ok(error_page(
+                &state,
+                &headers,
+                status,
+                &other.to_string(),
+                user,
+            ));
+        }
+    };
+    match &spec {
+        Some(spec) => {
+            let form = SpawnForm {
+                for_user: &user,
+                server: &server,
+                spec,
+                message: Some(&message),
+                submitted: submitted.as_ref(),
+                errors: &errors,
+            };
+            Ok(render_form(&state, &headers, &uri, ident.user(), &form))
+        }
+        None => Ok(error_page(
+            &state,
+            &headers,
+            StatusCode::BAD_REQUEST,
+            &message,
+            ident.user(),
+        )),
+    }
+}
+
+/// The spawner's options form for `user` (None: it takes no options).
+pub(super) async fn options_form(
+    state: &AppState,
+    user: &User,
+    server: &str,
+) -> ApiResult<Option<nbhub_spawner::FormSpec>> {
+    Ok(state.supervisor.options_form(user, server).await?)
+}
+
+/// What the spawn page shows: whose server, the form, and what was wrong with the last try.
+struct SpawnForm<'a> {
+    for_user: &'a User,
+    server: &'a str,
+    spec: &'a nbhub_spawner::FormSpec,
+    message: Option<&'a str>,
+    submitted: Option<&'a Map<String, Value>>,
+    errors: &'a [nbhub_spawner::FieldError],
+}
+
+fn render_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &OriginalUri,
+    me: Option<&User>,
+    form: &SpawnForm<'_>,
+) -> Response {
+    let fields = crate::pages::options_form::field_views(form.spec, form.submitted, form.errors);
+    let options_html = match state
+        .templates
+        .render_fragment("options_form.html", &json!({ "fields": fields }))
+    {
+        Ok(html) => html,
+        Err(e) => {
+            return crate::error::ApiError::internal(format!("template options_form.html: {e:#}"))
+                .into_response()
+        }
+    };
+    let action = uri.path_and_query().map_or_else(String::new, |p| {
+        // Keep `next` (already checked when it is used) but not one-off query options.
+        let next = crate::web::query_param(p.query(), "next")
+            .map(|n| format!("?next={}", encode(&n)))
+            .unwrap_or_default();
+        format!("{}{next}", p.path())
+    });
+    let can_estimate = serde_json::to_value(form.spec)
+        .ok()
+        .and_then(|v| v["can_estimate"].as_bool())
+        .unwrap_or(false);
+    let name = crate::names::url_escape(&form.for_user.name);
+    let estimate_url = if form.server.is_empty() {
+        format!("{}api/users/{name}/server/estimate", hub(state))
+    } else {
+        format!(
+            "{}api/users/{name}/servers/{}/estimate",
+            hub(state),
+            crate::names::url_escape(form.server)
+        )
+    };
+    let mut page = render(
+        state,
+        headers,
+        "spawn.html",
+        me,
+        json!({
+            "url": action,
+            "spawner_options_form": options_html,
+            "error_message": form.message,
+            "for_user": {"name": form.for_user.name},
+            "server_name": form.server,
+            "can_estimate": can_estimate,
+            "estimate_url": estimate_url,
+        }),
+    );
+    if form.message.is_some() {
+        *page.status_mut() = StatusCode::BAD_REQUEST;
+    }
+    page
+}
+
+pub(super) async fn spawn_post(
+    state: AppState,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    name: Option<String>,
+    server: String,
+    form: Vec<(String, String)>,
+) -> ApiResult<Response> {
+    let submitted = form
+        .iter()
+        .find(|(k, _)| k == "_xsrf")
+        .map(|(_, v)| v.as_str());
+    let Some((me, _)) = crate::pages::cookie_user(&state, &headers).await? else {
+        return Ok(login_redirect(&state, &uri));
+    };
+    if !xsrf_ok(&state, &headers, Some(&me), submitted) {
+        return Ok(error_page(
+            &state,
+            &headers,
+            StatusCode::FORBIDDEN,
+            "'_xsrf' argument missing from POST, or it does not match this browser's session. Reload the page and try again.",
+            Some(&me),
+        ));
+    }
+    let fields: Map<String, Value> = form
+        .into_iter()
+        .filter(|(k, _)| k != "_xsrf")
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    spawn_page(state, headers, uri, name, server, Some(fields)).await
+}
+
+pub(super) async fn spawn_self(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    u: OriginalUri,
+) -> ApiResult<Response> {
+    spawn_page(s, h, u, None, String::new(), None).await
+}
+pub(super) async fn spawn_user(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    u: OriginalUri,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    spawn_page(s, h, u, Some(name), String::new(), None).await
+}
+pub(super) async fn spawn_named(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    u: OriginalUri,
+    Path((name, server)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    spawn_page(s, h, u, Some(name), server, None).await
+}
+pub(super) async fn spawn_self_post(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    u: OriginalUri,
+    Form(f): Form<Vec<(String, String)>>,
+) -> ApiResult<Response> {
+    spawn_post(s, h, u, None, String::new(), f).await
+}
+pub(super) async fn spawn_user_post(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    u: OriginalUri,
+    Path(name): Path<String>,
+    Form(f): Form<Vec<(String, String)>>,
+) -> ApiResult<Response> {
+    spawn_post(s, h, u, Some(name), String::new(), f).await
+}
+pub(super) async fn spawn_named_post(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    u: OriginalUri,
+    Path((name, server)): Path<(String, String)>,
+    Form(f): Form<Vec<(String, String)>>,
+) -> ApiResult<Response> {
+    spawn_post(s, h, u, Some(name), server, f).await
+}
