@@ -1,5 +1,5 @@
 //! A client connection on the lean path: the loop that reads a request head, acts on its
-//! [`Plan`](super::head::Plan) and reads the next; the answers we give ourselves (health
+//! plan (`head::Plan`) and reads the next; the answers we give ourselves (health
 //! check, no route, a target's failure, 408); and [`Prefixed`], the connection handed to the
 //! general path with the bytes already read.
 

@@ -1,5 +1,5 @@
 //! Request and answer heads on the lean path: a client's request head read (httparse, in
-//! place) into a [`Plan`] — hand it over, answer it ourselves, or forward it — with the
+//! place) into a `Plan` — hand it over, answer it ourselves, or forward it — with the
 //! target's head written into a reused buffer (hop-by-hop headers dropped, forwarding and
 //! custom headers added); a target's answer head read and the client's written the same way.
 
