@@ -16,7 +16,8 @@
 //! - [`upstream`]: how an exchange with a target failed: retry or not, which status.
 //! - [`tls`]: rustls server configs and the connector to `http`/`https` targets.
 //! - [`linger`]: closing a connection without resetting it (the hub uses it too).
-//! - [`metrics`]: counters in the Prometheus text format on `--metrics-port`.
+//! - [`metrics`]: counters in the OpenMetrics text format (prometheus-client) on
+//!   `--metrics-port`.
 //! - [`mem`]: glibc malloc thresholds for the buffer pattern, trimming when idle.
 //! - [`deadline`]: deadlines for receiving request heads and bodies (slow clients).
 //! - [`rlimit`]: the open files limit raised to the hard limit at start.
@@ -641,7 +642,7 @@ fn serve_metrics(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody
     let mut r = Response::new(ProxyBody::full(shared.metrics.render(shared.routes.len())));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     r
 }
