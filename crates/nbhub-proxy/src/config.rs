@@ -96,14 +96,23 @@ pub struct Args {
     pub client_ssl_request_cert: bool,
     #[arg(long)]
     pub client_ssl_reject_unauthorized: bool,
-    /// Default proxy target (proto://host[:port])
-    #[arg(long)]
+    /// Default proxy target (`proto://host[:port]`)
+    // CHP's help text as it is: the doc comment above is rustdoc's (markdown).
+    #[arg(long, help = "Default proxy target (proto://host[:port])")]
     pub default_target: Option<String>,
-    /// Alternate server for handling proxy errors (proto://host[:port])
-    #[arg(long)]
+    /// Alternate server for handling proxy errors (`proto://host[:port]`)
+    // CHP's help text as it is: the doc comment above is rustdoc's (markdown).
+    #[arg(
+        long,
+        help = "Alternate server for handling proxy errors (proto://host[:port])"
+    )]
     pub error_target: Option<String>,
-    /// Alternate server for handling proxy errors (folder of <code>.html / error.html)
-    #[arg(long)]
+    /// Alternate server for handling proxy errors (folder of `<code>.html` / error.html)
+    // CHP's help text as it is: the doc comment above is rustdoc's (markdown).
+    #[arg(
+        long,
+        help = "Alternate server for handling proxy errors (folder of <code>.html / error.html)"
+    )]
     pub error_path: Option<PathBuf>,
     /// Redirect HTTP requests on this port to the server on HTTPS
     #[arg(long)]

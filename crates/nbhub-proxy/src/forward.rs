@@ -29,12 +29,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 use crate::config::ProxyConfig;
-use crate::deadline::{self, DeadlineBody};
-use crate::h1::Upstreams;
+use crate::deadline::DeadlineBody;
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::pool::{Checkin, Pool};
 use crate::routes::{Route, RouteTable};
 use crate::tls::UpstreamConnector;
+use crate::upstream::{Side, UpstreamError};
 
 /// State shared by all connections and worker threads.
 pub struct Shared {
@@ -59,10 +59,9 @@ impl Shared {
 /// so that pooled upstream connections are driven on the thread that uses them.
 pub struct Forwarder {
     pub shared: Arc<Shared>,
-    /// Connections used by the general (hyper) path: `https` targets, upgrades, HTTP/2.
+    /// Target connections of both paths: the lean HTTP/1.1 path's ([`crate::h1`]) and the
+    /// general (hyper) path's (`https` targets, upgrades, HTTP/2).
     pub pool: Arc<Pool>,
-    /// Connections used by the lean HTTP/1.1 path ([`crate::h1`]).
-    pub upstreams: Arc<Upstreams>,
     error_client: Client<UpstreamConnector, Empty<Bytes>>,
 }
 
@@ -74,7 +73,6 @@ impl Forwarder {
             .pool_timer(hyper_util::rt::TokioTimer::new());
         Forwarder {
             pool: Pool::new(shared.connector.clone()),
-            upstreams: Arc::default(),
             error_client: b.build(shared.connector.clone()),
             shared,
         }
@@ -540,22 +538,27 @@ async fn forward(
     let res = match cfg.proxy_timeout {
         Some(t) => match tokio::time::timeout(t, sent).await {
             Ok(r) => r,
-            Err(_) => Err(format!("no response within {t:?}").into()),
+            Err(_) => Err(UpstreamError::new(
+                Side::Receive,
+                false,
+                format!("no response within {t:?}"),
+            )),
         },
         None => sent.await,
     };
     let (mut res, checkin) = match res {
         Ok(r) => r,
-        // The client, not the target, failed: the rest of its body did not come in time.
-        Err(e) if deadline::is_body_timeout(&*e) => {
-            tracing::debug!(url = %orig_uri, "408: {}", error_chain(&*e));
-            return request_timeout(&shared, version);
-        }
-        Err(e) => {
-            let e = error_chain(&*e);
-            tracing::warn!(target = %route.target.authority, url = %orig_uri, "503 {}: {e}", route.key);
-            return error_for(&shared, StatusCode::SERVICE_UNAVAILABLE, &orig_uri).await;
-        }
+        Err(e) => match e.status() {
+            // The client, not the target, failed: the rest of its body did not come in time.
+            StatusCode::REQUEST_TIMEOUT => {
+                tracing::debug!(url = %orig_uri, "408: {e}");
+                return request_timeout(&shared, version);
+            }
+            status => {
+                tracing::warn!(target = %route.target.authority, url = %orig_uri, side = ?e.side(), "{} {}: {e}", status.as_u16(), route.key);
+                return error_for(&shared, status, &orig_uri).await;
+            }
+        },
     };
     if res.status().as_u16() < 300 {
         route.touch();
@@ -622,17 +625,6 @@ fn request_timeout(shared: &Forwarder, version: http::Version) -> Response<Proxy
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     r
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 pin_project! {

@@ -6,11 +6,18 @@
 //! - [`config`]: CHP's flags (clap) and the resolved [`ProxyConfig`]; refused flags are errors.
 //! - [`routes`]: the route table, a trie keyed by path segments; per-route `last_activity`.
 //! - [`api`]: the REST API on the API port (`/api/routes`).
-//! - [`forward`]: the hot path, routing and forwarding with streamed bodies and websockets.
-//! - [`pool`]: keep-alive connections to targets, one pool per worker thread.
+//! - [`h1`]: the lean path, plain HTTP/1.1 to plain-HTTP targets relayed raw — the hot path
+//!   of a hub; its files: [`h1::conn`] (the client connection's loop, our own answers, the
+//!   hand-over), [`h1::head`] (heads read and rewritten), [`h1::relay`] (one exchange),
+//!   [`h1::chunked`] (chunked framing followed), [`h1::target`] (a plain target connection).
+//! - [`forward`]: the general path (hyper): routing and forwarding with streamed bodies and
+//!   websockets, for whatever the lean path hands over (`https` targets, upgrades, HTTP/2).
+//! - [`pool`]: keep-alive connections to targets for both paths, one pool per worker thread.
+//! - [`upstream`]: how an exchange with a target failed: retry or not, which status.
 //! - [`tls`]: rustls server configs and the connector to `http`/`https` targets.
 //! - [`linger`]: closing a connection without resetting it (the hub uses it too).
-//! - [`metrics`]: counters in the Prometheus text format on `--metrics-port`.
+//! - [`metrics`]: counters in the OpenMetrics text format (prometheus-client) on
+//!   `--metrics-port`.
 //! - [`mem`]: glibc malloc thresholds for the buffer pattern, trimming when idle.
 //! - [`deadline`]: deadlines for receiving request heads and bodies (slow clients).
 //! - [`rlimit`]: the open files limit raised to the hard limit at start.
@@ -30,6 +37,7 @@ pub mod pool;
 pub mod rlimit;
 pub mod routes;
 pub mod tls;
+pub mod upstream;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -194,13 +202,12 @@ pub async fn run(
                             let listener = TcpListener::from_std(listener)?;
                             let fw = Arc::new(Forwarder::new(shared.clone()));
                             // Close idle and dead target connections: no socket outlives its use.
-                            let (pool, upstreams) = (fw.pool.clone(), fw.upstreams.clone());
+                            let pool = fw.pool.clone();
                             tokio::spawn(async move {
                                 let mut tick = tokio::time::interval(pool::IDLE_TIMEOUT / 4);
                                 loop {
                                     tick.tick().await;
                                     pool.sweep();
-                                    upstreams.sweep(pool::IDLE_TIMEOUT);
                                     mem::trim();
                                 }
                             });
@@ -635,7 +642,7 @@ fn serve_metrics(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody
     let mut r = Response::new(ProxyBody::full(shared.metrics.render(shared.routes.len())));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     r
 }

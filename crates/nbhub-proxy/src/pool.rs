@@ -1,12 +1,21 @@
-//! Keep-alive connections to targets, one pool per worker thread.
+//! Keep-alive connections to targets, one pool per worker thread, for both forwarding paths:
+//! plain TCP connections of the lean path ([`crate::h1`], plain-HTTP targets) and hyper
+//! client connections of the general path ([`crate::forward`]: `https` targets, upgrades,
+//! HTTP/2 and HTTP/1.0 clients). The two cannot share a connection (one is a raw socket the
+//! lean path reads and writes itself, the other is driven by a hyper task), so the pool keeps
+//! one idle stack per target for each, with one rule for both.
 //!
 //! Leaner than hyper-util's general client on the hot path: a checkout is a pop from a
 //! per-target stack under an uncontended lock (only its worker thread uses it), and a
 //! connection goes back when the response body has been read to its end, with no extra task
 //! per request. Idle connections older than [`IDLE_TIMEOUT`] and closed ones are swept, so no
 //! socket outlives its use.
+//!
+//! A pooled connection the target closed meanwhile fails the request sent on it; whether it
+//! goes once more is [`UpstreamError::retry`]'s to say, for both paths.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -21,9 +30,11 @@ use hyper::client::conn::http1::{self, SendRequest};
 use tower_service::Service;
 
 use crate::forward::ReqBody;
+use crate::h1::TargetConn;
 use crate::tls::{UpstreamConnector, UpstreamIo};
+use crate::upstream::{Side, UpstreamError};
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Idle connections are closed after this long (swept every quarter of it, so at most 1.25
 /// times it). Targets close idle connections too, and one closed just as we reuse it fails a
@@ -33,13 +44,62 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// At most this many idle connections are kept per target.
 const MAX_IDLE_PER_TARGET: usize = 512;
 
-type Key = (bool, Authority);
 /// Idle connections per target, most recently used last, with the time they went idle.
-type Idle = HashMap<Key, Vec<(SendRequest<ReqBody>, Instant)>>;
+struct Idle<K, C> {
+    map: Mutex<HashMap<K, Vec<(C, Instant)>>>,
+}
+
+impl<K: Hash + Eq + Clone, C> Idle<K, C> {
+    fn new() -> Self {
+        Idle {
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Vec<(C, Instant)>>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pop(&self, key: &K) -> Option<C> {
+        self.lock().get_mut(key)?.pop().map(|(c, _)| c)
+    }
+
+    /// Keep `c` unless the target has [`MAX_IDLE_PER_TARGET`] already; the key is cloned only
+    /// for a target's first idle connection.
+    fn push(&self, key: &K, c: C) {
+        let now = Instant::now();
+        let mut idle = self.lock();
+        let v = match idle.get_mut(key) {
+            Some(v) => v,
+            None => idle.entry(key.clone()).or_default(),
+        };
+        if v.len() < MAX_IDLE_PER_TARGET {
+            v.push((c, now));
+        }
+    }
+
+    /// Keep those idle for less than [`IDLE_TIMEOUT`] that `open` says are still open.
+    fn sweep(&self, now: Instant, open: impl Fn(&C) -> bool) {
+        self.lock().retain(|_, v| {
+            v.retain(|(c, since)| now.duration_since(*since) < IDLE_TIMEOUT && open(c));
+            !v.is_empty()
+        });
+    }
+
+    fn count(&self) -> usize {
+        self.lock().values().map(Vec::len).sum()
+    }
+}
+
+/// A hyper connection's target: `https` or not, and the authority.
+type Key = (bool, Authority);
 
 pub struct Pool {
     connector: UpstreamConnector,
-    idle: Mutex<Idle>,
+    /// The general path's connections.
+    hyper: Idle<Key, SendRequest<ReqBody>>,
+    /// The lean path's connections to plain-HTTP targets.
+    plain: Idle<Authority, TargetConn>,
 }
 
 /// A connection lent out with a response; give it back with [`Checkin::checkin`] once the
@@ -55,33 +115,63 @@ impl Checkin {
         if self.send.is_closed() {
             return;
         }
-        let mut idle = self.pool.lock();
-        let v = idle.entry(self.key).or_default();
-        if v.len() < MAX_IDLE_PER_TARGET {
-            v.push((self.send, Instant::now()));
-        }
+        self.pool.hyper.push(&self.key, self.send);
     }
+}
+
+/// Open a plain connection to `to` for the lean path (within `limit`, if given).
+pub async fn connect_plain(
+    to: &Authority,
+    limit: Option<Duration>,
+) -> Result<TargetConn, UpstreamError> {
+    TargetConn::connect(to, limit)
+        .await
+        .map_err(|e| UpstreamError::caused(Side::Connect, false, e))
 }
 
 impl Pool {
     pub fn new(connector: UpstreamConnector) -> Arc<Self> {
         Arc::new(Pool {
             connector,
-            idle: Mutex::new(HashMap::new()),
+            hyper: Idle::new(),
+            plain: Idle::new(),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Idle> {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    /// A plain connection to `to` for the lean path: an idle one that still looks open, else a
+    /// new one (within `limit`, if given).
+    pub async fn checkout_plain(
+        &self,
+        to: &Authority,
+        limit: Option<Duration>,
+    ) -> Result<TargetConn, UpstreamError> {
+        while let Some(mut c) = self.plain.pop(to) {
+            // A close by the target that arrived since is seen here (a `recv(MSG_PEEK)` only
+            // if the runtime saw the socket become readable).
+            if c.still_open() {
+                c.reused = true;
+                return Ok(c);
+            }
+        }
+        connect_plain(to, limit).await
+    }
+
+    /// A plain connection back from the lean path, ready for another request.
+    pub fn checkin_plain(&self, to: &Authority, c: TargetConn) {
+        self.plain.push(to, c);
     }
 
     /// Send `req` (absolute URI) over a pooled or new connection.
     pub async fn request(
         self: &Arc<Self>,
         mut req: Request<ReqBody>,
-    ) -> Result<(Response<Incoming>, Checkin), BoxError> {
+    ) -> Result<(Response<Incoming>, Checkin), UpstreamError> {
         let uri = req.uri().clone();
-        let authority = uri.authority().cloned().ok_or("target without authority")?;
+        let authority = uri.authority().cloned().ok_or(UpstreamError::new(
+            Side::Connect,
+            false,
+            "target without authority",
+        ))?;
         let key = (uri.scheme() == Some(&Scheme::HTTPS), authority);
         // HTTP/1.1 to the target: origin-form request line.
         *req.uri_mut() = uri
@@ -110,24 +200,29 @@ impl Pool {
                     };
                     return Ok((res, c));
                 }
-                Err(mut e) => match (e.take_message(), again) {
-                    // A pooled connection the target closed meanwhile, before our request
-                    // went out: try again.
-                    (Some(r), _) if reused => req = r,
-                    (None, Some(r)) if !e.error().is_parse() && !e.error().is_user() => {
-                        tracing::debug!("pooled connection failed ({}), retrying", e.error());
-                        req = r;
-                        fresh = true;
+                Err(mut e) => {
+                    // Handed back: the connection closed before our request went out.
+                    let unsent = e.take_message();
+                    fresh = unsent.is_none();
+                    let failed =
+                        UpstreamError::from_hyper(e.into_error(), unsent.is_some(), reused);
+                    match unsent.or(again) {
+                        // A pooled connection the target closed meanwhile: try again, on a
+                        // fresh connection if the request went out on it.
+                        Some(r) if failed.retry(true) => {
+                            tracing::debug!("pooled connection failed ({failed}), retrying");
+                            req = r;
+                        }
+                        _ => return Err(failed),
                     }
-                    _ => return Err(e.into_error().into()),
-                },
+                }
             }
         }
     }
 
     async fn checkout(&self, key: &Key) -> Option<SendRequest<ReqBody>> {
         loop {
-            let (mut send, _) = self.lock().get_mut(key)?.pop()?;
+            let mut send = self.hyper.pop(key)?;
             if send.is_closed() {
                 continue;
             }
@@ -137,14 +232,20 @@ impl Pool {
         }
     }
 
-    async fn connect(&self, uri: &Uri) -> Result<SendRequest<ReqBody>, BoxError> {
+    async fn connect(&self, uri: &Uri) -> Result<SendRequest<ReqBody>, UpstreamError> {
+        let failed = |e: BoxError| UpstreamError::caused(Side::Connect, false, e);
         let mut c = self.connector.clone();
-        std::future::poll_fn(|cx| c.poll_ready(cx)).await?;
+        std::future::poll_fn(|cx| c.poll_ready(cx))
+            .await
+            .map_err(failed)?;
         let io = HearsOut {
-            io: c.call(uri.clone()).await?,
+            io: c.call(uri.clone()).await.map_err(failed)?,
             write_failed: false,
         };
-        let (send, conn) = http1::Builder::new().handshake(io).await?;
+        let (send, conn) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| failed(e.into()))?;
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!("upstream connection: {e}");
@@ -153,18 +254,16 @@ impl Pool {
         Ok(send)
     }
 
-    /// Drop closed connections and those idle for longer than [`IDLE_TIMEOUT`].
+    /// Drop closed connections and those idle for longer than [`IDLE_TIMEOUT`], of both kinds.
     pub fn sweep(&self) {
         let now = Instant::now();
-        self.lock().retain(|_, v| {
-            v.retain(|(s, since)| !s.is_closed() && now.duration_since(*since) < IDLE_TIMEOUT);
-            !v.is_empty()
-        });
+        self.hyper.sweep(now, |s| !s.is_closed());
+        self.plain.sweep(now, TargetConn::still_open);
     }
 
-    /// Idle connections held (for tests and metrics).
+    /// Idle connections held, of both kinds (for tests and metrics).
     pub fn idle_count(&self) -> usize {
-        self.lock().values().map(Vec::len).sum()
+        self.hyper.count() + self.plain.count()
     }
 }
 

@@ -40,6 +40,13 @@ pub fn client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
+/// A proxy with the test config and one route, `/` to `http://{target}`.
+pub async fn proxy_to(target: SocketAddr) -> Proxy {
+    let p = start_proxy(config()).await;
+    p.route_to("/", target).await;
+    p
+}
+
 pub async fn start_proxy(cfg: ProxyConfig) -> Proxy {
     let public = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let api = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -110,6 +117,11 @@ impl Proxy {
         let status = res.status();
         let body = res.into_body().collect().await.expect("body").to_bytes();
         (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// Route `path` to the plain-HTTP target at `addr`.
+    pub async fn route_to(&self, path: &str, addr: SocketAddr) {
+        self.add_route(path, &format!("http://{addr}")).await;
     }
 
     pub async fn add_route(&self, path: &str, target: &str) {
@@ -247,6 +259,15 @@ pub fn self_signed_tls(
         ..Default::default()
     };
     (files, ck)
+}
+
+/// The test config serving TLS with a fresh self-signed certificate written into `dir`, and
+/// that certificate (for [`tls_connect`]).
+pub fn tls_config(dir: &std::path::Path) -> (ProxyConfig, rcgen::CertifiedKey) {
+    let (files, ck) = self_signed_tls(dir);
+    let mut cfg = config();
+    cfg.tls = Some(files);
+    (cfg, ck)
 }
 
 /// A TLS connection to `addr` as `localhost`, trusting `ck`'s certificate, offering `alpn`.

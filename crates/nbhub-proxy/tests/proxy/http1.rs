@@ -1,12 +1,11 @@
 //! The lean HTTP/1.1 path on the wire: raw requests and raw targets, so that framing,
 //! keep-alive, pipelining, hop-by-hop headers and the hand-over to the general path are seen
 //! byte for byte.
-mod common;
 
 use std::time::Duration;
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
@@ -106,6 +105,12 @@ async fn send(r: &mut BufReader<TcpStream>, bytes: &[u8]) {
     r.get_mut().write_all(bytes).await.expect("write");
 }
 
+/// Send a request and read its answer (not to a HEAD request).
+async fn ask(r: &mut BufReader<TcpStream>, bytes: &[u8]) -> Answer {
+    send(r, bytes).await;
+    read_answer(r, false).await
+}
+
 /// The connection was closed by the proxy (EOF, or a reset after unread data).
 async fn assert_closed(r: &mut BufReader<TcpStream>) {
     let mut rest = Vec::new();
@@ -156,9 +161,8 @@ async fn raw_target(answer: &'static [u8], close_after: bool) -> std::net::Socke
 
 #[tokio::test]
 async fn pipelined_requests_head_and_keep_alive() {
-    let p = start_proxy(config()).await;
     let up = echo_upstream("up").await;
-    p.add_route("/", &format!("http://{up}")).await;
+    let p = proxy_to(up).await;
     let mut c = connect(&p).await;
     // Two requests in one write: two answers, in order.
     send(
@@ -176,8 +180,7 @@ async fn pipelined_requests_head_and_keep_alive() {
     let a = read_answer(&mut c, true).await;
     assert_eq!(a.status, 200);
     assert!(a.header("content-length").is_some(), "{a:?}");
-    send(&mut c, b"GET /d HTTP/1.1\r\nHost: x\r\n\r\n").await;
-    let a = read_answer(&mut c, false).await;
+    let a = ask(&mut c, b"GET /d HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert_eq!(json(&a.text())["url"], "/d");
     // A request split into many small writes.
     for piece in [&b"GET /e HT"[..], b"TP/1.1\r\nHo", b"st: x\r\n", b"\r\n"] {
@@ -187,12 +190,11 @@ async fn pipelined_requests_head_and_keep_alive() {
     let a = read_answer(&mut c, false).await;
     assert_eq!(json(&a.text())["url"], "/e");
     // Connection: close is honoured and said.
-    send(
+    let a = ask(
         &mut c,
         b"GET /f HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     )
     .await;
-    let a = read_answer(&mut c, false).await;
     assert_eq!(a.header("connection"), Some("close"));
     assert_closed(&mut c).await;
     p.shutdown().await;
@@ -218,7 +220,7 @@ async fn chunked_bodies_both_ways() {
         Response::new(BodyExt::boxed(StreamBody::new(s)))
     })
     .await;
-    p.add_route("/", &format!("http://{up}")).await;
+    p.route_to("/", up).await;
     let mut c = connect(&p).await;
     let req: &[&[u8]] = &[
         b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhe",
@@ -234,29 +236,26 @@ async fn chunked_bodies_both_ways() {
     assert_eq!((a.status, a.text().as_str()), (200, "hello world"));
     assert_eq!(a.header("transfer-encoding"), Some("chunked"));
     // Framing was followed to the end: the same connection takes the next request.
-    send(
+    let a = ask(
         &mut c,
         b"POST /again HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nabcdef",
     )
     .await;
-    let a = read_answer(&mut c, false).await;
     assert_eq!(a.text(), "abcdef");
     p.shutdown().await;
 }
 
 #[tokio::test]
 async fn hop_by_hop_headers_stay_on_their_hop() {
-    let p = start_proxy(config()).await;
     let up = echo_upstream("up").await;
-    p.add_route("/", &format!("http://{up}")).await;
+    let p = proxy_to(up).await;
     let mut c = connect(&p).await;
-    send(
+    let a = ask(
         &mut c,
         b"GET /h HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n\
           Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: gzip\r\nX-Kept: yes\r\n\r\n",
     )
     .await;
-    let a = read_answer(&mut c, false).await;
     let h = &json(&a.text())["headers"];
     for gone in [
         "x-secret",
@@ -277,10 +276,9 @@ async fn hop_by_hop_headers_stay_on_their_hop() {
         true,
     )
     .await;
-    p.add_route("/raw", &format!("http://{raw}")).await;
+    p.route_to("/raw", raw).await;
     for _ in 0..2 {
-        send(&mut c, b"GET /raw/x HTTP/1.1\r\nHost: x\r\n\r\n").await;
-        let a = read_answer(&mut c, false).await;
+        let a = ask(&mut c, b"GET /raw/x HTTP/1.1\r\nHost: x\r\n\r\n").await;
         assert_eq!((a.status, a.text().as_str()), (200, "ok"));
         for gone in ["connection", "x-up", "keep-alive"] {
             assert!(a.header(gone).is_none(), "{gone} passed on: {a:?}");
@@ -292,16 +290,14 @@ async fn hop_by_hop_headers_stay_on_their_hop() {
 
 #[tokio::test]
 async fn an_answer_without_length_runs_to_the_close() {
-    let p = start_proxy(config()).await;
     let raw = raw_target(
         b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the close",
         true,
     )
     .await;
-    p.add_route("/", &format!("http://{raw}")).await;
+    let p = proxy_to(raw).await;
     let mut c = connect(&p).await;
-    send(&mut c, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
-    let a = read_answer(&mut c, false).await;
+    let a = ask(&mut c, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert_eq!((a.status, a.text().as_str()), (200, "until the close"));
     assert_eq!(a.header("connection"), Some("close"));
     p.shutdown().await;
@@ -312,7 +308,7 @@ async fn a_pooled_connection_the_target_closed_is_not_an_error() {
     let p = start_proxy(config()).await;
     // Says nothing about closing, then closes after each answer.
     let raw = raw_target(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true).await;
-    p.add_route("/", &format!("http://{raw}")).await;
+    p.route_to("/", raw).await;
     let mut c = connect(&p).await;
     // Soon after the close (the pooled connection is used at once and fails: retried, a POST
     // whose body is all in hand too), and after a while (found closed before use).
@@ -325,8 +321,7 @@ async fn a_pooled_connection_the_target_closed_is_not_an_error() {
         ),
     ] {
         tokio::time::sleep(Duration::from_millis(pause)).await;
-        send(&mut c, req).await;
-        let a = read_answer(&mut c, false).await;
+        let a = ask(&mut c, req).await;
         assert_eq!(
             (a.status, a.text().as_str()),
             (200, "ok"),
@@ -345,7 +340,7 @@ async fn an_early_answer_to_an_upload_reaches_the_client() {
         false,
     )
     .await;
-    p.add_route("/", &format!("http://{raw}")).await;
+    p.route_to("/", raw).await;
     let c = TcpStream::connect(p.public).await.expect("connect");
     let (r, mut w) = c.into_split();
     let total = 64u64 << 20;
@@ -383,19 +378,17 @@ async fn unusual_requests_go_to_the_general_path() {
         Response::new(boxed(Bytes::from(format!("got {}", body.len()))))
     })
     .await;
-    p.add_route("/", &format!("http://{up}")).await;
+    p.route_to("/", up).await;
 
     // Expect: 100-continue.
     let mut c = connect(&p).await;
-    send(
+    let a = ask(
         &mut c,
         b"POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n",
     )
     .await;
-    let a = read_answer(&mut c, false).await;
     assert_eq!(a.status, 100);
-    send(&mut c, b"abc").await;
-    let a = read_answer(&mut c, false).await;
+    let a = ask(&mut c, b"abc").await;
     assert_eq!((a.status, a.text().as_str()), (200, "got 3"));
     // The connection stays usable after the hand-over.
     send(&mut c, b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n").await;
@@ -403,8 +396,7 @@ async fn unusual_requests_go_to_the_general_path() {
 
     // HTTP/1.0.
     let mut c = connect(&p).await;
-    send(&mut c, b"GET /old HTTP/1.0\r\n\r\n").await;
-    let a = read_answer(&mut c, false).await;
+    let a = ask(&mut c, b"GET /old HTTP/1.0\r\n\r\n").await;
     assert_eq!((a.status, a.text().as_str()), (200, "got 0"));
 
     // Garbage: 400 from hyper.
@@ -414,13 +406,12 @@ async fn unusual_requests_go_to_the_general_path() {
     // Length and chunked at once (a smuggling pattern): chunked wins, as RFC 9112 says, and
     // the connection closes after the answer, so nothing after it is taken as a request.
     let mut c = connect(&p).await;
-    send(
+    let a = ask(
         &mut c,
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\
           0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
     )
     .await;
-    let a = read_answer(&mut c, false).await;
     assert_eq!((a.status, a.text().as_str()), (200, "got 0"));
     assert_eq!(a.header("connection"), Some("close"));
     assert_closed(&mut c).await;
@@ -428,12 +419,11 @@ async fn unusual_requests_go_to_the_general_path() {
     // No route, with a body that is never read: 404, then the connection closes.
     p.api("DELETE", "/api/routes/", None).await;
     let mut c = connect(&p).await;
-    send(
+    let a = ask(
         &mut c,
         b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
     )
     .await;
-    let a = read_answer(&mut c, false).await;
     assert_eq!(a.status, StatusCode::NOT_FOUND.as_u16());
     assert_eq!(a.header("connection"), Some("close"));
     assert_closed(&mut c).await;
@@ -442,23 +432,16 @@ async fn unusual_requests_go_to_the_general_path() {
 
 #[tokio::test]
 async fn a_503_keeps_the_connection_in_step() {
-    let p = start_proxy(config()).await;
     let up = echo_upstream("up").await;
-    p.add_route("/", &format!("http://{up}")).await;
+    let p = proxy_to(up).await;
     let dead = closed_port().await;
     p.add_route("/dead", &format!("http://127.0.0.1:{dead}"))
         .await;
     let mut c = connect(&p).await;
     // The body sent with the failed request must not be read as the next request.
-    send(
-        &mut c,
-        b"POST /dead/x HTTP/1.1\r\nHost: x\r\nContent-Length: 26\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n",
-    )
-    .await;
-    let a = read_answer(&mut c, false).await;
+    let a = ask(&mut c, b"POST /dead/x HTTP/1.1\r\nHost: x\r\nContent-Length: 26\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n").await;
     assert_eq!(a.status, 503);
-    send(&mut c, b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n").await;
-    let a = read_answer(&mut c, false).await;
+    let a = ask(&mut c, b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert_eq!(
         (a.status, json(&a.text())["url"].as_str()),
         (200, Some("/after"))
@@ -527,7 +510,7 @@ async fn upgrades_are_tunnelled_byte_for_byte() {
     let p = start_proxy(config()).await;
     let (tx, mut heads) = tokio::sync::mpsc::unbounded_channel();
     let up = upgrade_target(tx).await;
-    p.add_route("/", &format!("http://{up}")).await;
+    p.route_to("/", up).await;
 
     // Switched: the target's head comes back as it was sent, with what followed it; bytes
     // sent behind the request head reach the target; then bytes flow both ways.
@@ -580,12 +563,11 @@ async fn upgrades_are_tunnelled_byte_for_byte() {
 
     // Declined: the target's answer reaches the client.
     let mut c = connect(&p).await;
-    send(
+    let a = ask(
         &mut c,
         b"GET /no HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: x-test\r\n\r\n",
     )
     .await;
-    let a = read_answer(&mut c, false).await;
     assert_eq!((a.status, a.text().as_str()), (400, "no"));
     p.shutdown().await;
 }
@@ -658,9 +640,8 @@ async fn upload_then_get(p: &Proxy, head: &str) -> (Answer, std::io::Result<()>,
 
 #[tokio::test]
 async fn an_early_answer_from_a_target_that_resets_reaches_the_client() {
-    let p = start_proxy(config()).await;
     let target = early_refusing_target().await;
-    p.add_route("/", &format!("http://{target}")).await;
+    let p = proxy_to(target).await;
     // The lean path (HTTP/1.1), then the general path (HTTP/1.0 goes to hyper).
     for (path, head) in [
         (
@@ -729,14 +710,14 @@ async fn slow_heads_and_bodies_are_closed_at_their_deadlines() {
         start_proxy(tls_cfg).await,
     );
     let up = counting_upstream().await;
-    p.add_route("/", &format!("http://{up}")).await;
+    p.route_to("/", up).await;
 
     // Meanwhile a normal client is served, request after request.
     let served = {
         let (public, stop) = (p.public, std::sync::Arc::new(tokio::sync::Notify::new()));
         let stopped = stop.clone();
         let task = tokio::spawn(async move {
-            let client = common::client();
+            let client = crate::common::client();
             let mut n = 0;
             loop {
                 let req = Request::get(format!("http://{public}/normal"))
@@ -838,12 +819,12 @@ async fn deadlines_leave_uploads_streams_and_upgrades_alone() {
         Response::new(BodyExt::boxed(StreamBody::new(s)))
     })
     .await;
-    p.add_route("/events", &format!("http://{up}")).await;
+    p.route_to("/events", up).await;
     let up = counting_upstream().await;
-    p.add_route("/", &format!("http://{up}")).await;
+    p.route_to("/", up).await;
     let (tx, _heads) = tokio::sync::mpsc::unbounded_channel();
     let ws = upgrade_target(tx).await;
-    p.add_route("/ws", &format!("http://{ws}")).await;
+    p.route_to("/ws", ws).await;
 
     // 24 KB at 4 KB a second: 6 s, twice the base deadline, within the one the bytes earn.
     // Through the lean path (HTTP/1.1) and hyper's (HTTP/1.0).

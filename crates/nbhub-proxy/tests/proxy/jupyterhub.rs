@@ -3,7 +3,6 @@
 //!
 //! The venv comes from `NBHUB_VENV`, else `<workspace>/.venv` (scripts/requirements-test.txt).
 //! Without it the test fails under CI=true and otherwise skips loudly.
-mod common;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -195,7 +194,7 @@ c.JupyterHub.load_roles = [{{
     let hub_log = || std::fs::read_to_string(dir.join("hub.log")).unwrap_or_default();
 
     let c = Client {
-        http: common::client(),
+        http: crate::common::client(),
         base: format!("http://127.0.0.1:{public}"),
         token: svc_token.into(),
     };
@@ -235,7 +234,7 @@ c.JupyterHub.load_roles = [{{
     loop {
         let (s, b) = c.call("GET", "/hub/api/users/alice", None).await;
         assert_eq!(s, StatusCode::OK, "{b}");
-        let v = common::json(&b);
+        let v = crate::common::json(&b);
         if v["servers"][""]["ready"] == true {
             break;
         }
@@ -250,19 +249,19 @@ c.JupyterHub.load_roles = [{{
 
     // The route JupyterHub added, as CHP would hold it.
     let proxy_api = Client {
-        http: common::client(),
+        http: crate::common::client(),
         base: format!("http://127.0.0.1:{api}"),
         token: "proxy-secret-for-test".into(),
     };
     let (s, b) = proxy_api.call("GET", "/api/routes", None).await;
     assert_eq!(s, StatusCode::OK);
-    let routes = common::json(&b);
+    let routes = crate::common::json(&b);
     assert_eq!(routes["/user/alice"]["user"], "alice", "{b}");
     assert_eq!(routes["/"]["hub"], true, "{b}");
 
     let (s, b) = c.call("GET", "/user/alice/api/status", None).await;
     assert_eq!(s, StatusCode::OK, "{b}\n{}", hub_log());
-    assert!(common::json(&b).get("started").is_some(), "{b}");
+    assert!(crate::common::json(&b).get("started").is_some(), "{b}");
 
     let (s, b) = c
         .call(
@@ -272,7 +271,7 @@ c.JupyterHub.load_roles = [{{
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{b}\n{}", hub_log());
-    let kernel = common::json(&b)["id"]
+    let kernel = crate::common::json(&b)["id"]
         .as_str()
         .expect("kernel id")
         .to_string();

@@ -1,7 +1,6 @@
 //! The REST API, behaviour by behaviour (docs/wire.md#proxy-rest-api).
-mod common;
 
-use common::*;
+use crate::common::*;
 use http::StatusCode;
 
 #[tokio::test]

@@ -1,10 +1,9 @@
 //! Forwarding: routing, headers, prefixes, errors, streaming, websockets, TLS, shutdown.
-mod common;
 
 use std::time::Duration;
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use futures_util::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -16,10 +15,9 @@ async fn longest_segment_prefix_routing() {
     let root = echo_upstream("root").await;
     let alice = echo_upstream("alice").await;
     let foo = echo_upstream("foo").await;
-    p.add_route("/", &format!("http://{root}")).await;
-    p.add_route("/user/alice", &format!("http://{alice}")).await;
-    p.add_route("/user/alice/foo/", &format!("http://{foo}"))
-        .await;
+    p.route_to("/", root).await;
+    p.route_to("/user/alice", alice).await;
+    p.route_to("/user/alice/foo/", foo).await;
     for (path, name) in [
         ("/", "root"),
         ("/hub/home", "root"),
@@ -53,9 +51,8 @@ async fn longest_segment_prefix_routing() {
 
 #[tokio::test]
 async fn forwarded_headers_and_host() {
-    let p = start_proxy(config()).await;
     let up = echo_upstream("up").await;
-    p.add_route("/", &format!("http://{up}")).await;
+    let p = proxy_to(up).await;
     let req = Request::get(format!("http://{}/x", p.public))
         .header("host", "hub.example.org:8443")
         .header("x-forwarded-for", "10.0.0.1")
@@ -86,7 +83,7 @@ async fn forwarded_headers_and_host() {
         "hpc".try_into().expect("v"),
     )];
     let p = start_proxy(cfg).await;
-    p.add_route("/", &format!("http://{up}")).await;
+    p.route_to("/", up).await;
     let (_, _, b) = p.get("/y").await;
     let h = &json(&b)["headers"];
     assert!(h.get("x-forwarded-for").is_none(), "{h}");
@@ -123,8 +120,8 @@ async fn host_routing() {
     let p = start_proxy(cfg).await;
     let a = echo_upstream("alice").await;
     let hub = echo_upstream("hub").await;
-    p.add_route("/", &format!("http://{hub}")).await;
-    p.add_route("/alice.hub.tld", &format!("http://{a}")).await;
+    p.route_to("/", hub).await;
+    p.route_to("/alice.hub.tld", a).await;
     for (host, name) in [
         ("alice.hub.tld:8000", "alice"),
         ("alice.hub.tld", "alice"),
@@ -211,7 +208,7 @@ async fn activity_and_metrics() {
     cfg.metrics_port = Some(0);
     let p = start_proxy(cfg).await;
     let up = echo_upstream("up").await;
-    p.add_route("/user/alice", &format!("http://{up}")).await;
+    p.route_to("/user/alice", up).await;
     let (_, b) = p.api("GET", "/api/routes/user/alice", None).await;
     let before = json(&b)["last_activity"].as_str().expect("la").to_string();
     // Wait until the clock has moved at least 2 ms past the route's creation.
@@ -259,7 +256,7 @@ async fn a_burst_of_connections_is_spread_over_the_workers() {
     cfg.workers = Some(2);
     let p = start_proxy(cfg).await;
     let up = echo_upstream("up").await;
-    p.add_route("/", &format!("http://{up}")).await;
+    p.route_to("/", up).await;
     // 40 connections at once, each with one request answered and then held open.
     let conns = futures_util::future::join_all((0..40).map(|_| async {
         let mut c = tokio::net::TcpStream::connect(p.public)
@@ -315,10 +312,10 @@ async fn idle_keep_alive_connections_are_closed_on_every_port() {
     cfg.keep_alive_timeout = Duration::from_secs(1);
     let p = start_proxy(cfg).await;
     let up = echo_upstream("up").await;
-    p.add_route("/", &format!("http://{up}")).await;
+    p.route_to("/", up).await;
     // API clients as the hub has them: keep-alive, several requests each.
     let clients: Vec<_> = futures_util::future::join_all((0..40).map(|i| async move {
-        let client = common::client();
+        let client = crate::common::client();
         for r in 0..3 {
             let req = Request::post(format!("http://{}/api/routes/c{i}/{r}", p.api))
                 .header("authorization", format!("token {TOKEN}"))
@@ -361,7 +358,7 @@ async fn idle_keep_alive_connections_are_closed_on_every_port() {
     }
     // The API clients' connections are closed by the proxy too: only a scrape's own remains.
     let murl = format!("http://{metrics}/metrics");
-    let scrape = common::client();
+    let scrape = crate::common::client();
     let open = with_deadline(Duration::from_secs(10), async {
         loop {
             let req = Request::get(&murl).body(Full::default()).expect("req");
@@ -419,7 +416,7 @@ async fn large_bodies_stream_with_flat_memory() {
         Response::new(BodyExt::boxed(StreamBody::new(s)))
     })
     .await;
-    p.add_route("/big", &format!("http://{up}")).await;
+    p.route_to("/big", up).await;
     let rss0 = rss_kib();
     let start = std::time::Instant::now();
 
@@ -523,8 +520,7 @@ async fn websocket_echo_through_the_proxy() {
     let mut cfg = config();
     cfg.metrics_port = Some(0);
     let p = start_proxy(cfg).await;
-    p.add_route("/user/alice", &format!("http://{ws_addr}"))
-        .await;
+    p.route_to("/user/alice", ws_addr).await;
     let (_, b) = p.api("GET", "/api/routes/user/alice", None).await;
     let before = json(&b)["last_activity"].as_str().expect("la").to_string();
 
@@ -594,12 +590,10 @@ async fn websocket_echo_through_the_proxy() {
 #[tokio::test]
 async fn tls_http1_and_http2() {
     let dir = tempfile::tempdir().expect("tmp");
-    let (files, ck) = self_signed_tls(dir.path());
-    let mut cfg = config();
-    cfg.tls = Some(files);
+    let (cfg, ck) = tls_config(dir.path());
     let p = start_proxy(cfg).await;
     let up = echo_upstream("up").await;
-    p.add_route("/", &format!("http://{up}")).await;
+    p.route_to("/", up).await;
 
     for (alpn, version) in [
         (&b"http/1.1"[..], http::Version::HTTP_11),
@@ -646,13 +640,11 @@ async fn tls_http1_and_http2() {
 #[tokio::test]
 async fn an_idle_http2_connection_is_closed() {
     let dir = tempfile::tempdir().expect("tmp");
-    let (files, ck) = self_signed_tls(dir.path());
-    let mut cfg = config();
-    cfg.tls = Some(files);
+    let (mut cfg, ck) = tls_config(dir.path());
     cfg.keep_alive_timeout = Duration::from_secs(1);
     let p = start_proxy(cfg).await;
     let up = echo_upstream("up").await;
-    p.add_route("/", &format!("http://{up}")).await;
+    p.route_to("/", up).await;
     let io = hyper_util::rt::TokioIo::new(tls_connect(p.public, &ck, b"h2").await);
     let (mut send, conn) =
         hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
@@ -700,7 +692,7 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     })
     .await;
     let p = start_proxy(config()).await;
-    p.add_route("/", &format!("http://{up}")).await;
+    p.route_to("/", up).await;
     let public = p.public;
     let client = p.client.clone();
     let inflight = tokio::spawn(async move {
@@ -804,9 +796,8 @@ async fn https_targets_with_client_ca() {
 
 #[tokio::test]
 async fn cleartext_http2_prior_knowledge() {
-    let p = start_proxy(config()).await;
     let up = echo_upstream("up").await;
-    p.add_route("/", &format!("http://{up}")).await;
+    let p = proxy_to(up).await;
     let tcp = tokio::net::TcpStream::connect(p.public)
         .await
         .expect("connect");
