@@ -5,20 +5,19 @@
 //! Tests share one cluster: the ones that stop slurmctld or fill a partition take the cluster
 //! for themselves, those that use the gpu partition take it in turn, the others share it.
 
-#[path = "common/browser.rs"]
-mod chromium;
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use common::browser as chromium;
 use common::eventually;
-use common::hubproc::{
-    admin, browser, login, require_proxy_binary, user_token, HubProc, Options, ADMIN, PASSWORD,
-};
+use common::hubproc::{admin, require_proxy_binary, user_token, HubProc, Options, ADMIN, PASSWORD};
 use common::kernel;
+use common::pagekit::{browser_following, login};
 use common::prometheus::{parse, sample, scrape};
+use common::status_of;
 use nbhub_testkit::{is_root, TempAccount};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -429,8 +428,8 @@ async fn jobs_ending_by_time_limit_or_scancel_are_noticed() {
         "the reason should name TIMEOUT: {log}"
     );
     // The home page says why each ended.
-    let b = browser();
-    login(&b, &hub, user).await;
+    let b = browser_following();
+    login(&hub, &b, user).await;
     let home = b
         .get(hub.public_url("/hub/home"))
         .send()
@@ -493,7 +492,7 @@ async fn a_controller_outage_gives_up_no_server() {
                 hub.log()
             );
             let status =
-                get_status(&hub, &format!("/user/{user}/{server}/api/status"), &token).await;
+                status_of(&hub, &format!("/user/{user}/{server}/api/status"), &token).await;
             assert_eq!(status, 200, "{server} must stay reachable");
         }
         // Once the hub's view of the partitions (5 s) is older than the outage, a start is
@@ -559,22 +558,6 @@ async fn poller_metrics(p: &Parts, hub: &HubProc) -> impl Fn(&str) -> f64 {
     assert_eq!(status, 200, "{text}");
     let samples = parse(&p.venv, &text);
     move |key| sample(&samples, key)
-}
-
-async fn get_status(hub: &HubProc, path: &str, token: &str) -> u16 {
-    let c = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    match c
-        .get(hub.public_url(path))
-        .header("Authorization", format!("token {token}"))
-        .send()
-        .await
-    {
-        Ok(r) => r.status().as_u16(),
-        Err(_) => 0,
-    }
 }
 
 /// slurmctld stopped for a while; started again when dropped.
@@ -661,7 +644,7 @@ async fn twenty_servers_cost_one_squeue_per_poll() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .expect("chmod");
-    let mut hub = HubProc::new(
+    let hub = HubProc::started(
         p.venv.clone(),
         &p.proxy,
         Options {
@@ -673,8 +656,8 @@ async fn twenty_servers_cost_one_squeue_per_poll() {
             extra_toml: "named_server_limit_per_user = 0".into(),
             ..Default::default()
         },
-    );
-    hub.start().await;
+    )
+    .await;
     let homes = nbhub_testkit::temp_dir_world_readable();
     let dave = account(&hub, "sd", homes.path()).await;
     let _cancel = CancelJobs::of_user(&p.slurm_conf, &dave.name);

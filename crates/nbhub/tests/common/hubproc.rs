@@ -43,6 +43,20 @@ pub fn require_proxy_binary() -> Option<PathBuf> {
     found
 }
 
+/// The real parts a real-binary hub needs: the venv (with `jupyterhub-singleuser`) and the
+/// built `nbhub-proxy`. A missing one fails under CI=true and skips loudly otherwise (None).
+pub fn real_parts() -> Option<(PathBuf, PathBuf)> {
+    let venv = nbhub_testkit::require_venv()?;
+    let proxy = require_proxy_binary()?;
+    Some((venv, proxy))
+}
+
+/// A started real-binary hub with `opts`, or None (loudly) when a real part is missing.
+pub async fn launch(opts: Options) -> Option<HubProc> {
+    let (venv, proxy) = real_parts()?;
+    Some(HubProc::started(venv, &proxy, opts).await)
+}
+
 #[derive(Default)]
 pub struct Options {
     pub extra_toml: String,
@@ -57,7 +71,24 @@ pub struct Options {
     pub authenticator: String,
 }
 
+impl Options {
+    /// The defaults with more `[[services]]`/`[[roles]]` TOML.
+    pub fn services(toml: impl Into<String>) -> Options {
+        Options {
+            services: toml.into(),
+            ..Options::default()
+        }
+    }
+}
+
 impl HubProc {
+    /// [`HubProc::new`], then [`HubProc::start`].
+    pub async fn started(venv: PathBuf, proxy: &Path, opts: Options) -> HubProc {
+        let mut hub = HubProc::new(venv, proxy, opts);
+        hub.start().await;
+        hub
+    }
+
     /// Writes the config; `start` runs the hub.
     pub fn new(venv: PathBuf, proxy: &Path, opts: Options) -> HubProc {
         let dir = nbhub_testkit::temp_dir_world_readable();
@@ -282,59 +313,26 @@ impl Drop for HubProc {
     }
 }
 
-/// A browser: cookies kept, redirects followed.
-pub fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .build()
-        .expect("client")
+impl super::Hub for HubProc {
+    fn base_url(&self) -> String {
+        self.public_url("")
+    }
+    fn password(&self) -> String {
+        PASSWORD.into()
+    }
+    fn admin_token(&self) -> &str {
+        ADMIN
+    }
 }
 
-/// Logs `user` in through the login form (with its XSRF token), as a browser does.
-pub async fn login(b: &reqwest::Client, hub: &HubProc, user: &str) {
-    let page = b
-        .get(hub.public_url("/hub/login"))
-        .send()
-        .await
-        .expect("login page")
-        .text()
-        .await
-        .expect("html");
-    let marker = "name=\"_xsrf\" value=\"";
-    let start = page.find(marker).expect("xsrf field") + marker.len();
-    let xsrf = page[start..].split('"').next().expect("value").to_string();
-    let resp = b
-        .post(hub.public_url("/hub/login?next=%2Fhub%2Fhome"))
-        .form(&[("username", user), ("password", PASSWORD), ("_xsrf", &xsrf)])
-        .send()
-        .await
-        .expect("login");
-    assert!(
-        resp.status().is_success(),
-        "login as {user}: {}",
-        resp.status()
-    );
-}
-
-/// Calls the hub API with the admin service token.
+/// Calls the hub API (through the proxy) with the admin service token.
 pub async fn admin(
     hub: &HubProc,
     method: reqwest::Method,
     path: &str,
     body: Option<serde_json::Value>,
 ) -> (u16, String) {
-    let c = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let mut req = c
-        .request(method, hub.public_url(&format!("/hub/api{path}")))
-        .header("Authorization", format!("token {ADMIN}"));
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.expect("api call");
-    (r.status().as_u16(), r.text().await.unwrap_or_default())
+    super::request(hub, method, path, ADMIN, body).await
 }
 
 /// A new API token of `user`, made with the admin token.

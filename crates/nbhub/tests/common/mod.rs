@@ -1,7 +1,10 @@
-//! Shared fixtures for the hub's integration tests: an in-process hub on port 0, and the
+//! The one harness of the hub's integration tests: the [`Hub`] trait both hub fixtures
+//! implement (the in-process [`TestHub`] on port 0 and the real binary,
+//! [`hubproc::HubProc`]), the API client and sign-in helpers that work on either, and the
 //! database backends every database test runs against.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod hubproc;
 pub mod kernel;
 pub mod pagekit;
@@ -54,6 +57,43 @@ impl TestHub {
     }
     pub fn hub(&self, path: &str) -> String {
         format!("{}/hub{path}", self.url)
+    }
+}
+
+/// What every hub fixture offers, whether the hub runs in this process ([`TestHub`]) or as the
+/// real binary behind its proxy ([`hubproc::HubProc`]): where a browser reaches it, the password
+/// its login form takes and an admin token. The API client ([`call`], [`request`]) and the
+/// sign-in helpers ([`pagekit::login`], [`pagekit::signed_in`]) take any of them.
+pub trait Hub {
+    /// Where a browser reaches the hub, `http://127.0.0.1:PORT` (no slash at the end).
+    fn base_url(&self) -> String;
+    /// The password the login form takes (any user).
+    fn password(&self) -> String;
+    /// A token of the fixture's admin service.
+    fn admin_token(&self) -> &str;
+    /// `path` (starting with `/`) at the hub.
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url())
+    }
+    /// `/hub/api{path}` at the hub.
+    fn api_url(&self, path: &str) -> String {
+        self.url(&format!("/hub/api{path}"))
+    }
+}
+
+impl Hub for TestHub {
+    fn base_url(&self) -> String {
+        self.url.clone()
+    }
+    fn password(&self) -> String {
+        // The dummy authenticator without a password takes any.
+        match self.state.config.authenticator.password.as_str() {
+            "" => "x".into(),
+            p => p.into(),
+        }
+    }
+    fn admin_token(&self) -> &str {
+        ADMIN_TOKEN
     }
 }
 
@@ -194,27 +234,52 @@ pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// An API call with a token; the status and the body (JSON, or the text as a JSON string).
-pub async fn call(
-    hub: &TestHub,
+/// An API call with a token: the status and the body as text. No redirect is followed.
+pub async fn request(
+    hub: &impl Hub,
     method: reqwest::Method,
     path: &str,
     token: &str,
     body: Option<serde_json::Value>,
-) -> (u16, serde_json::Value) {
+) -> (u16, String) {
     let mut req = client()
-        .request(method, hub.api(path))
+        .request(method, hub.api_url(path))
         .header("Authorization", format!("token {token}"));
     if let Some(b) = body {
         req = req.json(&b);
     }
     let resp = req.send().await.expect("request");
     let status = resp.status().as_u16();
-    let text = resp.text().await.expect("body");
+    (status, resp.text().await.unwrap_or_default())
+}
+
+/// An API call with a token; the status and the body (JSON, or the text as a JSON string).
+pub async fn call(
+    hub: &impl Hub,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let (status, text) = request(hub, method, path, token, body).await;
     (
         status,
         serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
     )
+}
+
+/// The status of a GET of `path` (any path at the hub) with `token`; 0 when the hub does not
+/// answer at all.
+pub async fn status_of(hub: &impl Hub, path: &str, token: &str) -> u16 {
+    match client()
+        .get(hub.url(path))
+        .header("Authorization", format!("token {token}"))
+        .send()
+        .await
+    {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
 }
 
 /// Polls `check` until it returns Some, or fails after `secs` with `what`.

@@ -1,7 +1,7 @@
 //! The pages as an attacker meets them: where `next=` may send a browser, what a page says about
 //! users one may not see, whether an XSRF token works outside its session, the CSP reports.
 
-mod common;
+use crate::common;
 
 use common::pagekit::{browser, login, xsrf_of};
 

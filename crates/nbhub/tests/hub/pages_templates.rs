@@ -2,7 +2,7 @@
 //! the two rules every page keeps: no form POST without `_xsrf`, nothing user-supplied
 //! rendered unescaped.
 
-mod common;
+use crate::common;
 
 use common::pagekit::{browser, login, xsrf_of};
 

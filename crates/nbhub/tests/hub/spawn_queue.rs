@@ -4,11 +4,11 @@
 //! while it waits leaves the queue. The servers are a tiny HTTP server (a second to start), so
 //! that this measures the hub, not JupyterLab.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::hubproc::{admin, require_proxy_binary, HubProc, Options, ADMIN};
+use common::hubproc::{admin, real_parts, HubProc, Options, ADMIN};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -35,16 +35,13 @@ async fn progress(hub: &HubProc, user: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_starts_with_a_limit_of_ten_queue_in_order_and_all_become_ready() {
-    let Some(venv) = nbhub_testkit::require_venv() else {
-        return;
-    };
-    let Some(proxy) = require_proxy_binary() else {
+    let Some((venv, proxy)) = real_parts() else {
         return;
     };
     let scratch = tempfile::tempdir().expect("tempdir");
     let script = scratch.path().join("tiny_server.py");
     std::fs::write(&script, common::TINY_SERVER).expect("script");
-    let mut hub = HubProc::new(
+    let hub = HubProc::started(
         venv.clone(),
         &proxy,
         Options {
@@ -56,8 +53,8 @@ async fn fifty_starts_with_a_limit_of_ten_queue_in_order_and_all_become_ready() 
             ],
             ..Options::default()
         },
-    );
-    hub.start().await;
+    )
+    .await;
     let names: Vec<String> = (0..USERS).map(|i| format!("q{i:02}")).collect();
     let (s, body) = admin(
         &hub,

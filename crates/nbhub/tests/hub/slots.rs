@@ -1,8 +1,9 @@
 //! The supervisor holds state only for servers that exist: pages and API calls naming made-up
 //! servers answer without allocating anything that outlives the request.
 
-mod common;
+use crate::common;
 
+use common::pagekit::signed_in;
 use common::sqlite_hub;
 use nbhub::config::AuthenticatorKind;
 
@@ -14,29 +15,7 @@ async fn made_up_server_names_allocate_no_slots() {
         c.authenticator.allow_all = true;
     })
     .await;
-    let b = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let page = b
-        .get(hub.hub("/login"))
-        .send()
-        .await
-        .expect("login page")
-        .text()
-        .await
-        .expect("html");
-    let marker = "name=\"_xsrf\" value=\"";
-    let start = page.find(marker).expect("xsrf field") + marker.len();
-    let xsrf = page[start..].split('"').next().expect("value").to_string();
-    let resp = b
-        .post(hub.hub("/login"))
-        .form(&[("username", "alice"), ("password", "pw"), ("_xsrf", &xsrf)])
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(resp.status(), 302, "login");
+    let b = signed_in(&hub, "alice").await;
 
     for i in 0..300 {
         for path in [

@@ -1,6 +1,6 @@
 //! The REST API through a real socket, as clients such as the idle culler use it.
 
-mod common;
+use crate::common;
 
 use common::{call, client, sqlite_hub, TestHub, ADMIN_TOKEN};
 use serde_json::{json, Value};
@@ -1066,15 +1066,14 @@ async fn shutdown_through_the_api_stops_the_hub_and_its_proxy() {
         return;
     };
     // No server is started here, so the single-user venv is not needed.
-    let mut hub = HubProc::new(
+    let mut hub = HubProc::started(
         std::path::PathBuf::from("/nonexistent-venv"),
         &proxy,
-        Options {
-            services: "[[roles]]\nname = \"stopper\"\nscopes = [\"shutdown\"]\nservices = [\"e2e-admin\"]\n".into(),
-            ..Options::default()
-        },
-    );
-    hub.start().await;
+        Options::services(
+            "[[roles]]\nname = \"stopper\"\nscopes = [\"shutdown\"]\nservices = [\"e2e-admin\"]\n",
+        ),
+    )
+    .await;
     let proxy_pid = hub.proxy_pid().expect("managed proxy pid");
     let (s, body) = admin(
         &hub,
@@ -1173,16 +1172,12 @@ async fn names_are_escaped_in_urls_and_paths_are_kept_as_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_named_with_plus_reaches_the_server_and_redirects_keep_the_path() {
-    use common::hubproc::{admin, HubProc, Options};
+    use common::hubproc::{admin, real_parts, HubProc, Options};
     use reqwest::Method;
-    let Some(venv) = nbhub_testkit::require_venv() else {
+    let Some((venv, proxy)) = real_parts() else {
         return;
     };
-    let Some(proxy) = common::hubproc::require_proxy_binary() else {
-        return;
-    };
-    let mut hub = HubProc::new(venv, &proxy, Options::default());
-    hub.start().await;
+    let hub = HubProc::started(venv, &proxy, Options::default()).await;
     let (s, body) = admin(&hub, Method::POST, "/users/a+b", None).await;
     assert_eq!(s, 201, "{body}");
     let (s, body) = admin(&hub, Method::POST, "/users/a+b/server", None).await;

@@ -1,6 +1,6 @@
 //! Logging in through the form, as a browser does: cookies, XSRF, redirects.
 
-mod common;
+use crate::common;
 
 use common::pagekit::{browser, browser_from, xsrf_of};
 use common::{sqlite_hub, TestHub};

@@ -8,7 +8,7 @@
 //! Needs node and `NBHUB_OIDC_PROVIDER_DIR` (scripts/test-env.sh installs both); under CI=true a
 //! missing one fails the test.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -252,8 +252,7 @@ fn browser_with(jar: Arc<reqwest::cookie::Jar>, follow_redirects: bool) -> reqwe
     } else {
         reqwest::redirect::Policy::none()
     };
-    reqwest::Client::builder()
-        .cookie_provider(jar)
+    common::pagekit::cookie_client(jar, follow_redirects)
         .redirect(policy)
         .timeout(Duration::from_secs(60))
         .build()
