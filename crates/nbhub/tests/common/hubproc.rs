@@ -230,20 +230,12 @@ services = ["e2e-admin"]
             .await;
         self.hub = Some(guard);
         let url = self.public_url("/hub/api/");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = nbhub_testkit::http_get(&url).await {
-                if r.status == 200 {
-                    return;
-                }
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the hub never answered through the proxy: {}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let routed = || async {
+            let r = nbhub_testkit::http_get(&url).await.ok()?;
+            (r.status == 200).then_some(())
+        };
+        let failure = || format!("the hub never answered through the proxy: {}", self.log());
+        super::wait_until(Duration::from_secs(30), routed, failure).await;
     }
 
     /// The hub's output so far (for failure messages).

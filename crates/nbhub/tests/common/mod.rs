@@ -173,6 +173,13 @@ pub async fn start_hub_keyed(
     }
 }
 
+/// The dummy authenticator with `password` for everyone (no allow list).
+pub fn dummy_password(c: &mut Config, password: &str) {
+    c.authenticator.kind = nbhub::config::AuthenticatorKind::Dummy;
+    c.authenticator.password = password.into();
+    c.authenticator.allow_all = true;
+}
+
 /// A hub on SQLite in a temp dir, with `adjust` applied to its config.
 pub async fn sqlite_hub(adjust: impl FnOnce(&mut Config)) -> TestHub {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -268,6 +275,29 @@ pub async fn call(
     )
 }
 
+/// GET `url` in `client` (a browser or an API client); fails the test when no answer comes.
+pub async fn fetch(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> reqwest::Response {
+    client
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET: {e}"))
+}
+
+/// POSTs `form` (URL-encoded) to `url` in `client`; fails the test when no answer comes.
+pub async fn post_form<T: serde::Serialize + ?Sized>(
+    client: &reqwest::Client,
+    url: impl reqwest::IntoUrl,
+    form: &T,
+) -> reqwest::Response {
+    client
+        .post(url)
+        .form(form)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST: {e}"))
+}
+
 /// The status of a GET of `path` (any path at the hub) with `token`; 0 when the hub does not
 /// answer at all.
 pub async fn status_of(hub: &impl Hub, path: &str, token: &str) -> u16 {
@@ -282,21 +312,102 @@ pub async fn status_of(hub: &impl Hub, path: &str, token: &str) -> u16 {
     }
 }
 
+/// One row of a table-driven API check: a call (method, path, the caller's token, a body) and
+/// the answer it must get (the status and, when [`Row::says`] names one, a part of the
+/// message). Made with [`row`], run in order by [`check_rows`].
+pub struct Row<'a> {
+    method: reqwest::Method,
+    path: String,
+    token: &'a str,
+    body: Option<serde_json::Value>,
+    status: u16,
+    message: Option<&'a str>,
+    what: &'a str,
+}
+
+/// A row: `method path` called with `token` must answer `status`.
+pub fn row(method: reqwest::Method, path: impl Into<String>, token: &str, status: u16) -> Row<'_> {
+    Row {
+        method,
+        path: path.into(),
+        token,
+        body: None,
+        status,
+        message: None,
+        what: "",
+    }
+}
+
+impl<'a> Row<'a> {
+    /// The JSON body sent.
+    pub fn body(mut self, body: serde_json::Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+    /// A part the answer's `message` must hold.
+    pub fn says(mut self, part: &'a str) -> Self {
+        self.message = Some(part);
+        self
+    }
+    /// What the row checks, for the failure message.
+    pub fn what(mut self, what: &'a str) -> Self {
+        self.what = what;
+        self
+    }
+}
+
+/// Runs `rows` in order (each call after the one before); fails at the first wrong answer,
+/// naming the row.
+pub async fn check_rows(hub: &impl Hub, rows: Vec<Row<'_>>) {
+    for r in rows {
+        let name = format!(
+            "{} {} {} {}",
+            r.what,
+            r.method,
+            r.path,
+            r.body.clone().unwrap_or_default()
+        );
+        let (status, answer) = call(hub, r.method, &r.path, r.token, r.body).await;
+        assert_eq!(status, r.status, "{name}: {answer}");
+        if let Some(part) = r.message {
+            let message = answer["message"].as_str().unwrap_or("");
+            assert!(
+                message.contains(part),
+                "{name}: {answer} should say {part:?}"
+            );
+        }
+    }
+}
+
 /// Polls `check` until it returns Some, or fails after `secs` with `what`.
-pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let failure = || format!("timed out after {secs} s waiting for: {what}");
+    wait_until(Duration::from_secs(secs), check, failure).await
+}
+
+/// Polls `check` until it returns Some, or fails after `timeout` with what `failure` says
+/// then (e.g. a child's output so far).
+pub async fn wait_until<T, F, Fut>(
+    timeout: Duration,
+    mut check: F,
+    failure: impl FnOnce() -> String,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Some(v) = check().await {
             return v;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs} s waiting for: {what}"
-        );
+        if tokio::time::Instant::now() >= deadline {
+            panic!("{}", failure());
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

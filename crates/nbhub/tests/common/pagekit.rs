@@ -61,8 +61,7 @@ pub fn xsrf_of(html: &str) -> String {
 /// The `_xsrf` value of the form at `url`, fetched in browser `b` (which keeps the session the
 /// token is bound to).
 pub async fn xsrf_at(b: &reqwest::Client, url: &str) -> String {
-    let page = b.get(url).send().await.expect("form page");
-    xsrf_of(&page.text().await.expect("html"))
+    xsrf_of(&super::fetch(b, url).await.text().await.expect("html"))
 }
 
 /// Posts the login form (with `_xsrf`) of `hub` in browser `b` as `name` with `password`.
@@ -73,11 +72,8 @@ pub async fn post_login(
     password: &str,
     xsrf: &str,
 ) -> reqwest::Response {
-    b.post(hub.url("/hub/login?next=%2Fhub%2Fhome"))
-        .form(&[("username", name), ("password", password), ("_xsrf", xsrf)])
-        .send()
-        .await
-        .expect("post login")
+    let form = [("username", name), ("password", password), ("_xsrf", xsrf)];
+    super::post_form(b, hub.url("/hub/login?next=%2Fhub%2Fhome"), &form).await
 }
 
 /// Signs `name` in through the login form (with its XSRF token) in browser `b`, as a user

@@ -2,6 +2,8 @@
 
 use crate::common;
 
+use common::{fetch, post_form};
+
 use common::pagekit::{browser, browser_from, xsrf_of};
 use common::{sqlite_hub, TestHub};
 use nbhub::config::AuthenticatorKind;
@@ -36,9 +38,7 @@ async fn post_login(
 #[tokio::test]
 async fn dummy_login_needs_xsrf_and_the_password() {
     let hub = sqlite_hub(|c| {
-        c.authenticator.kind = AuthenticatorKind::Dummy;
-        c.authenticator.password = "letmein".into();
-        c.authenticator.allow_all = true;
+        common::dummy_password(c, "letmein");
         c.authenticator.failed_login_threshold = 3;
     })
     .await;
@@ -115,11 +115,7 @@ async fn dummy_login_needs_xsrf_and_the_password() {
     assert_eq!(resp.status(), 403);
 
     // An off-site next is dropped.
-    let resp = b
-        .get(hub.hub("/login?next=https%3A%2F%2Fevil.example%2Fx"))
-        .send()
-        .await
-        .expect("get");
+    let resp = fetch(&b, hub.hub("/login?next=https%3A%2F%2Fevil.example%2Fx")).await;
     assert_eq!(resp.status(), 302);
     assert_eq!(
         resp.headers()["location"],
@@ -366,21 +362,17 @@ async fn native_signup_approval_and_login() {
             .status(),
         302
     );
-    let page = root
-        .get(hub.hub("/authorize"))
-        .send()
-        .await
-        .expect("authorize page");
+    let page = fetch(&root, hub.hub("/authorize")).await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.expect("html");
     assert!(html.contains("alice"));
     let form_xsrf = xsrf_of(&html);
-    let resp = root
-        .post(hub.hub("/authorize/alice"))
-        .form(&[("_xsrf", form_xsrf.as_str())])
-        .send()
-        .await
-        .expect("approve");
+    let resp = post_form(
+        &root,
+        hub.hub("/authorize/alice"),
+        &[("_xsrf", form_xsrf.as_str())],
+    )
+    .await;
     assert_eq!(resp.status(), 302, "approved, back to the list");
 
     // Now alice can log in, with the right password only.

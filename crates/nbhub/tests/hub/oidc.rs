@@ -10,6 +10,8 @@
 
 use crate::common;
 
+use common::{fetch, post_form};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -423,12 +425,12 @@ async fn sign_in_through_a_real_openid_provider() {
         "{html}"
     );
     assert!(!html.contains("type=\"password\""), "{html}");
-    let resp = b
-        .post(hub.hub("/login"))
-        .form(&[("username", "alice"), ("password", "x")])
-        .send()
-        .await
-        .expect("post login");
+    let resp = post_form(
+        &b,
+        hub.hub("/login"),
+        &[("username", "alice"), ("password", "x")],
+    )
+    .await;
     assert_eq!(resp.status(), 403);
 
     // alice: through the provider's login and consent pages, back to the hub's home page.
@@ -512,11 +514,7 @@ async fn sign_in_through_a_real_openid_provider() {
         group_names(&user(&hub, "alice").await.expect("alice")),
         ["hpc", "students"]
     );
-    let admin_page = carol_browser
-        .get(hub.hub("/admin"))
-        .send()
-        .await
-        .expect("admin page");
+    let admin_page = fetch(&carol_browser, hub.hub("/admin")).await;
     assert_eq!(admin_page.status(), 200);
     let admin_page = admin_page.text().await.expect("html");
     assert!(
@@ -593,11 +591,7 @@ async fn sign_in_through_a_real_openid_provider() {
 async fn a_provider_that_never_answered_gives_a_clear_page() {
     let issuer = format!("http://127.0.0.1:{}", free_port());
     let hub = sqlite_hub(|c| signs_in_at(c, &issuer)).await;
-    let resp = browser()
-        .get(hub.hub("/oauth_login"))
-        .send()
-        .await
-        .expect("start");
+    let resp = fetch(&browser(), hub.hub("/oauth_login")).await;
     assert_eq!(resp.status(), 503);
     let html = resp.text().await.expect("page");
     assert!(
@@ -653,11 +647,7 @@ async fn forged_id_tokens_are_refused() {
     };
     let attempt = |mode: &'static str| attempt_from(mode, hub.hub("/oauth_login"));
     // auto_login: the login page sends the browser on to the provider at once, keeping `next`.
-    let resp = http
-        .get(hub.hub("/login?next=%2Fhub%2Ftoken"))
-        .send()
-        .await
-        .expect("login page");
+    let resp = fetch(&http, hub.hub("/login?next=%2Fhub%2Ftoken")).await;
     assert_eq!(resp.status(), 302);
     let start = location(&resp).expect("to oauth_login");
     assert_eq!(start, hub.hub("/oauth_login?next=%2Fhub%2Ftoken"));
@@ -822,38 +812,24 @@ async fn start_alice(hub: &HubProc) -> (u16, String) {
 }
 
 async fn wait_ready(hub: &HubProc, name: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    let ready = || async {
         let (_, body) = hubproc::admin(hub, Method::GET, &format!("/users/{name}"), None).await;
         let user: serde_json::Value = serde_json::from_str(&body).expect("json");
-        if user["servers"][""]["ready"] == true {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{name}'s server never became ready: {body}\n{}",
-            hub.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        (user["servers"][""]["ready"] == true).then_some(())
+    };
+    let failure = || format!("{name}'s server never became ready\n{}", hub.log());
+    common::wait_until(Duration::from_secs(60), ready, failure).await;
 }
 
 async fn stop_alice(hub: &HubProc) {
     let (status, body) = hubproc::admin(hub, Method::DELETE, "/users/alice/server", None).await;
     assert!(status == 202 || status == 204, "{status} {body}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    common::eventually(60, "alice's server to stop", || async {
         let (_, body) = hubproc::admin(hub, Method::GET, "/users/alice", None).await;
         let user: serde_json::Value = serde_json::from_str(&body).expect("json");
-        if user["servers"].get("").is_none() {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never stopped: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        user["servers"].get("").is_none().then_some(())
+    })
+    .await;
 }
 
 /// The whole binary with its proxy, `enable_auth_state` and the key in JUPYTERHUB_CRYPT_KEY,
@@ -1051,11 +1027,7 @@ auth_state_env = {{ OIDC_ACCESS_TOKEN = "access_token", OIDC_GROUPS = "oauth_use
 
     // On use: the browser's next request after auth_refresh_age refreshes once more.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let resp = b
-        .get(hub.public_url("/hub/home"))
-        .send()
-        .await
-        .expect("home");
+    let resp = fetch(&b, hub.public_url("/hub/home")).await;
     assert_eq!(resp.status(), 200, "{}", hub.log());
     assert_refresh_grants(&provider, grants + 2).await;
 
@@ -1098,11 +1070,7 @@ auth_state_env = {{ OIDC_ACCESS_TOKEN = "access_token", OIDC_GROUPS = "oauth_use
         body.contains("refused to refresh") && body.contains("Sign in again"),
         "{body}"
     );
-    let resp = b
-        .get(hub.public_url("/hub/home"))
-        .send()
-        .await
-        .expect("home");
+    let resp = fetch(&b, hub.public_url("/hub/home")).await;
     assert_eq!(resp.status(), 302, "signed out");
     let resp = whoami(&hub, &alice_token).await;
     assert_eq!(resp.status(), 403, "her API tokens too");

@@ -3,6 +3,8 @@
 
 use crate::common;
 
+use common::fetch;
+
 use std::time::Duration;
 
 use common::eventually;
@@ -64,11 +66,7 @@ async fn browser_login_spawn_kernel_and_access_rules() {
     login(&hub, &alice, "alice").await;
 
     // Start through the spawn page; follow the progress stream until the server is ready.
-    let resp = alice
-        .get(hub.public_url("/hub/spawn"))
-        .send()
-        .await
-        .expect("spawn");
+    let resp = fetch(&alice, hub.public_url("/hub/spawn")).await;
     assert!(
         resp.status().is_success(),
         "{} at {}: {}",
@@ -81,11 +79,11 @@ async fn browser_login_spawn_kernel_and_access_rules() {
         landed.starts_with("/hub/spawn-pending/alice") || landed.starts_with("/user/alice/"),
         "{landed}"
     );
-    let progress = alice
-        .get(hub.public_url("/hub/api/users/alice/server/progress"))
-        .send()
-        .await
-        .expect("progress");
+    let progress = fetch(
+        &alice,
+        hub.public_url("/hub/api/users/alice/server/progress"),
+    )
+    .await;
     assert_eq!(progress.headers()["content-type"], "text/event-stream");
     let body = tokio::time::timeout(Duration::from_secs(60), progress.text())
         .await
@@ -95,11 +93,7 @@ async fn browser_login_spawn_kernel_and_access_rules() {
     assert!(body.contains("Server requested"), "{body}");
 
     // JupyterLab through the proxy: the single-user server logs alice in with OAuth + PKCE.
-    let resp = alice
-        .get(hub.public_url("/user/alice/lab"))
-        .send()
-        .await
-        .expect("lab");
+    let resp = fetch(&alice, hub.public_url("/user/alice/lab")).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.url().path(), "/user/alice/lab");
     let html = resp.text().await.expect("html");
@@ -133,11 +127,7 @@ async fn browser_login_spawn_kernel_and_access_rules() {
     // bob may not use alice's server.
     let bob = browser_following();
     login(&hub, &bob, "bob").await;
-    let resp = bob
-        .get(hub.public_url("/user/alice/api/status"))
-        .send()
-        .await
-        .expect("bob → alice");
+    let resp = fetch(&bob, hub.public_url("/user/alice/api/status")).await;
     assert_eq!(
         resp.status(),
         403,
@@ -162,11 +152,7 @@ async fn browser_login_spawn_kernel_and_access_rules() {
     assert_eq!(s, 204);
 
     // Stopped: API requests get 424 JSON, pages a 424 page with a spawn link.
-    let resp = alice
-        .get(hub.public_url("/user/alice/api/status"))
-        .send()
-        .await
-        .expect("status");
+    let resp = fetch(&alice, hub.public_url("/user/alice/api/status")).await;
     assert_eq!(resp.status(), 424);
     assert_eq!(resp.url().path(), "/hub/user/alice/api/status");
     let v: Value = resp.json().await.expect("424 json");
@@ -177,11 +163,7 @@ async fn browser_login_spawn_kernel_and_access_rules() {
             .contains("no longer running"),
         "{v}"
     );
-    let resp = alice
-        .get(hub.public_url("/user/alice/lab"))
-        .send()
-        .await
-        .expect("lab");
+    let resp = fetch(&alice, hub.public_url("/user/alice/lab")).await;
     assert_eq!(resp.status(), 424);
     // minijinja escapes '/' in attributes as &#x2f;, which browsers decode.
     let html = resp.text().await.expect("html").replace("&#x2f;", "/");

@@ -3,18 +3,14 @@
 
 use crate::common;
 
+use common::fetch;
+
 use common::pagekit::signed_in;
 use common::sqlite_hub;
-use nbhub::config::AuthenticatorKind;
 
 #[tokio::test]
 async fn made_up_server_names_allocate_no_slots() {
-    let hub = sqlite_hub(|c| {
-        c.authenticator.kind = AuthenticatorKind::Dummy;
-        c.authenticator.password = "pw".into();
-        c.authenticator.allow_all = true;
-    })
-    .await;
+    let hub = sqlite_hub(|c| common::dummy_password(c, "pw")).await;
     let b = signed_in(&hub, "alice").await;
 
     for i in 0..300 {
@@ -34,11 +30,7 @@ async fn made_up_server_names_allocate_no_slots() {
         }
     }
     // The default server was looked at too, and never started: nothing is kept for it either.
-    let resp = b
-        .get(hub.hub("/spawn-pending/alice"))
-        .send()
-        .await
-        .expect("get");
+    let resp = fetch(&b, hub.hub("/spawn-pending/alice")).await;
     assert!(!resp.status().is_server_error());
     assert_eq!(hub.state.supervisor.slot_count(), 0);
 }

@@ -6,6 +6,8 @@
 
 use crate::common;
 
+use common::fetch;
+
 use std::time::Duration;
 
 use common::hubproc::{admin, real_parts, HubProc, Options, ADMIN};
@@ -146,11 +148,7 @@ async fn fifty_starts_with_a_limit_of_ten_queue_in_order_and_all_become_ready() 
     // Every server answers through the proxy.
     let client = reqwest::Client::new();
     for name in names.iter().filter(|n| **n != quitter) {
-        let r = client
-            .get(hub.public_url(&format!("/user/{name}/api")))
-            .send()
-            .await
-            .expect("through the proxy");
+        let r = fetch(&client, hub.public_url(&format!("/user/{name}/api"))).await;
         assert_eq!(r.status(), 200, "{name}");
     }
     // The queue is empty again, and its wait was measured.
