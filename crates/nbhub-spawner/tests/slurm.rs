@@ -679,7 +679,7 @@ async fn twenty_jobs_cost_one_squeue_per_poll_interval() {
     let bin = temp_dir();
     let counter = bin.path().join("squeue-calls");
     for tool in ["sbatch", "scancel", "scontrol", "sinfo", "sacctmgr"] {
-        if let Some(real) = which(tool) {
+        if let Some(real) = nbhub_testkit::which(tool) {
             std::os::unix::fs::symlink(real, bin.path().join(tool)).unwrap();
         }
     }
@@ -689,7 +689,7 @@ async fn twenty_jobs_cost_one_squeue_per_poll_interval() {
         format!(
             "#!/bin/sh\necho x >> {}\nexec {} \"$@\"\n",
             counter.display(),
-            which("squeue").unwrap().display()
+            nbhub_testkit::which("squeue").unwrap().display()
         ),
     )
     .unwrap();
@@ -775,14 +775,6 @@ async fn twenty_jobs_cost_one_squeue_per_poll_interval() {
         (2..=4).contains(&during),
         "{during} squeue calls in 3 s with a 1 s poll interval for 20 jobs"
     );
-}
-
-fn which(tool: &str) -> Option<PathBuf> {
-    std::env::var("PATH")
-        .ok()?
-        .split(':')
-        .map(|d| Path::new(d).join(tool))
-        .find(|p| p.is_file())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -960,7 +952,7 @@ async fn accounts_come_from_the_users_slurm_associations() {
     let _ = nbhub_testkit::require!(require_cluster());
     let installed = ["slurmdbd", "mariadbd"]
         .iter()
-        .all(|tool| which(tool).is_some())
+        .all(|tool| nbhub_testkit::which(tool).is_some())
         || ["/usr/sbin/slurmdbd", "/usr/sbin/mariadbd"]
             .iter()
             .all(|p| Path::new(p).exists());

@@ -640,11 +640,11 @@ async fn twenty_servers_cost_one_squeue_per_poll() {
     let bin = nbhub_testkit::temp_dir_world_readable();
     let count = bin.path().join("squeue.calls");
     for program in ["sbatch", "scancel", "sinfo", "scontrol", "sacctmgr"] {
-        if let Some(real) = which(program) {
+        if let Some(real) = nbhub_testkit::which(program) {
             std::os::unix::fs::symlink(real, bin.path().join(program)).expect("symlink");
         }
     }
-    let squeue = which("squeue").expect("squeue on PATH");
+    let squeue = nbhub_testkit::which("squeue").expect("squeue on PATH");
     let wrapper = bin.path().join("squeue");
     std::fs::write(
         &wrapper,
@@ -711,14 +711,6 @@ async fn twenty_servers_cost_one_squeue_per_poll() {
         during >= 3,
         "the tracker should keep polling: {during} calls"
     );
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var("PATH")
-        .ok()?
-        .split(':')
-        .map(|d| Path::new(d).join(program))
-        .find(|p| p.is_file())
 }
 
 /// Acceptance 8: the hub killed (-9) with one job pending and another running re-adopts

@@ -1,6 +1,7 @@
 //! The whole system as a user meets it: the `nbhub` binary with its managed `nbhub-proxy`, and
-//! the real `jupyterhub-singleuser` from the test venv, on free ports. Everything it starts is
-//! killed when it is dropped, even after the hub itself was killed with -9.
+//! the real `jupyterhub-singleuser` from the test venv. The hub binds port 0 and says which port
+//! it got; the proxy listens on free ports. Everything it starts is killed when it is dropped,
+//! even after the hub itself was killed with -9.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,6 +16,7 @@ pub struct HubProc {
     pub dir: nbhub_testkit::TempDir,
     pub config_path: PathBuf,
     pub public: u16,
+    /// The hub's own port: 0 until the first start reads it from the hub's output.
     pub hub_port: u16,
     pub api_port: u16,
     pub hub: Option<ChildGuard>,
@@ -92,7 +94,15 @@ impl HubProc {
     /// Writes the config; `start` runs the hub.
     pub fn new(venv: PathBuf, proxy: &Path, opts: Options) -> HubProc {
         let dir = nbhub_testkit::temp_dir_world_readable();
-        let (public, hub_port, api_port) = (free_port(), free_port(), free_port());
+        // The hub binds port 0 and says which port it got (read back in `start`); an external
+        // proxy the test starts first must name the hub's port before the hub runs. The
+        // proxy's two ports are told to the hub and its proxy in advance, so they are picked
+        // free here (`nbhub-proxy` binding port 0 would need the hub to read them back).
+        let hub_port = match opts.external_proxy_token {
+            Some(_) => free_port(),
+            None => 0,
+        };
+        let (public, api_port) = (free_port(), free_port());
         let singleuser = venv.join("bin/jupyterhub-singleuser").display().to_string();
         let mut cmd: Vec<String> = opts.cmd_prefix.clone();
         cmd.push(singleuser);
@@ -225,10 +235,24 @@ services = ["e2e-admin"]
     pub async fn start(&mut self) {
         let cmd = self.hub_command();
         let guard = ChildGuard::spawn("nbhub", cmd).expect("start nbhub");
-        guard
+        let line = guard
             .wait_for_line(|l| l.contains("listening on"), Duration::from_secs(30))
             .await;
         self.hub = Some(guard);
+        let said = &line[line.find("listening on").expect("the line")..];
+        let port = nbhub_testkit::port_in_line(said).expect("the hub says its port");
+        if self.hub_port == 0 {
+            // A restart binds the same port again: the proxy (adopted, not restarted) and the
+            // running servers know the hub by it.
+            self.hub_port = port;
+            let config = std::fs::read_to_string(&self.config_path).expect("read config");
+            let config = config.replace(
+                "hub_bind_url = \"http://127.0.0.1:0\"",
+                &format!("hub_bind_url = \"http://127.0.0.1:{port}\""),
+            );
+            std::fs::write(&self.config_path, config).expect("write config");
+        }
+        assert_eq!(port, self.hub_port, "the hub's port: {line}");
         let url = self.public_url("/hub/api/");
         let routed = || async {
             let r = nbhub_testkit::http_get(&url).await.ok()?;

@@ -10,7 +10,6 @@ pub mod kernel;
 pub mod pagekit;
 pub mod prometheus;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use nbhub::config::{Config, HttpUrl, RoleConfig, ServiceConfig};
@@ -235,10 +234,6 @@ pub fn client() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client")
-}
-
-pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// An API call with a token: the status and the body as text. No redirect is followed.

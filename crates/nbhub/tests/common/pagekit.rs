@@ -64,23 +64,25 @@ pub async fn xsrf_at(b: &reqwest::Client, url: &str) -> String {
     xsrf_of(&super::fetch(b, url).await.text().await.expect("html"))
 }
 
-/// Posts the login form (with `_xsrf`) of `hub` in browser `b` as `name` with `password`.
+/// Posts the login form of `hub` in browser `b` as `name` with `password`, with `xsrf` when
+/// given. The form comes back to `/hub/home?x=1`, so that a test can see `next` kept.
 pub async fn post_login(
     hub: &impl Hub,
     b: &reqwest::Client,
     name: &str,
     password: &str,
-    xsrf: &str,
+    xsrf: Option<&str>,
 ) -> reqwest::Response {
-    let form = [("username", name), ("password", password), ("_xsrf", xsrf)];
-    super::post_form(b, hub.url("/hub/login?next=%2Fhub%2Fhome"), &form).await
+    let mut form = vec![("username", name), ("password", password)];
+    form.extend(xsrf.map(|x| ("_xsrf", x)));
+    super::post_form(b, hub.url("/hub/login?next=%2Fhub%2Fhome%3Fx%3D1"), &form).await
 }
 
 /// Signs `name` in through the login form (with its XSRF token) in browser `b`, as a user
 /// does; fails the test unless the hub lets them in.
 pub async fn login(hub: &impl Hub, b: &reqwest::Client, name: &str) {
     let xsrf = xsrf_at(b, &hub.url("/hub/login")).await;
-    let resp = post_login(hub, b, name, &hub.password(), &xsrf).await;
+    let resp = post_login(hub, b, name, &hub.password(), Some(&xsrf)).await;
     // A browser that does not follow redirects sees the 302 away from the form; one that does
     // lands on a page that is not the form again.
     let status = resp.status();

@@ -4,35 +4,14 @@ use crate::common;
 
 use common::{fetch, post_form};
 
-use common::pagekit::{browser, browser_from, xsrf_of};
-use common::{sqlite_hub, TestHub};
+use common::pagekit::{browser, browser_from, post_login, xsrf_of};
+use common::sqlite_hub;
 use nbhub::config::AuthenticatorKind;
 
 async fn get_form(b: &reqwest::Client, url: &str) -> String {
     let resp = b.get(url).send().await.expect("get form");
     assert_eq!(resp.status(), 200);
     xsrf_of(&resp.text().await.expect("html"))
-}
-
-async fn post_login(
-    hub: &TestHub,
-    b: &reqwest::Client,
-    user: &str,
-    password: &str,
-    xsrf: Option<&str>,
-) -> reqwest::Response {
-    let mut form = vec![
-        ("username", user.to_string()),
-        ("password", password.to_string()),
-    ];
-    if let Some(x) = xsrf {
-        form.push(("_xsrf", x.to_string()));
-    }
-    b.post(hub.hub("/login?next=%2Fhub%2Fhome%3Fx%3D1"))
-        .form(&form)
-        .send()
-        .await
-        .expect("post login")
 }
 
 #[tokio::test]

@@ -243,8 +243,9 @@ async fn start_provider_with(
     provider
 }
 
-/// A browser that keeps cookies and does not follow redirects, so each step can be checked.
-fn browser() -> reqwest::Client {
+/// A browser that keeps cookies and does not follow redirects, so each step can be checked;
+/// a request to the provider or the hub gives up after a minute.
+fn timed_browser() -> reqwest::Client {
     browser_with(Arc::new(reqwest::cookie::Jar::default()), false)
 }
 
@@ -473,7 +474,7 @@ async fn sign_in_through_a_real_openid_provider() {
     assert_refused(status, &resp.text().await.expect("page"), "already used");
 
     // carol: admin through admin_groups.
-    let carol_browser = browser();
+    let carol_browser = timed_browser();
     let back = through_provider(&carol_browser, &hub, "carol").await;
     let (status, _, html) = callback(&carol_browser, &back).await;
     assert_eq!(status, 302, "{html}");
@@ -523,21 +524,21 @@ async fn sign_in_through_a_real_openid_provider() {
     );
 
     // dave is in no allowed group: a clear page, and no user.
-    let dave_browser = browser();
+    let dave_browser = timed_browser();
     let back = through_provider(&dave_browser, &hub, "dave").await;
     let (status, _, html) = callback(&dave_browser, &back).await;
     assert_refused(status, &html, "dave is not allowed to use this hub");
     assert!(user(&hub, "dave").await.is_none(), "no user made for dave");
 
     // erin cancels at the provider: its refusal, on a clear page, and no user.
-    let erin_browser = browser();
+    let erin_browser = timed_browser();
     let back = through_provider(&erin_browser, &hub, "").await;
     let (status, _, html) = callback(&erin_browser, &back).await;
     assert_refused(status, &html, "did not sign you in (access_denied");
     assert!(user(&hub, "erin").await.is_none(), "no user made for erin");
 
     // A forged state (erin's real code, another state): refused, no user.
-    let erin_browser = browser();
+    let erin_browser = timed_browser();
     let back = through_provider(&erin_browser, &hub, "erin").await;
     let mut forged = url::Url::parse(&back).expect("url");
     let pairs: Vec<(String, String)> = forged
@@ -576,7 +577,7 @@ async fn sign_in_through_a_real_openid_provider() {
 
     // The provider goes down between its redirect and the hub's code exchange: a clear page
     // (not a 500) and no user.
-    let erin_browser = browser();
+    let erin_browser = timed_browser();
     let back = through_provider(&erin_browser, &hub, "erin").await;
     provider.kill();
     let (status, _, html) = callback(&erin_browser, &back).await;
@@ -591,7 +592,7 @@ async fn sign_in_through_a_real_openid_provider() {
 async fn a_provider_that_never_answered_gives_a_clear_page() {
     let issuer = format!("http://127.0.0.1:{}", free_port());
     let hub = sqlite_hub(|c| signs_in_at(c, &issuer)).await;
-    let resp = fetch(&browser(), hub.hub("/oauth_login")).await;
+    let resp = fetch(&timed_browser(), hub.hub("/oauth_login")).await;
     assert_eq!(resp.status(), 503);
     let html = resp.text().await.expect("page");
     assert!(
@@ -637,7 +638,7 @@ async fn forged_id_tokens_are_refused() {
                 .await
                 .expect("set mode");
             assert_eq!(resp.status(), 204);
-            let b = browser();
+            let b = timed_browser();
             let resp = b.get(&start).send().await.expect("start");
             let to_issuer = location(&resp).expect("to the issuer");
             let resp = b.get(&to_issuer).send().await.expect("authorize");
@@ -767,7 +768,7 @@ async fn auth_state_of(hub: &HubProc, name: &str) -> serde_json::Value {
 
 /// Signs `login` in with a fresh cookie-keeping browser; the browser.
 async fn sign_in_through_the_proxy(hub: &HubProc, login: &str) -> reqwest::Client {
-    let b = browser();
+    let b = timed_browser();
     let callback_url = hub.public_url("/hub/oauth_callback");
     let back =
         through_provider_from(&b, hub.public_url("/hub/oauth_login"), &callback_url, login).await;

@@ -9,7 +9,7 @@ use common::pagekit::{browser, login, xsrf_of};
 
 use common::{sqlite_hub, TestHub};
 
-fn location(resp: &reqwest::Response) -> String {
+fn location_header(resp: &reqwest::Response) -> String {
     resp.headers()
         .get("location")
         .and_then(|v| v.to_str().ok())
@@ -67,7 +67,7 @@ async fn next_never_leaves_the_hub() {
         // Signed in: GET /hub/login?next=… redirects at once.
         let resp = fetch(&signed_in, hub.hub(&format!("/login?next={q}"))).await;
         assert_eq!(resp.status(), 302, "{next:?}");
-        let loc = location(&resp);
+        let loc = location_header(&resp);
         assert!(
             !leaves_host(&hub, &loc) && !loc.contains("evil"),
             "GET /hub/login?next={next:?} sent the browser to {loc:?}"
@@ -90,7 +90,7 @@ async fn next_never_leaves_the_hub() {
         )
         .await;
         assert_eq!(resp.status(), 302, "{next:?}");
-        let loc = location(&resp);
+        let loc = location_header(&resp);
         assert!(
             !leaves_host(&hub, &loc) && !loc.contains("evil"),
             "POST /hub/login?next={next:?} sent the browser to {loc:?}"
@@ -99,7 +99,7 @@ async fn next_never_leaves_the_hub() {
         // The spawn pages carry next on to the server.
         for path in ["/spawn", "/spawn/alice", "/spawn-pending/alice"] {
             let resp = fetch(&signed_in, hub.hub(&format!("{path}?next={q}"))).await;
-            let loc = location(&resp);
+            let loc = location_header(&resp);
             let body = resp.text().await.unwrap_or_default();
             assert!(
                 !leaves_host(&hub, &loc) && !loc.contains("evil") && !body.contains("evil"),
@@ -109,7 +109,7 @@ async fn next_never_leaves_the_hub() {
     }
     // A good next is kept.
     let resp = fetch(&signed_in, hub.hub("/login?next=%2Fhub%2Fhome%3Fx%3D1")).await;
-    assert_eq!(location(&resp), "/hub/home?x=1");
+    assert_eq!(location_header(&resp), "/hub/home?x=1");
 }
 
 #[tokio::test]
