@@ -97,6 +97,22 @@ fn sh_config(script: &str) -> SpawnerConfig {
     }
 }
 
+/// A spawner whose servers are `script` run by sh as the test's own user, and the server
+/// `server` of `user` started with it.
+async fn sh_started(
+    data: &Path,
+    script: &str,
+    user: &str,
+    server: &str,
+) -> (LocalSpawner, Started) {
+    let spawner = LocalSpawner::new(sh_config(script), same_user(), data).unwrap();
+    let started = spawner
+        .start(&SpawnRequest::new(user, server))
+        .await
+        .expect("start");
+    (spawner, started)
+}
+
 /// Servers as the test's own user, in the spawner's homes folder.
 fn same_user() -> LocalConfig {
     LocalConfig {
@@ -293,16 +309,8 @@ async fn real_singleuser_starts_answers_and_stops() {
 #[tokio::test]
 async fn a_server_that_exits_at_once_says_why() {
     let data = temp_dir();
-    let spawner = LocalSpawner::new(
-        sh_config("echo 'starting up'; echo 'Fatal: the config file is broken' >&2; exit 3"),
-        same_user(),
-        data.path(),
-    )
-    .unwrap();
-    let started = spawner
-        .start(&SpawnRequest::new("bob", ""))
-        .await
-        .expect("start");
+    let script = "echo 'starting up'; echo 'Fatal: the config file is broken' >&2; exit 3";
+    let (spawner, started) = sh_started(data.path(), script, "bob", "").await;
     let reason = wait_exited(&spawner, &started, Duration::from_secs(10)).await;
     assert!(reason.contains("exit status: 3"), "{reason}");
     assert!(
@@ -324,16 +332,8 @@ async fn a_server_that_exits_at_once_says_why() {
 async fn stop_kills_the_whole_group_and_escalates_to_sigkill() {
     let data = temp_dir();
     // The shell and its background child ignore SIGTERM: stop must escalate.
-    let spawner = LocalSpawner::new(
-        sh_config("trap '' TERM; sleep 300 & echo \"child $!\"; wait"),
-        same_user(),
-        data.path(),
-    )
-    .unwrap();
-    let started = spawner
-        .start(&SpawnRequest::new("carol", "lab2"))
-        .await
-        .expect("start");
+    let script = "trap '' TERM; sleep 300 & echo \"child $!\"; wait";
+    let (spawner, started) = sh_started(data.path(), script, "carol", "lab2").await;
     let st = state_of(&started);
     assert!(
         st.log_path.ends_with("carol--lab2.log"),

@@ -50,6 +50,21 @@ fn require_cluster() -> Option<String> {
     Some(conf)
 }
 
+/// The set-up most tests here share: the cluster's config, with the controller held for
+/// reading (the test that stops it holds it for writing).
+async fn shared_cluster() -> Option<(String, tokio::sync::RwLockReadGuard<'static, ()>)> {
+    let conf = require_cluster()?;
+    Some((conf, CONTROLLER.read().await))
+}
+
+/// Stops the job of `started`, as the hub does (ten seconds to go).
+async fn stop(spawner: &SlurmSpawner, started: &Started) {
+    spawner
+        .stop(&started.state, Duration::from_secs(10))
+        .await
+        .expect("stop");
+}
+
 /// A Unix account with a home every job can write its output to, removed when dropped.
 struct Account {
     name: String,
@@ -271,8 +286,7 @@ async fn wait_poll(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_form_shows_live_partitions_and_bad_values_submit_nothing() {
-    let conf = nbhub_testkit::require!(require_cluster());
-    let _cluster = CONTROLLER.read().await;
+    let (conf, _cluster) = nbhub_testkit::require!(shared_cluster().await);
     let account = Account::create();
     let spawner = spawner(http_server_cmd(), slurm_config(&conf));
     let mut ctx = FormContext::new(&account.name);
@@ -350,8 +364,7 @@ async fn the_form_shows_live_partitions_and_bad_values_submit_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_runs_as_the_user_reports_its_port_and_stops() {
-    let conf = nbhub_testkit::require!(require_cluster());
-    let _cluster = CONTROLLER.read().await;
+    let (conf, _cluster) = nbhub_testkit::require!(shared_cluster().await);
     let account = Account::create();
     let hub = FakeHub::default();
     let api = hub.start().await;
@@ -424,10 +437,7 @@ async fn a_job_runs_as_the_user_reports_its_port_and_stops() {
         "{described}"
     );
 
-    spawner
-        .stop(&started.state, Duration::from_secs(10))
-        .await
-        .expect("stop");
+    stop(&spawner, &started).await;
     assert_eq!(squeue_of(&conf, &account.name), "", "the job is gone");
     assert!(http_get(&url).await.is_err(), "the server is dead");
     let status = wait_poll(&spawner, &started.state, Duration::from_secs(10), |s| {
@@ -659,21 +669,17 @@ async fn a_silent_controller_is_unknown_and_tracking_resumes() {
         *s == PollStatus::Running
     })
     .await;
-    spawner
-        .stop(&started.state, Duration::from_secs(10))
-        .await
-        .expect("stop");
+    stop(&spawner, &started).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_jobs_cost_one_squeue_per_poll_interval() {
-    let conf = nbhub_testkit::require!(require_cluster());
-    let _cluster = CONTROLLER.read().await;
+    let (conf, _cluster) = nbhub_testkit::require!(shared_cluster().await);
     // A bin_dir whose squeue counts its calls, then runs the real one.
     let bin = temp_dir();
     let counter = bin.path().join("squeue-calls");
     for tool in ["sbatch", "scancel", "scontrol", "sinfo", "sacctmgr"] {
-        if let Some(real) = which(tool) {
+        if let Some(real) = nbhub_testkit::which(tool) {
             std::os::unix::fs::symlink(real, bin.path().join(tool)).unwrap();
         }
     }
@@ -683,7 +689,7 @@ async fn twenty_jobs_cost_one_squeue_per_poll_interval() {
         format!(
             "#!/bin/sh\necho x >> {}\nexec {} \"$@\"\n",
             counter.display(),
-            which("squeue").unwrap().display()
+            nbhub_testkit::which("squeue").unwrap().display()
         ),
     )
     .unwrap();
@@ -771,18 +777,9 @@ async fn twenty_jobs_cost_one_squeue_per_poll_interval() {
     );
 }
 
-fn which(tool: &str) -> Option<PathBuf> {
-    std::env::var("PATH")
-        .ok()?
-        .split(':')
-        .map(|d| Path::new(d).join(tool))
-        .find(|p| p.is_file())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn estimates_give_slurms_start_or_its_reason() {
-    let conf = nbhub_testkit::require!(require_cluster());
-    let _cluster = CONTROLLER.read().await;
+    let (conf, _cluster) = nbhub_testkit::require!(shared_cluster().await);
     let account = Account::create();
     let spawner = spawner(http_server_cmd(), slurm_config(&conf));
     let options = |v: Value| ValidatedOptions(v.as_object().unwrap().clone());
@@ -854,10 +851,7 @@ async fn the_real_singleuser_server_runs_as_a_job() {
     assert_eq!(resp.status, 200, "{resp:?}");
     let node = spawner.describe(&started.state).unwrap()["node_list"].clone();
     assert!(node == json!("node3") || node == json!("node4"), "{node}");
-    spawner
-        .stop(&started.state, Duration::from_secs(10))
-        .await
-        .expect("stop");
+    stop(&spawner, &started).await;
     assert_eq!(squeue_of(&conf, &account.name), "");
 }
 
@@ -958,7 +952,7 @@ async fn accounts_come_from_the_users_slurm_associations() {
     let _ = nbhub_testkit::require!(require_cluster());
     let installed = ["slurmdbd", "mariadbd"]
         .iter()
-        .all(|tool| which(tool).is_some())
+        .all(|tool| nbhub_testkit::which(tool).is_some())
         || ["/usr/sbin/slurmdbd", "/usr/sbin/mariadbd"]
             .iter()
             .all(|p| Path::new(p).exists());
@@ -1031,10 +1025,7 @@ async fn accounts_come_from_the_users_slurm_associations() {
         format!("proj-b|{}", account.name),
         "the job is charged to the account picked"
     );
-    spawner
-        .stop(&started.state, Duration::from_secs(10))
-        .await
-        .expect("stop");
+    stop(&spawner, &started).await;
 }
 
 /// Issue 20, point 10: `batch` has GPUs on only 2 of its 4 nodes: the form says so (not "2
@@ -1042,8 +1033,7 @@ async fn accounts_come_from_the_users_slurm_associations() {
 /// 1 GPU is refused on the nodes field before Slurm is asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mixed_partition_offers_only_its_gpu_nodes() {
-    let conf = nbhub_testkit::require!(require_cluster());
-    let _cluster = CONTROLLER.read().await;
+    let (conf, _cluster) = nbhub_testkit::require!(shared_cluster().await);
     let spawner = spawner(http_server_cmd(), slurm_config(&conf));
     let ctx = FormContext::new("root");
     let form = spawner.options_form(&ctx).await.expect("a form");

@@ -31,7 +31,7 @@ pub use child::{ChildGuard, Output, Stream};
 pub use net::{
     free_port, http_get, port_in_line, slow_request, wait_for_http, wait_for_tcp, HttpResponse,
 };
-pub use real::{missing_part, require_postgres, require_venv, workspace_root};
+pub use real::{missing_part, require_postgres, require_venv, which, workspace_root};
 pub use tempfile::TempDir;
 
 use std::path::Path;

@@ -20,6 +20,15 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| panic!("no Cargo.toml with [workspace] above {}", start.display()))
 }
 
+/// `program` on `PATH`, as the shell would find it.
+pub fn which(program: &str) -> Option<PathBuf> {
+    std::env::var("PATH")
+        .ok()?
+        .split(':')
+        .map(|d| Path::new(d).join(program))
+        .find(|p| p.is_file())
+}
+
 /// The Python venv with the real `jupyterhub-singleuser` (scripts/requirements-test.txt):
 /// `$NBHUB_VENV`, else `<workspace root>/.venv`. `None` (after a loud message) when it is
 /// missing; a panic instead when `CI=true`.

@@ -95,16 +95,24 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(mut config: Config) -> anyhow::Result<()> {
     use anyhow::Context;
     let began = std::time::Instant::now();
     let addr = config.hub.hub_bind_url.socket_addr_string();
     let public = config.hub.bind_url.to_string();
-    let state = nbhub::init(config).await?;
+    // Bound before init: with port 0 in hub_bind_url the system picks a free port, and the
+    // proxy's default and error targets and the servers' API URL must name the one it picked.
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
+    if config.hub.hub_bind_url.port() == 0 {
+        let mut url = config.hub.hub_bind_url.url().clone();
+        let _ = url.set_port(Some(local.port()));
+        config.hub.hub_bind_url =
+            config::HttpUrl::parse(url.as_str()).map_err(anyhow::Error::msg)?;
+    }
+    let state = nbhub::init(config).await?;
     tracing::info!(
         "nbhub {} listening on http://{local} (public URL {public})",
         env!("CARGO_PKG_VERSION")

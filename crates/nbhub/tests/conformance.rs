@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::hubproc::{require_proxy_binary, HubProc, Options};
+use common::hubproc::{real_parts, HubProc, Options};
 use nbhub_testkit::ChildGuard;
 use serde_json::Value;
 
@@ -121,10 +121,7 @@ struct Summary {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn schemathesis_finds_no_server_error_and_no_405() {
-    let Some(venv) = nbhub_testkit::require_venv() else {
-        return;
-    };
-    let Some(proxy) = require_proxy_binary() else {
+    let Some((venv, proxy)) = real_parts() else {
         return;
     };
     let Some(spec) = require_spec() else {
@@ -155,7 +152,7 @@ async fn schemathesis_finds_no_server_error_and_no_405() {
     let db = db_url
         .map(|url| format!("db_url = \"{url}\"\n"))
         .unwrap_or_default();
-    let mut hub = HubProc::new(
+    let hub = HubProc::started(
         venv,
         &proxy,
         Options {
@@ -167,8 +164,8 @@ async fn schemathesis_finds_no_server_error_and_no_405() {
             ),
             ..Default::default()
         },
-    );
-    hub.start().await;
+    )
+    .await;
 
     let secs = budget_secs();
     let report_dir = std::env::var_os("NBHUB_SCHEMATHESIS_REPORT_DIR")

@@ -5,20 +5,21 @@
 //! Tests share one cluster: the ones that stop slurmctld or fill a partition take the cluster
 //! for themselves, those that use the gpu partition take it in turn, the others share it.
 
-#[path = "common/browser.rs"]
-mod chromium;
 mod common;
+
+use common::fetch;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use common::browser as chromium;
 use common::eventually;
-use common::hubproc::{
-    admin, browser, login, require_proxy_binary, user_token, HubProc, Options, ADMIN, PASSWORD,
-};
+use common::hubproc::{admin, require_proxy_binary, user_token, HubProc, Options, ADMIN, PASSWORD};
 use common::kernel;
+use common::pagekit::{browser_following, login};
 use common::prometheus::{parse, sample, scrape};
+use common::status_of;
 use nbhub_testkit::{is_root, TempAccount};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -115,12 +116,35 @@ fn slurm_hub_with(p: &Parts, extra_slurm: &str, authenticator: &str) -> HubProc 
     )
 }
 
-/// A Unix account for the test and the hub user of the same name.
-async fn account(hub: &HubProc, tag: &str, homes: &Path) -> TempAccount {
-    let acct = TempAccount::create(tag, &homes.join(tag));
-    let (s, body) = admin(hub, Method::POST, &format!("/users/{}", acct.name), None).await;
-    assert_eq!(s, 201, "create user {}: {body}", acct.name);
-    acct
+/// The user most tests here need: a real Unix account (its home in a temp dir) that is also a
+/// hub user of the same name, whose Slurm jobs are cancelled when the test ends (the fields
+/// drop in order: the jobs, then the account, then the homes).
+struct SlurmUser<'a> {
+    _cancel: CancelJobs<'a>,
+    account: TempAccount,
+    _homes: nbhub_testkit::TempDir,
+}
+
+impl<'a> SlurmUser<'a> {
+    async fn new(p: &'a Parts, hub: &HubProc, tag: &str) -> SlurmUser<'a> {
+        let homes = nbhub_testkit::temp_dir_world_readable();
+        let account = TempAccount::create(tag, &homes.path().join(tag));
+        let name = &account.name;
+        let (s, body) = admin(hub, Method::POST, &format!("/users/{name}"), None).await;
+        assert_eq!(s, 201, "create user {name}: {body}");
+        SlurmUser {
+            _cancel: CancelJobs::of_user(&p.slurm_conf, name),
+            account,
+            _homes: homes,
+        }
+    }
+}
+
+impl std::ops::Deref for SlurmUser<'_> {
+    type Target = TempAccount;
+    fn deref(&self) -> &TempAccount {
+        &self.account
+    }
 }
 
 /// Takes both GPU nodes with a job of root, so that a server asking for the gpu partition
@@ -221,9 +245,7 @@ async fn api_start_is_a_job_of_the_user_and_stop_cancels_it() {
     let mem_field = "[[slurm.fields]]\nname = \"mem_mb\"\nlabel = \"Memory per node (MB)\"\ntype = \"int\"\nmin = 64\nmax = 1024\nsbatch = \"--mem={value}M\"\n";
     let mut hub = slurm_hub(&p, mem_field);
     hub.start().await;
-    let homes = nbhub_testkit::temp_dir_world_readable();
-    let alice = account(&hub, "sa", homes.path()).await;
-    let _cancel = CancelJobs::of_user(&p.slurm_conf, &alice.name);
+    let alice = SlurmUser::new(&p, &hub, "sa").await;
     let user = alice.name.as_str();
 
     for (options, field) in [
@@ -376,9 +398,7 @@ async fn jobs_ending_by_time_limit_or_scancel_are_noticed() {
     let _shared = CLUSTER.read().await;
     let mut hub = slurm_hub(&p, "");
     hub.start().await;
-    let homes = nbhub_testkit::temp_dir_world_readable();
-    let bob = account(&hub, "sb", homes.path()).await;
-    let _cancel = CancelJobs::of_user(&p.slurm_conf, &bob.name);
+    let bob = SlurmUser::new(&p, &hub, "sb").await;
     let user = bob.name.as_str();
     let (s, body) = start(
         &hub,
@@ -429,13 +449,10 @@ async fn jobs_ending_by_time_limit_or_scancel_are_noticed() {
         "the reason should name TIMEOUT: {log}"
     );
     // The home page says why each ended.
-    let b = browser();
-    login(&b, &hub, user).await;
-    let home = b
-        .get(hub.public_url("/hub/home"))
-        .send()
+    let b = browser_following();
+    login(&hub, &b, user).await;
+    let home = fetch(&b, hub.public_url("/hub/home"))
         .await
-        .expect("home")
         .text()
         .await
         .expect("html");
@@ -457,9 +474,7 @@ async fn a_controller_outage_gives_up_no_server() {
     let _alone = CLUSTER.write().await;
     let mut hub = slurm_hub(&p, "");
     hub.start().await;
-    let homes = nbhub_testkit::temp_dir_world_readable();
-    let carol = account(&hub, "sc", homes.path()).await;
-    let _cancel = CancelJobs::of_user(&p.slurm_conf, &carol.name);
+    let carol = SlurmUser::new(&p, &hub, "sc").await;
     let user = carol.name.as_str();
     for server in ["one", "two"] {
         let (s, body) = start(
@@ -493,7 +508,7 @@ async fn a_controller_outage_gives_up_no_server() {
                 hub.log()
             );
             let status =
-                get_status(&hub, &format!("/user/{user}/{server}/api/status"), &token).await;
+                status_of(&hub, &format!("/user/{user}/{server}/api/status"), &token).await;
             assert_eq!(status, 200, "{server} must stay reachable");
         }
         // Once the hub's view of the partitions (5 s) is older than the outage, a start is
@@ -561,22 +576,6 @@ async fn poller_metrics(p: &Parts, hub: &HubProc) -> impl Fn(&str) -> f64 {
     move |key| sample(&samples, key)
 }
 
-async fn get_status(hub: &HubProc, path: &str, token: &str) -> u16 {
-    let c = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    match c
-        .get(hub.public_url(path))
-        .header("Authorization", format!("token {token}"))
-        .send()
-        .await
-    {
-        Ok(r) => r.status().as_u16(),
-        Err(_) => 0,
-    }
-}
-
 /// slurmctld stopped for a while; started again when dropped.
 struct Controller {
     conf: String,
@@ -641,11 +640,11 @@ async fn twenty_servers_cost_one_squeue_per_poll() {
     let bin = nbhub_testkit::temp_dir_world_readable();
     let count = bin.path().join("squeue.calls");
     for program in ["sbatch", "scancel", "sinfo", "scontrol", "sacctmgr"] {
-        if let Some(real) = which(program) {
+        if let Some(real) = nbhub_testkit::which(program) {
             std::os::unix::fs::symlink(real, bin.path().join(program)).expect("symlink");
         }
     }
-    let squeue = which("squeue").expect("squeue on PATH");
+    let squeue = nbhub_testkit::which("squeue").expect("squeue on PATH");
     let wrapper = bin.path().join("squeue");
     std::fs::write(
         &wrapper,
@@ -661,7 +660,7 @@ async fn twenty_servers_cost_one_squeue_per_poll() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .expect("chmod");
-    let mut hub = HubProc::new(
+    let hub = HubProc::started(
         p.venv.clone(),
         &p.proxy,
         Options {
@@ -673,11 +672,9 @@ async fn twenty_servers_cost_one_squeue_per_poll() {
             extra_toml: "named_server_limit_per_user = 0".into(),
             ..Default::default()
         },
-    );
-    hub.start().await;
-    let homes = nbhub_testkit::temp_dir_world_readable();
-    let dave = account(&hub, "sd", homes.path()).await;
-    let _cancel = CancelJobs::of_user(&p.slurm_conf, &dave.name);
+    )
+    .await;
+    let dave = SlurmUser::new(&p, &hub, "sd").await;
     let user = dave.name.as_str();
     // All at once: a start call waits up to slow_spawn_timeout, and most of these jobs queue.
     let starts = (0..20).map(|i| {
@@ -716,14 +713,6 @@ async fn twenty_servers_cost_one_squeue_per_poll() {
     );
 }
 
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var("PATH")
-        .ok()?
-        .split(':')
-        .map(|d| Path::new(d).join(program))
-        .find(|p| p.is_file())
-}
-
 /// Acceptance 8: the hub killed (-9) with one job pending and another running re-adopts
 /// both: the pending one becomes ready when it runs, the running one keeps its kernel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -733,9 +722,7 @@ async fn a_killed_hub_readopts_pending_and_running_jobs() {
     let _gpu = GPU_PARTITION.lock().await;
     let mut hub = slurm_hub(&p, "");
     hub.start().await;
-    let homes = nbhub_testkit::temp_dir_world_readable();
-    let erin = account(&hub, "se", homes.path()).await;
-    let _cancel = CancelJobs::of_user(&p.slurm_conf, &erin.name);
+    let erin = SlurmUser::new(&p, &hub, "se").await;
     let user = erin.name.as_str();
     let (s, body) = start(
         &hub,
@@ -803,21 +790,11 @@ async fn the_spawn_form_in_a_browser_starts_a_two_node_job() {
     let _shared = CLUSTER.read().await;
     let mut hub = slurm_hub(&p, "");
     hub.start().await;
-    let homes = nbhub_testkit::temp_dir_world_readable();
-    let carol = account(&hub, "sw", homes.path()).await;
-    let _cancel = CancelJobs::of_user(&p.slurm_conf, &carol.name);
+    let carol = SlurmUser::new(&p, &hub, "sw").await;
     let user = carol.name.as_str();
     let base = hub.public_url("");
 
-    b.goto(&format!("{base}/hub/login")).await;
-    b.fill("#username_input", user).await;
-    b.fill("#password_input", PASSWORD).await;
-    b.click("#login_submit").await;
-    b.wait_until(
-        "!location.pathname.endsWith('/hub/login')",
-        "leaving the login page",
-    )
-    .await;
+    b.sign_in(&base, user, PASSWORD).await;
     b.goto(&format!("{base}/hub/spawn/{user}")).await;
     b.find("#opt-partition").await;
     let partitions = b
@@ -968,9 +945,7 @@ async fn a_gpu_job_runs_on_a_gpu_node_and_sees_its_gpu() {
     let _gpu = GPU_PARTITION.lock().await;
     let mut hub = slurm_hub(&p, "");
     hub.start().await;
-    let homes = nbhub_testkit::temp_dir_world_readable();
-    let erin = account(&hub, "sg", homes.path()).await;
-    let _cancel = CancelJobs::of_user(&p.slurm_conf, &erin.name);
+    let erin = SlurmUser::new(&p, &hub, "sg").await;
     let user = erin.name.as_str();
     let (s, body) = start(
         &hub,
@@ -1021,23 +996,13 @@ async fn a_queued_job_is_cancelled_from_the_pending_page_or_after_max_queue_wait
     let _gpu = GPU_PARTITION.lock().await;
     let mut hub = slurm_hub(&p, "max_queue_wait = 15\n");
     hub.start().await;
-    let homes = nbhub_testkit::temp_dir_world_readable();
-    let frank = account(&hub, "sq", homes.path()).await;
-    let _cancel = CancelJobs::of_user(&p.slurm_conf, &frank.name);
+    let frank = SlurmUser::new(&p, &hub, "sq").await;
     let user = frank.name.as_str();
     let blocker = block_gpu_nodes(&p.slurm_conf);
     let _unblock = CancelJobs::job(&p.slurm_conf, &blocker);
     let base = hub.public_url("");
 
-    b.goto(&format!("{base}/hub/login")).await;
-    b.fill("#username_input", user).await;
-    b.fill("#password_input", PASSWORD).await;
-    b.click("#login_submit").await;
-    b.wait_until(
-        "!location.pathname.endsWith('/hub/login')",
-        "leaving the login page",
-    )
-    .await;
+    b.sign_in(&base, user, PASSWORD).await;
     b.goto(&format!("{base}/hub/spawn/{user}")).await;
     b.eval(
         "const s = document.querySelector('#opt-partition'); s.value = 'gpu'; \
@@ -1127,9 +1092,7 @@ async fn the_form_follows_the_partition_and_counts_free_gpus() {
     let _shared = CLUSTER.read().await;
     let mut hub = slurm_hub_with(&p, "", "admin_users = [\"formadmin\"]");
     hub.start().await;
-    let homes = nbhub_testkit::temp_dir_world_readable();
-    let dana = account(&hub, "sf", homes.path()).await;
-    let _cancel = CancelJobs::of_user(&p.slurm_conf, &dana.name);
+    let dana = SlurmUser::new(&p, &hub, "sf").await;
     let user = dana.name.as_str();
     let base = hub.public_url("");
     let spawn_url = format!("{base}/hub/spawn/{user}");
@@ -1367,9 +1330,7 @@ async fn home_shows_a_queued_job_as_pending_and_an_outside_scancel_at_once() {
     hub.env
         .push(("NBHUB_SPAWNER__POLL_INTERVAL".into(), "60".into()));
     hub.start().await;
-    let homes = nbhub_testkit::temp_dir_world_readable();
-    let acct = account(&hub, "sp", homes.path()).await;
-    let _cancel = CancelJobs::of_user(&p.slurm_conf, &acct.name);
+    let acct = SlurmUser::new(&p, &hub, "sp").await;
     let user = acct.name.as_str();
     let blocker = block_gpu_nodes(&p.slurm_conf);
     let _unblock = CancelJobs::job(&p.slurm_conf, &blocker);
@@ -1524,9 +1485,7 @@ async fn stop_on_home_takes_the_time_left_and_the_warning_away_at_once() {
     let _shared = CLUSTER.read().await;
     let mut hub = slurm_hub(&p, "");
     hub.start().await;
-    let homes = nbhub_testkit::temp_dir_world_readable();
-    let acct = account(&hub, "sx", homes.path()).await;
-    let _cancel = CancelJobs::of_user(&p.slurm_conf, &acct.name);
+    let acct = SlurmUser::new(&p, &hub, "sx").await;
     let user = acct.name.as_str();
     let (s, body) = start(
         &hub,

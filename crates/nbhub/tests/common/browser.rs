@@ -59,20 +59,13 @@ impl Browser {
             .build()
             .expect("client");
         let base = format!("http://127.0.0.1:{port}");
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if let Ok(r) = http.get(format!("{base}/status")).send().await {
-                if r.status().is_success() {
-                    break;
-                }
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "chromedriver did not come up: {}",
-                driver.output()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let status = format!("{base}/status");
+        let up = || async {
+            let r = http.get(&status).send().await.ok()?;
+            r.status().is_success().then_some(())
+        };
+        let failure = || format!("chromedriver did not come up: {}", driver.output());
+        super::wait_until(WAIT, up, failure).await;
         let profile = nbhub_testkit::temp_dir();
         let mut args = vec![
             "--headless".to_string(),

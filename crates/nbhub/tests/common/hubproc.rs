@@ -1,6 +1,7 @@
 //! The whole system as a user meets it: the `nbhub` binary with its managed `nbhub-proxy`, and
-//! the real `jupyterhub-singleuser` from the test venv, on free ports. Everything it starts is
-//! killed when it is dropped, even after the hub itself was killed with -9.
+//! the real `jupyterhub-singleuser` from the test venv. The hub binds port 0 and says which port
+//! it got; the proxy listens on free ports. Everything it starts is killed when it is dropped,
+//! even after the hub itself was killed with -9.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,6 +16,7 @@ pub struct HubProc {
     pub dir: nbhub_testkit::TempDir,
     pub config_path: PathBuf,
     pub public: u16,
+    /// The hub's own port: 0 until the first start reads it from the hub's output.
     pub hub_port: u16,
     pub api_port: u16,
     pub hub: Option<ChildGuard>,
@@ -43,6 +45,20 @@ pub fn require_proxy_binary() -> Option<PathBuf> {
     found
 }
 
+/// The real parts a real-binary hub needs: the venv (with `jupyterhub-singleuser`) and the
+/// built `nbhub-proxy`. A missing one fails under CI=true and skips loudly otherwise (None).
+pub fn real_parts() -> Option<(PathBuf, PathBuf)> {
+    let venv = nbhub_testkit::require_venv()?;
+    let proxy = require_proxy_binary()?;
+    Some((venv, proxy))
+}
+
+/// A started real-binary hub with `opts`, or None (loudly) when a real part is missing.
+pub async fn launch(opts: Options) -> Option<HubProc> {
+    let (venv, proxy) = real_parts()?;
+    Some(HubProc::started(venv, &proxy, opts).await)
+}
+
 #[derive(Default)]
 pub struct Options {
     pub extra_toml: String,
@@ -57,11 +73,36 @@ pub struct Options {
     pub authenticator: String,
 }
 
+impl Options {
+    /// The defaults with more `[[services]]`/`[[roles]]` TOML.
+    pub fn services(toml: impl Into<String>) -> Options {
+        Options {
+            services: toml.into(),
+            ..Options::default()
+        }
+    }
+}
+
 impl HubProc {
+    /// [`HubProc::new`], then [`HubProc::start`].
+    pub async fn started(venv: PathBuf, proxy: &Path, opts: Options) -> HubProc {
+        let mut hub = HubProc::new(venv, proxy, opts);
+        hub.start().await;
+        hub
+    }
+
     /// Writes the config; `start` runs the hub.
     pub fn new(venv: PathBuf, proxy: &Path, opts: Options) -> HubProc {
         let dir = nbhub_testkit::temp_dir_world_readable();
-        let (public, hub_port, api_port) = (free_port(), free_port(), free_port());
+        // The hub binds port 0 and says which port it got (read back in `start`); an external
+        // proxy the test starts first must name the hub's port before the hub runs. The
+        // proxy's two ports are told to the hub and its proxy in advance, so they are picked
+        // free here (`nbhub-proxy` binding port 0 would need the hub to read them back).
+        let hub_port = match opts.external_proxy_token {
+            Some(_) => free_port(),
+            None => 0,
+        };
+        let (public, api_port) = (free_port(), free_port());
         let singleuser = venv.join("bin/jupyterhub-singleuser").display().to_string();
         let mut cmd: Vec<String> = opts.cmd_prefix.clone();
         cmd.push(singleuser);
@@ -194,25 +235,31 @@ services = ["e2e-admin"]
     pub async fn start(&mut self) {
         let cmd = self.hub_command();
         let guard = ChildGuard::spawn("nbhub", cmd).expect("start nbhub");
-        guard
+        let line = guard
             .wait_for_line(|l| l.contains("listening on"), Duration::from_secs(30))
             .await;
         self.hub = Some(guard);
-        let url = self.public_url("/hub/api/");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = nbhub_testkit::http_get(&url).await {
-                if r.status == 200 {
-                    return;
-                }
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the hub never answered through the proxy: {}",
-                self.log()
+        let said = &line[line.find("listening on").expect("the line")..];
+        let port = nbhub_testkit::port_in_line(said).expect("the hub says its port");
+        if self.hub_port == 0 {
+            // A restart binds the same port again: the proxy (adopted, not restarted) and the
+            // running servers know the hub by it.
+            self.hub_port = port;
+            let config = std::fs::read_to_string(&self.config_path).expect("read config");
+            let config = config.replace(
+                "hub_bind_url = \"http://127.0.0.1:0\"",
+                &format!("hub_bind_url = \"http://127.0.0.1:{port}\""),
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            std::fs::write(&self.config_path, config).expect("write config");
         }
+        assert_eq!(port, self.hub_port, "the hub's port: {line}");
+        let url = self.public_url("/hub/api/");
+        let routed = || async {
+            let r = nbhub_testkit::http_get(&url).await.ok()?;
+            (r.status == 200).then_some(())
+        };
+        let failure = || format!("the hub never answered through the proxy: {}", self.log());
+        super::wait_until(Duration::from_secs(30), routed, failure).await;
     }
 
     /// The hub's output so far (for failure messages).
@@ -282,59 +329,26 @@ impl Drop for HubProc {
     }
 }
 
-/// A browser: cookies kept, redirects followed.
-pub fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .build()
-        .expect("client")
+impl super::Hub for HubProc {
+    fn base_url(&self) -> String {
+        self.public_url("")
+    }
+    fn password(&self) -> String {
+        PASSWORD.into()
+    }
+    fn admin_token(&self) -> &str {
+        ADMIN
+    }
 }
 
-/// Logs `user` in through the login form (with its XSRF token), as a browser does.
-pub async fn login(b: &reqwest::Client, hub: &HubProc, user: &str) {
-    let page = b
-        .get(hub.public_url("/hub/login"))
-        .send()
-        .await
-        .expect("login page")
-        .text()
-        .await
-        .expect("html");
-    let marker = "name=\"_xsrf\" value=\"";
-    let start = page.find(marker).expect("xsrf field") + marker.len();
-    let xsrf = page[start..].split('"').next().expect("value").to_string();
-    let resp = b
-        .post(hub.public_url("/hub/login?next=%2Fhub%2Fhome"))
-        .form(&[("username", user), ("password", PASSWORD), ("_xsrf", &xsrf)])
-        .send()
-        .await
-        .expect("login");
-    assert!(
-        resp.status().is_success(),
-        "login as {user}: {}",
-        resp.status()
-    );
-}
-
-/// Calls the hub API with the admin service token.
+/// Calls the hub API (through the proxy) with the admin service token.
 pub async fn admin(
     hub: &HubProc,
     method: reqwest::Method,
     path: &str,
     body: Option<serde_json::Value>,
 ) -> (u16, String) {
-    let c = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let mut req = c
-        .request(method, hub.public_url(&format!("/hub/api{path}")))
-        .header("Authorization", format!("token {ADMIN}"));
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.expect("api call");
-    (r.status().as_u16(), r.text().await.unwrap_or_default())
+    super::request(hub, method, path, ADMIN, body).await
 }
 
 /// A new API token of `user`, made with the admin token.

@@ -1,13 +1,15 @@
-//! Shared fixtures for the hub's integration tests: an in-process hub on port 0, and the
+//! The one harness of the hub's integration tests: the [`Hub`] trait both hub fixtures
+//! implement (the in-process [`TestHub`] on port 0 and the real binary,
+//! [`hubproc::HubProc`]), the API client and sign-in helpers that work on either, and the
 //! database backends every database test runs against.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod hubproc;
 pub mod kernel;
 pub mod pagekit;
 pub mod prometheus;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use nbhub::config::{Config, HttpUrl, RoleConfig, ServiceConfig};
@@ -54,6 +56,43 @@ impl TestHub {
     }
     pub fn hub(&self, path: &str) -> String {
         format!("{}/hub{path}", self.url)
+    }
+}
+
+/// What every hub fixture offers, whether the hub runs in this process ([`TestHub`]) or as the
+/// real binary behind its proxy ([`hubproc::HubProc`]): where a browser reaches it, the password
+/// its login form takes and an admin token. The API client ([`call`], [`request`]) and the
+/// sign-in helpers ([`pagekit::login`], [`pagekit::signed_in`]) take any of them.
+pub trait Hub {
+    /// Where a browser reaches the hub, `http://127.0.0.1:PORT` (no slash at the end).
+    fn base_url(&self) -> String;
+    /// The password the login form takes (any user).
+    fn password(&self) -> String;
+    /// A token of the fixture's admin service.
+    fn admin_token(&self) -> &str;
+    /// `path` (starting with `/`) at the hub.
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url())
+    }
+    /// `/hub/api{path}` at the hub.
+    fn api_url(&self, path: &str) -> String {
+        self.url(&format!("/hub/api{path}"))
+    }
+}
+
+impl Hub for TestHub {
+    fn base_url(&self) -> String {
+        self.url.clone()
+    }
+    fn password(&self) -> String {
+        // The dummy authenticator without a password takes any.
+        match self.state.config.authenticator.password.as_str() {
+            "" => "x".into(),
+            p => p.into(),
+        }
+    }
+    fn admin_token(&self) -> &str {
+        ADMIN_TOKEN
     }
 }
 
@@ -133,6 +172,13 @@ pub async fn start_hub_keyed(
     }
 }
 
+/// The dummy authenticator with `password` for everyone (no allow list).
+pub fn dummy_password(c: &mut Config, password: &str) {
+    c.authenticator.kind = nbhub::config::AuthenticatorKind::Dummy;
+    c.authenticator.password = password.into();
+    c.authenticator.allow_all = true;
+}
+
 /// A hub on SQLite in a temp dir, with `adjust` applied to its config.
 pub async fn sqlite_hub(adjust: impl FnOnce(&mut Config)) -> TestHub {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -190,48 +236,173 @@ pub fn client() -> reqwest::Client {
         .expect("client")
 }
 
-pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// An API call with a token; the status and the body (JSON, or the text as a JSON string).
-pub async fn call(
-    hub: &TestHub,
+/// An API call with a token: the status and the body as text. No redirect is followed.
+pub async fn request(
+    hub: &impl Hub,
     method: reqwest::Method,
     path: &str,
     token: &str,
     body: Option<serde_json::Value>,
-) -> (u16, serde_json::Value) {
+) -> (u16, String) {
     let mut req = client()
-        .request(method, hub.api(path))
+        .request(method, hub.api_url(path))
         .header("Authorization", format!("token {token}"));
     if let Some(b) = body {
         req = req.json(&b);
     }
     let resp = req.send().await.expect("request");
     let status = resp.status().as_u16();
-    let text = resp.text().await.expect("body");
+    (status, resp.text().await.unwrap_or_default())
+}
+
+/// An API call with a token; the status and the body (JSON, or the text as a JSON string).
+pub async fn call(
+    hub: &impl Hub,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let (status, text) = request(hub, method, path, token, body).await;
     (
         status,
         serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
     )
 }
 
+/// GET `url` in `client` (a browser or an API client); fails the test when no answer comes.
+pub async fn fetch(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> reqwest::Response {
+    client
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET: {e}"))
+}
+
+/// POSTs `form` (URL-encoded) to `url` in `client`; fails the test when no answer comes.
+pub async fn post_form<T: serde::Serialize + ?Sized>(
+    client: &reqwest::Client,
+    url: impl reqwest::IntoUrl,
+    form: &T,
+) -> reqwest::Response {
+    client
+        .post(url)
+        .form(form)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST: {e}"))
+}
+
+/// The status of a GET of `path` (any path at the hub) with `token`; 0 when the hub does not
+/// answer at all.
+pub async fn status_of(hub: &impl Hub, path: &str, token: &str) -> u16 {
+    match client()
+        .get(hub.url(path))
+        .header("Authorization", format!("token {token}"))
+        .send()
+        .await
+    {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+/// One row of a table-driven API check: a call (method, path, the caller's token, a body) and
+/// the answer it must get (the status and, when [`Row::says`] names one, a part of the
+/// message). Made with [`row`], run in order by [`check_rows`].
+pub struct Row<'a> {
+    method: reqwest::Method,
+    path: String,
+    token: &'a str,
+    body: Option<serde_json::Value>,
+    status: u16,
+    message: Option<&'a str>,
+    what: &'a str,
+}
+
+/// A row: `method path` called with `token` must answer `status`.
+pub fn row(method: reqwest::Method, path: impl Into<String>, token: &str, status: u16) -> Row<'_> {
+    Row {
+        method,
+        path: path.into(),
+        token,
+        body: None,
+        status,
+        message: None,
+        what: "",
+    }
+}
+
+impl<'a> Row<'a> {
+    /// The JSON body sent.
+    pub fn body(mut self, body: serde_json::Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+    /// A part the answer's `message` must hold.
+    pub fn says(mut self, part: &'a str) -> Self {
+        self.message = Some(part);
+        self
+    }
+    /// What the row checks, for the failure message.
+    pub fn what(mut self, what: &'a str) -> Self {
+        self.what = what;
+        self
+    }
+}
+
+/// Runs `rows` in order (each call after the one before); fails at the first wrong answer,
+/// naming the row.
+pub async fn check_rows(hub: &impl Hub, rows: Vec<Row<'_>>) {
+    for r in rows {
+        let name = format!(
+            "{} {} {} {}",
+            r.what,
+            r.method,
+            r.path,
+            r.body.clone().unwrap_or_default()
+        );
+        let (status, answer) = call(hub, r.method, &r.path, r.token, r.body).await;
+        assert_eq!(status, r.status, "{name}: {answer}");
+        if let Some(part) = r.message {
+            let message = answer["message"].as_str().unwrap_or("");
+            assert!(
+                message.contains(part),
+                "{name}: {answer} should say {part:?}"
+            );
+        }
+    }
+}
+
 /// Polls `check` until it returns Some, or fails after `secs` with `what`.
-pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let failure = || format!("timed out after {secs} s waiting for: {what}");
+    wait_until(Duration::from_secs(secs), check, failure).await
+}
+
+/// Polls `check` until it returns Some, or fails after `timeout` with what `failure` says
+/// then (e.g. a child's output so far).
+pub async fn wait_until<T, F, Fut>(
+    timeout: Duration,
+    mut check: F,
+    failure: impl FnOnce() -> String,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Some(v) = check().await {
             return v;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs} s waiting for: {what}"
-        );
+        if tokio::time::Instant::now() >= deadline {
+            panic!("{}", failure());
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

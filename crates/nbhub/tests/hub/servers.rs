@@ -1,39 +1,20 @@
 //! Single-user servers end to end, with the real `jupyterhub-singleuser` + JupyterLab from the
 //! test venv, the `nbhub` binary and its managed `nbhub-proxy`.
 
-mod common;
+use crate::common;
 
-use std::sync::Arc;
+use common::fetch;
+
 use std::time::Duration;
 
 use common::eventually;
-use common::hubproc::{admin, login, require_proxy_binary, user_token, HubProc, Options, ADMIN};
+use common::hubproc::{admin, real_parts, user_token, HubProc, Options, ADMIN};
 use common::kernel;
+use common::pagekit::{browser_following, browser_with_jar, login};
+use common::status_of;
 use reqwest::cookie::CookieStore;
 use reqwest::Method;
 use serde_json::{json, Value};
-
-/// The real parts this file needs, or an early return (a failure under CI=true).
-macro_rules! real_parts {
-    () => {{
-        let Some(venv) = nbhub_testkit::require_venv() else {
-            return;
-        };
-        let Some(proxy) = require_proxy_binary() else {
-            return;
-        };
-        (venv, proxy)
-    }};
-}
-
-fn jar_browser() -> (reqwest::Client, Arc<reqwest::cookie::Jar>) {
-    let jar = Arc::new(reqwest::cookie::Jar::default());
-    let client = reqwest::Client::builder()
-        .cookie_provider(jar.clone())
-        .build()
-        .expect("client");
-    (client, jar)
-}
 
 fn cookie(jar: &reqwest::cookie::Jar, url: &str, name: &str) -> Option<String> {
     let header = jar.cookies(&url.parse().ok()?)?;
@@ -42,22 +23,6 @@ fn cookie(jar: &reqwest::cookie::Jar, url: &str, name: &str) -> Option<String> {
         .ok()?
         .split("; ")
         .find_map(|kv| kv.strip_prefix(&format!("{name}=")).map(str::to_string))
-}
-
-async fn get_status(hub: &HubProc, path: &str, token: &str) -> u16 {
-    let c = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    match c
-        .get(hub.public_url(path))
-        .header("Authorization", format!("token {token}"))
-        .send()
-        .await
-    {
-        Ok(r) => r.status().as_u16(),
-        Err(_) => 0,
-    }
 }
 
 /// Executes `code` in a new kernel of the server at `prefix` (made with the browser's
@@ -79,18 +44,12 @@ async fn run_in_kernel(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_login_spawn_kernel_and_access_rules() {
-    let (venv, proxy) = real_parts!();
+    let Some((venv, proxy)) = real_parts() else {
+        return;
+    };
     // An external service with a URL: the hub routes /services/<name>/ to it.
     let services = "[[services]]\nname = \"dashboard\"\nurl = \"http://127.0.0.1:9\"\n".to_string();
-    let mut hub = HubProc::new(
-        venv,
-        &proxy,
-        Options {
-            services,
-            ..Options::default()
-        },
-    );
-    hub.start().await;
+    let hub = HubProc::started(venv, &proxy, Options::services(services)).await;
     let (s, routes) = admin(&hub, Method::GET, "/proxy", None).await;
     assert_eq!(s, 200, "{routes}");
     let routes: Value = serde_json::from_str(&routes).expect("json");
@@ -103,15 +62,11 @@ async fn browser_login_spawn_kernel_and_access_rules() {
         "dashboard"
     );
     assert_eq!(routes["/"]["data"]["hub"], true);
-    let (alice, jar) = jar_browser();
-    login(&alice, &hub, "alice").await;
+    let (alice, jar) = browser_with_jar();
+    login(&hub, &alice, "alice").await;
 
     // Start through the spawn page; follow the progress stream until the server is ready.
-    let resp = alice
-        .get(hub.public_url("/hub/spawn"))
-        .send()
-        .await
-        .expect("spawn");
+    let resp = fetch(&alice, hub.public_url("/hub/spawn")).await;
     assert!(
         resp.status().is_success(),
         "{} at {}: {}",
@@ -124,11 +79,11 @@ async fn browser_login_spawn_kernel_and_access_rules() {
         landed.starts_with("/hub/spawn-pending/alice") || landed.starts_with("/user/alice/"),
         "{landed}"
     );
-    let progress = alice
-        .get(hub.public_url("/hub/api/users/alice/server/progress"))
-        .send()
-        .await
-        .expect("progress");
+    let progress = fetch(
+        &alice,
+        hub.public_url("/hub/api/users/alice/server/progress"),
+    )
+    .await;
     assert_eq!(progress.headers()["content-type"], "text/event-stream");
     let body = tokio::time::timeout(Duration::from_secs(60), progress.text())
         .await
@@ -138,11 +93,7 @@ async fn browser_login_spawn_kernel_and_access_rules() {
     assert!(body.contains("Server requested"), "{body}");
 
     // JupyterLab through the proxy: the single-user server logs alice in with OAuth + PKCE.
-    let resp = alice
-        .get(hub.public_url("/user/alice/lab"))
-        .send()
-        .await
-        .expect("lab");
+    let resp = fetch(&alice, hub.public_url("/user/alice/lab")).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.url().path(), "/user/alice/lab");
     let html = resp.text().await.expect("html");
@@ -174,13 +125,9 @@ async fn browser_login_spawn_kernel_and_access_rules() {
     .await;
 
     // bob may not use alice's server.
-    let bob = common::hubproc::browser();
-    login(&bob, &hub, "bob").await;
-    let resp = bob
-        .get(hub.public_url("/user/alice/api/status"))
-        .send()
-        .await
-        .expect("bob → alice");
+    let bob = browser_following();
+    login(&hub, &bob, "bob").await;
+    let resp = fetch(&bob, hub.public_url("/user/alice/api/status")).await;
     assert_eq!(
         resp.status(),
         403,
@@ -189,12 +136,12 @@ async fn browser_login_spawn_kernel_and_access_rules() {
     );
     let bob_token = user_token(&hub, "bob").await;
     assert_eq!(
-        get_status(&hub, "/user/alice/api/status", &bob_token).await,
+        status_of(&hub, "/user/alice/api/status", &bob_token).await,
         403
     );
 
     // The admin service can stop and start alice's server but not use it.
-    assert_eq!(get_status(&hub, "/user/alice/api/status", ADMIN).await, 403);
+    assert_eq!(status_of(&hub, "/user/alice/api/status", ADMIN).await, 403);
     let (s, body) = admin(&hub, Method::DELETE, "/users/alice/server", None).await;
     assert_eq!(s, 204, "{body}");
     let (s, body) = admin(&hub, Method::POST, "/users/alice/server", None).await;
@@ -205,11 +152,7 @@ async fn browser_login_spawn_kernel_and_access_rules() {
     assert_eq!(s, 204);
 
     // Stopped: API requests get 424 JSON, pages a 424 page with a spawn link.
-    let resp = alice
-        .get(hub.public_url("/user/alice/api/status"))
-        .send()
-        .await
-        .expect("status");
+    let resp = fetch(&alice, hub.public_url("/user/alice/api/status")).await;
     assert_eq!(resp.status(), 424);
     assert_eq!(resp.url().path(), "/hub/user/alice/api/status");
     let v: Value = resp.json().await.expect("424 json");
@@ -220,11 +163,7 @@ async fn browser_login_spawn_kernel_and_access_rules() {
             .contains("no longer running"),
         "{v}"
     );
-    let resp = alice
-        .get(hub.public_url("/user/alice/lab"))
-        .send()
-        .await
-        .expect("lab");
+    let resp = fetch(&alice, hub.public_url("/user/alice/lab")).await;
     assert_eq!(resp.status(), 424);
     // minijinja escapes '/' in attributes as &#x2f;, which browsers decode.
     let html = resp.text().await.expect("html").replace("&#x2f;", "/");
@@ -249,7 +188,7 @@ async fn browser_login_spawn_kernel_and_access_rules() {
         let path = format!("/user/alice/{name}/api/status");
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(90);
         loop {
-            let status = get_status(&hub, &path, &alice_token).await;
+            let status = status_of(&hub, &path, &alice_token).await;
             if status == 200 {
                 break;
             }
@@ -286,9 +225,10 @@ async fn browser_login_spawn_kernel_and_access_rules() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hub_and_proxy_restarts_lose_nothing() {
-    let (venv, proxy) = real_parts!();
-    let mut hub = HubProc::new(venv, &proxy, Options::default());
-    hub.start().await;
+    let Some((venv, proxy)) = real_parts() else {
+        return;
+    };
+    let mut hub = HubProc::started(venv, &proxy, Options::default()).await;
     let mut tokens = Vec::new();
     for user in ["alice", "bob"] {
         admin(&hub, Method::POST, &format!("/users/{user}"), None).await;
@@ -296,7 +236,7 @@ async fn hub_and_proxy_restarts_lose_nothing() {
         assert_eq!(s, 201, "{user}: {body}");
         let t = user_token(&hub, user).await;
         assert_eq!(
-            get_status(&hub, &format!("/user/{user}/api/status"), &t).await,
+            status_of(&hub, &format!("/user/{user}/api/status"), &t).await,
             200
         );
         tokens.push((user, t));
@@ -306,7 +246,7 @@ async fn hub_and_proxy_restarts_lose_nothing() {
     hub.kill9_hub();
     for (user, t) in &tokens {
         assert_eq!(
-            get_status(&hub, &format!("/user/{user}/api/status"), t).await,
+            status_of(&hub, &format!("/user/{user}/api/status"), t).await,
             200,
             "{user} while the hub is down"
         );
@@ -317,7 +257,7 @@ async fn hub_and_proxy_restarts_lose_nothing() {
         let v: Value = serde_json::from_str(&body).expect("json");
         assert_eq!(v["servers"][""]["ready"], true, "{user} re-adopted: {v}");
         assert_eq!(
-            get_status(&hub, &format!("/user/{user}/api/status"), t).await,
+            status_of(&hub, &format!("/user/{user}/api/status"), t).await,
             200
         );
     }
@@ -335,7 +275,7 @@ async fn hub_and_proxy_restarts_lose_nothing() {
     for (user, t) in &tokens {
         let path = format!("/user/{user}/api/status");
         eventually(5, &format!("{path} after the proxy was killed"), || async {
-            (get_status(&hub, &path, t).await == 200).then_some(())
+            (status_of(&hub, &path, t).await == 200).then_some(())
         })
         .await;
     }
@@ -349,7 +289,9 @@ async fn hub_and_proxy_restarts_lose_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_idle_culler_culls_an_idle_server() {
-    let (venv, proxy) = real_parts!();
+    let Some((venv, proxy)) = real_parts() else {
+        return;
+    };
     let culler = venv.join("bin/jupyterhub-idle-culler");
     let services = format!(
         r#"
@@ -364,15 +306,7 @@ services = ["culler"]
 "#,
         culler.display()
     );
-    let mut hub = HubProc::new(
-        venv,
-        &proxy,
-        Options {
-            services,
-            ..Options::default()
-        },
-    );
-    hub.start().await;
+    let hub = HubProc::started(venv, &proxy, Options::services(services)).await;
     admin(&hub, Method::POST, "/users/alice", None).await;
     let (s, body) = admin(&hub, Method::POST, "/users/alice/server", None).await;
     assert_eq!(s, 201, "{body}");
@@ -395,28 +329,27 @@ services = ["culler"]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batchspawner_wrapper_reports_its_port() {
-    let (venv, proxy) = real_parts!();
+    let Some((venv, proxy)) = real_parts() else {
+        return;
+    };
     let wrapper = venv
         .join("bin/batchspawner-singleuser")
         .display()
         .to_string();
-    let mut hub = HubProc::new(
+    let hub = HubProc::started(
         venv,
         &proxy,
         Options {
             cmd_prefix: vec![wrapper],
             ..Options::default()
         },
-    );
-    hub.start().await;
+    )
+    .await;
     admin(&hub, Method::POST, "/users/alice", None).await;
     let (s, body) = admin(&hub, Method::POST, "/users/alice/server", None).await;
     assert_eq!(s, 201, "{body}");
     let token = user_token(&hub, "alice").await;
-    assert_eq!(
-        get_status(&hub, "/user/alice/api/status", &token).await,
-        200
-    );
+    assert_eq!(status_of(&hub, "/user/alice/api/status", &token).await, 200);
     // The route points at the port the wrapper reported, not the one the spawner chose.
     let (_, body) = admin(&hub, Method::GET, "/users/alice", None).await;
     let v: Value = serde_json::from_str(&body).expect("json");
@@ -437,7 +370,9 @@ async fn batchspawner_wrapper_reports_its_port() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn works_with_configurable_http_proxy_as_external_proxy() {
-    let (venv, proxy) = real_parts!();
+    let Some((venv, proxy)) = real_parts() else {
+        return;
+    };
     let chp = std::env::var("NBHUB_CHP")
         .ok()
         .map(std::path::PathBuf::from)
@@ -484,7 +419,7 @@ async fn works_with_configurable_http_proxy_as_external_proxy() {
     assert_eq!(s, 201, "{body}");
     let t = user_token(&hub, "alice").await;
     assert_eq!(
-        get_status(&hub, "/user/alice/api/status", &t).await,
+        status_of(&hub, "/user/alice/api/status", &t).await,
         200,
         "through CHP"
     );

@@ -4,11 +4,13 @@
 //! while it waits leaves the queue. The servers are a tiny HTTP server (a second to start), so
 //! that this measures the hub, not JupyterLab.
 
-mod common;
+use crate::common;
+
+use common::fetch;
 
 use std::time::Duration;
 
-use common::hubproc::{admin, require_proxy_binary, HubProc, Options, ADMIN};
+use common::hubproc::{admin, real_parts, HubProc, Options, ADMIN};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -35,16 +37,13 @@ async fn progress(hub: &HubProc, user: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_starts_with_a_limit_of_ten_queue_in_order_and_all_become_ready() {
-    let Some(venv) = nbhub_testkit::require_venv() else {
-        return;
-    };
-    let Some(proxy) = require_proxy_binary() else {
+    let Some((venv, proxy)) = real_parts() else {
         return;
     };
     let scratch = tempfile::tempdir().expect("tempdir");
     let script = scratch.path().join("tiny_server.py");
     std::fs::write(&script, common::TINY_SERVER).expect("script");
-    let mut hub = HubProc::new(
+    let hub = HubProc::started(
         venv.clone(),
         &proxy,
         Options {
@@ -56,8 +55,8 @@ async fn fifty_starts_with_a_limit_of_ten_queue_in_order_and_all_become_ready() 
             ],
             ..Options::default()
         },
-    );
-    hub.start().await;
+    )
+    .await;
     let names: Vec<String> = (0..USERS).map(|i| format!("q{i:02}")).collect();
     let (s, body) = admin(
         &hub,
@@ -149,11 +148,7 @@ async fn fifty_starts_with_a_limit_of_ten_queue_in_order_and_all_become_ready() 
     // Every server answers through the proxy.
     let client = reqwest::Client::new();
     for name in names.iter().filter(|n| **n != quitter) {
-        let r = client
-            .get(hub.public_url(&format!("/user/{name}/api")))
-            .send()
-            .await
-            .expect("through the proxy");
+        let r = fetch(&client, hub.public_url(&format!("/user/{name}/api"))).await;
         assert_eq!(r.status(), 200, "{name}");
     }
     // The queue is empty again, and its wait was measured.

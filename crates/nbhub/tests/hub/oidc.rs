@@ -8,7 +8,9 @@
 //! Needs node and `NBHUB_OIDC_PROVIDER_DIR` (scripts/test-env.sh installs both); under CI=true a
 //! missing one fails the test.
 
-mod common;
+use crate::common;
+
+use common::{fetch, post_form};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -241,8 +243,9 @@ async fn start_provider_with(
     provider
 }
 
-/// A browser that keeps cookies and does not follow redirects, so each step can be checked.
-fn browser() -> reqwest::Client {
+/// A browser that keeps cookies and does not follow redirects, so each step can be checked;
+/// a request to the provider or the hub gives up after a minute.
+fn timed_browser() -> reqwest::Client {
     browser_with(Arc::new(reqwest::cookie::Jar::default()), false)
 }
 
@@ -252,8 +255,7 @@ fn browser_with(jar: Arc<reqwest::cookie::Jar>, follow_redirects: bool) -> reqwe
     } else {
         reqwest::redirect::Policy::none()
     };
-    reqwest::Client::builder()
-        .cookie_provider(jar)
+    common::pagekit::cookie_client(jar, follow_redirects)
         .redirect(policy)
         .timeout(Duration::from_secs(60))
         .build()
@@ -424,12 +426,12 @@ async fn sign_in_through_a_real_openid_provider() {
         "{html}"
     );
     assert!(!html.contains("type=\"password\""), "{html}");
-    let resp = b
-        .post(hub.hub("/login"))
-        .form(&[("username", "alice"), ("password", "x")])
-        .send()
-        .await
-        .expect("post login");
+    let resp = post_form(
+        &b,
+        hub.hub("/login"),
+        &[("username", "alice"), ("password", "x")],
+    )
+    .await;
     assert_eq!(resp.status(), 403);
 
     // alice: through the provider's login and consent pages, back to the hub's home page.
@@ -472,7 +474,7 @@ async fn sign_in_through_a_real_openid_provider() {
     assert_refused(status, &resp.text().await.expect("page"), "already used");
 
     // carol: admin through admin_groups.
-    let carol_browser = browser();
+    let carol_browser = timed_browser();
     let back = through_provider(&carol_browser, &hub, "carol").await;
     let (status, _, html) = callback(&carol_browser, &back).await;
     assert_eq!(status, 302, "{html}");
@@ -513,11 +515,7 @@ async fn sign_in_through_a_real_openid_provider() {
         group_names(&user(&hub, "alice").await.expect("alice")),
         ["hpc", "students"]
     );
-    let admin_page = carol_browser
-        .get(hub.hub("/admin"))
-        .send()
-        .await
-        .expect("admin page");
+    let admin_page = fetch(&carol_browser, hub.hub("/admin")).await;
     assert_eq!(admin_page.status(), 200);
     let admin_page = admin_page.text().await.expect("html");
     assert!(
@@ -526,21 +524,21 @@ async fn sign_in_through_a_real_openid_provider() {
     );
 
     // dave is in no allowed group: a clear page, and no user.
-    let dave_browser = browser();
+    let dave_browser = timed_browser();
     let back = through_provider(&dave_browser, &hub, "dave").await;
     let (status, _, html) = callback(&dave_browser, &back).await;
     assert_refused(status, &html, "dave is not allowed to use this hub");
     assert!(user(&hub, "dave").await.is_none(), "no user made for dave");
 
     // erin cancels at the provider: its refusal, on a clear page, and no user.
-    let erin_browser = browser();
+    let erin_browser = timed_browser();
     let back = through_provider(&erin_browser, &hub, "").await;
     let (status, _, html) = callback(&erin_browser, &back).await;
     assert_refused(status, &html, "did not sign you in (access_denied");
     assert!(user(&hub, "erin").await.is_none(), "no user made for erin");
 
     // A forged state (erin's real code, another state): refused, no user.
-    let erin_browser = browser();
+    let erin_browser = timed_browser();
     let back = through_provider(&erin_browser, &hub, "erin").await;
     let mut forged = url::Url::parse(&back).expect("url");
     let pairs: Vec<(String, String)> = forged
@@ -579,7 +577,7 @@ async fn sign_in_through_a_real_openid_provider() {
 
     // The provider goes down between its redirect and the hub's code exchange: a clear page
     // (not a 500) and no user.
-    let erin_browser = browser();
+    let erin_browser = timed_browser();
     let back = through_provider(&erin_browser, &hub, "erin").await;
     provider.kill();
     let (status, _, html) = callback(&erin_browser, &back).await;
@@ -594,11 +592,7 @@ async fn sign_in_through_a_real_openid_provider() {
 async fn a_provider_that_never_answered_gives_a_clear_page() {
     let issuer = format!("http://127.0.0.1:{}", free_port());
     let hub = sqlite_hub(|c| signs_in_at(c, &issuer)).await;
-    let resp = browser()
-        .get(hub.hub("/oauth_login"))
-        .send()
-        .await
-        .expect("start");
+    let resp = fetch(&timed_browser(), hub.hub("/oauth_login")).await;
     assert_eq!(resp.status(), 503);
     let html = resp.text().await.expect("page");
     assert!(
@@ -644,7 +638,7 @@ async fn forged_id_tokens_are_refused() {
                 .await
                 .expect("set mode");
             assert_eq!(resp.status(), 204);
-            let b = browser();
+            let b = timed_browser();
             let resp = b.get(&start).send().await.expect("start");
             let to_issuer = location(&resp).expect("to the issuer");
             let resp = b.get(&to_issuer).send().await.expect("authorize");
@@ -654,11 +648,7 @@ async fn forged_id_tokens_are_refused() {
     };
     let attempt = |mode: &'static str| attempt_from(mode, hub.hub("/oauth_login"));
     // auto_login: the login page sends the browser on to the provider at once, keeping `next`.
-    let resp = http
-        .get(hub.hub("/login?next=%2Fhub%2Ftoken"))
-        .send()
-        .await
-        .expect("login page");
+    let resp = fetch(&http, hub.hub("/login?next=%2Fhub%2Ftoken")).await;
     assert_eq!(resp.status(), 302);
     let start = location(&resp).expect("to oauth_login");
     assert_eq!(start, hub.hub("/oauth_login?next=%2Fhub%2Ftoken"));
@@ -778,7 +768,7 @@ async fn auth_state_of(hub: &HubProc, name: &str) -> serde_json::Value {
 
 /// Signs `login` in with a fresh cookie-keeping browser; the browser.
 async fn sign_in_through_the_proxy(hub: &HubProc, login: &str) -> reqwest::Client {
-    let b = browser();
+    let b = timed_browser();
     let callback_url = hub.public_url("/hub/oauth_callback");
     let back =
         through_provider_from(&b, hub.public_url("/hub/oauth_login"), &callback_url, login).await;
@@ -823,38 +813,24 @@ async fn start_alice(hub: &HubProc) -> (u16, String) {
 }
 
 async fn wait_ready(hub: &HubProc, name: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    let ready = || async {
         let (_, body) = hubproc::admin(hub, Method::GET, &format!("/users/{name}"), None).await;
         let user: serde_json::Value = serde_json::from_str(&body).expect("json");
-        if user["servers"][""]["ready"] == true {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{name}'s server never became ready: {body}\n{}",
-            hub.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        (user["servers"][""]["ready"] == true).then_some(())
+    };
+    let failure = || format!("{name}'s server never became ready\n{}", hub.log());
+    common::wait_until(Duration::from_secs(60), ready, failure).await;
 }
 
 async fn stop_alice(hub: &HubProc) {
     let (status, body) = hubproc::admin(hub, Method::DELETE, "/users/alice/server", None).await;
     assert!(status == 202 || status == 204, "{status} {body}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    common::eventually(60, "alice's server to stop", || async {
         let (_, body) = hubproc::admin(hub, Method::GET, "/users/alice", None).await;
         let user: serde_json::Value = serde_json::from_str(&body).expect("json");
-        if user["servers"].get("").is_none() {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never stopped: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        user["servers"].get("").is_none().then_some(())
+    })
+    .await;
 }
 
 /// The whole binary with its proxy, `enable_auth_state` and the key in JUPYTERHUB_CRYPT_KEY,
@@ -1052,11 +1028,7 @@ auth_state_env = {{ OIDC_ACCESS_TOKEN = "access_token", OIDC_GROUPS = "oauth_use
 
     // On use: the browser's next request after auth_refresh_age refreshes once more.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let resp = b
-        .get(hub.public_url("/hub/home"))
-        .send()
-        .await
-        .expect("home");
+    let resp = fetch(&b, hub.public_url("/hub/home")).await;
     assert_eq!(resp.status(), 200, "{}", hub.log());
     assert_refresh_grants(&provider, grants + 2).await;
 
@@ -1099,11 +1071,7 @@ auth_state_env = {{ OIDC_ACCESS_TOKEN = "access_token", OIDC_GROUPS = "oauth_use
         body.contains("refused to refresh") && body.contains("Sign in again"),
         "{body}"
     );
-    let resp = b
-        .get(hub.public_url("/hub/home"))
-        .send()
-        .await
-        .expect("home");
+    let resp = fetch(&b, hub.public_url("/hub/home")).await;
     assert_eq!(resp.status(), 302, "signed out");
     let resp = whoami(&hub, &alice_token).await;
     assert_eq!(resp.status(), 403, "her API tokens too");

@@ -2,7 +2,7 @@
 //! byte at a time is cut off at its deadline (`[hub] request_header_timeout`,
 //! `request_body_timeout`), while other clients are served meanwhile.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

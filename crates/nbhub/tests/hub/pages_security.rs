@@ -1,13 +1,15 @@
 //! The pages as an attacker meets them: where `next=` may send a browser, what a page says about
 //! users one may not see, whether an XSRF token works outside its session, the CSP reports.
 
-mod common;
+use crate::common;
+
+use common::{fetch, post_form};
 
 use common::pagekit::{browser, login, xsrf_of};
 
 use common::{sqlite_hub, TestHub};
 
-fn location(resp: &reqwest::Response) -> String {
+fn location_header(resp: &reqwest::Response) -> String {
     resp.headers()
         .get("location")
         .and_then(|v| v.to_str().ok())
@@ -63,23 +65,15 @@ async fn next_never_leaves_the_hub() {
     for next in hostile_nexts(&hub) {
         let q = url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>();
         // Signed in: GET /hub/login?next=… redirects at once.
-        let resp = signed_in
-            .get(hub.hub(&format!("/login?next={q}")))
-            .send()
-            .await
-            .expect("get login");
+        let resp = fetch(&signed_in, hub.hub(&format!("/login?next={q}"))).await;
         assert_eq!(resp.status(), 302, "{next:?}");
-        let loc = location(&resp);
+        let loc = location_header(&resp);
         assert!(
             !leaves_host(&hub, &loc) && !loc.contains("evil"),
             "GET /hub/login?next={next:?} sent the browser to {loc:?}"
         );
         // The login POST with the same next.
-        let page = anonymous
-            .get(hub.hub(&format!("/login?next={q}")))
-            .send()
-            .await
-            .expect("login page");
+        let page = fetch(&anonymous, hub.hub(&format!("/login?next={q}"))).await;
         let html = page.text().await.expect("html");
         assert!(
             !html.contains("evil"),
@@ -89,14 +83,14 @@ async fn next_never_leaves_the_hub() {
         let one = browser();
         let page = one.get(hub.hub("/login")).send().await.expect("login page");
         let xsrf_one = xsrf_of(&page.text().await.expect("html"));
-        let resp = one
-            .post(hub.hub(&format!("/login?next={q}")))
-            .form(&[("username", "bob"), ("password", "x"), ("_xsrf", &xsrf_one)])
-            .send()
-            .await
-            .expect("post login");
+        let resp = post_form(
+            &one,
+            hub.hub(&format!("/login?next={q}")),
+            &[("username", "bob"), ("password", "x"), ("_xsrf", &xsrf_one)],
+        )
+        .await;
         assert_eq!(resp.status(), 302, "{next:?}");
-        let loc = location(&resp);
+        let loc = location_header(&resp);
         assert!(
             !leaves_host(&hub, &loc) && !loc.contains("evil"),
             "POST /hub/login?next={next:?} sent the browser to {loc:?}"
@@ -104,12 +98,8 @@ async fn next_never_leaves_the_hub() {
         assert!(!xsrf.is_empty());
         // The spawn pages carry next on to the server.
         for path in ["/spawn", "/spawn/alice", "/spawn-pending/alice"] {
-            let resp = signed_in
-                .get(hub.hub(&format!("{path}?next={q}")))
-                .send()
-                .await
-                .expect("spawn page");
-            let loc = location(&resp);
+            let resp = fetch(&signed_in, hub.hub(&format!("{path}?next={q}"))).await;
+            let loc = location_header(&resp);
             let body = resp.text().await.unwrap_or_default();
             assert!(
                 !leaves_host(&hub, &loc) && !loc.contains("evil") && !body.contains("evil"),
@@ -118,12 +108,8 @@ async fn next_never_leaves_the_hub() {
         }
     }
     // A good next is kept.
-    let resp = signed_in
-        .get(hub.hub("/login?next=%2Fhub%2Fhome%3Fx%3D1"))
-        .send()
-        .await
-        .expect("get login");
-    assert_eq!(location(&resp), "/hub/home?x=1");
+    let resp = fetch(&signed_in, hub.hub("/login?next=%2Fhub%2Fhome%3Fx%3D1")).await;
+    assert_eq!(location_header(&resp), "/hub/home?x=1");
 }
 
 #[tokio::test]
@@ -134,16 +120,8 @@ async fn spawn_pages_do_not_tell_who_exists() {
     let alice = browser();
     login(&hub, &alice, "alice").await;
     for path in ["/spawn/", "/spawn-pending/"] {
-        let existing = alice
-            .get(hub.hub(&format!("{path}bob")))
-            .send()
-            .await
-            .expect("get");
-        let missing = alice
-            .get(hub.hub(&format!("{path}nosuchuser")))
-            .send()
-            .await
-            .expect("get");
+        let existing = fetch(&alice, hub.hub(&format!("{path}bob"))).await;
+        let missing = fetch(&alice, hub.hub(&format!("{path}nosuchuser"))).await;
         assert_eq!(existing.status(), missing.status(), "{path}");
         let (a, b) = (
             existing.text().await.expect("body"),
@@ -209,20 +187,11 @@ async fn xsrf_tokens_work_only_in_their_own_session() {
         "a token of another session must not authorise alice's API call"
     );
     assert!(resp.text().await.expect("body").contains("_xsrf"));
-    let resp = alice
-        .post(hub.hub("/spawn"))
-        .form(&[("_xsrf", token.as_str())])
-        .send()
-        .await
-        .expect("post spawn");
+    let resp = post_form(&alice, hub.hub("/spawn"), &[("_xsrf", token.as_str())]).await;
     assert_eq!(resp.status(), 403, "nor a form post");
     assert!(resp.text().await.expect("body").contains("_xsrf"));
     // Her own token works.
-    let page = alice
-        .get(hub.hub("/login?next=%2Fhub%2Fhome"))
-        .send()
-        .await
-        .expect("login");
+    let page = fetch(&alice, hub.hub("/login?next=%2Fhub%2Fhome")).await;
     assert_eq!(page.status(), 302, "alice is still signed in");
 }
 

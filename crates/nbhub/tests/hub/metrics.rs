@@ -2,31 +2,20 @@
 //! venv has as a JupyterHub dependency): JupyterHub's metric names, the `read:metrics` scope,
 //! and histograms that move when a server starts.
 
-mod common;
+use crate::common;
 
-use common::hubproc::{admin, require_proxy_binary, user_token, HubProc, Options, ADMIN};
+use common::hubproc::{admin, real_parts, user_token, HubProc, Options, ADMIN};
 use common::prometheus::{parse, sample, scrape};
 use reqwest::Method;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_reads_the_metrics_and_a_spawn_moves_them() {
-    let Some(venv) = nbhub_testkit::require_venv() else {
-        return;
-    };
-    let Some(proxy) = require_proxy_binary() else {
+    let Some((venv, proxy)) = real_parts() else {
         return;
     };
     // Prometheus' scraper: the admin service with the read:metrics scope too.
     let reader = "[[roles]]\nname = \"prometheus\"\nscopes = [\"read:metrics\"]\nservices = [\"e2e-admin\"]\n";
-    let mut hub = HubProc::new(
-        venv.clone(),
-        &proxy,
-        Options {
-            services: reader.into(),
-            ..Options::default()
-        },
-    );
-    hub.start().await;
+    let hub = HubProc::started(venv.clone(), &proxy, Options::services(reader)).await;
     let (s, body) = admin(&hub, Method::POST, "/users/alice", None).await;
     assert_eq!(s, 201, "{body}");
 

@@ -2,9 +2,9 @@
 //! a permission away must still hold on the very next request: a revoked token, a user removed
 //! from the group that granted a scope, a deleted user.
 
-mod common;
+use crate::common;
 
-use common::hubproc::{admin, require_proxy_binary, user_token, HubProc, Options};
+use common::hubproc::{admin, launch, user_token, HubProc, Options};
 use reqwest::Method;
 use serde_json::json;
 
@@ -28,24 +28,12 @@ async fn readers(hub: &HubProc, method: Method) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_token_or_a_lost_group_scope_is_refused_on_the_next_request() {
-    let Some(venv) = nbhub_testkit::require_venv() else {
-        return;
-    };
-    let Some(proxy) = require_proxy_binary() else {
-        return;
-    };
     // Members of "readers" may read every user.
     let roles = "[[roles]]\nname = \"reader\"\nscopes = [\"read:users\"]\ngroups = [\"readers\"]\n\
         [[roles]]\nname = \"group-admin\"\nscopes = [\"groups\"]\nservices = [\"e2e-admin\"]\n";
-    let mut hub = HubProc::new(
-        venv,
-        &proxy,
-        Options {
-            services: roles.into(),
-            ..Options::default()
-        },
-    );
-    hub.start().await;
+    let Some(hub) = launch(Options::services(roles)).await else {
+        return;
+    };
     for name in ["alice", "bob", "carol"] {
         let (s, body) = admin(&hub, Method::POST, &format!("/users/{name}"), None).await;
         assert_eq!(s, 201, "{body}");

@@ -1,7 +1,7 @@
 //! Server sharing through the REST API and `/hub/accept-share`: grants and revocations change
 //! what the shared user's tokens may do at once; share codes are exchanged until they expire.
 
-mod common;
+use crate::common;
 
 use common::{call, client, sqlite_hub, TestHub, ADMIN_TOKEN};
 use reqwest::Method;
@@ -310,9 +310,7 @@ async fn share_codes_are_accepted_until_they_expire() {
     let xsrf_cookie = (!set_cookies.is_empty()).then(|| set_cookies.join("; "));
     let html = page.text().await.expect("html");
     assert!(html.contains("alice"), "{html}");
-    let marker = "name=\"_xsrf\" value=\"";
-    let start = html.find(marker).expect("xsrf field") + marker.len();
-    let xsrf = html[start..].split('"').next().expect("xsrf").to_string();
+    let xsrf = common::pagekit::xsrf_of(&html);
     let cookies = match &xsrf_cookie {
         Some(x) => format!("{bob_cookie}; {x}"),
         None => bob_cookie.clone(),
@@ -423,24 +421,12 @@ async fn share_codes_are_accepted_until_they_expire() {
 /// token's identity for up to five minutes.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_server_admits_bob_until_alice_revokes() {
-    use common::hubproc::{admin, HubProc, Options};
-    let Some(venv) = nbhub_testkit::require_venv() else {
-        return;
-    };
-    let Some(proxy) = common::hubproc::require_proxy_binary() else {
-        return;
-    };
+    use common::hubproc::{admin, launch, Options};
     let roles =
         "[[roles]]\nname = \"user\"\nscopes = [\"self\", \"shares!user\", \"read:users:name\"]\n";
-    let mut hub = HubProc::new(
-        venv,
-        &proxy,
-        Options {
-            services: roles.into(),
-            ..Options::default()
-        },
-    );
-    hub.start().await;
+    let Some(hub) = launch(Options::services(roles)).await else {
+        return;
+    };
     for name in ["alice", "bob"] {
         let (s, body) = admin(&hub, Method::POST, &format!("/users/{name}"), None).await;
         assert_eq!(s, 201, "{body}");

@@ -2,37 +2,29 @@
 //! Start → progress → JupyterLab → home → Stop without a reload), the token page, the admin
 //! page. Screenshots of each page at 1280 and 390 px go to target/screenshots/.
 
-#[path = "common/browser.rs"]
-mod browser;
-mod common;
+use crate::common;
+use crate::common::browser;
 
 use browser::Browser;
-use common::hubproc::{admin, require_proxy_binary, HubProc, Options, PASSWORD};
+use common::hubproc::{admin, launch, require_proxy_binary, HubProc, Options, PASSWORD};
 use reqwest::Method;
 use serde_json::json;
 
 #[tokio::test]
 async fn journey_with_real_jupyterlab_and_admin_page() {
-    let Some(venv) = nbhub_testkit::require_venv() else {
-        return;
-    };
-    let Some(proxy) = require_proxy_binary() else {
-        return;
-    };
     let Some(b) = Browser::start().await else {
         return;
     };
-    let mut hub = HubProc::new(
-        venv,
-        &proxy,
-        Options {
-            extra_toml: "redirect_to_server = false".into(),
-            // Only an admin makes admins: alice is one by the config.
-            authenticator: "admin_users = [\"alice\"]".into(),
-            ..Default::default()
-        },
-    );
-    hub.start().await;
+    let Some(hub) = launch(Options {
+        extra_toml: "redirect_to_server = false".into(),
+        // Only an admin makes admins: alice is one by the config.
+        authenticator: "admin_users = [\"alice\"]".into(),
+        ..Default::default()
+    })
+    .await
+    else {
+        return;
+    };
     let base = hub.public_url("");
 
     // The login page, then home.
@@ -369,26 +361,14 @@ async fn a_bad_value_on_the_spawn_form_is_shown_next_to_its_field() {
 /// JupyterLab loads for him. Screenshots of the accept and consent pages.
 #[tokio::test]
 async fn bob_accepts_alices_share_code_and_opens_her_jupyterlab() {
-    let Some(venv) = nbhub_testkit::require_venv() else {
-        return;
-    };
-    let Some(proxy) = require_proxy_binary() else {
-        return;
-    };
     let Some(b) = Browser::start().await else {
         return;
     };
     let roles =
         "[[roles]]\nname = \"user\"\nscopes = [\"self\", \"shares!user\", \"read:users:name\"]\n";
-    let mut hub = HubProc::new(
-        venv,
-        &proxy,
-        Options {
-            services: roles.into(),
-            ..Default::default()
-        },
-    );
-    hub.start().await;
+    let Some(hub) = launch(Options::services(roles)).await else {
+        return;
+    };
     let base = hub.public_url("");
     for name in ["alice", "bob"] {
         let (s, body) = admin(&hub, Method::POST, &format!("/users/{name}"), None).await;
@@ -443,12 +423,6 @@ async fn bob_accepts_alices_share_code_and_opens_her_jupyterlab() {
 /// 10-second grace period, long enough to see the page the user gets meanwhile.
 #[tokio::test]
 async fn a_slow_stop_shows_the_stop_pending_page() {
-    let Some(venv) = nbhub_testkit::require_venv() else {
-        return;
-    };
-    let Some(proxy) = require_proxy_binary() else {
-        return;
-    };
     let Some(b) = Browser::start().await else {
         return;
     };
@@ -456,15 +430,14 @@ async fn a_slow_stop_shows_the_stop_pending_page() {
     // single-user command the hub appends becomes $0 and is not run).
     let stubborn = "trap '' TERM; p=${JUPYTERHUB_SERVICE_URL##*:}; p=${p%%/*}; \
                     exec python3 -m http.server --bind 127.0.0.1 \"$p\"";
-    let mut hub = HubProc::new(
-        venv,
-        &proxy,
-        Options {
-            cmd_prefix: vec!["/bin/sh".into(), "-c".into(), stubborn.into()],
-            ..Default::default()
-        },
-    );
-    hub.start().await;
+    let Some(hub) = launch(Options {
+        cmd_prefix: vec!["/bin/sh".into(), "-c".into(), stubborn.into()],
+        ..Default::default()
+    })
+    .await
+    else {
+        return;
+    };
     let base = hub.public_url("");
     let (s, body) = admin(&hub, Method::POST, "/users/alice", None).await;
     assert_eq!(s, 201, "{body}");
@@ -690,7 +663,6 @@ async fn hub_and_browser(opts: Options) -> Option<(HubProc, Browser)> {
     let venv = nbhub_testkit::require_venv()?;
     let proxy = require_proxy_binary()?;
     let b = Browser::start().await?;
-    let mut hub = HubProc::new(venv, &proxy, opts);
-    hub.start().await;
+    let hub = HubProc::started(venv, &proxy, opts).await;
     Some((hub, b))
 }

@@ -1,7 +1,7 @@
 //! The database layer, run against every backend: SQLite always, PostgreSQL when the test
 //! script has started one (and always in CI, where its absence fails the test).
 
-mod common;
+use crate::common;
 
 use nbhub::config::{RoleConfig, ServiceConfig};
 use nbhub::db::{self, groups, oauth, servers, services, tokens, users, Db};

@@ -2,7 +2,9 @@
 //! the two rules every page keeps: no form POST without `_xsrf`, nothing user-supplied
 //! rendered unescaped.
 
-mod common;
+use crate::common;
+
+use common::{fetch, post_form};
 
 use common::pagekit::{browser, login, xsrf_of};
 
@@ -78,11 +80,7 @@ async fn static_files_have_hashed_urls_and_long_caching() {
     let marker = "/hub/static/css/nbhub.css?v=";
     let start = html.find(marker).expect("hashed css url");
     let url: String = html[start..].split('"').next().expect("url").to_string();
-    let r = b
-        .get(format!("{}{url}", hub.url))
-        .send()
-        .await
-        .expect("css");
+    let r = fetch(&b, format!("{}{url}", hub.url)).await;
     assert_eq!(r.status(), 200);
     assert!(r.headers()["content-type"]
         .to_str()
@@ -92,11 +90,7 @@ async fn static_files_have_hashed_urls_and_long_caching() {
         .to_str()
         .expect("ascii")
         .contains("max-age=31536000"));
-    let unversioned = b
-        .get(hub.hub("/static/css/nbhub.css"))
-        .send()
-        .await
-        .expect("css");
+    let unversioned = fetch(&b, hub.hub("/static/css/nbhub.css")).await;
     assert_eq!(unversioned.headers()["cache-control"], "no-cache");
     for path in [
         "/static/components/bootstrap/dist/css/bootstrap.min.css",
@@ -112,11 +106,7 @@ async fn static_files_have_hashed_urls_and_long_caching() {
             r.text().await.unwrap_or_default()
         );
     }
-    let r = b
-        .get(hub.hub("/static/../Cargo.toml"))
-        .send()
-        .await
-        .expect("static");
+    let r = fetch(&b, hub.hub("/static/../Cargo.toml")).await;
     assert_eq!(r.status(), 404);
 }
 
@@ -137,12 +127,12 @@ async fn every_form_post_needs_xsrf() {
         "/authorize/root",
         "/signup",
     ] {
-        let r = b
-            .post(hub.hub(path))
-            .form(&[("username", "root"), ("password", "x")])
-            .send()
-            .await
-            .expect("post");
+        let r = post_form(
+            &b,
+            hub.hub(path),
+            &[("username", "root"), ("password", "x")],
+        )
+        .await;
         let status = r.status().as_u16();
         let text = r.text().await.unwrap_or_default();
         // /signup is off here (404); everything else must be refused for the missing token.
@@ -179,12 +169,12 @@ async fn user_supplied_text_is_escaped() {
     let page = browser();
     let (_, html) = body(&page, &hub.hub("/login")).await;
     let xsrf = xsrf_of(&html);
-    let r = page
-        .post(hub.hub("/login"))
-        .form(&[("username", evil), ("password", "x"), ("_xsrf", &xsrf)])
-        .send()
-        .await
-        .expect("post");
+    let r = post_form(
+        &page,
+        hub.hub("/login"),
+        &[("username", evil), ("password", "x"), ("_xsrf", &xsrf)],
+    )
+    .await;
     let html = r.text().await.expect("body");
     assert!(!html.contains(evil), "the login error page");
     assert!(html.contains("&lt;script&gt;"), "the name is shown escaped");

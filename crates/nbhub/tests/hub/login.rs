@@ -1,9 +1,11 @@
 //! Logging in through the form, as a browser does: cookies, XSRF, redirects.
 
-mod common;
+use crate::common;
 
-use common::pagekit::{browser, browser_from, xsrf_of};
-use common::{sqlite_hub, TestHub};
+use common::{fetch, post_form};
+
+use common::pagekit::{browser, browser_from, post_login, xsrf_of};
+use common::sqlite_hub;
 use nbhub::config::AuthenticatorKind;
 
 async fn get_form(b: &reqwest::Client, url: &str) -> String {
@@ -12,33 +14,10 @@ async fn get_form(b: &reqwest::Client, url: &str) -> String {
     xsrf_of(&resp.text().await.expect("html"))
 }
 
-async fn post_login(
-    hub: &TestHub,
-    b: &reqwest::Client,
-    user: &str,
-    password: &str,
-    xsrf: Option<&str>,
-) -> reqwest::Response {
-    let mut form = vec![
-        ("username", user.to_string()),
-        ("password", password.to_string()),
-    ];
-    if let Some(x) = xsrf {
-        form.push(("_xsrf", x.to_string()));
-    }
-    b.post(hub.hub("/login?next=%2Fhub%2Fhome%3Fx%3D1"))
-        .form(&form)
-        .send()
-        .await
-        .expect("post login")
-}
-
 #[tokio::test]
 async fn dummy_login_needs_xsrf_and_the_password() {
     let hub = sqlite_hub(|c| {
-        c.authenticator.kind = AuthenticatorKind::Dummy;
-        c.authenticator.password = "letmein".into();
-        c.authenticator.allow_all = true;
+        common::dummy_password(c, "letmein");
         c.authenticator.failed_login_threshold = 3;
     })
     .await;
@@ -115,11 +94,7 @@ async fn dummy_login_needs_xsrf_and_the_password() {
     assert_eq!(resp.status(), 403);
 
     // An off-site next is dropped.
-    let resp = b
-        .get(hub.hub("/login?next=https%3A%2F%2Fevil.example%2Fx"))
-        .send()
-        .await
-        .expect("get");
+    let resp = fetch(&b, hub.hub("/login?next=https%3A%2F%2Fevil.example%2Fx")).await;
     assert_eq!(resp.status(), 302);
     assert_eq!(
         resp.headers()["location"],
@@ -366,21 +341,17 @@ async fn native_signup_approval_and_login() {
             .status(),
         302
     );
-    let page = root
-        .get(hub.hub("/authorize"))
-        .send()
-        .await
-        .expect("authorize page");
+    let page = fetch(&root, hub.hub("/authorize")).await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.expect("html");
     assert!(html.contains("alice"));
     let form_xsrf = xsrf_of(&html);
-    let resp = root
-        .post(hub.hub("/authorize/alice"))
-        .form(&[("_xsrf", form_xsrf.as_str())])
-        .send()
-        .await
-        .expect("approve");
+    let resp = post_form(
+        &root,
+        hub.hub("/authorize/alice"),
+        &[("_xsrf", form_xsrf.as_str())],
+    )
+    .await;
     assert_eq!(resp.status(), 302, "approved, back to the list");
 
     // Now alice can log in, with the right password only.

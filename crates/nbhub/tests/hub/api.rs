@@ -1,8 +1,10 @@
 //! The REST API through a real socket, as clients such as the idle culler use it.
 
-mod common;
+use crate::common;
 
-use common::{call, client, sqlite_hub, TestHub, ADMIN_TOKEN};
+use common::fetch;
+
+use common::{call, check_rows, client, row, sqlite_hub, TestHub, ADMIN_TOKEN};
 use serde_json::{json, Value};
 
 const PAGINATION: &str = "application/jupyterhub-pagination+json";
@@ -62,11 +64,7 @@ async fn setup_users(hub: &TestHub) -> (String, String) {
 async fn version_is_public_and_every_response_has_the_header() {
     let hub = sqlite_hub(|_| {}).await;
     for path in ["/hub/api", "/hub/api/"] {
-        let resp = client()
-            .get(format!("{}{path}", hub.url))
-            .send()
-            .await
-            .expect("get");
+        let resp = fetch(&client(), format!("{}{path}", hub.url)).await;
         assert_eq!(resp.status(), 200);
         let v = resp.headers()["x-jupyterhub-version"]
             .to_str()
@@ -181,53 +179,21 @@ async fn admin_service_manages_users_groups_tokens_and_pages() {
     )
     .await;
     assert_eq!(l[0]["name"], "bob");
-    let (s, e) = call(
+    let admin = ADMIN_TOKEN;
+    check_rows(
         &hub,
-        Method::GET,
-        "/users?state=sleeping",
-        ADMIN_TOKEN,
-        None,
+        vec![
+            row(Method::GET, "/users?state=sleeping", admin, 400),
+            row(Method::GET, "/users?limit=ten", admin, 400),
+            // users: conflict, invalid names, patch, delete
+            row(Method::POST, "/users", admin, 409).body(json!({"usernames": ["alice"]})),
+            row(Method::POST, "/users", admin, 400)
+                .body(json!({"usernames": ["a b"]}))
+                .says("Invalid user name"),
+            row(Method::POST, "/users/carol", admin, 201).body(json!({"admin": true})),
+        ],
     )
     .await;
-    assert_eq!(s, 400, "{e}");
-    let (s, _) = call(&hub, Method::GET, "/users?limit=ten", ADMIN_TOKEN, None).await;
-    assert_eq!(s, 400);
-
-    // users: conflict, invalid names, patch, delete
-    let (s, e) = call(
-        &hub,
-        Method::POST,
-        "/users",
-        ADMIN_TOKEN,
-        Some(json!({"usernames": ["alice"]})),
-    )
-    .await;
-    assert_eq!(s, 409, "{e}");
-    let (s, e) = call(
-        &hub,
-        Method::POST,
-        "/users",
-        ADMIN_TOKEN,
-        Some(json!({"usernames": ["a b"]})),
-    )
-    .await;
-    assert_eq!(s, 400, "{e}");
-    assert!(
-        e["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("Invalid user name"),
-        "{e}"
-    );
-    let (s, _) = call(
-        &hub,
-        Method::POST,
-        "/users/carol",
-        ADMIN_TOKEN,
-        Some(json!({"admin": true})),
-    )
-    .await;
-    assert_eq!(s, 201);
     let (s, u) = call(
         &hub,
         Method::PATCH,
@@ -239,48 +205,27 @@ async fn admin_service_manages_users_groups_tokens_and_pages() {
     assert_eq!(s, 200, "{u}");
     assert_eq!(u["admin"], false);
     assert_eq!(u["groups"], json!(["physics"]));
-    let (s, e) = call(
+    check_rows(
         &hub,
-        Method::PATCH,
-        "/users/carol",
-        ADMIN_TOKEN,
-        Some(json!({"admin": "yes"})),
+        vec![
+            row(Method::PATCH, "/users/carol", admin, 400).body(json!({"admin": "yes"})),
+            row(Method::PATCH, "/users/carol", admin, 400).body(json!({"colour": 1})),
+            row(Method::PATCH, "/users/carol", admin, 400)
+                .body(json!({"groups": ["nope"], "admin": true})),
+        ],
     )
     .await;
-    assert_eq!(s, 400, "{e}");
-    let (s, e) = call(
-        &hub,
-        Method::PATCH,
-        "/users/carol",
-        ADMIN_TOKEN,
-        Some(json!({"colour": 1})),
-    )
-    .await;
-    assert_eq!(s, 400, "{e}");
-    let (s, e) = call(
-        &hub,
-        Method::PATCH,
-        "/users/carol",
-        ADMIN_TOKEN,
-        Some(json!({"groups": ["nope"], "admin": true})),
-    )
-    .await;
-    assert_eq!(s, 400, "{e}");
     let (_, u) = call(&hub, Method::GET, "/users/carol", ADMIN_TOKEN, None).await;
     assert_eq!(u["admin"], false, "a rejected PATCH changes nothing");
-    let (s, _) = call(&hub, Method::DELETE, "/users/carol", ADMIN_TOKEN, None).await;
-    assert_eq!(s, 204);
-    let (s, _) = call(&hub, Method::GET, "/users/carol", ADMIN_TOKEN, None).await;
-    assert_eq!(s, 404);
-    let (s, e) = call(
+    check_rows(
         &hub,
-        Method::POST,
-        "/users",
-        ADMIN_TOKEN,
-        Some(json!("not an object")),
+        vec![
+            row(Method::DELETE, "/users/carol", admin, 204),
+            row(Method::GET, "/users/carol", admin, 404),
+            row(Method::POST, "/users", admin, 400).body(json!("not an object")),
+        ],
     )
     .await;
-    assert_eq!(s, 400, "{e}");
     let resp = client()
         .post(hub.api("/users"))
         .header("Authorization", format!("token {ADMIN_TOKEN}"))
@@ -429,50 +374,27 @@ async fn a_user_cannot_reach_another_user() {
     let hub = sqlite_hub(|_| {}).await;
     let (alice, bob) = setup_users(&hub).await;
 
-    // reading bob: alice holds read:users only for herself → 404, as JupyterHub
-    let (s, e) = call(&hub, Method::GET, "/users/bob", &alice, None).await;
-    assert_eq!(s, 404, "{e}");
-    let (s, _) = call(&hub, Method::GET, "/users/ghost", &alice, None).await;
-    assert_eq!(s, 404, "same answer for a user that does not exist");
-    // changing bob: alice has no admin:users at all → 403
-    let (s, e) = call(
+    check_rows(
         &hub,
-        Method::PATCH,
-        "/users/bob",
-        &alice,
-        Some(json!({"admin": true})),
+        vec![
+            // reading bob: alice holds read:users only for herself → 404, as JupyterHub
+            row(Method::GET, "/users/bob", &alice, 404),
+            row(Method::GET, "/users/ghost", &alice, 404)
+                .what("same answer for a user that does not exist"),
+            // changing bob: alice has no admin:users at all → 403
+            row(Method::PATCH, "/users/bob", &alice, 403)
+                .body(json!({"admin": true}))
+                .says("admin:users"),
+            row(Method::DELETE, "/users/bob", &alice, 403),
+            row(Method::GET, "/users/bob/tokens", &alice, 404),
+            row(Method::POST, "/users/bob/tokens", &alice, 404).body(json!({})),
+            row(Method::POST, "/users/bob/activity", &alice, 404)
+                .body(json!({"last_activity": "2026-01-01T00:00:00Z"})),
+            // listing users needs list:users
+            row(Method::GET, "/users", &alice, 403),
+        ],
     )
     .await;
-    assert_eq!(s, 403, "{e}");
-    assert!(
-        e["message"].as_str().unwrap_or("").contains("admin:users"),
-        "{e}"
-    );
-    let (s, _) = call(&hub, Method::DELETE, "/users/bob", &alice, None).await;
-    assert_eq!(s, 403);
-    let (s, _) = call(&hub, Method::GET, "/users/bob/tokens", &alice, None).await;
-    assert_eq!(s, 404);
-    let (s, _) = call(
-        &hub,
-        Method::POST,
-        "/users/bob/tokens",
-        &alice,
-        Some(json!({})),
-    )
-    .await;
-    assert_eq!(s, 404);
-    let (s, _) = call(
-        &hub,
-        Method::POST,
-        "/users/bob/activity",
-        &alice,
-        Some(json!({"last_activity": "2026-01-01T00:00:00Z"})),
-    )
-    .await;
-    assert_eq!(s, 404);
-    // listing users needs list:users
-    let (s, e) = call(&hub, Method::GET, "/users", &alice, None).await;
-    assert_eq!(s, 403, "{e}");
     // she can read herself and make herself a narrower token, but not a wider one
     let (s, me) = call(&hub, Method::GET, "/users/alice", &alice, None).await;
     assert_eq!(s, 200);
@@ -497,24 +419,16 @@ async fn a_user_cannot_reach_another_user() {
     )
     .await;
     assert!(s == 403 || s == 404, "{s} {e}");
-    let (s, e) = call(
+    check_rows(
         &hub,
-        Method::POST,
-        "/users/alice/tokens",
-        &alice,
-        Some(json!({"scopes": ["admin:users"]})),
+        vec![
+            row(Method::POST, "/users/alice/tokens", &alice, 403)
+                .body(json!({"scopes": ["admin:users"]})),
+            row(Method::POST, "/users/alice/tokens", &alice, 400)
+                .body(json!({"scopes": ["read:usrs"]})),
+        ],
     )
     .await;
-    assert_eq!(s, 403, "{e}");
-    let (s, e) = call(
-        &hub,
-        Method::POST,
-        "/users/alice/tokens",
-        &alice,
-        Some(json!({"scopes": ["read:usrs"]})),
-    )
-    .await;
-    assert_eq!(s, 400, "{e}");
     // bob's token works for bob
     let (s, me) = call(&hub, Method::GET, "/user", &bob, None).await;
     assert_eq!((s, me["name"].as_str()), (200, Some("bob")));
@@ -554,11 +468,7 @@ async fn a_user_cannot_reach_another_user() {
     let (s, e) = call(&hub, Method::GET, "/user", &expiring, None).await;
     assert_eq!(s, 403, "{e}");
     // a token in the query string is ignored by the hub API, as JupyterHub
-    let resp = client()
-        .get(format!("{}?token={alice}", hub.api("/user")))
-        .send()
-        .await
-        .expect("get");
+    let resp = fetch(&client(), format!("{}?token={alice}", hub.api("/user"))).await;
     assert_eq!(resp.status(), 403);
     // bearer works too
     let resp = client()
@@ -698,24 +608,14 @@ async fn named_servers_are_created_and_changed_without_starting() {
     let (s, m) = call(&hub, Method::GET, "/users/alice/servers/foo", &alice, None).await;
     assert_eq!((s, m["display_name"].clone()), (200, json!("My Foo")));
     // bob cannot create or change alice's servers, and cannot tell whether they exist
-    let (s, _) = call(
+    check_rows(
         &hub,
-        Method::PUT,
-        "/users/alice/servers/z",
-        &bob,
-        Some(json!({})),
+        vec![
+            row(Method::PUT, "/users/alice/servers/z", &bob, 404).body(json!({})),
+            row(Method::PATCH, "/users/alice/servers/foo", &bob, 404).body(json!({"name": "mine"})),
+        ],
     )
     .await;
-    assert_eq!(s, 404);
-    let (s, _) = call(
-        &hub,
-        Method::PATCH,
-        "/users/alice/servers/foo",
-        &bob,
-        Some(json!({"name": "mine"})),
-    )
-    .await;
-    assert_eq!(s, 404);
 
     let patch = |path: &'static str, body: Value| {
         let token = alice.clone();
@@ -847,11 +747,11 @@ async fn deprecated_authorizations_answer_as_jupyterhub() {
     )
     .await;
     assert_eq!(s, 404);
-    let r = client()
-        .get(hub.api(&format!("/authorizations/token/{alice}")))
-        .send()
-        .await
-        .expect("get");
+    let r = fetch(
+        &client(),
+        hub.api(&format!("/authorizations/token/{alice}")),
+    )
+    .await;
     assert_eq!(r.status(), 403, "no credentials");
 
     // A login cookie identifies its user; only the hub's own cookie does.
@@ -1066,15 +966,14 @@ async fn shutdown_through_the_api_stops_the_hub_and_its_proxy() {
         return;
     };
     // No server is started here, so the single-user venv is not needed.
-    let mut hub = HubProc::new(
+    let mut hub = HubProc::started(
         std::path::PathBuf::from("/nonexistent-venv"),
         &proxy,
-        Options {
-            services: "[[roles]]\nname = \"stopper\"\nscopes = [\"shutdown\"]\nservices = [\"e2e-admin\"]\n".into(),
-            ..Options::default()
-        },
-    );
-    hub.start().await;
+        Options::services(
+            "[[roles]]\nname = \"stopper\"\nscopes = [\"shutdown\"]\nservices = [\"e2e-admin\"]\n",
+        ),
+    )
+    .await;
     let proxy_pid = hub.proxy_pid().expect("managed proxy pid");
     let (s, body) = admin(
         &hub,
@@ -1173,16 +1072,12 @@ async fn names_are_escaped_in_urls_and_paths_are_kept_as_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_named_with_plus_reaches_the_server_and_redirects_keep_the_path() {
-    use common::hubproc::{admin, HubProc, Options};
+    use common::hubproc::{admin, real_parts, HubProc, Options};
     use reqwest::Method;
-    let Some(venv) = nbhub_testkit::require_venv() else {
+    let Some((venv, proxy)) = real_parts() else {
         return;
     };
-    let Some(proxy) = common::hubproc::require_proxy_binary() else {
-        return;
-    };
-    let mut hub = HubProc::new(venv, &proxy, Options::default());
-    hub.start().await;
+    let hub = HubProc::started(venv, &proxy, Options::default()).await;
     let (s, body) = admin(&hub, Method::POST, "/users/a+b", None).await;
     assert_eq!(s, 201, "{body}");
     let (s, body) = admin(&hub, Method::POST, "/users/a+b/server", None).await;
@@ -1478,179 +1373,78 @@ async fn no_one_hands_out_scopes_they_do_not_hold() {
 
     let grant_admin = "Only admins can grant admin permissions";
     let modify_admin = "Only admins can modify other admins";
-    // (what, caller's token, method, path, body, status, part of the message)
-    type Case<'a> = (
-        &'a str,
-        &'a str,
-        reqwest::Method,
-        &'a str,
-        Option<Value>,
-        u16,
-        &'a str,
-    );
-    let cases: Vec<Case> = vec![
-        (
-            "gadm makes himself admin",
-            &gadm,
-            Method::PATCH,
-            "/users/gadm",
-            Some(json!({"admin": true})),
-            403,
-            grant_admin,
-        ),
-        (
-            "gadm reads alice's tokens",
-            &gadm,
-            Method::GET,
-            "/users/alice/tokens",
-            None,
-            404,
-            "No access",
-        ),
-        (
-            "gadm gives carol a role he lacks",
-            &gadm,
-            Method::PATCH,
-            "/users/carol",
-            Some(json!({"roles": ["usermgr-role"]})),
-            403,
-            "Cannot give role usermgr-role",
-        ),
-        (
-            "gadm adds the admin to his group",
-            &gadm,
-            Method::POST,
-            "/groups/g1/users",
-            Some(json!({"users": ["admin"]})),
-            403,
-            modify_admin,
-        ),
-        (
-            "gadm shares carol's server",
-            &gadm,
-            Method::POST,
-            "/shares/carol/",
-            Some(json!({"user": "gadm"})),
-            403,
-            "shares",
-        ),
-        (
-            "usermgr creates an admin",
-            usermgr,
-            Method::POST,
-            "/users/newadm",
-            Some(json!({"admin": true})),
-            403,
-            grant_admin,
-        ),
-        (
-            "usermgr creates admins in bulk",
-            usermgr,
-            Method::POST,
-            "/users",
-            Some(json!({"usernames": ["x1", "x2"], "admin": true})),
-            403,
-            grant_admin,
-        ),
-        (
-            "usermgr demotes the admin",
-            usermgr,
-            Method::PATCH,
-            "/users/admin",
-            Some(json!({"admin": false})),
-            403,
-            modify_admin,
-        ),
-        (
-            "usermgr renames the admin",
-            usermgr,
-            Method::PATCH,
-            "/users/admin",
-            Some(json!({"name": "admin2"})),
-            403,
-            modify_admin,
-        ),
-        (
-            "usermgr deletes the admin",
-            usermgr,
-            Method::DELETE,
-            "/users/admin",
-            None,
-            403,
-            "Only admins can delete other admins",
-        ),
-        (
-            "usermgr creates an admin_users name",
-            usermgr,
-            Method::POST,
-            "/users/root",
-            None,
-            403,
-            "admin_users",
-        ),
-        (
-            "usermgr renames carol to an admin_users name",
-            usermgr,
-            Method::PATCH,
-            "/users/carol",
-            Some(json!({"name": "root"})),
-            403,
-            "admin_users",
-        ),
-        (
-            "usermgr puts carol in a group with a role it lacks",
-            usermgr,
-            Method::PATCH,
-            "/users/carol",
-            Some(json!({"groups": ["g1", "g2"]})),
-            403,
-            "Cannot add carol to group g2",
-        ),
-        (
-            "groupmgr adds carol to a group with a role it lacks",
-            groupmgr,
-            Method::POST,
-            "/groups/g2/users",
-            Some(json!({"users": ["carol"]})),
-            403,
-            "Cannot add carol to group g2",
-        ),
-        (
-            "groupmgr removes the admin from a group",
-            groupmgr,
-            Method::DELETE,
-            "/groups/g1/users",
-            Some(json!({"users": ["admin"]})),
-            403,
-            modify_admin,
-        ),
-        (
-            "tokmgr mints a token for the admin",
-            tokmgr,
-            Method::POST,
-            "/users/admin/tokens",
-            Some(json!({"scopes": ["read:tokens!user=admin"]})),
-            403,
-            modify_admin,
-        ),
-        (
-            "a narrowed admin token grants admin",
-            &narrow_admin,
-            Method::PATCH,
-            "/users/carol",
-            Some(json!({"admin": true})),
-            403,
-            grant_admin,
-        ),
-    ];
-    for (what, token, method, path, body, status, message) in cases {
-        let (s, v) = call(&hub, method, path, token, body).await;
-        assert_eq!(s, status, "{what}: {v}");
-        assert!(
-            v["message"].as_str().is_some_and(|m| m.contains(message)),
-            "{what}: {v}"
-        );
-    }
+    // Each row: who calls what, the status and a part of the message.
+    check_rows(
+        &hub,
+        vec![
+            row(Method::PATCH, "/users/gadm", &gadm, 403)
+                .body(json!({"admin": true}))
+                .says(grant_admin)
+                .what("gadm makes himself admin"),
+            row(Method::GET, "/users/alice/tokens", &gadm, 404)
+                .says("No access")
+                .what("gadm reads alice's tokens"),
+            row(Method::PATCH, "/users/carol", &gadm, 403)
+                .body(json!({"roles": ["usermgr-role"]}))
+                .says("Cannot give role usermgr-role")
+                .what("gadm gives carol a role he lacks"),
+            row(Method::POST, "/groups/g1/users", &gadm, 403)
+                .body(json!({"users": ["admin"]}))
+                .says(modify_admin)
+                .what("gadm adds the admin to his group"),
+            row(Method::POST, "/shares/carol/", &gadm, 403)
+                .body(json!({"user": "gadm"}))
+                .says("shares")
+                .what("gadm shares carol's server"),
+            row(Method::POST, "/users/newadm", usermgr, 403)
+                .body(json!({"admin": true}))
+                .says(grant_admin)
+                .what("usermgr creates an admin"),
+            row(Method::POST, "/users", usermgr, 403)
+                .body(json!({"usernames": ["x1", "x2"], "admin": true}))
+                .says(grant_admin)
+                .what("usermgr creates admins in bulk"),
+            row(Method::PATCH, "/users/admin", usermgr, 403)
+                .body(json!({"admin": false}))
+                .says(modify_admin)
+                .what("usermgr demotes the admin"),
+            row(Method::PATCH, "/users/admin", usermgr, 403)
+                .body(json!({"name": "admin2"}))
+                .says(modify_admin)
+                .what("usermgr renames the admin"),
+            row(Method::DELETE, "/users/admin", usermgr, 403)
+                .says("Only admins can delete other admins")
+                .what("usermgr deletes the admin"),
+            row(Method::POST, "/users/root", usermgr, 403)
+                .says("admin_users")
+                .what("usermgr creates an admin_users name"),
+            row(Method::PATCH, "/users/carol", usermgr, 403)
+                .body(json!({"name": "root"}))
+                .says("admin_users")
+                .what("usermgr renames carol to an admin_users name"),
+            row(Method::PATCH, "/users/carol", usermgr, 403)
+                .body(json!({"groups": ["g1", "g2"]}))
+                .says("Cannot add carol to group g2")
+                .what("usermgr puts carol in a group with a role it lacks"),
+            row(Method::POST, "/groups/g2/users", groupmgr, 403)
+                .body(json!({"users": ["carol"]}))
+                .says("Cannot add carol to group g2")
+                .what("groupmgr adds carol to a group with a role it lacks"),
+            row(Method::DELETE, "/groups/g1/users", groupmgr, 403)
+                .body(json!({"users": ["admin"]}))
+                .says(modify_admin)
+                .what("groupmgr removes the admin from a group"),
+            row(Method::POST, "/users/admin/tokens", tokmgr, 403)
+                .body(json!({"scopes": ["read:tokens!user=admin"]}))
+                .says(modify_admin)
+                .what("tokmgr mints a token for the admin"),
+            row(Method::PATCH, "/users/carol", &narrow_admin, 403)
+                .body(json!({"admin": true}))
+                .says(grant_admin)
+                .what("a narrowed admin token grants admin"),
+        ],
+    )
+    .await;
 
     // Nothing changed.
     let user = |name: &'static str| {

@@ -3,6 +3,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nbhub_testkit::free_port;
+
 const NBHUB: &str = env!("CARGO_BIN_EXE_nbhub");
 
 /// Kills the hub when the test ends, whatever happens, and the proxy it started (which runs
@@ -53,14 +55,6 @@ fn kill_proxies_of(hub_port: u16) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// Polls `GET url` with a tiny HTTP/1.0 client until it answers, up to `deadline`.
