@@ -82,7 +82,7 @@ async fn check_request(
             Some(user),
         )))
     };
-    let Some(client) = oauth::get_client(&state.authz.db, &p.client_id).await? else {
+    let Some(client) = oauth::get_client(&state.db, &p.client_id).await? else {
         return bad(&format!("No such OAuth client: {:?}", p.client_id));
     };
     if p.redirect_uri != client.redirect_uri {
@@ -360,7 +360,7 @@ async fn token(
             crate::web::NUL_MESSAGE,
         ));
     }
-    if !oauth::verify_client_secret(&state.authz.db, &client_id, &secret).await? {
+    if !oauth::verify_client_secret(&state.db, &client_id, &secret).await? {
         return Ok(oauth_error(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
@@ -374,7 +374,7 @@ async fn token(
             "only authorization_code is supported",
         ));
     }
-    let Some(code) = oauth::take_code(&state.authz.db, &form.code).await? else {
+    let Some(code) = oauth::take_code(&state.db, &form.code).await? else {
         return Ok(oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_grant",
@@ -403,7 +403,7 @@ async fn token(
     }
     let access_token = tokens::generate();
     let lifetime_secs = i64::from(state.config.hub.cookie_max_age_days) * 86_400;
-    let client = oauth::get_client(&state.authz.db, &client_id).await?;
+    let client = oauth::get_client(&state.db, &client_id).await?;
     tokens::insert(
         &state.db,
         &tokens::NewToken {

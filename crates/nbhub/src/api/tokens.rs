@@ -43,7 +43,7 @@ pub async fn token_model(
     let oauth_client = if t.client_id == tokens::API_CLIENT_ID {
         "JupyterHub".to_string()
     } else {
-        oauth::get_client(&state.authz.db, &t.client_id)
+        oauth::get_client(&state.db, &t.client_id)
             .await?
             .map_or_else(|| t.client_id.clone(), |c| c.description)
     };
