@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::parse::{
-    self, controller_unreachable, has_come, short_time, TestOnly, SLURM_TIME_FORMAT,
+    self, controller_unreachable, has_come, short_time, standard_form, TestOnly, SLURM_TIME_FORMAT,
 };
 use super::script::JobRequest;
 use super::SlurmSpawner;
@@ -74,7 +74,7 @@ impl SlurmSpawner {
                 Estimate {
                     fits: true,
                     message,
-                    start: Some(start),
+                    start: Some(standard_form(&start)),
                     nodes: Some(nodes),
                 }
             }

@@ -564,6 +564,15 @@ pub(crate) fn short_time(slurm_time: &str) -> String {
     }
 }
 
+/// A time as Slurm prints it by default (`2026-11-26T14:05:00`), without the offset it was
+/// asked for: what the estimate has always handed on. Text that is no time is kept.
+pub(crate) fn standard_form(slurm_time: &str) -> String {
+    match SlurmTime::parse(slurm_time) {
+        Some(_) => slurm_time[..19].to_owned(),
+        None => slurm_time.to_owned(),
+    }
+}
+
 /// Whether a time Slurm printed has come (an estimate of "now": the job would start at once).
 pub(crate) fn has_come(slurm_time: &str) -> bool {
     SlurmTime::parse(slurm_time).is_some_and(|t| t.has_come(time::OffsetDateTime::now_utc()))
@@ -706,6 +715,8 @@ mod tests {
             ("2026-12-07T12:17:10+0100", "node1")
         );
         assert!(has_come(&start));
+        assert_eq!(standard_form(&start), "2026-12-07T12:17:10");
+        assert_eq!(standard_form("N/A"), "N/A");
         let line = "16|PENDING|Resources|n/a||batch|2026-11-26T14:05:00-0500|10:00|2|10:00\n";
         let start = parse_squeue(line)[0].start.clone().unwrap();
         assert_eq!(
