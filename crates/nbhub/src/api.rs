@@ -29,6 +29,7 @@ use crate::auth::{self, Identity};
 use crate::db::now_micros;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use crate::web::{public_origin, query_param};
 
 /// The version we answer at `GET /hub/api/`: the JupyterHub API generation we implement (its
 /// major number is what single-user servers compare), with our own version as a PEP 440 local
@@ -161,8 +162,6 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         serde_json::from_value(value).map(JsonBody).map_err(invalid)
     }
 }
-
-pub use crate::web::{public_origin, query_param};
 
 pub fn json_response(status: StatusCode, body: Value) -> Response {
     (status, axum::Json(body)).into_response()

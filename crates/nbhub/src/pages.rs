@@ -32,7 +32,7 @@ use crate::config::Config;
 use crate::db::users::User;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-pub use crate::web::{cookie_user, login_redirect, with_cookies};
+use crate::web::{cookie_user, login_redirect, with_cookies};
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("page.html", include_str!("../templates/page.html")),

@@ -79,7 +79,7 @@ pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-pub use crate::names::form_encode as encode;
+use crate::names::form_encode;
 
 /// `scheme://host` as the client sees it, honouring the proxy's X-Forwarded-* headers.
 pub fn public_origin(headers: &HeaderMap) -> String {
@@ -146,7 +146,7 @@ pub fn login_redirect(state: &AppState, uri: &Uri) -> Response {
     found(&format!(
         "{}login?next={}",
         state.hub_prefix(),
-        encode(next)
+        form_encode(next)
     ))
 }
 

@@ -497,12 +497,12 @@ async fn delete_codes(
     ident.require("shares", &server_resource(&p))?;
     let (owner, server) = (param(&p, "owner"), param(&p, "server"));
     let (_, row) = lookup_server(&state, owner, server).await?;
-    let one = if let Some(code) = super::query_param(uri.query(), "code") {
+    let one = if let Some(code) = crate::web::query_param(uri.query(), "code") {
         let found = shares::find_code(&state.db, &code, Some(row.id))
             .await?
             .ok_or_else(|| ApiError::not_found("No matching code found"))?;
         Some(found.id)
-    } else if let Some(id) = super::query_param(uri.query(), "id") {
+    } else if let Some(id) = crate::web::query_param(uri.query(), "id") {
         let missing = || ApiError::not_found(format!("No code found matching id={id}"));
         let n: i64 = id
             .strip_prefix("sc_")

@@ -224,7 +224,7 @@ struct ListParams {
 }
 
 fn parse_list_query(query: Option<&str>) -> ApiResult<ListParams> {
-    let q = |n: &str| super::query_param(query, n);
+    let q = |n: &str| crate::web::query_param(query, n);
     let state = match q("state").as_deref() {
         None | Some("") => None,
         Some("active") => Some(StateFilter::Active),

@@ -8,13 +8,14 @@ use axum::{Form, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{cookie_user, default_landing, error_page, login_redirect, render, with_cookies};
+use super::{default_landing, error_page, render};
 use crate::auth::{native, pam, session};
 use crate::config::AuthenticatorKind;
 use crate::db::{self, users::User};
 use crate::error::{ApiError, ApiResult};
 use crate::names;
 use crate::state::AppState;
+use crate::web::{cookie_user, login_redirect, with_cookies};
 use crate::web::{is_https, next_param, xsrf_ok};
 
 pub fn routes() -> Router<AppState> {

@@ -13,12 +13,13 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::json;
 
-use super::{default_landing, with_cookies};
+use super::default_landing;
 use crate::auth::oidc::{PendingLogin, SignInError, SignedIn, LOGIN_MAX_AGE_SECS};
 use crate::auth::session;
 use crate::db;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use crate::web::with_cookies;
 use crate::web::{is_https, next_param, public_origin, query_param};
 
 const STATE_COOKIE: &str = "nbhub-oauth-state";
@@ -36,7 +37,7 @@ pub fn routes() -> Router<AppState> {
 pub fn start_url(state: &AppState, next: Option<&str>) -> String {
     let base = format!("{}oauth_login", state.hub_prefix());
     match next {
-        Some(n) => format!("{base}?next={}", crate::web::encode(n)),
+        Some(n) => format!("{base}?next={}", crate::names::form_encode(n)),
         None => base,
     }
 }

@@ -15,12 +15,13 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 
-use super::{error_page, login_redirect};
+use super::error_page;
 use crate::auth::scopes::Resource;
 use crate::auth::{self, Identity};
 use crate::db::{self, users::User};
 use crate::error::ApiResult;
 use crate::state::AppState;
+use crate::web::login_redirect;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -70,7 +71,7 @@ async fn page_identity(state: &AppState, headers: &HeaderMap) -> ApiResult<Optio
     if let Some(token) = auth::token_from_headers(headers) {
         return auth::identity_for_token(&state.authz, token).await;
     }
-    match super::cookie_user(state, headers).await? {
+    match crate::web::cookie_user(state, headers).await? {
         Some((user, session)) => Ok(Some(
             auth::identity_for_user(&state.authz, user, session).await?,
         )),
@@ -89,8 +90,6 @@ fn path_part(server: &str) -> String {
         format!("/{}", crate::names::url_escape(server))
     }
 }
-
-use crate::web::encode;
 
 fn server_display(user: &str, server: &str) -> String {
     if server.is_empty() {
@@ -111,7 +110,7 @@ async fn spawn_target(
     server: &str,
     scopes: &[&str],
 ) -> ApiResult<Result<(Identity, User), Response>> {
-    let Some((me, session)) = super::cookie_user(state, headers).await? else {
+    let Some((me, session)) = crate::web::cookie_user(state, headers).await? else {
         return Ok(Err(login_redirect(state, uri)));
     };
     let ident = auth::identity_for_user(&state.authz, me.clone(), session).await?;

@@ -25,7 +25,7 @@ pub(super) async fn error_target(
         404 => format!("No page at {url}."),
         _ => String::new(),
     };
-    let user = crate::pages::cookie_user(&state, &headers)
+    let user = crate::web::cookie_user(&state, &headers)
         .await
         .ok()
         .flatten()

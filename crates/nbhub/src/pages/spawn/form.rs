@@ -18,7 +18,8 @@ use crate::state::AppState;
 use crate::supervisor::{server_prefix, Phase, SpawnRefused};
 use crate::web::{next_param, xsrf_ok};
 
-use super::{encode, hub, path_part, spawn_target};
+use super::{hub, path_part, spawn_target};
+use crate::names::form_encode;
 
 fn pending_url(state: &AppState, user: &str, server: &str, next: Option<&str>) -> String {
     let mut url = format!(
@@ -29,7 +30,7 @@ fn pending_url(state: &AppState, user: &str, server: &str, next: Option<&str>) -
     );
     if let Some(n) = next {
         url.push_str("?next=");
-        url.push_str(&encode(n));
+        url.push_str(&form_encode(n));
     }
     url
 }
@@ -219,7 +220,7 @@ fn render_form(
     let action = uri.path_and_query().map_or_else(String::new, |p| {
         // Keep `next` (already checked when it is used) but not one-off query options.
         let next = crate::web::query_param(p.query(), "next")
-            .map(|n| format!("?next={}", encode(&n)))
+            .map(|n| format!("?next={}", form_encode(&n)))
             .unwrap_or_default();
         format!("{}{next}", p.path())
     });
@@ -270,7 +271,7 @@ pub(super) async fn spawn_post(
         .iter()
         .find(|(k, _)| k == "_xsrf")
         .map(|(_, v)| v.as_str());
-    let Some((me, _)) = crate::pages::cookie_user(&state, &headers).await? else {
+    let Some((me, _)) = crate::web::cookie_user(&state, &headers).await? else {
         return Ok(login_redirect(&state, &uri));
     };
     if !xsrf_ok(&state, &headers, Some(&me), submitted) {

@@ -12,7 +12,8 @@ use crate::state::AppState;
 use crate::supervisor::{server_prefix, Phase};
 use crate::web::next_param;
 
-use super::{encode, hub, path_part, server_display, spawn_target};
+use super::{hub, path_part, server_display, spawn_target};
+use crate::names::form_encode;
 
 pub(super) async fn pending(
     state: AppState,
@@ -43,7 +44,7 @@ pub(super) async fn pending(
         crate::names::url_escape(&user.name),
         path_part(&server),
         next.as_deref()
-            .map(|n| format!("?next={}", encode(n)))
+            .map(|n| format!("?next={}", form_encode(n)))
             .unwrap_or_default()
     );
     let ctx = |extra: Value| {

@@ -18,7 +18,8 @@ use crate::pages::{error_page, login_redirect, render};
 use crate::state::AppState;
 use crate::supervisor::{server_prefix, Phase};
 
-use super::{encode, hub, no_access, page_identity, path_part, server_display};
+use super::{hub, no_access, page_identity, path_part, server_display};
+use crate::names::form_encode;
 
 pub(super) async fn user_redirect_bare(uri: OriginalUri) -> Response {
     crate::found(&format!("{}/", uri.path()))
@@ -146,7 +147,7 @@ pub(super) async fn to_server(
                 "{}spawn-pending/{ename}{}?next={}",
                 hub(&state),
                 path_part(&server),
-                encode(uri.path_and_query().map_or("", |p| p.as_str()))
+                form_encode(uri.path_and_query().map_or("", |p| p.as_str()))
             );
             Ok(crate::redirect(StatusCode::SEE_OTHER, &target))
         }
@@ -155,7 +156,7 @@ pub(super) async fn to_server(
                 "{}spawn-pending/{ename}{}?next={}",
                 hub(&state),
                 path_part(&server),
-                encode(uri.path_and_query().map_or("", |p| p.as_str()))
+                form_encode(uri.path_and_query().map_or("", |p| p.as_str()))
             );
             Ok(crate::redirect(StatusCode::SEE_OTHER, &target))
         }
@@ -164,7 +165,7 @@ pub(super) async fn to_server(
                 "{}spawn/{ename}{}?next={}",
                 hub(&state),
                 path_part(&server),
-                encode(uri.path_and_query().map_or("", |p| p.as_str()))
+                form_encode(uri.path_and_query().map_or("", |p| p.as_str()))
             );
             if wants_json(&headers, &method, &path) {
                 let origin = crate::web::public_origin(&headers);
@@ -199,7 +200,7 @@ pub(super) async fn user_redirect_self(
     uri: OriginalUri,
     Path(path): Path<String>,
 ) -> ApiResult<Response> {
-    let Some((user, _)) = crate::pages::cookie_user(&state, &headers).await? else {
+    let Some((user, _)) = crate::web::cookie_user(&state, &headers).await? else {
         return Ok(login_redirect(&state, &uri));
     };
     // The path as sent, still escaped, not the decoded `path`.
@@ -219,6 +220,6 @@ pub(super) async fn user_redirect_self(
         "{}spawn/{}?next={}",
         hub(&state),
         url_escape(&user.name),
-        encode(&next)
+        form_encode(&next)
     )))
 }
