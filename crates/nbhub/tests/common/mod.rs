@@ -293,6 +293,21 @@ pub async fn post_form<T: serde::Serialize + ?Sized>(
         .unwrap_or_else(|e| panic!("POST: {e}"))
 }
 
+/// GET `url` in `client` with `token` in the `Authorization` header; fails the test when no
+/// answer comes.
+pub async fn get_as(
+    client: &reqwest::Client,
+    url: impl reqwest::IntoUrl,
+    token: &str,
+) -> reqwest::Response {
+    client
+        .get(url)
+        .header("Authorization", format!("token {token}"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET: {e}"))
+}
+
 /// The status of a GET of `path` (any path at the hub) with `token`; 0 when the hub does not
 /// answer at all.
 pub async fn status_of(hub: &impl Hub, path: &str, token: &str) -> u16 {
@@ -305,6 +320,23 @@ pub async fn status_of(hub: &impl Hub, path: &str, token: &str) -> u16 {
         Ok(r) => r.status().as_u16(),
         Err(_) => 0,
     }
+}
+
+/// The value of a login cookie for `name` that a browser would hold, signed with the in-process
+/// hub's secret.
+pub async fn login_cookie_value(hub: &TestHub, name: &str) -> String {
+    use nbhub::auth::session;
+    let user = nbhub::db::users::get(&hub.state.db, name)
+        .await
+        .expect("db")
+        .expect("user");
+    let now = nbhub::db::now_micros() / 1_000_000;
+    session::sign(
+        &hub.state.cookie_secret,
+        session::LOGIN_COOKIE,
+        &user.cookie_id,
+        now,
+    )
 }
 
 /// One row of a table-driven API check: a call (method, path, the caller's token, a body) and

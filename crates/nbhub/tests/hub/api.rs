@@ -755,17 +755,7 @@ async fn deprecated_authorizations_answer_as_jupyterhub() {
     assert_eq!(r.status(), 403, "no credentials");
 
     // A login cookie identifies its user; only the hub's own cookie does.
-    let user = nbhub::db::users::get(&hub.state.db, "alice")
-        .await
-        .expect("db")
-        .expect("alice");
-    let now = nbhub::db::now_micros() / 1_000_000;
-    let cookie = session::sign(
-        &hub.state.cookie_secret,
-        session::LOGIN_COOKIE,
-        &user.cookie_id,
-        now,
-    );
+    let cookie = common::login_cookie_value(&hub, "alice").await;
     let escaped: String = url::form_urlencoded::byte_serialize(cookie.as_bytes()).collect();
     let (s, m) = call(
         &hub,

@@ -9,12 +9,9 @@ use reqwest::Method;
 use serde_json::json;
 
 async fn get(hub: &HubProc, token: &str, path: &str) -> u16 {
-    reqwest::Client::new()
-        .get(hub.public_url(&format!("/hub/api{path}")))
-        .header("Authorization", format!("token {token}"))
-        .send()
+    let url = hub.public_url(&format!("/hub/api{path}"));
+    common::get_as(&reqwest::Client::new(), url, token)
         .await
-        .expect("request")
         .status()
         .as_u16()
 }

@@ -154,13 +154,7 @@ async fn token_page_creates_shows_once_and_revokes() {
     )
     .await;
     let token = b.text("#token-result").await;
-    let api = reqwest::Client::new();
-    let who = api
-        .get(hub.api("/user"))
-        .header("Authorization", format!("token {token}"))
-        .send()
-        .await
-        .expect("whoami");
+    let who = common::get_as(&reqwest::Client::new(), hub.api("/user"), &token).await;
     assert_eq!(who.status(), 200, "the new token works");
     // Shown once: a reload lists the token (escaped note) but not its secret.
     b.goto(&hub.hub("/token")).await;
@@ -183,12 +177,7 @@ async fn token_page_creates_shows_once_and_revokes() {
         "the token row removed",
     )
     .await;
-    let who = api
-        .get(hub.api("/user"))
-        .header("Authorization", format!("token {token}"))
-        .send()
-        .await
-        .expect("whoami");
+    let who = common::get_as(&reqwest::Client::new(), hub.api("/user"), &token).await;
     assert_eq!(who.status(), 403, "a revoked token is refused");
     b.quit().await;
 }

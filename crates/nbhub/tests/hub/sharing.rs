@@ -49,19 +49,8 @@ async fn scopes_of(hub: &TestHub, token: &str) -> Vec<String> {
 
 /// A browser's login cookie for `name`, made with the hub's secret.
 async fn login_cookie(hub: &TestHub, name: &str) -> String {
-    use nbhub::auth::session;
-    let user = nbhub::db::users::get(&hub.state.db, name)
-        .await
-        .expect("db")
-        .expect("user");
-    let now = nbhub::db::now_micros() / 1_000_000;
-    let value = session::sign(
-        &hub.state.cookie_secret,
-        session::LOGIN_COOKIE,
-        &user.cookie_id,
-        now,
-    );
-    format!("{}={value}", session::LOGIN_COOKIE)
+    let value = common::login_cookie_value(hub, name).await;
+    format!("{}={value}", nbhub::auth::session::LOGIN_COOKIE)
 }
 
 #[tokio::test]
@@ -437,12 +426,8 @@ async fn a_shared_server_admits_bob_until_alice_revokes() {
     let status_with = |token: String| {
         let url = hub.public_url("/user/alice/api/status");
         async move {
-            client()
-                .get(url)
-                .header("Authorization", format!("token {token}"))
-                .send()
+            common::get_as(&client(), url, &token)
                 .await
-                .expect("status")
                 .status()
                 .as_u16()
         }
