@@ -4,26 +4,10 @@ use crate::common;
 
 use common::fetch;
 
-use common::{call, check_rows, client, row, sqlite_hub, TestHub, ADMIN_TOKEN};
+use common::{call, check_rows, client, new_token, row, sqlite_hub, TestHub, ADMIN_TOKEN};
 use serde_json::{json, Value};
 
 const PAGINATION: &str = "application/jupyterhub-pagination+json";
-
-async fn new_token(hub: &TestHub, user: &str, body: Value) -> String {
-    let (status, t) = call(
-        hub,
-        reqwest::Method::POST,
-        &format!("/users/{user}/tokens"),
-        ADMIN_TOKEN,
-        Some(body),
-    )
-    .await;
-    assert_eq!(status, 201, "{t}");
-    t["token"]
-        .as_str()
-        .expect("token in POST response")
-        .to_string()
-}
 
 /// Creates alice and bob, a group, and returns a token for each.
 async fn setup_users(hub: &TestHub) -> (String, String) {

@@ -4,7 +4,8 @@
 
 use crate::common;
 
-use common::hubproc::{admin, launch, user_token, HubProc, Options};
+use common::hubproc::{admin, launch, HubProc, Options};
+use common::user_token;
 use reqwest::Method;
 use serde_json::json;
 

@@ -364,7 +364,7 @@ async fn bob_accepts_alices_share_code_and_opens_her_jupyterlab() {
     }
     let (s, body) = admin(&hub, Method::POST, "/users/alice/server", None).await;
     assert_eq!(s, 201, "{body}\n{}", hub.log());
-    let alice = common::hubproc::user_token(&hub, "alice").await;
+    let alice = common::user_token(&hub, "alice").await;
     let code: serde_json::Value = reqwest::Client::new()
         .post(hub.public_url("/hub/api/share-codes/alice/"))
         .header("Authorization", format!("token {alice}"))

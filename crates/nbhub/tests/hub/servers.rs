@@ -8,10 +8,11 @@ use common::fetch;
 use std::time::Duration;
 
 use common::eventually;
-use common::hubproc::{admin, real_parts, user_token, HubProc, Options, ADMIN};
+use common::hubproc::{admin, real_parts, HubProc, Options, ADMIN};
 use common::kernel;
 use common::pagekit::{browser_following, browser_with_jar, login};
 use common::status_of;
+use common::user_token;
 use reqwest::cookie::CookieStore;
 use reqwest::Method;
 use serde_json::{json, Value};

@@ -17,16 +17,7 @@ async fn user_with_token(hub: &TestHub, name: &str) -> String {
     )
     .await;
     assert_eq!(s, 201, "{e}");
-    let (s, t) = call(
-        hub,
-        Method::POST,
-        &format!("/users/{name}/tokens"),
-        ADMIN_TOKEN,
-        Some(json!({})),
-    )
-    .await;
-    assert_eq!(s, 201, "{t}");
-    t["token"].as_str().expect("token").to_string()
+    common::user_token(hub, name).await
 }
 
 /// Users may share their own servers (JupyterHub's documented way: extend the `user` role).
@@ -422,7 +413,7 @@ async fn a_shared_server_admits_bob_until_alice_revokes() {
     }
     let (s, body) = admin(&hub, Method::POST, "/users/alice/server", None).await;
     assert_eq!(s, 201, "{body}\n{}", hub.log());
-    let token_of = |user: &'static str| common::hubproc::user_token(&hub, user);
+    let token_of = |user: &'static str| common::user_token(&hub, user);
     let status_with = |token: String| {
         let url = hub.public_url("/user/alice/api/status");
         async move {
