@@ -15,11 +15,12 @@ use std::time::Duration;
 
 use common::browser as chromium;
 use common::eventually;
-use common::hubproc::{admin, require_proxy_binary, user_token, HubProc, Options, ADMIN, PASSWORD};
+use common::hubproc::{admin, require_proxy_binary, HubProc, Options, ADMIN, PASSWORD};
 use common::kernel;
 use common::pagekit::{browser_following, login};
 use common::prometheus::{parse, sample, scrape};
 use common::status_of;
+use common::user_token;
 use nbhub_testkit::{is_root, TempAccount};
 use reqwest::Method;
 use serde_json::{json, Value};

@@ -350,19 +350,3 @@ pub async fn admin(
 ) -> (u16, String) {
     super::request(hub, method, path, ADMIN, body).await
 }
-
-/// A new API token of `user`, made with the admin token.
-pub async fn user_token(hub: &HubProc, user: &str) -> String {
-    let (s, body) = admin(
-        hub,
-        reqwest::Method::POST,
-        &format!("/users/{user}/tokens"),
-        Some(serde_json::json!({})),
-    )
-    .await;
-    assert_eq!(s, 201, "{body}");
-    serde_json::from_str::<serde_json::Value>(&body).expect("json")["token"]
-        .as_str()
-        .expect("token")
-        .to_string()
-}

@@ -293,18 +293,63 @@ pub async fn post_form<T: serde::Serialize + ?Sized>(
         .unwrap_or_else(|e| panic!("POST: {e}"))
 }
 
+/// A GET of `url` in `client` with `token` in the `Authorization` header.
+fn get_with_token(c: &reqwest::Client, url: String, token: &str) -> reqwest::RequestBuilder {
+    c.get(url).header("Authorization", format!("token {token}"))
+}
+
+/// GET `url` in `client` with `token`; fails the test when no answer comes.
+pub async fn get_as(client: &reqwest::Client, url: String, token: &str) -> reqwest::Response {
+    let sent = get_with_token(client, url, token).send().await;
+    sent.unwrap_or_else(|e| panic!("GET: {e}"))
+}
+
 /// The status of a GET of `path` (any path at the hub) with `token`; 0 when the hub does not
 /// answer at all.
 pub async fn status_of(hub: &impl Hub, path: &str, token: &str) -> u16 {
-    match client()
-        .get(hub.url(path))
-        .header("Authorization", format!("token {token}"))
-        .send()
+    let sent = get_with_token(&client(), hub.url(path), token).send().await;
+    sent.map_or(0, |r| r.status().as_u16())
+}
+
+/// A new API token of `user` with `body`'s request (scopes, note, expiry), made with the
+/// fixture's admin token.
+pub async fn new_token(hub: &impl Hub, user: &str, body: serde_json::Value) -> String {
+    let path = format!("/users/{user}/tokens");
+    let (status, t) = call(
+        hub,
+        reqwest::Method::POST,
+        &path,
+        hub.admin_token(),
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 201, "{t}");
+    t["token"]
+        .as_str()
+        .expect("token in POST response")
+        .to_string()
+}
+
+/// A new API token of `user` with the user's own scopes.
+pub async fn user_token(hub: &impl Hub, user: &str) -> String {
+    new_token(hub, user, serde_json::json!({})).await
+}
+
+/// The value of a login cookie for `name` that a browser would hold, signed with the in-process
+/// hub's secret.
+pub async fn login_cookie_value(hub: &TestHub, name: &str) -> String {
+    use nbhub::auth::session;
+    let user = nbhub::db::users::get(&hub.state.db, name)
         .await
-    {
-        Ok(r) => r.status().as_u16(),
-        Err(_) => 0,
-    }
+        .expect("db")
+        .expect("user");
+    let now = nbhub::db::now_micros() / 1_000_000;
+    session::sign(
+        &hub.state.cookie_secret,
+        session::LOGIN_COOKIE,
+        &user.cookie_id,
+        now,
+    )
 }
 
 /// One row of a table-driven API check: a call (method, path, the caller's token, a body) and

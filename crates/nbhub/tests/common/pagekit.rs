@@ -34,10 +34,12 @@ pub fn browser_following() -> reqwest::Client {
     cookie_client(Arc::default(), true).build().expect("client")
 }
 
-/// A browser following redirects, and its cookie jar (to read the cookies servers set).
-pub fn browser_with_jar() -> (reqwest::Client, Arc<Jar>) {
+/// A browser and its cookie jar (to read or plant cookies), following redirects or not.
+pub fn browser_with_jar(follow_redirects: bool) -> (reqwest::Client, Arc<Jar>) {
     let jar = Arc::new(Jar::default());
-    let client = cookie_client(jar.clone(), true).build().expect("client");
+    let client = cookie_client(jar.clone(), follow_redirects)
+        .build()
+        .expect("client");
     (client, jar)
 }
 

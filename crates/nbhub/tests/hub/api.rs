@@ -4,26 +4,10 @@ use crate::common;
 
 use common::fetch;
 
-use common::{call, check_rows, client, row, sqlite_hub, TestHub, ADMIN_TOKEN};
+use common::{call, check_rows, client, new_token, row, sqlite_hub, TestHub, ADMIN_TOKEN};
 use serde_json::{json, Value};
 
 const PAGINATION: &str = "application/jupyterhub-pagination+json";
-
-async fn new_token(hub: &TestHub, user: &str, body: Value) -> String {
-    let (status, t) = call(
-        hub,
-        reqwest::Method::POST,
-        &format!("/users/{user}/tokens"),
-        ADMIN_TOKEN,
-        Some(body),
-    )
-    .await;
-    assert_eq!(status, 201, "{t}");
-    t["token"]
-        .as_str()
-        .expect("token in POST response")
-        .to_string()
-}
 
 /// Creates alice and bob, a group, and returns a token for each.
 async fn setup_users(hub: &TestHub) -> (String, String) {
@@ -755,17 +739,7 @@ async fn deprecated_authorizations_answer_as_jupyterhub() {
     assert_eq!(r.status(), 403, "no credentials");
 
     // A login cookie identifies its user; only the hub's own cookie does.
-    let user = nbhub::db::users::get(&hub.state.db, "alice")
-        .await
-        .expect("db")
-        .expect("alice");
-    let now = nbhub::db::now_micros() / 1_000_000;
-    let cookie = session::sign(
-        &hub.state.cookie_secret,
-        session::LOGIN_COOKIE,
-        &user.cookie_id,
-        now,
-    );
+    let cookie = common::login_cookie_value(&hub, "alice").await;
     let escaped: String = url::form_urlencoded::byte_serialize(cookie.as_bytes()).collect();
     let (s, m) = call(
         &hub,

@@ -4,17 +4,15 @@
 
 use crate::common;
 
-use common::hubproc::{admin, launch, user_token, HubProc, Options};
+use common::hubproc::{admin, launch, HubProc, Options};
+use common::user_token;
 use reqwest::Method;
 use serde_json::json;
 
 async fn get(hub: &HubProc, token: &str, path: &str) -> u16 {
-    reqwest::Client::new()
-        .get(hub.public_url(&format!("/hub/api{path}")))
-        .header("Authorization", format!("token {token}"))
-        .send()
+    let url = hub.public_url(&format!("/hub/api{path}"));
+    common::get_as(&reqwest::Client::new(), url, token)
         .await
-        .expect("request")
         .status()
         .as_u16()
 }

@@ -181,12 +181,7 @@ async fn a_refused_long_name_is_shortened_on_the_page() {
 #[tokio::test]
 async fn logout_ends_the_session_for_every_copy_of_its_cookie() {
     let hub = sqlite_hub(|c| c.authenticator.allow_all = true).await;
-    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
-    let laptop = reqwest::Client::builder()
-        .cookie_provider(jar.clone())
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let (laptop, jar) = common::pagekit::browser_with_jar(false);
     let phone = browser();
     common::pagekit::login(&hub, &laptop, "alice").await;
     common::pagekit::login(&hub, &phone, "alice").await;

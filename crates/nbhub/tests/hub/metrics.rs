@@ -4,8 +4,9 @@
 
 use crate::common;
 
-use common::hubproc::{admin, real_parts, user_token, HubProc, Options, ADMIN};
+use common::hubproc::{admin, real_parts, HubProc, Options, ADMIN};
 use common::prometheus::{parse, sample, scrape};
+use common::user_token;
 use reqwest::Method;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -977,7 +977,7 @@ auth_state_env = {{ OIDC_ACCESS_TOKEN = "access_token", OIDC_GROUPS = "oauth_use
     )
     .await;
     assert_eq!(status, 201, "{body}");
-    let robot_token = hubproc::user_token(&hub, "robot").await;
+    let robot_token = common::user_token(&hub, "robot").await;
     for _ in 0..2 {
         assert_eq!(whoami(&hub, &robot_token).await.status(), 200);
         tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -1044,7 +1044,7 @@ auth_state_env = {{ OIDC_ACCESS_TOKEN = "access_token", OIDC_GROUPS = "oauth_use
         .expect("auth_state in the model");
     assert_ne!(fresh, before["access_token"].as_str().expect("old"), "{me}");
     assert_eq!(fresh, auth_state_of(&hub, "alice").await["access_token"]);
-    let alice_token = hubproc::user_token(&hub, "alice").await;
+    let alice_token = common::user_token(&hub, "alice").await;
 
     // The provider revokes the refresh token: the next refresh is refused, the spawn says
     // to sign in again, and the browser's session has ended.

@@ -154,13 +154,7 @@ async fn token_page_creates_shows_once_and_revokes() {
     )
     .await;
     let token = b.text("#token-result").await;
-    let api = reqwest::Client::new();
-    let who = api
-        .get(hub.api("/user"))
-        .header("Authorization", format!("token {token}"))
-        .send()
-        .await
-        .expect("whoami");
+    let who = common::get_as(&reqwest::Client::new(), hub.api("/user"), &token).await;
     assert_eq!(who.status(), 200, "the new token works");
     // Shown once: a reload lists the token (escaped note) but not its secret.
     b.goto(&hub.hub("/token")).await;
@@ -183,12 +177,7 @@ async fn token_page_creates_shows_once_and_revokes() {
         "the token row removed",
     )
     .await;
-    let who = api
-        .get(hub.api("/user"))
-        .header("Authorization", format!("token {token}"))
-        .send()
-        .await
-        .expect("whoami");
+    let who = common::get_as(&reqwest::Client::new(), hub.api("/user"), &token).await;
     assert_eq!(who.status(), 403, "a revoked token is refused");
     b.quit().await;
 }
@@ -376,7 +365,7 @@ async fn bob_accepts_alices_share_code_and_opens_her_jupyterlab() {
     }
     let (s, body) = admin(&hub, Method::POST, "/users/alice/server", None).await;
     assert_eq!(s, 201, "{body}\n{}", hub.log());
-    let alice = common::hubproc::user_token(&hub, "alice").await;
+    let alice = common::user_token(&hub, "alice").await;
     let code: serde_json::Value = reqwest::Client::new()
         .post(hub.public_url("/hub/api/share-codes/alice/"))
         .header("Authorization", format!("token {alice}"))

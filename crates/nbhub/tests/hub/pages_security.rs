@@ -165,12 +165,7 @@ async fn xsrf_tokens_work_only_in_their_own_session() {
         cookie
     };
     // …and plants it as alice's `_xsrf` cookie (a cookie a same-origin server could set).
-    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
-    let alice = reqwest::Client::builder()
-        .cookie_provider(jar.clone())
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let (alice, jar) = common::pagekit::browser_with_jar(false);
     login(&hub, &alice, "alice").await;
     let hub_url = url::Url::parse(&hub.hub("/")).expect("url");
     jar.add_cookie_str(&format!("_xsrf={token}; Path=/hub/"), &hub_url);

@@ -8,10 +8,11 @@ use common::fetch;
 use std::time::Duration;
 
 use common::eventually;
-use common::hubproc::{admin, real_parts, user_token, HubProc, Options, ADMIN};
+use common::hubproc::{admin, real_parts, HubProc, Options, ADMIN};
 use common::kernel;
 use common::pagekit::{browser_following, browser_with_jar, login};
 use common::status_of;
+use common::user_token;
 use reqwest::cookie::CookieStore;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -62,7 +63,7 @@ async fn browser_login_spawn_kernel_and_access_rules() {
         "dashboard"
     );
     assert_eq!(routes["/"]["data"]["hub"], true);
-    let (alice, jar) = browser_with_jar();
+    let (alice, jar) = browser_with_jar(true);
     login(&hub, &alice, "alice").await;
 
     // Start through the spawn page; follow the progress stream until the server is ready.
@@ -426,13 +427,12 @@ async fn works_with_configurable_http_proxy_as_external_proxy() {
     let (s, body) = admin(&hub, Method::DELETE, "/users/alice/server", None).await;
     assert_eq!(s, 204, "{body}");
     // Stopped: CHP sends the request to the hub's catch-all route, which answers 424.
-    let c = reqwest::Client::new();
-    let r = c
-        .get(hub.public_url("/user/alice/api/status"))
-        .header("Authorization", format!("token {t}"))
-        .send()
-        .await
-        .expect("get");
+    let r = common::get_as(
+        &reqwest::Client::new(),
+        hub.public_url("/user/alice/api/status"),
+        &t,
+    )
+    .await;
     assert_eq!(r.status(), 424);
     drop(chp_guard);
 }

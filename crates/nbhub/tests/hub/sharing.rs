@@ -17,16 +17,7 @@ async fn user_with_token(hub: &TestHub, name: &str) -> String {
     )
     .await;
     assert_eq!(s, 201, "{e}");
-    let (s, t) = call(
-        hub,
-        Method::POST,
-        &format!("/users/{name}/tokens"),
-        ADMIN_TOKEN,
-        Some(json!({})),
-    )
-    .await;
-    assert_eq!(s, 201, "{t}");
-    t["token"].as_str().expect("token").to_string()
+    common::user_token(hub, name).await
 }
 
 /// Users may share their own servers (JupyterHub's documented way: extend the `user` role).
@@ -49,19 +40,8 @@ async fn scopes_of(hub: &TestHub, token: &str) -> Vec<String> {
 
 /// A browser's login cookie for `name`, made with the hub's secret.
 async fn login_cookie(hub: &TestHub, name: &str) -> String {
-    use nbhub::auth::session;
-    let user = nbhub::db::users::get(&hub.state.db, name)
-        .await
-        .expect("db")
-        .expect("user");
-    let now = nbhub::db::now_micros() / 1_000_000;
-    let value = session::sign(
-        &hub.state.cookie_secret,
-        session::LOGIN_COOKIE,
-        &user.cookie_id,
-        now,
-    );
-    format!("{}={value}", session::LOGIN_COOKIE)
+    let value = common::login_cookie_value(hub, name).await;
+    format!("{}={value}", nbhub::auth::session::LOGIN_COOKIE)
 }
 
 #[tokio::test]
@@ -433,16 +413,12 @@ async fn a_shared_server_admits_bob_until_alice_revokes() {
     }
     let (s, body) = admin(&hub, Method::POST, "/users/alice/server", None).await;
     assert_eq!(s, 201, "{body}\n{}", hub.log());
-    let token_of = |user: &'static str| common::hubproc::user_token(&hub, user);
+    let token_of = |user: &'static str| common::user_token(&hub, user);
     let status_with = |token: String| {
         let url = hub.public_url("/user/alice/api/status");
         async move {
-            client()
-                .get(url)
-                .header("Authorization", format!("token {token}"))
-                .send()
+            common::get_as(&client(), url, &token)
                 .await
-                .expect("status")
                 .status()
                 .as_u16()
         }
