@@ -37,14 +37,7 @@ fn fd_count(pid: u32) -> usize {
 }
 
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+    common::rss_kib_of(pid).unwrap_or(0)
 }
 
 /// The value of `nbhub_proxy_<name>` in a metrics text.

@@ -238,11 +238,16 @@ pub fn json(s: &str) -> serde_json::Value {
 
 /// Resident set size of this process in KiB.
 pub fn rss_kib() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").expect("status");
-    s.lines()
+    rss_kib_of("self").expect("VmRSS")
+}
+
+/// Resident set size of a process (`"self"` or a pid) in KiB; `None` once it is gone.
+pub fn rss_kib_of(pid: impl std::fmt::Display) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
 }
 
 /// A self-signed certificate for `localhost`, written into `dir` as the proxy's TLS files.

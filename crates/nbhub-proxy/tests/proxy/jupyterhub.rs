@@ -13,6 +13,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
+use nbhub_testkit::free_port;
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
 
 fn venv() -> PathBuf {
@@ -20,13 +21,6 @@ fn venv() -> PathBuf {
         Some(v) => PathBuf::from(v),
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv"),
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 /// The hub process; on drop: SIGTERM (the hub stops its servers and its proxy), then SIGKILL
