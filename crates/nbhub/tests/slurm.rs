@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use common::browser as chromium;
 use common::eventually;
-use common::hubproc::{admin, require_proxy_binary, HubProc, Options, ADMIN, PASSWORD};
+use common::hubproc::{
+    admin, require_proxy_binary, server_model, wait_ready, HubProc, Options, ADMIN, PASSWORD,
+};
 use common::kernel;
 use common::pagekit::{browser_following, login};
 use common::prometheus::{parse, sample, scrape};
@@ -200,24 +202,6 @@ impl Drop for CancelJobs<'_> {
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         let _ = slurm(self.conf, "scancel", &args);
     }
-}
-
-/// The model of a running or starting server (`""`: the default one); `None` once stopped.
-async fn server_model(hub: &HubProc, user: &str, server: &str) -> Option<Value> {
-    let (s, body) = admin(hub, Method::GET, &format!("/users/{user}"), None).await;
-    assert_eq!(s, 200, "{body}");
-    let v: Value = serde_json::from_str(&body).expect("json");
-    let model = v["servers"].get(server).cloned();
-    model.filter(|m| !m.is_null())
-}
-
-async fn wait_ready(hub: &HubProc, user: &str, server: &str, secs: u64) -> Value {
-    eventually(secs, &format!("{user}/{server} ready"), || async {
-        server_model(hub, user, server)
-            .await
-            .filter(|m| m["ready"] == json!(true))
-    })
-    .await
 }
 
 async fn start(hub: &HubProc, user: &str, server: &str, options: Value) -> (u16, String) {

@@ -350,3 +350,28 @@ pub async fn admin(
 ) -> (u16, String) {
     super::request(hub, method, path, ADMIN, body).await
 }
+
+/// The model of a running or starting server (`""`: the default one); `None` once stopped.
+pub async fn server_model(hub: &HubProc, user: &str, server: &str) -> Option<serde_json::Value> {
+    let (s, body) = admin(hub, reqwest::Method::GET, &format!("/users/{user}"), None).await;
+    assert_eq!(s, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let model = v["servers"].get(server).cloned();
+    model.filter(|m| !m.is_null())
+}
+
+/// Waits until the server is ready and returns its model; fails with the hub's log.
+pub async fn wait_ready(hub: &HubProc, user: &str, server: &str, secs: u64) -> serde_json::Value {
+    let ready = || async {
+        server_model(hub, user, server)
+            .await
+            .filter(|m| m["ready"] == serde_json::json!(true))
+    };
+    let failure = || {
+        format!(
+            "{user}/{server} never became ready in {secs} s\n{}",
+            hub.log()
+        )
+    };
+    super::wait_until(Duration::from_secs(secs), ready, failure).await
+}

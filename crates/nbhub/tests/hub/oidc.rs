@@ -812,16 +812,6 @@ async fn start_alice(hub: &HubProc) -> (u16, String) {
     hubproc::admin(hub, Method::POST, "/users/alice/server", None).await
 }
 
-async fn wait_ready(hub: &HubProc, name: &str) {
-    let ready = || async {
-        let (_, body) = hubproc::admin(hub, Method::GET, &format!("/users/{name}"), None).await;
-        let user: serde_json::Value = serde_json::from_str(&body).expect("json");
-        (user["servers"][""]["ready"] == true).then_some(())
-    };
-    let failure = || format!("{name}'s server never became ready\n{}", hub.log());
-    common::wait_until(Duration::from_secs(60), ready, failure).await;
-}
-
 async fn stop_alice(hub: &HubProc) {
     let (status, body) = hubproc::admin(hub, Method::DELETE, "/users/alice/server", None).await;
     assert!(status == 202 || status == 204, "{status} {body}");
@@ -997,7 +987,7 @@ auth_state_env = {{ OIDC_ACCESS_TOKEN = "access_token", OIDC_GROUPS = "oauth_use
         hub.log()
     );
     assert_refresh_grants(&provider, grants + 1).await;
-    wait_ready(&hub, "alice").await;
+    hubproc::wait_ready(&hub, "alice", "", 60).await;
     let second = auth_state_of(&hub, "alice").await;
     let new_access = second["access_token"].as_str().expect("access token");
     assert_ne!(new_access, access, "refreshed");
