@@ -99,7 +99,6 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     use anyhow::Context;
     let began = std::time::Instant::now();
     let addr = config.hub.hub_bind_url.socket_addr_string();
-    let public = config.hub.bind_url.to_string();
     // Bound before init: with port 0 in hub_bind_url the system picks a free port, and the
     // proxy's default and error targets and the servers' API URL must name the one it picked.
     let listener = tokio::net::TcpListener::bind(&addr)
@@ -112,9 +111,16 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         config.hub.hub_bind_url =
             config::HttpUrl::parse(url.as_str()).map_err(anyhow::Error::msg)?;
     }
+    // Likewise the managed proxy's ports, when they are 0: it starts first, on the ports the
+    // system picks, and the config names them from then on.
+    nbhub::proxy::start_on_picked_ports(&mut config)
+        .await
+        .context("cannot start the proxy on the ports the system picks")?;
+    let public = config.hub.bind_url.to_string();
+    let proxy_api = config.proxy.api_url.to_string();
     let state = nbhub::init(config).await?;
     tracing::info!(
-        "nbhub {} listening on http://{local} (public URL {public})",
+        "nbhub {} listening on http://{local} (public URL {public}, proxy API {proxy_api})",
         env!("CARGO_PKG_VERSION")
     );
     // The hub answers at once; the proxy and the adoption of running servers follow.

@@ -6,6 +6,7 @@
 //! connections while the hub restarts; the next hub finds it by its pid file and API token.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -266,6 +267,8 @@ struct Managed {
     args: Vec<String>,
     token: String,
     data_dir: PathBuf,
+    /// A port is 0: the proxy picks it, and says which in its ready line.
+    picks_ports: bool,
     /// Serialises restarts.
     lock: Mutex<()>,
 }
@@ -313,6 +316,7 @@ impl Proxy {
                 args,
                 token: token.clone(),
                 data_dir: config.hub.data_dir.clone(),
+                picks_ports: public.port() == 0 || api.port() == 0,
                 lock: Mutex::new(()),
             }
         });
@@ -406,6 +410,55 @@ impl Proxy {
     }
 }
 
+/// The public and API addresses in the first ready line nbhub-proxy printed to `log` after
+/// byte `from`: `nbhub-proxy listening on http://127.0.0.1:8000, api on http://127.0.0.1:8001`.
+fn ready_line_ports(log: &Path, from: u64) -> Option<(SocketAddr, SocketAddr)> {
+    use std::io::{Read, Seek};
+    let mut file = std::fs::File::open(log).ok()?;
+    file.seek(std::io::SeekFrom::Start(from)).ok()?;
+    let mut text = String::new();
+    file.take(1 << 20).read_to_string(&mut text).ok()?;
+    text.lines().find_map(parse_ready_line)
+}
+
+fn parse_ready_line(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let rest = line.split_once("nbhub-proxy listening on ")?.1;
+    let (public, rest) = rest.split_once(", api on ")?;
+    let api = rest.split(',').next()?;
+    let addr = |url: &str| url.split_once("://")?.1.trim().parse().ok();
+    Some((addr(public)?, addr(api)?))
+}
+
+/// `[hub] bind_url` or `[proxy] api_url` with port 0 (tests, throwaway hubs): starts the
+/// managed proxy before anything else, on ports the system picks, and writes the ports it
+/// bound into `config`, so that every URL the hub hands out and every later restart of the
+/// proxy name them. Nothing to do for other configurations.
+pub async fn start_on_picked_ports(config: &mut Config) -> Result<(), ProxyError> {
+    let picks = config.hub.bind_url.port() == 0 || config.proxy.api_url.port() == 0;
+    if config.proxy.kind != ProxyKind::Managed || !picks {
+        return Ok(());
+    }
+    let proxy = Proxy::new(config).map_err(|e| ProxyError::Start(e.to_string()))?;
+    let Some(m) = &proxy.managed else {
+        return Ok(());
+    };
+    let Some((public, api)) =
+        start_managed(m, proxy.exited.clone(), proxy.stopping.clone()).await?
+    else {
+        return Err(ProxyError::Start(
+            "it answered but did not say which ports it bound".into(),
+        ));
+    };
+    let with_port = |u: &crate::config::HttpUrl, port: u16| {
+        let mut url = u.url().clone();
+        let _ = url.set_port(Some(port));
+        crate::config::HttpUrl::parse(url.as_str()).map_err(ProxyError::Start)
+    };
+    config.hub.bind_url = with_port(&config.hub.bind_url, public.port())?;
+    config.proxy.api_url = with_port(&config.proxy.api_url, api.port())?;
+    Ok(())
+}
+
 /// `scheme://host:port` of the hub as the proxy and servers reach it.
 pub fn hub_origin(config: &Config) -> String {
     if config.hub.hub_connect_url.is_empty() {
@@ -462,11 +515,13 @@ async fn kill_group(pid: i32) {
     let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
 }
 
+/// Starts the managed proxy and waits until its API answers; returns the public and API
+/// addresses it printed once listening (they are what it bound when a port was 0).
 async fn start_managed(
     m: &Managed,
     exited: Arc<tokio::sync::Notify>,
     stopping: Arc<AtomicBool>,
-) -> Result<(), ProxyError> {
+) -> Result<Option<(SocketAddr, SocketAddr)>, ProxyError> {
     let program = m
         .command
         .first()
@@ -477,6 +532,7 @@ async fn start_managed(
         .append(true)
         .open(&log_path)
         .map_err(|e| ProxyError::Start(format!("cannot open {}: {e}", log_path.display())))?;
+    let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
     let log2 = log
         .try_clone()
         .map_err(|e| ProxyError::Start(e.to_string()))?;
@@ -506,12 +562,22 @@ async fn start_managed(
         tracing::warn!(pid, ?status, "the managed proxy exited");
         exited.notify_one();
     });
-    let client = ProxyClient::new(&m.api, &m.token);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut delay = Duration::from_millis(5);
     loop {
-        if client.get_routes().await.is_ok() {
-            return Ok(());
+        // Port 0: the proxy's ready line (the first since `log_start`) says what it bound.
+        let bound = ready_line_ports(&log_path, log_start);
+        let api = match bound {
+            Some((_, api)) if m.picks_ports => {
+                let scheme = m.api.split_once("://").map_or("http", |(s, _)| s);
+                format!("{scheme}://{api}")
+            }
+            _ => m.api.clone(),
+        };
+        if (bound.is_some() || !m.picks_ports)
+            && ProxyClient::new(&api, &m.token).get_routes().await.is_ok()
+        {
+            return Ok(bound);
         }
         if tokio::time::Instant::now() > deadline {
             let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -524,5 +590,24 @@ async fn start_managed(
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ready_line_says_which_ports_the_proxy_bound() {
+        let line = "nbhub-proxy listening on http://127.0.0.1:41091, api on http://127.0.0.1:42479, metrics on http://127.0.0.1:1";
+        let (public, api) = parse_ready_line(line).expect("parsed");
+        assert_eq!((public.port(), api.port()), (41091, 42479));
+        let v6 = "x nbhub-proxy listening on https://[::1]:8000, api on http://[::1]:8001";
+        let ports = parse_ready_line(v6).map(|(p, a)| (p.port(), a.port()));
+        assert_eq!(ports, Some((8000, 8001)));
+        assert_eq!(
+            parse_ready_line("nbhub 0.1 listening on http://127.0.0.1:1"),
+            None
+        );
     }
 }

@@ -71,6 +71,9 @@ pub struct Options {
     pub slurm: Option<String>,
     /// More `[authenticator]` keys (e.g. `kind = "generic-oauth"` and its provider).
     pub authenticator: String,
+    /// The ports must be known before the hub runs (an identity provider started first is
+    /// told the hub's public callback URL): they are picked free rather than bound as 0.
+    pub ports_known_in_advance: bool,
 }
 
 impl Options {
@@ -94,15 +97,16 @@ impl HubProc {
     /// Writes the config; `start` runs the hub.
     pub fn new(venv: PathBuf, proxy: &Path, opts: Options) -> HubProc {
         let dir = nbhub_testkit::temp_dir_world_readable();
-        // The hub binds port 0 and says which port it got (read back in `start`); an external
-        // proxy the test starts first must name the hub's port before the hub runs. The
-        // proxy's two ports are told to the hub and its proxy in advance, so they are picked
-        // free here (`nbhub-proxy` binding port 0 would need the hub to read them back).
-        let hub_port = match opts.external_proxy_token {
-            Some(_) => free_port(),
-            None => 0,
-        };
-        let (public, api_port) = (free_port(), free_port());
+        // The hub and its managed proxy bind port 0 and the hub says which ports they got
+        // (read back in `start`), so no port is picked here that another test could take
+        // first. An external proxy the test starts itself, or an identity provider that must
+        // know the hub's public URL, needs the ports before the hub runs: those are picked free.
+        let (hub_port, public, api_port) =
+            if opts.external_proxy_token.is_some() || opts.ports_known_in_advance {
+                (free_port(), free_port(), free_port())
+            } else {
+                (0, 0, 0)
+            };
         let singleuser = venv.join("bin/jupyterhub-singleuser").display().to_string();
         let mut cmd: Vec<String> = opts.cmd_prefix.clone();
         cmd.push(singleuser);
@@ -236,23 +240,49 @@ services = ["e2e-admin"]
         let cmd = self.hub_command();
         let guard = ChildGuard::spawn("nbhub", cmd).expect("start nbhub");
         let line = guard
-            .wait_for_line(|l| l.contains("listening on"), Duration::from_secs(30))
+            .wait_for_line(
+                |l| l.contains("listening on") && l.contains("public URL"),
+                Duration::from_secs(30),
+            )
             .await;
         self.hub = Some(guard);
-        let said = &line[line.find("listening on").expect("the line")..];
-        let port = nbhub_testkit::port_in_line(said).expect("the hub says its port");
+        // `nbhub … listening on http://H (public URL http://P/, proxy API http://A)`
+        let port_after = |what: &str| {
+            let at = line
+                .find(what)
+                .unwrap_or_else(|| panic!("{what} in {line}"));
+            nbhub_testkit::port_in_line(&line[at..]).unwrap_or_else(|| panic!("{what}: {line}"))
+        };
+        let (port, public, api) = (
+            port_after("listening on"),
+            port_after("public URL"),
+            port_after("proxy API"),
+        );
         if self.hub_port == 0 {
-            // A restart binds the same port again: the proxy (adopted, not restarted) and the
-            // running servers know the hub by it.
-            self.hub_port = port;
+            // A restart binds the same ports again: the proxy (adopted, not restarted) and
+            // the running servers know the hub by them.
+            (self.hub_port, self.public, self.api_port) = (port, public, api);
             let config = std::fs::read_to_string(&self.config_path).expect("read config");
-            let config = config.replace(
-                "hub_bind_url = \"http://127.0.0.1:0\"",
-                &format!("hub_bind_url = \"http://127.0.0.1:{port}\""),
-            );
+            let config = config
+                .replace(
+                    "hub_bind_url = \"http://127.0.0.1:0\"",
+                    &format!("hub_bind_url = \"http://127.0.0.1:{port}\""),
+                )
+                .replace(
+                    "bind_url = \"http://127.0.0.1:0\"",
+                    &format!("bind_url = \"http://127.0.0.1:{public}\""),
+                )
+                .replace(
+                    "api_url = \"http://127.0.0.1:0\"",
+                    &format!("api_url = \"http://127.0.0.1:{api}\""),
+                );
             std::fs::write(&self.config_path, config).expect("write config");
         }
-        assert_eq!(port, self.hub_port, "the hub's port: {line}");
+        assert_eq!(
+            (port, public, api),
+            (self.hub_port, self.public, self.api_port),
+            "the hub's and the proxy's ports: {line}"
+        );
         let url = self.public_url("/hub/api/");
         let routed = || async {
             let r = nbhub_testkit::http_get(&url).await.ok()?;

@@ -707,6 +707,7 @@ async fn after_the_provider_sign_in_jupyterlab_opens() {
                 "kind = \"generic-oauth\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\nissuer = \"{issuer}\"\n\
                  manage_groups = true\nauth_state_groups_key = \"oauth_user.groups\"\n"
             ),
+            ports_known_in_advance: true,
             ..Options::default()
         },
     );
@@ -877,6 +878,7 @@ auth_refresh_age = 2
 auth_state_env = {{ OIDC_ACCESS_TOKEN = "access_token", OIDC_GROUPS = "oauth_user.groups", OIDC_EMAIL = "oauth_user.email" }}
 "#
             ),
+            ports_known_in_advance: true,
             ..Options::default()
         },
     );
