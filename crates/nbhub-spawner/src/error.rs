@@ -29,6 +29,13 @@ pub enum SpawnError {
     #[error("{0}")]
     Failed(String),
 
+    /// The system the server would run on cannot take a start now (its controller or login
+    /// nodes do not answer, an admin put it in maintenance, a maintenance reservation overlaps
+    /// the run time asked for); servers already running there are not affected. The hub
+    /// answers 503; a retry later may work.
+    #[error("{message}")]
+    Unavailable { system: String, message: String },
+
     /// Asked again too soon (estimates are rate-limited per user); the hub answers 429.
     #[error("{message}")]
     TooSoon {

@@ -182,11 +182,101 @@ pub trait Spawner: Send + Sync {
         None
     }
 
+    /// The systems this spawner runs servers on, in the order the form offers them, with
+    /// what the spawner itself sees of their health. Empty (the default): one system that
+    /// has no name, and the form shows no picker.
+    fn systems(&self) -> Vec<SystemInfo> {
+        Vec::new()
+    }
+
+    /// The system a server runs on (from its state); `None` for a spawner without systems.
+    fn system_of(&self, state: &SpawnerState) -> Option<String> {
+        let _ = state;
+        None
+    }
+
+    /// Whether a start with these (validated) options may go ahead now on its system: its
+    /// controller and login nodes answer, not every partition is down, no maintenance
+    /// reservation overlaps the run time asked for. `Err` is a [`SpawnError::Unavailable`]
+    /// naming the system (the hub answers 503). Default: always.
+    fn admit<'a>(
+        &'a self,
+        ctx: &'a FormContext,
+        options: &'a ValidatedOptions,
+    ) -> BoxFuture<'a, Result<(), SpawnError>> {
+        let _ = (ctx, options);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Where the hub and the proxy reach a server that listens at `host:port` as the job
+    /// reported it. A system whose compute nodes the hub cannot reach (`reach = "tunnel"`)
+    /// opens a forward through its login node and answers with the local end; the state
+    /// records it, so that [`Spawner::restore`] can open it again. Default: `host:port`.
+    fn reach<'a>(
+        &'a self,
+        state: &'a SpawnerState,
+        host: &'a str,
+        port: u16,
+    ) -> BoxFuture<'a, Result<Reached, SpawnError>> {
+        let _ = state;
+        Box::pin(async move {
+            Ok(Reached {
+                host: host.to_owned(),
+                port,
+                state: None,
+            })
+        })
+    }
+
+    /// Opens again what a running server needs to be reached (tunnels), after a hub restart
+    /// or a dropped connection, before its route is used. `Ok(None)`: nothing changed;
+    /// `Ok(Some(r))`: the server is now reached at `r` (the hub moves its route). Default:
+    /// nothing to do.
+    fn restore<'a>(
+        &'a self,
+        state: &'a SpawnerState,
+    ) -> BoxFuture<'a, Result<Option<Reached>, SpawnError>> {
+        let _ = state;
+        Box::pin(async { Ok(None) })
+    }
+
     /// The backend's own figures for `/hub/metrics` (Slurm: its poller's), read when
     /// Prometheus asks.
     fn metrics(&self) -> Vec<BackendMetric> {
         Vec::new()
     }
+}
+
+/// One system a spawner runs servers on (see [`Spawner::systems`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemInfo {
+    /// The value of `user_options.system`; in URLs and metric labels.
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    /// What the spawner itself last saw.
+    pub health: Health,
+}
+
+/// A system's health as the spawner sees it (an admin's maintenance notice is the hub's).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Health {
+    #[default]
+    Ok,
+    /// Its controller or every login node did not answer the last time it was asked.
+    Unreachable { reason: String },
+    /// It answers, but cannot run servers now (every partition down or drained).
+    Down { reason: String },
+}
+
+/// Where a server is reached (see [`Spawner::reach`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reached {
+    pub host: String,
+    pub port: u16,
+    /// A new state to persist (it records the tunnel), if it changed.
+    pub state: Option<SpawnerState>,
 }
 
 /// One metric family of a backend, in Prometheus' terms.

@@ -92,7 +92,9 @@ impl SpawnFailure {
     /// its own words).
     pub fn spawner(error: &SpawnError) -> Self {
         let retry = match error {
-            SpawnError::Io { .. } | SpawnError::TooSoon { .. } => true,
+            SpawnError::Io { .. } | SpawnError::TooSoon { .. } | SpawnError::Unavailable { .. } => {
+                true
+            }
             SpawnError::NoUnixAccount { .. }
             | SpawnError::InvalidOptions(_)
             | SpawnError::Config(_)
