@@ -30,6 +30,8 @@
 //!   arguments, the job script), `tracker.rs` (one `squeue` per interval for every job),
 //!   `form.rs` (the per-user form and its validation), `estimate.rs` (`sbatch --test-only`
 //!   estimates) and `setup.rs` (the start-up checks);
+//! - `ssh.rs`: the SSH transport (`[systems.ssh]`: [`SshConfig`]): commands and tunnels on a
+//!   system's login nodes;
 //! - `redact.rs`: [`mask_secrets`], which every quote of a server's log goes through;
 //! - `secs.rs`: serde helpers for durations in seconds and "one string or a list".
 
@@ -41,6 +43,7 @@ mod options;
 mod redact;
 mod secs;
 mod slurm;
+mod ssh;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -63,6 +66,7 @@ pub use slurm::{
     AllowRule, CustomField, CustomType, CustomValue, PartitionConfig, SlurmConfig, SlurmSpawner,
     SlurmState,
 };
+pub use ssh::SshConfig;
 
 /// A boxed future, so that [`Spawner`] stays usable as `dyn Spawner`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -23,6 +23,7 @@ mod commands;
 mod config;
 mod estimate;
 mod form;
+mod health;
 mod parse;
 mod script;
 mod setup;
@@ -59,6 +60,9 @@ const LAST_LINES: usize = 20;
 /// What the Slurm spawner records about a job ([`SpawnerState`] as JSON).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlurmState {
+    /// The system (`[[systems]] name`) the job runs on; `""` with a plain `[slurm]` section.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub system: String,
     pub job_id: String,
     /// The Unix account the job runs as.
     pub user: String,
@@ -83,6 +87,8 @@ impl SlurmState {
 
 /// Runs single-user servers as Slurm batch jobs.
 pub struct SlurmSpawner {
+    /// `[[systems]] name`; `""` with a plain `[slurm]` section.
+    system: String,
     spawner: SpawnerConfig,
     slurm: SlurmConfig,
     template: String,
@@ -120,6 +126,7 @@ impl SlurmSpawner {
         };
         let commands = Commands::new(&slurm);
         Ok(Self {
+            system: String::new(),
             tracker: Tracker::new(
                 commands.clone(),
                 Duration::from_secs(slurm.poll_interval.max(1)),
@@ -133,6 +140,17 @@ impl SlurmSpawner {
             node_addrs: Mutex::default(),
             last_estimate: Mutex::default(),
         })
+    }
+
+    /// This spawner as the system `name` of `[[systems]]`: its jobs' states name it.
+    pub fn named(mut self, name: &str) -> Self {
+        self.system = name.to_owned();
+        self
+    }
+
+    /// `[[systems]] name`; `""` with a plain `[slurm]` section.
+    pub fn system_name(&self) -> &str {
+        &self.system
     }
 
     pub fn config(&self) -> &SlurmConfig {
@@ -302,6 +320,7 @@ impl SlurmSpawner {
             })?
             .to_owned();
         let state = SlurmState {
+            system: self.system.clone(),
             output: PathBuf::from(output_file(&output, &unix_user, &job_name, &job_id)),
             job_id: job_id.clone(),
             user: unix_user.clone(),
@@ -567,6 +586,20 @@ impl Spawner for SlurmSpawner {
         Box::pin(async move { Some(self.estimate_job(ctx, options).await) })
     }
 
+    fn system_of(&self, state: &SpawnerState) -> Option<String> {
+        SlurmState::from_state(state)
+            .map(|st| st.system)
+            .filter(|s| !s.is_empty())
+    }
+
+    fn admit<'a>(
+        &'a self,
+        ctx: &'a FormContext,
+        options: &'a ValidatedOptions,
+    ) -> BoxFuture<'a, Result<(), SpawnError>> {
+        Box::pin(self.admit_job(ctx, options))
+    }
+
     fn metrics(&self) -> Vec<crate::BackendMetric> {
         self.tracker.metrics()
     }
@@ -612,6 +645,7 @@ impl Spawner for SlurmSpawner {
             ),
         };
         Some(json!({
+            "system": (!st.system.is_empty()).then_some(&st.system),
             "job_id": st.job_id,
             "partition": partition,
             "nodes": nodes,
@@ -654,6 +688,7 @@ mod tests {
         )
         .unwrap();
         let state = SlurmState {
+            system: String::new(),
             job_id: "7".into(),
             user: "alice".into(),
             partition: "devel".into(),

@@ -724,6 +724,7 @@ async fn twenty_jobs_cost_one_squeue_per_poll_interval() {
         let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         states.push(
             SlurmState {
+                system: String::new(),
                 job_id: id,
                 user: "root".into(),
                 partition: "batch".into(),
