@@ -73,6 +73,31 @@ pub struct SlurmState {
     /// The address of the node, once it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// `reach = "tunnel"`: the forward through the login node the hub reaches the server by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<Tunnel>,
+    /// `reach = "tunnel"`: the reverse forward on the login node the job reaches the hub by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub_tunnel: Option<HubTunnel>,
+}
+
+/// A forward from the hub's machine to a server on a compute node (see [`SlurmState::tunnel`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tunnel {
+    /// Where the server listens, as the login node reaches it.
+    pub node: String,
+    pub port: u16,
+    /// The local end (127.0.0.1) the proxy's route points at.
+    pub local_port: u16,
+}
+
+/// A reverse forward on the login node to the hub's API (see [`SlurmState::hub_tunnel`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubTunnel {
+    /// The port on the login node (at `[systems.ssh] hub_tunnel_host`).
+    pub port: u16,
+    /// The hub's API as the hub's machine reaches it, `host:port`.
+    pub hub: String,
 }
 
 impl SlurmState {
@@ -99,6 +124,13 @@ pub struct SlurmSpawner {
     cluster: Cluster,
     node_addrs: Mutex<HashMap<String, String>>,
     last_estimate: Mutex<HashMap<String, Instant>>,
+    /// `reach = "tunnel"`: the hub reaches servers through the login node, and the jobs reach
+    /// the hub through a reverse forward there (at this address).
+    tunnel: Option<String>,
+    /// Over SSH: each user's home and shell on the system, asked once.
+    remote_accounts: Mutex<HashMap<String, (PathBuf, PathBuf)>>,
+    /// `reach = "tunnel"`: each user's reverse forward to the hub (one per user and system).
+    hub_tunnels: Mutex<HashMap<String, HubTunnel>>,
 }
 
 impl SlurmSpawner {
@@ -109,7 +141,34 @@ impl SlurmSpawner {
         slurm: SlurmConfig,
         data_dir: &Path,
     ) -> Result<Self, SpawnError> {
-        let _ = data_dir;
+        Self::for_system(spawner, slurm, data_dir, "", None, false)
+    }
+
+    /// The spawner of the system `name` of `[[systems]]`: its commands run on its login nodes
+    /// over SSH when `ssh` is given (else on this machine), and with `tunnel` (`reach =
+    /// "tunnel"`, SSH only) the hub and the jobs reach each other through the login node.
+    /// SSH keys, certificates and connection sockets live under `data_dir/ssh/<name>`.
+    pub fn for_system(
+        spawner: SpawnerConfig,
+        slurm: SlurmConfig,
+        data_dir: &Path,
+        name: &str,
+        ssh: Option<&crate::SshConfig>,
+        tunnel: bool,
+    ) -> Result<Self, SpawnError> {
+        if tunnel && ssh.is_none() {
+            return Err(SpawnError::Config(format!(
+                "system {name}: reach = \"tunnel\" needs transport = \"ssh\""
+            )));
+        }
+        let via =
+            match ssh {
+                Some(config) => commands::Via::Ssh(std::sync::Arc::new(
+                    crate::ssh::SshTransport::new(name, config, &data_dir.join("ssh").join(name))?,
+                )),
+                None => commands::Via::Local,
+            };
+        let tunnel = ssh.filter(|_| tunnel).map(|c| c.hub_tunnel_host.clone());
         slurm.validate().map_err(SpawnError::Config)?;
         if spawner.cmd.first().is_none_or(|c| c.is_empty()) {
             return Err(SpawnError::Config("cmd must name a program".to_owned()));
@@ -124,9 +183,12 @@ impl SlurmSpawner {
                 ))
             })?
         };
-        let commands = Commands::new(&slurm);
+        let commands = Commands::new(&slurm, via);
         Ok(Self {
-            system: String::new(),
+            system: name.to_owned(),
+            tunnel,
+            remote_accounts: Mutex::default(),
+            hub_tunnels: Mutex::default(),
             tracker: Tracker::new(
                 commands.clone(),
                 Duration::from_secs(slurm.poll_interval.max(1)),
@@ -229,18 +291,220 @@ impl SlurmSpawner {
         env
     }
 
+    /// "On JUWELS: " for a named system, "" otherwise (messages say which system).
+    fn on_system(&self) -> String {
+        if self.system.is_empty() {
+            String::new()
+        } else {
+            format!("On {}: ", self.system)
+        }
+    }
+
+    /// The user's home and shell: from this machine's accounts, or over SSH from the system's
+    /// (asked once per user: the hub's machine need not know the user).
+    async fn account_of(&self, unix_user: &str) -> Result<(PathBuf, PathBuf), SpawnError> {
+        if self.commands.ssh().is_none() {
+            let member = self.commands.accounts().require(unix_user).await?;
+            return Ok((member.account.home.clone(), member.account.shell.clone()));
+        }
+        if let Some(known) = lock(&self.remote_accounts).get(unix_user) {
+            return Ok(known.clone());
+        }
+        let out = self
+            .commands
+            .program_as_user(
+                unix_user,
+                &[
+                    "/bin/sh",
+                    "-c",
+                    "printf '%s\\n%s\\n' \"$HOME\" \"${SHELL:-/bin/sh}\"",
+                ],
+                None,
+            )
+            .await?;
+        let mut lines = out.stdout.lines();
+        let (Some(home), Some(shell)) = (lines.next(), lines.next()) else {
+            return Err(SpawnError::Failed(format!(
+                "{}could not learn {unix_user}'s home directory: {}",
+                self.on_system(),
+                out.stderr.trim()
+            )));
+        };
+        if !out.ok || !home.starts_with('/') {
+            return Err(SpawnError::Failed(format!(
+                "{}could not learn {unix_user}'s home directory: {}",
+                self.on_system(),
+                out.stderr.trim()
+            )));
+        }
+        let known = (PathBuf::from(home), PathBuf::from(shell));
+        lock(&self.remote_accounts).insert(unix_user.to_owned(), known.clone());
+        Ok(known)
+    }
+
+    /// `reach = "tunnel"`: the user's reverse forward on the login node to the hub's API
+    /// (opened once per user, re-opened by the transport after a drop), and the job's hub
+    /// URLs pointed at it.
+    async fn open_hub_tunnel(
+        &self,
+        unix_user: &str,
+        bind: &str,
+        env: &mut BTreeMap<String, String>,
+    ) -> Result<HubTunnel, SpawnError> {
+        let api = env.get("JUPYTERHUB_API_URL").cloned().unwrap_or_default();
+        let (origin, hub) = origin_of(&api).ok_or_else(|| {
+            SpawnError::Config(format!(
+                "system {}: the hub's API URL {api:?} is not http://host:port/…, which a tunnel needs",
+                self.system
+            ))
+        })?;
+        let ssh = self
+            .commands
+            .ssh()
+            .ok_or_else(|| SpawnError::Config("a tunnel needs transport = \"ssh\"".into()))?;
+        let known = lock(&self.hub_tunnels)
+            .get(unix_user)
+            .filter(|t| t.hub == hub)
+            .cloned();
+        let tunnel = match known {
+            Some(t) => t,
+            None => {
+                let (host, port) = split_host_port(&hub).unwrap_or_default();
+                let port = ssh.forward_remote(unix_user, bind, 0, &host, port).await?;
+                let t = HubTunnel {
+                    port,
+                    hub: hub.clone(),
+                };
+                lock(&self.hub_tunnels).insert(unix_user.to_owned(), t.clone());
+                t
+            }
+        };
+        let inside = crate::http_origin(bind, tunnel.port);
+        for value in env.values_mut() {
+            if value.starts_with(&origin) {
+                *value = format!("{inside}{}", &value[origin.len()..]);
+            }
+        }
+        Ok(tunnel)
+    }
+
+    /// The last lines of a job's output: read here, or over SSH on the system.
+    async fn last_lines_of(&self, state: &SlurmState) -> Option<String> {
+        if self.commands.ssh().is_none() {
+            return last_lines(&state.output);
+        }
+        let lines = LAST_LINES.to_string();
+        let path = state.output.to_string_lossy();
+        let out = self
+            .commands
+            .program_as_user(&state.user, &["tail", "-n", &lines, "--", &path], None)
+            .await
+            .ok()?;
+        (out.ok && !out.stdout.trim().is_empty()).then(|| crate::mask_secrets(&out.stdout))
+    }
+
+    /// `reach = "tunnel"`: a forward to `node:port` through the login node, on the user's
+    /// connection (`local_port` 0: a new one).
+    async fn open_tunnel(
+        &self,
+        st: &SlurmState,
+        node: &str,
+        port: u16,
+        local_port: u16,
+    ) -> Result<Tunnel, SpawnError> {
+        let ssh = self
+            .commands
+            .ssh()
+            .ok_or_else(|| SpawnError::Config("a tunnel needs transport = \"ssh\"".into()))?;
+        let local_port = ssh.forward_local(&st.user, node, port, local_port).await?;
+        Ok(Tunnel {
+            node: node.to_owned(),
+            port,
+            local_port,
+        })
+    }
+
+    async fn reach_server(
+        &self,
+        state: &SpawnerState,
+        host: &str,
+        port: u16,
+    ) -> Result<crate::Reached, SpawnError> {
+        let direct = crate::Reached {
+            host: host.to_owned(),
+            port,
+            state: None,
+        };
+        let (Some(_), Some(mut st)) = (&self.tunnel, SlurmState::from_state(state)) else {
+            return Ok(direct);
+        };
+        let reuse = st
+            .tunnel
+            .as_ref()
+            .filter(|t| t.node == host && t.port == port)
+            .map(|t| t.local_port);
+        let tunnel = self
+            .open_tunnel(&st, host, port, reuse.unwrap_or(0))
+            .await?;
+        let local = tunnel.local_port;
+        st.tunnel = Some(tunnel);
+        Ok(crate::Reached {
+            host: "127.0.0.1".to_owned(),
+            port: local,
+            state: Some(st.to_state()),
+        })
+    }
+
+    /// After a hub restart: the reverse forward to the hub and the forward to the server, on
+    /// the ports the state names.
+    async fn restore_tunnels(
+        &self,
+        state: &SpawnerState,
+    ) -> Result<Option<crate::Reached>, SpawnError> {
+        let (Some(bind), Some(mut st)) = (&self.tunnel, SlurmState::from_state(state)) else {
+            return Ok(None);
+        };
+        let Some(ssh) = self.commands.ssh() else {
+            return Ok(None);
+        };
+        if let Some(hub) = &st.hub_tunnel {
+            let known = lock(&self.hub_tunnels).get(&st.user).cloned();
+            if known.as_ref() != Some(hub) {
+                let (host, port) = split_host_port(&hub.hub).unwrap_or_default();
+                ssh.forward_remote(&st.user, bind, hub.port, &host, port)
+                    .await?;
+                lock(&self.hub_tunnels).insert(st.user.clone(), hub.clone());
+            }
+        }
+        let Some(old) = st.tunnel.clone() else {
+            return Ok(None);
+        };
+        let tunnel = self
+            .open_tunnel(&st, &old.node, old.port, old.local_port)
+            .await?;
+        if tunnel == old {
+            return Ok(None);
+        }
+        let local = tunnel.local_port;
+        st.tunnel = Some(tunnel);
+        Ok(Some(crate::Reached {
+            host: "127.0.0.1".to_owned(),
+            port: local,
+            state: Some(st.to_state()),
+        }))
+    }
+
     async fn submit(&self, req: &SpawnRequest) -> Result<Started, SpawnError> {
         let unix_user = if req.unix_user.is_empty() {
             req.user.clone()
         } else {
             req.unix_user.clone()
         };
-        let member = self.commands.accounts().require(&unix_user).await?;
-        let account = &member.account;
+        let (home, shell) = self.account_of(&unix_user).await?;
         let job = JobRequest::from_options(&req.user_options, &self.slurm.fields)?;
         let fill = |t: &str| {
             t.replace("{username}", &unix_user)
-                .replace("{home}", &account.home.display().to_string())
+                .replace("{home}", &home.display().to_string())
                 .replace("{server}", &req.server_name)
         };
         let job_name = fill(&self.slurm.job_name);
@@ -258,7 +522,11 @@ impl SlurmSpawner {
         } else {
             output.clone()
         };
-        let env = self.environment(req, &account.home, &account.shell);
+        let mut env = self.environment(req, &home, &shell);
+        let hub_tunnel = match &self.tunnel {
+            Some(bind) => Some(self.open_hub_tunnel(&unix_user, bind, &mut env).await?),
+            None => None,
+        };
         let options = job.sbatch_options(&self.slurm);
         let cmd: Vec<String> = self
             .spawner
@@ -298,13 +566,20 @@ impl SlurmSpawner {
             .as_user(&unix_user, "sbatch", &argv, &env, Some(&script))
             .await?;
         if !out.ok {
-            return Err(SpawnError::Failed(if controller_unreachable(&out.stderr) {
-                "Slurm's controller does not answer right now, so the job could not be \
-                 submitted; please try again in a minute"
-                    .to_owned()
-            } else {
-                format!("Slurm refused the job: {}", slurm_error(&out.stderr))
-            }));
+            if controller_unreachable(&out.stderr) {
+                return Err(SpawnError::Unavailable {
+                    system: self.system.clone(),
+                    message: format!(
+                        "{}Slurm's controller does not answer right now, so the job could not \
+                         be submitted; please try again in a minute",
+                        self.on_system()
+                    ),
+                });
+            }
+            return Err(SpawnError::Failed(format!(
+                "Slurm refused the job: {}",
+                slurm_error(&out.stderr)
+            )));
         }
         let job_id = out
             .stdout
@@ -327,6 +602,8 @@ impl SlurmSpawner {
             partition: job.partition.clone(),
             nodes: job.nodes,
             host: None,
+            tunnel: None,
+            hub_tunnel,
         };
         req.updates.persist(&state.to_state());
         tracing::info!(user = %req.user, server = %req.server_name, job = %job_id, partition = %job.partition, "submitted Slurm job");
@@ -367,7 +644,7 @@ impl SlurmSpawner {
                 (View::Queued { info, .. }, None) => Some(pending_message(info)),
                 (View::Ended { reason, .. }, None) => {
                     // Why it never ran is often in its last lines (a bad command, a full disk).
-                    return Err(SpawnError::Failed(match last_lines(&state.output) {
+                    return Err(SpawnError::Failed(match self.last_lines_of(&state).await {
                         Some(tail) => format!("{reason} Last output:\n{tail}"),
                         None => reason.clone(),
                     }));
@@ -507,6 +784,26 @@ fn pending_why(info: &parse::JobInfo) -> String {
     m
 }
 
+/// `("http://host:port", "host:port")` of an `http://` URL (port 80 when none is given).
+fn origin_of(url: &str) -> Option<(String, String)> {
+    let rest = url.strip_prefix("http://")?;
+    let authority = rest.split('/').next().filter(|a| !a.is_empty())?;
+    let hub = if split_host_port(authority).is_some() {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    Some((format!("http://{authority}"), hub))
+}
+
+/// `host:port` (`[v6]:port`) split; `None` without a port.
+fn split_host_port(s: &str) -> Option<(String, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty() && !host.contains(']')).then(|| (host.to_owned(), port))
+}
+
 /// The last lines of a job's output file, secrets masked; `None` when it cannot be read.
 fn last_lines(output: &Path) -> Option<String> {
     crate::local::unix::log_tail(output, LAST_LINES).map(|t| crate::mask_secrets(&t))
@@ -598,6 +895,22 @@ impl Spawner for SlurmSpawner {
         options: &'a ValidatedOptions,
     ) -> BoxFuture<'a, Result<(), SpawnError>> {
         Box::pin(self.admit_job(ctx, options))
+    }
+
+    fn reach<'a>(
+        &'a self,
+        state: &'a SpawnerState,
+        host: &'a str,
+        port: u16,
+    ) -> BoxFuture<'a, Result<crate::Reached, SpawnError>> {
+        Box::pin(self.reach_server(state, host, port))
+    }
+
+    fn restore<'a>(
+        &'a self,
+        state: &'a SpawnerState,
+    ) -> BoxFuture<'a, Result<Option<crate::Reached>, SpawnError>> {
+        Box::pin(self.restore_tunnels(state))
     }
 
     fn metrics(&self) -> Vec<crate::BackendMetric> {
@@ -695,6 +1008,8 @@ mod tests {
             nodes: 1,
             output: "/x/7.log".into(),
             host: None,
+            tunnel: None,
+            hub_tunnel: None,
         };
         assert_eq!(SlurmState::from_state(&state.to_state()), Some(state));
         assert_eq!(spawner.kind(), "slurm");

@@ -6,5 +6,7 @@
 //! - `ssh/config.rs`: [`SshConfig`], the `[systems.ssh]` table.
 
 mod config;
+mod connection;
 
 pub use config::SshConfig;
+pub(crate) use connection::{SshTransport, Who};

@@ -731,6 +731,8 @@ async fn twenty_jobs_cost_one_squeue_per_poll_interval() {
                 nodes: 1,
                 output: "/dev/null".into(),
                 host: None,
+                tunnel: None,
+                hub_tunnel: None,
             }
             .to_state(),
         );

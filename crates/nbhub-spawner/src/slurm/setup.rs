@@ -14,6 +14,11 @@ impl SlurmSpawner {
     /// executable by every user, `sbatch` must exist, `SLURM_CONF` must be readable by all.
     pub fn check_setup(&self) -> Vec<String> {
         let mut problems = Vec::new();
+        if self.commands.ssh().is_some() {
+            // Everything below is about this machine; the system's commands run on its login
+            // nodes, which the first start-up query reaches (or not, as its health says).
+            return problems;
+        }
         let cmd = &self.spawner.cmd[0];
         check_everyone_runs(cmd, "[spawner] cmd", &mut problems);
         check_everyone_runs(&self.slurm.python, "[slurm] python", &mut problems);
@@ -40,6 +45,10 @@ impl SlurmSpawner {
     /// The nodes whose address is not a loopback one, as `scontrol show node` lists them
     /// (`[slurm] node_address` when that is a template); `Err` when Slurm cannot be asked.
     pub async fn remote_nodes(&self) -> Result<Vec<String>, String> {
+        if self.tunnel.is_some() {
+            // The hub reaches these nodes through the login node, whatever their addresses.
+            return Ok(Vec::new());
+        }
         let out = self
             .commands
             .query("scontrol", &["show", "node", "-o"])

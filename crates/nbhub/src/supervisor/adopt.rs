@@ -55,6 +55,8 @@ impl Supervisor {
                             host,
                             port: port as u16,
                         });
+                    // Tunnels through a login node, before the route is used.
+                    self.clone().restore_reach(slot.clone(), row.id).await;
                     slot.set_phase(Phase::Running);
                     tracing::info!(user = %user.name, server = %row.name, "adopted a running server");
                 }
@@ -89,5 +91,60 @@ impl Supervisor {
             }
         }
         Ok(())
+    }
+
+    /// Opens again what the spawner needs to reach a running server (`Spawner::restore`:
+    /// tunnels through a login node) and moves its route when it is reached elsewhere now. A
+    /// login node that does not answer yet is asked again every few seconds, in the
+    /// background, until it does or the server is gone.
+    async fn restore_reach(self: Arc<Self>, slot: Arc<super::Slot>, row_id: i64) {
+        if self.try_restore(&slot, row_id).await {
+            return;
+        }
+        tokio::spawn(async move {
+            let mut delay = std::time::Duration::from_secs(2);
+            loop {
+                tokio::time::sleep(delay).await;
+                if slot.phase() != Phase::Running || self.try_restore(&slot, row_id).await {
+                    return;
+                }
+                delay = (delay * 2).min(std::time::Duration::from_secs(30));
+            }
+        });
+    }
+
+    /// One attempt of [`Supervisor::restore_reach`]; `true` when done.
+    async fn try_restore(&self, slot: &super::Slot, row_id: i64) -> bool {
+        let state = slot.lock().spawner_state.clone();
+        let reached = match self.spawner.restore(&state).await {
+            Ok(Some(reached)) => reached,
+            Ok(None) => return true,
+            Err(e) => {
+                tracing::warn!(user = %slot.user, server = %slot.server_name, error = %e, "cannot reopen the way to the server yet; trying again");
+                return false;
+            }
+        };
+        if let Some(state) = &reached.state {
+            slot.lock().spawner_state = state.clone();
+            if let Err(e) = servers::set_state(&self.db, row_id, &state.0).await {
+                tracing::error!(error = %e, "could not persist the spawner state");
+            }
+        }
+        slot.lock().endpoint = Some(Endpoint {
+            host: reached.host.clone(),
+            port: reached.port,
+        });
+        if let Err(e) = servers::mark_ready(&self.db, row_id, &reached.host, reached.port).await {
+            tracing::error!(error = %e, "could not record where the server is reached");
+        }
+        let target = nbhub_spawner::http_origin(&reached.host, reached.port);
+        if let Err(e) = self
+            .add_server_route(&slot.user, &slot.server_name, &target)
+            .await
+        {
+            tracing::warn!(error = %e, "could not move the server's route; the route check will");
+        }
+        tracing::info!(user = %slot.user, server = %slot.server_name, %target, "the server is reached at a new address");
+        true
     }
 }

@@ -312,19 +312,25 @@ impl Supervisor {
         let deadline = Instant::now() + timeouts.http_timeout;
         let mut delay = Duration::from_millis(10);
         let mut last_poll = Instant::now();
-        let port = loop {
+        let mut reached = self.reach(slot, row_id, &started, port).await?;
+        let mut reached_for = port;
+        let reached = loop {
             // A batchspawner wrapper may report another port meanwhile.
             let current = match slot.reported_port() {
                 0 => port,
                 p => p,
             };
+            if current != reached_for {
+                reached = self.reach(slot, row_id, &started, current).await?;
+                reached_for = current;
+            }
             let url = format!(
                 "{}{prefix}api",
-                nbhub_spawner::http_origin(&started.host, current)
+                nbhub_spawner::http_origin(&reached.host, reached.port)
             );
             if let Ok(resp) = self.http.get(&url).send().await {
                 if resp.status().as_u16() < 500 {
-                    break current;
+                    break reached;
                 }
             }
             if slot.is_cancelled() {
@@ -350,15 +356,16 @@ impl Supervisor {
             }
             delay = (delay * 2).min(PROBE_POLL);
         };
+        let (host, port) = (reached.host, reached.port);
         slot.lock().endpoint = Some(Endpoint {
-            host: started.host.clone(),
+            host: host.clone(),
             port,
         });
-        let target = nbhub_spawner::http_origin(&started.host, port);
+        let target = nbhub_spawner::http_origin(&host, port);
         self.add_server_route(&slot.user, &slot.server_name, &target)
             .await
             .map_err(SpawnFailure::proxy)?;
-        servers::mark_ready(&self.db, row_id, &started.host, port)
+        servers::mark_ready(&self.db, row_id, &host, port)
             .await
             .map_err(|e| SpawnFailure::internal(SpawnStep::Record, e))?;
         slot.set_phase(Phase::Running);
@@ -375,6 +382,36 @@ impl Supervisor {
         }));
         tracing::info!(user = %slot.user, server = %slot.server_name, %target, "server ready");
         Ok(())
+    }
+
+    /// Where the hub and the proxy reach the server the job says listens at `port`
+    /// (`Spawner::reach`: a tunnel through a login node, or there itself); a state that
+    /// records a tunnel is persisted at once, so that a restarted hub opens it again.
+    async fn reach(
+        &self,
+        slot: &Slot,
+        row_id: i64,
+        started: &Started,
+        port: u16,
+    ) -> Result<nbhub_spawner::Reached, SpawnFailure> {
+        let state = slot.lock().spawner_state.clone();
+        let state = if state.is_empty() {
+            started.state.clone()
+        } else {
+            state
+        };
+        let reached = self
+            .spawner
+            .reach(&state, &started.host, port)
+            .await
+            .map_err(|e| SpawnFailure::spawner(&e))?;
+        if let Some(state) = &reached.state {
+            slot.lock().spawner_state = state.clone();
+            servers::set_state(&self.db, row_id, &state.0)
+                .await
+                .map_err(|e| SpawnFailure::internal(SpawnStep::Record, e))?;
+        }
+        Ok(reached)
     }
 
     /// Why a server that died while starting failed, with its last lines: the cause (a crash
@@ -444,7 +481,7 @@ impl Supervisor {
         env
     }
 
-    async fn add_server_route(
+    pub(super) async fn add_server_route(
         &self,
         user: &str,
         server: &str,
