@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The nbhub demo: a multi-user JupyterLab on http://127.0.0.1:8000 — the hub, its proxy, SQLite,
-# the demo login, and (as root) a local Slurm cluster of 4 nodes with the Slurm spawner: every
-# user's JupyterLab is a batch job chosen on the spawn form. State lives in ./demo-data; delete
-# it to start afresh. Everything listens on 127.0.0.1 only.
+# the demo login, and (as root) two Slurm systems on one spawn form: a local cluster of 4 nodes
+# the hub is a client of, and a cluster of 2 nodes in a network namespace of its own that the
+# hub reaches only over SSH through its login node (scripts/slurm-ssh-cluster), its servers
+# through tunnels. Every user's JupyterLab is a batch job chosen on the spawn form. State lives
+# in ./demo-data; delete it to start afresh. Everything listens on 127.0.0.1 only.
 #
 #   scripts/demo.sh                          build (cargo profile `demo`) and run until Ctrl-C
-#   scripts/demo.sh --clean                  stop the Slurm cluster, remove the demo accounts
+#   scripts/demo.sh --clean                  stop the Slurm clusters, remove the demo accounts
 #                                            and /var/lib/nbhub-demo (each named as it goes)
 #   NBHUB_DEMO_SPAWNER=local scripts/demo.sh servers as local processes instead of Slurm jobs
 #   NBHUB_DEMO_PORT=9000 scripts/demo.sh     another public port (default 8000; the hub and the
@@ -25,6 +27,8 @@ PORT=${NBHUB_DEMO_PORT:-8000}
 DATA="$REPO/demo-data"
 SPAWNER=${NBHUB_DEMO_SPAWNER:-slurm}
 DEMO_USERS=(alice bob admin)
+# The hub's own account on the SSH system, for the one squeue per poll of every job there.
+DEMO_TRACKER=nbhub-demo-hub
 DEMO_ROOT=/var/lib/nbhub-demo
 DEMO_HOMES=$DEMO_ROOT/homes
 # Where the cargo profile `demo` puts the binaries.
@@ -43,6 +47,7 @@ accounts() {
     for u in "${DEMO_USERS[@]}"; do
         id "nbhub-demo-$u" >/dev/null 2>&1 && printf '%s\n' "nbhub-demo-$u"
     done
+    id "$DEMO_TRACKER" >/dev/null 2>&1 && printf '%s\n' "$DEMO_TRACKER"
     return 0
 }
 # The proxy of an earlier run, when it still runs.
@@ -90,6 +95,10 @@ clean() {
         say "stopped the Slurm dev cluster and cancelled its jobs ($listening; munged)"
     else
         say "the Slurm dev cluster was not running"
+    fi
+    if scripts/slurm-ssh-cluster status >/dev/null 2>&1; then
+        scripts/slurm-ssh-cluster stop >/dev/null 2>&1 || die "scripts/slurm-ssh-cluster stop failed"
+        say "stopped the SSH cluster (its namespace, login node and daemons) and cancelled its jobs"
     fi
     local account
     for account in $(accounts); do
@@ -156,6 +165,10 @@ at_exit() {
         left=$(accounts | paste -sd' ')
     fi
     [[ -n $listening ]] && say "still running: the Slurm dev cluster ($listening; munged)"
+    if [[ $SPAWNER == slurm ]] && scripts/slurm-ssh-cluster status >/dev/null 2>&1; then
+        listening=1
+        say "still running: the SSH cluster (namespace ${NBHUB_SSH_CLUSTER_NETNS:-nbhub-ssh}, its login node on 127.0.0.1:${NBHUB_SSH_CLUSTER_PORT:-26930})"
+    fi
     [[ -n $left ]] && say "still on this machine: the accounts $left, their homes in $DEMO_HOMES"
     if [[ -n $listening || -n $left ]]; then
         say "scripts/demo.sh --clean stops the cluster and removes the accounts and $DEMO_ROOT"
@@ -192,8 +205,11 @@ if [[ $SPAWNER == slurm ]]; then
     say "starting the local Slurm cluster on 127.0.0.1 (scripts/slurm-dev-cluster start)"
     slurm_env=$(scripts/slurm-dev-cluster start) || die "scripts/slurm-dev-cluster start failed"
     eval "$slurm_env"
+    say "starting the SSH cluster: its own network namespace, reached only through its login node (scripts/slurm-ssh-cluster start)"
+    ssh_env=$(scripts/slurm-ssh-cluster start) || die "scripts/slurm-ssh-cluster start failed"
+    eval "$ssh_env"
     mkdir -p "$DEMO_HOMES" && chmod 755 "$DEMO_ROOT" "$DEMO_HOMES"
-    for u in "${DEMO_USERS[@]}"; do
+    for u in "${DEMO_USERS[@]}" "${DEMO_TRACKER#nbhub-demo-}"; do
         account=nbhub-demo-$u
         if ! id "$account" >/dev/null 2>&1; then
             say "creating the demo account $account"
@@ -203,16 +219,40 @@ if [[ $SPAWNER == slurm ]]; then
     SPAWNER_KEYS="kind = \"slurm\"
 # Hub user alice runs her jobs as the Unix account nbhub-demo-alice.
 unix_user = \"nbhub-demo-{username}\""
-    KIND_SECTION="[slurm]
+    KIND_SECTION="# Two systems on one form. The first: the hub's machine is a Slurm client of it.
+[[systems]]
+name = \"local\"
+title = \"Local cluster\"
+description = \"4 nodes: batch, devel and gpu (fake GPUs); the hub submits here directly\"
+transport = \"local\"
 slurm_conf = \"$SLURM_CONF\"
 submit_as = \"setuid\"
 poll_interval = 2
 # The nodes are this machine: the servers listen on loopback only.
-bind_ip = \"127.0.0.1\""
+bind_ip = \"127.0.0.1\"
+
+# The second: reached only over SSH through its login node; the hub has no Slurm configuration
+# for it and no route to its nodes, so it reaches the servers through tunnels.
+[[systems]]
+name = \"remote\"
+title = \"Remote cluster (over SSH)\"
+description = \"2 nodes behind a login node: batch and devel\"
+transport = \"ssh\"
+reach = \"tunnel\"
+poll_interval = 2
+bind_ip = \"127.0.0.1\"
+
+[systems.ssh]
+login_hosts = [\"$NBHUB_SSH_CLUSTER_HOST:$NBHUB_SSH_CLUSTER_PORT\"]
+known_hosts = \"$NBHUB_SSH_CLUSTER_KNOWN_HOSTS\"
+# The login node trusts this CA: the hub signs a short-lived certificate per user.
+certificate_authority = \"$NBHUB_SSH_CLUSTER_CA_KEY\"
+tracking_user = \"$DEMO_TRACKER\""
     WHO="allowed_users = [\"alice\", \"bob\"]
 allow_all = false"
     SIGN_IN='as alice or bob (or admin, an administrator) with the password "demo"; pick a
-  partition, nodes and a run time, and your JupyterLab starts as a Slurm job on a compute node'
+  system (the local cluster, or the one behind an SSH login node), a partition, nodes and a run
+  time, and your JupyterLab starts as a Slurm job on a compute node there'
     LOGIN_HINT='Demo: sign in as <b>alice</b> or <b>bob</b> (or <b>admin</b>, an administrator) with the password <b>demo</b>. Your JupyterLab runs as a Slurm job of the Unix account nbhub-demo-<i>name</i> on the demo cluster.'
 else
     # Servers run as the hub's own user here (switch_user = false), each in demo-data/homes;
