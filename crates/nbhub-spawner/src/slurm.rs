@@ -50,7 +50,8 @@ use commands::Commands;
 use form::Cluster;
 use parse::{controller_unreachable, pending_reason, short_time, slurm_error};
 use script::{
-    is_env_name, output_file, output_shell_word, render_script, template_writes_log, JobRequest,
+    is_env_name, output_file, output_shell_word, render_script, template_reads_token,
+    template_writes_log, JobFiles, JobRequest,
 };
 use tracker::{Tracker, View};
 
@@ -119,6 +120,9 @@ pub struct SlurmSpawner {
     template: String,
     /// The template sends the job's output to its log itself (the built-in one does).
     template_writes_log: bool,
+    /// The template reads the API token from a file the hub writes (the built-in one does);
+    /// else the token comes in the job's environment.
+    template_reads_token: bool,
     commands: Commands,
     tracker: Tracker,
     cluster: Cluster,
@@ -198,6 +202,7 @@ impl SlurmSpawner {
             spawner,
             slurm,
             template_writes_log: template_writes_log(&template),
+            template_reads_token: template_reads_token(&template),
             template,
             node_addrs: Mutex::default(),
             last_estimate: Mutex::default(),
@@ -388,6 +393,41 @@ impl SlurmSpawner {
         Ok(tunnel)
     }
 
+    /// Takes the API token out of the job's environment and writes it, as the user and over
+    /// standard input (never on a command line), to `path` (mode 0600, its folder 0700),
+    /// where the job script reads and removes it.
+    async fn write_token_file(
+        &self,
+        unix_user: &str,
+        path: &str,
+        env: &mut BTreeMap<String, String>,
+    ) -> Result<(), SpawnError> {
+        let token = env.remove("JUPYTERHUB_API_TOKEN").unwrap_or_default();
+        env.remove("JPY_API_TOKEN");
+        let out = self
+            .commands
+            .program_as_user(
+                unix_user,
+                &[
+                    "/bin/sh",
+                    "-c",
+                    "umask 077 && mkdir -p \"${1%/*}\" && cat >\"$1\"",
+                    "nbhub",
+                    path,
+                ],
+                Some(&token),
+            )
+            .await?;
+        if !out.ok {
+            return Err(SpawnError::Failed(format!(
+                "{}could not write the server's token file {path} as {unix_user}: {}",
+                self.on_system(),
+                out.stderr.trim()
+            )));
+        }
+        Ok(())
+    }
+
     /// The last lines of a job's output: read here, or over SSH on the system.
     async fn last_lines_of(&self, state: &SlurmState) -> Option<String> {
         if self.commands.ssh().is_none() {
@@ -528,6 +568,17 @@ impl SlurmSpawner {
             None => None,
         };
         let options = job.sbatch_options(&self.slurm);
+        let token_file = if self.template_reads_token {
+            let path = format!(
+                "{}/.nbhub/tokens/{}",
+                home.display().to_string().trim_end_matches('/'),
+                token_file_name(&req.server_name)
+            );
+            self.write_token_file(&unix_user, &path, &mut env).await?;
+            script::shell_quote(&path)
+        } else {
+            String::new()
+        };
         let cmd: Vec<String> = self
             .spawner
             .cmd
@@ -546,7 +597,10 @@ impl SlurmSpawner {
             &options,
             &env,
             &req.user_options,
-            &output_shell_word(&output, &unix_user, &job_name),
+            &JobFiles {
+                log_file: &output_shell_word(&output, &unix_user, &job_name),
+                token_file: &token_file,
+            },
         )?;
         let export = format!(
             "--export={}",
@@ -782,6 +836,20 @@ fn pending_why(info: &parse::JobInfo) -> String {
         m.push_str(&format!(" (estimated start {})", short_time(start)));
     }
     m
+}
+
+/// A token file's name: the server and a value that differs per start (not a secret: the
+/// file is the user's own, mode 0600).
+fn token_file_name(server: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let server: String = server
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .take(64)
+        .collect();
+    format!("server-{server}-{nanos}-{}", std::process::id())
 }
 
 /// `("http://host:port", "host:port")` of an `http://` URL (port 80 when none is given).

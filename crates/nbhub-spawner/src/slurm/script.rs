@@ -26,6 +26,14 @@ set -u
 # (sbatch's own --output must name a folder that exists before the job starts).
 NBHUB_LOG={{ log_file }}
 if (umask 077 && mkdir -p "$(dirname "$NBHUB_LOG")"); then exec >>"$NBHUB_LOG" 2>&1; fi
+{% if token_file -%}
+# The server's API token: written by the hub as the user (mode 0600) just before sbatch, read
+# once and removed, so that it is in no job script, no command line and no file left behind.
+NBHUB_TOKEN_FILE={{ token_file }}
+JUPYTERHUB_API_TOKEN=$(cat "$NBHUB_TOKEN_FILE") || exit 1
+rm -f "$NBHUB_TOKEN_FILE"
+export JUPYTERHUB_API_TOKEN JPY_API_TOKEN="$JUPYTERHUB_API_TOKEN"
+{% endif -%}
 PORT=$({{ python }} -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1]); s.close()') || exit 1
 export JUPYTERHUB_SERVICE_URL="http://{{ bind_ip }}:${PORT}${JUPYTERHUB_SERVICE_PREFIX}"
 {{ python }} - "$PORT" <<'NBHUB_REPORT_PORT' || exit 1
@@ -171,6 +179,8 @@ struct TemplateContext<'a> {
     /// The job's output file as one shell word (`%j` as `${SLURM_JOB_ID}`). A template that
     /// uses it sends the job's output there itself, and sbatch's `--output` is `/dev/null`.
     log_file: &'a str,
+    /// The file the API token waits in, as one shell word; `""`: it comes in the environment.
+    token_file: &'a str,
     username: &'a str,
     server: &'a str,
     job_name: &'a str,
@@ -183,6 +193,14 @@ struct TemplateContext<'a> {
     options: &'a ValidatedOptions,
     #[serde(flatten)]
     custom: &'a BTreeMap<String, Value>,
+}
+
+/// The files a job script names, each as one shell word.
+pub(crate) struct JobFiles<'a> {
+    /// The job's output (see `TemplateContext::log_file`).
+    pub log_file: &'a str,
+    /// Where the API token waits (`""`: in the environment).
+    pub token_file: &'a str,
 }
 
 /// Renders the job script.
@@ -198,7 +216,7 @@ pub(crate) fn render_script(
     sbatch_options: &[String],
     env: &BTreeMap<String, String>,
     options: &ValidatedOptions,
-    log_file: &str,
+    files: &JobFiles,
 ) -> Result<String, SpawnError> {
     let mut jinja = Environment::new();
     jinja.set_auto_escape_callback(|_| AutoEscape::None);
@@ -208,7 +226,8 @@ pub(crate) fn render_script(
         .add_template("job", template)
         .map_err(|e| SpawnError::Config(format!("the job script template: {e}")))?;
     let ctx = TemplateContext {
-        log_file,
+        log_file: files.log_file,
+        token_file: files.token_file,
         username,
         server,
         job_name,
@@ -232,10 +251,20 @@ pub(crate) fn render_script(
 
 /// Whether a job script template sends the job's output to `log_file` itself.
 pub(crate) fn template_writes_log(template: &str) -> bool {
+    template_uses(template, "log_file")
+}
+
+/// Whether a job script template reads the API token from `token_file` (else the token comes
+/// in the job's environment, as sbatch passes it).
+pub(crate) fn template_reads_token(template: &str) -> bool {
+    template_uses(template, "token_file")
+}
+
+fn template_uses(template: &str, variable: &str) -> bool {
     let jinja = Environment::new();
     jinja
         .template_from_str(template)
-        .is_ok_and(|t| t.undeclared_variables(false).contains("log_file"))
+        .is_ok_and(|t| t.undeclared_variables(false).contains(variable))
 }
 
 /// A piece of Slurm's filename pattern: text, or the job id (`%j`).
@@ -407,7 +436,14 @@ mod tests {
             &["--partition=devel".into()],
             &env,
             &ValidatedOptions::default(),
-            &output_shell_word("/home/alice/.nbhub/logs/nbhub-slurm-%j.log", "alice", "n"),
+            &JobFiles {
+                log_file: &output_shell_word(
+                    "/home/alice/.nbhub/logs/nbhub-slurm-%j.log",
+                    "alice",
+                    "n",
+                ),
+                token_file: "'/home/alice/.nbhub/tokens/t 1'",
+            },
         )
         .unwrap();
         assert!(script.starts_with("#!/bin/bash\n"), "{script}");
@@ -423,6 +459,12 @@ mod tests {
         );
         assert!(script.contains("# sbatch --partition=devel\n"), "{script}");
         assert!(!script.contains("secret"), "{script}");
+        assert!(
+            script.contains("\nNBHUB_TOKEN_FILE='/home/alice/.nbhub/tokens/t 1'\n"),
+            "{script}"
+        );
+        assert!(template_reads_token(DEFAULT_TEMPLATE));
+        assert!(!template_reads_token("#!/bin/sh\nexec {{ cmd }}\n"));
         assert!(script.contains("/batchspawner"));
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert!(is_env_name("JUPYTERHUB_API_TOKEN") && !is_env_name("A-B") && !is_env_name("1A"));
