@@ -42,6 +42,31 @@ pub async fn create_kernel_with_token(hub: &HubProc, prefix: &str, token: &str) 
 /// Executes `code` in kernel `id` over its websocket through the proxy; returns what it
 /// printed.
 pub async fn execute(hub: &HubProc, prefix: &str, id: &str, token: &str, code: &str) -> String {
+    try_execute_within(hub, prefix, id, token, code, Duration::from_secs(60))
+        .await
+        .expect("the kernel answers through the proxy in time")
+}
+
+/// [`execute`] for a server that may not be reachable yet: `None` when the websocket cannot be
+/// opened or the kernel does not answer within 20 s (to be asked again).
+pub async fn try_execute(
+    hub: &HubProc,
+    prefix: &str,
+    id: &str,
+    token: &str,
+    code: &str,
+) -> Option<String> {
+    try_execute_within(hub, prefix, id, token, code, Duration::from_secs(20)).await
+}
+
+async fn try_execute_within(
+    hub: &HubProc,
+    prefix: &str,
+    id: &str,
+    token: &str,
+    code: &str,
+    limit: Duration,
+) -> Option<String> {
     let url = format!(
         "ws://127.0.0.1:{}{prefix}api/kernels/{id}/channels?session_id=e2e",
         hub.public
@@ -53,9 +78,7 @@ pub async fn execute(hub: &HubProc, prefix: &str, id: &str, token: &str, code: &
         "Authorization",
         format!("token {token}").parse().expect("header"),
     );
-    let (mut ws, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("kernel websocket through the proxy");
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.ok()?;
     let msg_id = uuid::Uuid::new_v4().to_string();
     let execute = json!({
         "header": {"msg_id": msg_id, "username": "e2e", "session": "e2e", "msg_type": "execute_request", "version": "5.3", "date": "2026-01-01T00:00:00Z"},
@@ -67,7 +90,7 @@ pub async fn execute(hub: &HubProc, prefix: &str, id: &str, token: &str, code: &
         execute.to_string(),
     ))
     .await
-    .expect("send execute_request");
+    .ok()?;
     let read = async {
         let mut out = String::new();
         while let Some(Ok(msg)) = ws.next().await {
@@ -89,7 +112,5 @@ pub async fn execute(hub: &HubProc, prefix: &str, id: &str, token: &str, code: &
         }
         out
     };
-    tokio::time::timeout(Duration::from_secs(60), read)
-        .await
-        .expect("kernel answered in time")
+    tokio::time::timeout(limit, read).await.ok()
 }

@@ -1,0 +1,478 @@
+//! Issue 22 end to end: two systems on one hub — the local dev cluster, and the SSH cluster
+//! (`scripts/slurm-ssh-cluster`) whose controller, nodes and jobs live in a network namespace
+//! the hub's side reaches only through the login node's SSH port. The hub has no Slurm
+//! configuration for it and no route to its nodes: it submits and tracks over SSH and reaches
+//! the servers through tunnels.
+
+use super::*;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+/// Taken alone by the test that shuts the login node's doors; shared by the others.
+static SSH_CLUSTER: RwLock<()> = RwLock::const_new(());
+
+/// The SSH cluster as `scripts/slurm-ssh-cluster env` describes it.
+pub(crate) struct SshCluster {
+    vars: BTreeMap<String, String>,
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The running SSH cluster; a missing one fails under CI=true and skips loudly otherwise.
+pub(crate) fn ssh_cluster() -> Option<SshCluster> {
+    let out = Command::new("bash")
+        .arg(repo_root().join("scripts/slurm-ssh-cluster"))
+        .arg("env")
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
+    let Some(out) = out else {
+        nbhub_testkit::missing_part(
+            "the SSH Slurm cluster (a second cluster behind a login node)",
+            "scripts/slurm-ssh-cluster start (scripts/test-env.sh runs it)",
+        );
+        return None;
+    };
+    let vars = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim_matches(['\'', '"']).to_owned()))
+        .collect();
+    Some(SshCluster { vars })
+}
+
+impl SshCluster {
+    fn var(&self, name: &str) -> &str {
+        self.vars
+            .get(name)
+            .unwrap_or_else(|| panic!("slurm-ssh-cluster env gave no {name}: {:?}", self.vars))
+    }
+
+    /// `host:port` of login node `n` (1 or 2).
+    pub fn login_host(&self, n: u8) -> String {
+        let port = if n == 1 {
+            "NBHUB_SSH_CLUSTER_PORT"
+        } else {
+            "NBHUB_SSH_CLUSTER_PORT2"
+        };
+        format!("{}:{}", self.var("NBHUB_SSH_CLUSTER_HOST"), self.var(port))
+    }
+
+    /// A Slurm command inside the namespace, with the cluster's config.
+    pub fn slurm(&self, program: &str, args: &[&str]) -> (bool, String) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", self.var("NBHUB_SSH_CLUSTER_NETNS"), "env"])
+            .arg(format!(
+                "SLURM_CONF={}",
+                self.var("NBHUB_SSH_CLUSTER_SLURM_CONF")
+            ))
+            .arg(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{program} in the namespace: {e}"));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    /// The user's jobs there as `id|partition|nodes|time limit|user|state`.
+    pub fn jobs_of(&self, user: &str) -> Vec<String> {
+        let (_, out) = self.slurm("squeue", &["-h", "-u", user, "-o", "%i|%P|%D|%l|%u|%T"]);
+        out.lines()
+            .filter(|l| l.contains('|'))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// `scripts/slurm-ssh-cluster ARGS`, which must succeed; its stdout.
+    pub fn script(&self, args: &[&str]) -> String {
+        let out = Command::new("bash")
+            .arg(repo_root().join("scripts/slurm-ssh-cluster"))
+            .args(args)
+            .output()
+            .expect("scripts/slurm-ssh-cluster");
+        assert!(
+            out.status.success(),
+            "slurm-ssh-cluster {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The config of two systems: `local` (the dev cluster) and `remote` (this one, over SSH
+    /// through `login_hosts`, servers reached through tunnels), jobs tracked by `tracker`.
+    pub fn systems_toml(&self, p: &Parts, tracker: &str, login_hosts: &[String]) -> String {
+        format!(
+            r#"
+[[systems]]
+name = "local"
+title = "Local cluster"
+description = "the dev cluster"
+transport = "local"
+slurm_conf = "{local_conf}"
+submit_as = "setuid"
+poll_interval = 1
+bind_ip = "127.0.0.1"
+
+[[systems]]
+name = "remote"
+title = "Remote cluster"
+description = "behind a login node"
+transport = "ssh"
+reach = "tunnel"
+poll_interval = 1
+bind_ip = "127.0.0.1"
+
+[systems.ssh]
+login_hosts = {login_hosts:?}
+known_hosts = "{known_hosts}"
+certificate_authority = "{ca}"
+tracking_user = "{tracker}"
+connect_timeout = 3
+"#,
+            local_conf = p.slurm_conf,
+            known_hosts = self.var("NBHUB_SSH_CLUSTER_KNOWN_HOSTS"),
+            ca = self.var("NBHUB_SSH_CLUSTER_CA_KEY"),
+        )
+    }
+}
+
+/// Cancels a user's jobs on the SSH cluster when dropped.
+struct CancelRemote<'a>(&'a SshCluster, String);
+
+impl Drop for CancelRemote<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.slurm("scancel", &["-u", &self.1]);
+    }
+}
+
+/// A hub with both systems, a tracking account and a user who may use both.
+async fn two_system_hub<'a>(
+    p: &'a Parts,
+    c: &'a SshCluster,
+    login_hosts: &[String],
+    tag: &str,
+) -> (HubProc, SlurmUser<'a>, TempAccount, CancelRemote<'a>) {
+    let tracker = TempAccount::create(
+        &format!("{tag}t"),
+        &Path::new("/tmp").join(format!("nbhub-{tag}t-home")),
+    );
+    let mut hub = HubProc::new(
+        p.venv.clone(),
+        &p.proxy,
+        Options {
+            systems: Some(c.systems_toml(p, &tracker.name, login_hosts)),
+            extra_toml: "named_server_limit_per_user = 0".into(),
+            ..Default::default()
+        },
+    );
+    hub.start().await;
+    let user = SlurmUser::new(p, &hub, tag).await;
+    let cancel = CancelRemote(c, user.name.clone());
+    (hub, user, tracker, cancel)
+}
+
+/// The API token a running server of `user` at `prefix` holds, read from its environment.
+fn server_token(prefix: &str) -> String {
+    let want = format!("JUPYTERHUB_SERVICE_PREFIX={prefix}");
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let vars: Vec<String> = environ
+            .split(|b| *b == 0)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        if vars.iter().any(|v| *v == want) {
+            if let Some(token) = vars
+                .iter()
+                .find_map(|v| v.strip_prefix("JUPYTERHUB_API_TOKEN="))
+                .filter(|t| !t.is_empty())
+            {
+                return token.to_owned();
+            }
+        }
+    }
+    panic!("no process serves {prefix} with a token");
+}
+
+/// Files under `dir` (not following links, at most `depth` deep) that hold `needle` and that
+/// someone other than `owner_uid` can read.
+fn readable_by_others_holding(
+    dir: &Path,
+    needle: &str,
+    owner_uid: u32,
+    depth: u32,
+) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() && depth > 0 {
+            found.extend(readable_by_others_holding(
+                &path,
+                needle,
+                owner_uid,
+                depth - 1,
+            ));
+        } else if meta.is_file() && meta.len() < 8 << 20 {
+            let others = meta.permissions().mode() & 0o044 != 0 || meta.uid() != owner_uid;
+            if others
+                && std::fs::read(&path)
+                    .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// Acceptance 1 (API part) and 5: one server on each system through the API, each a job of
+/// the user with the values asked for on its own cluster, each JupyterLab running code
+/// through the proxy (the SSH one through a tunnel), DELETE cancelling each; the SSH
+/// server's token in no job script, no command line, no file another user can read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_on_each_system_and_its_token_nowhere_else() {
+    let Some(p) = parts() else { return };
+    let Some(c) = ssh_cluster() else { return };
+    let _shared = CLUSTER.read().await;
+    let _ssh = SSH_CLUSTER.read().await;
+    let (hub, alice, _tracker, _cancel) = two_system_hub(&p, &c, &[c.login_host(1)], "sy").await;
+    let user = alice.name.as_str();
+
+    let (s, body) = start(
+        &hub,
+        user,
+        "",
+        json!({"system": "remote", "partition": "devel", "nodes": 1, "runtime": "00:10"}),
+    )
+    .await;
+    assert!(
+        s == 201 || s == 202,
+        "start on remote: {s} {body}\n{}",
+        hub.log()
+    );
+    let job = eventually(60, "the job in the SSH cluster's squeue", || async {
+        c.jobs_of(user).into_iter().next()
+    })
+    .await;
+    let fields: Vec<&str> = job.split('|').collect();
+    assert_eq!(&fields[1..5], ["devel", "1", "10:00", user], "{job}");
+    assert!(
+        jobs_of(&p.slurm_conf, user).is_empty(),
+        "nothing on the local cluster"
+    );
+    let model = wait_ready(&hub, user, "", 120).await;
+    assert_eq!(model["slurm"]["system"], "remote", "{model}");
+    assert_eq!(model["user_options"]["system"], "remote", "{model}");
+
+    let token = user_token(&hub, user).await;
+    let prefix = format!("/user/{user}/");
+    let id = kernel::create_kernel_with_token(&hub, &prefix, &token).await;
+    let printed = kernel::execute(
+        &hub,
+        &prefix,
+        &id,
+        &token,
+        "import os; print(6*7, os.environ.get('SLURM_JOB_ID'))",
+    )
+    .await;
+    assert_eq!(printed.trim(), format!("42 {}", fields[0]), "{}", hub.log());
+
+    // Acceptance 5.
+    let secret = server_token(&prefix);
+    let (ok, script) = c.slurm("scontrol", &["write", "batch_script", fields[0], "-"]);
+    assert!(ok, "{script}");
+    assert!(!script.contains(&secret), "the token is in the job script");
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            assert!(
+                !String::from_utf8_lossy(&cmdline).contains(&secret),
+                "the token is on the command line of {:?}: {}",
+                entry.path(),
+                String::from_utf8_lossy(&cmdline).replace('\0', " ")
+            );
+        }
+    }
+    let uid = std::fs::metadata(&alice.home).expect("home").uid();
+    let mut leaks = Vec::new();
+    for (dir, depth) in [
+        (alice.home.clone(), 6),
+        (PathBuf::from("/tmp"), 6),
+        (PathBuf::from("/var/tmp"), 3),
+        (PathBuf::from("/dev/shm"), 3),
+        (hub.dir().to_path_buf(), 6),
+    ] {
+        leaks.extend(readable_by_others_holding(&dir, &secret, uid, depth));
+    }
+    assert!(
+        leaks.is_empty(),
+        "files another user can read hold the token: {leaks:?}"
+    );
+
+    // A named server on the local system beside it.
+    let (s, body) = start(
+        &hub,
+        user,
+        "here",
+        json!({"system": "local", "partition": "devel", "nodes": 1, "runtime": "00:10"}),
+    )
+    .await;
+    assert!(s == 201 || s == 202, "start on local: {s} {body}");
+    let model = wait_ready(&hub, user, "here", 120).await;
+    assert_eq!(model["slurm"]["system"], "local", "{model}");
+    let local_jobs = jobs_of(&p.slurm_conf, user);
+    assert_eq!(local_jobs.len(), 1, "{local_jobs:?}");
+    let here = format!("/user/{user}/here/");
+    let id = kernel::create_kernel_with_token(&hub, &here, &token).await;
+    let printed = kernel::execute(&hub, &here, &id, &token, "print(6*7)").await;
+    assert_eq!(printed.trim(), "42");
+
+    for (path, on_remote) in [
+        (format!("/users/{user}/server"), true),
+        (format!("/users/{user}/servers/here"), false),
+    ] {
+        let (s, body) = admin(&hub, Method::DELETE, &path, None).await;
+        assert!(s == 204 || s == 202, "stop {path}: {s} {body}");
+        eventually(60, "the job gone", || async {
+            let left = if on_remote {
+                c.jobs_of(user)
+            } else {
+                jobs_of(&p.slurm_conf, user)
+            };
+            left.is_empty().then_some(())
+        })
+        .await;
+    }
+}
+
+/// Acceptance 3: with two servers on the SSH system, the login node's sshd gone for a while
+/// gives up neither (a start meanwhile is a clear 503) and both are reachable once it is
+/// back; with two login hosts and the first one down, starts and tracking go through the
+/// second; the hub killed with -9 and started again re-adopts both, tunnels restored, and a
+/// kernel keeps its variables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_servers_live_through_a_login_node_outage_and_a_hub_kill() {
+    let Some(p) = parts() else { return };
+    let Some(c) = ssh_cluster() else { return };
+    let _shared = CLUSTER.read().await;
+    // It stops the login node's doors: no other test may use the SSH cluster meanwhile.
+    let _alone = SSH_CLUSTER.write().await;
+    struct Doors<'a>(&'a SshCluster);
+    impl Drop for Doors<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.script(&["door-start", "1"]);
+            let _ = self.0.script(&["door-start", "2"]);
+        }
+    }
+    let _doors = Doors(&c);
+    let hosts = [c.login_host(1), c.login_host(2)];
+    let (mut hub, bob, _tracker, _cancel) = two_system_hub(&p, &c, &hosts, "so").await;
+    let user = bob.name.as_str();
+    let remote = |runtime: &str| json!({"system": "remote", "partition": "batch", "nodes": 1, "runtime": runtime});
+    for server in ["a", "b"] {
+        let (s, body) = start(&hub, user, server, remote("00:20")).await;
+        assert!(
+            s == 201 || s == 202,
+            "start {server}: {s} {body}\n{}",
+            hub.log()
+        );
+    }
+    let token = user_token(&hub, user).await;
+    let mut kernels = Vec::new();
+    for server in ["a", "b"] {
+        wait_ready(&hub, user, server, 120).await;
+        let prefix = format!("/user/{user}/{server}/");
+        let id = kernel::create_kernel_with_token(&hub, &prefix, &token).await;
+        kernel::execute(&hub, &prefix, &id, &token, "x = 6 * 7\nprint('set')").await;
+        kernels.push((prefix, id));
+    }
+    let connections = || {
+        c.script(&["connections", user])
+            .trim()
+            .parse::<u32>()
+            .unwrap_or(99)
+    };
+    assert_eq!(
+        connections(),
+        1,
+        "one SSH connection for the user's two servers and commands"
+    );
+
+    // Both doors shut: the login nodes do not answer at all.
+    c.script(&["door-stop", "1"]);
+    c.script(&["door-stop", "2"]);
+    let outage = tokio::time::Instant::now();
+    let (s, body) = eventually(30, "a start refused with 503", || async {
+        let (s, body) = start(&hub, user, "c", remote("00:10")).await;
+        (s == 503).then_some((s, body))
+    })
+    .await;
+    assert!(
+        body.contains("remote") || body.contains("Remote"),
+        "the 503 names the system: {s} {body}"
+    );
+    while outage.elapsed() < Duration::from_secs(60) {
+        for server in ["a", "b"] {
+            let model = server_model(&hub, user, server).await.unwrap_or_default();
+            assert_eq!(
+                model["ready"], true,
+                "{server} given up during the outage: {model}"
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    // The second door opens: everything goes through login node 2.
+    c.script(&["door-start", "2"]);
+    for (prefix, id) in &kernels {
+        let printed = eventually(60, "the kernel reachable again", || async {
+            kernel::try_execute(&hub, prefix, id, &token, "print(x)").await
+        })
+        .await;
+        assert_eq!(printed.trim(), "42", "{prefix}");
+    }
+    let (s, body) = start(&hub, user, "c", remote("00:10")).await;
+    assert!(
+        s == 201 || s == 202,
+        "a start through the second login node: {s} {body}"
+    );
+    wait_ready(&hub, user, "c", 120).await;
+
+    // The hub killed and started again: both re-adopted, tunnels restored.
+    hub.kill9_hub();
+    hub.start().await;
+    for (prefix, id) in &kernels {
+        let printed = eventually(60, "the kernel reachable after the restart", || async {
+            kernel::try_execute(&hub, prefix, id, &token, "print(x)").await
+        })
+        .await;
+        assert_eq!(printed.trim(), "42", "{prefix}");
+    }
+    for server in ["a", "b", "c"] {
+        let (s, body) = admin(
+            &hub,
+            Method::DELETE,
+            &format!("/users/{user}/servers/{server}"),
+            None,
+        )
+        .await;
+        assert!(s == 204 || s == 202, "stop {server}: {s} {body}");
+    }
+    eventually(60, "the jobs gone", || async {
+        c.jobs_of(user).is_empty().then_some(())
+    })
+    .await;
+}
