@@ -476,3 +476,107 @@ async fn ssh_servers_live_through_a_login_node_outage_and_a_hub_kill() {
     })
     .await;
 }
+
+/// Acceptance 2: twenty servers on the SSH system cost one `squeue` per poll interval for
+/// that system (counted by a wrapper on the login node's side), and one SSH connection for
+/// their user (counted on the login node), whatever the number of commands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_ssh_servers_cost_one_squeue_per_poll_and_one_connection() {
+    let Some(p) = parts() else { return };
+    let Some(c) = ssh_cluster() else { return };
+    let _shared = CLUSTER.read().await;
+    // It fills the SSH cluster's partitions.
+    let _alone = SSH_CLUSTER.write().await;
+    // A bin_dir (on the shared file system: the login node sees it too) whose squeue counts
+    // its calls, the other commands as they are.
+    let bin = nbhub_testkit::temp_dir_world_readable();
+    let count = bin.path().join("squeue.calls");
+    for program in ["sbatch", "scancel", "sinfo", "scontrol", "sacctmgr"] {
+        if let Some(real) = nbhub_testkit::which(program) {
+            std::os::unix::fs::symlink(real, bin.path().join(program)).expect("symlink");
+        }
+    }
+    let squeue = nbhub_testkit::which("squeue").expect("squeue on PATH");
+    let wrapper = bin.path().join("squeue");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho x >> '{}'\nexec '{}' \"$@\"\n",
+            count.display(),
+            squeue.display()
+        ),
+    )
+    .expect("wrapper");
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(&count, "").expect("counter");
+    std::fs::set_permissions(&count, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let tracker = TempAccount::create("sqt", &Path::new("/tmp").join("nbhub-sqt-home"));
+    let systems = c
+        .systems_toml(&p, &tracker.name, &[c.login_host(1)])
+        .replace(
+            "reach = \"tunnel\"\npoll_interval = 1",
+            &format!(
+                "reach = \"tunnel\"\npoll_interval = 2\nbin_dir = \"{}\"",
+                bin.path().display()
+            ),
+        );
+    let mut hub = HubProc::new(
+        p.venv.clone(),
+        &p.proxy,
+        Options {
+            systems: Some(systems),
+            extra_toml: "named_server_limit_per_user = 0".into(),
+            ..Default::default()
+        },
+    );
+    hub.start().await;
+    let dave = SlurmUser::new(&p, &hub, "sq").await;
+    let user = dave.name.as_str();
+    let _cancel = CancelRemote(&c, user.to_owned());
+    let starts = (0..20).map(|i| {
+        let hub = &hub;
+        async move {
+            let name = format!("s{i}");
+            let options =
+                json!({"system": "remote", "partition": "batch", "nodes": 1, "runtime": "00:10"});
+            (name.clone(), start(hub, user, &name, options).await)
+        }
+    });
+    for (name, (s, body)) in futures_util::future::join_all(starts).await {
+        assert!(s == 201 || s == 202, "start {name}: {s} {body}");
+    }
+    eventually(90, "20 jobs on the SSH cluster", || async {
+        (c.jobs_of(user).len() == 20).then_some(())
+    })
+    .await;
+    let calls = || {
+        std::fs::read_to_string(&count)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let connections = || {
+        c.script(&["connections", user])
+            .trim()
+            .parse::<u32>()
+            .unwrap_or(99)
+    };
+    let before = calls();
+    let window = Duration::from_secs(10);
+    let mut most = 0;
+    let until = tokio::time::Instant::now() + window;
+    while tokio::time::Instant::now() < until {
+        most = most.max(connections());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let during = calls() - before;
+    assert!(
+        during <= 7,
+        "{during} squeue calls in {} s for 20 servers: expected one per 2 s poll",
+        window.as_secs()
+    );
+    assert!(
+        during >= 3,
+        "the tracker should keep polling: {during} calls"
+    );
+    assert_eq!(most, 1, "the user's 20 servers share one SSH connection");
+}
