@@ -135,6 +135,9 @@ pub struct SlurmSpawner {
     remote_accounts: Mutex<HashMap<String, (PathBuf, PathBuf)>>,
     /// `reach = "tunnel"`: each user's reverse forward to the hub (one per user and system).
     hub_tunnels: Mutex<HashMap<String, HubTunnel>>,
+    /// Over SSH: the last lines of ended jobs, read when a poll first saw them ended (the
+    /// hub asks for them synchronously, `Spawner::last_output`).
+    remote_tails: Mutex<HashMap<String, String>>,
 }
 
 impl SlurmSpawner {
@@ -193,6 +196,7 @@ impl SlurmSpawner {
             tunnel,
             remote_accounts: Mutex::default(),
             hub_tunnels: Mutex::default(),
+            remote_tails: Mutex::default(),
             tracker: Tracker::new(
                 commands.clone(),
                 Duration::from_secs(slurm.poll_interval.max(1)),
@@ -816,7 +820,20 @@ impl SlurmSpawner {
             Some(View::Queued { info, .. }) => PollStatus::Pending {
                 message: pending_message(&info),
             },
-            Some(View::Ended { reason, .. }) => PollStatus::Exited { reason },
+            Some(View::Ended { reason, .. }) => {
+                if self.commands.ssh().is_some()
+                    && !lock(&self.remote_tails).contains_key(&st.job_id)
+                {
+                    let tail = self.last_lines_of(&st).await.unwrap_or_default();
+                    let mut tails = lock(&self.remote_tails);
+                    // Bounded: the hub asks right after the poll that saw the job end.
+                    if tails.len() > 1024 {
+                        tails.clear();
+                    }
+                    tails.insert(st.job_id.clone(), tail);
+                }
+                PollStatus::Exited { reason }
+            }
             Some(View::Unseen) | None => PollStatus::Unknown {
                 reason: "Slurm has not answered about the job yet".to_owned(),
             },
@@ -990,7 +1007,14 @@ impl Spawner for SlurmSpawner {
     }
 
     fn last_output(&self, state: &SpawnerState) -> Option<String> {
-        last_lines(&SlurmState::from_state(state)?.output)
+        let st = SlurmState::from_state(state)?;
+        if self.commands.ssh().is_some() {
+            return lock(&self.remote_tails)
+                .get(&st.job_id)
+                .filter(|t| !t.is_empty())
+                .cloned();
+        }
+        last_lines(&st.output)
     }
 
     fn describe(&self, state: &SpawnerState) -> Option<Value> {
