@@ -18,7 +18,9 @@
 #     nbhub build embeds, and Chromium + chromedriver for the page tests (skip: --no-browser).
 #   * as root, the Slurm dev cluster (scripts/slurm-dev-cluster start; exports SLURM_CONF), and
 #     slurmdbd + MariaDB for the accounting test, which starts its own cluster with them
-#     (skip: --no-accounting).
+#     (skip: --no-accounting);
+#   * as root, the cluster behind a login node for the SSH transport's tests
+#     (scripts/slurm-ssh-cluster start; exports NBHUB_SSH_CLUSTER_*).
 #
 # --demo installs only what scripts/demo.sh runs: the Debian packages the build needs, a venv
 # with jupyterhub and jupyterlab alone (pinned as in scripts/requirements-test.txt; a venv
@@ -30,7 +32,7 @@
 #   eval "$(scripts/test-env.sh)"          # or: scripts/test-env.sh && . .nbhub-test/env
 #
 # Progress goes to stderr. stdout carries only `export` lines (NBHUB_VENV, NBHUB_CHP, NBHUB_OIDC_PROVIDER_DIR,
-# NBHUB_JUPYTERHUB_SPEC, NBHUB_TEST_DATABASE_URL, SLURM_CONF), which a full set-up also writes
+# NBHUB_JUPYTERHUB_SPEC, NBHUB_TEST_DATABASE_URL, SLURM_CONF, NBHUB_SSH_CLUSTER_*), which a full set-up also writes
 # to <repo>/.nbhub-test/env.
 # Environment: NBHUB_VENV (venv path), NBHUB_PYTHON (interpreter for a new venv; default
 # /usr/bin/python3, else python3), NBHUB_PG_DIR / NBHUB_PG_BIN (see scripts/postgres.sh).
@@ -283,12 +285,16 @@ fi
 
 # --- Slurm dev cluster (the Slurm spawner's tests; needs root) --------------------------------
 SLURM_LINE=""
+SSH_CLUSTER_LINES=""
 if [[ $DEMO -eq 1 ]]; then
     : # the demo starts the cluster itself, when it uses it
 elif [[ $(id -u) -eq 0 ]]; then
     SLURM_LINE=$("$REPO/scripts/slurm-dev-cluster" start) || die "scripts/slurm-dev-cluster start failed"
     log "Slurm dev cluster: $SLURM_LINE (stop it with scripts/slurm-dev-cluster stop)"
     [[ $WITH_ACCOUNTING -eq 1 ]] && apt_install slurmdbd mariadb-server
+    # The second cluster, reached only over SSH (idempotent: a running one is kept).
+    SSH_CLUSTER_LINES=$("$REPO/scripts/slurm-ssh-cluster" start) || die "scripts/slurm-ssh-cluster start failed"
+    log "Slurm cluster behind a login node: $(grep -o 'NBHUB_SSH_CLUSTER_PORT=[0-9]*' <<<"$SSH_CLUSTER_LINES") (stop it with scripts/slurm-ssh-cluster stop)"
 else
     log "not root: no Slurm dev cluster (the Slurm spawner's tests will skip)"
 fi
@@ -306,6 +312,9 @@ fi
     fi
     if [[ -n $SLURM_LINE ]]; then
         printf '%s\n' "$SLURM_LINE"
+    fi
+    if [[ -n $SSH_CLUSTER_LINES ]]; then
+        printf '%s\n' "$SSH_CLUSTER_LINES"
     fi
 } >"$STATE/env.tmp"
 # Only a full set-up replaces the file the test runner sources: a partial one (the demo's,

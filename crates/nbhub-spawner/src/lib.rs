@@ -30,8 +30,8 @@
 //!   arguments, the job script), `tracker.rs` (one `squeue` per interval for every job),
 //!   `form.rs` (the per-user form and its validation), `estimate.rs` (`sbatch --test-only`
 //!   estimates) and `setup.rs` (the start-up checks);
-//! - `ssh.rs`: the SSH transport (`[systems.ssh]`: [`SshConfig`]): commands and tunnels on a
-//!   system's login nodes;
+//! - `ssh.rs`: the SSH transport (`[systems.ssh]`: [`SshConfig`]; [`SshTransport`]): commands
+//!   and tunnels on a system's login nodes, over one connection per account;
 //! - `redact.rs`: [`mask_secrets`], which every quote of a server's log goes through;
 //! - `secs.rs`: serde helpers for durations in seconds and "one string or a list".
 
@@ -66,7 +66,10 @@ pub use slurm::{
     AllowRule, CustomField, CustomType, CustomValue, PartitionConfig, SlurmConfig, SlurmSpawner,
     SlurmState,
 };
-pub use ssh::SshConfig;
+pub use ssh::{
+    command_line, quote, Forward, NulInArgument, RemoteOutput, SshConfig, SshError, SshTransport,
+    Who,
+};
 
 /// A boxed future, so that [`Spawner`] stays usable as `dyn Spawner`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
