@@ -1083,3 +1083,111 @@ async fn a_mixed_partition_offers_only_its_gpu_nodes() {
         .await
         .expect("2 nodes × 2 GPUs fit batch's GPU nodes");
 }
+
+/// Issue 22, a system reached over SSH with `reach = "tunnel"` (`scripts/slurm-ssh-cluster`:
+/// its nodes are in a network namespace the test's side reaches only through the login
+/// node): `sbatch` runs on the login node as the user, the API token reaches the job in a
+/// file (not in the job script), the job reports its port to the hub through the reverse
+/// forward, the hub reaches the server through the forward `reach` opens, a forward lost with
+/// a fresh spawner (a restarted hub) comes back with `restore` on the same port, and stop
+/// cancels the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_ssh_the_job_and_the_hub_reach_each_other_through_tunnels() {
+    let cluster = nbhub_testkit::require!(nbhub_testkit::SshCluster::get());
+    let _doors = cluster.shared().await;
+    let account = Account::create();
+    let tracker = Account::create();
+    let hub = FakeHub::default();
+    let api = hub.start().await;
+    let data = temp_dir();
+    let ssh = nbhub_spawner::SshConfig {
+        login_hosts: vec![cluster.login_host(1)],
+        known_hosts: cluster.known_hosts.display().to_string(),
+        certificate_authority: cluster.ca_key.display().to_string(),
+        tracking_user: tracker.name.clone(),
+        ..Default::default()
+    };
+    let make = || {
+        SlurmSpawner::for_system(
+            http_server_cmd(),
+            SlurmConfig {
+                poll_interval: 1,
+                ..Default::default()
+            },
+            data.path(),
+            "remote",
+            Some(&ssh),
+            true,
+        )
+        .expect("spawner")
+    };
+    let spawner = make();
+    let req = request(
+        "alice",
+        &account.name,
+        &api,
+        json!({"partition": "devel", "nodes": 1, "runtime": "00:10:00"}),
+    );
+    let started = tokio::time::timeout(Duration::from_secs(90), spawner.start(&req))
+        .await
+        .expect("running within 90 s")
+        .expect("start");
+    let id = job_id(&started);
+    let queue = cluster.squeue_in_ns(&["-h", "-j", &id, "-o", "%T|%P|%u"]);
+    assert_eq!(queue.trim(), format!("RUNNING|devel|{}", account.name));
+    let (auth, port) = hub.wait_port(Duration::from_secs(60)).await;
+    assert_eq!(
+        auth,
+        format!("token {TOKEN}"),
+        "the token came through the file"
+    );
+    let script = cluster
+        .in_ns("scontrol")
+        .args(["write", "batch_script", &id, "-"])
+        .env("SLURM_CONF", &cluster.slurm_conf)
+        .output()
+        .expect("scontrol");
+    let script = String::from_utf8_lossy(&script.stdout).into_owned();
+    assert!(script.contains("NBHUB_TOKEN_FILE="), "{script}");
+    assert!(!script.contains(TOKEN), "the token is in the job script");
+    assert!(
+        http_get(&format!("http://{}:{port}/", started.host))
+            .await
+            .is_err(),
+        "the node is not reachable from the hub's side directly"
+    );
+    let reached = spawner
+        .reach(&started.state, &started.host, port)
+        .await
+        .expect("reach");
+    assert_eq!(reached.host, "127.0.0.1");
+    let state = reached.state.clone().expect("the tunnel is recorded");
+    let url = format!("http://127.0.0.1:{}/", reached.port);
+    let resp = nbhub_testkit::wait_for_http(&url, Duration::from_secs(20)).await;
+    assert_eq!(resp.status, 200);
+
+    // A restarted hub: a new spawner, the old one's connections gone.
+    drop(spawner);
+    assert!(
+        http_get(&url).await.is_err(),
+        "the forward died with its connection"
+    );
+    let spawner = make();
+    let restored = spawner.restore(&state).await.expect("restore");
+    assert_eq!(restored, None, "the same local port again");
+    let resp = nbhub_testkit::wait_for_http(&url, Duration::from_secs(20)).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(spawner.poll(&state).await, PollStatus::Running);
+
+    spawner
+        .stop(&state, Duration::from_secs(10))
+        .await
+        .expect("stop");
+    assert_eq!(
+        cluster
+            .squeue_in_ns(&["-h", "-u", &account.name, "-o", "%T"])
+            .trim(),
+        "",
+        "the job is gone"
+    );
+}
