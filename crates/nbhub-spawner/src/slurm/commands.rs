@@ -275,7 +275,8 @@ impl Commands {
         let mut argv: Vec<&str> = vec!["/bin/sh", "-c", EXPORT_FROM_STDIN, "nbhub", &program];
         argv.extend_from_slice(args);
         let mut input = Vec::new();
-        let conf = (!self.slurm_conf.is_empty()).then(|| ("SLURM_CONF", self.slurm_conf.as_str()));
+        let conf =
+            (!self.slurm_conf.is_empty()).then_some(("SLURM_CONF", self.slurm_conf.as_str()));
         for (name, value) in env
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
