@@ -468,6 +468,18 @@ impl SlurmSpawner {
         })
     }
 
+    /// Closes the forward to a stopped server (the user's reverse forward to the hub stays:
+    /// the user's other jobs there use it too).
+    async fn close_tunnel(&self, st: &SlurmState) {
+        let (Some(ssh), Some(tunnel)) = (self.commands.ssh(), &st.tunnel) else {
+            return;
+        };
+        let forward = crate::ssh::Forward::Local(tunnel.local_port);
+        if let Err(e) = ssh.cancel_forwards(&st.user, &[forward]).await {
+            tracing::debug!(job = %st.job_id, error = %e, "could not close the forward to a stopped server");
+        }
+    }
+
     async fn reach_server(
         &self,
         state: &SpawnerState,
@@ -776,6 +788,7 @@ impl SlurmSpawner {
             if gone {
                 tracing::info!(job = %st.job_id, "Slurm job stopped");
                 self.tracker.untrack(&st.job_id);
+                self.close_tunnel(&st).await;
                 return Ok(());
             }
             if Instant::now() >= deadline {
