@@ -208,14 +208,23 @@ pub async fn start_server(
             "",
         )
             .into_response()),
-        _ => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!(
-                "Spawn failed: {}",
-                slot.failure()
-                    .unwrap_or_else(|| "the server stopped".into())
-            ),
-        )),
+        _ => match slot.spawn_failure() {
+            // The system could not take it now (its login nodes or controller do not
+            // answer): a refusal in all but timing, so it is answered as one.
+            Some(f) if f.is_unavailable() => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                f.message().to_owned(),
+            )),
+            failure => Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "Spawn failed: {}",
+                    failure
+                        .map(|f| f.message().to_owned())
+                        .unwrap_or_else(|| "the server stopped".into())
+                ),
+            )),
+        },
     }
 }
 

@@ -38,6 +38,9 @@ enum Cause {
     Exited,
     /// The spawner refused or failed; `retry`: its error says a retry may go otherwise.
     Spawner { retry: bool },
+    /// The system cannot take a start now (its controller or login nodes do not answer, a
+    /// maintenance): a retry later may work; the API answers 503.
+    Unavailable,
     /// The proxy did not take the route.
     Proxy,
     /// The hub's own fault (the database); the details are in its log.
@@ -91,6 +94,9 @@ impl SpawnFailure {
     /// reason (Slurm refused the job, the job ended; a transient reason says "try again" in
     /// its own words).
     pub fn spawner(error: &SpawnError) -> Self {
+        if let SpawnError::Unavailable { .. } = error {
+            return Self::new(SpawnStep::Start, Cause::Unavailable, error.to_string());
+        }
         let retry = match error {
             SpawnError::Io { .. } | SpawnError::TooSoon { .. } | SpawnError::Unavailable { .. } => {
                 true
@@ -122,6 +128,11 @@ impl SpawnFailure {
         Self::new(step, Cause::Internal, INTERNAL_MESSAGE.to_owned())
     }
 
+    /// The system could not take the start now (the API answers 503, as for a refusal).
+    pub fn is_unavailable(&self) -> bool {
+        self.cause == Cause::Unavailable
+    }
+
     /// The step that failed.
     pub fn step(&self) -> SpawnStep {
         self.step
@@ -132,7 +143,7 @@ impl SpawnFailure {
     /// request or a cancel will not.
     pub fn retry_may_help(&self) -> bool {
         match self.cause {
-            Cause::TimedOut | Cause::Proxy | Cause::Internal => true,
+            Cause::TimedOut | Cause::Proxy | Cause::Internal | Cause::Unavailable => true,
             Cause::Spawner { retry } => retry,
             Cause::Cancelled | Cause::Exited => false,
         }
@@ -231,6 +242,15 @@ mod tests {
                 SpawnStep::Start,
                 true,
                 "one estimate every 2 seconds",
+            ),
+            (
+                SpawnFailure::spawner(&SpawnError::Unavailable {
+                    system: "remote".into(),
+                    message: "On remote: no login node answers".into(),
+                }),
+                SpawnStep::Start,
+                true,
+                "On remote: no login node answers",
             ),
             (
                 SpawnFailure::proxy("connection refused"),
