@@ -19,7 +19,6 @@ use nbhub_spawner::{
 };
 use nbhub_testkit::{http_get, is_root, temp_dir, temp_dir_world_readable, TempDir};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::RwLock;
 
 static CONTROLLER: RwLock<()> = RwLock::const_new(());
@@ -98,88 +97,6 @@ impl Drop for Account {
             .args(["-r", &self.name])
             .stderr(std::process::Stdio::null())
             .status();
-    }
-}
-
-/// A hub API that answers `GET /hub/api` like JupyterHub and records batchspawner reports
-/// (the Authorization header and the body).
-#[derive(Clone, Default)]
-struct FakeHub {
-    reports: Arc<Mutex<Vec<(String, Value)>>>,
-}
-
-impl FakeHub {
-    async fn start(&self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let reports = Arc::clone(&self.reports);
-        tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
-                let reports = Arc::clone(&reports);
-                tokio::spawn(async move {
-                    let mut req = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    let head_end = loop {
-                        if let Some(i) = req.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                        match sock.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => req.extend_from_slice(&buf[..n]),
-                        }
-                    };
-                    let head = String::from_utf8_lossy(&req[..head_end]).to_string();
-                    let header = |name: &str| {
-                        head.lines()
-                            .find_map(|l| {
-                                let (k, v) = l.split_once(':')?;
-                                k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-                            })
-                            .unwrap_or_default()
-                    };
-                    let len: usize = header("content-length").parse().unwrap_or(0);
-                    while req.len() < head_end + len {
-                        match sock.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => req.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let path = head.split(' ').nth(1).unwrap_or("").to_owned();
-                    let body = if path.ends_with("/batchspawner") {
-                        let value = serde_json::from_slice(&req[head_end..]).unwrap_or(Value::Null);
-                        reports
-                            .lock()
-                            .unwrap()
-                            .push((header("authorization"), value));
-                        r#"{"message": "BatchSpawner data configured"}"#
-                    } else {
-                        r#"{"version": "6.1.1"}"#
-                    };
-                    let resp = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
-                         X-JupyterHub-Version: 6.1.1\r\nContent-Length: {}\r\n\
-                         Connection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = sock.write_all(resp.as_bytes()).await;
-                });
-            }
-        });
-        format!("http://{addr}/hub/api")
-    }
-
-    async fn wait_port(&self, timeout: Duration) -> (String, u16) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some((auth, body)) = self.reports.lock().unwrap().first() {
-                return (auth.clone(), body["port"].as_u64().unwrap() as u16);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no port report within {timeout:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
     }
 }
 
@@ -366,7 +283,7 @@ async fn the_form_shows_live_partitions_and_bad_values_submit_nothing() {
 async fn a_job_runs_as_the_user_reports_its_port_and_stops() {
     let (conf, _cluster) = nbhub_testkit::require!(shared_cluster().await);
     let account = Account::create();
-    let hub = FakeHub::default();
+    let hub = nbhub_testkit::HubApi::default();
     let api = hub.start().await;
     let spawner = spawner(http_server_cmd(), slurm_config(&conf));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -454,7 +371,7 @@ async fn a_job_runs_as_the_user_reports_its_port_and_stops() {
 async fn a_time_limit_and_an_outside_scancel_are_seen_with_their_reasons() {
     let conf = nbhub_testkit::require!(require_cluster());
     let account = Account::create();
-    let hub = FakeHub::default();
+    let hub = nbhub_testkit::HubApi::default();
     let api = hub.start().await;
     // The server prints its token first, as a careless debug log would.
     let mut cmd = http_server_cmd();
@@ -615,7 +532,7 @@ async fn a_silent_controller_is_unknown_and_tracking_resumes() {
     let conf = nbhub_testkit::require!(require_cluster());
     let _cluster = CONTROLLER.write().await;
     let account = Account::create();
-    let hub = FakeHub::default();
+    let hub = nbhub_testkit::HubApi::default();
     let api = hub.start().await;
     let spawner = spawner(http_server_cmd(), slurm_config(&conf));
     let req = request(
@@ -830,7 +747,7 @@ async fn the_real_singleuser_server_runs_as_a_job() {
     let venv = nbhub_testkit::require!(nbhub_testkit::require_venv());
     let _cluster = CONTROLLER.read().await;
     let account = Account::create();
-    let hub = FakeHub::default();
+    let hub = nbhub_testkit::HubApi::default();
     let api = hub.start().await;
     let spawner = spawner(
         SpawnerConfig {
@@ -1009,7 +926,7 @@ async fn accounts_come_from_the_users_slurm_associations() {
         )
         .await
         .expect("valid");
-    let hub = FakeHub::default();
+    let hub = nbhub_testkit::HubApi::default();
     let api = hub.start().await;
     let mut req = request(&account.name, &account.name, &api, json!({}));
     req.user_options = options;
@@ -1097,7 +1014,7 @@ async fn over_ssh_the_job_and_the_hub_reach_each_other_through_tunnels() {
     let _doors = cluster.shared().await;
     let account = Account::create();
     let tracker = Account::create();
-    let hub = FakeHub::default();
+    let hub = nbhub_testkit::HubApi::default();
     let api = hub.start().await;
     let data = temp_dir();
     let ssh = nbhub_spawner::SshConfig {

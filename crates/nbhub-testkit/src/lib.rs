@@ -16,6 +16,7 @@
 //!
 //! - `account.rs`: [`TempAccount`], a real Unix account for one test;
 //! - `child.rs`: [`ChildGuard`], [`Output`] (the collected lines);
+//! - `hub_api.rs`: [`HubApi`], the hub's API as a batch job sees it, for the spawner's tests;
 //! - `net.rs`: [`free_port`], [`port_in_line`], [`wait_for_tcp`], [`wait_for_http`],
 //!   [`http_get`], [`slow_request`];
 //! - `real.rs`: [`workspace_root`], [`require_venv`], [`require_postgres`], [`require!`];
@@ -25,12 +26,14 @@
 
 mod account;
 mod child;
+mod hub_api;
 mod net;
 mod real;
 mod ssh_cluster;
 
 pub use account::TempAccount;
 pub use child::{ChildGuard, Output, Stream};
+pub use hub_api::HubApi;
 pub use net::{
     free_port, http_get, port_in_line, slow_request, wait_for_http, wait_for_tcp, HttpResponse,
 };
