@@ -19,12 +19,15 @@
 //! - `net.rs`: [`free_port`], [`port_in_line`], [`wait_for_tcp`], [`wait_for_http`],
 //!   [`http_get`], [`slow_request`];
 //! - `real.rs`: [`workspace_root`], [`require_venv`], [`require_postgres`], [`require!`];
+//! - `ssh_cluster.rs`: [`SshCluster`], the Slurm cluster behind a login node
+//!   (scripts/slurm-ssh-cluster): close and open its login nodes, count connections there;
 //! - this file: re-exports, [`TempDir`] helpers.
 
 mod account;
 mod child;
 mod net;
 mod real;
+mod ssh_cluster;
 
 pub use account::TempAccount;
 pub use child::{ChildGuard, Output, Stream};
@@ -32,6 +35,7 @@ pub use net::{
     free_port, http_get, port_in_line, slow_request, wait_for_http, wait_for_tcp, HttpResponse,
 };
 pub use real::{missing_part, require_postgres, require_venv, which, workspace_root};
+pub use ssh_cluster::SshCluster;
 pub use tempfile::TempDir;
 
 use std::path::Path;

@@ -37,6 +37,9 @@ use crate::SpawnError;
 /// The longest control socket path ssh can bind (108 bytes of `sun_path`, its NUL, and the
 /// 17 bytes of the temporary name it binds first).
 const MAX_CONTROL_PATH: usize = 90;
+/// Commands at once on one connection: sshd refuses sessions beyond its `MaxSessions`
+/// (default 10) per connection; more callers wait for a turn.
+const MAX_SESSIONS: usize = 8;
 /// The background re-opening's pauses.
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
@@ -95,6 +98,8 @@ struct Slot {
     ctl: PathBuf,
     /// Held while the connection is opened: one opener at a time.
     opening: tokio::sync::Mutex<()>,
+    /// One permit per command running on the connection ([`MAX_SESSIONS`]).
+    sessions: tokio::sync::Semaphore,
     state: Mutex<SlotState>,
 }
 
@@ -194,6 +199,12 @@ impl SshTransport {
     ) -> Result<RemoteOutput, SshError> {
         let line = command_line(argv).map_err(|e| SshError::Failed(e.to_string()))?;
         let slot = self.inner.slot(who)?;
+        let _turn = slot.sessions.acquire().await.map_err(|_| {
+            SshError::Failed(format!(
+                "{}: the SSH transport is shut down",
+                self.inner.system
+            ))
+        })?;
         // A second attempt only when the first never reached a master (the command did not run).
         for attempt in 0..2 {
             let host = self.inner.ensure(&slot).await?;
@@ -231,19 +242,31 @@ impl SshTransport {
             let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
             let code = out.status.code();
             if code == Some(255) {
-                if stderr.contains(NO_MASTER) {
-                    self.inner.mark_down(&slot);
-                    if attempt == 0 {
-                        continue;
-                    }
-                    return Err(self.inner.unreachable_error(format!(
-                        "the connection to {host} closed before {what} could run"
+                if stderr.contains("Session open refused") {
+                    // The master is fine; the login node allows fewer sessions per connection.
+                    return Err(SshError::Failed(format!(
+                        "{host} refused to run {what}: too many commands at once on one \
+                         connection (sshd's MaxSessions is below {MAX_SESSIONS})"
                     )));
                 }
+                let never_ran = stderr.contains(NO_MASTER);
                 if master::control(&target, &["-O", "check"]).await.is_err() {
                     self.inner.mark_down(&slot);
-                    return Err(self.inner.unreachable_error(format!(
-                        "the connection to {host} dropped while {what} ran ({})",
+                    if never_ran && attempt == 0 {
+                        continue;
+                    }
+                    return Err(self.inner.unreachable_error(if never_ran {
+                        format!("the connection to {host} closed before {what} could run")
+                    } else {
+                        format!(
+                            "the connection to {host} dropped while {what} ran ({})",
+                            stderr.trim()
+                        )
+                    }));
+                }
+                if never_ran {
+                    return Err(SshError::Failed(format!(
+                        "{host}: the connection did not take {what} ({})",
                         stderr.trim()
                     )));
                 }
@@ -414,6 +437,7 @@ impl Inner {
                     ctl: master::control_path(&self.ctl_dir, &[&self.system, kind, &key.account]),
                     key,
                     opening: tokio::sync::Mutex::new(()),
+                    sessions: tokio::sync::Semaphore::new(MAX_SESSIONS),
                     state: Mutex::default(),
                 })
             })
