@@ -248,12 +248,12 @@ async fn a_login_node_with_another_host_key_is_refused() {
 async fn commands_go_through_the_second_login_node_when_the_first_is_down() {
     let f = require!(Fixture::new("two"));
     let _doors = f.cluster.exclusive().await;
-    f.cluster.door_stop(1);
+    let first = f.cluster.door_stop(1);
     let t = f.transport(&[1, 2]);
     let result = t.run(f.me(), &["whoami"], None, T).await;
     let on_second = f.cluster.connections(&f.user.name);
     // Then the first one comes back and takes no new connection while the second works.
-    f.cluster.door_start(1);
+    first.open();
     let out = result.expect("the second login node serves");
     assert_eq!(out.stdout.trim(), f.user.name);
     assert_eq!(on_second, 1);
@@ -261,12 +261,10 @@ async fn commands_go_through_the_second_login_node_when_the_first_is_down() {
     assert_eq!(me.trim(), f.tracker.name);
 
     // Every login node down: the system is unavailable, and says why.
-    f.cluster.door_stop(1);
-    f.cluster.door_stop(2);
+    let doors = (f.cluster.door_stop(1), f.cluster.door_stop(2));
     let t2 = SshTransport::new("nbhubssh", &f.config(&[1, 2]), &f.state.path().join("b")).unwrap();
     let err = t2.run(f.me(), &["whoami"], None, T).await;
-    f.cluster.door_start(1);
-    f.cluster.door_start(2);
+    drop(doors);
     let err = err.expect_err("no login node answers");
     assert!(matches!(err, SshError::Unreachable { .. }), "{err:?}");
     let why = t2.unreachable().expect("the health says why");
@@ -331,9 +329,30 @@ async fn forwards_come_back_on_the_same_ports_after_a_dropped_connection() {
     let fetch_remote = |t| fetch_on_login_node(t, &f.user.name, remote);
     assert_eq!(fetch_local().await.as_deref(), Some("from the namespace\n"));
     assert_eq!(fetch_remote(&t).await.as_deref(), Some("from the hub\n"));
+    // The same spec again: ssh gives the same port, and one cancel leaves it to the other.
+    let again = t
+        .forward_remote(&f.user.name, "127.0.0.1", 0, "127.0.0.1", outside_port)
+        .await
+        .unwrap();
+    assert_eq!(again, remote);
+    t.cancel_forwards(&f.user.name, &[Forward::Remote(again)])
+        .await
+        .unwrap();
+    assert_eq!(fetch_remote(&t).await.as_deref(), Some("from the hub\n"));
+    // Another one, cancelled on the connection that allocated its port (asked as port 0).
+    let extra = t
+        .forward_remote(&f.user.name, "127.0.0.1", 0, "localhost", outside_port)
+        .await
+        .unwrap();
+    assert_ne!(extra, remote);
+    assert!(fetch_on_login_node(&t, &f.user.name, extra).await.is_some());
+    t.cancel_forwards(&f.user.name, &[Forward::Remote(extra)])
+        .await
+        .expect("cancel a forward whose port the login node picked");
+    assert_eq!(fetch_on_login_node(&t, &f.user.name, extra).await, None);
 
     // The login node goes away: the connection drops, the health says so.
-    f.cluster.door_stop(1);
+    let door = f.cluster.door_stop(1);
     eventually("the transport notices", T, || async {
         t.open_connections() == 0
     })
@@ -344,7 +363,7 @@ async fn forwards_come_back_on_the_same_ports_after_a_dropped_connection() {
     .await;
     assert_eq!(fetch_local().await, None);
     // Back: the background task re-opens the connection with its forwards, unasked.
-    f.cluster.door_start(1);
+    door.open();
     eventually("the local forward is back on its port", T, || async {
         fetch_local().await.as_deref() == Some("from the namespace\n")
     })
@@ -435,4 +454,30 @@ async fn sbatch_over_ssh_and_squeue_as_the_tracking_user() {
         },
     )
     .await;
+}
+
+/// A hub killed with -9 leaves its ControlMasters running; the restarted hub (a new transport
+/// on the same state directory) finds the socket, has the old master exit, and opens its own:
+/// still one connection for the user on the login node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_hub_replaces_the_connection_it_left_behind() {
+    let f = require!(Fixture::new("rst"));
+    let _doors = f.cluster.shared().await;
+    let before = f.transport(&[1]);
+    assert_eq!(
+        stdout_of(&before, f.me(), &["whoami"]).await.trim(),
+        f.user.name
+    );
+    assert_eq!(f.cluster.connections(&f.user.name), 1);
+    let after = f.transport(&[1]);
+    assert_eq!(
+        stdout_of(&after, f.me(), &["whoami"]).await.trim(),
+        f.user.name
+    );
+    eventually("the old connection goes", T, || async {
+        before.open_connections() == 0
+    })
+    .await;
+    assert_eq!(f.cluster.connections(&f.user.name), 1);
+    assert_eq!(after.open_connections(), 1);
 }

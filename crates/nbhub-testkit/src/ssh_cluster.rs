@@ -99,12 +99,16 @@ impl SshCluster {
         format!("{}:{port}", self.host)
     }
 
-    /// Closes login node `n`: its listener stops and its open connections drop.
-    pub fn door_stop(&self, n: u8) {
+    /// Closes login node `n`: its listener stops and its open connections drop. It opens again
+    /// with [`ClosedDoor::open`], or when the guard is dropped (a failing test leaves no
+    /// login node closed for the next).
+    #[must_use = "the login node opens again when this is dropped"]
+    pub fn door_stop(&self, n: u8) -> ClosedDoor {
         run_script(&["door-stop", &n.to_string()]);
+        ClosedDoor { n, open: false }
     }
 
-    /// Opens login node `n` again.
+    /// Opens login node `n` (a no-op when it is open).
     pub fn door_start(&self, n: u8) {
         run_script(&["door-start", &n.to_string()]);
     }
@@ -136,6 +140,30 @@ impl SshCluster {
         cmd.arg(format!("--net=/run/netns/{}", self.netns))
             .arg(program.as_ref());
         cmd
+    }
+}
+
+/// A login node closed by [`SshCluster::door_stop`].
+pub struct ClosedDoor {
+    n: u8,
+    open: bool,
+}
+
+impl ClosedDoor {
+    /// Opens the login node again.
+    pub fn open(mut self) {
+        self.open = true;
+        run_script(&["door-start", &self.n.to_string()]);
+    }
+}
+
+impl Drop for ClosedDoor {
+    fn drop(&mut self) {
+        if !self.open {
+            let _ = Command::new(script())
+                .args(["door-start", &self.n.to_string()])
+                .output();
+        }
     }
 }
 

@@ -84,6 +84,9 @@ struct Registered {
     spec: String,
     /// The spec the current master was given (`-R` with port 0 until a reconnect).
     asked: String,
+    /// How many calls asked for it: ssh gives the same forward to the same spec (two jobs'
+    /// reverse forwards to the hub's API share one port), and it is cancelled with the last.
+    holders: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -308,6 +311,7 @@ impl SshTransport {
                 flag: "-L",
                 asked: spec.clone(),
                 spec,
+                holders: 1,
             },
         );
         Ok(port)
@@ -315,7 +319,8 @@ impl SshTransport {
 
     /// Forwards `bind_host:remote_port` on the login node to `to_host:to_port` as seen from
     /// the hub's machine, over `user`'s connection (`remote_port` 0: the login node picks).
-    /// Returns the port on the login node; a re-opened connection asks for the same one.
+    /// Returns the port on the login node; a re-opened connection asks for the same one. ssh
+    /// answers a spec it already forwards with the same port: callers then share the forward.
     /// A `bind_host` other than loopback needs `GatewayPorts clientspecified` on the login node.
     pub async fn forward_remote(
         &self,
@@ -354,20 +359,27 @@ impl SshTransport {
                 flag: "-R",
                 spec: spec(port),
                 asked,
+                holders: 1,
             },
         );
         Ok(port)
     }
 
     /// Drops `user`'s forwards named (a job's tunnels): cancelled on the connection when it is
-    /// up, and no longer restored. Unknown ones are ignored.
+    /// up, and no longer restored. Unknown ones are ignored. A forward that several calls
+    /// asked for (the same spec: see [`SshTransport::forward_remote`]) stays until the last
+    /// of them cancels it.
     pub async fn cancel_forwards(&self, user: &str, forwards: &[Forward]) -> Result<(), SshError> {
         let slot = self.inner.slot(Who::User(user))?;
         let (gone, up) = {
             let mut state = slot.state();
+            for r in state.forwards.iter_mut() {
+                let asked = forwards.iter().filter(|&&f| f == r.id).count();
+                r.holders = r.holders.saturating_sub(asked);
+            }
             let (gone, kept) = std::mem::take(&mut state.forwards)
                 .into_iter()
-                .partition::<Vec<_>, _>(|r| forwards.contains(&r.id));
+                .partition::<Vec<_>, _>(|r| r.holders == 0);
             state.forwards = kept;
             (gone, state.up)
         };
@@ -597,8 +609,10 @@ impl Inner {
     fn register(self: &Arc<Self>, slot: &Slot, forward: Registered) {
         {
             let mut state = slot.state();
-            state.forwards.retain(|r| r.id != forward.id);
-            state.forwards.push(forward);
+            match state.forwards.iter_mut().find(|r| r.id == forward.id) {
+                Some(known) => known.holders += 1,
+                None => state.forwards.push(forward),
+            }
         }
         if !self.keeper.swap(true, Ordering::SeqCst) {
             tokio::spawn(keeper(Arc::downgrade(self), self.wake.clone()));
