@@ -54,6 +54,15 @@ impl Fixture {
     }
 }
 
+impl Drop for Fixture {
+    /// The accounts go after their sessions on the login node (the transports, locals of
+    /// the test, are dropped first).
+    fn drop(&mut self) {
+        self.cluster.end_sessions(&self.user.name);
+        self.cluster.end_sessions(&self.tracker.name);
+    }
+}
+
 async fn stdout_of(t: &SshTransport, who: Who<'_>, argv: &[&str]) -> String {
     let out = t.run(who, argv, None, T).await.expect("run over ssh");
     assert!(out.ok, "{argv:?}: {out:?}");
@@ -96,6 +105,14 @@ async fn runs_a_command_as_the_user_with_a_signed_certificate() {
         .await
         .unwrap();
     assert_eq!(out.stdout, "secret\nlines\n");
+    // A command that takes too long is a timeout; the connection stays.
+    let err = t
+        .run(f.me(), &["sleep", "3"], None, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SshError::Timeout { .. }), "{err:?}");
+    assert_eq!(stdout_of(&t, f.me(), &["echo", "still"]).await, "still\n");
+    assert_eq!(f.cluster.connections(&f.user.name), 1);
     assert!(t.unreachable().is_none());
 }
 
@@ -197,12 +214,7 @@ async fn a_login_node_with_another_host_key_is_refused() {
     let _doors = f.cluster.shared().await;
     // known_hosts with another key for both login nodes.
     let other = f.state.path().join("other");
-    let made = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&other)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    keygen(&["-q", "-t", "ed25519", "-N", "", "-f"], &other);
     let key = std::fs::read_to_string(other.with_extension("pub")).unwrap();
     let key: Vec<&str> = key.split_whitespace().take(2).collect();
     let known = f.state.path().join("known_hosts");
@@ -480,4 +492,77 @@ async fn a_restarted_hub_replaces_the_connection_it_left_behind() {
     .await;
     assert_eq!(f.cluster.connections(&f.user.name), 1);
     assert_eq!(after.open_connections(), 1);
+}
+
+/// `ssh-keygen args` (no shell), which must succeed.
+fn keygen(args: &[&str], path: &Path) {
+    let ok = std::process::Command::new("ssh-keygen")
+        .args(args)
+        .arg(path)
+        .status()
+        .expect("ssh-keygen");
+    assert!(ok.success(), "ssh-keygen {args:?} {}", path.display());
+}
+
+/// A certificate from a CA the login nodes do not trust: the login node refuses it, and the
+/// error says who was refused where.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_from_another_ca_is_refused() {
+    let f = require!(Fixture::new("ca"));
+    let _doors = f.cluster.shared().await;
+    let ca = f.state.path().join("other_ca");
+    keygen(&["-q", "-t", "ed25519", "-N", "", "-f"], &ca);
+    let config = SshConfig {
+        certificate_authority: ca.display().to_string(),
+        ..f.config(&[1])
+    };
+    let t = SshTransport::new("nbhubssh", &config, f.state.path()).unwrap();
+    let err = t.run(f.me(), &["whoami"], None, T).await.unwrap_err();
+    match &err {
+        SshError::Auth { user, host, .. } => {
+            assert_eq!(user, &f.user.name);
+            assert_eq!(host, &f.cluster.login_host(1));
+        }
+        other => panic!("expected an authentication error, got {other:?}"),
+    }
+    assert_eq!(f.cluster.connections(&f.user.name), 0);
+}
+
+/// `identity_file` instead of a CA: the site's key per user (here signed by the cluster's CA,
+/// its certificate beside it, which ssh picks up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identity_file_per_user_logs_in() {
+    let f = require!(Fixture::new("idf"));
+    let _doors = f.cluster.shared().await;
+    let keys = f.state.path().join("site-keys");
+    std::fs::create_dir(&keys).unwrap();
+    for account in [&f.user.name, &f.tracker.name] {
+        let key = keys.join(account);
+        keygen(&["-q", "-t", "ed25519", "-N", "", "-f"], &key);
+        let ca = f.cluster.ca_key.to_str().unwrap();
+        keygen(
+            &["-q", "-s", ca, "-I", "site", "-n", account, "-V", "-5m:+1h"],
+            &keys.join(format!("{account}.pub")),
+        );
+    }
+    let config = SshConfig {
+        certificate_authority: String::new(),
+        identity_file: format!("{}/{{username}}", keys.display()),
+        ..f.config(&[1])
+    };
+    let t = SshTransport::new("nbhubssh", &config, f.state.path()).unwrap();
+    assert_eq!(stdout_of(&t, f.me(), &["whoami"]).await.trim(), f.user.name);
+    assert_eq!(
+        stdout_of(&t, Who::Tracking, &["whoami"]).await.trim(),
+        f.tracker.name
+    );
+    // A user without a key: the admin's problem, said as such.
+    let err = t
+        .run(Who::User("nobody"), &["whoami"], None, T)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SshError::Config(m) if m.contains(&format!("{}/nobody", keys.display()))),
+        "{err:?}"
+    );
 }

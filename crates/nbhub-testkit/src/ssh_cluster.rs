@@ -5,6 +5,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
 
 use crate::real::{missing_part, workspace_root};
 
@@ -119,6 +122,42 @@ impl SshCluster {
         out.trim()
             .parse()
             .unwrap_or_else(|_| panic!("slurm-ssh-cluster connections {user} printed {out:?}"))
+    }
+
+    /// Waits until `user` has no process left on the machine (the login node's sessions
+    /// close a moment after the hub's side of a connection; a command abandoned at its
+    /// timeout may still run); after 5 s the ones left are killed. For a test account, before
+    /// it is removed (userdel refuses an account that still runs processes).
+    pub fn end_sessions(&self, user: &str) {
+        let pids = || -> Vec<i32> {
+            Command::new("pgrep")
+                .args(["-u", user])
+                .output()
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .filter_map(|p| p.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let wait = |within: Duration| {
+            let deadline = Instant::now() + within;
+            while Instant::now() < deadline {
+                if pids().is_empty() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            false
+        };
+        if wait(Duration::from_secs(5)) {
+            return;
+        }
+        for pid in pids() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        wait(Duration::from_secs(5));
     }
 
     /// `squeue args` run inside the namespace against the cluster; its stdout.
