@@ -38,7 +38,7 @@ pub use net::{
     free_port, http_get, port_in_line, slow_request, wait_for_http, wait_for_tcp, HttpResponse,
 };
 pub use real::{missing_part, require_postgres, require_venv, which, workspace_root};
-pub use ssh_cluster::SshCluster;
+pub use ssh_cluster::{ClosedDoor, SshCluster};
 pub use tempfile::TempDir;
 
 use std::path::Path;

@@ -5,6 +5,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
 
 use crate::real::{missing_part, workspace_root};
 
@@ -99,12 +102,16 @@ impl SshCluster {
         format!("{}:{port}", self.host)
     }
 
-    /// Closes login node `n`: its listener stops and its open connections drop.
-    pub fn door_stop(&self, n: u8) {
+    /// Closes login node `n`: its listener stops and its open connections drop. It opens again
+    /// with [`ClosedDoor::open`], or when the guard is dropped (a failing test leaves no
+    /// login node closed for the next).
+    #[must_use = "the login node opens again when this is dropped"]
+    pub fn door_stop(&self, n: u8) -> ClosedDoor {
         run_script(&["door-stop", &n.to_string()]);
+        ClosedDoor { n, open: false }
     }
 
-    /// Opens login node `n` again.
+    /// Opens login node `n` (a no-op when it is open).
     pub fn door_start(&self, n: u8) {
         run_script(&["door-start", &n.to_string()]);
     }
@@ -115,6 +122,42 @@ impl SshCluster {
         out.trim()
             .parse()
             .unwrap_or_else(|_| panic!("slurm-ssh-cluster connections {user} printed {out:?}"))
+    }
+
+    /// Waits until `user` has no process left on the machine (the login node's sessions
+    /// close a moment after the hub's side of a connection; a command abandoned at its
+    /// timeout may still run); after 5 s the ones left are killed. For a test account, before
+    /// it is removed (userdel refuses an account that still runs processes).
+    pub fn end_sessions(&self, user: &str) {
+        let pids = || -> Vec<i32> {
+            Command::new("pgrep")
+                .args(["-u", user])
+                .output()
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .filter_map(|p| p.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let wait = |within: Duration| {
+            let deadline = Instant::now() + within;
+            while Instant::now() < deadline {
+                if pids().is_empty() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            false
+        };
+        if wait(Duration::from_secs(5)) {
+            return;
+        }
+        for pid in pids() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        wait(Duration::from_secs(5));
     }
 
     /// `squeue args` run inside the namespace against the cluster; its stdout.
@@ -136,6 +179,30 @@ impl SshCluster {
         cmd.arg(format!("--net=/run/netns/{}", self.netns))
             .arg(program.as_ref());
         cmd
+    }
+}
+
+/// A login node closed by [`SshCluster::door_stop`].
+pub struct ClosedDoor {
+    n: u8,
+    open: bool,
+}
+
+impl ClosedDoor {
+    /// Opens the login node again.
+    pub fn open(mut self) {
+        self.open = true;
+        run_script(&["door-start", &self.n.to_string()]);
+    }
+}
+
+impl Drop for ClosedDoor {
+    fn drop(&mut self) {
+        if !self.open {
+            let _ = Command::new(script())
+                .args(["door-start", &self.n.to_string()])
+                .output();
+        }
     }
 }
 

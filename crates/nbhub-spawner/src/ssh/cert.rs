@@ -82,8 +82,9 @@ impl Credentials {
         let mut signed_at = lock.lock().await;
         let key = dir.join(account);
         let certificate = dir.join(format!("{account}-cert.pub"));
-        let fresh = signed_at.is_some_and(|at| at.elapsed() < lifetime * 3 / 4);
-        if fresh && tokio::fs::metadata(&certificate).await.is_ok() {
+        if still_fresh(signed_at.map(|at| at.elapsed()), lifetime)
+            && tokio::fs::metadata(&certificate).await.is_ok()
+        {
             return Ok(Identity {
                 key,
                 certificate: Some(certificate),
@@ -144,6 +145,12 @@ impl Credentials {
     }
 }
 
+/// A certificate signed `age` ago has more than a quarter of its `lifetime` left (`None`:
+/// not signed by this hub yet).
+fn still_fresh(age: Option<Duration>, lifetime: Duration) -> bool {
+    age.is_some_and(|age| age < lifetime * 3 / 4)
+}
+
 /// `ssh-keygen` beside the configured `ssh` (`/usr/bin/ssh` → `/usr/bin/ssh-keygen`; a bare
 /// name → the bare name, from PATH).
 fn sibling(ssh: &str, name: &str) -> PathBuf {
@@ -196,6 +203,16 @@ async fn identity_file(path: &str) -> Result<Identity, SshError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signed_again_when_a_quarter_of_the_lifetime_is_left() {
+        let hour = Duration::from_secs(3600);
+        let ago = |mins: u64| Some(Duration::from_secs(mins * 60));
+        assert!(!still_fresh(None, hour), "never signed by this hub");
+        assert!(still_fresh(ago(0), hour));
+        assert!(still_fresh(ago(44), hour));
+        assert!(!still_fresh(ago(46), hour), "less than 15 minutes left");
+    }
 
     #[test]
     fn ssh_keygen_is_found_beside_ssh() {

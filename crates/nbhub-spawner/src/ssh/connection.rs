@@ -37,6 +37,9 @@ use crate::SpawnError;
 /// The longest control socket path ssh can bind (108 bytes of `sun_path`, its NUL, and the
 /// 17 bytes of the temporary name it binds first).
 const MAX_CONTROL_PATH: usize = 90;
+/// Commands at once on one connection: sshd refuses sessions beyond its `MaxSessions`
+/// (default 10) per connection; more callers wait for a turn.
+const MAX_SESSIONS: usize = 8;
 /// The background re-opening's pauses.
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
@@ -81,6 +84,9 @@ struct Registered {
     spec: String,
     /// The spec the current master was given (`-R` with port 0 until a reconnect).
     asked: String,
+    /// How many calls asked for it: ssh gives the same forward to the same spec (two jobs'
+    /// reverse forwards to the hub's API share one port), and it is cancelled with the last.
+    holders: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -95,6 +101,8 @@ struct Slot {
     ctl: PathBuf,
     /// Held while the connection is opened: one opener at a time.
     opening: tokio::sync::Mutex<()>,
+    /// One permit per command running on the connection ([`MAX_SESSIONS`]).
+    sessions: tokio::sync::Semaphore,
     state: Mutex<SlotState>,
 }
 
@@ -194,6 +202,12 @@ impl SshTransport {
     ) -> Result<RemoteOutput, SshError> {
         let line = command_line(argv).map_err(|e| SshError::Failed(e.to_string()))?;
         let slot = self.inner.slot(who)?;
+        let _turn = slot.sessions.acquire().await.map_err(|_| {
+            SshError::Failed(format!(
+                "{}: the SSH transport is shut down",
+                self.inner.system
+            ))
+        })?;
         // A second attempt only when the first never reached a master (the command did not run).
         for attempt in 0..2 {
             let host = self.inner.ensure(&slot).await?;
@@ -231,19 +245,31 @@ impl SshTransport {
             let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
             let code = out.status.code();
             if code == Some(255) {
-                if stderr.contains(NO_MASTER) {
-                    self.inner.mark_down(&slot);
-                    if attempt == 0 {
-                        continue;
-                    }
-                    return Err(self.inner.unreachable_error(format!(
-                        "the connection to {host} closed before {what} could run"
+                if stderr.contains("Session open refused") {
+                    // The master is fine; the login node allows fewer sessions per connection.
+                    return Err(SshError::Failed(format!(
+                        "{host} refused to run {what}: too many commands at once on one \
+                         connection (sshd's MaxSessions is below {MAX_SESSIONS})"
                     )));
                 }
+                let never_ran = stderr.contains(NO_MASTER);
                 if master::control(&target, &["-O", "check"]).await.is_err() {
                     self.inner.mark_down(&slot);
-                    return Err(self.inner.unreachable_error(format!(
-                        "the connection to {host} dropped while {what} ran ({})",
+                    if never_ran && attempt == 0 {
+                        continue;
+                    }
+                    return Err(self.inner.unreachable_error(if never_ran {
+                        format!("the connection to {host} closed before {what} could run")
+                    } else {
+                        format!(
+                            "the connection to {host} dropped while {what} ran ({})",
+                            stderr.trim()
+                        )
+                    }));
+                }
+                if never_ran {
+                    return Err(SshError::Failed(format!(
+                        "{host}: the connection did not take {what} ({})",
                         stderr.trim()
                     )));
                 }
@@ -285,6 +311,7 @@ impl SshTransport {
                 flag: "-L",
                 asked: spec.clone(),
                 spec,
+                holders: 1,
             },
         );
         Ok(port)
@@ -292,7 +319,8 @@ impl SshTransport {
 
     /// Forwards `bind_host:remote_port` on the login node to `to_host:to_port` as seen from
     /// the hub's machine, over `user`'s connection (`remote_port` 0: the login node picks).
-    /// Returns the port on the login node; a re-opened connection asks for the same one.
+    /// Returns the port on the login node; a re-opened connection asks for the same one. ssh
+    /// answers a spec it already forwards with the same port: callers then share the forward.
     /// A `bind_host` other than loopback needs `GatewayPorts clientspecified` on the login node.
     pub async fn forward_remote(
         &self,
@@ -331,20 +359,27 @@ impl SshTransport {
                 flag: "-R",
                 spec: spec(port),
                 asked,
+                holders: 1,
             },
         );
         Ok(port)
     }
 
     /// Drops `user`'s forwards named (a job's tunnels): cancelled on the connection when it is
-    /// up, and no longer restored. Unknown ones are ignored.
+    /// up, and no longer restored. Unknown ones are ignored. A forward that several calls
+    /// asked for (the same spec: see [`SshTransport::forward_remote`]) stays until the last
+    /// of them cancels it.
     pub async fn cancel_forwards(&self, user: &str, forwards: &[Forward]) -> Result<(), SshError> {
         let slot = self.inner.slot(Who::User(user))?;
         let (gone, up) = {
             let mut state = slot.state();
+            for r in state.forwards.iter_mut() {
+                let asked = forwards.iter().filter(|&&f| f == r.id).count();
+                r.holders = r.holders.saturating_sub(asked);
+            }
             let (gone, kept) = std::mem::take(&mut state.forwards)
                 .into_iter()
-                .partition::<Vec<_>, _>(|r| forwards.contains(&r.id));
+                .partition::<Vec<_>, _>(|r| r.holders == 0);
             state.forwards = kept;
             (gone, state.up)
         };
@@ -414,6 +449,7 @@ impl Inner {
                     ctl: master::control_path(&self.ctl_dir, &[&self.system, kind, &key.account]),
                     key,
                     opening: tokio::sync::Mutex::new(()),
+                    sessions: tokio::sync::Semaphore::new(MAX_SESSIONS),
                     state: Mutex::default(),
                 })
             })
@@ -573,8 +609,10 @@ impl Inner {
     fn register(self: &Arc<Self>, slot: &Slot, forward: Registered) {
         {
             let mut state = slot.state();
-            state.forwards.retain(|r| r.id != forward.id);
-            state.forwards.push(forward);
+            match state.forwards.iter_mut().find(|r| r.id == forward.id) {
+                Some(known) => known.holders += 1,
+                None => state.forwards.push(forward),
+            }
         }
         if !self.keeper.swap(true, Ordering::SeqCst) {
             tokio::spawn(keeper(Arc::downgrade(self), self.wake.clone()));
