@@ -6,111 +6,40 @@
 
 use super::*;
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-/// Taken alone by the test that shuts the login node's doors; shared by the others.
-static SSH_CLUSTER: RwLock<()> = RwLock::const_new(());
+use nbhub_testkit::SshCluster;
 
-/// The SSH cluster as `scripts/slurm-ssh-cluster env` describes it.
-pub(crate) struct SshCluster {
-    vars: BTreeMap<String, String>,
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The running SSH cluster; a missing one fails under CI=true and skips loudly otherwise.
-pub(crate) fn ssh_cluster() -> Option<SshCluster> {
-    let out = Command::new("bash")
-        .arg(repo_root().join("scripts/slurm-ssh-cluster"))
-        .arg("env")
-        .output()
-        .ok()
-        .filter(|o| o.status.success());
-    let Some(out) = out else {
-        nbhub_testkit::missing_part(
-            "the SSH Slurm cluster (a second cluster behind a login node)",
-            "scripts/slurm-ssh-cluster start (scripts/test-env.sh runs it)",
-        );
-        return None;
-    };
-    let vars = String::from_utf8_lossy(&out.stdout)
+/// The user's jobs on the SSH cluster as `id|partition|nodes|time limit|user|state`.
+fn remote_jobs_of(c: &SshCluster, user: &str) -> Vec<String> {
+    c.squeue_in_ns(&["-h", "-u", user, "-o", "%i|%P|%D|%l|%u|%T"])
         .lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.trim_matches(['\'', '"']).to_owned()))
-        .collect();
-    Some(SshCluster { vars })
+        .filter(|l| l.contains('|'))
+        .map(str::to_string)
+        .collect()
 }
 
-impl SshCluster {
-    fn var(&self, name: &str) -> &str {
-        self.vars
-            .get(name)
-            .unwrap_or_else(|| panic!("slurm-ssh-cluster env gave no {name}: {:?}", self.vars))
-    }
+/// A Slurm command inside the SSH cluster's namespace; (success, stdout + stderr).
+fn remote_slurm(c: &SshCluster, program: &str, args: &[&str]) -> (bool, String) {
+    let out = c
+        .in_ns(program)
+        .args(args)
+        .env("SLURM_CONF", &c.slurm_conf)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} in the namespace: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
 
-    /// `host:port` of login node `n` (1 or 2).
-    pub fn login_host(&self, n: u8) -> String {
-        let port = if n == 1 {
-            "NBHUB_SSH_CLUSTER_PORT"
-        } else {
-            "NBHUB_SSH_CLUSTER_PORT2"
-        };
-        format!("{}:{}", self.var("NBHUB_SSH_CLUSTER_HOST"), self.var(port))
-    }
-
-    /// A Slurm command inside the namespace, with the cluster's config.
-    pub fn slurm(&self, program: &str, args: &[&str]) -> (bool, String) {
-        let out = Command::new("ip")
-            .args(["netns", "exec", self.var("NBHUB_SSH_CLUSTER_NETNS"), "env"])
-            .arg(format!(
-                "SLURM_CONF={}",
-                self.var("NBHUB_SSH_CLUSTER_SLURM_CONF")
-            ))
-            .arg(program)
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("{program} in the namespace: {e}"));
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    }
-
-    /// The user's jobs there as `id|partition|nodes|time limit|user|state`.
-    pub fn jobs_of(&self, user: &str) -> Vec<String> {
-        let (_, out) = self.slurm("squeue", &["-h", "-u", user, "-o", "%i|%P|%D|%l|%u|%T"]);
-        out.lines()
-            .filter(|l| l.contains('|'))
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// `scripts/slurm-ssh-cluster ARGS`, which must succeed; its stdout.
-    pub fn script(&self, args: &[&str]) -> String {
-        let out = Command::new("bash")
-            .arg(repo_root().join("scripts/slurm-ssh-cluster"))
-            .args(args)
-            .output()
-            .expect("scripts/slurm-ssh-cluster");
-        assert!(
-            out.status.success(),
-            "slurm-ssh-cluster {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// The config of two systems: `local` (the dev cluster) and `remote` (this one, over SSH
-    /// through `login_hosts`, servers reached through tunnels), jobs tracked by `tracker`.
-    pub fn systems_toml(&self, p: &Parts, tracker: &str, login_hosts: &[String]) -> String {
-        format!(
-            r#"
+/// The config of two systems: `local` (the dev cluster) and `remote` (the SSH cluster, over
+/// SSH through `login_hosts`, servers reached through tunnels), jobs tracked by `tracker`.
+fn systems_toml(c: &SshCluster, p: &Parts, tracker: &str, login_hosts: &[String]) -> String {
+    format!(
+        r#"
 [[systems]]
 name = "local"
 title = "Local cluster"
@@ -137,11 +66,10 @@ certificate_authority = "{ca}"
 tracking_user = "{tracker}"
 connect_timeout = 3
 "#,
-            local_conf = p.slurm_conf,
-            known_hosts = self.var("NBHUB_SSH_CLUSTER_KNOWN_HOSTS"),
-            ca = self.var("NBHUB_SSH_CLUSTER_CA_KEY"),
-        )
-    }
+        local_conf = p.slurm_conf,
+        known_hosts = c.known_hosts.display(),
+        ca = c.ca_key.display(),
+    )
 }
 
 /// Cancels a user's jobs on the SSH cluster when dropped.
@@ -149,17 +77,20 @@ struct CancelRemote<'a>(&'a SshCluster, String);
 
 impl Drop for CancelRemote<'_> {
     fn drop(&mut self) {
-        let _ = self.0.slurm("scancel", &["-u", &self.1]);
+        let _ = remote_slurm(self.0, "scancel", &["-u", &self.1]);
+        self.0.end_sessions(&self.1);
     }
 }
 
-/// A hub with both systems, a tracking account and a user who may use both.
+/// A hub with both systems, a tracking account and a user who may use both; bound in this
+/// order, they drop hub first (its connections close), then the user's jobs and sessions,
+/// then the accounts.
 async fn two_system_hub<'a>(
     p: &'a Parts,
     c: &'a SshCluster,
     login_hosts: &[String],
     tag: &str,
-) -> (HubProc, SlurmUser<'a>, TempAccount, CancelRemote<'a>) {
+) -> (TempAccount, SlurmUser<'a>, CancelRemote<'a>, HubProc) {
     let tracker = TempAccount::create(
         &format!("{tag}t"),
         &Path::new("/tmp").join(format!("nbhub-{tag}t-home")),
@@ -168,7 +99,7 @@ async fn two_system_hub<'a>(
         p.venv.clone(),
         &p.proxy,
         Options {
-            systems: Some(c.systems_toml(p, &tracker.name, login_hosts)),
+            systems: Some(systems_toml(c, p, &tracker.name, login_hosts)),
             extra_toml: "named_server_limit_per_user = 0".into(),
             ..Default::default()
         },
@@ -176,7 +107,7 @@ async fn two_system_hub<'a>(
     hub.start().await;
     let user = SlurmUser::new(p, &hub, tag).await;
     let cancel = CancelRemote(c, user.name.clone());
-    (hub, user, tracker, cancel)
+    (tracker, user, cancel, hub)
 }
 
 /// The API token a running server of `user` at `prefix` holds, read from its environment.
@@ -247,10 +178,10 @@ fn readable_by_others_holding(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_on_each_system_and_its_token_nowhere_else() {
     let Some(p) = parts() else { return };
-    let Some(c) = ssh_cluster() else { return };
+    let Some(c) = SshCluster::get() else { return };
     let _shared = CLUSTER.read().await;
-    let _ssh = SSH_CLUSTER.read().await;
-    let (hub, alice, _tracker, _cancel) = two_system_hub(&p, &c, &[c.login_host(1)], "sy").await;
+    let _doors = c.shared().await;
+    let (_tracker, alice, _cancel, hub) = two_system_hub(&p, &c, &[c.login_host(1)], "sy").await;
     let user = alice.name.as_str();
 
     let (s, body) = start(
@@ -266,7 +197,7 @@ async fn a_server_on_each_system_and_its_token_nowhere_else() {
         hub.log()
     );
     let job = eventually(60, "the job in the SSH cluster's squeue", || async {
-        c.jobs_of(user).into_iter().next()
+        remote_jobs_of(&c, user).into_iter().next()
     })
     .await;
     let fields: Vec<&str> = job.split('|').collect();
@@ -294,7 +225,7 @@ async fn a_server_on_each_system_and_its_token_nowhere_else() {
 
     // Acceptance 5.
     let secret = server_token(&prefix);
-    let (ok, script) = c.slurm("scontrol", &["write", "batch_script", fields[0], "-"]);
+    let (ok, script) = remote_slurm(&c, "scontrol", &["write", "batch_script", fields[0], "-"]);
     assert!(ok, "{script}");
     assert!(!script.contains(&secret), "the token is in the job script");
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
@@ -349,7 +280,7 @@ async fn a_server_on_each_system_and_its_token_nowhere_else() {
         assert!(s == 204 || s == 202, "stop {path}: {s} {body}");
         eventually(60, "the job gone", || async {
             let left = if on_remote {
-                c.jobs_of(user)
+                remote_jobs_of(&c, user)
             } else {
                 jobs_of(&p.slurm_conf, user)
             };
@@ -367,20 +298,12 @@ async fn a_server_on_each_system_and_its_token_nowhere_else() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ssh_servers_live_through_a_login_node_outage_and_a_hub_kill() {
     let Some(p) = parts() else { return };
-    let Some(c) = ssh_cluster() else { return };
+    let Some(c) = SshCluster::get() else { return };
     let _shared = CLUSTER.read().await;
-    // It stops the login node's doors: no other test may use the SSH cluster meanwhile.
-    let _alone = SSH_CLUSTER.write().await;
-    struct Doors<'a>(&'a SshCluster);
-    impl Drop for Doors<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.script(&["door-start", "1"]);
-            let _ = self.0.script(&["door-start", "2"]);
-        }
-    }
-    let _doors = Doors(&c);
+    // It closes the login nodes: no other test may use the SSH cluster meanwhile.
+    let _alone = c.exclusive().await;
     let hosts = [c.login_host(1), c.login_host(2)];
-    let (mut hub, bob, _tracker, _cancel) = two_system_hub(&p, &c, &hosts, "so").await;
+    let (_tracker, bob, _cancel, mut hub) = two_system_hub(&p, &c, &hosts, "so").await;
     let user = bob.name.as_str();
     let remote = |runtime: &str| json!({"system": "remote", "partition": "batch", "nodes": 1, "runtime": runtime});
     for server in ["a", "b"] {
@@ -400,12 +323,7 @@ async fn ssh_servers_live_through_a_login_node_outage_and_a_hub_kill() {
         kernel::execute(&hub, &prefix, &id, &token, "x = 6 * 7\nprint('set')").await;
         kernels.push((prefix, id));
     }
-    let connections = || {
-        c.script(&["connections", user])
-            .trim()
-            .parse::<u32>()
-            .unwrap_or(99)
-    };
+    let connections = || c.connections(user);
     assert_eq!(
         connections(),
         1,
@@ -413,8 +331,9 @@ async fn ssh_servers_live_through_a_login_node_outage_and_a_hub_kill() {
     );
 
     // Both doors shut: the login nodes do not answer at all.
-    c.script(&["door-stop", "1"]);
-    c.script(&["door-stop", "2"]);
+    // Login node 1 stays closed to the end: from here, everything goes through node 2.
+    let _door1 = c.door_stop(1);
+    let door2 = c.door_stop(2);
     let outage = tokio::time::Instant::now();
     let (s, body) = eventually(30, "a start refused with 503", || async {
         let (s, body) = start(&hub, user, "c", remote("00:10")).await;
@@ -436,7 +355,7 @@ async fn ssh_servers_live_through_a_login_node_outage_and_a_hub_kill() {
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
     // The second door opens: everything goes through login node 2.
-    c.script(&["door-start", "2"]);
+    door2.open();
     for (prefix, id) in &kernels {
         let printed = eventually(60, "the kernel reachable again", || async {
             kernel::try_execute(&hub, prefix, id, &token, "print(x)").await
@@ -472,7 +391,7 @@ async fn ssh_servers_live_through_a_login_node_outage_and_a_hub_kill() {
         assert!(s == 204 || s == 202, "stop {server}: {s} {body}");
     }
     eventually(60, "the jobs gone", || async {
-        c.jobs_of(user).is_empty().then_some(())
+        remote_jobs_of(&c, user).is_empty().then_some(())
     })
     .await;
 }
@@ -483,10 +402,10 @@ async fn ssh_servers_live_through_a_login_node_outage_and_a_hub_kill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_ssh_servers_cost_one_squeue_per_poll_and_one_connection() {
     let Some(p) = parts() else { return };
-    let Some(c) = ssh_cluster() else { return };
+    let Some(c) = SshCluster::get() else { return };
     let _shared = CLUSTER.read().await;
     // It fills the SSH cluster's partitions.
-    let _alone = SSH_CLUSTER.write().await;
+    let _alone = c.exclusive().await;
     // A bin_dir (on the shared file system: the login node sees it too) whose squeue counts
     // its calls, the other commands as they are.
     let bin = nbhub_testkit::temp_dir_world_readable();
@@ -511,15 +430,13 @@ async fn twenty_ssh_servers_cost_one_squeue_per_poll_and_one_connection() {
     std::fs::write(&count, "").expect("counter");
     std::fs::set_permissions(&count, std::fs::Permissions::from_mode(0o666)).expect("chmod");
     let tracker = TempAccount::create("sqt", &Path::new("/tmp").join("nbhub-sqt-home"));
-    let systems = c
-        .systems_toml(&p, &tracker.name, &[c.login_host(1)])
-        .replace(
-            "reach = \"tunnel\"\npoll_interval = 1",
-            &format!(
-                "reach = \"tunnel\"\npoll_interval = 2\nbin_dir = \"{}\"",
-                bin.path().display()
-            ),
-        );
+    let systems = systems_toml(&c, &p, &tracker.name, &[c.login_host(1)]).replace(
+        "reach = \"tunnel\"\npoll_interval = 1",
+        &format!(
+            "reach = \"tunnel\"\npoll_interval = 2\nbin_dir = \"{}\"",
+            bin.path().display()
+        ),
+    );
     let mut hub = HubProc::new(
         p.venv.clone(),
         &p.proxy,
@@ -546,7 +463,7 @@ async fn twenty_ssh_servers_cost_one_squeue_per_poll_and_one_connection() {
         assert!(s == 201 || s == 202, "start {name}: {s} {body}");
     }
     eventually(90, "20 jobs on the SSH cluster", || async {
-        (c.jobs_of(user).len() == 20).then_some(())
+        (remote_jobs_of(&c, user).len() == 20).then_some(())
     })
     .await;
     let calls = || {
@@ -554,12 +471,7 @@ async fn twenty_ssh_servers_cost_one_squeue_per_poll_and_one_connection() {
             .map(|t| t.lines().count())
             .unwrap_or(0)
     };
-    let connections = || {
-        c.script(&["connections", user])
-            .trim()
-            .parse::<u32>()
-            .unwrap_or(99)
-    };
+    let connections = || c.connections(user);
     let before = calls();
     let window = Duration::from_secs(10);
     let mut most = 0;
