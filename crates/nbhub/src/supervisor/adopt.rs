@@ -80,6 +80,7 @@ impl Supervisor {
                     };
                     slot.push_event(json!({"progress": 10, "message": message}));
                     tracing::info!(user = %user.name, server = %row.name, "taking up a start that was under way");
+                    self.clone().restore_for_start(state.clone());
                     let this = self.clone();
                     let slot = slot.clone();
                     let row_id = row.id;
@@ -146,5 +147,25 @@ impl Supervisor {
         }
         tracing::info!(user = %slot.user, server = %slot.server_name, %target, "the server is reached at a new address");
         true
+    }
+
+    /// A start under way when the hub stopped: its job may report through a reverse forward
+    /// that closed with the hub's old connection (`reach = "tunnel"`). `Spawner::restore`
+    /// opens it again, in the background, asked again while the login node does not answer
+    /// (for up to ten minutes); the way to the server itself is opened when it reports.
+    fn restore_for_start(self: Arc<Self>, state: SpawnerState) {
+        tokio::spawn(async move {
+            let mut delay = std::time::Duration::from_secs(2);
+            let give_up = tokio::time::Instant::now() + std::time::Duration::from_secs(600);
+            while let Err(e) = self.spawner.restore(&state).await {
+                if tokio::time::Instant::now() > give_up {
+                    tracing::warn!(error = %e, "gave up reopening the way a starting server reaches the hub");
+                    return;
+                }
+                tracing::debug!(error = %e, "cannot reopen the way a starting server reaches the hub yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(30));
+            }
+        });
     }
 }
