@@ -566,3 +566,26 @@ async fn an_identity_file_per_user_logs_in() {
         "{err:?}"
     );
 }
+
+/// A command whose connection is gone when it starts (here: its control socket removed under
+/// it) never opens a connection of its own: it is run again on a new connection, once, and
+/// the old one is ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_without_its_connection_runs_on_a_new_one() {
+    let f = require!(Fixture::new("lost"));
+    let _doors = f.cluster.shared().await;
+    let t = f.transport(&[1]);
+    assert_eq!(stdout_of(&t, f.me(), &["whoami"]).await.trim(), f.user.name);
+    let sockets: Vec<_> = std::fs::read_dir(f.state.path().join("c"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(sockets.len(), 1, "one control socket: {sockets:?}");
+    std::fs::remove_file(&sockets[0]).unwrap();
+    assert_eq!(stdout_of(&t, f.me(), &["whoami"]).await.trim(), f.user.name);
+    eventually("the old connection ends", T, || async {
+        f.cluster.connections(&f.user.name) == 1
+    })
+    .await;
+    assert_eq!(t.open_connections(), 1);
+}

@@ -192,7 +192,8 @@ impl SshTransport {
     /// Runs `argv` on a login node as `who`: one command line of [`command_line`], run by the
     /// account's login shell, with `stdin` fed in. A remote command that fails is
     /// `Ok(ok: false)`; a connection that fails is an error. Exit code 255 is ssh's own when the
-    /// connection is gone afterwards, else the command's.
+    /// connection is gone afterwards (an error; run again on a new connection, once, when the
+    /// command never reached it), else the command's.
     pub async fn run(
         &self,
         who: Who<'_>,
@@ -266,12 +267,6 @@ impl SshTransport {
                             stderr.trim()
                         )
                     }));
-                }
-                if never_ran {
-                    return Err(SshError::Failed(format!(
-                        "{host}: the connection did not take {what} ({})",
-                        stderr.trim()
-                    )));
                 }
             }
             return Ok(RemoteOutput {
