@@ -105,6 +105,25 @@ async fn runs_a_command_as_the_user_with_a_signed_certificate() {
         .await
         .unwrap();
     assert_eq!(out.stdout, "secret\nlines\n");
+    // Much output before the input is read, and much input (beyond what ssh's channel
+    // windows and the pipes hold): neither side waits for the other.
+    const MB8: usize = 8 << 20;
+    let big = vec![b'x'; MB8];
+    let out = t
+        .run(
+            f.me(),
+            &["sh", "-c", "head -c 8388608 /dev/zero; wc -c"],
+            Some(&big),
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.stdout.len(), MB8 + "8388608\n".len());
+    assert!(
+        out.stdout.ends_with("8388608\n"),
+        "{:?}",
+        &out.stdout[MB8..]
+    );
     // A command that takes too long is a timeout; the connection stays.
     let err = t
         .run(f.me(), &["sleep", "3"], None, Duration::from_secs(1))

@@ -229,12 +229,17 @@ impl SshTransport {
             let mut child = cmd
                 .spawn()
                 .map_err(|e| SshError::io(format!("run {}", self.inner.config.ssh), e))?;
-            let out = tokio::time::timeout(timeout, async {
-                if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            let input = child.stdin.take();
+            // Fed while the output is read: a command that prints much before it reads all of
+            // its input would otherwise wait for us as we wait for it.
+            let feed = async move {
+                if let (Some(bytes), Some(mut pipe)) = (stdin, input) {
                     // A command that exits without reading shows up in its output, not here.
                     let _ = pipe.write_all(bytes).await;
                 }
-                child.wait_with_output().await
+            };
+            let out = tokio::time::timeout(timeout, async {
+                tokio::join!(feed, child.wait_with_output()).1
             })
             .await
             .map_err(|_| SshError::Timeout {
