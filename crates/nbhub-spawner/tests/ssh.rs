@@ -105,6 +105,25 @@ async fn runs_a_command_as_the_user_with_a_signed_certificate() {
         .await
         .unwrap();
     assert_eq!(out.stdout, "secret\nlines\n");
+    // Much output before the input is read, and much input (beyond what ssh's channel
+    // windows and the pipes hold): neither side waits for the other.
+    const MB8: usize = 8 << 20;
+    let big = vec![b'x'; MB8];
+    let out = t
+        .run(
+            f.me(),
+            &["sh", "-c", "head -c 8388608 /dev/zero; wc -c"],
+            Some(&big),
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.stdout.len(), MB8 + "8388608\n".len());
+    assert!(
+        out.stdout.ends_with("8388608\n"),
+        "{:?}",
+        &out.stdout[MB8..]
+    );
     // A command that takes too long is a timeout; the connection stays.
     let err = t
         .run(f.me(), &["sleep", "3"], None, Duration::from_secs(1))
@@ -565,4 +584,27 @@ async fn an_identity_file_per_user_logs_in() {
         matches!(&err, SshError::Config(m) if m.contains(&format!("{}/nobody", keys.display()))),
         "{err:?}"
     );
+}
+
+/// A command whose connection is gone when it starts (here: its control socket removed under
+/// it) never opens a connection of its own: it is run again on a new connection, once, and
+/// the old one is ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_without_its_connection_runs_on_a_new_one() {
+    let f = require!(Fixture::new("lost"));
+    let _doors = f.cluster.shared().await;
+    let t = f.transport(&[1]);
+    assert_eq!(stdout_of(&t, f.me(), &["whoami"]).await.trim(), f.user.name);
+    let sockets: Vec<_> = std::fs::read_dir(f.state.path().join("c"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(sockets.len(), 1, "one control socket: {sockets:?}");
+    std::fs::remove_file(&sockets[0]).unwrap();
+    assert_eq!(stdout_of(&t, f.me(), &["whoami"]).await.trim(), f.user.name);
+    eventually("the old connection ends", T, || async {
+        f.cluster.connections(&f.user.name) == 1
+    })
+    .await;
+    assert_eq!(t.open_connections(), 1);
 }

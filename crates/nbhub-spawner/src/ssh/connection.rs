@@ -192,7 +192,8 @@ impl SshTransport {
     /// Runs `argv` on a login node as `who`: one command line of [`command_line`], run by the
     /// account's login shell, with `stdin` fed in. A remote command that fails is
     /// `Ok(ok: false)`; a connection that fails is an error. Exit code 255 is ssh's own when the
-    /// connection is gone afterwards, else the command's.
+    /// connection is gone afterwards (an error; run again on a new connection, once, when the
+    /// command never reached it), else the command's.
     pub async fn run(
         &self,
         who: Who<'_>,
@@ -228,12 +229,17 @@ impl SshTransport {
             let mut child = cmd
                 .spawn()
                 .map_err(|e| SshError::io(format!("run {}", self.inner.config.ssh), e))?;
-            let out = tokio::time::timeout(timeout, async {
-                if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            let input = child.stdin.take();
+            // Fed while the output is read: a command that prints much before it reads all of
+            // its input would otherwise wait for us as we wait for it.
+            let feed = async move {
+                if let (Some(bytes), Some(mut pipe)) = (stdin, input) {
                     // A command that exits without reading shows up in its output, not here.
                     let _ = pipe.write_all(bytes).await;
                 }
-                child.wait_with_output().await
+            };
+            let out = tokio::time::timeout(timeout, async {
+                tokio::join!(feed, child.wait_with_output()).1
             })
             .await
             .map_err(|_| SshError::Timeout {
@@ -266,12 +272,6 @@ impl SshTransport {
                             stderr.trim()
                         )
                     }));
-                }
-                if never_ran {
-                    return Err(SshError::Failed(format!(
-                        "{host}: the connection did not take {what} ({})",
-                        stderr.trim()
-                    )));
                 }
             }
             return Ok(RemoteOutput {

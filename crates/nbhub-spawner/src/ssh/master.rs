@@ -27,9 +27,10 @@ pub(crate) const CONTROL_TIMEOUT: Duration = Duration::from_secs(15);
 /// How much of a master's stderr is kept (its last bytes).
 const STDERR_KEEP: usize = 4096;
 /// What a multiplexed command prints when its master is gone: ssh then falls back to a
-/// connection of its own through ProxyCommand, which prints this and connects nowhere, so no
-/// command ever runs on a connection of its own (see [`client`]).
-pub(crate) const NO_MASTER: &str = "nbhub: no control master";
+/// connection of its own, through its ProxyCommand, `false`, which connects nowhere, and the
+/// key exchange that never starts says this (a master's clients exchange no keys). No command
+/// ever runs on a connection of its own (see [`client`]).
+pub(crate) const NO_MASTER: &str = "kex_exchange_identification";
 
 /// Where and as whom a master connects.
 pub(crate) struct Target<'a> {
@@ -195,15 +196,14 @@ fn classify(target: &Target<'_>, stderr: &str, code: Option<i32>) -> SshError {
 
 /// A multiplexed client of the master at `target.ctl`: `ssh -S ctl … host` plus what the
 /// caller adds. It never opens a connection of its own: if the master is gone, ssh would, so
-/// its ProxyCommand (used only then) prints [`NO_MASTER`] and connects nowhere.
+/// its ProxyCommand (used only then) connects nowhere, and ssh says [`NO_MASTER`].
 pub(crate) fn client(target: &Target<'_>) -> Command {
     let mut cmd = Command::new(target.ssh);
     cmd.args(["-F", "/dev/null", "-S"])
         .arg(target.ctl)
         .args(["-o", "ControlMaster=no", "-o", "BatchMode=yes"])
         .args(["-o", "LogLevel=ERROR"])
-        .arg("-o")
-        .arg(format!("ProxyCommand=printf '{NO_MASTER}\\n' >&2"))
+        .args(["-o", "ProxyCommand=false"])
         .args(["-l", target.account, "-p"])
         .arg(target.host.port.to_string())
         .env("SHELL", "/bin/sh")
@@ -246,7 +246,16 @@ pub(crate) async fn clear_stale(target: &Target<'_>) {
     if tokio::fs::symlink_metadata(target.ctl).await.is_err() {
         return;
     }
-    let _ = control(target, &["-O", "exit"]).await;
+    if control(target, &["-O", "exit"]).await.is_ok() {
+        // The old master removes its socket as it exits: a new master bound before that
+        // would lose its socket to it.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while tokio::fs::symlink_metadata(target.ctl).await.is_ok()
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     let _ = tokio::fs::remove_file(target.ctl).await;
 }
 
