@@ -240,11 +240,20 @@ impl Commands {
                 program.display()
             ))
         })?;
-        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            // A command that exits without reading shows up in its output, not here.
-            let _ = pipe.write_all(text.as_bytes()).await;
-        }
-        let out = tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
+        // Fed while the output is read: a command that answers before it has read all of its
+        // input must not block on a full pipe. One that exits without reading shows up in
+        // its output, not here.
+        let pipe = child.stdin.take();
+        let feed = async move {
+            if let (Some(text), Some(mut pipe)) = (stdin, pipe) {
+                let _ = pipe.write_all(text.as_bytes()).await;
+            }
+        };
+        let run = async {
+            let ((), out) = tokio::join!(feed, async { child.wait_with_output().await });
+            out
+        };
+        let out = tokio::time::timeout(COMMAND_TIMEOUT, run)
             .await
             .map_err(|_| {
                 SpawnError::Failed(format!(
