@@ -69,6 +69,9 @@ pub struct Options {
     /// Run servers as Slurm jobs, with this `[slurm]` section (jobs run as the users' own
     /// Unix accounts, so the server gets no `--allow-root`).
     pub slurm: Option<String>,
+    /// Run servers as Slurm jobs on several systems: these `[[systems]]` tables (instead of
+    /// `slurm`).
+    pub systems: Option<String>,
     /// More `[authenticator]` keys (e.g. `kind = "generic-oauth"` and its provider).
     pub authenticator: String,
     /// The ports must be known before the hub runs (an identity provider started first is
@@ -110,23 +113,21 @@ impl HubProc {
         let singleuser = venv.join("bin/jupyterhub-singleuser").display().to_string();
         let mut cmd: Vec<String> = opts.cmd_prefix.clone();
         cmd.push(singleuser);
-        let args = if nbhub_testkit::is_root() && opts.slurm.is_none() {
+        let slurm_jobs = opts.slurm.is_some() || opts.systems.is_some();
+        let args = if nbhub_testkit::is_root() && !slurm_jobs {
             "[\"--allow-root\"]"
         } else {
             "[]"
         };
-        let spawner_kind = if opts.slurm.is_some() {
-            "slurm"
-        } else {
-            "local"
-        };
-        let kind_section = match &opts.slurm {
+        let spawner_kind = if slurm_jobs { "slurm" } else { "local" };
+        let kind_section = match (&opts.slurm, &opts.systems) {
+            (_, Some(systems)) => systems.clone(),
             // The test cluster's nodes are this machine: servers listen on loopback only.
-            Some(slurm) if !slurm.contains("bind_ip") => {
+            (Some(slurm), None) if !slurm.contains("bind_ip") => {
                 format!("[slurm]\nbind_ip = \"127.0.0.1\"\n{slurm}")
             }
-            Some(slurm) => format!("[slurm]\n{slurm}"),
-            None => "[local]\nswitch_user = false".to_string(),
+            (Some(slurm), None) => format!("[slurm]\n{slurm}"),
+            (None, None) => "[local]\nswitch_user = false".to_string(),
         };
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).expect("data dir");
