@@ -217,3 +217,33 @@ fn last_options_reach_only_their_own_system() {
     assert!(system_ctx(&ctx, "beta").last_options.is_some());
     assert!(system_ctx(&ctx, "alpha").last_options.is_none());
 }
+
+#[tokio::test]
+async fn one_system_has_no_picker() {
+    let s = SystemsSpawner::new(
+        &SpawnerConfig {
+            cmd: vec!["/bin/true".into()],
+            ..SpawnerConfig::default()
+        },
+        &[SystemConfig {
+            name: "only".into(),
+            slurm: SlurmConfig {
+                bin_dir: "/nonexistent/slurm/bin".into(),
+                ..SlurmConfig::default()
+            },
+            ..SystemConfig::default()
+        }],
+        Path::new("/tmp"),
+    )
+    .unwrap();
+    let ctx = FormContext::new("alice");
+    let form = s.options_form(&ctx).await.expect("a form");
+    assert!(form.field("system").is_none(), "{form:?}");
+    assert!(form.field("partition").is_some(), "the system's own form");
+    let errors = s
+        .validate_options(&ctx, &json!({"system": "other"}))
+        .await
+        .unwrap_err();
+    assert_eq!(errors[0].field, "system");
+    assert_eq!(errors[0].message, "unknown system 'other'; choose one of only");
+}

@@ -80,7 +80,8 @@ async fn offered_systems(hub: &HubProc, user: &str) -> Vec<String> {
 /// offers each user the systems they may use; an unknown system, a system the user may not
 /// use and a partition of the other system are each a 400 naming the field, with no job; a
 /// start on `beta` is a job in `batch`, its REST model names the system, its JupyterLab runs
-/// code through the proxy, the home page shows the system's title, and DELETE cancels it.
+/// code through the proxy, the home page shows the system's title; a named server on `alpha`
+/// runs beside it in `devel`; DELETE cancels both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_systems_on_one_form_and_the_api_starts_on_the_one_asked_for() {
     let Some(p) = parts() else { return };
@@ -206,6 +207,33 @@ async fn two_systems_on_one_form_and_the_api_starts_on_the_one_asked_for() {
         home.contains("<dt>System</dt><dd class=\"server-system\">Beta cluster</dd>"),
         "the home page should show the system's title: {home}"
     );
+
+    // A named server on the other system at the same time: each system its own job.
+    let (s, body) = start(
+        &hub,
+        user,
+        "on-alpha",
+        json!({"system": "alpha", "partition": "devel", "runtime": "00:10"}),
+    )
+    .await;
+    assert!(s == 201 || s == 202, "start on alpha: {s} {body}");
+    let model = wait_ready(&hub, user, "on-alpha", 120).await;
+    assert_eq!(model["slurm"]["system"], "alpha", "{model}");
+    assert_eq!(model["slurm"]["partition"], "devel", "{model}");
+    let mut partitions: Vec<String> = jobs_of(&p.slurm_conf, user)
+        .iter()
+        .map(|j| j.split('|').nth(1).unwrap_or_default().to_string())
+        .collect();
+    partitions.sort();
+    assert_eq!(partitions, ["batch", "devel"]);
+    let (s, body) = admin(
+        &hub,
+        Method::DELETE,
+        &format!("/users/{user}/servers/on-alpha"),
+        None,
+    )
+    .await;
+    assert!(s == 204 || s == 202, "stop on alpha: {s} {body}");
 
     stop_default_server(&hub, &p.slurm_conf, user).await;
 }
