@@ -143,6 +143,35 @@ impl SystemsSpawner {
         })
     }
 
+    /// Whether `ctx.user` may use `system` (its form for them asked live).
+    async fn is_offered(&self, system: &System, ctx: &FormContext) -> bool {
+        let form = system
+            .spawner
+            .options_form(&system_ctx(ctx, &system.name))
+            .await
+            .unwrap_or_default();
+        may_use(system.spawner.config(), ctx, &form)
+    }
+
+    /// The first system `ctx.user` may use, asking one system after the other.
+    async fn first_offered(&self, ctx: &FormContext) -> Option<&System> {
+        for s in &self.systems {
+            if self.is_offered(s, ctx).await {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// The names of the systems `ctx.user` may use.
+    async fn allowed(&self, ctx: &FormContext) -> Vec<&str> {
+        self.offered(ctx)
+            .await
+            .into_iter()
+            .map(|(s, _)| s.name.as_str())
+            .collect()
+    }
+
     /// The systems `ctx.user` may use, with the form each offers them, in the config's order.
     /// Every system's live data is asked for at once.
     async fn offered(&self, ctx: &FormContext) -> Vec<(&System, FormSpec)> {
@@ -164,36 +193,22 @@ impl SystemsSpawner {
         submitted: &Value,
     ) -> Result<ValidatedOptions, Vec<FieldError>> {
         let split = form::split(submitted, &self.names())?;
-        let offered = self.offered(ctx).await;
-        let allowed: Vec<&str> = offered.iter().map(|(s, _)| s.name.as_str()).collect();
-        let system = match &split.system {
-            None => match offered.first() {
-                Some((s, _)) => *s,
-                None => {
-                    return Err(vec![FieldError::new(
-                        SYSTEM,
-                        "no system is available to you",
-                    )])
-                }
-            },
-            Some(name) => match self.by_name(name) {
-                None => {
-                    return Err(vec![FieldError::new(
-                        SYSTEM,
-                        unknown_system(name, &allowed),
-                    )])
-                }
-                Some(s) if !allowed.contains(&s.name.as_str()) => {
-                    return Err(vec![FieldError::new(
-                        SYSTEM,
-                        format!(
-                            "system '{name}' is not available to you{}",
-                            choose_one_of(&allowed)
-                        ),
-                    )])
-                }
+        // Only the system asked for is asked for its live data (one that does not answer
+        // must not slow down starts on the others); all of them only to say which to choose.
+        let refuse = |message: String| Err(vec![FieldError::new(SYSTEM, message)]);
+        let system = match split.system.as_deref().map(|n| (n, self.by_name(n))) {
+            None => match self.first_offered(ctx).await {
                 Some(s) => s,
+                None => return refuse("no system is available to you".to_owned()),
             },
+            Some((name, None)) => return refuse(unknown_system(name, &self.allowed(ctx).await)),
+            Some((name, Some(s))) if !self.is_offered(s, ctx).await => {
+                return refuse(format!(
+                    "system '{name}' is not available to you{}",
+                    choose_one_of(&self.allowed(ctx).await)
+                ))
+            }
+            Some((_, Some(s))) => s,
         };
         let system_ctx = system_ctx(ctx, &system.name);
         match system

@@ -245,5 +245,8 @@ async fn one_system_has_no_picker() {
         .await
         .unwrap_err();
     assert_eq!(errors[0].field, "system");
-    assert_eq!(errors[0].message, "unknown system 'other'; choose one of only");
+    assert_eq!(
+        errors[0].message,
+        "unknown system 'other'; choose one of only"
+    );
 }

@@ -143,6 +143,31 @@ async fn two_systems_on_one_form_and_the_api_starts_on_the_one_asked_for() {
             "{options}: nothing written: {body}"
         );
     }
+    // The form's own post (no JavaScript: every system's fields are posted): the other
+    // system's are ignored, and an error is marked at the field under its form name.
+    let b = signed_in(&hub, user).await;
+    let url = hub.public_url(&format!("/hub/spawn/{user}"));
+    let xsrf = common::pagekit::xsrf_at(&b, &url).await;
+    let resp = common::post_form(
+        &b,
+        &url,
+        &[
+            ("_xsrf", xsrf.as_str()),
+            ("system", "beta"),
+            ("alpha.partition", "devel"),
+            ("alpha.runtime", "00:10"),
+            ("beta.partition", "batch"),
+            ("beta.runtime", "99:00:00"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let page = resp.text().await.expect("html");
+    assert!(
+        page.contains("id=\"opt-beta.runtime-error\">must be at most 08:00:00</div>"),
+        "the error at beta's run time: {page}"
+    );
+    assert_eq!(page.matches("field-error").count(), 1, "one error: {page}");
     for who in [user, other] {
         assert!(
             jobs_of(&p.slurm_conf, who).is_empty(),
