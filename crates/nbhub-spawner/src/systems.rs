@@ -247,7 +247,7 @@ impl SystemsSpawner {
         form::combine(offers, last)
     }
 
-    /// The children's ended signals as one: it changes whenever one of theirs does.
+    /// The children's ended signals as one (see [`merge_signals`]).
     fn merged_ended(&self) -> Option<watch::Receiver<u64>> {
         tokio::runtime::Handle::try_current().ok()?;
         let children: Vec<watch::Receiver<u64>> = self
@@ -255,29 +255,32 @@ impl SystemsSpawner {
             .iter()
             .filter_map(|s| s.spawner.ended_signal())
             .collect();
-        if children.is_empty() {
-            return None;
-        }
-        let (tx, rx) = watch::channel(0u64);
-        let tx = Arc::new(tx);
-        for mut child in children {
-            let tx = Arc::clone(&tx);
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        changed = child.changed() => {
-                            if changed.is_err() {
-                                break;
-                            }
-                            tx.send_modify(|n| *n = n.wrapping_add(1));
-                        }
-                        () = tx.closed() => break,
-                    }
-                }
-            });
-        }
-        Some(rx)
+        (!children.is_empty()).then(|| merge_signals(children))
     }
+}
+
+/// One signal that changes whenever one of `children` does: a small task per child, which
+/// ends when that child's sender or every receiver of the merged signal is gone.
+fn merge_signals(children: Vec<watch::Receiver<u64>>) -> watch::Receiver<u64> {
+    let (tx, rx) = watch::channel(0u64);
+    let tx = Arc::new(tx);
+    for mut child in children {
+        let tx = Arc::clone(&tx);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = child.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        tx.send_modify(|n| *n = n.wrapping_add(1));
+                    }
+                    () = tx.closed() => break,
+                }
+            }
+        });
+    }
+    rx
 }
 
 /// `ctx` for one system: the user's last options only if they were for that system.

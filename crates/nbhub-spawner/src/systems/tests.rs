@@ -250,3 +250,27 @@ async fn one_system_has_no_picker() {
         "unknown system 'other'; choose one of only"
     );
 }
+
+#[tokio::test]
+async fn the_ended_signal_changes_when_any_system_s_does() {
+    let (a_tx, a_rx) = watch::channel(0u64);
+    let (b_tx, b_rx) = watch::channel(0u64);
+    let mut merged = merge_signals(vec![a_rx, b_rx]);
+    b_tx.send_modify(|n| *n += 1);
+    tokio::time::timeout(Duration::from_secs(5), merged.changed())
+        .await
+        .expect("in time")
+        .expect("open");
+    a_tx.send_modify(|n| *n += 1);
+    tokio::time::timeout(Duration::from_secs(5), merged.changed())
+        .await
+        .expect("in time")
+        .expect("open");
+    assert_eq!(*merged.borrow_and_update(), 2);
+    // Every child gone: the merged signal closes.
+    drop((a_tx, b_tx));
+    let closed = tokio::time::timeout(Duration::from_secs(5), merged.changed())
+        .await
+        .expect("in time");
+    assert!(closed.is_err());
+}

@@ -8,6 +8,8 @@ use common::pagekit::signed_in;
 
 /// The group whose members may use `beta`.
 const BETA_USERS: &str = "beta-users";
+/// A hub admin (for the admin page; no Unix account).
+const SYSTEMS_ADMIN: &str = "sysadmin";
 
 /// A hub with the systems `alpha` and `beta` on the dev cluster, polled every second.
 fn systems_hub(p: &Parts) -> HubProc {
@@ -36,6 +38,7 @@ fn systems_hub(p: &Parts) -> HubProc {
             systems: Some(systems),
             extra_toml: "named_server_limit_per_user = 0".into(),
             services: "[[roles]]\nname = \"groups\"\nscopes = [\"admin:groups\", \"groups\"]\nservices = [\"e2e-admin\"]\n".into(),
+            authenticator: format!("admin_users = [\"{SYSTEMS_ADMIN}\"]"),
             ..Default::default()
         },
     )
@@ -231,6 +234,17 @@ async fn two_systems_on_one_form_and_the_api_starts_on_the_one_asked_for() {
     assert!(
         home.contains("<dt>System</dt><dd class=\"server-system\">Beta cluster</dd>"),
         "the home page should show the system's title: {home}"
+    );
+    let b = signed_in(&hub, SYSTEMS_ADMIN).await;
+    let admin_page = fetch(&b, hub.public_url("/hub/admin"))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        admin_page.contains("<th scope=\"col\">System</th>")
+            && admin_page.contains("<td class=\"system\">Beta cluster</td>"),
+        "the admin page's running servers name the system: {admin_page}"
     );
 
     // A named server on the other system at the same time: each system its own job.
