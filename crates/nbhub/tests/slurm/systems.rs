@@ -278,8 +278,8 @@ async fn two_systems_on_one_form_and_the_api_starts_on_the_one_asked_for() {
 }
 
 /// The form in Chromium: the system comes first; each system's own fields show only while it
-/// is picked (and only they are posted); `beta` with its `batch` becomes a job there, and the
-/// form opens again with the system and partition chosen last.
+/// is picked (and only they are posted and estimated with); `beta` with its `batch` becomes a
+/// job there, and the form opens again with the system and run time chosen last.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_form_in_a_browser_shows_the_picked_system_s_fields_only() {
     let Some(p) = parts() else { return };
@@ -334,6 +334,15 @@ async fn the_form_in_a_browser_shows_the_picked_system_s_fields_only() {
         .await;
     assert_eq!(partitions, json!(["batch"]));
     b.fill("[id='opt-beta.runtime']", "00:20").await;
+    // The estimate goes with the picked system's fields only.
+    b.eval("document.querySelector('#estimate-btn').click()", json!([]))
+        .await;
+    b.wait_until(
+        "/start/i.test(document.querySelector('#estimate-result').textContent) \
+         && !/No estimate/.test(document.querySelector('#estimate-result').textContent)",
+        "Slurm's estimate for beta on the form",
+    )
+    .await;
     b.screenshots("spawn-systems").await;
     let job = submit_the_form(&b, &p, user).await;
     let fields: Vec<&str> = job.split('|').collect();
