@@ -30,6 +30,8 @@
 //!   arguments, the job script), `tracker.rs` (one `squeue` per interval for every job),
 //!   `form.rs` (the per-user form and its validation), `estimate.rs` (`sbatch --test-only`
 //!   estimates) and `setup.rs` (the start-up checks);
+//! - `systems.rs`: [`SystemsSpawner`] (`kind = "slurm"` with `[[systems]]`: [`SystemConfig`]):
+//!   several Slurm systems behind one form, each call sent to the system it is about;
 //! - `ssh.rs`: the SSH transport (`[systems.ssh]`: [`SshConfig`]; [`SshTransport`]): commands
 //!   and tunnels on a system's login nodes, over one connection per account;
 //! - `redact.rs`: [`mask_secrets`], which every quote of a server's log goes through;
@@ -44,6 +46,7 @@ mod redact;
 mod secs;
 mod slurm;
 mod ssh;
+mod systems;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -69,6 +72,10 @@ pub use slurm::{
 pub use ssh::{
     command_line, quote, Forward, NulInArgument, RemoteOutput, SshConfig, SshError, SshTransport,
     Who,
+};
+pub use systems::{
+    commented_systems_example, is_system_name, validate_systems, Reach, SystemConfig,
+    SystemsSpawner, Transport,
 };
 
 /// A boxed future, so that [`Spawner`] stays usable as `dyn Spawner`.

@@ -9,7 +9,8 @@
 //!
 //! - this file: [`Config`], the whole file, and [`ConfigError`];
 //! - `sections.rs`: the sections (`[hub]`, `[authenticator]`, `[proxy]`, `[[services]]`,
-//!   `[[roles]]`) and their kinds; `[spawner]`, `[local]` and `[slurm]` are nbhub-spawner's;
+//!   `[[roles]]`) and their kinds; `[spawner]`, `[local]`, `[slurm]` and `[[systems]]` are
+//!   nbhub-spawner's;
 //! - `urls.rs`: [`HttpUrl`] and [`BaseUrl`], URLs checked once, when read;
 //! - `load.rs`: reading the file and the `NBHUB_SECTION__KEY` overrides, errors with key and line;
 //! - `validate.rs`: the checks that span several keys or that serde cannot express;
@@ -41,6 +42,9 @@ pub struct Config {
     pub spawner: nbhub_spawner::SpawnerConfig,
     pub local: nbhub_spawner::LocalConfig,
     pub slurm: nbhub_spawner::SlurmConfig,
+    /// Several Slurm systems instead of `[slurm]`'s one: each table holds `[slurm]`'s keys
+    /// for its system beside the system's own (`name`, `title`, `transport`, …).
+    pub systems: Vec<nbhub_spawner::SystemConfig>,
     pub proxy: ProxyConfig,
     pub services: Vec<ServiceConfig>,
     pub roles: Vec<RoleConfig>,

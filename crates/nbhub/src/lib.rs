@@ -135,7 +135,7 @@ pub async fn init_with_crypt_key(config: Config, key: Option<&str>) -> anyhow::R
     Ok(state)
 }
 
-/// The spawner `[spawner] kind` names, with its own section.
+/// The spawner `[spawner] kind` names, with its own section (`[slurm]`, or `[[systems]]`).
 fn make_spawner(config: &Config) -> anyhow::Result<std::sync::Arc<dyn nbhub_spawner::Spawner>> {
     use nbhub_spawner::SpawnerKind;
     let data_dir = &config.hub.data_dir;
@@ -148,6 +148,18 @@ fn make_spawner(config: &Config) -> anyhow::Result<std::sync::Arc<dyn nbhub_spaw
             )
             .map_err(|e| anyhow::anyhow!("[local]: {e}"))?,
         ),
+        SpawnerKind::Slurm if !config.systems.is_empty() => {
+            let systems =
+                nbhub_spawner::SystemsSpawner::new(&config.spawner, &config.systems, data_dir)
+                    .map_err(|e| anyhow::anyhow!("[[systems]]: {e}"))?;
+            for (name, slurm) in systems.slurm_spawners() {
+                for problem in slurm.check_setup() {
+                    tracing::warn!("[[systems]] {name}: {problem}");
+                }
+                warn_if_jobs_cannot_reach_the_hub(config, slurm.clone());
+            }
+            std::sync::Arc::new(systems)
+        }
         SpawnerKind::Slurm => {
             let slurm = nbhub_spawner::SlurmSpawner::new(
                 config.spawner.clone(),

@@ -8,6 +8,8 @@
 mod common;
 #[path = "slurm/ssh.rs"]
 mod ssh;
+#[path = "slurm/systems.rs"]
+mod systems;
 
 use common::fetch;
 
@@ -221,6 +223,14 @@ async fn start(hub: &HubProc, user: &str, server: &str, options: Value) -> (u16,
     .await
 }
 
+/// Runs `code` in a new kernel of `user`'s default server, through the proxy; what it printed.
+async fn run_in_new_kernel(hub: &HubProc, user: &str, code: &str) -> String {
+    let token = user_token(hub, user).await;
+    let prefix = format!("/user/{user}/");
+    let id = kernel::create_kernel_with_token(hub, &prefix, &token).await;
+    kernel::execute(hub, &prefix, &id, &token, code).await
+}
+
 /// Acceptance 1 and 3: bad options get a 400 naming the field and no job; a good request
 /// runs as the user's job with those values, its kernel runs code through the proxy, and
 /// DELETE cancels the job and removes the route.
@@ -336,14 +346,15 @@ async fn api_start_is_a_job_of_the_user_and_stop_cancels_it() {
     )
     .await;
     assert!(s == 201 || s == 202, "start: {s} {body}");
-    let job = eventually(30, "the job in squeue", || async {
-        jobs_of(&p.slurm_conf, user).into_iter().next()
-    })
-    .await;
+    let job = job_in_squeue(&p.slurm_conf, user).await;
     let fields: Vec<&str> = job.split('|').collect();
     assert_eq!(&fields[1..5], ["devel", "1", "10:00", user], "{job}");
     let model = wait_ready(&hub, user, "", 120).await;
     assert_eq!(model["user_options"]["partition"], "devel", "{model}");
+    assert!(
+        model["user_options"].get("system").is_none() && model["slurm"]["system"].is_null(),
+        "one [slurm] cluster: no system anywhere: {model}"
+    );
     assert_eq!(
         model["slurm"]["job_id"].to_string().trim_matches('"'),
         fields[0],
@@ -351,28 +362,19 @@ async fn api_start_is_a_job_of_the_user_and_stop_cancels_it() {
     );
     assert_eq!(model["slurm"]["partition"], "devel", "{model}");
 
-    let token = user_token(&hub, user).await;
-    let prefix = format!("/user/{user}/");
-    let id = kernel::create_kernel_with_token(&hub, &prefix, &token).await;
-    let printed = kernel::execute(
+    let printed = run_in_new_kernel(
         &hub,
-        &prefix,
-        &id,
-        &token,
+        user,
         "import os; print(6*7, os.environ.get('SLURM_JOB_ID'))",
     )
     .await;
     assert_eq!(printed.trim(), format!("42 {}", fields[0]), "{}", hub.log());
 
-    let (s, body) = admin(&hub, Method::DELETE, &format!("/users/{user}/server"), None).await;
-    assert!(s == 204 || s == 202, "stop: {s} {body}");
-    eventually(60, "the job gone from squeue", || async {
-        jobs_of(&p.slurm_conf, user).is_empty().then_some(())
-    })
-    .await;
+    stop_default_server(&hub, &p.slurm_conf, user).await;
+    let prefix = format!("/user/{user}");
     eventually(30, "the route removed", || async {
         let (_, routes) = admin(&hub, Method::GET, "/proxy", None).await;
-        (!routes.contains(&prefix.trim_end_matches('/').to_string())).then_some(())
+        (!routes.contains(&prefix)).then_some(())
     })
     .await;
 }
@@ -784,6 +786,14 @@ async fn the_spawn_form_in_a_browser_starts_a_two_node_job() {
     b.sign_in(&base, user, PASSWORD).await;
     b.goto(&format!("{base}/hub/spawn/{user}")).await;
     b.find("#opt-partition").await;
+    let picker = b
+        .eval("return !!document.querySelector('#opt-system')", json!([]))
+        .await;
+    assert_eq!(
+        picker,
+        json!(false),
+        "one [slurm] cluster: no system picker"
+    );
     let partitions = b
         .eval(
             "return [...document.querySelectorAll('#opt-partition option')].map(o => o.value)",
@@ -809,12 +819,7 @@ async fn the_spawn_form_in_a_browser_starts_a_two_node_job() {
             "{partition} should show its free nodes and MaxTime {limit}: {line}"
         );
     }
-    b.eval(
-        "const s = document.querySelector('#opt-partition'); s.value = 'batch'; \
-         s.dispatchEvent(new Event('change', {bubbles: true}));",
-        json!([]),
-    )
-    .await;
+    choose_partition(&b, "batch").await;
     b.fill("#opt-nodes", "2").await;
     b.fill("#opt-runtime", "00:30").await;
     b.click("#estimate-btn").await;
@@ -825,16 +830,7 @@ async fn the_spawn_form_in_a_browser_starts_a_two_node_job() {
     .await;
     b.screenshots("spawn-slurm").await;
 
-    b.click("#spawn-submit").await;
-    b.wait_until(
-        "location.pathname.includes('/spawn-pending/') || location.pathname.startsWith('/user/')",
-        "the progress page",
-    )
-    .await;
-    let job = eventually(30, "the job in squeue", || async {
-        jobs_of(&p.slurm_conf, user).into_iter().next()
-    })
-    .await;
+    let job = submit_the_form(&b, &p, user).await;
     let fields: Vec<&str> = job.split('|').collect();
     assert_eq!(&fields[1..5], ["batch", "2", "30:00", user], "{job}");
     if b.url().await.contains("/spawn-pending/") {
@@ -948,17 +944,7 @@ async fn a_gpu_job_runs_on_a_gpu_node_and_sees_its_gpu() {
         node_list == "node3" || node_list == "node4",
         "a gpu job runs on node3 or node4: {model}"
     );
-    let token = user_token(&hub, user).await;
-    let prefix = format!("/user/{user}/");
-    let id = kernel::create_kernel_with_token(&hub, &prefix, &token).await;
-    let printed = kernel::execute(
-        &hub,
-        &prefix,
-        &id,
-        &token,
-        "import os; print(os.environ.get('SLURMD_NODENAME'), os.environ.get('CUDA_VISIBLE_DEVICES'))",
-    )
-    .await;
+    let printed = run_in_new_kernel(&hub, user, "import os; print(os.environ.get('SLURMD_NODENAME'), os.environ.get('CUDA_VISIBLE_DEVICES'))").await;
     let (node, gpus) = printed.trim().split_once(' ').unwrap_or_default();
     assert_eq!(
         node, node_list,
@@ -1042,12 +1028,55 @@ async fn a_queued_job_is_cancelled_from_the_pending_page_or_after_max_queue_wait
     );
 }
 
+/// Stops `user`'s default server through the API and waits until squeue lists no job of
+/// theirs.
+async fn stop_default_server(hub: &HubProc, conf: &str, user: &str) {
+    let (s, body) = admin(hub, Method::DELETE, &format!("/users/{user}/server"), None).await;
+    assert!(s == 204 || s == 202, "stop: {s} {body}");
+    eventually(60, "the job gone from squeue", || async {
+        jobs_of(conf, user).is_empty().then_some(())
+    })
+    .await;
+}
+
+/// `user`'s first job once squeue lists it, as [`jobs_of`] does.
+async fn job_in_squeue(conf: &str, user: &str) -> String {
+    eventually(30, "the job in squeue", || async {
+        jobs_of(conf, user).into_iter().next()
+    })
+    .await
+}
+
+/// Submits the spawn form open in `b` and waits for the progress page and for `user`'s job in
+/// squeue; returns the job as [`jobs_of`] lists it.
+async fn submit_the_form(b: &chromium::Browser, p: &Parts, user: &str) -> String {
+    // A form taller than the window: the button is brought into view first, at once
+    // (Bootstrap makes scrolling smooth, and a click during the scroll misses).
+    b.eval(
+        "document.querySelector('#spawn-submit').scrollIntoView({block: 'center', behavior: 'instant'})",
+        json!([]),
+    )
+    .await;
+    b.click("#spawn-submit").await;
+    b.wait_until(
+        "location.pathname.includes('/spawn-pending/') || location.pathname.startsWith('/user/')",
+        "the progress page",
+    )
+    .await;
+    job_in_squeue(&p.slurm_conf, user).await
+}
+
 /// Selects `value` in the form's partition list as a user would (a change event).
 async fn choose_partition(b: &chromium::Browser, value: &str) {
+    choose(b, "partition", value).await;
+}
+
+/// Selects `value` in the form's select for option `field` as a user would (a change event).
+async fn choose(b: &chromium::Browser, field: &str, value: &str) {
     b.eval(
-        "const s = document.querySelector('#opt-partition'); s.value = arguments[0]; \
+        "const s = document.getElementById(`opt-${arguments[0]}`); s.value = arguments[1]; \
          s.dispatchEvent(new Event('change', {bubbles: true}));",
-        json!([value]),
+        json!([field, value]),
     )
     .await;
 }

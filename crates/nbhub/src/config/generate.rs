@@ -158,6 +158,7 @@ auth_state_env = {{}}
 {spawner}
 {local}
 {slurm}
+{systems}
 [proxy]
 # managed: the hub runs nbhub-proxy itself (kept running across hub restarts);
 # external: a proxy you run (nbhub-proxy or configurable-http-proxy).
@@ -237,6 +238,7 @@ cleanup = {px_cleanup}
         spawner = d.spawner.to_commented_toml(),
         local = d.local.to_commented_toml(),
         slurm = d.slurm.to_commented_toml(),
+        systems = nbhub_spawner::commented_systems_example(),
         px_kind = "managed",
         px_api_url = px.api_url,
         px_check = px.check_running_interval,

@@ -51,16 +51,35 @@ impl Config {
                     format!(", line {line}")
                 })
                 .unwrap_or_default();
+            let message = inner
+                .message()
+                .replace("expected u32", "expected a whole number (integer)")
+                .replace("expected u64", "expected a whole number (integer)");
+            // A `[[systems]]` table reads its keys itself and names the one below it.
+            let (key, message) = match message
+                .strip_prefix("key `")
+                .and_then(|m| m.split_once("`: "))
+            {
+                Some((below, rest)) => (format!("{key}.{below}"), rest.to_owned()),
+                None => (key, message),
+            };
             let key = if key == "." {
                 String::new()
             } else {
                 format!("key `{key}`: ")
             };
-            let message = inner
-                .message()
-                .replace("expected u32", "expected a whole number (integer)")
-                .replace("expected u64", "expected a whole number (integer)");
             ConfigError(format!("{origin}{position}: {key}{message}"))
+        })
+        .and_then(|config: Config| {
+            // `[slurm]` with only default values is still a second shape of the same thing.
+            let both = !config.systems.is_empty()
+                && toml::from_str::<toml::Table>(text).is_ok_and(|t| t.contains_key("slurm"));
+            if both {
+                return Err(ConfigError(format!(
+                    "{origin}: [slurm] and [[systems]] are both given; with [[systems]] each system holds its own Slurm keys (slurm_conf, partitions, allow, …): move [slurm]'s keys into the [[systems]] tables"
+                )));
+            }
+            Ok(config)
         })
     }
 
@@ -70,6 +89,14 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut doc = toml::Value::try_from(self)
             .map_err(|e| ConfigError(format!("internal: cannot re-serialise config: {e}")))?;
+        if let Some(table) = doc.as_table_mut() {
+            // Only one of the two shapes is written back (see `from_toml_str`).
+            if self.systems.is_empty() {
+                table.remove("systems");
+            } else {
+                table.remove("slurm");
+            }
+        }
         for (var, raw) in overrides {
             let rest = &var[ENV_PREFIX.len()..];
             let Some((section, key)) = rest.split_once("__") else {
@@ -78,6 +105,11 @@ impl Config {
                 )));
             };
             let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+            if section == "slurm" && !self.systems.is_empty() {
+                return Err(ConfigError(format!(
+                    "environment variable {var}: [slurm] is not used with [[systems]]; set the key in the system's [[systems]] table"
+                )));
+            }
             let table = doc
                 .get_mut(&section)
                 .and_then(toml::Value::as_table_mut)

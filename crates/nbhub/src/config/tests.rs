@@ -159,3 +159,117 @@ fn roles_and_services_are_checked() {
         .0;
     assert!(err.contains("services[0].api_token"), "{err}");
 }
+
+/// Two systems, one local and one over SSH, as `[[systems]]` tables.
+const SYSTEMS: &str = r#"
+[spawner]
+kind = "slurm"
+
+[[systems]]
+name = "alpha"
+title = "Alpha"
+slurm_conf = "/etc/slurm-alpha/slurm.conf"
+poll_interval = 2
+[[systems.partitions]]
+name = "devel"
+[[systems.allow]]
+users = ["*"]
+partitions = ["devel"]
+
+[[systems]]
+name = "beta"
+transport = "ssh"
+reach = "tunnel"
+[systems.ssh]
+login_hosts = ["login1:2222", "login2"]
+known_hosts = "/etc/nbhub/known_hosts"
+identity_file = "/etc/nbhub/keys/{username}"
+"#;
+
+#[test]
+fn systems_load_and_round_trip() {
+    let c = load(SYSTEMS).expect("two systems");
+    let names: Vec<&str> = c.systems.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["alpha", "beta"]);
+    assert_eq!(c.systems[0].slurm.poll_interval, 2);
+    assert_eq!(c.systems[0].slurm.partitions[0].name, "devel");
+    assert_eq!(c.systems[1].transport, nbhub_spawner::Transport::Ssh);
+    assert_eq!(c.systems[1].reach, nbhub_spawner::Reach::Tunnel);
+    assert_eq!(
+        c.systems[1].ssh.as_ref().map(|s| s.login_hosts.len()),
+        Some(2)
+    );
+    assert_eq!(c.slurm, nbhub_spawner::SlurmConfig::default());
+    // Serde writes every section, `[slurm]` at its defaults too; a file with both shapes is
+    // refused, so only `[[systems]]` is kept.
+    let text = toml::to_string(&c).expect("serialises");
+    let mut doc: toml::Table = toml::from_str(&text).expect("toml");
+    doc.remove("slurm");
+    let again = load(&toml::to_string(&doc).expect("toml")).expect("round trip");
+    assert_eq!(again, c);
+    // Environment overrides keep the systems.
+    let c2 = c
+        .with_env_overrides(&[("NBHUB_HUB__BASE_URL".into(), "/j".into())])
+        .expect("override");
+    assert_eq!(c2.systems, c.systems);
+    let err = c
+        .with_env_overrides(&[("NBHUB_SLURM__POLL_INTERVAL".into(), "3".into())])
+        .unwrap_err()
+        .0;
+    assert!(err.contains("[[systems]]"), "{err}");
+}
+
+#[test]
+fn systems_errors_name_the_key_and_line() {
+    let typo = SYSTEMS.replace("poll_interval = 2", "poll_intervall = 2");
+    let err = load(&typo).unwrap_err().0;
+    assert!(
+        err.contains("key `systems[0].poll_intervall`: unknown field") && err.contains("line 5"),
+        "{err}"
+    );
+    assert!(
+        err.contains("poll_interval"),
+        "lists what is allowed: {err}"
+    );
+    let err = load(&SYSTEMS.replace("login_hosts", "login_host"))
+        .unwrap_err()
+        .0;
+    assert!(err.contains("key `systems[1].ssh.login_host`"), "{err}");
+    let err = load(&SYSTEMS.replace("poll_interval = 2", "poll_interval = 0"))
+        .unwrap_err()
+        .0;
+    assert!(err.contains("key `systems[0].poll_interval`"), "{err}");
+    let err = load(&SYSTEMS.replace("name = \"beta\"", "name = \"alpha\""))
+        .unwrap_err()
+        .0;
+    assert!(err.contains("key `systems[1].name`"), "{err}");
+    let err = load(&SYSTEMS.replace("name = \"beta\"", "name = \"Beta Two\""))
+        .unwrap_err()
+        .0;
+    assert!(err.contains("key `systems[1].name`"), "{err}");
+    let err = load(&SYSTEMS.replace("transport = \"ssh\"\n", ""))
+        .unwrap_err()
+        .0;
+    assert!(err.contains("key `systems[1].transport`"), "{err}");
+    let err = load(&SYSTEMS.replace("kind = \"slurm\"", "kind = \"local\""))
+        .unwrap_err()
+        .0;
+    assert!(
+        err.contains("key `systems`") && err.contains("slurm"),
+        "{err}"
+    );
+    let err = load(&format!("{SYSTEMS}\n[slurm]\n")).unwrap_err().0;
+    assert!(
+        err.contains("[slurm] and [[systems]] are both given"),
+        "{err}"
+    );
+}
+
+#[test]
+fn generated_config_shows_both_shapes() {
+    let text = generate_config();
+    assert!(text.lines().any(|l| l == "[slurm]"), "today's [slurm]");
+    for example in ["# [[systems]]", "# [systems.ssh]", "# transport = \"ssh\""] {
+        assert!(text.contains(example), "{example} missing");
+    }
+}

@@ -19,6 +19,20 @@ impl Config {
         }
         self.spawner.validate().map_err(ConfigError)?;
         self.slurm.validate().map_err(ConfigError)?;
+        if !self.systems.is_empty() {
+            if self.spawner.kind != nbhub_spawner::SpawnerKind::Slurm {
+                return Err(ConfigError(
+                    "key `systems`: [[systems]] are Slurm systems; set [spawner] kind = \"slurm\""
+                        .into(),
+                ));
+            }
+            if self.slurm != nbhub_spawner::SlurmConfig::default() {
+                return Err(ConfigError(
+                    "key `slurm`: [slurm] and [[systems]] are both given; with [[systems]] each system holds its own Slurm keys".into(),
+                ));
+            }
+            nbhub_spawner::validate_systems(&self.systems).map_err(ConfigError)?;
+        }
         if self.authenticator.kind == AuthenticatorKind::GenericOauth {
             self.validate_generic_oauth()?;
         }

@@ -129,6 +129,7 @@ async fn admin_page(
             "prev_url": prev_url,
             "next_url": next_url,
             "running_facts": running.iter().any(|s| s["facts"].is_object()),
+            "running_systems": running.iter().any(|s| s["facts"]["system"].is_string()),
             "running": running,
             "groups": groups_view,
             "allow_named_servers": state.config.hub.allow_named_servers,

@@ -58,6 +58,7 @@ function renderFacts(name, model, status) {
   if (!facts || typeof facts !== "object") return;
   const dl = document.createElement("dl");
   dl.className = "server-facts small mb-0 mt-2";
+  if (facts.system) dl.append(fact("System", facts.system_title || facts.system, "server-system"));
   if (facts.job_id) dl.append(fact("Job", String(facts.job_id)));
   if (facts.partition) dl.append(fact("Partition", facts.partition));
   if (facts.nodes) dl.append(fact("Nodes", facts.node_list ? `${facts.nodes} (${facts.node_list})` : String(facts.nodes)));

@@ -1,4 +1,5 @@
-// The spawn form: show fields only when the field they depend on has a matching value, the
+// The spawn form: show fields only when the field they depend on has a matching value (and is
+// shown itself: with several systems, each system's fields only while it is picked), the
 // live facts of the chosen option, the limits and defaults the chosen option sets for other
 // fields (a partition's nodes, run time, GPUs), and the "Estimate start" button.
 const form = document.getElementById("spawn_form");
@@ -10,11 +11,24 @@ function currentValue(name) {
   return el.value;
 }
 
+/**
+ * Whether a field's box is shown: while the field it depends on has one of its values and is
+ * shown itself (another system's GPU field stays hidden whatever that system's partition is).
+ */
+function isShown(box, seen = new Set()) {
+  const dep = box?.dataset.visibleWhenField;
+  if (!dep || seen.has(box)) return true;
+  seen.add(box);
+  const values = JSON.parse(box.dataset.visibleWhenValues || "[]").map(String);
+  if (!values.includes(String(currentValue(dep)))) return false;
+  return isShown(document.getElementById(`field-${dep}`), seen);
+}
+
 function applyVisibility() {
   for (const box of form.querySelectorAll("[data-visible-when-field]")) {
-    const values = JSON.parse(box.dataset.visibleWhenValues || "[]").map(String);
-    const show = values.includes(String(currentValue(box.dataset.visibleWhenField)));
+    const show = isShown(box);
     box.hidden = !show;
+    // Hidden fields are not posted (nor estimated with).
     for (const input of box.querySelectorAll("input, select, textarea")) input.disabled = !show;
   }
 }

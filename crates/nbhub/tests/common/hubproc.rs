@@ -69,7 +69,8 @@ pub struct Options {
     /// Run servers as Slurm jobs, with this `[slurm]` section (jobs run as the users' own
     /// Unix accounts, so the server gets no `--allow-root`).
     pub slurm: Option<String>,
-    /// Run servers as Slurm jobs on several systems: these `[[systems]]` tables.
+    /// Run servers as Slurm jobs on several systems: these `[[systems]]` tables (instead of
+    /// `slurm`).
     pub systems: Option<String>,
     /// More `[authenticator]` keys (e.g. `kind = "generic-oauth"` and its provider).
     pub authenticator: String,
@@ -121,14 +122,12 @@ impl HubProc {
         let spawner_kind = if slurm_jobs { "slurm" } else { "local" };
         let kind_section = match (&opts.slurm, &opts.systems) {
             (_, Some(systems)) => systems.clone(),
-            (slurm, None) => match slurm {
-                // The test cluster's nodes are this machine: servers listen on loopback only.
-                Some(slurm) if !slurm.contains("bind_ip") => {
-                    format!("[slurm]\nbind_ip = \"127.0.0.1\"\n{slurm}")
-                }
-                Some(slurm) => format!("[slurm]\n{slurm}"),
-                None => "[local]\nswitch_user = false".to_string(),
-            },
+            // The test cluster's nodes are this machine: servers listen on loopback only.
+            (Some(slurm), None) if !slurm.contains("bind_ip") => {
+                format!("[slurm]\nbind_ip = \"127.0.0.1\"\n{slurm}")
+            }
+            (Some(slurm), None) => format!("[slurm]\n{slurm}"),
+            (None, None) => "[local]\nswitch_user = false".to_string(),
         };
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).expect("data dir");
