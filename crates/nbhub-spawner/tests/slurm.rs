@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use nbhub_spawner::{
     CustomField, CustomType, FormContext, PollStatus, SlurmConfig, SlurmSpawner, SlurmState,
-    SpawnRequest, SpawnUpdate, Spawner, SpawnerConfig, SpawnerState, Started, Updates,
-    ValidatedOptions,
+    SpawnRequest, SpawnUpdate, Spawner, SpawnerConfig, SpawnerState, Started, SystemConfig,
+    SystemsSpawner, Updates, ValidatedOptions,
 };
 use nbhub_testkit::{http_get, is_root, temp_dir, temp_dir_world_readable, TempDir};
 use serde_json::{json, Value};
@@ -866,10 +866,11 @@ impl Drop for AccountingCluster {
 }
 
 /// Where Slurm runs accounting, the account field offers the user's associations, refuses
-/// any other account, and the job is charged to the one picked.
+/// any other account, and the job is charged to the one picked. With several systems (issue
+/// 22), one with accounting is offered only to the users with an association there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_come_from_the_users_slurm_associations() {
-    let _ = nbhub_testkit::require!(require_cluster());
+    let dev_conf = nbhub_testkit::require!(require_cluster());
     let installed = ["slurmdbd", "mariadbd"]
         .iter()
         .all(|tool| nbhub_testkit::which(tool).is_some())
@@ -918,6 +919,7 @@ async fn accounts_come_from_the_users_slurm_associations() {
         errors.iter().any(|e| e.field == "account"),
         "an account without an association is refused: {errors:?}"
     );
+    systems_follow_the_associations(&dev_conf, &cluster, &account).await;
 
     let options = spawner
         .validate_options(
@@ -946,6 +948,61 @@ async fn accounts_come_from_the_users_slurm_associations() {
         "the job is charged to the account picked"
     );
     stop(&spawner, &started).await;
+}
+
+/// The dev cluster (no accounting) as `dev` and the accounting cluster as `acct`: `account`
+/// (associations on `acct`) is offered both, a user without any only `dev`, and a start on
+/// `acct` for them is refused on the field `system`.
+async fn systems_follow_the_associations(
+    dev_conf: &str,
+    cluster: &AccountingCluster,
+    account: &Account,
+) {
+    // The dev cluster's controller must answer: the test that stops it waits.
+    let _shared = CONTROLLER.read().await;
+    let system = |name: &str, conf: &str| SystemConfig {
+        name: name.into(),
+        slurm: SlurmConfig {
+            slurm_conf: conf.to_owned(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let systems = SystemsSpawner::new(
+        &http_server_cmd(),
+        &[system("dev", dev_conf), system("acct", &cluster.conf)],
+        Path::new("/tmp"),
+    )
+    .expect("systems");
+    let offered = |form: Option<nbhub_spawner::FormSpec>| {
+        let form = form.expect("a form");
+        let Some(nbhub_spawner::FieldKind::Select { choices }) =
+            form.field("system").map(|f| f.kind.clone())
+        else {
+            panic!("a system picker: {form:?}")
+        };
+        choices.into_iter().map(|c| c.value).collect::<Vec<_>>()
+    };
+    let ctx = FormContext::new(&account.name);
+    assert_eq!(offered(systems.options_form(&ctx).await), ["dev", "acct"]);
+    let stranger = Account::create();
+    let ctx = FormContext::new(&stranger.name);
+    assert_eq!(
+        offered(systems.options_form(&ctx).await),
+        ["dev"],
+        "no association on acct"
+    );
+    let errors = systems
+        .validate_options(&ctx, &json!({"system": "acct", "partition": "devel"}))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        errors,
+        [nbhub_spawner::FieldError::new(
+            "system",
+            "system 'acct' is not available to you; choose one of dev"
+        )]
+    );
 }
 
 /// Issue 20, point 10: `batch` has GPUs on only 2 of its 4 nodes: the form says so (not "2
