@@ -50,9 +50,8 @@ pub struct SystemsSpawner {
     ended: OnceLock<Option<watch::Receiver<u64>>>,
 }
 
-/// One system's spawner. The one place a system is built, so that its transport is chosen
-/// here. `transport = "ssh"` is refused until the SSH transport is part of this build: run
-/// locally, an SSH system's jobs would go to the wrong cluster.
+/// One system's spawner, over its transport: Slurm's commands on this machine, or on the
+/// system's login nodes over SSH (with `reach = "tunnel"`, the servers reached through them).
 fn build_system(
     spawner: &SpawnerConfig,
     system: &SystemConfig,

@@ -121,7 +121,7 @@ fn server_token(prefix: &str) -> String {
             .split(|b| *b == 0)
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .collect();
-        if vars.iter().any(|v| *v == want) {
+        if vars.contains(&want) {
             if let Some(token) = vars
                 .iter()
                 .find_map(|v| v.strip_prefix("JUPYTERHUB_API_TOKEN="))
