@@ -62,7 +62,10 @@ fn build_system(
         system.slurm.clone(),
         data_dir,
         &system.name,
-        system.ssh.as_ref().filter(|_| system.transport == Transport::Ssh),
+        system
+            .ssh
+            .as_ref()
+            .filter(|_| system.transport == Transport::Ssh),
         system.reach == Reach::Tunnel,
     )
 }

@@ -135,13 +135,19 @@ fn server_token(prefix: &str) -> String {
 }
 
 /// Files under `dir` (not following links, at most `depth` deep) that hold `needle` and that
-/// someone other than `owner_uid` can read.
+/// someone other than `owner_uid` can read: owned by another user, or readable by group or
+/// others through folders they can enter (a file of mode 0644 in a 0700 folder is private).
 fn readable_by_others_holding(
     dir: &Path,
     needle: &str,
     owner_uid: u32,
     depth: u32,
 ) -> Vec<PathBuf> {
+    let enterable = |path: &Path| {
+        path.ancestors()
+            .skip(1)
+            .all(|d| std::fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o011 != 0))
+    };
     let mut found = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return found;
@@ -159,7 +165,8 @@ fn readable_by_others_holding(
                 depth - 1,
             ));
         } else if meta.is_file() && meta.len() < 8 << 20 {
-            let others = meta.permissions().mode() & 0o044 != 0 || meta.uid() != owner_uid;
+            let others = meta.uid() != owner_uid
+                || (meta.permissions().mode() & 0o044 != 0 && enterable(&path));
             if others
                 && std::fs::read(&path)
                     .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
