@@ -1,15 +1,62 @@
-//! A system's health as the Slurm spawner sees it, and whether a start may go ahead now.
+//! A system's health as the Slurm spawner sees it, and whether a start may go ahead now:
+//! the controller answers (the tracker's last `squeue`), not every partition offered is down
+//! or drained (the form's cached `sinfo`), and no maintenance reservation reaches into the
+//! run time asked for (`reservations.rs`).
 
+// Declared here rather than in `slurm.rs`: only health and the form's cache use it.
+#[path = "reservations.rs"]
+pub(crate) mod reservations;
+
+use std::time::Duration;
+
+use crate::slurm::parse::PartitionInfo;
 use crate::{FormContext, Health, SpawnError, ValidatedOptions};
 
 use super::SlurmSpawner;
 
 impl SlurmSpawner {
-    /// What the spawner last saw of its cluster.
+    /// What the spawner last saw of its cluster (never asks Slurm: pages and metrics read it).
     pub fn health(&self) -> Health {
-        match self.tracker.unreachable() {
-            Some(reason) => Health::Unreachable { reason },
+        if let Some(reason) = self.tracker.unreachable() {
+            return Health::Unreachable { reason };
+        }
+        match self.cluster.cached() {
+            Some(snap) => match self.all_down(&snap.partitions) {
+                Some(reason) => Health::Down { reason },
+                None => Health::Ok,
+            },
             None => Health::Ok,
+        }
+    }
+
+    /// Why no partition offered can take a job now, if none can: each is down (its state
+    /// is not UP) or all its nodes are out of service.
+    fn all_down(&self, partitions: &[PartitionInfo]) -> Option<String> {
+        let offered: Vec<&PartitionInfo> = if self.slurm.partitions.is_empty() {
+            partitions.iter().collect()
+        } else {
+            partitions
+                .iter()
+                .filter(|p| self.slurm.partitions.iter().any(|c| c.name == p.name))
+                .collect()
+        };
+        let closed =
+            |p: &PartitionInfo| !p.up || (p.total_nodes > 0 && p.down_nodes >= p.total_nodes);
+        if offered.is_empty() || !offered.iter().all(|p| closed(p)) {
+            return None;
+        }
+        let names: Vec<&str> = offered.iter().map(|p| p.name.as_str()).collect();
+        Some(format!(
+            "every partition ({}) is down or drained",
+            names.join(", ")
+        ))
+    }
+
+    /// The name a message gives this system: its `[[systems]] name`, or "the cluster".
+    fn called(&self) -> String {
+        match self.system_name() {
+            "" => "the cluster".to_owned(),
+            name => name.to_owned(),
         }
     }
 
@@ -19,15 +66,54 @@ impl SlurmSpawner {
         ctx: &FormContext,
         options: &ValidatedOptions,
     ) -> Result<(), SpawnError> {
-        let _ = (ctx, options);
-        match self.health() {
-            Health::Ok => Ok(()),
-            Health::Unreachable { reason } | Health::Down { reason } => {
-                Err(SpawnError::Unavailable {
-                    system: self.system_name().to_owned(),
-                    message: reason,
-                })
-            }
+        let _ = ctx;
+        let unavailable = |message: String| SpawnError::Unavailable {
+            system: self.system_name().to_owned(),
+            message,
+        };
+        if let Some(reason) = self.tracker.unreachable() {
+            return Err(unavailable(format!(
+                "{} is not reachable: {reason}",
+                self.called()
+            )));
+        }
+        // The snapshot the options were just validated against (cached for seconds).
+        let Ok(snap) = self.cluster.snapshot().await else {
+            return Ok(());
+        };
+        if let Some(reason) = self.all_down(&snap.partitions) {
+            return Err(unavailable(format!(
+                "{} cannot run servers now: {reason}",
+                self.called()
+            )));
+        }
+        let Some(partition) = options
+            .get_str("partition")
+            .and_then(|name| snap.partitions.iter().find(|p| p.name == name))
+        else {
+            return Ok(());
+        };
+        let runtime = options
+            .get_str("runtime")
+            .and_then(crate::parse_clock_duration)
+            .or(partition.default_time_secs)
+            .or(partition.max_time_secs)
+            .map(Duration::from_secs);
+        let now = time::OffsetDateTime::now_utc();
+        let windows = self.cluster.maint.windows().await;
+        let blocking = windows
+            .iter()
+            .filter(|w| w.blocks(&partition.name, &partition.nodes, now, runtime))
+            .min_by_key(|w| w.start);
+        match blocking {
+            Some(w) => Err(unavailable(format!(
+                "{} is in maintenance {} (Slurm reservation {}); choose a shorter run time or \
+                 start after it",
+                self.called(),
+                w.window(),
+                w.name
+            ))),
+            None => Ok(()),
         }
     }
 }
