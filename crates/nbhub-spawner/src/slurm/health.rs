@@ -52,10 +52,10 @@ impl SlurmSpawner {
         ))
     }
 
-    /// The name a message gives this system: its `[[systems]] name`, or "the cluster".
+    /// The name a message begins with: its `[[systems]] name`, or "The cluster".
     fn called(&self) -> String {
         match self.system_name() {
-            "" => "the cluster".to_owned(),
+            "" => "The cluster".to_owned(),
             name => name.to_owned(),
         }
     }

@@ -108,6 +108,7 @@ async fn home(
             "named_server_limit_per_user": hub.named_server_limit_per_user,
             "spawner_kind": state.supervisor.spawner.kind(),
             "url": default_server["spawn_url"],
+            "closed_systems": super::system_status(&state),
         }),
     ))
 }
