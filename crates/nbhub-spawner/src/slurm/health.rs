@@ -10,6 +10,7 @@ pub(crate) mod reservations;
 use std::time::Duration;
 
 use crate::slurm::parse::PartitionInfo;
+use crate::PartitionConfig;
 use crate::{FormContext, Health, SpawnError, ValidatedOptions};
 
 use super::SlurmSpawner;
@@ -29,27 +30,9 @@ impl SlurmSpawner {
         }
     }
 
-    /// Why no partition offered can take a job now, if none can: each is down (its state
-    /// is not UP) or all its nodes are out of service.
+    /// Why no partition offered can take a job now, if none can.
     fn all_down(&self, partitions: &[PartitionInfo]) -> Option<String> {
-        let offered: Vec<&PartitionInfo> = if self.slurm.partitions.is_empty() {
-            partitions.iter().collect()
-        } else {
-            partitions
-                .iter()
-                .filter(|p| self.slurm.partitions.iter().any(|c| c.name == p.name))
-                .collect()
-        };
-        let closed =
-            |p: &PartitionInfo| !p.up || (p.total_nodes > 0 && p.down_nodes >= p.total_nodes);
-        if offered.is_empty() || !offered.iter().all(|p| closed(p)) {
-            return None;
-        }
-        let names: Vec<&str> = offered.iter().map(|p| p.name.as_str()).collect();
-        Some(format!(
-            "every partition ({}) is down or drained",
-            names.join(", ")
-        ))
+        all_down(&self.slurm.partitions, partitions)
     }
 
     /// The name a message begins with: its `[[systems]] name`, or "The cluster".
@@ -115,5 +98,79 @@ impl SlurmSpawner {
             ))),
             None => Ok(()),
         }
+    }
+}
+
+/// Why no partition offered (`[[slurm.partitions]]`, or all of Slurm's) can take a job now,
+/// if none can: each is down (its state is not UP) or all its nodes are out of service.
+fn all_down(configured: &[PartitionConfig], partitions: &[PartitionInfo]) -> Option<String> {
+    let offered: Vec<&PartitionInfo> = partitions
+        .iter()
+        .filter(|p| configured.is_empty() || configured.iter().any(|c| c.name == p.name))
+        .collect();
+    let closed = |p: &PartitionInfo| !p.up || (p.total_nodes > 0 && p.down_nodes >= p.total_nodes);
+    if offered.is_empty() || !offered.iter().all(|p| closed(p)) {
+        return None;
+    }
+    let names: Vec<&str> = offered.iter().map(|p| p.name.as_str()).collect();
+    Some(format!(
+        "every partition ({}) is down or drained",
+        names.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slurm::parse::parse_partitions;
+
+    const PARTS: &str = "PartitionName=batch Default=YES State=UP TotalNodes=2 MaxTime=08:00:00\n\
+        PartitionName=gpu State=UP TotalNodes=1 MaxTime=04:00:00\n\
+        PartitionName=old State=DOWN TotalNodes=1\n";
+
+    fn sinfo(batch: [&str; 2], gpu: &str) -> String {
+        format!(
+            "node1|batch*|{}|0/2/0/2|2048|(null)|gpu:0|\n\
+             node2|batch*|{}|0/2/0/2|2048|(null)|gpu:0|\n\
+             node3|gpu|{gpu}|0/2/0/2|2048|gpu:2|gpu:0|\n\
+             node4|old|idle|0/2/0/2|2048|(null)|gpu:0|\n",
+            batch[0], batch[1]
+        )
+    }
+
+    #[test]
+    fn down_only_when_every_offered_partition_is_closed() {
+        let parts = |b: [&str; 2], g: &str| parse_partitions(PARTS, &sinfo(b, g));
+        let offered = |names: &[&str]| -> Vec<PartitionConfig> {
+            names
+                .iter()
+                .map(|n| PartitionConfig {
+                    name: (*n).to_owned(),
+                    ..Default::default()
+                })
+                .collect()
+        };
+        let p = parts(["idle", "allocated"], "idle");
+        assert_eq!(p[0].nodes, ["node1", "node2"]);
+        assert_eq!(all_down(&[], &p), None, "busy is not down");
+        let p = parts(["drained", "down*"], "idle");
+        assert_eq!(p[0].down_nodes, 2);
+        assert_eq!(all_down(&[], &p), None, "gpu still takes jobs");
+        let p = parts(["drained", "down*"], "draining");
+        assert_eq!(
+            all_down(&[], &p).as_deref(),
+            Some("every partition (batch, gpu, old) is down or drained")
+        );
+        let p = parts(["drained", "idle*"], "idle");
+        assert_eq!(
+            all_down(&offered(&["batch", "old"]), &p).as_deref(),
+            Some("every partition (batch, old) is down or drained"),
+            "only the partitions offered count; not responding is out of service"
+        );
+        assert_eq!(
+            all_down(&offered(&["batch"]), &[]),
+            None,
+            "nothing known yet"
+        );
     }
 }

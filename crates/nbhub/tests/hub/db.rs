@@ -587,7 +587,11 @@ async fn maintenance_notices_outlive_the_hub() {
         assert_eq!(juwels.set_by.as_deref(), Some("ada"));
         let jureca = again.notice("jureca").expect("jureca notice");
         assert_eq!(
-            (jureca.message.as_str(), jureca.until, jureca.set_by.as_deref()),
+            (
+                jureca.message.as_str(),
+                jureca.until,
+                jureca.set_by.as_deref()
+            ),
             ("Cooling, day 2", None, Some("bob"))
         );
         assert_eq!(again.notice("jusuf"), None);
