@@ -365,6 +365,9 @@ async fn the_admin_page_sets_a_notice_the_form_and_home_show() {
         "the notice on the home page",
     )
     .await;
+    // And beside the server on that system.
+    let note = b.text("section .system-note").await;
+    assert_eq!(note.trim(), expected);
     b.goto(&format!("{base}/hub/spawn")).await;
     b.wait_until(
         &format!("document.querySelector('.system-status')?.textContent.trim() === '{expected}'"),
