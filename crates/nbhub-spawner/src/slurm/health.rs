@@ -64,17 +64,18 @@ impl SlurmSpawner {
         let Ok(snap) = self.cluster.snapshot().await else {
             return Ok(());
         };
-        if let Some(reason) = self.all_down(&snap.partitions) {
-            return Err(unavailable(format!(
+        let down = || match self.all_down(&snap.partitions) {
+            Some(reason) => Err(unavailable(format!(
                 "{} cannot run servers now: {reason}",
                 self.called()
-            )));
-        }
+            ))),
+            None => Ok(()),
+        };
         let Some(partition) = options
             .get_str("partition")
             .and_then(|name| snap.partitions.iter().find(|p| p.name == name))
         else {
-            return Ok(());
+            return down();
         };
         let runtime = options
             .get_str("runtime")
@@ -96,7 +97,9 @@ impl SlurmSpawner {
                 w.window(),
                 w.name
             ))),
-            None => Ok(()),
+            // Checked after the reservations: during a maintenance the window says more
+            // than "every partition is down".
+            None => down(),
         }
     }
 }
