@@ -10,29 +10,21 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::common::eventually;
-use super::common::hubproc::{admin, server_model, wait_ready, HubProc, Options, PASSWORD};
+use super::common::hubproc::{admin, server_model, wait_ready, HubProc, PASSWORD};
 use super::common::{request, user_token};
-use super::{chromium, jobs_of, parts, slurm, start, Parts, SlurmUser, CLUSTER, GPU_PARTITION};
+use super::{
+    chromium, jobs_of, parts, slurm, slurm_hub_with, start, Parts, SlurmUser, CLUSTER,
+    GPU_PARTITION,
+};
 
-/// A Slurm hub whose maintenance file is `file`.
+/// A Slurm hub (see `slurm_hub_with`) whose `[hub] maintenance_file` is `file`.
 fn hub_with_file(p: &Parts, file: &Path, authenticator: &str) -> HubProc {
-    HubProc::new(
-        p.venv.clone(),
-        &p.proxy,
-        Options {
-            slurm: Some(format!(
-                "slurm_conf = \"{}\"\nsubmit_as = \"setuid\"\npoll_interval = 1\n",
-                p.slurm_conf
-            )),
-            extra_toml: format!(
-                "named_server_limit_per_user = 0\nmaintenance_file = \"{}\"",
-                file.display()
-            ),
-            services: "[[roles]]\nname = \"metrics\"\nscopes = [\"read:metrics\"]\nservices = [\"e2e-admin\"]\n".into(),
-            authenticator: authenticator.into(),
-            ..Default::default()
-        },
-    )
+    let mut hub = slurm_hub_with(p, "", authenticator);
+    hub.env.push((
+        "NBHUB_HUB__MAINTENANCE_FILE".into(),
+        file.display().to_string(),
+    ));
+    hub
 }
 
 const SHORT: &str = "00:10";
