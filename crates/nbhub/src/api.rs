@@ -13,6 +13,7 @@ pub mod servers;
 pub mod services;
 pub mod shares;
 pub mod shutdown;
+pub mod systems;
 pub mod tokens;
 pub mod users;
 
@@ -51,6 +52,7 @@ pub fn routes() -> Router<AppState> {
         .merge(authorizations::routes())
         .merge(shares::routes())
         .merge(shutdown::routes())
+        .merge(systems::routes())
         .merge(crate::oauth::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn(refuse_nul_in_url))

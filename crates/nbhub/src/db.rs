@@ -13,6 +13,7 @@
 //! - [`services`] and roles loaded from the config.
 
 pub mod groups;
+pub mod maintenance;
 pub mod oauth;
 pub mod servers;
 pub mod services;

@@ -12,6 +12,7 @@
 //! - [`supervisor`]: every user server's life (spawn, poll, stop, adopt) and the spawn queue.
 //! - [`proxy`]: the client of the proxy's REST API, and the managed proxy process.
 //! - [`services`]: managed services (`[[services]] command`).
+//! - [`maintenance`]: maintenance notices per system and the check every start passes.
 //! - [`metrics`]: the metrics registry and the Prometheus text format.
 //! - [`names`]: the rules for user, group, server and OAuth client names, URL escaping.
 //! - [`secrets`]: secrets kept in `data_dir`, constant-time comparison.
@@ -35,6 +36,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod layers;
+pub mod maintenance;
 pub mod metrics;
 pub mod names;
 pub mod oauth;
@@ -123,6 +125,17 @@ pub async fn init_with_crypt_key(config: Config, key: Option<&str>) -> anyhow::R
     let metrics = std::sync::Arc::new(metrics::Metrics::new());
     let supervisor =
         supervisor::Supervisor::new(db.clone(), config.clone(), spawner, proxy, metrics);
+    supervisor
+        .maintenance
+        .load(&db)
+        .await
+        .context("cannot read the maintenance notices")?;
+    if !config.hub.maintenance_file.as_os_str().is_empty() {
+        supervisor
+            .maintenance
+            .watch_file(config.hub.maintenance_file.clone())
+            .await;
+    }
     let state = AppState::new(config, db, secret, supervisor, crypt);
     state
         .ended_sessions

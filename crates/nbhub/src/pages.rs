@@ -249,6 +249,25 @@ async fn csp_report(body: axum::body::Bytes) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
+/// The systems a start would be refused on now, each with the message a start would get
+/// (`{name, state, message}`; state: maintenance, unreachable or down), for the status box of
+/// the spawn form and the home page.
+pub fn system_status(state: &AppState) -> Value {
+    let closed: Vec<Value> = crate::api::systems::states(state)
+        .iter()
+        .filter_map(|s| {
+            let message = s.closed()?;
+            let kind = match (&s.maintenance, &s.health) {
+                (Some(_), _) => "maintenance",
+                (None, nbhub_spawner::Health::Unreachable { .. }) => "unreachable",
+                _ => "down",
+            };
+            Some(json!({"name": s.name, "state": kind, "message": message}))
+        })
+        .collect();
+    Value::Array(closed)
+}
+
 /// Renders a template with JupyterHub's common context (`base_url` is the hub's prefix,
 /// `prefix` the site's, `user`, `static_url()`, `xsrf_form_html()`, the `template_vars`),
 /// and sets the browser's XSRF cookies.

@@ -113,6 +113,8 @@ pub struct Supervisor {
     pub queue: Arc<queue::SpawnQueue>,
     /// Set once by the hub's state (it needs the authenticator's parts).
     pre_spawn: OnceLock<Arc<dyn PreSpawn>>,
+    /// Maintenance notices per system; every start is checked against them (`start`).
+    pub maintenance: Arc<crate::maintenance::Maintenance>,
 }
 
 impl Supervisor {
@@ -144,6 +146,7 @@ impl Supervisor {
             ),
             config,
             pre_spawn: OnceLock::new(),
+            maintenance: Arc::default(),
         })
     }
 
@@ -302,6 +305,11 @@ impl Supervisor {
             .validate_options(&ctx, options)
             .await
             .map_err(SpawnRefused::from_field_errors)?;
+        // A system in maintenance, unreachable or closed by Slurm: refused before anything
+        // is written or submitted.
+        crate::maintenance::check_start(&self.maintenance, &*self.spawner, &ctx, &validated)
+            .await
+            .map_err(|r| SpawnRefused::Unavailable(r.message))?;
         let extra_env = match self.pre_spawn.get() {
             Some(hook) => hook.before_spawn(user).await?,
             None => BTreeMap::new(),

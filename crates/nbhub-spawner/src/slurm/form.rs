@@ -43,11 +43,14 @@ pub(crate) struct Cluster {
     /// `None`: not known yet whether Slurm runs accounting.
     accounting: Mutex<Option<bool>>,
     accounts: Mutex<HashMap<String, (Instant, Vec<String>)>>,
+    /// Maintenance reservations, for `admit` (`reservations.rs`).
+    pub maint: crate::slurm::health::reservations::MaintCache,
 }
 
 impl Cluster {
     pub fn new(commands: Commands) -> Self {
         Self {
+            maint: crate::slurm::health::reservations::MaintCache::new(commands.clone()),
             commands,
             snapshot: tokio::sync::Mutex::new(None),
             accounting: Mutex::new(None),
@@ -72,6 +75,13 @@ impl Cluster {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The last snapshot fetched, however old, without asking Slurm (for `health`, which
+    /// must not wait); `None` before the first fetch or while one is under way.
+    pub fn cached(&self) -> Option<Arc<Snapshot>> {
+        let cached = self.snapshot.try_lock().ok()?;
+        cached.as_ref().map(|(_, snap)| Arc::clone(snap))
     }
 
     async fn fetch(&self) -> Result<Snapshot, SpawnError> {

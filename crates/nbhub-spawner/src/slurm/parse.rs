@@ -59,7 +59,7 @@ pub(crate) fn is_final_state(state: &str) -> bool {
 }
 
 /// `None`, `N/A`, `(null)`, `Unknown` and empty all mean "nothing".
-fn nothing(s: &str) -> bool {
+pub(crate) fn nothing(s: &str) -> bool {
     matches!(
         s,
         "" | "None" | "N/A" | "n/a" | "(null)" | "Unknown" | "(None)"
@@ -154,6 +154,11 @@ pub(crate) struct PartitionInfo {
     /// `AllowGroups` (Unix groups), `None` = all.
     pub allow_groups: Option<Vec<String>>,
     pub allow_accounts: Option<Vec<String>>,
+    /// Its nodes as `sinfo` listed them (a maintenance reservation covering all of them
+    /// closes the partition).
+    pub nodes: Vec<String>,
+    /// Nodes that take no new job: down, drained or draining, failing, not responding.
+    pub down_nodes: u32,
 }
 
 impl PartitionInfo {
@@ -235,6 +240,19 @@ fn usable(n: &NodeLine<'_>) -> bool {
     matches!(base, "idle" | "mixed") && !n.state.ends_with('*') && n.idle_cpus > 0
 }
 
+/// A node that takes no new job whatever frees up: down, drained or draining, failing, or not
+/// responding (`*`). Allocated nodes are busy, not out of service.
+fn out_of_service(n: &NodeLine<'_>) -> bool {
+    let base = n
+        .state
+        .trim_end_matches(['*', '~', '#', '!', '%', '$', '@', '^', '-', '+']);
+    n.state.ends_with('*')
+        || matches!(
+            base,
+            "down" | "drained" | "draining" | "drain" | "fail" | "failing" | "inval" | "future"
+        )
+}
+
 /// Partitions from `scontrol show partition -o`, completed by their nodes as
 /// `sinfo` [`SINFO_NODES`] lists them: nodes free now, the smallest CPUs and memory per node,
 /// each node's GPUs (`Gres`) and those not in use (`Gres` minus `GresUsed`) on free nodes.
@@ -261,6 +279,10 @@ pub(crate) fn parse_partitions(scontrol: &str, sinfo: &str) -> Vec<PartitionInfo
         let Some(p) = parts.iter_mut().find(|p| p.name == node.partition) else {
             continue;
         };
+        p.nodes.push(node.name.to_owned());
+        if out_of_service(&node) {
+            p.down_nodes += 1;
+        }
         if usable(&node) {
             p.free_nodes += 1;
             p.free_gpus += node.gpus.saturating_sub(node.gpus_used);
@@ -526,6 +548,11 @@ impl SlurmTime {
             None => None,
         };
         Some(Self { clock, offset })
+    }
+
+    /// The instant this time names; `None` without an offset (then it cannot be known).
+    pub fn instant(&self) -> Option<time::OffsetDateTime> {
+        self.offset.map(|off| self.clock.assume_offset(off))
     }
 
     /// Whether this time has come at `now`. Without an offset it cannot be known: `false`.

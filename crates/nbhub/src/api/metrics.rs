@@ -69,6 +69,28 @@ pub async fn get_metrics(State(state): State<AppState>, request: Request) -> Api
         "Starts waiting in the spawn queue for their turn",
         &[("", state.supervisor.queue.len() as i64)],
     );
+    let systems = crate::api::systems::states(&state);
+    let label = |name: &str| format!("system=\"{}\"", name.replace(['\\', '"', '\n'], "_"));
+    let labels: Vec<String> = systems.iter().map(|s| label(&s.name)).collect();
+    let series = |f: &dyn Fn(&crate::maintenance::SystemState) -> bool| -> Vec<(&str, i64)> {
+        labels
+            .iter()
+            .zip(&systems)
+            .map(|(l, s)| (l.as_str(), i64::from(f(s))))
+            .collect()
+    };
+    metrics::gauge(
+        &mut out,
+        "nbhub_system_up",
+        "1 while the spawner sees the system able to run servers (reachable, not every partition down)",
+        &series(&|s| s.health == nbhub_spawner::Health::Ok),
+    );
+    metrics::gauge(
+        &mut out,
+        "nbhub_system_maintenance",
+        "1 while a maintenance notice (admin page, API or maintenance_file) is in force",
+        &series(&|s| s.maintenance.is_some()),
+    );
     for metric in state.supervisor.spawner.metrics() {
         metrics::backend_metric(&mut out, &metric);
     }

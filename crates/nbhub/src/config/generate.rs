@@ -70,6 +70,11 @@ template_vars = {{}}
 # 0 = no limit. Keep the head's above 40: nbhub-proxy reuses idle connections for up to 37 s.
 request_header_timeout = {request_header_timeout}
 request_body_timeout = {request_body_timeout}
+# A file of maintenance notices the hub re-reads when it changes (docs/maintenance.md): one
+# table per system, [juwels] message = "…", until = "2026-12-08T12:00:00Z" (optional); a start
+# on a system with a notice is refused with it. "" = none (notices set on the admin page or
+# through the API still apply).
+maintenance_file = "{maintenance_file}"
 
 [authenticator]
 # dummy (a shared password: demos and tests only) | native (accounts in the hub's database) |
@@ -235,6 +240,7 @@ cleanup = {px_cleanup}
         authenticate_prometheus = h.authenticate_prometheus,
         request_header_timeout = h.request_header_timeout,
         request_body_timeout = h.request_body_timeout,
+        maintenance_file = h.maintenance_file.display(),
         spawner = d.spawner.to_commented_toml(),
         local = d.local.to_commented_toml(),
         slurm = d.slurm.to_commented_toml(),

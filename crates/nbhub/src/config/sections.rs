@@ -67,6 +67,9 @@ pub struct HubConfig {
     /// Seconds a client of the hub's own listener has to send a request body; then 408 and
     /// the connection is closed. 0: no limit.
     pub request_body_timeout: u64,
+    /// A TOML file of maintenance notices, one table per system (`[juwels] message = "…"`,
+    /// optional `until` as RFC 3339), re-read when it changes; empty: none.
+    pub maintenance_file: PathBuf,
 }
 
 impl Default for HubConfig {
@@ -97,6 +100,7 @@ impl Default for HubConfig {
             logo_file: PathBuf::new(),
             request_header_timeout: 60,
             request_body_timeout: 60,
+            maintenance_file: PathBuf::new(),
         }
     }
 }

@@ -43,6 +43,13 @@ impl Config {
                     .into(),
             ));
         }
+        if h.maintenance_file.is_dir() {
+            return Err(ConfigError(format!(
+                "key `hub.maintenance_file`: {} is a directory; name a TOML file (it need not \
+                 exist yet)",
+                h.maintenance_file.display()
+            )));
+        }
         if h.cookie_max_age_days == 0 {
             return Err(ConfigError(
                 "key `hub.cookie_max_age_days`: must be at least 1".into(),

@@ -21,7 +21,10 @@ use crate::web::query_param;
 pub const PAGE_SIZE: i64 = 50;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/admin", get(admin_page))
+    Router::new().route("/admin", get(admin_page)).route(
+        "/admin/systems/{name}/maintenance",
+        axum::routing::post(maintenance_post),
+    )
 }
 
 fn parse_sort(raw: &str) -> (users::SortKey, bool, &'static str) {
@@ -134,6 +137,7 @@ async fn admin_page(
             "groups": groups_view,
             "allow_named_servers": state.config.hub.allow_named_servers,
             "groups_managed": state.config.authenticator.manage_groups,
+            "systems": systems_view(&state),
         }),
     ))
 }
@@ -164,4 +168,107 @@ async fn running_servers(state: &AppState) -> ApiResult<Vec<Value>> {
         }));
     }
     Ok(out)
+}
+
+/// The systems tab: each system's health and notice, for the forms that set and clear it.
+fn systems_view(state: &AppState) -> Vec<Value> {
+    crate::api::systems::states(state)
+        .iter()
+        .map(|s| {
+            let (health, reason) = match &s.health {
+                nbhub_spawner::Health::Ok => ("ok", None),
+                nbhub_spawner::Health::Unreachable { reason } => ("not reachable", Some(reason)),
+                nbhub_spawner::Health::Down { reason } => ("down", Some(reason)),
+            };
+            json!({
+                "name": s.name,
+                "title": crate::maintenance::display_name(&nbhub_spawner::SystemInfo {
+                    name: s.name.clone(),
+                    title: s.title.clone(),
+                    description: String::new(),
+                    health: nbhub_spawner::Health::Ok,
+                }),
+                "description": s.description,
+                "health": health,
+                "reason": reason,
+                "notice": s.maintenance,
+                "until": s.maintenance.as_ref().and_then(|n| n.until).map(crate::maintenance::short_utc),
+                "closed": s.closed(),
+            })
+        })
+        .collect()
+}
+
+/// `POST /hub/admin/systems/{name}/maintenance` (the systems tab's forms): `action=set` with
+/// `message` and `until` (RFC 3339, optional), or `action=clear`. Same rules as the REST API.
+async fn maintenance_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let (me, session) = match page_user(&state, &headers, &uri).await? {
+        Ok(u) => u,
+        Err(redirect) => return Ok(redirect),
+    };
+    let fail = |status, message: &str| error_page(&state, &headers, status, message, Some(&me));
+    if !crate::web::xsrf_ok(
+        &state,
+        &headers,
+        Some(&me),
+        form.get("_xsrf").map(String::as_str),
+    ) {
+        return Ok(fail(
+            StatusCode::FORBIDDEN,
+            "'_xsrf' argument missing from POST, or it does not match this browser's session. Reload the page and try again.",
+        ));
+    }
+    let ident = auth::identity_for_user(&state.authz, me.clone(), session).await?;
+    let writer = crate::api::systems::WRITE_SCOPE;
+    if !ident.allows("admin-ui", &Resource::Global) || !ident.allows(writer, &Resource::Global) {
+        return Ok(fail(
+            StatusCode::FORBIDDEN,
+            &format!("Setting maintenance needs the {writer} scope."),
+        ));
+    }
+    if !crate::api::systems::states(&state)
+        .iter()
+        .any(|s| s.name == name)
+    {
+        return Ok(fail(
+            StatusCode::NOT_FOUND,
+            &format!("No such system: {name}"),
+        ));
+    }
+    let maintenance = &state.supervisor.maintenance;
+    match form.get("action").map(String::as_str) {
+        Some("clear") => maintenance.clear(&state.db, &name).await?,
+        Some("set") => {
+            let until = form.get("until").map(String::as_str);
+            let message = form.get("message").map_or("", String::as_str);
+            match crate::maintenance::validate_notice(
+                message,
+                until,
+                time::OffsetDateTime::now_utc(),
+            ) {
+                Ok((message, until)) => {
+                    maintenance
+                        .set(&state.db, &name, message, until, &me.name)
+                        .await?;
+                }
+                Err(e) => return Ok(fail(StatusCode::BAD_REQUEST, &e.to_string())),
+            }
+        }
+        _ => {
+            return Ok(fail(
+                StatusCode::BAD_REQUEST,
+                "action: must be set or clear",
+            ))
+        }
+    }
+    Ok(crate::redirect(
+        StatusCode::SEE_OTHER,
+        &format!("{}admin#systems", state.hub_prefix()),
+    ))
 }

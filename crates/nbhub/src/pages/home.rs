@@ -89,11 +89,17 @@ async fn home(
     };
     let rows = db::servers::list_for_user(&state.db, user.id).await?;
     let default_row = rows.iter().find(|r| r.name.is_empty());
-    let default_server = server_view(&state, &user, default_row, "");
+    let closed = super::system_status(&state);
+    let mut default_server = server_view(&state, &user, default_row, "");
+    note_closed_system(&state, &closed, &mut default_server);
     let named: Vec<Value> = rows
         .iter()
         .filter(|r| !r.name.is_empty())
-        .map(|r| server_view(&state, &user, Some(r), &r.name))
+        .map(|r| {
+            let mut view = server_view(&state, &user, Some(r), &r.name);
+            note_closed_system(&state, &closed, &mut view);
+            view
+        })
         .collect();
     let hub = &state.config.hub;
     Ok(render(
@@ -108,6 +114,25 @@ async fn home(
             "named_server_limit_per_user": hub.named_server_limit_per_user,
             "spawner_kind": state.supervisor.spawner.kind(),
             "url": default_server["spawn_url"],
+            "closed_systems": closed,
         }),
     ))
+}
+
+/// Beside a server, why its system takes no new servers now (`system_note`), if it does not:
+/// the server's system is its `user_options.system`, or the only one.
+fn note_closed_system(state: &AppState, closed: &Value, view: &mut Value) {
+    let options = view["user_options"]
+        .as_object()
+        .cloned()
+        .map(nbhub_spawner::ValidatedOptions)
+        .unwrap_or_default();
+    let system = crate::maintenance::system_for(&*state.supervisor.spawner, &options);
+    let note = closed
+        .as_array()
+        .and_then(|l| l.iter().find(|s| s["name"] == system.as_str()))
+        .map(|s| s["message"].clone());
+    if let (Some(note), Value::Object(m)) = (note, view) {
+        m.insert("system_note".into(), note);
+    }
 }

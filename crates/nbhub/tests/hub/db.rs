@@ -553,3 +553,54 @@ async fn hub_api_on_postgres() {
         .as_str()
         .is_some_and(|u| u.starts_with("http://127.0.0.1:")));
 }
+
+/// Issue 22, point 6: an admin's maintenance notice is stored, so that a hub started again
+/// (a fresh `Maintenance` read from the database) still refuses starts with it; cleared, it
+/// is gone for the next hub too.
+#[tokio::test]
+async fn maintenance_notices_outlive_the_hub() {
+    use nbhub::maintenance::Maintenance;
+    each_backend(|db| async move {
+        let until = time::OffsetDateTime::now_utc() + std::time::Duration::from_secs(3600);
+        let first = Maintenance::default();
+        first
+            .set(&db, "juwels", "New file system".into(), Some(until), "ada")
+            .await
+            .expect("set");
+        first
+            .set(&db, "jureca", "Cooling".into(), None, "ada")
+            .await
+            .expect("set");
+        // Set again: replaced, not added.
+        first
+            .set(&db, "jureca", "Cooling, day 2".into(), None, "bob")
+            .await
+            .expect("set");
+        let again = Maintenance::default();
+        again.load(&db).await.expect("load");
+        let juwels = again.notice("juwels").expect("juwels notice");
+        assert_eq!(juwels.message, "New file system");
+        assert_eq!(
+            juwels.until.map(|u| u.unix_timestamp()),
+            Some(until.unix_timestamp())
+        );
+        assert_eq!(juwels.set_by.as_deref(), Some("ada"));
+        let jureca = again.notice("jureca").expect("jureca notice");
+        assert_eq!(
+            (
+                jureca.message.as_str(),
+                jureca.until,
+                jureca.set_by.as_deref()
+            ),
+            ("Cooling, day 2", None, Some("bob"))
+        );
+        assert_eq!(again.notice("jusuf"), None);
+        again.clear(&db, "juwels").await.expect("clear");
+        let third = Maintenance::default();
+        third.load(&db).await.expect("load");
+        assert_eq!(third.notice("juwels"), None);
+        assert!(third.notice("jureca").is_some());
+        third.clear(&db, "jureca").await.expect("clear");
+    })
+    .await;
+}

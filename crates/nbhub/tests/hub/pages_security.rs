@@ -7,7 +7,7 @@ use common::{fetch, post_form};
 
 use common::pagekit::{browser, login, xsrf_of};
 
-use common::{sqlite_hub, TestHub};
+use common::{sqlite_hub, Hub, TestHub};
 
 fn location_header(resp: &reqwest::Response) -> String {
     resp.headers()
@@ -222,4 +222,88 @@ async fn csp_reports_go_under_base_url_and_are_answered() {
         .await
         .expect("post report");
     assert_eq!(resp.status(), 204);
+}
+
+/// The admin page's maintenance forms (issue 22, point 6) are form POSTs like any other: they
+/// need this session's XSRF token and an admin, and validate as the REST API does.
+#[tokio::test]
+async fn the_maintenance_forms_need_the_xsrf_token_and_an_admin() {
+    let hub = sqlite_hub(|c| {
+        common::dummy_password(c, "pw");
+        c.authenticator.admin_users = vec!["ada".into()];
+    })
+    .await;
+    let notice = || hub.state.supervisor.maintenance.notice("default");
+    let url = hub.url("/hub/admin/systems/default/maintenance");
+    let (ada, bob) = (browser(), browser());
+    login(&hub, &ada, "ada").await;
+    login(&hub, &bob, "bob").await;
+    let ada_xsrf = xsrf_of(
+        &fetch(&ada, hub.url("/hub/admin"))
+            .await
+            .text()
+            .await
+            .expect("html"),
+    );
+    // Bob's pages have no form: his token is the one the page's script uses (jhdata).
+    let home = fetch(&bob, hub.url("/hub/home"))
+        .await
+        .text()
+        .await
+        .expect("html");
+    let marker = "\"xsrf_token\":\"";
+    let at = home.find(marker).expect("jhdata.xsrf_token") + marker.len();
+    let bob_xsrf = home[at..].split('"').next().expect("token").to_owned();
+    let set = |xsrf: &str, message: &str| {
+        vec![
+            ("action".to_owned(), "set".to_owned()),
+            ("message".to_owned(), message.to_owned()),
+            ("until".to_owned(), String::new()),
+            ("_xsrf".to_owned(), xsrf.to_owned()),
+        ]
+    };
+    for (who, form, status) in [
+        (&ada, set("", "m"), 403),
+        (&ada, set(&bob_xsrf, "m"), 403),
+        (&bob, set(&bob_xsrf, "m"), 403),
+        (&ada, set(&ada_xsrf, " "), 400),
+    ] {
+        let resp = post_form(who, &url, &form).await;
+        assert_eq!(resp.status().as_u16(), status, "{form:?}");
+        assert_eq!(notice(), None, "{form:?} changed nothing");
+    }
+    let refused = post_form(&bob, &url, &set(&bob_xsrf, "m")).await;
+    let page = refused.text().await.expect("html");
+    assert!(
+        page.contains("needs the admin:servers scope"),
+        "bob's own token passes the XSRF check: {page}"
+    );
+    let resp = post_form(
+        &ada,
+        hub.url("/hub/admin/systems/nosuch/maintenance"),
+        &set(&ada_xsrf, "m"),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 404);
+    let resp = post_form(&ada, &url, &set(&ada_xsrf, "Disk swap")).await;
+    assert_eq!(resp.status().as_u16(), 303);
+    assert_eq!(location_header(&resp), "/hub/admin#systems");
+    assert_eq!(notice().map(|n| n.message), Some("Disk swap".to_owned()));
+    let admin_page = fetch(&ada, hub.url("/hub/admin"))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(admin_page.contains("Disk swap"), "{admin_page}");
+    let clear = [("action", "clear"), ("_xsrf", ada_xsrf.as_str())];
+    let resp = post_form(
+        &bob,
+        &url,
+        &[("action", "clear"), ("_xsrf", bob_xsrf.as_str())],
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 403, "a user may not clear it");
+    let resp = post_form(&ada, &url, &clear).await;
+    assert_eq!(resp.status().as_u16(), 303);
+    assert_eq!(notice(), None);
 }

@@ -121,6 +121,7 @@ pub(super) async fn spawn_page(
         }
         Err(e) => e,
     };
+    let unavailable = matches!(refused, SpawnRefused::Unavailable(_));
     let (errors, message) = match refused {
         SpawnRefused::InvalidOptions(errors) => {
             let general: Vec<&str> = errors
@@ -138,6 +139,9 @@ pub(super) async fn spawn_page(
             (errors, message)
         }
         SpawnRefused::BadRequest(msg) => (Vec::new(), msg),
+        // A system in maintenance or unreachable: the form again, with why (503), so that
+        // another system or a shorter run time can be chosen.
+        SpawnRefused::Unavailable(msg) if spec.is_some() => (Vec::new(), msg),
         SpawnRefused::AlreadyRunning(_) => {
             return Ok(crate::found(next.as_deref().unwrap_or(&prefix)))
         }
@@ -168,7 +172,11 @@ pub(super) async fn spawn_page(
                 submitted: submitted.as_ref(),
                 errors: &errors,
             };
-            Ok(render_form(&state, &headers, &uri, ident.user(), &form))
+            let mut page = render_form(&state, &headers, &uri, ident.user(), &form);
+            if unavailable {
+                *page.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            }
+            Ok(page)
         }
         None => Ok(error_page(
             &state,
@@ -251,6 +259,7 @@ fn render_form(
             "server_name": form.server,
             "can_estimate": can_estimate,
             "estimate_url": estimate_url,
+            "closed_systems": crate::pages::system_status(state),
         }),
     );
     if form.message.is_some() {
