@@ -18,7 +18,7 @@ use super::SlurmSpawner;
 impl SlurmSpawner {
     /// What the spawner last saw of its cluster (never asks Slurm: pages and metrics read it).
     pub fn health(&self) -> Health {
-        if let Some(reason) = self.tracker.unreachable() {
+        if let Some(reason) = self.unreachable() {
             return Health::Unreachable { reason };
         }
         match self.cluster.cached() {
@@ -28,6 +28,15 @@ impl SlurmSpawner {
             },
             None => Health::Ok,
         }
+    }
+
+    /// Why the system cannot be asked now: no login node answered (over SSH), or the last
+    /// tracking query failed.
+    fn unreachable(&self) -> Option<String> {
+        self.commands
+            .ssh()
+            .and_then(|ssh| ssh.unreachable())
+            .or_else(|| self.tracker.unreachable())
     }
 
     /// Why no partition offered can take a job now, if none can.
@@ -54,7 +63,7 @@ impl SlurmSpawner {
             system: self.system_name().to_owned(),
             message,
         };
-        if let Some(reason) = self.tracker.unreachable() {
+        if let Some(reason) = self.unreachable() {
             return Err(unavailable(format!(
                 "{} is not reachable: {reason}",
                 self.called()
