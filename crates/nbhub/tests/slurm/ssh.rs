@@ -261,6 +261,68 @@ async fn a_server_on_each_system_and_its_token_nowhere_else() {
         "files another user can read hold the token: {leaks:?}"
     );
 
+    // Acceptance 4 on the SSH system: an admin's notice refuses starts there with its
+    // message, while the server running there and the other system work on.
+    let notice = "The login nodes are being upgraded";
+    let (s, body) = admin(
+        &hub,
+        Method::PUT,
+        "/systems/remote/maintenance",
+        Some(json!({"message": notice})),
+    )
+    .await;
+    assert!(s == 200 || s == 204, "set the notice: {s} {body}");
+    let remote_more =
+        json!({"system": "remote", "partition": "devel", "nodes": 1, "runtime": "00:10"});
+    let (s, body) = start(&hub, user, "more", remote_more.clone()).await;
+    assert_eq!(s, 503, "{body}");
+    assert!(
+        body.contains(notice) && body.contains("Remote cluster"),
+        "the refusal names the system and gives the notice: {body}"
+    );
+    assert_eq!(remote_jobs_of(&c, user).len(), 1, "nothing more submitted");
+    let printed = kernel::execute(&hub, &prefix, &id, &token, "print(6*7)").await;
+    assert_eq!(printed.trim(), "42", "the running server works on");
+    let (s, body) = admin(&hub, Method::DELETE, "/systems/remote/maintenance", None).await;
+    assert!(s == 200 || s == 204, "clear the notice: {s} {body}");
+    // A Slurm maintenance reservation on the SSH cluster, asked about over SSH: a run time
+    // reaching into it is refused with its window.
+    let resv = format!("nbhub_ssh_maint_{}", std::process::id());
+    let (ok, out) = remote_slurm(
+        &c,
+        "scontrol",
+        &[
+            "create",
+            "reservation",
+            &format!("reservationname={resv}"),
+            "starttime=now+2hours",
+            "duration=120",
+            "nodes=ALL",
+            "flags=maint,ignore_jobs",
+            "users=root",
+        ],
+    );
+    assert!(ok, "create the reservation: {out}");
+    struct Unreserve<'a>(&'a SshCluster, String);
+    impl Drop for Unreserve<'_> {
+        fn drop(&mut self) {
+            let _ = remote_slurm(
+                self.0,
+                "scontrol",
+                &["delete", &format!("reservationname={}", self.1)],
+            );
+        }
+    }
+    let _unreserve = Unreserve(&c, resv.clone());
+    let long = json!({"system": "remote", "partition": "batch", "nodes": 1, "runtime": "03:00:00"});
+    let (s, body) = start(&hub, user, "more", long).await;
+    assert_eq!(s, 503, "{body}");
+    assert!(
+        body.contains("in maintenance from") && body.contains(&resv),
+        "the refusal gives the reservation's window: {body}"
+    );
+    assert_eq!(remote_jobs_of(&c, user).len(), 1, "nothing more submitted");
+
     // A named server on the local system beside it.
     let (s, body) = start(
         &hub,
