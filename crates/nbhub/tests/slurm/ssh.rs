@@ -90,6 +90,7 @@ async fn two_system_hub<'a>(
     c: &'a SshCluster,
     login_hosts: &[String],
     tag: &str,
+    more_systems: &str,
 ) -> (TempAccount, SlurmUser<'a>, CancelRemote<'a>, HubProc) {
     let tracker = TempAccount::create(
         &format!("{tag}t"),
@@ -99,7 +100,7 @@ async fn two_system_hub<'a>(
         p.venv.clone(),
         &p.proxy,
         Options {
-            systems: Some(systems_toml(c, p, &tracker.name, login_hosts)),
+            systems: Some(systems_toml(c, p, &tracker.name, login_hosts) + more_systems),
             extra_toml: "named_server_limit_per_user = 0".into(),
             ..Default::default()
         },
@@ -188,8 +189,48 @@ async fn a_server_on_each_system_and_its_token_nowhere_else() {
     let Some(c) = SshCluster::get() else { return };
     let _shared = CLUSTER.read().await;
     let _doors = c.shared().await;
-    let (_tracker, alice, _cancel, hub) = two_system_hub(&p, &c, &[c.login_host(1)], "sy").await;
+    // A third system whose known_hosts holds another key for the same login node.
+    let keys = nbhub_testkit::temp_dir_world_readable();
+    let other = keys.path().join("other");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .expect("ssh-keygen");
+    assert!(made.success());
+    let other_key = std::fs::read_to_string(other.with_extension("pub")).expect("key");
+    let mut words = other_key.split_whitespace();
+    let (kind, key) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let wrong_known_hosts = keys.path().join("known_hosts");
+    std::fs::write(
+        &wrong_known_hosts,
+        format!("[{}]:{} {kind} {key}\n", c.host, c.port),
+    )
+    .expect("write");
+    let badkey = format!(
+        "\n[[systems]]\nname = \"badkey\"\ntitle = \"Bad key\"\ntransport = \"ssh\"\n\
+         reach = \"tunnel\"\n[systems.ssh]\nlogin_hosts = [\"{}\"]\nknown_hosts = \"{}\"\n\
+         certificate_authority = \"{}\"\ntracking_user = \"nobody\"\n",
+        c.login_host(1),
+        wrong_known_hosts.display(),
+        c.ca_key.display()
+    );
+    let (_tracker, alice, _cancel, hub) =
+        two_system_hub(&p, &c, &[c.login_host(1)], "sy", &badkey).await;
     let user = alice.name.as_str();
+
+    // Acceptance 6: a login node whose host key does not match is never trusted: the start is
+    // refused with a message that says so, and nothing runs there.
+    let (s, body) = start(
+        &hub,
+        user,
+        "",
+        json!({"system": "badkey", "partition": "devel", "nodes": 1, "runtime": "00:10"}),
+    )
+    .await;
+    assert!(s == 503 || s == 400, "{s} {body}");
+    assert!(body.contains("host key"), "the refusal says why: {body}");
+    assert!(remote_jobs_of(&c, user).is_empty(), "no job");
 
     let (s, body) = start(
         &hub,
@@ -372,7 +413,7 @@ async fn ssh_servers_live_through_a_login_node_outage_and_a_hub_kill() {
     // It closes the login nodes: no other test may use the SSH cluster meanwhile.
     let _alone = c.exclusive().await;
     let hosts = [c.login_host(1), c.login_host(2)];
-    let (_tracker, bob, _cancel, mut hub) = two_system_hub(&p, &c, &hosts, "so").await;
+    let (_tracker, bob, _cancel, mut hub) = two_system_hub(&p, &c, &hosts, "so", "").await;
     let user = bob.name.as_str();
     let remote = |runtime: &str| json!({"system": "remote", "partition": "batch", "nodes": 1, "runtime": runtime});
     for server in ["a", "b"] {
