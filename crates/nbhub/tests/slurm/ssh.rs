@@ -189,6 +189,35 @@ async fn a_server_on_each_system_and_its_token_nowhere_else() {
     let Some(c) = SshCluster::get() else { return };
     let _shared = CLUSTER.read().await;
     let _doors = c.shared().await;
+    // A Slurm maintenance reservation on the SSH cluster, two hours from now (acceptance 4,
+    // below: asked about over SSH, a run time reaching into it is refused with its window).
+    let resv = format!("nbhub_ssh_maint_{}", std::process::id());
+    let (ok, out) = remote_slurm(
+        &c,
+        "scontrol",
+        &[
+            "create",
+            "reservation",
+            &format!("reservationname={resv}"),
+            "starttime=now+2hours",
+            "duration=120",
+            "nodes=ALL",
+            "flags=maint,ignore_jobs",
+            "users=root",
+        ],
+    );
+    assert!(ok, "create the reservation: {out}");
+    struct Unreserve<'a>(&'a SshCluster, String);
+    impl Drop for Unreserve<'_> {
+        fn drop(&mut self) {
+            let _ = remote_slurm(
+                self.0,
+                "scontrol",
+                &["delete", &format!("reservationname={}", self.1)],
+            );
+        }
+    }
+    let _unreserve = Unreserve(&c, resv.clone());
     // A third system whose known_hosts holds another key for the same login node.
     let keys = nbhub_testkit::temp_dir_world_readable();
     let other = keys.path().join("other");
@@ -326,35 +355,7 @@ async fn a_server_on_each_system_and_its_token_nowhere_else() {
     assert_eq!(printed.trim(), "42", "the running server works on");
     let (s, body) = admin(&hub, Method::DELETE, "/systems/remote/maintenance", None).await;
     assert!(s == 200 || s == 204, "clear the notice: {s} {body}");
-    // A Slurm maintenance reservation on the SSH cluster, asked about over SSH: a run time
-    // reaching into it is refused with its window.
-    let resv = format!("nbhub_ssh_maint_{}", std::process::id());
-    let (ok, out) = remote_slurm(
-        &c,
-        "scontrol",
-        &[
-            "create",
-            "reservation",
-            &format!("reservationname={resv}"),
-            "starttime=now+2hours",
-            "duration=120",
-            "nodes=ALL",
-            "flags=maint,ignore_jobs",
-            "users=root",
-        ],
-    );
-    assert!(ok, "create the reservation: {out}");
-    struct Unreserve<'a>(&'a SshCluster, String);
-    impl Drop for Unreserve<'_> {
-        fn drop(&mut self) {
-            let _ = remote_slurm(
-                self.0,
-                "scontrol",
-                &["delete", &format!("reservationname={}", self.1)],
-            );
-        }
-    }
-    let _unreserve = Unreserve(&c, resv.clone());
+    // The reservation made at the start (the spawner caches what Slurm has for 30 s).
     let long = json!({"system": "remote", "partition": "batch", "nodes": 1, "runtime": "03:00:00"});
     let (s, body) = start(&hub, user, "more", long).await;
     assert_eq!(s, 503, "{body}");
