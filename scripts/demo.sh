@@ -171,7 +171,7 @@ at_exit() {
     fi
     [[ -n $left ]] && say "still on this machine: the accounts $left, their homes in $DEMO_HOMES"
     if [[ -n $listening || -n $left ]]; then
-        say "scripts/demo.sh --clean stops the cluster and removes the accounts and $DEMO_ROOT"
+        say "scripts/demo.sh --clean stops the clusters and removes the accounts and $DEMO_ROOT"
     fi
     say "scripts/demo.sh starts the demo again (its users and tokens are kept in $DATA)"
     exit "$status"
