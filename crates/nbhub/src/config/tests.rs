@@ -184,6 +184,7 @@ reach = "tunnel"
 login_hosts = ["login1:2222", "login2"]
 known_hosts = "/etc/nbhub/known_hosts"
 identity_file = "/etc/nbhub/keys/{username}"
+tracking_user = "nbhub"
 "#;
 
 #[test]
