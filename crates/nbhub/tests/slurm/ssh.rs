@@ -603,3 +603,74 @@ async fn twenty_ssh_servers_cost_one_squeue_per_poll_and_one_connection() {
     );
     assert_eq!(most, 1, "the user's 20 servers share one SSH connection");
 }
+
+/// Acceptance 1, the browser part: in Chromium the form offers both systems; the SSH system
+/// picked, its own partitions shown, the form starts a job there, and JupyterLab loads in the
+/// browser through the proxy — its sign-in with the hub (OAuth) goes through the reverse
+/// forward, its pages through the forward to the compute node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_form_in_a_browser_starts_jupyterlab_on_the_ssh_system() {
+    let Some(p) = parts() else { return };
+    let Some(c) = SshCluster::get() else { return };
+    let Some(b) = chromium::Browser::start().await else {
+        return;
+    };
+    let _shared = CLUSTER.read().await;
+    let _doors = c.shared().await;
+    let (_tracker, erin, _cancel, hub) = two_system_hub(&p, &c, &[c.login_host(1)], "sb", "").await;
+    let user = erin.name.as_str();
+    let base = hub.public_url("");
+    b.sign_in(&base, user, PASSWORD).await;
+    b.goto(&format!("{base}/hub/spawn/{user}")).await;
+    b.find("#opt-system").await;
+    let systems = b
+        .eval(
+            "return [...document.querySelectorAll('#opt-system option')].map(o => o.value)",
+            json!([]),
+        )
+        .await;
+    assert_eq!(systems, json!(["local", "remote"]));
+    super::choose(&b, "system", "remote").await;
+    let partitions = b
+        .eval(
+            "return [...document.querySelectorAll('[id=\"opt-remote.partition\"] option')].map(o => o.value)",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        partitions,
+        json!(["batch", "devel"]),
+        "the SSH cluster's own partitions, asked over SSH"
+    );
+    super::choose(&b, "remote.partition", "devel").await;
+    b.fill("[id='opt-remote.runtime']", "00:10").await;
+    b.eval(
+        "document.querySelector('#spawn-submit').scrollIntoView({block: 'center', behavior: 'instant'})",
+        json!([]),
+    )
+    .await;
+    b.click("#spawn-submit").await;
+    let job = eventually(60, "the job on the SSH cluster", || async {
+        remote_jobs_of(&c, user).into_iter().next()
+    })
+    .await;
+    let fields: Vec<&str> = job.split('|').collect();
+    assert_eq!(&fields[1..5], ["devel", "1", "10:00", user], "{job}");
+    b.wait_until_for(
+        &format!(
+            "location.pathname.startsWith('/user/{user}/') && document.querySelector('#jp-main-dock-panel')"
+        ),
+        "JupyterLab's main area, through the tunnels",
+        Duration::from_secs(120),
+    )
+    .await;
+    let model = server_model(&hub, user, "").await.expect("the server");
+    assert_eq!(model["slurm"]["system"], "remote", "{model}");
+    b.quit().await;
+    let (s, body) = admin(&hub, Method::DELETE, &format!("/users/{user}/server"), None).await;
+    assert!(s == 204 || s == 202, "stop: {s} {body}");
+    eventually(60, "the job gone", || async {
+        remote_jobs_of(&c, user).is_empty().then_some(())
+    })
+    .await;
+}
