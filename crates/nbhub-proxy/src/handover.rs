@@ -18,7 +18,8 @@
 //! One upgrade at a time: the process serving the control socket refuses a second taker while
 //! one is in progress, and stops serving it once it drains.
 //!
-//! Lines: `{"take_over":{"pid":N,"version":"…"}}` (new → old); the byte `F` with the sockets
+//! `{"query":true}` is answered with `{"pid":N,"version":"…"}` (what the hub checks at
+//! start). Lines: `{"take_over":{"pid":N,"version":"…"}}` (new → old); the byte `F` with the sockets
 //! attached, `{"fds":["public","api",…],"pid":N,"version":"…"}`, `{"routes":{…}}` (old → new);
 //! then either way `{"routes":{…}}` (routes added or replaced), `{"remove":"/key"}`; new → old
 //! `{"ready":true}`; old → new `{"draining":true}`, later `{"activity":{"/key":ms}}` (traffic
@@ -272,8 +273,11 @@ impl Server {
         std.set_write_timeout(Some(STEP_TIMEOUT))?;
         let me = self.clone();
         // The blocking part: hello, sockets, snapshot.
-        let (std, attached, taker) =
-            tokio::task::spawn_blocking(move || me.send_sockets(std)).await??;
+        let Some((std, attached, taker)) =
+            tokio::task::spawn_blocking(move || me.send_sockets(std)).await??
+        else {
+            return Ok(());
+        };
         tracing::info!(pid = taker, "handing the sockets over");
         std.set_read_timeout(None)?;
         std.set_write_timeout(None)?;
@@ -302,9 +306,15 @@ impl Server {
         }
     }
 
-    fn send_sockets(&self, mut std: UnixStream) -> Result<(UnixStream, Attached, u32)> {
+    /// Hello, sockets and snapshot; `None` if the hello was a [`query`], answered.
+    fn send_sockets(&self, mut std: UnixStream) -> Result<Option<(UnixStream, Attached, u32)>> {
         let mut reader = BufReader::new(std.try_clone()?);
         let hello = read_json(&mut reader)?;
+        if hello.get("query").is_some() {
+            let about = json!({"pid": std::process::id(), "version": VERSION});
+            std.write_all(format!("{about}\n").as_bytes())?;
+            return Ok(None);
+        }
         let taker = hello
             .get("take_over")
             .and_then(|t| t.get("pid"))
@@ -338,8 +348,25 @@ impl Server {
             self.shared.changes.detach(attached.id);
             return Err(e.into());
         }
-        Ok((std, attached, taker))
+        Ok(Some((std, attached, taker)))
     }
+}
+
+/// Pid and version of the proxy serving the handover socket at `path`, without taking
+/// anything over (`{"query":true}`). Blocking, bounded by a few seconds.
+pub fn query(path: &Path) -> Result<(u32, String)> {
+    let mut stream = UnixStream::connect(path)
+        .with_context(|| format!("connecting to the handover socket {}", path.display()))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(b"{\"query\":true}\n")?;
+    let v = read_json(&mut BufReader::new(stream))?;
+    let pid = v.get("pid").and_then(Value::as_u64).context("no pid")? as u32;
+    let version = v
+        .get("version")
+        .and_then(Value::as_str)
+        .context("no version")?;
+    Ok((pid, version.to_string()))
 }
 
 async fn refuse(mut stream: tokio::net::UnixStream, why: &str) {

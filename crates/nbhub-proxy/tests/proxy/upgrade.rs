@@ -339,6 +339,8 @@ async fn a_new_process_that_fails_before_ready_changes_nothing() {
     let sock = dir.path().join("proxy.handover");
     let sock_arg = sock.to_str().expect("path");
     let (old, public, api) = start_ready(&["--handover-socket", sock_arg]);
+    let about = nbhub_proxy::handover::query(&sock).expect("query");
+    assert_eq!(about, (old.pid(), env!("CARGO_PKG_VERSION").to_string()));
     let up = common::echo_upstream("up").await;
     add_route(api, "/a", up).await;
 
