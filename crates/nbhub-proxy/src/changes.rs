@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use crate::forward::Shared;
 use crate::routes::{table_json, Route, RouteTable};
 
 /// Which peer a change came from (it is not sent back there).
@@ -134,14 +135,11 @@ fn entry_json(route: &Route) -> String {
 
 /// Keep `path` holding the route table: rewritten (a temporary file renamed over it, so a
 /// reader or a crash sees the old table or the new one, never half of one) after every change,
-/// a burst of changes written once. Runs until the table's [`Changes`] is dropped; the last
-/// change is written before it returns.
-pub async fn keep_routes_file(
-    changes: &Changes,
-    routes: &RouteTable,
-    path: PathBuf,
-    mut stop: watch::Receiver<bool>,
-) {
+/// a burst of changes written once. Runs until `stop`; the last change is written before it
+/// returns. A process that handed over writes no more: the file is its successor's, and a
+/// late write of ours could undo a newer one.
+pub async fn keep_routes_file(shared: &Shared, path: PathBuf, mut stop: watch::Receiver<bool>) {
+    let (changes, routes) = (&shared.changes, &shared.routes);
     let mut version = changes.version.subscribe();
     version.mark_changed();
     loop {
@@ -153,10 +151,13 @@ pub async fn keep_routes_file(
             _ = tokio::time::sleep(COALESCE) => {}
             _ = stop.wait_for(|s| *s) => {}
         }
+        if shared.draining() {
+            return;
+        }
         version.mark_unchanged();
         write_table(routes, &path).await;
     }
-    if version.has_changed().unwrap_or(false) {
+    if version.has_changed().unwrap_or(false) && !shared.draining() {
         write_table(routes, &path).await;
     }
 }

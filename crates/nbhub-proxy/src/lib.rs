@@ -290,9 +290,7 @@ pub async fn run_with(
     let (file_done, file_stop) = watch::channel(false);
     let routes_file = shared.config.routes_file.clone().map(|path| {
         let s2 = shared.clone();
-        tokio::spawn(async move {
-            changes::keep_routes_file(&s2.changes, &s2.routes, path, file_stop).await
-        })
+        tokio::spawn(async move { changes::keep_routes_file(&s2, path, file_stop).await })
     });
 
     // Public port: worker threads sharing the listening socket.
@@ -595,17 +593,20 @@ where
                         h1::Outcome::Done => drop(watcher),
                         h1::Outcome::Fallback(tcp, read) => {
                             let io = h1::Prefixed::new(tcp, read);
-                            serve_conn(io, &builder, watcher, svc, idle, conn_stop).await
+                            serve_conn(io, &builder, watcher, svc, idle, conn_stop, false).await
                         }
                     },
-                    None => serve_conn(tcp, &builder, watcher, svc, idle, conn_stop).await,
+                    None => serve_conn(tcp, &builder, watcher, svc, idle, conn_stop, false).await,
                 },
                 // A handshake is part of receiving the first request: same deadline.
                 Some(acc) => match handshake(&acc, tcp, shared.config.headers_timeout).await {
                     // HTTP/2 (ALPN h2) too: the builder knows it by its preface, and
                     // serve_conn closes the connection once idle, which hyper's HTTP/2 server
                     // alone never does (a client could hold it open for ever sending nothing).
-                    Ok(s) => serve_conn(s, &builder, watcher, svc, idle, conn_stop).await,
+                    Ok(s) => {
+                        let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
+                        serve_conn(s, &builder, watcher, svc, idle, conn_stop, h2).await
+                    }
                     Err(e) => tracing::debug!("TLS handshake with {remote} failed: {e}"),
                 },
             }
@@ -718,7 +719,7 @@ impl Drop for OpenConnection {
     }
 }
 
-/// Serve a connection with hyper until it ends. Besides hyper's own timers, a connection that
+/// Serve a connection with hyper until it ends (`h2`: it speaks HTTP/2). Besides hyper's own timers, a connection that
 /// moved no bytes either way for `idle_after` is shut down gracefully (an answer in progress
 /// still finishes): under load hyper 1.12 left some idle keep-alive connections open past its
 /// header-read timeout (2 and 9 of 80 API connections in a probe with 80 proxies in one
@@ -730,6 +731,7 @@ async fn serve_conn<I, S>(
     svc: S,
     idle_after: Duration,
     mut stop: watch::Receiver<Phase>,
+    h2: bool,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<
@@ -760,7 +762,11 @@ async fn serve_conn<I, S>(
                 }
                 break;
             }
-            _ = stop.wait_for(|p| *p == Phase::Stop), if !closing => {
+            // Draining, an HTTP/2 connection is told to go (GOAWAY: the client sends what we
+            // did not take on a new connection, which reaches the new process); an HTTP/1 one
+            // gets `Connection: close` on its next answer ([`closing`]) instead, as closing
+            // it now could cross a request.
+            _ = stop.wait_for(|p| *p == Phase::Stop || (h2 && *p == Phase::Drain)), if !closing => {
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }

@@ -101,7 +101,7 @@ impl Drop for Proc {
 /// Public and API address from the ready line.
 fn addrs(ready: &str) -> (SocketAddr, SocketAddr) {
     let a: Vec<SocketAddr> = ready
-        .split("http://")
+        .split("://")
         .skip(1)
         .map(|s| s.split(',').next().unwrap_or("").parse().expect("addr"))
         .collect();
@@ -445,4 +445,78 @@ async fn routes_survive_kill_9() {
         let v = common::json(&String::from_utf8_lossy(&body));
         assert_eq!(v["name"], ["a", "b"][i % 2], "route /user/u{i}");
     }
+}
+
+/// Draining, an HTTP/2 connection (TLS, ALPN h2) is told to go at once (GOAWAY), even while it
+/// is busy, rather than held until the grace ends: its client opens a new connection, which
+/// the new process serves. (HTTP/1 connections get `Connection: close` on their next answer.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_http2_connection_is_sent_away_when_draining() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (tls, ck) = common::self_signed_tls(dir.path());
+    let sock = dir.path().join("proxy.handover");
+    let (sock_arg, key, cert) = (
+        sock.to_str().expect("path"),
+        tls.key.to_str().expect("path"),
+        tls.cert.to_str().expect("path"),
+    );
+    // Idle connections would be closed only after ten minutes: not what ends this one.
+    let tls_args = [
+        "--ssl-key",
+        key,
+        "--ssl-cert",
+        cert,
+        "--keep-alive-timeout",
+        "600000",
+    ];
+    let mut args = vec!["--handover-socket", sock_arg];
+    args.extend(tls_args);
+    let (_old, public, api) = start_ready(&args);
+    add_route(api, "/", common::echo_upstream("up").await).await;
+    let io = hyper_util::rt::TokioIo::new(common::tls_connect(public, &ck, b"h2").await);
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .expect("h2");
+    let conn = tokio::spawn(conn);
+    let url = format!("https://localhost:{}/x", public.port());
+    let get = |send: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>| {
+        let req = Request::get(&url).body(Full::default()).expect("r");
+        send.send_request(req)
+    };
+    assert_eq!(get(&mut send).await.expect("h2 request").status(), 200);
+    // Busy: a request every 50 ms until the connection is sent away.
+    let busy = tokio::spawn(async move {
+        let mut ok = 0;
+        while send.ready().await.is_ok() {
+            let req = Request::get(format!("https://localhost:{}/x", public.port()))
+                .body(Full::default())
+                .expect("r");
+            match send.send_request(req).await {
+                Ok(r) if r.status() == 200 => ok += 1,
+                _ => break,
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        ok
+    });
+    let mut args = vec!["--take-over", sock_arg];
+    args.extend(tls_args);
+    let next = Proc::start(&args);
+    let line = tokio::task::block_in_place(|| next.wait_line("nbhub-proxy took over"));
+    assert!(line.is_some(), "the upgrade did not complete");
+    tokio::time::timeout(Duration::from_secs(5), conn)
+        .await
+        .expect("the HTTP/2 connection was still open 5 s after the handover")
+        .expect("join")
+        .expect("a clean close (GOAWAY)");
+    assert!(busy.await.expect("join") > 0);
+    // A new connection reaches the new process.
+    let io = hyper_util::rt::TokioIo::new(common::tls_connect(public, &ck, b"h2").await);
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .expect("h2");
+    tokio::spawn(conn);
+    assert_eq!(get(&mut send).await.expect("h2 request").status(), 200);
 }
