@@ -29,8 +29,14 @@ struct Proc {
 
 impl Proc {
     fn start(args: &[&str]) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_nbhub-proxy"))
-            .args(args)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nbhub-proxy"));
+        cmd.args(args);
+        Proc::spawn(cmd)
+    }
+
+    /// `cmd` (which runs the proxy) with the test token, its stderr read line by line.
+    fn spawn(mut cmd: Command) -> Proc {
+        let mut child = cmd
             .env("CONFIGPROXY_AUTH_TOKEN", common::TOKEN)
             .env("NBHUB_PROXY_WORKERS", "2")
             .stdin(Stdio::null())
@@ -519,4 +525,98 @@ async fn a_busy_http2_connection_is_sent_away_when_draining() {
             .expect("h2");
     tokio::spawn(conn);
     assert_eq!(get(&mut send).await.expect("h2 request").status(), 200);
+}
+
+/// One upgrade at a time: while a taker holds the handover (here one that received the
+/// sockets and then says nothing, as a new process stuck before it is ready would), a second
+/// one is refused with a clear message; once the first goes away without saying `ready`, the
+/// old process serves on, and the next taker takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_upgrade_at_a_time() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().expect("tmp");
+    let sock = dir.path().join("proxy.handover");
+    let sock_arg = sock.to_str().expect("path");
+    let (old, public, api) = start_ready(&["--handover-socket", sock_arg]);
+    add_route(api, "/a", common::echo_upstream("up").await).await;
+
+    let mut stuck = std::os::unix::net::UnixStream::connect(&sock).expect("connect");
+    stuck
+        .write_all(b"{\"take_over\":{\"pid\":1,\"version\":\"0\"}}\n")
+        .expect("hello");
+    let mut first = [0u8; 1];
+    stuck.read_exact(&mut first).expect("sockets");
+    assert_eq!(&first, b"F");
+
+    let mut second = Proc::start(&["--take-over", sock_arg]);
+    let refused = tokio::task::block_in_place(|| second.wait_line("nbhub-proxy: error"));
+    let refused = refused.expect("an error line");
+    assert!(
+        refused.contains("an upgrade is already in progress"),
+        "{refused}"
+    );
+    assert!(tokio::task::block_in_place(
+        || second.exits_within(Duration::from_secs(10))
+    ));
+    assert_eq!(fresh_get(public, "/a/x").await, Ok(200));
+
+    drop(stuck);
+    let why = tokio::task::block_in_place(|| old.wait_line("handover failed, serving on"));
+    assert!(why.is_some(), "the old process did not see the taker go");
+    assert_eq!(fresh_get(public, "/a/x").await, Ok(200));
+    let next = Proc::start(&["--take-over", sock_arg]);
+    let line = tokio::task::block_in_place(|| next.wait_line("nbhub-proxy took over"));
+    assert_eq!(
+        line,
+        Some(format!("nbhub-proxy took over from pid {}", old.pid()))
+    );
+    assert_eq!(fresh_get(public, "/a/x").await, Ok(200));
+}
+
+/// Sockets from systemd (`systemd-socket-activate`, which binds them, passes them with
+/// `LISTEN_FDS`/`LISTEN_FDNAMES` and starts the proxy at the first connection): the proxy
+/// serves them, named public and api, instead of the ports its flags name; a request sent
+/// before the proxy runs waits on the socket and is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_from_systemd() {
+    let Ok(activate) = which("systemd-socket-activate") else {
+        nbhub_testkit::missing_part(
+            "systemd-socket-activate",
+            "the systemd package (apt-get install systemd)",
+        );
+        return;
+    };
+    let (public, api) = (nbhub_testkit::free_port(), nbhub_testkit::free_port());
+    let mut cmd = Command::new(activate);
+    cmd.args(["-l", &format!("127.0.0.1:{public}")])
+        .args(["-l", &format!("127.0.0.1:{api}")])
+        .args(["--fdname=public:api", "-E", "CONFIGPROXY_AUTH_TOKEN"])
+        .arg(env!("CARGO_BIN_EXE_nbhub-proxy"))
+        .args(LOCAL);
+    let proxy = Proc::spawn(cmd);
+    let api_addr: SocketAddr = format!("127.0.0.1:{api}").parse().expect("addr");
+    // systemd-socket-activate listens before it starts the proxy: wait for its socket.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(api_addr).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no socket from systemd-socket-activate"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    add_route(api_addr, "/a", common::echo_upstream("up").await).await;
+    let ready = tokio::task::block_in_place(|| proxy.wait_line("nbhub-proxy listening on"));
+    let (p, a) = addrs(&ready.expect("ready line"));
+    assert_eq!((p.port(), a.port()), (public, api));
+    let public_addr: SocketAddr = format!("127.0.0.1:{public}").parse().expect("addr");
+    assert_eq!(fresh_get(public_addr, "/a/x").await, Ok(200));
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or(())
 }
