@@ -107,7 +107,8 @@ pub fn take_over(path: &Path) -> Result<TakenOver> {
     stream.set_read_timeout(Some(STEP_TIMEOUT))?;
     stream.set_write_timeout(Some(STEP_TIMEOUT))?;
     let hello = json!({"take_over": {"pid": std::process::id(), "version": VERSION}});
-    stream.write_all(format!("{hello}\n").as_bytes())?;
+    // A refusal may be on its way already: read it rather than stop at a failed write.
+    let _ = stream.write_all(format!("{hello}\n").as_bytes());
 
     // The sockets come with the first byte, `F`; anything else is the start of an error line.
     let mut first = [0u8; 1];
@@ -289,12 +290,23 @@ impl Server {
         let r = run_link(&shared, stream, Vec::new(), attached, |msg, out| {
             if msg.get("ready").is_some() && !ready {
                 ready = true;
-                tracing::info!(pid = taker, "the new process is ready: draining");
-                // Stop accepting first, then close our copies of the sockets.
-                self.shared.start_draining();
-                self.phase.send_replace(Phase::Drain);
-                self.close_sockets();
-                out.push("{\"draining\":true}\n".into());
+                // Stopping already (SIGTERM), this process does not drain: the new one sees it
+                // go and serves on by itself.
+                let drain = self.phase.send_if_modified(|p| {
+                    let serving = *p == Phase::Serve;
+                    if serving {
+                        *p = Phase::Drain;
+                    }
+                    serving
+                });
+                if drain {
+                    tracing::info!(pid = taker, "the new process is ready: draining");
+                    // Answers close their connections from now on; accepting stops (the phase)
+                    // and our copies of the sockets close.
+                    self.shared.start_draining();
+                    self.close_sockets();
+                    out.push("{\"draining\":true}\n".into());
+                }
             }
         })
         .await;
@@ -369,9 +381,14 @@ pub fn query(path: &Path) -> Result<(u32, String)> {
     Ok((pid, version.to_string()))
 }
 
-async fn refuse(mut stream: tokio::net::UnixStream, why: &str) {
+/// Refuse a taker with a reason. Its hello is read first: closing a socket with unread data
+/// would reset it, and the taker would see a broken pipe instead of the reason.
+async fn refuse(stream: tokio::net::UnixStream, why: &str) {
     let line = format!("{}\n", json!({ "error": why }));
-    let _ = tokio::time::timeout(STEP_TIMEOUT, stream.write_all(line.as_bytes())).await;
+    let mut stream = tokio::io::BufReader::new(stream);
+    let mut hello = String::new();
+    let _ = tokio::time::timeout(STEP_TIMEOUT, stream.read_line(&mut hello)).await;
+    let _ = tokio::time::timeout(STEP_TIMEOUT, stream.get_mut().write_all(line.as_bytes())).await;
 }
 
 /// The new process's side of the link, from `ready` on: changes both ways (ours from

@@ -217,7 +217,7 @@ pub enum Ended {
 /// Duplicates of the listening sockets, to hand over.
 fn dup_sockets(
     listeners: &Listeners,
-    control: Option<&std::os::unix::net::UnixListener>,
+    control: &std::os::unix::net::UnixListener,
 ) -> Result<handover::Sockets> {
     use std::os::fd::{AsFd, OwnedFd};
     let dup = |fd: std::os::fd::BorrowedFd<'_>| -> Result<OwnedFd> {
@@ -233,9 +233,7 @@ fn dup_sockets(
     if let Some(r) = &listeners.redirect {
         v.push(("redirect", dup(r.as_fd())?));
     }
-    if let Some(c) = control {
-        v.push(("handover", dup(c.as_fd())?));
-    }
+    v.push(("handover", dup(control.as_fd())?));
     Ok(handover::Sockets(v))
 }
 
@@ -294,7 +292,11 @@ pub async fn run_with(
     });
 
     // Public port: worker threads sharing the listening socket.
-    let sockets = dup_sockets(&listeners, start.control.as_ref())?;
+    // Copies of the sockets to hand over, if this process can be taken over.
+    let sockets = match &start.control {
+        Some(c) => dup_sockets(&listeners, c)?,
+        None => handover::Sockets(Vec::new()),
+    };
     let public = listeners.public.into_std().context("public listener")?;
     let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<Result<()>>(workers);
     let open: Arc<[AtomicUsize]> = (0..workers).map(|_| AtomicUsize::new(0)).collect();
