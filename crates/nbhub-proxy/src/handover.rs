@@ -295,15 +295,15 @@ impl Server {
                 let drain = self.phase.send_if_modified(|p| {
                     let serving = *p == Phase::Serve;
                     if serving {
+                        // Answers close their connections from now on (set first: whoever
+                        // sees the phase sees this too); accepting stops (the phase).
+                        self.shared.start_draining();
                         *p = Phase::Drain;
                     }
                     serving
                 });
                 if drain {
                     tracing::info!(pid = taker, "the new process is ready: draining");
-                    // Answers close their connections from now on; accepting stops (the phase)
-                    // and our copies of the sockets close.
-                    self.shared.start_draining();
                     self.close_sockets();
                     out.push("{\"draining\":true}\n".into());
                 }

@@ -459,8 +459,10 @@ pub async fn run_with(
             };
         }
     }
-    let handed_over = *phase.borrow() == Phase::Drain;
-    if handed_over {
+    // Handed over (even if a SIGTERM came at the same moment): the sockets, the pid file and
+    // the control socket are the new process's now.
+    let handed_over = shared.draining();
+    if handed_over && !signalled {
         tracing::info!(
             "handed over: draining (upgraded connections kept up to {:?})",
             shared.config.upgrade_grace
