@@ -620,3 +620,46 @@ fn which(name: &str) -> Result<std::path::PathBuf, ()> {
         .find(|p| p.is_file())
         .ok_or(())
 }
+
+/// A process that handed over and still relays a websocket sends that route's activity to
+/// the new process (every 5 s), so that the hub, which reads `last_activity` from the new
+/// one, does not take a user in the middle of their work for idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_process_reports_its_websockets_activity() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let sock = dir.path().join("proxy.handover");
+    let sock_arg = sock.to_str().expect("path");
+    let (_old, public, api) = start_ready(&["--handover-socket", sock_arg]);
+    add_route(api, "/ws", common::ws_echo_server().await).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{public}/ws/x"))
+        .await
+        .expect("websocket");
+    let next = Proc::start(&["--take-over", sock_arg]);
+    let line = tokio::task::block_in_place(|| next.wait_line("nbhub-proxy took over"));
+    assert!(line.is_some(), "the upgrade did not complete");
+    let last_activity = || async {
+        let req = Request::get(format!("http://{api}/api/routes/ws"))
+            .header("authorization", format!("token {}", common::TOKEN))
+            .body(Full::default())
+            .expect("req");
+        let res = common::client().request(req).await.expect("api");
+        let body = res.into_body().collect().await.expect("body").to_bytes();
+        let v = common::json(&String::from_utf8_lossy(&body));
+        nbhub_proxy::routes::parse_iso_date(v["last_activity"].as_str().expect("date"))
+            .expect("ISO date")
+    };
+    let at_handover = last_activity().await;
+    // Traffic on the websocket, which only the old process relays, for a little over one
+    // report interval.
+    let until = std::time::Instant::now() + Duration::from_millis(6500);
+    while std::time::Instant::now() < until {
+        ws.send(Message::text("x")).await.expect("send");
+        assert!(matches!(ws.next().await, Some(Ok(Message::Text(_)))));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reported = last_activity().await;
+    assert!(
+        reported >= at_handover + 4000,
+        "last_activity moved from {at_handover} to {reported} only"
+    );
+}
