@@ -102,8 +102,9 @@ apt_install() {
 }
 
 command -v dpkg-query >/dev/null || die "this script expects a Debian-like system (no dpkg-query)"
-# util-linux: flock and runuser (scripts/postgres.sh); passwd: useradd (spawner tests as root).
-PKGS=(libpam0g-dev pkg-config gcc libc6-dev util-linux passwd ca-certificates)
+# util-linux: flock and runuser (scripts/postgres.sh); passwd: useradd (spawner tests as root);
+# systemd: systemd-socket-activate (the proxy's socket activation test).
+PKGS=(libpam0g-dev pkg-config gcc libc6-dev util-linux passwd ca-certificates systemd)
 [[ $WITH_POSTGRES -eq 1 ]] && PKGS=(postgresql "${PKGS[@]}")
 apt_install "${PKGS[@]}"
 log "Debian packages present: ${PKGS[*]}"

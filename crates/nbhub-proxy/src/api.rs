@@ -13,7 +13,7 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 
 use crate::forward::{ProxyBody, Shared};
-use crate::routes::{normalize_key, parse_iso_date, Route, Target};
+use crate::routes::{normalize_key, parse_iso_date, table_json, Route, Target};
 
 /// Route data is small; refuse absurd bodies instead of buffering them.
 const MAX_BODY: usize = 1 << 20;
@@ -96,7 +96,7 @@ async fn route_request(shared: &Shared, req: Request<Incoming>) -> Response<Prox
             None => reply(StatusCode::NOT_FOUND, ""),
         },
         Method::POST => add_route(shared, key.clone(), req).await,
-        _ => match shared.routes.remove(&key) {
+        _ => match shared.changes.remove(&shared.routes, &key, None) {
             Some(_) => {
                 tracing::info!("Removing route {key}");
                 reply(StatusCode::NO_CONTENT, "")
@@ -143,21 +143,11 @@ fn list_routes(shared: &Shared, query: Option<&str>) -> Response<ProxyBody> {
         }
     }
     let routes = shared.routes.routes();
-    let mut out = String::with_capacity(routes.len() * 160 + 2);
-    out.push('{');
-    for r in routes {
-        if inactive_since.is_some_and(|since| r.last_activity_ms() >= since) {
-            continue;
-        }
-        if out.len() > 1 {
-            out.push(',');
-        }
-        // Keys are JSON strings: let serde_json escape them.
-        out.push_str(&serde_json::to_string(&*r.key).unwrap_or_else(|_| "\"\"".into()));
-        out.push(':');
-        r.write_json(&mut out);
-    }
-    out.push('}');
+    let out = table_json(
+        routes
+            .iter()
+            .filter(|r| inactive_since.is_none_or(|since| r.last_activity_ms() < since)),
+    );
     json_text(out)
 }
 
@@ -186,6 +176,8 @@ async fn add_route(shared: &Shared, key: String, req: Request<Incoming>) -> Resp
         data.insert("host".into(), Value::String(host.to_string()));
     }
     tracing::info!("Adding route {key} -> {}", target.authority);
-    shared.routes.insert(Route::new(&key, data, target));
+    shared
+        .changes
+        .insert(&shared.routes, Route::new(&key, data, target), None);
     reply(StatusCode::CREATED, "")
 }

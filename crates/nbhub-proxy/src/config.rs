@@ -22,6 +22,9 @@ pub const DEFAULT_BODY_LIMIT: BodyLimit = BodyLimit {
     min_rate: 1000,
 };
 
+/// `--upgrade-grace`'s default: ten minutes.
+pub const DEFAULT_UPGRADE_GRACE: Duration = Duration::from_secs(600);
+
 /// A flag in milliseconds where 0 means no limit.
 fn millis_or_none(ms: u64) -> Option<Duration> {
     (ms > 0).then(|| Duration::from_millis(ms))
@@ -189,6 +192,22 @@ pub struct Args {
     /// Not supported: API on a unix socket
     #[arg(long)]
     pub api_socket: Option<PathBuf>,
+    /// Keep the route table in this file (rewritten atomically on every change) and serve its
+    /// routes at start: a proxy restarted after a crash serves every route at once
+    #[arg(long)]
+    pub routes_file: Option<PathBuf>,
+    /// Unix socket (mode 0600) on which a new process takes this one's sockets and routes
+    /// over (default: beside --pid-file, `<pid file>.handover`; none without either)
+    #[arg(long)]
+    pub handover_socket: Option<PathBuf>,
+    /// Take the sockets and routes over from the proxy serving this handover socket, which
+    /// then drains and exits; this process then serves the same socket for the next upgrade
+    #[arg(long, value_name = "HANDOVER_SOCKET")]
+    pub take_over: Option<PathBuf>,
+    /// Seconds a process that handed its sockets over keeps relaying open websockets and
+    /// answering in-flight requests before it exits
+    #[arg(long, default_value_t = 600)]
+    pub upgrade_grace: u64,
     /// Shared secret of the REST API (environment only, as CHP)
     #[arg(skip)]
     pub auth_token: Option<String>,
@@ -248,6 +267,14 @@ pub struct ProxyConfig {
     pub auth_token: Option<String>,
     /// Threads serving the public port (default: one per core).
     pub workers: Option<usize>,
+    /// The routes file (`--routes-file`).
+    pub routes_file: Option<PathBuf>,
+    /// The control socket for upgrades (`--handover-socket`, or beside the pid file).
+    pub handover_socket: Option<PathBuf>,
+    /// The control socket of the process to take over from (`--take-over`).
+    pub take_over: Option<PathBuf>,
+    /// How long a process that handed its sockets over drains (`--upgrade-grace`).
+    pub upgrade_grace: Duration,
 }
 
 impl ProxyConfig {
@@ -297,6 +324,10 @@ impl Default for ProxyConfig {
             body_limit: DEFAULT_BODY_LIMIT,
             auth_token: None,
             workers: None,
+            routes_file: None,
+            handover_socket: None,
+            take_over: None,
+            upgrade_grace: DEFAULT_UPGRADE_GRACE,
         }
     }
 }
@@ -419,7 +450,22 @@ impl Args {
                 .checked_add(1)
                 .context("--port 65535 leaves no default --api-port")?,
         };
+        // The control socket sits beside the pid file unless given; the one taken over from is
+        // served next.
+        let handover_socket = self.handover_socket.or_else(|| {
+            self.take_over.clone().or_else(|| {
+                self.pid_file.as_ref().map(|p| {
+                    let mut s = p.as_os_str().to_owned();
+                    s.push(".handover");
+                    PathBuf::from(s)
+                })
+            })
+        });
         Ok(ProxyConfig {
+            routes_file: self.routes_file,
+            handover_socket,
+            take_over: self.take_over,
+            upgrade_grace: Duration::from_secs(self.upgrade_grace),
             ip: self.ip,
             port: self.port,
             api_ip: self.api_ip,

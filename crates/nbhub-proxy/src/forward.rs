@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -28,6 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+use crate::changes::Changes;
 use crate::config::ProxyConfig;
 use crate::deadline::DeadlineBody;
 use crate::metrics::{GaugeGuard, Metrics};
@@ -40,7 +41,14 @@ use crate::upstream::{Side, UpstreamError};
 pub struct Shared {
     pub config: ProxyConfig,
     pub routes: RouteTable,
+    /// Writes to `routes` go through here (the routes file, a handover's peer).
+    pub changes: Changes,
     pub metrics: Metrics,
+    /// Upgraded connections (websockets) being relayed: a draining process waits for them.
+    pub tunnels: Tunnels,
+    /// This process handed its sockets over and is draining: every answer closes its
+    /// connection (`Connection: close`).
+    draining: AtomicBool,
     connector: UpstreamConnector,
 }
 
@@ -49,8 +57,63 @@ impl Shared {
         Shared {
             config,
             routes: RouteTable::default(),
+            changes: Changes::default(),
             metrics: Metrics::default(),
+            tunnels: Tunnels::default(),
+            draining: AtomicBool::new(false),
             connector,
+        }
+    }
+
+    /// Whether answers close their connection: this process is draining after a handover.
+    #[inline]
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Count of upgraded connections being relayed, and a wake-up when none is left.
+#[derive(Default)]
+pub struct Tunnels {
+    open: AtomicUsize,
+    none_left: tokio::sync::Notify,
+}
+
+/// One relayed upgraded connection; counted until dropped.
+pub struct Tunnel<'a>(&'a Tunnels);
+
+impl Tunnels {
+    pub fn open(&self) -> Tunnel<'_> {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Tunnel(self)
+    }
+
+    pub fn count(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Returns once no upgraded connection is open.
+    pub async fn none(&self) {
+        loop {
+            let woken = self.none_left.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if self.count() == 0 {
+                return;
+            }
+            woken.await;
+        }
+    }
+}
+
+impl Drop for Tunnel<'_> {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.0.none_left.notify_waiters();
         }
     }
 }
@@ -576,6 +639,7 @@ async fn forward(
                     .websockets_total
                     .fetch_add(1, Ordering::Relaxed);
                 let _g = GaugeGuard::new(&shared2.metrics.websockets_active);
+                let _t = shared2.tunnels.open();
                 let (c, u) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
                     Ok(x) => x,
                     Err(e) => {

@@ -21,15 +21,20 @@
 //! - [`mem`]: glibc malloc thresholds for the buffer pattern, trimming when idle.
 //! - [`deadline`]: deadlines for receiving request heads and bodies (slow clients).
 //! - [`rlimit`]: the open files limit raised to the hard limit at start.
+//! - [`changes`]: route writes beyond the table: the routes file, a handover's peer.
+//! - [`handover`]: upgrade in place (sockets and routes to a new process), systemd sockets.
 //!
 //! Start it in-process with [`Listeners::bind`] (or listeners of your own on port 0) and
-//! [`run`]; `run` returns once the shutdown future resolves and in-flight requests finish.
+//! [`run`]; `run` returns once the shutdown future resolves and in-flight requests finish,
+//! or once it handed its sockets over ([`run_with`], [`handover`]) and drained.
 
 pub mod api;
+pub mod changes;
 pub mod config;
 pub mod deadline;
 pub mod forward;
 pub mod h1;
+pub mod handover;
 pub mod linger;
 pub mod mem;
 pub mod metrics;
@@ -86,19 +91,73 @@ async fn bind(ip: &str, port: u16, what: &str) -> Result<TcpListener> {
         .with_context(|| format!("binding the {what} port on {host}:{port}"))
 }
 
+/// Where a process is in its life: serving, draining after a handover (accepting no more,
+/// answers closing their connections, upgraded ones kept), or stopping (SIGTERM).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Serve,
+    Drain,
+    Stop,
+}
+
+/// What a process starts with besides its sockets.
+#[derive(Default)]
+pub struct Start {
+    /// Routes to serve at once: a handover's snapshot or the routes file.
+    pub routes: Vec<Route>,
+    /// The control socket to serve for the next upgrade (`--handover-socket`).
+    pub control: Option<std::os::unix::net::UnixListener>,
+    /// The process this one took over from (`--take-over`).
+    pub link: Option<handover::Link>,
+}
+
 impl Listeners {
+    /// Listeners from sockets already bound (systemd's, a handover's); non-blocking.
+    pub fn from_std(
+        public: std::net::TcpListener,
+        api: std::net::TcpListener,
+        metrics: Option<std::net::TcpListener>,
+        redirect: Option<std::net::TcpListener>,
+    ) -> Result<Self> {
+        Ok(Listeners {
+            public: TcpListener::from_std(public)?,
+            api: TcpListener::from_std(api)?,
+            metrics: metrics.map(TcpListener::from_std).transpose()?,
+            redirect: redirect.map(TcpListener::from_std).transpose()?,
+        })
+    }
+
     /// Bind the ports a config names.
     pub async fn bind(config: &ProxyConfig) -> Result<Self> {
+        Self::bind_missing(config, None, None, None, None).await
+    }
+
+    /// Bind the ports a config names that are not given already (systemd's sockets).
+    pub async fn bind_missing(
+        config: &ProxyConfig,
+        public: Option<TcpListener>,
+        api: Option<TcpListener>,
+        metrics: Option<TcpListener>,
+        redirect: Option<TcpListener>,
+    ) -> Result<Self> {
         Ok(Listeners {
-            public: bind(&config.ip, config.port, "public").await?,
-            api: bind(&config.api_ip, config.api_port, "API").await?,
-            metrics: match config.metrics_port {
-                Some(p) => Some(bind(&config.metrics_ip, p, "metrics").await?),
-                None => None,
+            public: match public {
+                Some(l) => l,
+                None => bind(&config.ip, config.port, "public").await?,
             },
-            redirect: match config.redirect_port {
-                Some(p) => Some(bind(&config.ip, p, "redirect").await?),
-                None => None,
+            api: match api {
+                Some(l) => l,
+                None => bind(&config.api_ip, config.api_port, "API").await?,
+            },
+            metrics: match (metrics, config.metrics_port) {
+                (Some(l), _) => Some(l),
+                (None, Some(p)) => Some(bind(&config.metrics_ip, p, "metrics").await?),
+                (None, None) => None,
+            },
+            redirect: match (redirect, config.redirect_port) {
+                (Some(l), _) => Some(l),
+                (None, Some(p)) => Some(bind(&config.ip, p, "redirect").await?),
+                (None, None) => None,
             },
         })
     }
@@ -141,6 +200,52 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
+    run_with(config, listeners, Start::default(), shutdown)
+        .await
+        .map(drop)
+}
+
+/// How [`run_with`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Shut down (the shutdown future, or a server failed).
+    Stopped,
+    /// A new process took the sockets over; this one drained.
+    HandedOver,
+}
+
+/// Duplicates of the listening sockets, to hand over.
+fn dup_sockets(
+    listeners: &Listeners,
+    control: &std::os::unix::net::UnixListener,
+) -> Result<handover::Sockets> {
+    use std::os::fd::{AsFd, OwnedFd};
+    let dup = |fd: std::os::fd::BorrowedFd<'_>| -> Result<OwnedFd> {
+        fd.try_clone_to_owned().context("duplicating a socket")
+    };
+    let mut v = vec![
+        ("public", dup(listeners.public.as_fd())?),
+        ("api", dup(listeners.api.as_fd())?),
+    ];
+    if let Some(m) = &listeners.metrics {
+        v.push(("metrics", dup(m.as_fd())?));
+    }
+    if let Some(r) = &listeners.redirect {
+        v.push(("redirect", dup(r.as_fd())?));
+    }
+    v.push(("handover", dup(control.as_fd())?));
+    Ok(handover::Sockets(v))
+}
+
+/// [`run`], starting with routes, a control socket for upgrades, or the link to the process
+/// this one takes over from ([`Start`]). A process whose sockets a new one took over drains
+/// (`--upgrade-grace`) and returns.
+pub async fn run_with(
+    config: ProxyConfig,
+    listeners: Listeners,
+    start: Start,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Ended> {
     let tls = config
         .tls
         .as_ref()
@@ -169,10 +274,29 @@ pub async fn run(
         );
         shared.routes.insert(Route::new("/", data, t));
     }
+    // The running table (a handover's, the file's) wins over --default-target's "/".
+    shared.changes.loaded(&shared.routes, start.routes);
+    // Taking over, our API's writes go to the old process from the first one on.
+    let link = start
+        .link
+        .map(|l| (l, shared.changes.attach(&shared.routes).0));
     let builder = Arc::new(server_builder(&shared.config));
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let phase = Arc::new(watch::Sender::new(Phase::Serve));
+    let stop_rx = phase.subscribe();
+
+    // The routes file, rewritten on every change until the end.
+    let (file_done, file_stop) = watch::channel(false);
+    let routes_file = shared.config.routes_file.clone().map(|path| {
+        let s2 = shared.clone();
+        tokio::spawn(async move { changes::keep_routes_file(&s2, path, file_stop).await })
+    });
 
     // Public port: worker threads sharing the listening socket.
+    // Copies of the sockets to hand over, if this process can be taken over.
+    let sockets = match &start.control {
+        Some(c) => dup_sockets(&listeners, c)?,
+        None => handover::Sockets(Vec::new()),
+    };
     let public = listeners.public.into_std().context("public listener")?;
     let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<Result<()>>(workers);
     let open: Arc<[AtomicUsize]> = (0..workers).map(|_| AtomicUsize::new(0)).collect();
@@ -214,8 +338,11 @@ pub async fn run(
                             let lean = fw.clone();
                             let svc = move |info: Arc<ConnInfo>| {
                                 let fw = fw.clone();
-                                service_fn(move |req| {
-                                    forward::handle(fw.clone(), info.clone(), req)
+                                service_fn(move |req: Request<Incoming>| {
+                                    let v = req.version();
+                                    let fw = fw.clone();
+                                    let res = forward::handle(fw.clone(), info.clone(), req);
+                                    async move { Ok(closing(&fw, v, res.await?)) }
                                 })
                             };
                             let port = Port {
@@ -239,7 +366,12 @@ pub async fn run(
         let s2 = shared.clone();
         let svc = move |_info: Arc<ConnInfo>| {
             let shared = s2.clone();
-            service_fn(move |req| api::handle(shared.clone(), req))
+            service_fn(move |req: Request<Incoming>| {
+                let v = req.version();
+                let shared = shared.clone();
+                let res = api::handle(shared.clone(), req);
+                async move { Ok(closing(&shared, v, res.await?)) }
+            })
         };
         tasks.spawn(serve(
             Port::single(listeners.api, api_tls),
@@ -285,9 +417,40 @@ pub async fn run(
         ));
     }
 
+    // Upgrades: serve the control socket now, or, taking over, once the old process drains.
+    let server = Arc::new(handover::Server::new(
+        shared.clone(),
+        sockets,
+        phase.clone(),
+    ));
+    match (link, start.control) {
+        (Some((link, attached)), control) => {
+            let (s2, server) = (shared.clone(), server.clone());
+            let pid_file = shared.config.pid_file.clone();
+            tokio::spawn(handover::follow(s2, link, attached, move || {
+                if let Some(p) = pid_file {
+                    if let Err(e) = std::fs::write(&p, format!("{}\n", std::process::id())) {
+                        tracing::error!("writing --pid-file {}: {e}", p.display());
+                    }
+                }
+                if let Some(c) = control {
+                    tokio::spawn(server.serve(c));
+                }
+            }));
+        }
+        (None, Some(control)) => {
+            tokio::spawn(server.clone().serve(control));
+        }
+        (None, None) => {}
+    }
+
     let mut failure = None;
+    let mut phase_rx = phase.subscribe();
+    tokio::pin!(shutdown);
+    let mut signalled = false;
     tokio::select! {
-        _ = shutdown => {}
+        _ = &mut shutdown => signalled = true,
+        _ = phase_rx.wait_for(|p| *p != Phase::Serve) => {}
         Some(r) = done_rx.recv() => failure = r.err(),
         Some(r) = tasks.join_next() => {
             failure = match r {
@@ -296,21 +459,56 @@ pub async fn run(
             };
         }
     }
-    tracing::info!("shutting down: closing listeners, finishing in-flight requests");
-    let _ = stop_tx.send(true);
-    while let Some(r) = tasks.join_next().await {
-        if let Ok(Err(e)) = r {
-            failure.get_or_insert(e);
-        }
+    // Handed over (even if a SIGTERM came at the same moment): the sockets, the pid file and
+    // the control socket are the new process's now.
+    let handed_over = shared.draining();
+    if handed_over && !signalled {
+        tracing::info!(
+            "handed over: draining (upgraded connections kept up to {:?})",
+            shared.config.upgrade_grace
+        );
+    } else {
+        tracing::info!("shutting down: closing listeners, finishing in-flight requests");
+        phase.send_replace(Phase::Stop);
+        // Our copies kept for a handover must not keep the ports open.
+        server.close_sockets();
     }
-    while let Some(r) = done_rx.recv().await {
-        if let Err(e) = r {
-            failure.get_or_insert(e);
+    // While draining, a SIGTERM still stops at once.
+    let stop_on_signal = {
+        let phase = phase.clone();
+        async move {
+            if !signalled {
+                shutdown.await;
+                phase.send_replace(Phase::Stop);
+            }
+            std::future::pending::<()>().await
         }
+    };
+    let join = async {
+        while let Some(r) = tasks.join_next().await {
+            if let Ok(Err(e)) = r {
+                failure.get_or_insert(e);
+            }
+        }
+        while let Some(r) = done_rx.recv().await {
+            if let Err(e) = r {
+                failure.get_or_insert(e);
+            }
+        }
+    };
+    tokio::select! {
+        _ = join => {}
+        _ = stop_on_signal => {}
+    }
+    drop(server);
+    let _ = file_done.send(true);
+    if let Some(t) = routes_file {
+        let _ = t.await;
     }
     match failure {
         Some(e) => Err(e),
-        None => Ok(()),
+        None if handed_over => Ok(Ended::HandedOver),
+        None => Ok(Ended::Stopped),
     }
 }
 
@@ -334,7 +532,7 @@ fn server_builder(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
 async fn serve<S, F>(
     port: Port,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    mut stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<Phase>,
     shared: Arc<Shared>,
     lean: Option<Arc<Forwarder>>,
     make_svc: F,
@@ -399,28 +597,47 @@ where
                         h1::Outcome::Done => drop(watcher),
                         h1::Outcome::Fallback(tcp, read) => {
                             let io = h1::Prefixed::new(tcp, read);
-                            serve_conn(io, &builder, watcher, svc, idle, conn_stop).await
+                            serve_conn(io, &builder, watcher, svc, idle, conn_stop, false).await
                         }
                     },
-                    None => serve_conn(tcp, &builder, watcher, svc, idle, conn_stop).await,
+                    None => serve_conn(tcp, &builder, watcher, svc, idle, conn_stop, false).await,
                 },
                 // A handshake is part of receiving the first request: same deadline.
                 Some(acc) => match handshake(&acc, tcp, shared.config.headers_timeout).await {
                     // HTTP/2 (ALPN h2) too: the builder knows it by its preface, and
                     // serve_conn closes the connection once idle, which hyper's HTTP/2 server
                     // alone never does (a client could hold it open for ever sending nothing).
-                    Ok(s) => serve_conn(s, &builder, watcher, svc, idle, conn_stop).await,
+                    Ok(s) => {
+                        let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
+                        serve_conn(s, &builder, watcher, svc, idle, conn_stop, h2).await
+                    }
                     Err(e) => tracing::debug!("TLS handshake with {remote} failed: {e}"),
                 },
             }
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some connections did not finish within {DRAIN_TIMEOUT:?}");
+    // Draining after a handover, connections (and upgraded ones: the public port's relays run
+    // on this thread) get the upgrade grace; stopping, in-flight requests get DRAIN_TIMEOUT.
+    let draining = *stop.borrow() == Phase::Drain;
+    let limit = if draining {
+        shared.config.upgrade_grace
+    } else {
+        DRAIN_TIMEOUT
+    };
+    let deadline = tokio::time::Instant::now() + limit;
+    let wait_tunnels = draining && lean.is_some();
+    let finished = async {
+        graceful.shutdown().await;
+        if wait_tunnels {
+            shared.tunnels.none().await;
+        }
+    };
+    tokio::select! {
+        r = tokio::time::timeout_at(deadline, finished) => if r.is_err() {
+            tracing::warn!("some connections did not finish within {limit:?}");
+        },
+        _ = stop.wait_for(|p| *p == Phase::Stop), if draining => {}
     }
     Ok(())
 }
@@ -506,7 +723,7 @@ impl Drop for OpenConnection {
     }
 }
 
-/// Serve a connection with hyper until it ends. Besides hyper's own timers, a connection that
+/// Serve a connection with hyper until it ends (`h2`: it speaks HTTP/2). Besides hyper's own timers, a connection that
 /// moved no bytes either way for `idle_after` is shut down gracefully (an answer in progress
 /// still finishes): under load hyper 1.12 left some idle keep-alive connections open past its
 /// header-read timeout (2 and 9 of 80 API connections in a probe with 80 proxies in one
@@ -517,7 +734,8 @@ async fn serve_conn<I, S>(
     watcher: hyper_util::server::graceful::Watcher,
     svc: S,
     idle_after: Duration,
-    mut stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<Phase>,
+    h2: bool,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<
@@ -548,7 +766,11 @@ async fn serve_conn<I, S>(
                 }
                 break;
             }
-            _ = stop.wait_for(|s| *s), if !closing => {
+            // Draining, an HTTP/2 connection is told to go (GOAWAY: the client sends what we
+            // did not take on a new connection, which reaches the new process); an HTTP/1 one
+            // gets `Connection: close` on its next answer ([`closing`]) instead, as closing
+            // it now could cross a request.
+            _ = stop.wait_for(|p| *p == Phase::Stop || (h2 && *p == Phase::Drain)), if !closing => {
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
@@ -631,6 +853,23 @@ impl<I: AsyncWrite> AsyncWrite for Traffic<I> {
     ) -> std::task::Poll<std::io::Result<()>> {
         self.project().io.poll_shutdown(cx)
     }
+}
+
+/// Draining after a handover, an HTTP/1 answer closes its connection (not a 101: that
+/// connection goes on as a relay).
+fn closing(
+    shared: &Shared,
+    version: http::Version,
+    mut res: Response<ProxyBody>,
+) -> Response<ProxyBody> {
+    if shared.draining()
+        && version < http::Version::HTTP_2
+        && res.status() != StatusCode::SWITCHING_PROTOCOLS
+    {
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
 }
 
 fn serve_metrics(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {

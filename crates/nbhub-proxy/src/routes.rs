@@ -85,6 +85,18 @@ impl Route {
         }
     }
 
+    /// A route as another process or the routes file had it, with its `last_activity`.
+    pub fn with_activity(key: &str, data: Map<String, Value>, target: Target, ms: i64) -> Self {
+        let r = Route::new(key, data, target);
+        r.last_activity.store(ms, Ordering::Relaxed);
+        r
+    }
+
+    /// Take a later `last_activity` seen elsewhere (the process this one took over from).
+    pub fn touched_at(&self, ms: i64) {
+        self.last_activity.fetch_max(ms, Ordering::Relaxed);
+    }
+
     /// Record traffic on this route. A relaxed store: readers only need a recent value.
     #[inline]
     pub fn touch(&self) {
@@ -118,6 +130,52 @@ impl Route {
         self.write_json(&mut s);
         s
     }
+}
+
+/// Routes as one JSON object, key → the route as the API shows it: the body of
+/// `GET /api/routes`, the routes file and a handover's snapshot.
+pub fn table_json<'a>(routes: impl IntoIterator<Item = &'a Arc<Route>>) -> String {
+    let mut out = String::from("{");
+    for r in routes {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        // Keys are JSON strings: let serde_json escape them.
+        out.push_str(&serde_json::to_string(&*r.key).unwrap_or_else(|_| "\"\"".into()));
+        out.push(':');
+        r.write_json(&mut out);
+    }
+    out.push('}');
+    out
+}
+
+/// Routes from [`table_json`]'s text. A route whose target does not parse is an error (the
+/// text is ours: something is wrong with it).
+pub fn parse_table(text: &str) -> Result<Vec<Route>, String> {
+    let table: Map<String, Value> =
+        serde_json::from_str(text).map_err(|e| format!("not a route table: {e}"))?;
+    table
+        .into_iter()
+        .map(|(key, v)| {
+            let Value::Object(data) = v else {
+                return Err(format!("route {key}: not an object"));
+            };
+            let target = match data.get("target") {
+                Some(Value::String(t)) => Target::parse(t)?,
+                _ => return Err(format!("route {key}: no target")),
+            };
+            let ms = match data.get("last_activity") {
+                Some(Value::String(d)) => parse_iso_date(d),
+                _ => None,
+            };
+            Ok(Route::with_activity(
+                &normalize_key(&key),
+                data,
+                target,
+                ms.unwrap_or_else(now_ms),
+            ))
+        })
+        .collect()
 }
 
 /// CHP's `trimPrefix`: a leading `/`, no trailing `/` (except the root itself).

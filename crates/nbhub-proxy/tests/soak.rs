@@ -76,28 +76,6 @@ fn soak_secs() -> u64 {
     }
 }
 
-async fn ws_echo_server() -> std::net::SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = l.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
-                    return;
-                };
-                while let Some(Ok(m)) = ws.next().await {
-                    if m.is_close() || ws.send(m).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 /// What the flaky target did, for the report and to check that it did it.
 #[derive(Default)]
 struct Flaky {
@@ -188,16 +166,7 @@ async fn flaky_target(seen: Arc<Flaky>, close_at_random: bool) -> std::net::Sock
 async fn soak_sockets_and_rss_stay_flat() {
     let secs = soak_secs();
     let mut child = Command::new(env!("CARGO_BIN_EXE_nbhub-proxy"))
-        .args([
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--api-ip",
-            "127.0.0.1",
-            "--api-port",
-            "0",
-        ])
+        .args(common::LOCAL_PORTS)
         .args([
             "--metrics-ip",
             "127.0.0.1",
@@ -247,7 +216,7 @@ async fn soak_sockets_and_rss_stay_flat() {
     let (public, api, metrics) = (addrs[0].clone(), addrs[1].clone(), addrs[2].clone());
 
     let http_up = common::echo_upstream("up").await;
-    let ws_up = ws_echo_server().await;
+    let ws_up = common::ws_echo_server().await;
     let dead = common::closed_port().await;
     let flaky = Arc::new(Flaky::default());
     let closing_up = flaky_target(flaky.clone(), true).await;

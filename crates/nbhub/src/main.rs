@@ -40,6 +40,9 @@ enum Command {
         #[arg(long, num_args = 1..)]
         scopes: Vec<String>,
     },
+    /// Hand the running managed proxy over to a new process of the proxy binary (changed or
+    /// not): no connection refused, websockets and routes kept (docs/proxy.md).
+    UpgradeProxy,
 }
 
 fn main() -> ExitCode {
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
                 expires_in,
                 scopes,
             }) => mint_token(config, &user, note, expires_in, scopes).await,
+            Some(Command::UpgradeProxy) => upgrade_proxy(config).await,
             _ => serve(config).await,
         }
     });
@@ -150,6 +154,13 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         state.supervisor.proxy.stop_managed().await;
     }
     tracing::info!("nbhub stopped");
+    Ok(())
+}
+
+async fn upgrade_proxy(config: Config) -> anyhow::Result<()> {
+    let proxy = nbhub::proxy::Proxy::new(&config)?;
+    let pid = proxy.upgrade_managed().await?;
+    println!("the proxy was handed over to a new process, pid {pid}");
     Ok(())
 }
 

@@ -19,6 +19,9 @@ use tokio::sync::Mutex;
 use crate::config::{Config, ProxyKind};
 
 const PID_FILE: &str = "nbhub-proxy.pid";
+/// The managed proxy's handover socket (docs/proxy.md#upgrade-in-place) and routes file.
+const HANDOVER_SOCKET: &str = "nbhub-proxy.handover";
+const ROUTES_FILE: &str = "nbhub-proxy-routes.json";
 const TOKEN_FILE: &str = "nbhub_proxy_token";
 
 #[derive(Debug, thiserror::Error)]
@@ -258,6 +261,8 @@ pub struct Proxy {
     /// Set by [`Proxy::stop_managed`]: from then on nothing starts a proxy again, and the
     /// watchers stop, so that a clean stop leaves no proxy behind.
     stopping: Arc<AtomicBool>,
+    /// The running proxy's version was compared with the binary's (once, at start).
+    version_checked: AtomicBool,
 }
 
 struct Managed {
@@ -309,6 +314,15 @@ impl Proxy {
                 ),
                 "--log-level".into(),
                 "info".into(),
+                "--handover-socket".into(),
+                config
+                    .hub
+                    .data_dir
+                    .join(HANDOVER_SOCKET)
+                    .display()
+                    .to_string(),
+                "--routes-file".into(),
+                config.hub.data_dir.join(ROUTES_FILE).display().to_string(),
             ];
             Managed {
                 api: config.proxy.api_url.origin(),
@@ -325,7 +339,84 @@ impl Proxy {
             managed,
             exited: Arc::new(tokio::sync::Notify::new()),
             stopping: Arc::new(AtomicBool::new(false)),
+            version_checked: AtomicBool::new(false),
         }))
+    }
+
+    /// Hands the running managed proxy over to a new process of the proxy command (the
+    /// binary next to the hub by default), whether or not it changed: no connection refused,
+    /// websockets kept, routes taken along (`nbhub upgrade-proxy`). Returns the new pid.
+    pub async fn upgrade_managed(&self) -> Result<u32, ProxyError> {
+        let Some(m) = &self.managed else {
+            return Err(ProxyError::Start(
+                "the proxy is external ([proxy] kind): upgrade it where it runs".into(),
+            ));
+        };
+        let _guard = m.lock.lock().await;
+        let socket = m.data_dir.join(HANDOVER_SOCKET);
+        let take_over = ["--take-over".to_string(), socket.display().to_string()];
+        let started = spawn_managed(
+            m,
+            &take_over,
+            true,
+            self.exited.clone(),
+            self.stopping.clone(),
+        )?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if log_since(&started.log, started.from).contains("nbhub-proxy took over from pid") {
+                let _ = std::fs::write(m.data_dir.join(PID_FILE), started.pid.to_string());
+                tracing::info!(pid = started.pid, "the managed proxy was upgraded in place");
+                return Ok(started.pid);
+            }
+            if !pid_alive(started.pid as i32) || tokio::time::Instant::now() > deadline {
+                return Err(ProxyError::Start(format!(
+                    "the new proxy process did not take over (the running one serves on); \
+                     its output:\n{}",
+                    log_since(&started.log, started.from).trim_end()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// At start: a running managed proxy of another version than the proxy command's is
+    /// upgraded in place. A proxy without a handover socket (started by an older hub) is left
+    /// alone, with a note.
+    async fn upgrade_if_outdated(&self) {
+        let Some(m) = &self.managed else { return };
+        let socket = m.data_dir.join(HANDOVER_SOCKET);
+        let running = tokio::task::spawn_blocking(move || nbhub_proxy::handover::query(&socket))
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r);
+        let running = match running {
+            Ok((_, v)) => v,
+            Err(e) => {
+                tracing::info!("the running proxy cannot be upgraded in place ({e:#}); a restart of it would be needed to upgrade it");
+                return;
+            }
+        };
+        let Some(program) = m.command.first() else {
+            return;
+        };
+        let out = tokio::process::Command::new(program)
+            .args(&m.command[1..])
+            .arg("--version")
+            .output()
+            .await;
+        let binary = out
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .and_then(|s| s.rsplit(' ').next().map(str::to_string))
+            .unwrap_or_default();
+        if binary.is_empty() || binary == running {
+            return;
+        }
+        tracing::info!(%running, %binary, "the running proxy is of another version: upgrading it in place");
+        if let Err(e) = self.upgrade_managed().await {
+            tracing::warn!("upgrading the proxy in place failed: {e}");
+        }
     }
 
     pub fn is_managed(&self) -> bool {
@@ -339,6 +430,9 @@ impl Proxy {
             return Err(ProxyError::Stopping);
         }
         if self.client.get_routes().await.is_ok() {
+            if !self.version_checked.swap(true, Ordering::SeqCst) {
+                self.upgrade_if_outdated().await;
+            }
             return Ok(false);
         }
         let Some(m) = &self.managed else {
@@ -413,12 +507,7 @@ impl Proxy {
 /// The public and API addresses in the first ready line nbhub-proxy printed to `log` after
 /// byte `from`: `nbhub-proxy listening on http://127.0.0.1:8000, api on http://127.0.0.1:8001`.
 fn ready_line_ports(log: &Path, from: u64) -> Option<(SocketAddr, SocketAddr)> {
-    use std::io::{Read, Seek};
-    let mut file = std::fs::File::open(log).ok()?;
-    file.seek(std::io::SeekFrom::Start(from)).ok()?;
-    let mut text = String::new();
-    file.take(1 << 20).read_to_string(&mut text).ok()?;
-    text.lines().find_map(parse_ready_line)
+    log_since(log, from).lines().find_map(parse_ready_line)
 }
 
 fn parse_ready_line(line: &str) -> Option<(SocketAddr, SocketAddr)> {
@@ -515,13 +604,23 @@ async fn kill_group(pid: i32) {
     let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
 }
 
-/// Starts the managed proxy and waits until its API answers; returns the public and API
-/// addresses it printed once listening (they are what it bound when a port was 0).
-async fn start_managed(
+/// A managed proxy process just started: its pid and its log, from where its output begins.
+struct Spawned {
+    pid: u32,
+    log: PathBuf,
+    from: u64,
+}
+
+/// Starts the proxy command with `extra` arguments, its output appended to the log, in a
+/// process group of its own, and reaps it when it exits. Its pid goes to the pid file unless
+/// it is taking over (`taking_over`): then only once it did.
+fn spawn_managed(
     m: &Managed,
+    extra: &[String],
+    taking_over: bool,
     exited: Arc<tokio::sync::Notify>,
     stopping: Arc<AtomicBool>,
-) -> Result<Option<(SocketAddr, SocketAddr)>, ProxyError> {
+) -> Result<Spawned, ProxyError> {
     let program = m
         .command
         .first()
@@ -539,6 +638,7 @@ async fn start_managed(
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(&m.command[1..])
         .args(&m.args)
+        .args(extra)
         .env("CONFIGPROXY_AUTH_TOKEN", &m.token)
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
@@ -550,8 +650,11 @@ async fn start_managed(
         .spawn()
         .map_err(|e| ProxyError::Start(format!("{program}: {e}")))?;
     let pid = child.id().unwrap_or(0);
-    let _ = std::fs::write(m.data_dir.join(PID_FILE), pid.to_string());
+    if !taking_over {
+        let _ = std::fs::write(m.data_dir.join(PID_FILE), pid.to_string());
+    }
     tracing::info!(pid, command = %program, "started the managed proxy");
+    let data_dir = m.data_dir.clone();
     // Reap it when it exits, so a dead proxy is not a zombie that looks alive.
     tokio::spawn(async move {
         let status = child.wait().await;
@@ -559,9 +662,49 @@ async fn start_managed(
             tracing::info!(pid, ?status, "the managed proxy stopped");
             return;
         }
+        if read_pid(&data_dir).is_some_and(|p| p != pid as i32 && pid_alive(p)) {
+            // Handed over to a new process, or a new one that failed to take over.
+            tracing::info!(
+                pid,
+                ?status,
+                "a managed proxy process exited; another one serves"
+            );
+            return;
+        }
         tracing::warn!(pid, ?status, "the managed proxy exited");
         exited.notify_one();
     });
+    Ok(Spawned {
+        pid,
+        log: log_path,
+        from: log_start,
+    })
+}
+
+/// What a log file holds after byte `from` (up to 1 MiB).
+fn log_since(log: &Path, from: u64) -> String {
+    use std::io::{Read, Seek};
+    let mut text = String::new();
+    if let Ok(mut f) = std::fs::File::open(log) {
+        if f.seek(std::io::SeekFrom::Start(from)).is_ok() {
+            let _ = f.take(1 << 20).read_to_string(&mut text);
+        }
+    }
+    text
+}
+
+/// Starts the managed proxy and waits until its API answers; returns the public and API
+/// addresses it printed once listening (they are what it bound when a port was 0).
+async fn start_managed(
+    m: &Managed,
+    exited: Arc<tokio::sync::Notify>,
+    stopping: Arc<AtomicBool>,
+) -> Result<Option<(SocketAddr, SocketAddr)>, ProxyError> {
+    let Spawned {
+        log: log_path,
+        from: log_start,
+        ..
+    } = spawn_managed(m, &[], false, exited, stopping)?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut delay = Duration::from_millis(5);
     loop {

@@ -34,7 +34,7 @@ pub async fn serve(
     fw: &Forwarder,
     info: &ConnInfo,
     mut client: TcpStream,
-    stop: &mut watch::Receiver<bool>,
+    stop: &mut watch::Receiver<crate::Phase>,
 ) -> Outcome {
     let idle = fw.config.client_idle_timeout();
     let headers_timeout = fw.config.headers_timeout;
@@ -59,7 +59,10 @@ pub async fn serve(
                     _ => return Outcome::Fallback(client, buf),
                 }
             }
-            if *stop.borrow() {
+            // Stopping, an idle connection closes; draining after a handover, it stays until
+            // its next request (answered with `Connection: close`) or its idle timeout, as it
+            // would without an upgrade: closing it now could cross a request on the wire.
+            if *stop.borrow() == crate::Phase::Stop {
                 return Outcome::Done;
             }
             if buf.capacity() - buf.len() < 1024 {
@@ -74,7 +77,7 @@ pub async fn serve(
             let read = tokio::select! {
                 biased;
                 r = tokio::time::timeout_at(limit, client.read_buf(&mut buf)) => r,
-                _ = stop.changed() => return Outcome::Done,
+                _ = stop.wait_for(|p| *p == crate::Phase::Stop) => return Outcome::Done,
             };
             match read {
                 Ok(Ok(n)) if n > 0 => {}
@@ -96,6 +99,7 @@ pub async fn serve(
             } => {
                 fw.metrics.requests.fetch_add(1, Ordering::Relaxed);
                 buf.advance(head_len);
+                let close = close || fw.draining();
                 let res = if status == StatusCode::OK {
                     forward::healthz()
                 } else {

@@ -79,7 +79,7 @@ impl Exchange<'_> {
                 let status = error.status();
                 tracing::warn!(target = %self.route.target.authority, url = %orig, side = ?error.side(), "{} {}: {error}", status.as_u16(), self.route.key);
                 let res = forward::error_for(self.fw, status, &uri_of(orig)).await;
-                let close = self.close || body_pending;
+                let close = self.close || body_pending || self.fw.draining();
                 answer(client, res, close, self.head_request).await.is_ok() && !close
             }
         }
@@ -234,6 +234,9 @@ impl Exchange<'_> {
             self.route.touch();
         }
 
+        // Draining after a handover, the answer closes the connection: decided once, so that
+        // the head says what the connection then does.
+        let close_after = self.close || fw.draining();
         // The answer's head (informational 1xx answers are dropped, as hyper's client does).
         let answer = loop {
             if !up.buf.is_empty() {
@@ -246,7 +249,7 @@ impl Exchange<'_> {
                             up.buf.advance(n);
                             continue;
                         }
-                        let close = self.close || cut_short;
+                        let close = close_after || cut_short;
                         break response_head(&res, n, self.head_request, close, head);
                     }
                     Ok(httparse::Status::Partial) if up.buf.len() < MAX_HEAD => {}
@@ -286,7 +289,7 @@ impl Exchange<'_> {
         if status < 300 {
             self.route.touch();
         }
-        let close = self.close || cut_short || body == Framing::UntilClose;
+        let close = close_after || cut_short || body == Framing::UntilClose;
         up.buf.advance(head_len);
 
         // The answer's body: the first piece with the head, then as the target sends it.

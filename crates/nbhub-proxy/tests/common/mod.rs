@@ -20,6 +20,18 @@ use tokio::sync::oneshot;
 
 pub const TOKEN: &str = "test-secret";
 
+/// The binary's flags for public and API ports on the loopback, picked by the kernel.
+pub const LOCAL_PORTS: [&str; 8] = [
+    "--ip",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--api-ip",
+    "127.0.0.1",
+    "--api-port",
+    "0",
+];
+
 pub struct Proxy {
     pub public: SocketAddr,
     pub api: SocketAddr,
@@ -224,6 +236,28 @@ pub async fn echo_upstream(name: &'static str) -> SocketAddr {
         Response::new(boxed(v.to_string()))
     })
     .await
+}
+
+/// A websocket server on port 0 echoing every message back.
+pub async fn ws_echo_server() -> SocketAddr {
+    use futures_util::{SinkExt, StreamExt};
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
+                    return;
+                };
+                while let Some(Ok(m)) = ws.next().await {
+                    if m.is_close() || ws.send(m).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
 }
 
 /// A port nothing listens on (bound then released).

@@ -6,6 +6,7 @@
 //!   shutdown.
 //! - [`http1`]: the lean HTTP/1.1 path on the wire, byte for byte.
 //! - [`jupyterhub`]: the real JupyterHub with nbhub-proxy as its proxy.
+//! - [`upgrade`]: upgrade in place and the routes file, with the built binary as processes.
 //!
 //! The soak test (`tests/soak.rs`) is a binary of its own: it runs for minutes (600 s under
 //! CI=true) against the built binary and measures that process's sockets and memory, which
@@ -18,3 +19,4 @@ mod api;
 mod forward;
 mod http1;
 mod jupyterhub;
+mod upgrade;

@@ -307,29 +307,29 @@ fn proxy_binary() -> Option<std::path::PathBuf> {
     Some(path)
 }
 
-#[test]
-fn a_clean_stop_with_cleanup_leaves_no_proxy_behind() {
-    let Some(proxy) = proxy_binary() else {
-        return;
-    };
-    let dir = tempfile::tempdir().expect("tempdir");
+/// A hub in `dir` with a managed proxy (`proxy`, `[proxy]` keys `extra`), answering through
+/// the proxy: the hub, its public and hub ports, and its config file.
+fn managed_hub(
+    dir: &std::path::Path,
+    proxy: &std::path::Path,
+    extra: &str,
+) -> (nbhub_testkit::ChildGuard, u16, u16, std::path::PathBuf) {
     let (public, hub, api) = (free_port(), free_port(), free_port());
-    let config = dir.path().join("nbhub.toml");
+    let config = dir.join("nbhub.toml");
     std::fs::write(
         &config,
         format!(
             "[hub]\nbind_url = \"http://127.0.0.1:{public}\"\nhub_bind_url = \"http://127.0.0.1:{hub}\"\n\
              log_level = \"debug\"\n\
-             [proxy]\napi_url = \"http://127.0.0.1:{api}\"\ncommand = [\"{}\"]\ncleanup = true\n\
+             [proxy]\napi_url = \"http://127.0.0.1:{api}\"\ncommand = [\"{}\"]\n{extra}\
              check_running_interval = 1\n",
             proxy.display()
         ),
     )
     .expect("write config");
     let mut cmd = Command::new(NBHUB);
-    cmd.arg("--config").arg(&config).current_dir(dir.path());
-    let mut nbhub = nbhub_testkit::ChildGuard::spawn("nbhub", cmd).expect("start nbhub");
-    let _proxies = ProxiesGuard(hub);
+    cmd.arg("--config").arg(&config).current_dir(dir);
+    let nbhub = nbhub_testkit::ChildGuard::spawn("nbhub", cmd).expect("start nbhub");
     // Up once the proxy routes to the hub (before that, it answers 404 itself).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -347,6 +347,161 @@ fn a_clean_stop_with_cleanup_leaves_no_proxy_behind() {
             nbhub.output().text()
         );
     }
+    (nbhub, public, hub, config)
+}
+
+/// `nbhub upgrade-proxy` hands the managed proxy over to a new process: the hub answers
+/// through the proxy all along, the pid file names the new process, the old one drains and
+/// exits, and the hub does not start a proxy of its own meanwhile.
+#[test]
+fn upgrade_proxy_hands_the_managed_proxy_over() {
+    let Some(proxy) = proxy_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (nbhub, public, hub, config) = managed_hub(dir.path(), &proxy, "");
+    let _guard = ProxiesGuard(hub);
+    let old = proxies_of(hub);
+    assert_eq!(old.len(), 1, "{}", nbhub.output().text());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut failed = Vec::new();
+            let mut n = 0;
+            // One attempt each: a refused connection or a cut answer counts.
+            let once = || -> std::io::Result<String> {
+                use std::io::{Read, Write};
+                let mut s = std::net::TcpStream::connect(("127.0.0.1", public))?;
+                s.write_all(b"GET /hub/api/ HTTP/1.0\r\nHost: x\r\n\r\n")?;
+                let mut out = String::new();
+                s.read_to_string(&mut out)?;
+                Ok(out)
+            };
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                match once() {
+                    Ok(a) if a.starts_with("HTTP/1.1 200 ") || a.starts_with("HTTP/1.0 200 ") => {}
+                    other => failed.push(other.map_err(|e| e.to_string())),
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (n, failed)
+        })
+    };
+    let out = Command::new(NBHUB)
+        .arg("upgrade-proxy")
+        .arg("--config")
+        .arg(&config)
+        .current_dir(dir.path())
+        .output()
+        .expect("nbhub upgrade-proxy");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    let new_pid: i32 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {text:?}"));
+    assert_ne!(new_pid, old[0]);
+    let pid_file = std::fs::read_to_string(dir.path().join("nbhub-proxy.pid")).unwrap_or_default();
+    assert_eq!(pid_file.trim(), new_pid.to_string());
+    // The old process drains (the hub's keep-alive connections close on their next answer or
+    // idle timeout) and exits; the new one is the only proxy.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while proxies_of(hub) != vec![new_pid] {
+        assert!(
+            Instant::now() < deadline,
+            "proxies {:?} after the upgrade to {new_pid}",
+            proxies_of(hub)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (n, failed) = load.join().expect("load");
+    assert!(
+        n > 10 && failed.is_empty(),
+        "{} of {n} requests failed: {failed:?}",
+        failed.len()
+    );
+    let log = nbhub.output().text();
+    assert_eq!(
+        log.matches("started the managed proxy").count(),
+        1,
+        "the hub started a proxy of its own:\n{log}"
+    );
+}
+
+/// A hub that starts while its managed proxy (left running by the hub before it) is of
+/// another version than the proxy command hands the proxy over to the command's binary. The
+/// other version is a wrapper that says 9.9.9 to `--version` and runs the same binary.
+#[test]
+fn a_hub_upgrades_a_proxy_of_another_version_at_start() {
+    let Some(proxy) = proxy_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut first, _public, hub, config) = managed_hub(dir.path(), &proxy, "");
+    let _guard = ProxiesGuard(hub);
+    let old = proxies_of(hub);
+    assert_eq!(old.len(), 1, "{}", first.output().text());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first.pid() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9");
+    let _ = first.kill();
+
+    let wrapper = dir.path().join("nbhub-proxy-next");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'nbhub-proxy 9.9.9'; exit 0; fi\nexec {} \"$@\"\n",
+            proxy.display()
+        ),
+    )
+    .expect("write wrapper");
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let text = std::fs::read_to_string(&config).expect("config");
+    let text = text.replace(&proxy.display().to_string(), &wrapper.display().to_string());
+    std::fs::write(&config, text).expect("config");
+    let mut cmd = Command::new(NBHUB);
+    cmd.arg("--config").arg(&config).current_dir(dir.path());
+    let second = nbhub_testkit::ChildGuard::spawn("nbhub", cmd).expect("start nbhub");
+    second.wait_for_line_blocking(
+        |l| l.contains("the managed proxy was upgraded in place"),
+        Duration::from_secs(30),
+    );
+    let log = second.output().text();
+    assert!(log.contains("9.9.9"), "{log}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = proxies_of(hub);
+        if now.len() == 1 && now != old {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "proxies {now:?} (before: {old:?})\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_clean_stop_with_cleanup_leaves_no_proxy_behind() {
+    let Some(proxy) = proxy_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut nbhub, public, hub, _config) = managed_hub(dir.path(), &proxy, "cleanup = true\n");
+    let _proxies = ProxiesGuard(hub);
     assert_eq!(proxies_of(hub).len(), 1, "{}", nbhub.output().text());
 
     nix::sys::signal::kill(
