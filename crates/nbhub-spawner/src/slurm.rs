@@ -16,6 +16,8 @@
 //! - `slurm/tracker.rs`: one `squeue` per poll interval for every job;
 //! - `slurm/form.rs`: the per-user form from cached live data, and its validation;
 //! - `slurm/estimate.rs`: start estimates (`sbatch --test-only`), one every few seconds per user;
+//! - `slurm/session.rs`: environments, interfaces and directories (`[[slurm.environments]]`
+//!   …): their form fields, and what they put in the job script;
 //! - `slurm/setup.rs`: the setup checks the hub reports at start-up ([`SlurmSpawner::check_setup`],
 //!   [`SlurmSpawner::remote_nodes`]).
 
@@ -26,6 +28,7 @@ mod form;
 mod health;
 mod parse;
 mod script;
+mod session;
 mod setup;
 mod tracker;
 
@@ -38,7 +41,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-pub use config::{AllowRule, CustomField, CustomType, CustomValue, PartitionConfig, SlurmConfig};
+pub use config::{
+    AllowRule, ContainerConfig, ContainerRuntime, CustomField, CustomType, CustomValue,
+    DirectoryConfig, EnvironmentConfig, InterfaceConfig, PartitionConfig, SlurmConfig,
+};
 
 use crate::config::SpawnerConfig;
 use crate::lock;
@@ -578,7 +584,16 @@ impl SlurmSpawner {
         } else {
             output.clone()
         };
+        let home_text = home.display().to_string();
+        let session = session::Session::resolve(
+            &self.slurm,
+            &req.user_options,
+            &unix_user,
+            &home_text,
+            job.account.as_deref(),
+        )?;
         let mut env = self.environment(req, &home, &shell);
+        session.apply_env(&mut env);
         let hub_tunnel = match &self.tunnel {
             Some(bind) => Some(self.open_hub_tunnel(&unix_user, bind, &mut env).await?),
             None => None,
@@ -602,6 +617,8 @@ impl SlurmSpawner {
             .chain(&self.spawner.args)
             .cloned()
             .collect();
+        let env_names: Vec<&str> = env.keys().map(String::as_str).collect();
+        let cmd = session.command(&cmd, &env_names);
         let script = render_script(
             &self.template,
             &self.slurm,
@@ -617,6 +634,7 @@ impl SlurmSpawner {
                 log_file: &output_shell_word(&output, &unix_user, &job_name),
                 token_file: &token_file,
             },
+            &session,
         )?;
         let export = format!(
             "--export={}",
@@ -714,10 +732,8 @@ impl SlurmSpawner {
                 (View::Queued { info, .. }, None) => Some(pending_message(info)),
                 (View::Ended { reason, .. }, None) => {
                     // Why it never ran is often in its last lines (a bad command, a full disk).
-                    return Err(SpawnError::Failed(match self.last_lines_of(&state).await {
-                        Some(tail) => format!("{reason} Last output:\n{tail}"),
-                        None => reason.clone(),
-                    }));
+                    let tail = self.last_lines_of(&state).await;
+                    return Err(SpawnError::Failed(failure_message(reason, tail.as_deref())));
                 }
                 (View::Unseen, None) => None,
             };
@@ -854,6 +870,26 @@ impl SlurmSpawner {
     }
 }
 
+/// Why a job that never ran its server ended: the job script's own words first (its last
+/// `nbhub: error: ` line, e.g. "cannot enter directory …"), then Slurm's, then the job's last
+/// lines.
+fn failure_message(reason: &str, tail: Option<&str>) -> String {
+    let Some(tail) = tail else {
+        return reason.to_owned();
+    };
+    let own = tail
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("nbhub: error: "))
+        .map(|m| {
+            let mut chars = m.chars();
+            let first = chars.next().map(|c| c.to_uppercase().to_string());
+            format!("{}{}. ", first.unwrap_or_default(), chars.as_str())
+        })
+        .unwrap_or_default();
+    format!("{own}{reason} Last output:\n{tail}")
+}
+
 fn pending_message(info: &parse::JobInfo) -> String {
     format!("Pending: {}", pending_why(info))
 }
@@ -969,7 +1005,7 @@ impl Spawner for SlurmSpawner {
         Box::pin(async move {
             let choices = self.choices(ctx).await;
             let spec = form::build_form(&self.slurm, ctx, &choices);
-            form::validate(&spec, &choices, options)
+            form::validate(&self.slurm, &spec, &choices, options)
         })
     }
 
@@ -1093,6 +1129,20 @@ fn rfc3339(t: std::time::SystemTime) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_job_script_s_own_error_comes_first() {
+        let tail = "bash: line 9: cd: /p/x: Permission denied\nnbhub: error: cannot enter directory /p/x as alice\n";
+        assert_eq!(
+            failure_message("The job failed with exit code 1.", Some(tail)),
+            format!("Cannot enter directory /p/x as alice. The job failed with exit code 1. Last output:\n{tail}")
+        );
+        assert_eq!(
+            failure_message("The job failed.", Some("x\n")),
+            "The job failed. Last output:\nx\n"
+        );
+        assert_eq!(failure_message("The job failed.", None), "The job failed.");
+    }
 
     #[test]
     fn state_round_trips() {

@@ -534,6 +534,8 @@ pub(crate) fn build_form(config: &SlurmConfig, ctx: &FormContext, c: &UserChoice
         fields.push(resv);
     }
 
+    fields.extend(crate::slurm::session::form_fields(config));
+
     for f in &config.fields {
         let kind = match f.kind {
             CustomType::Int => FieldKind::Int {
@@ -642,6 +644,7 @@ fn partition_limits(p: &Offered, has_gpus: bool) -> BTreeMap<String, FieldLimits
 /// Checks submitted options against the form (types, config limits) and then against the
 /// chosen partition's live limits. Fills in the partition's default run time.
 pub(crate) fn validate(
+    config: &SlurmConfig,
     form: &FormSpec,
     choices: &UserChoices,
     submitted: &Value,
@@ -736,6 +739,7 @@ pub(crate) fn validate(
     if options.get_str("reservation") == Some("") {
         options.0.remove("reservation");
     }
+    crate::slurm::session::validate_options(config, submitted, &mut options, &mut errors);
     if errors.is_empty() {
         Ok(options)
     } else {
@@ -846,7 +850,7 @@ mod tests {
     #[test]
     fn bad_values_are_refused_per_field() {
         let (form, choices) = form_for("alice");
-        let check = |v: Value| validate(&form, &choices, &v);
+        let check = |v: Value| validate(&config(), &form, &choices, &v);
         let ok = check(json!({"partition": "devel", "nodes": 1, "runtime": "00:10"})).unwrap();
         assert_eq!(ok.get_str("runtime"), Some("00:10:00"));
         let ok = check(json!({"partition": "gpu", "gpus": 1})).unwrap();
@@ -960,7 +964,7 @@ mod tests {
     #[test]
     fn more_gpu_nodes_than_the_partition_has_are_refused() {
         let (form, choices) = live_form(None);
-        let check = |v: Value| validate(&form, &choices, &v);
+        let check = |v: Value| validate(&config(), &form, &choices, &v);
         let errors = check(json!({"partition": "batch", "nodes": 4, "gpus": 1})).unwrap_err();
         assert_eq!(
             errors,
@@ -975,5 +979,89 @@ mod tests {
         check(json!({"partition": "batch", "nodes": 4, "gpus": 0})).unwrap();
         let errors = check(json!({"partition": "gpu", "nodes": 1, "gpus": 3})).unwrap_err();
         assert_eq!(errors[0].field, "gpus", "{errors:?}");
+    }
+
+    #[test]
+    fn environment_interface_and_directory_are_fields_checked_against_the_config() {
+        let config = SlurmConfig {
+            partitions: vec![PartitionConfig {
+                name: "devel".into(),
+                ..Default::default()
+            }],
+            ..crate::slurm::session::tests::config()
+        };
+        let ctx = FormContext::new("alice");
+        let choices = user_choices(&config, &ctx, Ok(&snapshot()), &[], None);
+        let form = build_form(&config, &ctx, &choices);
+        let values = |name: &str| -> Vec<String> {
+            let FieldKind::Select { choices } = &form.field(name).unwrap().kind else {
+                panic!("{name}")
+            };
+            choices.iter().map(|c| c.value.clone()).collect()
+        };
+        assert_eq!(values("environment"), ["python-2025", "venv", "box"]);
+        assert_eq!(values("interface"), ["lab", "vscode"]);
+        assert_eq!(values("directory"), ["home", "project"]);
+        let FieldKind::Select { choices: ifaces } = &form.field("interface").unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(ifaces[1].data["environments"], json!(["box"]));
+        let check = |v: Value| validate(&config, &form, &choices, &v);
+        let ok = check(json!({"partition": "devel"})).unwrap();
+        assert_eq!(ok.get_str("environment"), Some("python-2025"));
+        assert_eq!(ok.get_str("interface"), Some("lab"));
+        assert_eq!(ok.get_str("directory"), Some("home"));
+        let ok = check(json!({"partition": "devel", "environment": "box", "interface": "vscode"}))
+            .unwrap();
+        assert_eq!(ok.get_str("interface"), Some("vscode"));
+        for (bad, field, words) in [
+            (
+                json!({"environment": "nosuch"}),
+                "environment",
+                "not one of",
+            ),
+            (
+                json!({"environment": "x; rm -rf ~"}),
+                "environment",
+                "not one of",
+            ),
+            (
+                json!({"environment": "venv\n"}),
+                "environment",
+                "not one of",
+            ),
+            (
+                json!({"interface": ["lab", "tree"]}),
+                "interface",
+                "choices",
+            ),
+            (
+                json!({"environment": "venv", "interface": "vscode"}),
+                "interface",
+                "'vscode' is not available with environment 'venv' (only with box)",
+            ),
+            (json!({"directory": "../etc"}), "directory", "not one of"),
+            (
+                json!({"directory": "project"}),
+                "directory",
+                "'project' is a project directory: choose an account",
+            ),
+        ] {
+            let mut options = bad.as_object().unwrap().clone();
+            options.insert("partition".into(), "devel".into());
+            let errors = check(Value::Object(options)).unwrap_err();
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.field == field && e.message.contains(words)),
+                "{bad}: {errors:?}"
+            );
+        }
+        // An interface limited to other environments, not asked for: the first that fits.
+        let mut config = config.clone();
+        config.interfaces.swap(0, 1);
+        let form = build_form(&config, &ctx, &choices);
+        let ok = validate(&config, &form, &choices, &json!({"partition": "devel"})).unwrap();
+        assert_eq!(ok.get_str("interface"), Some("lab"));
     }
 }
