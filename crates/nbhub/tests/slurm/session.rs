@@ -1,0 +1,197 @@
+//! The session around the server (issue 23, points 1 to 3): a software environment, an
+//! interface and a directory chosen on the form. The environment here is a `prefix` one (the
+//! test venv); Lmod is not on the test machine and no container runtime either, so modules and
+//! containers are covered by the job script's unit tests (`nbhub-spawner`'s
+//! `slurm::session` and `slurm::script`).
+
+use super::*;
+
+use common::get_as;
+
+/// A hub with two prefix environments (both the test venv: `venv` and `other`), the
+/// interfaces `lab` and `tree` (this one only with `venv`), and the directories `work` and
+/// `locked` in the user's home.
+fn session_hub(p: &Parts) -> HubProc {
+    let venv = p.venv.display();
+    slurm_hub(
+        p,
+        &format!(
+            "[[slurm.environments]]\nname = \"venv\"\ntitle = \"The test venv\"\nprefix = \"{venv}\"\n\
+             [[slurm.environments]]\nname = \"other\"\nprefix = \"{venv}\"\n\
+             [[slurm.interfaces]]\nname = \"lab\"\nurl = \"/lab\"\n\
+             [[slurm.interfaces]]\nname = \"tree\"\nurl = \"/tree\"\nenvironments = [\"venv\"]\n\
+             [[slurm.directories]]\nname = \"work\"\npath = \"{{home}}/work\"\n\
+             [[slurm.directories]]\nname = \"locked\"\npath = \"{{home}}/locked\"\n"
+        ),
+    )
+}
+
+/// `install` as root: a folder or file with an owner and a mode.
+fn install(args: &[&str]) {
+    let out = Command::new("install")
+        .args(args)
+        .output()
+        .expect("install");
+    assert!(
+        out.status.success(),
+        "install {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// How a start ended when it failed: the 500's body when it failed within the call, else the
+/// events of its progress stream (which ends with the failure).
+async fn failed_start(hub: &HubProc, user: &str, options: Value) -> String {
+    let (s, body) = start(hub, user, "", options).await;
+    if s == 500 {
+        return body;
+    }
+    assert_eq!(s, 202, "the start is accepted or fails: {body}");
+    let (s, events) = admin(
+        hub,
+        Method::GET,
+        &format!("/users/{user}/server/progress"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{events}");
+    events
+}
+
+/// Acceptance 2, 4 (Notebook 7's `/tree` as the default URL), 5 and 9 for these fields: bad
+/// values and an interface another environment does not offer are a 400 naming the field, no
+/// job; a start with the `venv` prefix, the `tree` interface and the `work` directory runs
+/// the prefix's server (the kernel's `sys.prefix`) in that directory (the contents API lists
+/// its file, the kernel's working directory is there) and `/user/x/` leads to `/tree`; the
+/// `locked` directory, which the user cannot enter, ends the start with a message naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_interface_and_directory_shape_the_server() {
+    let Some(p) = parts() else { return };
+    let _shared = CLUSTER.read().await;
+    let mut hub = session_hub(&p);
+    hub.start().await;
+    let alice = SlurmUser::new(&p, &hub, "se").await;
+    let user = alice.name.as_str();
+    let home = alice.home.display().to_string();
+    let work = format!("{home}/work");
+    let locked = format!("{home}/locked");
+    install(&["-d", "-o", user, "-m", "0700", &work]);
+    install(&[
+        "-o",
+        user,
+        "-m",
+        "0644",
+        "/dev/null",
+        &format!("{work}/only-in-work.txt"),
+    ]);
+    install(&["-d", "-o", "root", "-m", "0700", &locked]);
+
+    let base = json!({"partition": "devel", "nodes": 1, "runtime": "00:10"});
+    let with = |extra: Value| {
+        let mut o = base.clone();
+        o.as_object_mut()
+            .expect("object")
+            .extend(extra.as_object().expect("object").clone());
+        o
+    };
+    for (extra, field, words) in [
+        (
+            json!({"environment": "nosuch"}),
+            "environment",
+            "not one of",
+        ),
+        (
+            json!({"environment": "x; rm -rf ~"}),
+            "environment",
+            "not one of",
+        ),
+        (
+            json!({"environment": "venv\nmodule load x"}),
+            "environment",
+            "not one of",
+        ),
+        (json!({"interface": "vscode"}), "interface", "not one of"),
+        (
+            json!({"environment": "other", "interface": "tree"}),
+            "interface",
+            "'tree' is not available with environment 'other' (only with venv)",
+        ),
+        (json!({"directory": "../../etc"}), "directory", "not one of"),
+    ] {
+        let options = with(extra);
+        let (s, body) = start(&hub, user, "", options.clone()).await;
+        assert_eq!(s, 400, "{options}: {body}");
+        assert!(
+            body.contains(field) && body.contains(words),
+            "{options}: the answer should name {field} and say {words:?}: {body}"
+        );
+    }
+    assert!(
+        jobs_of(&p.slurm_conf, user).is_empty(),
+        "no job for bad input: {:?}",
+        jobs_of(&p.slurm_conf, user)
+    );
+
+    let chosen = with(json!({"environment": "venv", "interface": "tree", "directory": "work"}));
+    let (s, body) = start(&hub, user, "", chosen).await;
+    assert!(s == 201 || s == 202, "start: {s} {body}");
+    let model = wait_ready(&hub, user, "", 120).await;
+    for (key, value) in [
+        ("environment", "venv"),
+        ("interface", "tree"),
+        ("directory", "work"),
+    ] {
+        assert_eq!(model["user_options"][key], value, "{model}");
+    }
+    let token = user_token(&hub, user).await;
+    let client = common::client();
+    let contents = get_as(
+        &client,
+        hub.public_url(&format!("/user/{user}/api/contents")),
+        &token,
+    )
+    .await;
+    assert_eq!(contents.status(), 200);
+    let listing: Value = contents.json().await.expect("json");
+    let names: Vec<&str> = listing["content"]
+        .as_array()
+        .expect("a folder's content")
+        .iter()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    assert_eq!(names, ["only-in-work.txt"], "the root is {work}: {listing}");
+    let redirect = get_as(&client, hub.public_url(&format!("/user/{user}/")), &token).await;
+    let location = redirect
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    // The server keeps the query (empty here): `/user/x/tree?`.
+    let path = location.split('?').next().unwrap_or_default();
+    assert!(
+        redirect.status().is_redirection() && path.ends_with(&format!("/user/{user}/tree")),
+        "/user/{user}/ leads to the interface's URL: {} {location}",
+        redirect.status()
+    );
+    let printed = run_in_new_kernel(
+        &hub,
+        user,
+        "import os, sys; print(sys.prefix); print(os.getcwd())",
+    )
+    .await;
+    assert_eq!(
+        printed.trim(),
+        format!("{}\n{work}", p.venv.display()),
+        "{}",
+        hub.log()
+    );
+    stop_default_server(&hub, &p.slurm_conf, user).await;
+
+    let failure = failed_start(&hub, user, with(json!({"directory": "locked"}))).await;
+    assert!(
+        failure.contains(&format!("Cannot enter directory {locked} as {user}")),
+        "the start's failure names the directory: {failure}"
+    );
+    assert!(server_model(&hub, user, "").await.is_none());
+}
