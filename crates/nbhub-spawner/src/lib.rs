@@ -66,8 +66,8 @@ pub use options::{
 };
 pub use redact::mask_secrets;
 pub use slurm::{
-    AllowRule, ContainerConfig, ContainerRuntime, CustomField, CustomType, CustomValue,
-    DirectoryConfig, EnvironmentConfig, InterfaceConfig, PartitionConfig, SlurmConfig,
+    job_script_error, AllowRule, ContainerConfig, ContainerRuntime, CustomField, CustomType,
+    CustomValue, DirectoryConfig, EnvironmentConfig, InterfaceConfig, PartitionConfig, SlurmConfig,
     SlurmSpawner, SlurmState,
 };
 pub use ssh::{

@@ -870,24 +870,25 @@ impl SlurmSpawner {
     }
 }
 
-/// Why a job that never ran its server ended: the job script's own words first (its last
-/// `nbhub: error: ` line, e.g. "cannot enter directory …"), then Slurm's, then the job's last
-/// lines.
+/// The job script's own words on why it stopped (its last `nbhub: error: ` line, e.g.
+/// "cannot enter directory /p/x as alice"), in the last lines of a job's output.
+pub fn job_script_error(tail: &str) -> Option<&str> {
+    tail.lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("nbhub: error: "))
+        .filter(|m| !m.is_empty())
+}
+
+/// Why a job that never ran its server ended: the job script's own words first (see
+/// [`job_script_error`]), then Slurm's, then the job's last lines.
 fn failure_message(reason: &str, tail: Option<&str>) -> String {
     let Some(tail) = tail else {
         return reason.to_owned();
     };
-    let own = tail
-        .lines()
-        .rev()
-        .find_map(|l| l.trim().strip_prefix("nbhub: error: "))
-        .map(|m| {
-            let mut chars = m.chars();
-            let first = chars.next().map(|c| c.to_uppercase().to_string());
-            format!("{}{}. ", first.unwrap_or_default(), chars.as_str())
-        })
-        .unwrap_or_default();
-    format!("{own}{reason} Last output:\n{tail}")
+    match job_script_error(tail) {
+        Some(own) => format!("{own}. {reason} Last output:\n{tail}"),
+        None => format!("{reason} Last output:\n{tail}"),
+    }
 }
 
 fn pending_message(info: &parse::JobInfo) -> String {
@@ -1135,7 +1136,7 @@ mod tests {
         let tail = "bash: line 9: cd: /p/x: Permission denied\nnbhub: error: cannot enter directory /p/x as alice\n";
         assert_eq!(
             failure_message("The job failed with exit code 1.", Some(tail)),
-            format!("Cannot enter directory /p/x as alice. The job failed with exit code 1. Last output:\n{tail}")
+            format!("cannot enter directory /p/x as alice. The job failed with exit code 1. Last output:\n{tail}")
         );
         assert_eq!(
             failure_message("The job failed.", Some("x\n")),

@@ -190,7 +190,9 @@ async fn environment_interface_and_directory_shape_the_server() {
 
     let failure = failed_start(&hub, user, with(json!({"directory": "locked"}))).await;
     assert!(
-        failure.contains(&format!("Cannot enter directory {locked} as {user}")),
+        failure.contains(&format!(
+            "cannot enter directory {locked} as {user}. The job failed"
+        )),
         "the start's failure names the directory: {failure}"
     );
     assert!(server_model(&hub, user, "").await.is_none());
