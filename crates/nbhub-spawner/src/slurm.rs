@@ -28,7 +28,7 @@ mod form;
 mod health;
 mod parse;
 mod script;
-mod session;
+pub(crate) mod session;
 mod setup;
 mod tracker;
 
