@@ -303,7 +303,8 @@ max_queue_wait = {max_queue_wait}
 # A minijinja job script replacing the built-in one; "" = built-in. It gets: sbatch_lines,
 # env_names, cmd (quoted), python, bind_ip, options, username, server, job_name, log_file (the
 # output file as a shell word: a template using it writes the job's output there itself, as the
-# built-in one does), and each custom field by name.
+# built-in one does), setup (the lines entering the chosen directory and setting up the chosen
+# environment; cmd is then the environment's command), directory, and each custom field by name.
 job_template_file = "{job_template_file}"
 # The job's output file ({{username}}, {{home}}; %j = job id). The job script makes its folder
 # (mode 0700, as the user); the hub shows its last lines when the job ends.
