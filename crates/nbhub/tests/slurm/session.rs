@@ -1,8 +1,8 @@
 //! The session around the server (issue 23, points 1 to 3): a software environment, an
-//! interface and a directory chosen on the form. The environment here is a `prefix` one (the
-//! test venv); Lmod is not on the test machine and no container runtime either, so modules and
-//! containers are covered by the job script's unit tests (`nbhub-spawner`'s
-//! `slurm::session` and `slurm::script`).
+//! interface and a directory chosen on the form. Environments here are a `prefix` one (the
+//! test venv) and Lmod `modules` (Debian's Lmod, module files the test writes); no container
+//! runtime is on the test machine, so containers are covered by the job script's unit tests
+//! (`nbhub-spawner`'s `slurm::session` and `slurm::script`).
 
 use super::*;
 
@@ -194,6 +194,87 @@ async fn environment_interface_and_directory_shape_the_server() {
             "cannot enter directory {locked} as {user}. The job failed"
         )),
         "the start's failure names the directory: {failure}"
+    );
+    assert!(server_model(&hub, user, "").await.is_none());
+}
+
+/// Whether Lmod's shell setup is on this machine (Debian's `lmod`; scripts/test-env.sh
+/// installs it as root).
+fn lmod_present() -> bool {
+    ["/etc/profile.d/lmod.sh", "/usr/share/lmod/lmod/init/bash"]
+        .iter()
+        .any(|f| Path::new(f).exists())
+}
+
+/// Acceptance 1 (the part without user-added modules): an environment of two Lmod modules,
+/// module files the test writes in a folder on the jobs' `MODULEPATH`, → the kernel sees the
+/// variables both set; an environment whose module the system does not have ends the start
+/// with a message naming the modules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modules_environment_is_loaded_before_the_server() {
+    let Some(p) = parts() else { return };
+    if !lmod_present() {
+        nbhub_testkit::missing_part(
+            "Lmod (/etc/profile.d/lmod.sh)",
+            "apt-get install lmod (scripts/test-env.sh does, as root)",
+        );
+        return;
+    }
+    let _shared = CLUSTER.read().await;
+    let modules = nbhub_testkit::temp_dir_world_readable();
+    for (file, lua) in [
+        ("nbhub-alpha/1.0.lua", "setenv(\"NBHUB_ALPHA\", \"one\")\n"),
+        ("nbhub-beta/2.0.lua", "setenv(\"NBHUB_BETA\", \"two\")\n"),
+    ] {
+        let path = modules.path().join(file);
+        std::fs::create_dir_all(path.parent().expect("a folder")).expect("module folder");
+        std::fs::write(&path, lua).expect("module file");
+    }
+    // The jobs read them as the user, whatever root's umask.
+    let modes = Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(modules.path())
+        .status()
+        .expect("chmod");
+    assert!(modes.success());
+    let envs = "[[slurm.environments]]\nname = \"stack\"\nmodules = [\"nbhub-alpha/1.0\", \"nbhub-beta\"]\n\
+                [[slurm.environments]]\nname = \"missing\"\nmodules = [\"nbhub-alpha\", \"nbhub-missing/9\"]\n";
+    let mut hub = HubProc::new(
+        p.venv.clone(),
+        &p.proxy,
+        Options {
+            spawner_env: vec![("MODULEPATH".into(), modules.path().display().to_string())],
+            ..slurm_options(&p, envs, "")
+        },
+    );
+    hub.start().await;
+    let alice = SlurmUser::new(&p, &hub, "sm").await;
+    let user = alice.name.as_str();
+
+    let options = json!({"partition": "devel", "runtime": "00:10", "environment": "stack"});
+    let (s, body) = start(&hub, user, "", options).await;
+    assert!(s == 201 || s == 202, "start: {s} {body}");
+    wait_ready(&hub, user, "", 120).await;
+    let printed = run_in_new_kernel(
+        &hub,
+        user,
+        "import os; print(os.environ.get('NBHUB_ALPHA'), os.environ.get('NBHUB_BETA'))",
+    )
+    .await;
+    assert_eq!(printed.trim(), "one two", "{}", hub.log());
+    stop_default_server(&hub, &p.slurm_conf, user).await;
+
+    let failure = failed_start(
+        &hub,
+        user,
+        json!({"partition": "devel", "runtime": "00:10", "environment": "missing"}),
+    )
+    .await;
+    assert!(
+        failure.contains(
+            "could not load the modules of environment missing: nbhub-alpha nbhub-missing/9. The job failed"
+        ),
+        "the start's failure names the modules: {failure}"
     );
     assert!(server_model(&hub, user, "").await.is_none());
 }
