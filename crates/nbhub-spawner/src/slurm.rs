@@ -134,6 +134,8 @@ pub struct SlurmSpawner {
     cluster: Cluster,
     node_addrs: Mutex<HashMap<String, String>>,
     last_estimate: Mutex<HashMap<String, Instant>>,
+    /// The system's modules per user, for environments that let users add some.
+    module_lists: session::ModuleLists,
     /// `reach = "tunnel"`: the hub reaches servers through the login node, and the jobs reach
     /// the hub through a reverse forward there (at this address).
     tunnel: Option<String>,
@@ -216,6 +218,7 @@ impl SlurmSpawner {
             template,
             node_addrs: Mutex::default(),
             last_estimate: Mutex::default(),
+            module_lists: session::ModuleLists::default(),
         })
     }
 
@@ -244,13 +247,19 @@ impl SlurmSpawner {
         };
         let accounts = self.cluster.slurm_accounts(user).await;
         let groups = self.commands.accounts().group_names(user).await;
-        form::user_choices(
+        let mut choices = form::user_choices(
             &self.slurm,
             ctx,
             snapshot.as_deref().map_err(ToString::to_string),
             &groups,
             accounts,
-        )
+        );
+        if self.slurm.environments.iter().any(|e| e.add_modules) {
+            let mut env = self.spawner.kept_env();
+            env.extend(self.spawner.environment.clone());
+            choices.modules = Some(self.module_lists.of(&self.commands, user, &env).await);
+        }
+        choices
     }
 
     /// The address of `node`, as `[slurm] node_address` says.

@@ -355,6 +355,7 @@ accounts = {accounts}
 # name = "python-2025"
 # title = "Python 2025"
 # modules = ["Stages/2025", "Python/3.12"]
+# add_modules = true                 # users may add modules `module -t avail` lists
 # [[slurm.environments]]
 # name = "my-venv"
 # prefix = "/p/software/envs/jupyter-2024"

@@ -201,6 +201,8 @@ pub(crate) struct UserChoices {
     pub custom_choices: HashMap<String, Vec<String>>,
     /// Why there is nothing to choose from (Slurm unreachable).
     pub problem: Option<String>,
+    /// The system's modules, when an environment lets users add some.
+    pub modules: Option<crate::slurm::session::Available>,
 }
 
 /// What `allow` rules let this user use of one kind; `None`: no rule restricts that kind.
@@ -348,6 +350,7 @@ pub(crate) fn user_choices(
         reservations,
         custom_choices,
         problem: None,
+        modules: None,
     }
 }
 
@@ -534,7 +537,10 @@ pub(crate) fn build_form(config: &SlurmConfig, ctx: &FormContext, c: &UserChoice
         fields.push(resv);
     }
 
-    fields.extend(crate::slurm::session::form_fields(config));
+    fields.extend(crate::slurm::session::form_fields(
+        config,
+        c.modules.as_ref(),
+    ));
 
     for f in &config.fields {
         let kind = match f.kind {
@@ -578,6 +584,13 @@ pub(crate) fn build_form(config: &SlurmConfig, ctx: &FormContext, c: &UserChoice
 
     for field in &mut fields {
         field.value = last(&field.name).or_else(|| field.default.clone());
+    }
+    // Added modules are kept as a list; the form's field is their text.
+    if let Some(field) = fields.iter_mut().find(|f| f.name == "modules") {
+        if let Some(Value::Array(items)) = &field.value {
+            let text: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
+            field.value = Some(text.join(" ").into());
+        }
     }
     // Without a run time of their own, the form opens with the default of the partition it
     // opens with (the user's last one), not the default partition's.
@@ -652,6 +665,7 @@ pub(crate) fn validate(
     if let Some(problem) = &choices.problem {
         return Err(vec![FieldError::unavailable(problem.clone())]);
     }
+    let submitted = &*crate::slurm::session::modules_as_text(submitted);
     let mut options = form.validate(submitted)?;
     let mut errors = Vec::new();
     let partition = options
@@ -739,7 +753,13 @@ pub(crate) fn validate(
     if options.get_str("reservation") == Some("") {
         options.0.remove("reservation");
     }
-    crate::slurm::session::validate_options(config, submitted, &mut options, &mut errors);
+    crate::slurm::session::validate_options(
+        config,
+        submitted,
+        &mut options,
+        &mut errors,
+        choices.modules.as_ref(),
+    );
     if errors.is_empty() {
         Ok(options)
     } else {
@@ -1063,5 +1083,94 @@ mod tests {
         let form = build_form(&config, &ctx, &choices);
         let ok = validate(&config, &form, &choices, &json!({"partition": "devel"})).unwrap();
         assert_eq!(ok.get_str("interface"), Some("lab"));
+    }
+
+    #[test]
+    fn users_add_modules_the_system_has_to_an_environment_that_lets_them() {
+        let mut config = SlurmConfig {
+            partitions: vec![PartitionConfig {
+                name: "devel".into(),
+                ..Default::default()
+            }],
+            ..crate::slurm::session::tests::config()
+        };
+        config.environments[0].add_modules = true;
+        let mut ctx = FormContext::new("alice");
+        ctx.last_options = Some(ValidatedOptions(
+            json!({"modules": ["GCC/12", "R"]})
+                .as_object()
+                .unwrap()
+                .clone(),
+        ));
+        let mut choices = user_choices(&config, &ctx, Ok(&snapshot()), &[], None);
+        choices.modules = Some(Ok(std::sync::Arc::new(vec![
+            "GCC".into(),
+            "GCC/12".into(),
+            "R".into(),
+            "R/4.4".into(),
+        ])));
+        let form = build_form(&config, &ctx, &choices);
+        let field = form.field("modules").unwrap();
+        assert_eq!(
+            field.visible_when.as_ref().unwrap().values,
+            ["python-2025"],
+            "only with the environment that takes more"
+        );
+        assert_eq!(
+            field.value,
+            Some(json!("GCC/12 R")),
+            "the last ones, as text"
+        );
+        assert!(
+            field.help.as_deref().unwrap().contains("4 available"),
+            "{field:?}"
+        );
+        let check = |v: Value| validate(&config, &form, &choices, &v);
+        for given in [json!("GCC/12, R/4.4"), json!(["GCC/12", "R/4.4"])] {
+            let ok = check(
+                json!({"partition": "devel", "environment": "python-2025", "modules": given}),
+            )
+            .unwrap();
+            assert_eq!(ok.get("modules"), Some(&json!(["GCC/12", "R/4.4"])));
+        }
+        let ok = check(json!({"partition": "devel", "modules": ""})).unwrap();
+        assert_eq!(ok.get("modules"), None);
+        for (bad, words) in [
+            (json!("GCC/13"), "'GCC/13' is not a module of this system"),
+            (json!("x; rm -rf ~"), "'x;' is not a module of this system"),
+            (json!("GCC\nR"), "one line"),
+            (json!(["GCC", 3]), "must be text"),
+        ] {
+            let errors =
+                check(json!({"partition": "devel", "environment": "python-2025", "modules": bad}))
+                    .unwrap_err();
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.field == "modules" && e.message.contains(words)),
+                "{bad}: {errors:?}"
+            );
+        }
+        let errors = check(json!({"partition": "devel", "environment": "venv", "modules": "R"}))
+            .unwrap_err();
+        assert_eq!(
+            errors,
+            [FieldError::new(
+                "modules",
+                "environment 'venv' takes no more modules"
+            )]
+        );
+        choices.modules = Some(Err("Lmod is not there".into()));
+        let errors = validate(
+            &config,
+            &form,
+            &choices,
+            &json!({"partition": "devel", "modules": "R"}),
+        )
+        .unwrap_err();
+        assert!(
+            errors[0].message.contains("Lmod is not there"),
+            "{errors:?}"
+        );
     }
 }

@@ -37,6 +37,10 @@ pub struct EnvironmentConfig {
     /// A container image the server runs in.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<ContainerConfig>,
+    /// With `modules`: users may add modules of the system (`user_options.modules`, checked
+    /// against what `module -t avail` lists there).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub add_modules: bool,
 }
 
 /// `[slurm.environments.container]`.
@@ -145,6 +149,11 @@ pub(crate) fn validate_config(config: &SlurmConfig) -> Result<(), String> {
         if e.title.chars().any(char::is_control) {
             return Err(format!("key `{key}.title`: must be one line"));
         }
+        if e.add_modules && e.modules.is_empty() {
+            return Err(format!(
+                "key `{key}.add_modules`: only an environment of modules can take more modules"
+            ));
+        }
         for m in &e.modules {
             if !is_module_name(m) {
                 return Err(format!(
@@ -235,7 +244,7 @@ fn title_or_name<'a>(title: &'a str, name: &'a str) -> &'a str {
 }
 
 /// The form's `environment`, `interface` and `directory` fields (each only when configured).
-pub(crate) fn form_fields(config: &SlurmConfig) -> Vec<FormField> {
+pub(crate) fn form_fields(config: &SlurmConfig, available: Option<&Available>) -> Vec<FormField> {
     let mut fields = Vec::new();
     let select = |name: &str, label: &str, help: &str, choices: Vec<Choice>| {
         let mut field = FormField::new(name, label, FieldKind::Select { choices });
@@ -262,6 +271,45 @@ pub(crate) fn form_fields(config: &SlurmConfig) -> Vec<FormField> {
             "The software the server runs with.",
             choices,
         ));
+    }
+    let adding: Vec<String> = config
+        .environments
+        .iter()
+        .filter(|e| e.add_modules)
+        .map(|e| e.name.clone())
+        .collect();
+    if !adding.is_empty() {
+        let mut field = FormField::new(
+            "modules",
+            "More modules",
+            FieldKind::Text {
+                max_len: Some(1000),
+                pattern: None,
+            },
+        );
+        field.help =
+            Some(match available {
+                Some(Ok(list)) => {
+                    format!(
+                "Modules of the system to load as well, separated by spaces ({} available{}).",
+                list.len(),
+                match list.iter().filter(|m| m.contains('/')).take(3).collect::<Vec<_>>() {
+                    some if !some.is_empty() => format!(
+                        ", e.g. {}",
+                        some.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                    _ => String::new(),
+                }
+            )
+                }
+                Some(Err(why)) => format!("The system's modules cannot be listed now: {why}"),
+                None => "Modules of the system to load as well, separated by spaces.".into(),
+            });
+        field.visible_when = Some(crate::VisibleWhen {
+            field: "environment".into(),
+            values: adding,
+        });
+        fields.push(field);
     }
     if !config.interfaces.is_empty() {
         let choices = config
@@ -313,8 +361,42 @@ pub(crate) fn validate_options(
     submitted: &Value,
     options: &mut ValidatedOptions,
     errors: &mut Vec<FieldError>,
+    available: Option<&Available>,
 ) {
     let environment = options.get_str("environment").map(str::to_owned);
+    if let Some(text) = options.get_str("modules").map(str::to_owned) {
+        let names: Vec<&str> = text
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .filter(|m| !m.is_empty())
+            .collect();
+        let adds = config
+            .environments
+            .iter()
+            .find(|e| Some(&e.name) == environment.as_ref())
+            .is_some_and(|e| e.add_modules);
+        let problem = match available {
+            _ if names.is_empty() => None,
+            _ if !adds => Some(format!(
+                "environment '{}' takes no more modules",
+                environment.as_deref().unwrap_or("")
+            )),
+            Some(Ok(list)) => names
+                .iter()
+                .find(|m| !list.iter().any(|a| a == *m))
+                .map(|m| format!("'{m}' is not a module of this system")),
+            Some(Err(why)) => Some(format!("the system's modules cannot be listed now: {why}")),
+            None => Some("the system's modules cannot be listed now".into()),
+        };
+        match problem {
+            Some(p) => errors.push(FieldError::new("modules", p)),
+            None if names.is_empty() => {
+                options.0.remove("modules");
+            }
+            None => {
+                options.0.insert("modules".into(), names.into());
+            }
+        }
+    }
     let fits = |f: &InterfaceConfig| {
         f.environments.is_empty()
             || environment
@@ -358,11 +440,113 @@ pub(crate) fn validate_options(
     }
 }
 
+/// What `module -t avail` lists on the system for a user, or why it cannot be asked.
+pub(crate) type Available = Result<std::sync::Arc<Vec<String>>, String>;
+
+/// `"modules"` as the REST API may give it (a list of names) turned into the form's text, so
+/// that one check serves both.
+pub(crate) fn modules_as_text(submitted: &Value) -> std::borrow::Cow<'_, Value> {
+    match submitted.get("modules") {
+        Some(Value::Array(items)) if items.len() != 1 && items.iter().all(Value::is_string) => {
+            let mut copy = submitted.clone();
+            let text: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
+            copy["modules"] = Value::from(text.join(" "));
+            std::borrow::Cow::Owned(copy)
+        }
+        _ => std::borrow::Cow::Borrowed(submitted),
+    }
+}
+
+/// How long a user's list of the system's modules is reused.
+const MODULES_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The shell lines that give a shell Lmod's `module` and list the modules tersely.
+fn avail_script() -> String {
+    format!(
+        "set +u; if ! type module >/dev/null 2>&1; then for f in {}; do if [ -r \"$f\" ]; then . \"$f\"; break; fi; done; fi; module -t avail 2>&1",
+        crate::slurm::setup::LMOD_INIT.join(" ")
+    )
+}
+
+/// The names `module -t avail` prints: `dir:` headers skipped, a family's `name/` kept as
+/// `name` (it loads the default version), marks such as `(D)` dropped.
+pub(crate) fn parse_avail(out: &str) -> Vec<String> {
+    let mut names: Vec<String> = out
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.ends_with(':'))
+        .map(|l| {
+            l.split('(')
+                .next()
+                .unwrap_or(l)
+                .trim()
+                .trim_end_matches('/')
+        })
+        .filter(|l| is_module_name(l))
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The system's modules per user, asked (as the user, with the jobs' `MODULEPATH` and
+/// `LMOD_*` variables) at most once per [`MODULES_TTL`]; one question at a time.
+#[derive(Default)]
+pub(crate) struct ModuleLists {
+    cache: tokio::sync::Mutex<std::collections::HashMap<String, (tokio::time::Instant, Available)>>,
+}
+
+impl ModuleLists {
+    pub async fn of(
+        &self,
+        commands: &crate::slurm::commands::Commands,
+        user: &str,
+        env: &std::collections::BTreeMap<String, String>,
+    ) -> Available {
+        let mut cache = self.cache.lock().await;
+        if let Some((at, list)) = cache.get(user) {
+            if at.elapsed() < MODULES_TTL {
+                return list.clone();
+            }
+        }
+        let env: std::collections::BTreeMap<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("MODULEPATH") || k.starts_with("LMOD_"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let script = avail_script();
+        let list = match commands
+            .program_as_user_env(user, &["/bin/bash", "-c", &script], &env)
+            .await
+        {
+            Ok(out) if out.ok => Ok(std::sync::Arc::new(parse_avail(&out.stdout))),
+            Ok(out) => Err(format!(
+                "module -t avail failed: {}",
+                out.stdout
+                    .lines()
+                    .chain(out.stderr.lines())
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+            )),
+            Err(e) => Err(e.to_string()),
+        };
+        if cache.len() > 4096 {
+            cache.clear();
+        }
+        cache.insert(user.to_owned(), (tokio::time::Instant::now(), list.clone()));
+        list
+    }
+}
+
 /// The session of one start, from validated options, looked up in the config again (the last
 /// guard before the job script).
 #[derive(Debug, Default)]
 pub(crate) struct Session<'a> {
     pub environment: Option<&'a EnvironmentConfig>,
+    /// Modules the user added (an environment with `add_modules`).
+    pub added_modules: Vec<String>,
     /// The server's default URL (`JUPYTERHUB_DEFAULT_URL`).
     pub default_url: Option<&'a str>,
     /// The server's root directory and the job's working directory, filled in.
@@ -400,6 +584,17 @@ impl<'a> Session<'a> {
                     .ok_or_else(|| unknown("environment", n))?,
             ),
         };
+        let added_modules = match options.get("modules") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) if environment.is_some_and(|e| e.add_modules) => items
+                .iter()
+                .map(|m| match m.as_str() {
+                    Some(m) if is_module_name(m) => Ok(m.to_owned()),
+                    _ => Err(bad("modules", "is not a list of module names".into())),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(bad("modules", "are not taken by this environment".into())),
+        };
         let default_url = match pick("interface")? {
             None => None,
             Some(n) => Some(
@@ -433,6 +628,7 @@ impl<'a> Session<'a> {
         };
         Ok(Self {
             environment,
+            added_modules,
             default_url,
             directory,
             home: home.to_owned(),
@@ -468,7 +664,8 @@ impl<'a> Session<'a> {
             return out;
         };
         if !env.modules.is_empty() {
-            let modules: Vec<String> = env.modules.iter().map(|m| shell_quote(m)).collect();
+            let all: Vec<&String> = env.modules.iter().chain(&self.added_modules).collect();
+            let modules: Vec<String> = all.iter().map(|m| shell_quote(m)).collect();
             out.push_str(&format!(
                 "# Environment {name}: Lmod's modules (a batch job's shell may not know `module` yet).\n\
                  set +u\n\
@@ -481,7 +678,9 @@ impl<'a> Session<'a> {
                  set -u\n",
                 name = shell_quote(&env.name),
                 list = modules.join(" "),
-                text = shell_quote(&env.modules.join(" ")),
+                text = shell_quote(
+                    &all.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" ")
+                ),
                 init = crate::slurm::setup::LMOD_INIT.join(" "),
             ));
         } else if !env.prefix.is_empty() {
@@ -902,5 +1101,48 @@ pub(crate) mod tests {
         let none = resolve(&config, json!({}));
         assert_eq!(none.command(&cmd(), &[]), cmd());
         assert_eq!(none.setup_lines(), "");
+    }
+
+    #[test]
+    fn added_modules_follow_the_environment_s_and_the_system_s_list_is_read_tersely() {
+        let mut config = config();
+        config.environments[0].add_modules = true;
+        let options = |v: Value| ValidatedOptions(v.as_object().unwrap().clone());
+        let s = Session::resolve(
+            &config,
+            &options(json!({"environment": "python-2025", "modules": ["R/4.4", "GCC"]})),
+            "alice",
+            "/home/alice",
+            None,
+        )
+        .unwrap();
+        assert!(
+            s.setup_lines()
+                .contains("\nmodule load Stages/2025 Python/3.12 R/4.4 GCC || {"),
+            "{}",
+            s.setup_lines()
+        );
+        for bad in [
+            json!({"environment": "venv", "modules": ["R"]}),
+            json!({"environment": "python-2025", "modules": ["x; rm -rf ~"]}),
+            json!({"environment": "python-2025", "modules": "R"}),
+        ] {
+            let err = Session::resolve(&config, &options(bad.clone()), "a", "/h", None);
+            assert!(
+                matches!(&err, Err(SpawnError::InvalidOptions(e)) if e[0].field == "modules"),
+                "{bad}: {err:?}"
+            );
+        }
+        config.environments[1].add_modules = true;
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .contains("key `slurm.environments[1].add_modules`"));
+        let avail = "/etc/lmod/modules:\nGCC/\nGCC/12\nGCC/13 (D)\nR/4.4(default)\n\n/usr/share/lmod/lmod/modulefiles:\nCore/lmod\n";
+        assert_eq!(
+            parse_avail(avail),
+            ["Core/lmod", "GCC", "GCC/12", "GCC/13", "R/4.4"]
+        );
+        assert!(avail_script().contains("module -t avail 2>&1"));
     }
 }

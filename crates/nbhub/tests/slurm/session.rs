@@ -206,10 +206,11 @@ fn lmod_present() -> bool {
         .any(|f| Path::new(f).exists())
 }
 
-/// Acceptance 1 (the part without user-added modules): an environment of two Lmod modules,
-/// module files the test writes in a folder on the jobs' `MODULEPATH`, → the kernel sees the
-/// variables both set; an environment whose module the system does not have ends the start
-/// with a message naming the modules.
+/// Acceptance 1: an environment of two Lmod modules (module files the test writes in a folder
+/// on the jobs' `MODULEPATH`) plus one the user adds from the system's list → the kernel sees
+/// the variables all three set; an added module the system does not list, `"x; rm -rf ~"`
+/// and a name with a newline are a 400 naming `modules`, no job; an environment whose module
+/// the system does not have ends the start with a message naming the modules.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_modules_environment_is_loaded_before_the_server() {
     let Some(p) = parts() else { return };
@@ -225,6 +226,10 @@ async fn a_modules_environment_is_loaded_before_the_server() {
     for (file, lua) in [
         ("nbhub-alpha/1.0.lua", "setenv(\"NBHUB_ALPHA\", \"one\")\n"),
         ("nbhub-beta/2.0.lua", "setenv(\"NBHUB_BETA\", \"two\")\n"),
+        (
+            "nbhub-gamma/1.0.lua",
+            "setenv(\"NBHUB_GAMMA\", \"three\")\n",
+        ),
     ] {
         let path = modules.path().join(file);
         std::fs::create_dir_all(path.parent().expect("a folder")).expect("module folder");
@@ -237,7 +242,7 @@ async fn a_modules_environment_is_loaded_before_the_server() {
         .status()
         .expect("chmod");
     assert!(modes.success());
-    let envs = "[[slurm.environments]]\nname = \"stack\"\nmodules = [\"nbhub-alpha/1.0\", \"nbhub-beta\"]\n\
+    let envs = "[[slurm.environments]]\nname = \"stack\"\nmodules = [\"nbhub-alpha/1.0\", \"nbhub-beta\"]\nadd_modules = true\n\
                 [[slurm.environments]]\nname = \"missing\"\nmodules = [\"nbhub-alpha\", \"nbhub-missing/9\"]\n";
     let mut hub = HubProc::new(
         p.venv.clone(),
@@ -251,17 +256,43 @@ async fn a_modules_environment_is_loaded_before_the_server() {
     let alice = SlurmUser::new(&p, &hub, "sm").await;
     let user = alice.name.as_str();
 
-    let options = json!({"partition": "devel", "runtime": "00:10", "environment": "stack"});
+    let base = json!({"partition": "devel", "runtime": "00:10", "environment": "stack"});
+    for (modules, words) in [
+        (
+            json!("nbhub-nosuch"),
+            "'nbhub-nosuch' is not a module of this system",
+        ),
+        (
+            json!(["x; rm -rf ~"]),
+            "'x;' is not a module of this system",
+        ),
+        (json!("nbhub-gamma\nnbhub-beta"), "one line"),
+    ] {
+        let mut options = base.clone();
+        options["modules"] = modules.clone();
+        let (s, body) = start(&hub, user, "", options).await;
+        assert_eq!(s, 400, "{modules}: {body}");
+        assert!(
+            body.contains("modules") && body.contains(words),
+            "{modules}: the answer names the field: {body}"
+        );
+    }
+    assert!(
+        jobs_of(&p.slurm_conf, user).is_empty(),
+        "no job for bad modules"
+    );
+    let mut options = base.clone();
+    options["modules"] = json!(["nbhub-gamma/1.0"]);
     let (s, body) = start(&hub, user, "", options).await;
     assert!(s == 201 || s == 202, "start: {s} {body}");
     wait_ready(&hub, user, "", 120).await;
     let printed = run_in_new_kernel(
         &hub,
         user,
-        "import os; print(os.environ.get('NBHUB_ALPHA'), os.environ.get('NBHUB_BETA'))",
+        "import os; print(*(os.environ.get(f'NBHUB_{m}') for m in ['ALPHA', 'BETA', 'GAMMA']))",
     )
     .await;
-    assert_eq!(printed.trim(), "one two", "{}", hub.log());
+    assert_eq!(printed.trim(), "one two three", "{}", hub.log());
     stop_default_server(&hub, &p.slurm_conf, user).await;
 
     let failure = failed_start(
