@@ -132,6 +132,51 @@ async fn environment_interface_and_directory_shape_the_server() {
         jobs_of(&p.slurm_conf, user)
     );
 
+    // The form offers the three fields; its own post with an interface the environment does
+    // not have is marked at that field, and the page keeps the user's other values.
+    let b = common::pagekit::signed_in(&hub, user).await;
+    let url = hub.public_url(&format!("/hub/spawn/{user}"));
+    let page = fetch(&b, &url).await.text().await.expect("html");
+    for field in ["environment", "interface", "directory"] {
+        assert!(
+            page.contains(&format!("id=\"opt-{field}\"")),
+            "{field}: {page}"
+        );
+    }
+    assert!(page.contains(">The test venv</option>"), "{page}");
+    let xsrf = common::pagekit::xsrf_at(&b, &url).await;
+    let resp = common::post_form(
+        &b,
+        &url,
+        &[
+            ("_xsrf", xsrf.as_str()),
+            ("partition", "devel"),
+            ("runtime", "00:10"),
+            ("environment", "other"),
+            ("interface", "tree"),
+            ("directory", "work"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let page = resp.text().await.expect("html");
+    let error = page
+        .split("id=\"opt-interface-error\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</div>").next())
+        .unwrap_or_default();
+    assert!(
+        error.contains("tree") && error.contains("is not available with environment"),
+        "the error at the interface: {page}"
+    );
+    for kept in [
+        "<option value=\"other\" selected>",
+        "<option value=\"work\" selected>",
+    ] {
+        assert!(page.contains(kept), "the form keeps {kept}: {page}");
+    }
+    assert!(jobs_of(&p.slurm_conf, user).is_empty());
+
     let chosen = with(json!({"environment": "venv", "interface": "tree", "directory": "work"}));
     let (s, body) = start(&hub, user, "", chosen).await;
     assert!(s == 201 || s == 202, "start: {s} {body}");
