@@ -1,6 +1,6 @@
 //! The session around the server (issue 23, points 1 to 3): a software environment, an
-//! interface and a directory chosen on the form. Environments here are a `prefix` one (the
-//! test venv) and Lmod `modules` (Debian's Lmod, module files the test writes); no container
+//! interface and a directory chosen on the form. Environments here are `prefix` ones (a venv
+//! the test makes on top of the test venv, and the test venv) and Lmod `modules` (Debian's Lmod, module files the test writes); no container
 //! runtime is on the test machine, so containers are covered by the job script's unit tests
 //! (`nbhub-spawner`'s `slurm::session` and `slurm::script`).
 
@@ -8,15 +8,15 @@ use super::*;
 
 use common::get_as;
 
-/// A hub with two prefix environments (both the test venv: `venv` and `other`), the
+/// A hub with two prefix environments (`venv`: `prefix`; `other`: the test venv), the
 /// interfaces `lab` and `tree` (this one only with `venv`), and the directories `work` and
 /// `locked` in the user's home.
-fn session_hub(p: &Parts) -> HubProc {
-    let venv = p.venv.display();
+fn session_hub(p: &Parts, prefix: &Path) -> HubProc {
+    let (venv, prefix) = (p.venv.display(), prefix.display());
     slurm_hub(
         p,
         &format!(
-            "[[slurm.environments]]\nname = \"venv\"\ntitle = \"The test venv\"\nprefix = \"{venv}\"\n\
+            "[[slurm.environments]]\nname = \"venv\"\ntitle = \"A venv of its own\"\nprefix = \"{prefix}\"\n\
              [[slurm.environments]]\nname = \"other\"\nprefix = \"{venv}\"\n\
              [[slurm.interfaces]]\nname = \"lab\"\nurl = \"/lab\"\n\
              [[slurm.interfaces]]\nname = \"tree\"\nurl = \"/tree\"\nenvironments = [\"venv\"]\n\
@@ -24,6 +24,58 @@ fn session_hub(p: &Parts) -> HubProc {
              [[slurm.directories]]\nname = \"locked\"\npath = \"{{home}}/locked\"\n"
         ),
     )
+}
+
+/// A venv at `dir/env` of its own (its own `sys.prefix`) that reaches the test venv's packages
+/// (a `.pth` adds its site-packages), with a `bin/jupyterhub-singleuser` of its own: what a
+/// site's prefix is, without installing anything.
+fn venv_on_top_of(venv: &Path, dir: &Path) -> PathBuf {
+    let prefix = dir.join("env");
+    let made = Command::new(venv.join("bin/python"))
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&prefix)
+        .status()
+        .expect("python -m venv");
+    assert!(made.success());
+    let site = |root: &Path| {
+        let lib = root.join("lib");
+        let python = std::fs::read_dir(&lib)
+            .expect("lib")
+            .filter_map(Result::ok)
+            .find(|e| e.file_name().to_string_lossy().starts_with("python3"))
+            .expect("lib/python3.x");
+        lib.join(python.file_name()).join("site-packages")
+    };
+    std::fs::write(
+        site(&prefix).join("nbhub-test-venv.pth"),
+        format!(
+            "import site; site.addsitedir({:?})\n",
+            site(venv).display().to_string()
+        ),
+    )
+    .expect("pth");
+    let server = prefix.join("bin/jupyterhub-singleuser");
+    std::fs::write(
+        &server,
+        format!(
+            "#!{}/bin/python\nimport sys\nfrom jupyterhub.singleuser import main\nsys.exit(main())\n",
+            prefix.display()
+        ),
+    )
+    .expect("server");
+    let modes = Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(dir)
+        .status()
+        .expect("chmod");
+    assert!(modes.success());
+    let modes = Command::new("chmod")
+        .arg("0755")
+        .arg(&server)
+        .status()
+        .expect("chmod");
+    assert!(modes.success());
+    prefix
 }
 
 /// `install` as root: a folder or file with an owner and a mode.
@@ -68,7 +120,9 @@ async fn failed_start(hub: &HubProc, user: &str, options: Value) -> String {
 async fn environment_interface_and_directory_shape_the_server() {
     let Some(p) = parts() else { return };
     let _shared = CLUSTER.read().await;
-    let mut hub = session_hub(&p);
+    let prefixes = nbhub_testkit::temp_dir_world_readable();
+    let prefix = venv_on_top_of(&p.venv, prefixes.path());
+    let mut hub = session_hub(&p, &prefix);
     hub.start().await;
     let alice = SlurmUser::new(&p, &hub, "se").await;
     let user = alice.name.as_str();
@@ -143,7 +197,7 @@ async fn environment_interface_and_directory_shape_the_server() {
             "{field}: {page}"
         );
     }
-    assert!(page.contains(">The test venv</option>"), "{page}");
+    assert!(page.contains(">A venv of its own</option>"), "{page}");
     let xsrf = common::pagekit::xsrf_at(&b, &url).await;
     let resp = common::post_form(
         &b,
@@ -227,7 +281,7 @@ async fn environment_interface_and_directory_shape_the_server() {
     .await;
     assert_eq!(
         printed.trim(),
-        format!("{}\n{work}", p.venv.display()),
+        format!("{}\n{work}", prefix.display()),
         "{}",
         hub.log()
     );
