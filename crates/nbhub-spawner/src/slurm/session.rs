@@ -243,6 +243,29 @@ fn title_or_name<'a>(title: &'a str, name: &'a str) -> &'a str {
     }
 }
 
+/// What the `modules` field says: how many modules the system has, with a few examples.
+fn modules_help(available: Option<&Available>) -> String {
+    const WHAT: &str = "Modules of the system to load as well, separated by spaces";
+    match available {
+        Some(Ok(list)) => {
+            let examples: Vec<&str> = list
+                .iter()
+                .filter(|m| m.contains('/'))
+                .take(3)
+                .map(String::as_str)
+                .collect();
+            let examples = if examples.is_empty() {
+                String::new()
+            } else {
+                format!(", e.g. {}", examples.join(", "))
+            };
+            format!("{WHAT} ({} available{examples}).", list.len())
+        }
+        Some(Err(why)) => format!("The system's modules cannot be listed now: {why}"),
+        None => format!("{WHAT}."),
+    }
+}
+
 /// The form's `environment`, `interface` and `directory` fields (each only when configured).
 pub(crate) fn form_fields(config: &SlurmConfig, available: Option<&Available>) -> Vec<FormField> {
     let mut fields = Vec::new();
@@ -287,24 +310,7 @@ pub(crate) fn form_fields(config: &SlurmConfig, available: Option<&Available>) -
                 pattern: None,
             },
         );
-        field.help =
-            Some(match available {
-                Some(Ok(list)) => {
-                    format!(
-                "Modules of the system to load as well, separated by spaces ({} available{}).",
-                list.len(),
-                match list.iter().filter(|m| m.contains('/')).take(3).collect::<Vec<_>>() {
-                    some if !some.is_empty() => format!(
-                        ", e.g. {}",
-                        some.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
-                    ),
-                    _ => String::new(),
-                }
-            )
-                }
-                Some(Err(why)) => format!("The system's modules cannot be listed now: {why}"),
-                None => "Modules of the system to load as well, separated by spaces.".into(),
-            });
+        field.help = Some(modules_help(available));
         field.visible_when = Some(crate::VisibleWhen {
             field: "environment".into(),
             values: adding,
