@@ -16,8 +16,8 @@
 #     generic-oauth tests);
 #   * the web pages' npm packages (crates/nbhub/static, from its package-lock.json), which the
 #     nbhub build embeds, and Chromium + chromedriver for the page tests (skip: --no-browser).
-#   * as root, the Slurm dev cluster (scripts/slurm-dev-cluster start; exports SLURM_CONF), and
-#     slurmdbd + MariaDB for the accounting test, which starts its own cluster with them
+#   * as root, the Slurm dev cluster (scripts/slurm-dev-cluster start; exports SLURM_CONF), Lmod
+#     (the jobs of a `modules` environment), and slurmdbd + MariaDB for the accounting test, which starts its own cluster with them
 #     (skip: --no-accounting);
 #   * as root, the cluster behind a login node for the SSH transport's tests
 #     (scripts/slurm-ssh-cluster start; exports NBHUB_SSH_CLUSTER_*).
@@ -293,6 +293,8 @@ elif [[ $(id -u) -eq 0 ]]; then
     SLURM_LINE=$("$REPO/scripts/slurm-dev-cluster" start) || die "scripts/slurm-dev-cluster start failed"
     log "Slurm dev cluster: $SLURM_LINE (stop it with scripts/slurm-dev-cluster stop)"
     [[ $WITH_ACCOUNTING -eq 1 ]] && apt_install slurmdbd mariadb-server
+    # Lmod, for the jobs of an environment made of modules (docs/sessions.md).
+    apt_install lmod
     # The second cluster, reached only over SSH (idempotent: a running one is kept).
     SSH_CLUSTER_LINES=$("$REPO/scripts/slurm-ssh-cluster" start) || die "scripts/slurm-ssh-cluster start failed"
     log "Slurm cluster behind a login node: $(grep -o 'NBHUB_SSH_CLUSTER_PORT=[0-9]*' <<<"$SSH_CLUSTER_LINES") (stop it with scripts/slurm-ssh-cluster stop)"

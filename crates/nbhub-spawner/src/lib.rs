@@ -66,8 +66,9 @@ pub use options::{
 };
 pub use redact::mask_secrets;
 pub use slurm::{
-    AllowRule, CustomField, CustomType, CustomValue, PartitionConfig, SlurmConfig, SlurmSpawner,
-    SlurmState,
+    job_script_error, AllowRule, ContainerConfig, ContainerRuntime, CustomField, CustomType,
+    CustomValue, DirectoryConfig, EnvironmentConfig, InterfaceConfig, PartitionConfig, SlurmConfig,
+    SlurmSpawner, SlurmState,
 };
 pub use ssh::{
     command_line, quote, Forward, NulInArgument, RemoteOutput, SshConfig, SshError, SshTransport,

@@ -16,6 +16,8 @@
 //! - `slurm/tracker.rs`: one `squeue` per poll interval for every job;
 //! - `slurm/form.rs`: the per-user form from cached live data, and its validation;
 //! - `slurm/estimate.rs`: start estimates (`sbatch --test-only`), one every few seconds per user;
+//! - `slurm/session.rs`: environments, interfaces and directories (`[[slurm.environments]]`
+//!   …): their form fields, and what they put in the job script;
 //! - `slurm/setup.rs`: the setup checks the hub reports at start-up ([`SlurmSpawner::check_setup`],
 //!   [`SlurmSpawner::remote_nodes`]).
 
@@ -26,6 +28,7 @@ mod form;
 mod health;
 mod parse;
 mod script;
+pub(crate) mod session;
 mod setup;
 mod tracker;
 
@@ -38,7 +41,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-pub use config::{AllowRule, CustomField, CustomType, CustomValue, PartitionConfig, SlurmConfig};
+pub use config::{
+    AllowRule, ContainerConfig, ContainerRuntime, CustomField, CustomType, CustomValue,
+    DirectoryConfig, EnvironmentConfig, InterfaceConfig, PartitionConfig, SlurmConfig,
+};
 
 use crate::config::SpawnerConfig;
 use crate::lock;
@@ -128,6 +134,8 @@ pub struct SlurmSpawner {
     cluster: Cluster,
     node_addrs: Mutex<HashMap<String, String>>,
     last_estimate: Mutex<HashMap<String, Instant>>,
+    /// The system's modules per user, for environments that let users add some.
+    module_lists: session::ModuleLists,
     /// `reach = "tunnel"`: the hub reaches servers through the login node, and the jobs reach
     /// the hub through a reverse forward there (at this address).
     tunnel: Option<String>,
@@ -210,6 +218,7 @@ impl SlurmSpawner {
             template,
             node_addrs: Mutex::default(),
             last_estimate: Mutex::default(),
+            module_lists: session::ModuleLists::default(),
         })
     }
 
@@ -238,13 +247,19 @@ impl SlurmSpawner {
         };
         let accounts = self.cluster.slurm_accounts(user).await;
         let groups = self.commands.accounts().group_names(user).await;
-        form::user_choices(
+        let mut choices = form::user_choices(
             &self.slurm,
             ctx,
             snapshot.as_deref().map_err(ToString::to_string),
             &groups,
             accounts,
-        )
+        );
+        if self.slurm.environments.iter().any(|e| e.add_modules) {
+            let mut env = self.spawner.kept_env();
+            env.extend(self.spawner.environment.clone());
+            choices.modules = Some(self.module_lists.of(&self.commands, user, &env).await);
+        }
+        choices
     }
 
     /// The address of `node`, as `[slurm] node_address` says.
@@ -578,7 +593,16 @@ impl SlurmSpawner {
         } else {
             output.clone()
         };
+        let home_text = home.display().to_string();
+        let session = session::Session::resolve(
+            &self.slurm,
+            &req.user_options,
+            &unix_user,
+            &home_text,
+            job.account.as_deref(),
+        )?;
         let mut env = self.environment(req, &home, &shell);
+        session.apply_env(&mut env);
         let hub_tunnel = match &self.tunnel {
             Some(bind) => Some(self.open_hub_tunnel(&unix_user, bind, &mut env).await?),
             None => None,
@@ -602,6 +626,8 @@ impl SlurmSpawner {
             .chain(&self.spawner.args)
             .cloned()
             .collect();
+        let env_names: Vec<&str> = env.keys().map(String::as_str).collect();
+        let cmd = session.command(&cmd, &env_names);
         let script = render_script(
             &self.template,
             &self.slurm,
@@ -617,6 +643,7 @@ impl SlurmSpawner {
                 log_file: &output_shell_word(&output, &unix_user, &job_name),
                 token_file: &token_file,
             },
+            &session,
         )?;
         let export = format!(
             "--export={}",
@@ -714,10 +741,8 @@ impl SlurmSpawner {
                 (View::Queued { info, .. }, None) => Some(pending_message(info)),
                 (View::Ended { reason, .. }, None) => {
                     // Why it never ran is often in its last lines (a bad command, a full disk).
-                    return Err(SpawnError::Failed(match self.last_lines_of(&state).await {
-                        Some(tail) => format!("{reason} Last output:\n{tail}"),
-                        None => reason.clone(),
-                    }));
+                    let tail = self.last_lines_of(&state).await;
+                    return Err(SpawnError::Failed(failure_message(reason, tail.as_deref())));
                 }
                 (View::Unseen, None) => None,
             };
@@ -854,6 +879,27 @@ impl SlurmSpawner {
     }
 }
 
+/// The job script's own words on why it stopped (its last `nbhub: error: ` line, e.g.
+/// "cannot enter directory /p/x as alice"), in the last lines of a job's output.
+pub fn job_script_error(tail: &str) -> Option<&str> {
+    tail.lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("nbhub: error: "))
+        .filter(|m| !m.is_empty())
+}
+
+/// Why a job that never ran its server ended: the job script's own words first (see
+/// [`job_script_error`]), then Slurm's, then the job's last lines.
+fn failure_message(reason: &str, tail: Option<&str>) -> String {
+    let Some(tail) = tail else {
+        return reason.to_owned();
+    };
+    match job_script_error(tail) {
+        Some(own) => format!("{own}. {reason} Last output:\n{tail}"),
+        None => format!("{reason} Last output:\n{tail}"),
+    }
+}
+
 fn pending_message(info: &parse::JobInfo) -> String {
     format!("Pending: {}", pending_why(info))
 }
@@ -969,7 +1015,7 @@ impl Spawner for SlurmSpawner {
         Box::pin(async move {
             let choices = self.choices(ctx).await;
             let spec = form::build_form(&self.slurm, ctx, &choices);
-            form::validate(&spec, &choices, options)
+            form::validate(&self.slurm, &spec, &choices, options)
         })
     }
 
@@ -1093,6 +1139,20 @@ fn rfc3339(t: std::time::SystemTime) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_job_script_s_own_error_comes_first() {
+        let tail = "bash: line 9: cd: /p/x: Permission denied\nnbhub: error: cannot enter directory /p/x as alice\n";
+        assert_eq!(
+            failure_message("The job failed with exit code 1.", Some(tail)),
+            format!("cannot enter directory /p/x as alice. The job failed with exit code 1. Last output:\n{tail}")
+        );
+        assert_eq!(
+            failure_message("The job failed.", Some("x\n")),
+            "The job failed. Last output:\nx\n"
+        );
+        assert_eq!(failure_message("The job failed.", None), "The job failed.");
+    }
 
     #[test]
     fn state_round_trips() {

@@ -8,6 +8,8 @@
 mod common;
 #[path = "slurm/maintenance.rs"]
 mod maintenance;
+#[path = "slurm/session.rs"]
+mod session;
 #[path = "slurm/ssh.rs"]
 mod ssh;
 #[path = "slurm/systems.rs"]
@@ -112,17 +114,22 @@ fn slurm_hub_with(p: &Parts, extra_slurm: &str, authenticator: &str) -> HubProc 
     HubProc::new(
         p.venv.clone(),
         &p.proxy,
-        Options {
-            slurm: Some(format!(
-                "slurm_conf = \"{}\"\nsubmit_as = \"setuid\"\npoll_interval = 1\n{extra_slurm}",
-                p.slurm_conf
-            )),
-            extra_toml: "named_server_limit_per_user = 0".into(),
-            services: "[[roles]]\nname = \"metrics\"\nscopes = [\"read:metrics\"]\nservices = [\"e2e-admin\"]\n".into(),
-            authenticator: authenticator.into(),
-            ..Default::default()
-        },
+        slurm_options(p, extra_slurm, authenticator),
     )
+}
+
+/// The options of [`slurm_hub_with`], for a test that needs more of them.
+fn slurm_options(p: &Parts, extra_slurm: &str, authenticator: &str) -> Options {
+    Options {
+        slurm: Some(format!(
+            "slurm_conf = \"{}\"\nsubmit_as = \"setuid\"\npoll_interval = 1\n{extra_slurm}",
+            p.slurm_conf
+        )),
+        extra_toml: "named_server_limit_per_user = 0".into(),
+        services: "[[roles]]\nname = \"metrics\"\nscopes = [\"read:metrics\"]\nservices = [\"e2e-admin\"]\n".into(),
+        authenticator: authenticator.into(),
+        ..Default::default()
+    }
 }
 
 /// The user most tests here need: a real Unix account (its home in a temp dir) that is also a

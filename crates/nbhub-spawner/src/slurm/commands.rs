@@ -143,6 +143,20 @@ impl Commands {
         .await
     }
 
+    /// [`Commands::program_as_user`] with `env` in the process environment.
+    pub async fn program_as_user_env(
+        &self,
+        user: &str,
+        argv: &[&str],
+        env: &BTreeMap<String, String>,
+    ) -> Result<Output, SpawnError> {
+        let (program, args) = argv
+            .split_first()
+            .ok_or_else(|| SpawnError::Failed("no program to run".to_owned()))?;
+        self.run_program(PathBuf::from(program), args, Some(user), env, None)
+            .await
+    }
+
     /// Runs `name args` as the hub (queries: squeue, sinfo, scontrol, sacctmgr).
     pub async fn query(&self, name: &str, args: &[&str]) -> Result<Output, SpawnError> {
         self.run(name, args, None, &BTreeMap::new(), None).await

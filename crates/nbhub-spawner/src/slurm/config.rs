@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::options::parse_slurm_duration;
 use crate::secs;
+pub use crate::slurm::session::{
+    ContainerConfig, ContainerRuntime, DirectoryConfig, EnvironmentConfig, InterfaceConfig,
+};
 
 /// `[slurm]`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -54,6 +57,12 @@ pub struct SlurmConfig {
     pub fields: Vec<CustomField>,
     /// Who may use which partitions, accounts and custom choices.
     pub allow: Vec<AllowRule>,
+    /// The software environments a server may run with (the `environment` field).
+    pub environments: Vec<EnvironmentConfig>,
+    /// What may open when the user goes to the server (the `interface` field).
+    pub interfaces: Vec<InterfaceConfig>,
+    /// Where the server may start (the `directory` field).
+    pub directories: Vec<DirectoryConfig>,
 }
 
 /// `[[slurm.partitions]]`: one offered partition; limits may narrow Slurm's, never widen.
@@ -171,6 +180,9 @@ impl Default for SlurmConfig {
             partitions: Vec::new(),
             fields: Vec::new(),
             allow: Vec::new(),
+            environments: Vec::new(),
+            interfaces: Vec::new(),
+            directories: Vec::new(),
         }
     }
 }
@@ -183,6 +195,10 @@ pub(crate) const BUILTIN_FIELDS: &[&str] = &[
     "account",
     "gpus",
     "reservation",
+    "environment",
+    "modules",
+    "interface",
+    "directory",
 ];
 
 impl SlurmConfig {
@@ -264,7 +280,7 @@ impl SlurmConfig {
                 ));
             }
         }
-        Ok(())
+        crate::slurm::session::validate_config(self)
     }
 
     /// This section as commented TOML with every key at its value (for `generate-config`).
@@ -287,7 +303,8 @@ max_queue_wait = {max_queue_wait}
 # A minijinja job script replacing the built-in one; "" = built-in. It gets: sbatch_lines,
 # env_names, cmd (quoted), python, bind_ip, options, username, server, job_name, log_file (the
 # output file as a shell word: a template using it writes the job's output there itself, as the
-# built-in one does), and each custom field by name.
+# built-in one does), setup (the lines entering the chosen directory and setting up the chosen
+# environment; cmd is then the environment's command), directory, and each custom field by name.
 job_template_file = "{job_template_file}"
 # The job's output file ({{username}}, {{home}}; %j = job id). The job script makes its folder
 # (mode 0700, as the user); the hub shows its last lines when the job ends.
@@ -328,6 +345,36 @@ accounts = {accounts}
 # groups = ["gpu-users"]
 # partitions = ["gpu", "batch", "devel"]
 # accounts = ["proj1"]
+# The session around the server (fields environment, interface, directory; see docs/slurm.md).
+# An environment has exactly one of modules (Lmod modules loaded before the server starts),
+# prefix (a venv or conda prefix whose bin/jupyterhub-singleuser runs) and container (image and
+# runtime: apptainer, singularity, charliecloud or podman; the home and the directory bound).
+# An interface sets the server's default URL, optionally only with some environments. A
+# directory's path may use {{username}}, {{home}} and {{account}}.
+# [[slurm.environments]]
+# name = "python-2025"
+# title = "Python 2025"
+# modules = ["Stages/2025", "Python/3.12"]
+# add_modules = true                 # users may add modules `module -t avail` lists
+# [[slurm.environments]]
+# name = "my-venv"
+# prefix = "/p/software/envs/jupyter-2024"
+# [[slurm.environments]]
+# name = "lab-image"
+# container = {{ image = "/p/images/jupyter.sif", runtime = "apptainer" }}
+# [[slurm.interfaces]]
+# name = "lab"
+# title = "JupyterLab"
+# url = "/lab"
+# [[slurm.interfaces]]
+# name = "vscode"
+# title = "VS Code"
+# url = "/vscode/"
+# environments = ["lab-image"]
+# [[slurm.directories]]
+# name = "scratch"
+# title = "Scratch"
+# path = "/p/scratch/{{account}}/{{username}}"
 {tables}"#,
             bin_dir = self.bin_dir,
             slurm_conf = self.slurm_conf,
@@ -343,23 +390,18 @@ accounts = {accounts}
             job_name = self.job_name,
             extra_sbatch = list(&self.extra_sbatch),
             accounts = list(&self.accounts),
-            tables = [
-                toml_tables("partitions", &self.partitions),
-                toml_tables("fields", &self.fields),
-                toml_tables("allow", &self.allow),
-            ]
-            .into_iter()
-            .map(|(plain, _)| plain)
-            .chain(
-                [
+            tables = {
+                let tables = [
                     toml_tables("partitions", &self.partitions),
                     toml_tables("fields", &self.fields),
                     toml_tables("allow", &self.allow),
-                ]
-                .into_iter()
-                .map(|(_, tables)| tables)
-            )
-            .collect::<String>(),
+                    toml_tables("environments", &self.environments),
+                    toml_tables("interfaces", &self.interfaces),
+                    toml_tables("directories", &self.directories),
+                ];
+                let (plain, tables): (String, String) = tables.into_iter().unzip();
+                plain + &tables
+            },
         )
     }
 }
@@ -417,7 +459,7 @@ mod tests {
                     sbatch: "--mem={value}G".into(),
                     ..Default::default()
                 }],
-                ..Default::default()
+                ..crate::slurm::session::tests::config()
             },
         ] {
             let text = config.to_commented_toml();

@@ -201,6 +201,8 @@ pub(crate) struct UserChoices {
     pub custom_choices: HashMap<String, Vec<String>>,
     /// Why there is nothing to choose from (Slurm unreachable).
     pub problem: Option<String>,
+    /// The system's modules, when an environment lets users add some.
+    pub modules: Option<crate::slurm::session::Available>,
 }
 
 /// What `allow` rules let this user use of one kind; `None`: no rule restricts that kind.
@@ -348,6 +350,7 @@ pub(crate) fn user_choices(
         reservations,
         custom_choices,
         problem: None,
+        modules: None,
     }
 }
 
@@ -534,6 +537,11 @@ pub(crate) fn build_form(config: &SlurmConfig, ctx: &FormContext, c: &UserChoice
         fields.push(resv);
     }
 
+    fields.extend(crate::slurm::session::form_fields(
+        config,
+        c.modules.as_ref(),
+    ));
+
     for f in &config.fields {
         let kind = match f.kind {
             CustomType::Int => FieldKind::Int {
@@ -576,6 +584,13 @@ pub(crate) fn build_form(config: &SlurmConfig, ctx: &FormContext, c: &UserChoice
 
     for field in &mut fields {
         field.value = last(&field.name).or_else(|| field.default.clone());
+    }
+    // Added modules are kept as a list; the form's field is their text.
+    if let Some(field) = fields.iter_mut().find(|f| f.name == "modules") {
+        if let Some(Value::Array(items)) = &field.value {
+            let text: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
+            field.value = Some(text.join(" ").into());
+        }
     }
     // Without a run time of their own, the form opens with the default of the partition it
     // opens with (the user's last one), not the default partition's.
@@ -642,6 +657,7 @@ fn partition_limits(p: &Offered, has_gpus: bool) -> BTreeMap<String, FieldLimits
 /// Checks submitted options against the form (types, config limits) and then against the
 /// chosen partition's live limits. Fills in the partition's default run time.
 pub(crate) fn validate(
+    config: &SlurmConfig,
     form: &FormSpec,
     choices: &UserChoices,
     submitted: &Value,
@@ -649,6 +665,7 @@ pub(crate) fn validate(
     if let Some(problem) = &choices.problem {
         return Err(vec![FieldError::unavailable(problem.clone())]);
     }
+    let submitted = &*crate::slurm::session::modules_as_text(submitted);
     let mut options = form.validate(submitted)?;
     let mut errors = Vec::new();
     let partition = options
@@ -736,6 +753,13 @@ pub(crate) fn validate(
     if options.get_str("reservation") == Some("") {
         options.0.remove("reservation");
     }
+    crate::slurm::session::validate_options(
+        config,
+        submitted,
+        &mut options,
+        &mut errors,
+        choices.modules.as_ref(),
+    );
     if errors.is_empty() {
         Ok(options)
     } else {
@@ -846,7 +870,7 @@ mod tests {
     #[test]
     fn bad_values_are_refused_per_field() {
         let (form, choices) = form_for("alice");
-        let check = |v: Value| validate(&form, &choices, &v);
+        let check = |v: Value| validate(&config(), &form, &choices, &v);
         let ok = check(json!({"partition": "devel", "nodes": 1, "runtime": "00:10"})).unwrap();
         assert_eq!(ok.get_str("runtime"), Some("00:10:00"));
         let ok = check(json!({"partition": "gpu", "gpus": 1})).unwrap();
@@ -960,7 +984,7 @@ mod tests {
     #[test]
     fn more_gpu_nodes_than_the_partition_has_are_refused() {
         let (form, choices) = live_form(None);
-        let check = |v: Value| validate(&form, &choices, &v);
+        let check = |v: Value| validate(&config(), &form, &choices, &v);
         let errors = check(json!({"partition": "batch", "nodes": 4, "gpus": 1})).unwrap_err();
         assert_eq!(
             errors,
@@ -975,5 +999,178 @@ mod tests {
         check(json!({"partition": "batch", "nodes": 4, "gpus": 0})).unwrap();
         let errors = check(json!({"partition": "gpu", "nodes": 1, "gpus": 3})).unwrap_err();
         assert_eq!(errors[0].field, "gpus", "{errors:?}");
+    }
+
+    #[test]
+    fn environment_interface_and_directory_are_fields_checked_against_the_config() {
+        let config = SlurmConfig {
+            partitions: vec![PartitionConfig {
+                name: "devel".into(),
+                ..Default::default()
+            }],
+            ..crate::slurm::session::tests::config()
+        };
+        let ctx = FormContext::new("alice");
+        let choices = user_choices(&config, &ctx, Ok(&snapshot()), &[], None);
+        let form = build_form(&config, &ctx, &choices);
+        let values = |name: &str| -> Vec<String> {
+            let FieldKind::Select { choices } = &form.field(name).unwrap().kind else {
+                panic!("{name}")
+            };
+            choices.iter().map(|c| c.value.clone()).collect()
+        };
+        assert_eq!(values("environment"), ["python-2025", "venv", "box"]);
+        assert_eq!(values("interface"), ["lab", "vscode"]);
+        assert_eq!(values("directory"), ["home", "project"]);
+        let FieldKind::Select { choices: ifaces } = &form.field("interface").unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(ifaces[1].data["environments"], json!(["box"]));
+        let check = |v: Value| validate(&config, &form, &choices, &v);
+        let ok = check(json!({"partition": "devel"})).unwrap();
+        assert_eq!(ok.get_str("environment"), Some("python-2025"));
+        assert_eq!(ok.get_str("interface"), Some("lab"));
+        assert_eq!(ok.get_str("directory"), Some("home"));
+        let ok = check(json!({"partition": "devel", "environment": "box", "interface": "vscode"}))
+            .unwrap();
+        assert_eq!(ok.get_str("interface"), Some("vscode"));
+        for (bad, field, words) in [
+            (
+                json!({"environment": "nosuch"}),
+                "environment",
+                "not one of",
+            ),
+            (
+                json!({"environment": "x; rm -rf ~"}),
+                "environment",
+                "not one of",
+            ),
+            (
+                json!({"environment": "venv\n"}),
+                "environment",
+                "not one of",
+            ),
+            (
+                json!({"interface": ["lab", "tree"]}),
+                "interface",
+                "choices",
+            ),
+            (
+                json!({"environment": "venv", "interface": "vscode"}),
+                "interface",
+                "'vscode' is not available with environment 'venv' (only with box)",
+            ),
+            (json!({"directory": "../etc"}), "directory", "not one of"),
+            (
+                json!({"directory": "project"}),
+                "directory",
+                "'project' is a project directory: choose an account",
+            ),
+        ] {
+            let mut options = bad.as_object().unwrap().clone();
+            options.insert("partition".into(), "devel".into());
+            let errors = check(Value::Object(options)).unwrap_err();
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.field == field && e.message.contains(words)),
+                "{bad}: {errors:?}"
+            );
+        }
+        // An interface limited to other environments, not asked for: the first that fits.
+        let mut config = config.clone();
+        config.interfaces.swap(0, 1);
+        let form = build_form(&config, &ctx, &choices);
+        let ok = validate(&config, &form, &choices, &json!({"partition": "devel"})).unwrap();
+        assert_eq!(ok.get_str("interface"), Some("lab"));
+    }
+
+    #[test]
+    fn users_add_modules_the_system_has_to_an_environment_that_lets_them() {
+        let mut config = SlurmConfig {
+            partitions: vec![PartitionConfig {
+                name: "devel".into(),
+                ..Default::default()
+            }],
+            ..crate::slurm::session::tests::config()
+        };
+        config.environments[0].add_modules = true;
+        let mut ctx = FormContext::new("alice");
+        ctx.last_options = Some(ValidatedOptions(
+            json!({"modules": ["GCC/12", "R"]})
+                .as_object()
+                .unwrap()
+                .clone(),
+        ));
+        let mut choices = user_choices(&config, &ctx, Ok(&snapshot()), &[], None);
+        choices.modules = Some(Ok(std::sync::Arc::new(vec![
+            "GCC".into(),
+            "GCC/12".into(),
+            "R".into(),
+            "R/4.4".into(),
+        ])));
+        let form = build_form(&config, &ctx, &choices);
+        let field = form.field("modules").unwrap();
+        assert_eq!(
+            field.visible_when.as_ref().unwrap().values,
+            ["python-2025"],
+            "only with the environment that takes more"
+        );
+        assert_eq!(
+            field.value,
+            Some(json!("GCC/12 R")),
+            "the last ones, as text"
+        );
+        assert!(
+            field.help.as_deref().unwrap().contains("4 available"),
+            "{field:?}"
+        );
+        let check = |v: Value| validate(&config, &form, &choices, &v);
+        for given in [json!("GCC/12, R/4.4"), json!(["GCC/12", "R/4.4"])] {
+            let ok = check(
+                json!({"partition": "devel", "environment": "python-2025", "modules": given}),
+            )
+            .unwrap();
+            assert_eq!(ok.get("modules"), Some(&json!(["GCC/12", "R/4.4"])));
+        }
+        let ok = check(json!({"partition": "devel", "modules": ""})).unwrap();
+        assert_eq!(ok.get("modules"), None);
+        for (bad, words) in [
+            (json!("GCC/13"), "'GCC/13' is not a module of this system"),
+            (json!("x; rm -rf ~"), "'x;' is not a module of this system"),
+            (json!("GCC\nR"), "one line"),
+            (json!(["GCC", 3]), "must be text"),
+        ] {
+            let errors =
+                check(json!({"partition": "devel", "environment": "python-2025", "modules": bad}))
+                    .unwrap_err();
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.field == "modules" && e.message.contains(words)),
+                "{bad}: {errors:?}"
+            );
+        }
+        let errors = check(json!({"partition": "devel", "environment": "venv", "modules": "R"}))
+            .unwrap_err();
+        assert_eq!(
+            errors,
+            [FieldError::new(
+                "modules",
+                "environment 'venv' takes no more modules"
+            )]
+        );
+        choices.modules = Some(Err("Lmod is not there".into()));
+        let errors = validate(
+            &config,
+            &form,
+            &choices,
+            &json!({"partition": "devel", "modules": "R"}),
+        )
+        .unwrap_err();
+        assert!(
+            errors[0].message.contains("Lmod is not there"),
+            "{errors:?}"
+        );
     }
 }

@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::slurm::config::{is_slurm_name, CustomField, CustomType, SlurmConfig};
+use crate::slurm::session::Session;
 use crate::{SpawnError, ValidatedOptions};
 
 /// The built-in job script.
@@ -34,7 +35,7 @@ JUPYTERHUB_API_TOKEN=$(cat "$NBHUB_TOKEN_FILE") || exit 1
 rm -f "$NBHUB_TOKEN_FILE"
 export JUPYTERHUB_API_TOKEN JPY_API_TOKEN="$JUPYTERHUB_API_TOKEN"
 {% endif -%}
-PORT=$({{ python }} -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1]); s.close()') || exit 1
+{{ setup }}PORT=$({{ python }} -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1]); s.close()') || exit 1
 export JUPYTERHUB_SERVICE_URL="http://{{ bind_ip }}:${PORT}${JUPYTERHUB_SERVICE_PREFIX}"
 {{ python }} - "$PORT" <<'NBHUB_REPORT_PORT' || exit 1
 import json, os, sys, time, urllib.error, urllib.request
@@ -186,8 +187,14 @@ struct TemplateContext<'a> {
     job_name: &'a str,
     python: String,
     bind_ip: &'a str,
-    /// The server command, each word shell-quoted.
+    /// The server command, each word shell-quoted (an environment's: its program, wrapped in
+    /// its container runtime).
     cmd: String,
+    /// The lines that enter the chosen directory and set up the chosen environment (modules,
+    /// prefix), each value shell-quoted; `""` without them.
+    setup: &'a str,
+    /// The chosen directory as a shell word (`""`: none).
+    directory: String,
     sbatch_options: &'a [String],
     env_names: Vec<&'a String>,
     options: &'a ValidatedOptions,
@@ -217,7 +224,9 @@ pub(crate) fn render_script(
     env: &BTreeMap<String, String>,
     options: &ValidatedOptions,
     files: &JobFiles,
+    session: &Session,
 ) -> Result<String, SpawnError> {
+    let setup = session.setup_lines();
     let mut jinja = Environment::new();
     jinja.set_auto_escape_callback(|_| AutoEscape::None);
     jinja.set_keep_trailing_newline(true);
@@ -238,6 +247,12 @@ pub(crate) fn render_script(
             .map(|w| shell_quote(w))
             .collect::<Vec<_>>()
             .join(" "),
+        setup: &setup,
+        directory: session
+            .directory
+            .as_deref()
+            .map(shell_quote)
+            .unwrap_or_default(),
         sbatch_options,
         env_names: env.keys().collect(),
         options,
@@ -444,6 +459,7 @@ mod tests {
                 ),
                 token_file: "'/home/alice/.nbhub/tokens/t 1'",
             },
+            &Session::default(),
         )
         .unwrap();
         assert!(script.starts_with("#!/bin/bash\n"), "{script}");
@@ -468,5 +484,85 @@ mod tests {
         assert!(script.contains("/batchspawner"));
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert!(is_env_name("JUPYTERHUB_API_TOKEN") && !is_env_name("A-B") && !is_env_name("1A"));
+    }
+
+    /// The built-in script with each kind of environment, nasty values in the config, is valid
+    /// bash; its setup lines, run by a real bash, enter a directory whose name has quotes and
+    /// a `$(…)`, and refuse one that is missing with the message the hub shows.
+    #[test]
+    fn the_script_with_each_environment_is_valid_bash_and_its_values_stay_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let nasty = dir.path().join("it's $(touch pwned) \"x\"");
+        std::fs::create_dir(&nasty).unwrap();
+        let mut config = crate::slurm::session::tests::config();
+        config.directories[0].path = format!("{}/{{username}}", dir.path().display());
+        config.directories[1].path = nasty.display().to_string();
+        for environment in ["python-2025", "venv", "box"] {
+            for directory in ["home", "project"] {
+                let options = ValidatedOptions(
+                    json!({"environment": environment, "directory": directory})
+                        .as_object()
+                        .unwrap()
+                        .clone(),
+                );
+                let session =
+                    Session::resolve(&config, &options, "alice", "/home/alice", None).unwrap();
+                let cmd = session.command(&["/bin/true".into()], &["HOME"]);
+                let script = render_script(
+                    DEFAULT_TEMPLATE,
+                    &config,
+                    &cmd,
+                    "alice",
+                    "",
+                    "nbhub-alice",
+                    &JobRequest::default(),
+                    &[],
+                    &BTreeMap::new(),
+                    &options,
+                    &JobFiles {
+                        log_file: "/tmp/log",
+                        token_file: "",
+                    },
+                    &session,
+                )
+                .unwrap();
+                let check = std::process::Command::new("bash")
+                    .args(["-n", "-c", &script])
+                    .output()
+                    .unwrap();
+                assert!(
+                    check.status.success(),
+                    "{environment} {directory}: {}\n{script}",
+                    String::from_utf8_lossy(&check.stderr)
+                );
+                // Only the cd: the rest needs a job around it.
+                let setup = session.setup_lines();
+                let cd: String = setup
+                    .lines()
+                    .filter(|l| l.starts_with("NBHUB_DIR=") || l.starts_with("cd "))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                let run = std::process::Command::new("bash")
+                    .args(["-c", &format!("set -u\n{cd}pwd")])
+                    .current_dir(dir.path())
+                    .output()
+                    .unwrap();
+                let out = String::from_utf8_lossy(&run.stdout);
+                if directory == "project" {
+                    assert!(run.status.success(), "{out}");
+                    assert_eq!(out.trim_end(), nasty.display().to_string());
+                } else {
+                    assert_eq!(run.status.code(), Some(1), "{out}");
+                    assert!(
+                        out.contains(&format!(
+                            "nbhub: error: cannot enter directory {}/alice as ",
+                            dir.path().display()
+                        )),
+                        "{out}"
+                    );
+                }
+                assert!(!dir.path().join("pwned").exists());
+            }
+        }
     }
 }

@@ -29,6 +29,7 @@ impl SlurmSpawner {
                 sbatch.display()
             ));
         }
+        self.check_environments(&mut problems);
         let conf = self.commands.slurm_conf();
         if !conf.is_empty() {
             match std::fs::metadata(conf) {
@@ -40,6 +41,40 @@ impl SlurmSpawner {
             }
         }
         problems
+    }
+
+    /// What can be seen from here of `[[slurm.environments]]`: a prefix's server must be
+    /// runnable by every user, a container runtime on `PATH`, an image file present, Lmod's
+    /// shell setup present for modules (jobs run on the nodes: this machine stands for them).
+    fn check_environments(&self, problems: &mut Vec<String>) {
+        for e in &self.slurm.environments {
+            let key = format!("environment '{}'", e.name);
+            if !e.prefix.is_empty() {
+                let server = format!(
+                    "{}/bin/{}",
+                    e.prefix.trim_end_matches('/'),
+                    super::session::SERVER_PROGRAM
+                );
+                check_everyone_runs(&server, &format!("{key} (prefix)"), problems);
+            }
+            if let Some(c) = &e.container {
+                let program = c.runtime.program();
+                if resolve(program).is_none() {
+                    problems.push(format!(
+                        "{key}: the container runtime {program} is not on PATH"
+                    ));
+                }
+                if c.image.starts_with('/') && !Path::new(&c.image).exists() {
+                    problems.push(format!("{key}: the image {} does not exist", c.image));
+                }
+            }
+            if !e.modules.is_empty() && !LMOD_INIT.iter().any(|f| Path::new(f).exists()) {
+                problems.push(format!(
+                    "{key}: Lmod is not set up here (none of {} exists), so `module load` may fail in the jobs",
+                    LMOD_INIT.join(", ")
+                ));
+            }
+        }
     }
 
     /// The nodes whose address is not a loopback one, as `scontrol show node` lists them
@@ -78,6 +113,13 @@ impl SlurmSpawner {
         Ok(remote)
     }
 }
+
+/// The files that give a shell Lmod's `module` (the job script reads the first it finds).
+pub(crate) const LMOD_INIT: [&str; 3] = [
+    "/etc/profile.d/lmod.sh",
+    "/usr/share/lmod/lmod/init/bash",
+    "/etc/profile.d/modules.sh",
+];
 
 /// `program` as a path: itself when it has a `/`, else found on PATH.
 fn resolve(program: &str) -> Option<PathBuf> {
@@ -201,5 +243,60 @@ mod tests {
             problems.iter().any(|p| p.contains("sbatch not found")),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn setup_check_names_unusable_environments() {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("env");
+        std::fs::create_dir_all(prefix.join("bin")).unwrap();
+        let server = prefix.join("bin/jupyterhub-singleuser");
+        std::fs::write(&server, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&server, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let spawner = SlurmSpawner::new(
+            SpawnerConfig {
+                cmd: vec!["/bin/true".into()],
+                ..Default::default()
+            },
+            SlurmConfig {
+                environments: vec![
+                    crate::EnvironmentConfig {
+                        name: "mine".into(),
+                        prefix: prefix.display().to_string(),
+                        ..Default::default()
+                    },
+                    crate::EnvironmentConfig {
+                        name: "boxed".into(),
+                        container: Some(crate::ContainerConfig {
+                            image: "/nonexistent/lab.sif".into(),
+                            runtime: crate::ContainerRuntime::Charliecloud,
+                        }),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            },
+            Path::new("/tmp"),
+        )
+        .unwrap();
+        let problems = spawner.check_setup();
+        let has = |words: &[&str]| problems.iter().any(|p| words.iter().all(|w| p.contains(w)));
+        assert!(
+            has(&[
+                "environment 'mine' (prefix)",
+                "not readable and executable by every user"
+            ]),
+            "{problems:?}"
+        );
+        assert!(
+            has(&[
+                "environment 'boxed'",
+                "the image /nonexistent/lab.sif does not exist"
+            ]),
+            "{problems:?}"
+        );
+        if resolve("ch-run").is_none() {
+            assert!(has(&["ch-run is not on PATH"]), "{problems:?}");
+        }
     }
 }

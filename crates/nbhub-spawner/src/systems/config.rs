@@ -297,7 +297,8 @@ mod tests {
                     partitions: vec!["batch".into()],
                     ..Default::default()
                 }],
-                ..SlurmConfig::default()
+                // Each system has its own environments, interfaces and directories.
+                ..crate::slurm::session::tests::config()
             },
         }
     }
@@ -388,6 +389,18 @@ mod tests {
             (
                 "[[systems]]\nname = \"a\"\n[[systems]]\nname = \"b\"\npoll_interval = 0\n",
                 "key `systems[1].poll_interval`",
+            ),
+            (
+                "[[systems]]\nname = \"a\"\n[[systems.environments]]\nname = \"e\"\n",
+                "key `systems[0].environments[0]`: environment 'e' needs exactly one of modules, prefix and container",
+            ),
+            (
+                "[[systems]]\nname = \"a\"\n[[systems.interfaces]]\nname = \"lab\"\nurl = \"/lab\"\nenvironments = [\"x\"]\n",
+                "key `systems[0].interfaces[0].environments`",
+            ),
+            (
+                "[[systems]]\nname = \"a\"\n[[systems.directories]]\nname = \"d\"\npath = \"{user}\"\n",
+                "key `systems[0].directories[0].path`",
             ),
         ] {
             let err = parse(text).unwrap_err();

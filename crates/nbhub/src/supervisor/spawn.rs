@@ -419,7 +419,13 @@ impl Supervisor {
     fn died_starting(&self, state: &SpawnerState, before: &str, reason: &str) -> String {
         let head = format!("the server exited before it {before}: {reason}");
         match self.spawner.last_output(state) {
-            Some(tail) => format!("{head} Last output:\n{tail}"),
+            // A Slurm job script that gave up says why itself ("cannot enter directory …").
+            Some(tail) => match nbhub_spawner::job_script_error(&tail) {
+                Some(own) => format!(
+                    "the server exited before it {before}: {own}. {reason} Last output:\n{tail}"
+                ),
+                None => format!("{head} Last output:\n{tail}"),
+            },
             None => head,
         }
     }

@@ -77,6 +77,8 @@ pub struct Options {
     /// The ports must be known before the hub runs (an identity provider started first is
     /// told the hub's public callback URL): they are picked free rather than bound as 0.
     pub ports_known_in_advance: bool,
+    /// More variables of `[spawner] environment` (beside `PATH`), e.g. `MODULEPATH`.
+    pub spawner_env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -140,6 +142,11 @@ impl HubProc {
             venv.join("bin").display(),
             std::env::var("PATH").unwrap_or_default()
         );
+        let more_env: String = opts
+            .spawner_env
+            .iter()
+            .map(|(k, v)| format!(", {k} = {v:?}"))
+            .collect();
         let config = format!(
             r#"
 [hub]
@@ -162,7 +169,7 @@ kind = "{spawner_kind}"
 cmd = {cmd:?}
 args = {args}
 poll_interval = 1
-environment = {{ PATH = "{path_env}" }}
+environment = {{ PATH = "{path_env}"{more_env} }}
 
 {kind_section}
 
