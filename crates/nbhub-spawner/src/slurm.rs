@@ -1108,7 +1108,19 @@ impl Spawner for SlurmSpawner {
                 st.partition.clone(),
             ),
         };
+        // The allocation (CPUs, memory and GPUs per node), from the same squeue.
+        let (cpus, memory, gpus) = match &view {
+            Some(View::Queued { info, .. }) => (
+                (info.cpus > 0).then_some(info.cpus),
+                (!info.memory.is_empty()).then(|| info.memory.clone()),
+                Some(info.gpus_per_node),
+            ),
+            _ => (None, None, None),
+        };
         Some(json!({
+            "cpus": cpus,
+            "memory_per_node": memory,
+            "gpus_per_node": gpus,
             "system": (!st.system.is_empty()).then_some(&st.system),
             "job_id": st.job_id,
             "partition": partition,

@@ -27,6 +27,9 @@ pub struct SlurmConfig {
     pub poll_interval: u64,
     /// Seconds a job may wait in the queue before it is cancelled; 0: no limit.
     pub max_queue_wait: u64,
+    /// Seconds before the time limit Slurm sends the job script USR1 (`--signal=B:USR1@N`):
+    /// its trap tells the hub, and the home page warns that the server will stop; 0: off.
+    pub end_signal_seconds: u64,
     /// A minijinja job script template replacing the built-in one; `""`: built-in.
     pub job_template_file: String,
     /// The job's output file (`{username}`, `{home}`, `{server}` replaced; Slurm's `%j` is the
@@ -168,6 +171,7 @@ impl Default for SlurmConfig {
             submit_as: vec!["setuid".to_owned()],
             poll_interval: 5,
             max_queue_wait: 0,
+            end_signal_seconds: 300,
             job_template_file: String::new(),
             output: "{home}/.nbhub/logs/nbhub-slurm-%j.log".to_owned(),
             chdir: "{home}".to_owned(),
@@ -300,11 +304,17 @@ submit_as = {submit_as}
 poll_interval = {poll_interval}
 # Seconds a job may wait in the queue before it is cancelled; 0 = no limit.
 max_queue_wait = {max_queue_wait}
+# Seconds before the time limit Slurm signals the job (--signal=B:USR1@N): the job script tells
+# the hub, whose home page then warns that the server will stop; 0 = off. Slurm may send it up
+# to a minute late.
+end_signal_seconds = {end_signal_seconds}
 # A minijinja job script replacing the built-in one; "" = built-in. It gets: sbatch_lines,
 # env_names, cmd (quoted), python, bind_ip, options, username, server, job_name, log_file (the
 # output file as a shell word: a template using it writes the job's output there itself, as the
 # built-in one does), setup (the lines entering the chosen directory and setting up the chosen
-# environment; cmd is then the environment's command), directory, and each custom field by name.
+# environment; cmd is then the environment's command), directory, end_signal (the --signal
+# option, "" when off: trap USR1 and run the server in the background, as the built-in one
+# does), and each custom field by name.
 job_template_file = "{job_template_file}"
 # The job's output file ({{username}}, {{home}}; %j = job id). The job script makes its folder
 # (mode 0700, as the user); the hub shows its last lines when the job ends.
@@ -381,6 +391,7 @@ accounts = {accounts}
             submit_as = list(&self.submit_as),
             poll_interval = self.poll_interval,
             max_queue_wait = self.max_queue_wait,
+            end_signal_seconds = self.end_signal_seconds,
             job_template_file = self.job_template_file,
             output = self.output,
             chdir = self.chdir,

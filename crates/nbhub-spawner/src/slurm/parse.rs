@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use crate::options::parse_slurm_duration;
 
 /// The `squeue` format the tracker asks for; [`parse_squeue`] reads it.
-pub(crate) const SQUEUE_FORMAT: &str = "%i|%T|%r|%B|%N|%P|%S|%L|%D|%l";
+/// The last three are the allocation the home page shows: CPUs, memory per node (`256M`) and
+/// the generic resources asked per node (`gres:gpu:2`).
+pub(crate) const SQUEUE_FORMAT: &str = "%i|%T|%r|%B|%N|%P|%S|%L|%D|%l|%C|%m|%b";
 
 /// One job as `squeue` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +29,12 @@ pub(crate) struct JobInfo {
     pub time_left: Option<u64>,
     pub nodes: u32,
     pub time_limit: String,
+    /// CPUs (allocated while running, asked for while pending); 0: not known.
+    pub cpus: u32,
+    /// Memory per node as Slurm prints it (`256M`, `4G`); empty: not known.
+    pub memory: String,
+    /// GPUs per node (from the generic resources asked, `gres:gpu:2`).
+    pub gpus_per_node: u32,
 }
 
 impl JobInfo {
@@ -75,7 +83,7 @@ pub(crate) fn parse_squeue(out: &str) -> Vec<JobInfo> {
     out.lines()
         .filter_map(|line| {
             let f: Vec<&str> = line.trim().split('|').collect();
-            if f.len() != 10 || f[0].is_empty() {
+            if f.len() != 13 || f[0].is_empty() {
                 return None;
             }
             Some(JobInfo {
@@ -89,9 +97,26 @@ pub(crate) fn parse_squeue(out: &str) -> Vec<JobInfo> {
                 time_left: parse_slurm_duration(f[7]),
                 nodes: f[8].parse().unwrap_or(0),
                 time_limit: f[9].to_owned(),
+                cpus: f[10].parse().unwrap_or(0),
+                memory: opt(f[11]).filter(|m| m != "0").unwrap_or_default(),
+                gpus_per_node: gpus_per_node(f[12]),
             })
         })
         .collect()
+}
+
+/// GPUs per node from `squeue`'s `%b` (`gres:gpu:2`, `gres/gpu:a100:2`, `gpu`, several
+/// separated by commas); 0 without any.
+fn gpus_per_node(tres: &str) -> u32 {
+    tres.split(',')
+        .filter(|item| item.split([':', '/']).any(|w| w == "gpu"))
+        .map(|item| {
+            item.rsplit(':')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1)
+        })
+        .sum()
 }
 
 /// One `scontrol show … -o` record: `Key=Value` pairs separated by spaces. A value may hold
@@ -611,8 +636,8 @@ mod tests {
 
     #[test]
     fn squeue_lines() {
-        let out = "7|RUNNING|None|node1|node1|devel|2026-11-26T11:20:16|9:59|1|10:00\n\
-                   16|PENDING|Resources|n/a||batch|N/A|10:00|2|10:00\n\
+        let out = "7|RUNNING|None|node1|node1|devel|2026-11-26T11:20:16|9:59|1|10:00|2|512M|N/A\n\
+                   16|PENDING|Resources|n/a||batch|N/A|10:00|2|10:00|4|1G|gres:gpu:2\n\
                    garbage\n";
         let jobs = parse_squeue(out);
         assert_eq!(jobs.len(), 2);
@@ -623,7 +648,19 @@ mod tests {
         assert_eq!(jobs[1].batch_host, "");
         assert_eq!(jobs[1].start, None);
         assert_eq!(jobs[1].nodes, 2);
-        let invalid = parse_squeue("8|RUNNING|None|node1|node1|devel|N/A|INVALID|1|1:00\n");
+        assert_eq!(
+            (jobs[0].cpus, jobs[0].memory.as_str(), jobs[0].gpus_per_node),
+            (2, "512M", 0)
+        );
+        assert_eq!(
+            (jobs[1].cpus, jobs[1].memory.as_str(), jobs[1].gpus_per_node),
+            (4, "1G", 2)
+        );
+        assert_eq!(gpus_per_node("gres/gpu:a100:4,gres:license:1"), 4);
+        assert_eq!(gpus_per_node("gres:gpu"), 1);
+        assert_eq!(gpus_per_node("gres:gpus_are_not_here:3"), 0);
+        let invalid =
+            parse_squeue("8|RUNNING|None|node1|node1|devel|N/A|INVALID|1|1:00|1|256M|N/A\n");
         assert_eq!(invalid[0].time_left, None);
     }
 
@@ -744,7 +781,8 @@ mod tests {
         assert!(has_come(&start));
         assert_eq!(standard_form(&start), "2026-12-07T12:17:10");
         assert_eq!(standard_form("N/A"), "N/A");
-        let line = "16|PENDING|Resources|n/a||batch|2026-11-26T14:05:00-0500|10:00|2|10:00\n";
+        let line =
+            "16|PENDING|Resources|n/a||batch|2026-11-26T14:05:00-0500|10:00|2|10:00|2|1G|N/A\n";
         let start = parse_squeue(line)[0].start.clone().unwrap();
         assert_eq!(
             SlurmTime::parse(&start)

@@ -18,8 +18,8 @@ use crate::{SpawnError, ValidatedOptions};
 /// The built-in job script.
 pub(crate) const DEFAULT_TEMPLATE: &str = r#"#!/bin/bash
 # nbhub: the Jupyter server of {{ username }}{% if server %} ("{{ server }}"){% endif %} as a Slurm job.
-# It picks a free port on this node, reports it to the hub, then runs the server in the
-# foreground (exec), so that Slurm's time limit and scancel reach it.
+# It picks a free port on this node, reports it to the hub, then runs the server (in the
+# background and waited for when Slurm signals the job before its end: see the trap below).
 {% for option in sbatch_options %}# sbatch {{ option }}
 {% endfor -%}
 set -u
@@ -59,8 +59,46 @@ while True:
     time.sleep(delay)
     delay = min(delay * 2, 10)
 NBHUB_REPORT_PORT
+# jupyter-resource-usage shows memory and CPU against these: what Slurm gave the job on this
+# node (its memory in MB, per node or per CPU).
+nbhub_number() { case $1 in '' | *[!0-9]*) return 1 ;; esac; }
+if nbhub_number "${SLURM_MEM_PER_NODE:-}"; then
+    export MEM_LIMIT=$((SLURM_MEM_PER_NODE * 1048576))
+elif nbhub_number "${SLURM_MEM_PER_CPU:-}" && nbhub_number "${SLURM_CPUS_ON_NODE:-}"; then
+    export MEM_LIMIT=$((SLURM_MEM_PER_CPU * SLURM_CPUS_ON_NODE * 1048576))
+fi
+if nbhub_number "${SLURM_CPUS_ON_NODE:-}"; then export CPU_LIMIT=$SLURM_CPUS_ON_NODE; fi
 echo "nbhub: starting the server on ${SLURMD_NODENAME:-$(hostname)} port ${PORT}"
+{% if end_signal -%}
+# Slurm sends USR1 to this script ({{ end_signal }}) before the time limit: the trap tells the
+# hub, whose home page then warns that the server will stop. Bash runs a trap only between
+# commands, so the server runs in the background and is waited for; TERM (scancel, the time
+# limit) is passed on to it, so that it still shuts down cleanly.
+nbhub_ending() {
+    echo "nbhub: Slurm says the job ends soon; telling the hub"
+    {{ python }} - <<'NBHUB_ENDING' || true
+import os, urllib.parse, urllib.request
+user = urllib.parse.quote(os.environ["JUPYTERHUB_USER"], safe="@~")
+server = os.environ.get("JUPYTERHUB_SERVER_NAME", "")
+path = "/servers/%s/ending" % urllib.parse.quote(server, safe="@~") if server else "/server/ending"
+url = os.environ["JUPYTERHUB_API_URL"].rstrip("/") + "/users/" + user + path
+headers = {"Authorization": "token " + os.environ["JUPYTERHUB_API_TOKEN"]}
+urllib.request.urlopen(urllib.request.Request(url, b"{}", headers, method="POST"), timeout=20).close()
+NBHUB_ENDING
+}
+trap nbhub_ending USR1
+trap 'if [ -n "${NBHUB_SERVER:-}" ]; then kill -TERM "$NBHUB_SERVER" 2>/dev/null; else exit 143; fi' TERM
+{{ cmd }} &
+NBHUB_SERVER=$!
+while :; do
+    wait "$NBHUB_SERVER"
+    NBHUB_STATUS=$?
+    # wait returns early (above 128) when a trap ran; the server may still be running.
+    kill -0 "$NBHUB_SERVER" 2>/dev/null || exit "$NBHUB_STATUS"
+done
+{% else -%}
 exec {{ cmd }}
+{% endif -%}
 "#;
 
 /// A job request from validated options.
@@ -169,9 +207,17 @@ impl JobRequest {
             };
             out.extend(text);
         }
+        out.extend(end_signal_option(config));
         out.extend(config.extra_sbatch.iter().cloned());
         out
     }
+}
+
+/// `--signal=B:USR1@N`: Slurm signals the job script (only: `B:`; the server would die of
+/// USR1) N seconds before the time limit (`[slurm] end_signal_seconds`, 0: never).
+pub(crate) fn end_signal_option(config: &SlurmConfig) -> Option<String> {
+    (config.end_signal_seconds > 0)
+        .then(|| format!("--signal=B:USR1@{}", config.end_signal_seconds))
 }
 
 /// What a template sees.
@@ -195,6 +241,8 @@ struct TemplateContext<'a> {
     setup: &'a str,
     /// The chosen directory as a shell word (`""`: none).
     directory: String,
+    /// Slurm's signal before the end (`--signal=B:USR1@300`), `""`: none.
+    end_signal: String,
     sbatch_options: &'a [String],
     env_names: Vec<&'a String>,
     options: &'a ValidatedOptions,
@@ -253,6 +301,7 @@ pub(crate) fn render_script(
             .as_deref()
             .map(shell_quote)
             .unwrap_or_default(),
+        end_signal: end_signal_option(config).unwrap_or_default(),
         sbatch_options,
         env_names: env.keys().collect(),
         options,
@@ -398,6 +447,7 @@ mod tests {
                 "--time=11",
                 "--gres=gpu:1",
                 "--mem=4G",
+                "--signal=B:USR1@300",
                 "--qos=normal"
             ]
         );
@@ -429,7 +479,10 @@ mod tests {
 
     #[test]
     fn the_script_runs_the_quoted_command_in_the_foreground() {
-        let config = SlurmConfig::default();
+        let config = SlurmConfig {
+            end_signal_seconds: 0,
+            ..Default::default()
+        };
         let job = JobRequest {
             partition: "devel".into(),
             nodes: 1,
@@ -486,6 +539,147 @@ mod tests {
         assert!(is_env_name("JUPYTERHUB_API_TOKEN") && !is_env_name("A-B") && !is_env_name("1A"));
     }
 
+    /// The built-in script of alice's default server running `cmd`, with no job options,
+    /// variables or token file.
+    fn plain_script(
+        config: &SlurmConfig,
+        cmd: &[String],
+        options: &ValidatedOptions,
+        session: &Session,
+    ) -> String {
+        render_script(
+            DEFAULT_TEMPLATE,
+            config,
+            cmd,
+            "alice",
+            "",
+            "nbhub-alice",
+            &JobRequest::default(),
+            &[],
+            &BTreeMap::new(),
+            options,
+            &JobFiles {
+                log_file: "/dev/null",
+                token_file: "",
+            },
+            session,
+        )
+        .unwrap()
+    }
+
+    /// With `end_signal_seconds`, the server runs in the background: USR1 (Slurm's warning)
+    /// runs the trap and the script goes on waiting; TERM is passed on to the server, and
+    /// the script ends with the server's status. A real bash runs the script's end.
+    #[test]
+    fn the_end_signal_is_trapped_and_term_reaches_the_server() {
+        let config = SlurmConfig::default();
+        assert_eq!(
+            end_signal_option(&config).as_deref(),
+            Some("--signal=B:USR1@300")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let server = dir.path().join("server.sh");
+        let marker = dir.path().join("server-got-TERM");
+        std::fs::write(
+            &server,
+            format!(
+                "#!/bin/bash\ntrap 'touch {}; exit 7' TERM\necho \"$MEM_LIMIT $CPU_LIMIT\" > {}/started\n\
+                 while :; do sleep 0.05; done\n",
+                shell_quote(&marker.display().to_string()),
+                shell_quote(&dir.path().display().to_string()),
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&server, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let script = plain_script(
+            &config,
+            &[server.display().to_string()],
+            &ValidatedOptions::default(),
+            &Session::default(),
+        );
+        assert!(script.contains("\ntrap nbhub_ending USR1\n"), "{script}");
+        // From the limits on: the port report needs a hub.
+        let tail = &script[script.find("nbhub_number()").unwrap()..];
+        let log = dir.path().join("log");
+        /// The script and its server in a process group of their own, killed whatever the
+        /// test does.
+        struct Group(std::process::Child);
+        impl Drop for Group {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", self.0.id())])
+                    .status();
+                let _ = self.0.wait();
+            }
+        }
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("bash")
+            .args([
+                "-c",
+                &format!(
+                    "set -u\nexec >{} 2>&1\n{tail}",
+                    shell_quote(&log.display().to_string())
+                ),
+            ])
+            .env("SLURM_MEM_PER_NODE", "300")
+            .env("SLURM_CPUS_ON_NODE", "2")
+            .env("PORT", "1")
+            .env("JUPYTERHUB_USER", "alice")
+            // Nothing listens there: the trap's report fails, and the job goes on.
+            .env("JUPYTERHUB_API_URL", "http://127.0.0.1:9/hub/api")
+            .env("JUPYTERHUB_API_TOKEN", "t")
+            .process_group(0)
+            .spawn()
+            .map(Group)
+            .unwrap();
+        let pid = child.0.id().to_string();
+        let until = |what: &mut dyn FnMut() -> bool| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while !what() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        };
+        until(&mut || dir.path().join("started").exists());
+        // 300 MB of memory, 2 CPUs: jupyter-resource-usage's MEM_LIMIT in bytes and CPU_LIMIT.
+        until(&mut || {
+            std::fs::read_to_string(dir.path().join("started")).unwrap_or_default()
+                == "314572800 2\n"
+        });
+        let kill = |signal: &str| {
+            assert!(std::process::Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap()
+                .success());
+        };
+        kill("-USR1");
+        until(&mut || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("Slurm says the job ends soon")
+        });
+        assert!(child.0.try_wait().unwrap().is_none(), "USR1 ended the job");
+        kill("-TERM");
+        let mut status = None;
+        until(&mut || {
+            status = child.0.try_wait().unwrap();
+            status.is_some()
+        });
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(7),
+            "the server's exit status: {}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        assert!(marker.exists());
+    }
+
     /// The built-in script with each kind of environment, nasty values in the config, is valid
     /// bash; its setup lines, run by a real bash, enter a directory whose name has quotes and
     /// a `$(…)`, and refuse one that is missing with the message the hub shows.
@@ -508,24 +702,7 @@ mod tests {
                 let session =
                     Session::resolve(&config, &options, "alice", "/home/alice", None).unwrap();
                 let cmd = session.command(&["/bin/true".into()], &["HOME"]);
-                let script = render_script(
-                    DEFAULT_TEMPLATE,
-                    &config,
-                    &cmd,
-                    "alice",
-                    "",
-                    "nbhub-alice",
-                    &JobRequest::default(),
-                    &[],
-                    &BTreeMap::new(),
-                    &options,
-                    &JobFiles {
-                        log_file: "/tmp/log",
-                        token_file: "",
-                    },
-                    &session,
-                )
-                .unwrap();
+                let script = plain_script(&config, &cmd, &options, &session);
                 let check = std::process::Command::new("bash")
                     .args(["-n", "-c", &script])
                     .output()

@@ -751,13 +751,16 @@ impl<'a> Session<'a> {
                     out.push(format!("--volume={b}:{b}"));
                 }
                 out.push(format!("--workdir={workdir}"));
-                // podman passes no variable unless named; the job script sets these three.
+                // podman passes no variable unless named; the job script sets these (the
+                // limits from the job's allocation, for jupyter-resource-usage).
                 let mut names: Vec<&str> =
                     env_names.iter().copied().filter(|n| *n != "PATH").collect();
                 names.extend([
                     "JUPYTERHUB_API_TOKEN",
                     "JPY_API_TOKEN",
                     "JUPYTERHUB_SERVICE_URL",
+                    "MEM_LIMIT",
+                    "CPU_LIMIT",
                 ]);
                 names.sort_unstable();
                 names.dedup();
@@ -1043,11 +1046,13 @@ pub(crate) mod tests {
                     "--volume=/home/alice:/home/alice",
                     "--volume=/p/project/proj1/alice:/p/project/proj1/alice",
                     "--workdir=/p/project/proj1/alice",
+                    "--env=CPU_LIMIT",
                     "--env=HOME",
                     "--env=JPY_API_TOKEN",
                     "--env=JUPYTERHUB_API_TOKEN",
                     "--env=JUPYTERHUB_SERVICE_URL",
                     "--env=JUPYTERHUB_USER",
+                    "--env=MEM_LIMIT",
                     "/images/lab $(x).sif",
                     "jupyterhub-singleuser",
                     "--debug",

@@ -32,8 +32,9 @@ const KEEP_ENDED: Duration = Duration::from_secs(3600);
 pub(crate) enum View {
     /// No answer about it yet.
     Unseen,
-    /// In the queue or running (`at`: when squeue said so).
-    Queued { info: JobInfo, at: SystemTime },
+    /// In the queue or running (`at`: when squeue said so). Boxed: an answer is far larger
+    /// than the other views.
+    Queued { info: Box<JobInfo>, at: SystemTime },
     /// Gone; `reason` in plain words, one line.
     Ended { state: String, reason: String },
 }
@@ -304,7 +305,7 @@ impl Inner {
                 match seen.get(id) {
                     Some(info) if !info.is_final() => {
                         entry.view = View::Queued {
-                            info: info.clone(),
+                            info: Box::new(info.clone()),
                             at: now,
                         }
                     }
