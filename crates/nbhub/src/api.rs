@@ -4,6 +4,7 @@
 //! through `Identity::require*`, so the 403/404 distinction is made in one place.
 
 pub mod authorizations;
+pub mod ending;
 pub mod estimate;
 pub mod groups;
 pub mod info;
@@ -44,6 +45,7 @@ pub fn routes() -> Router<AppState> {
         .route("/health", get(info::health))
         .merge(users::routes())
         .merge(servers::routes())
+        .merge(ending::routes())
         .merge(estimate::routes())
         .merge(proxy::routes())
         .merge(tokens::routes())

@@ -87,6 +87,16 @@ pub fn server_model(state: &AppState, user: &str, row: &ServerRow, with_state: b
         let spawner = &state.supervisor.spawner;
         if let Some(facts) = spawner.describe(&nbhub_spawner::SpawnerState(row.state.clone())) {
             m[spawner.kind()] = facts;
+            // When the job said its end is near (its trap on Slurm's `--signal`, POST
+            // …/ending): the home page's banner.
+            let signal = state
+                .supervisor
+                .existing_slot(row.user_id, &row.name)
+                .and_then(|slot| slot.end_signal())
+                .and_then(crate::api::ending::micros);
+            if let (Some(at), Value::Object(f)) = (signal, &mut m[spawner.kind()]) {
+                f.insert("end_signal".into(), timestamp(Some(at)));
+            }
         }
     }
     if with_state {

@@ -71,11 +71,29 @@ pub fn server_view(state: &AppState, user: &User, row: Option<&ServerRow>, name:
             "spawn_url".into(),
             json!(format!("{hub}spawn/{}{segment}", url_escape(&user.name))),
         );
+        m.insert("allocation".into(), json!(allocation_text(&facts)));
         m.insert("facts".into(), facts);
         m.insert("exit_reason".into(), json!(exit_reason));
         m.insert("exit_log".into(), json!(exit_log));
     }
     model
+}
+
+/// A batch job's allocation in one line, "2 CPUs, 512M per node, 1 GPU per node" (home.js
+/// writes the same as the page refreshes); `""` when the spawner says nothing of it.
+fn allocation_text(facts: &Value) -> String {
+    let plural = |n: u64, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let mut parts = Vec::new();
+    if let Some(n) = facts["cpus"].as_u64().filter(|n| *n > 0) {
+        parts.push(plural(n, "CPU"));
+    }
+    if let Some(m) = facts["memory_per_node"].as_str() {
+        parts.push(format!("{m} per node"));
+    }
+    if let Some(n) = facts["gpus_per_node"].as_u64().filter(|n| *n > 0) {
+        parts.push(format!("{} per node", plural(n, "GPU")));
+    }
+    parts.join(", ")
 }
 
 async fn home(

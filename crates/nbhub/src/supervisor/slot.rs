@@ -42,6 +42,9 @@ pub(super) struct SlotState {
     pub(super) exit_log: Option<String>,
     /// While the spawn waits in the spawn queue: how many wait ahead of it.
     pub(super) queue_ahead: Option<usize>,
+    /// When the server's job said that its end is near (Slurm's `--signal` reached the job
+    /// script's trap): the home page shows a banner. Cleared when the server stops.
+    pub(super) end_signal: Option<std::time::SystemTime>,
 }
 
 /// One server's supervisor.
@@ -79,6 +82,7 @@ impl Slot {
                 exit_reason: None,
                 exit_log: None,
                 queue_ahead: None,
+                end_signal: None,
             }),
             changes: watch::channel(0).0,
             op: tokio::sync::Mutex::new(()),
@@ -151,6 +155,22 @@ impl Slot {
         self.lock().token_id
     }
 
+    /// The spawner's state of the current server (for `Spawner::describe`).
+    pub fn spawner_state(&self) -> SpawnerState {
+        self.lock().spawner_state.clone()
+    }
+
+    /// When the server's job said its end is near (`None`: it did not).
+    pub fn end_signal(&self) -> Option<std::time::SystemTime> {
+        self.lock().end_signal
+    }
+
+    /// The server's job says its end is near (the first word counts; the banner says when).
+    pub fn set_end_signal(&self, at: std::time::SystemTime) {
+        self.lock().end_signal.get_or_insert(at);
+        self.changes.send_modify(|n| *n += 1);
+    }
+
     /// Events from index `from` on, and whether the stream has ended (ready or failed).
     pub fn events_since(&self, from: usize) -> (Vec<Value>, bool) {
         let st = self.lock();
@@ -189,6 +209,7 @@ impl Slot {
             st.exit_reason = None;
             st.exit_log = None;
             st.endpoint = None;
+            st.end_signal = None;
         }
         self.cancel.store(false, Ordering::SeqCst);
         self.reported_port.store(0, Ordering::SeqCst);

@@ -528,6 +528,7 @@ impl Supervisor {
         st.spawner_state = SpawnerState::default();
         st.endpoint = None;
         st.token_id = None;
+        st.end_signal = None;
     }
 }
 

@@ -62,6 +62,8 @@ function renderFacts(name, model, status) {
   if (facts.job_id) dl.append(fact("Job", String(facts.job_id)));
   if (facts.partition) dl.append(fact("Partition", facts.partition));
   if (facts.nodes) dl.append(fact("Nodes", facts.node_list ? `${facts.nodes} (${facts.node_list})` : String(facts.nodes)));
+  const allocation = allocationText(facts);
+  if (allocation) dl.append(fact("Allocation", allocation, "allocation"));
   if (facts.pending && status === "pending") dl.append(fact("Queue", facts.pending, "pending-reason"));
   if (facts.end_time && status === "running") {
     dl.dataset.endTime = facts.end_time;
@@ -70,6 +72,28 @@ function renderFacts(name, model, status) {
     dl.append(left);
   }
   if (dl.children.length) slot.append(dl);
+  slot.querySelector(".end-signal")?.remove();
+  if (facts.end_signal && facts.end_time && status === "running") {
+    // The job's trap on Slurm's end signal told the hub: Slurm stops the server soon.
+    const banner = document.createElement("div");
+    banner.className = "alert alert-danger end-signal small mt-2 mb-0";
+    banner.setAttribute("role", "alert");
+    const at = document.createElement("time");
+    at.className = "end-clock";
+    at.dateTime = facts.end_time;
+    banner.append(`Your server${name ? ` ${name}` : ""} will be stopped by Slurm at `, at, ": save your work.");
+    slot.append(banner);
+  }
+}
+
+/** "2 CPUs, 512M per node, 1 GPU per node" (macros.html's `allocation`). */
+function allocationText(f) {
+  const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  const parts = [];
+  if (f.cpus) parts.push(plural(f.cpus, "CPU"));
+  if (f.memory_per_node) parts.push(`${f.memory_per_node} per node`);
+  if (f.gpus_per_node) parts.push(`${plural(f.gpus_per_node, "GPU")} per node`);
+  return parts.join(", ");
 }
 
 function renderDefault(model) {
@@ -198,6 +222,9 @@ if (newForm) {
 
 // Time left of batch jobs, and a warning below ten minutes.
 function tick() {
+  for (const t of document.querySelectorAll(".end-signal time.end-clock")) {
+    t.textContent = new Date(t.dateTime).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  }
   let soonest = Infinity;
   for (const dl of document.querySelectorAll(".server-facts[data-end-time]")) {
     const left = (Date.parse(dl.dataset.endTime) - Date.now()) / 1000;
