@@ -4,8 +4,9 @@
 #   * Debian packages: PostgreSQL server, libpam0g-dev (the hub's PAM authenticator), pkg-config,
 #     a C compiler, Python 3 with venv support;
 #   * the Python venv ${NBHUB_VENV:-<repo>/.venv} from scripts/requirements-test.txt
-#     (jupyterhub-singleuser, JupyterLab, the idle culler, batchspawner, schemathesis); pip runs
-#     only when the requirements (or the Python) changed since the last successful install.
+#     (jupyterhub-singleuser, JupyterLab, the idle culler, batchspawner, schemathesis,
+#     jupyter-resource-usage) and this checkout's jupyterlab/nbhub-jupyterlab; pip runs only
+#     when the requirements, that package (or the Python) changed since the last install.
 #     As root, when other Unix accounts cannot enter the checkout (cloned under /root, or in a
 #     0700 `mktemp -d` folder), the venv goes to /var/lib/nbhub-test/venv instead: the Slurm
 #     tests' jobs and switch_user servers run it as test accounts. The set-up stops, saying
@@ -149,7 +150,7 @@ else
     REQ_LINES=$(cat "$REQ")
     REQ_WHAT=$(basename "$REQ")
     PIP_ARGS=(-r "$REQ")
-    IMPORTS=jupyterhub,jupyterlab,batchspawner,jupyterhub_idle_culler,schemathesis
+    IMPORTS=jupyterhub,jupyterlab,batchspawner,jupyterhub_idle_culler,schemathesis,jupyter_resource_usage
 fi
 
 # Serialise venv work between concurrent runs of this script (of any checkout: the shared venv
@@ -189,6 +190,23 @@ else
     printf '%s\n' "$HASH" >"$STAMP"
     log "venv ready: $("$VENV/bin/python" -m pip --disable-pip-version-check list 2>/dev/null |
         awk '$1 ~ /^(jupyterhub|jupyterlab|batchspawner|jupyterhub-idle-culler|schemathesis)$/ {printf "%s %s  ", $1, $2}')"
+fi
+# nbhub-jupyterlab from this checkout (jupyterlab/nbhub-jupyterlab: its prebuilt JupyterLab
+# extension is committed, so no node is needed), again only when its files changed.
+LAB_PKG=$REPO/jupyterlab/nbhub-jupyterlab
+LAB_STAMP="$VENV/.nbhub-jupyterlab.sha256"
+if [[ $DEMO -eq 0 ]]; then
+    LAB_HASH=$(cd "$LAB_PKG" && find pyproject.toml nbhub_jupyterlab jupyter-config -type f \
+        -not -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+    if [[ $(cat "$LAB_STAMP" 2>/dev/null || true) == "$LAB_HASH" ]] &&
+        "$VENV/bin/python" -c 'import nbhub_jupyterlab' 2>/dev/null; then
+        log "nbhub-jupyterlab in $VENV is up to date"
+    else
+        log "pip install $LAB_PKG into $VENV"
+        "$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-deps --force-reinstall \
+            "$LAB_PKG" >&2 || die "pip install of $LAB_PKG failed"
+        printf '%s\n' "$LAB_HASH" >"$LAB_STAMP"
+    fi
 fi
 flock -u 8
 exec 8<&-
