@@ -27,6 +27,24 @@ set -u
 # (sbatch's own --output must name a folder that exists before the job starts).
 NBHUB_LOG={{ log_file }}
 if (umask 077 && mkdir -p "$(dirname "$NBHUB_LOG")"); then exec >>"$NBHUB_LOG" 2>&1; fi
+{% if end_signal -%}
+# Slurm sends USR1 to this script ({{ end_signal }}) before the time limit, maybe while it
+# starts (a short job): the trap, set first, tells the hub, whose home page then warns that
+# the server will stop.
+nbhub_ending() {
+    echo "nbhub: Slurm says the job ends soon; telling the hub"
+    {{ python }} - <<'NBHUB_ENDING' || true
+import os, urllib.parse, urllib.request
+user = urllib.parse.quote(os.environ["JUPYTERHUB_USER"], safe="@~")
+server = os.environ.get("JUPYTERHUB_SERVER_NAME", "")
+path = "/servers/%s/ending" % urllib.parse.quote(server, safe="@~") if server else "/server/ending"
+url = os.environ["JUPYTERHUB_API_URL"].rstrip("/") + "/users/" + user + path
+headers = {"Authorization": "token " + os.environ["JUPYTERHUB_API_TOKEN"]}
+urllib.request.urlopen(urllib.request.Request(url, b"{}", headers, method="POST"), timeout=20).close()
+NBHUB_ENDING
+}
+trap nbhub_ending USR1
+{% endif -%}
 {% if token_file -%}
 # The server's API token: written by the hub as the user (mode 0600) just before sbatch, read
 # once and removed, so that it is in no job script, no command line and no file left behind.
@@ -70,23 +88,8 @@ fi
 if nbhub_number "${SLURM_CPUS_ON_NODE:-}"; then export CPU_LIMIT=$SLURM_CPUS_ON_NODE; fi
 echo "nbhub: starting the server on ${SLURMD_NODENAME:-$(hostname)} port ${PORT}"
 {% if end_signal -%}
-# Slurm sends USR1 to this script ({{ end_signal }}) before the time limit: the trap tells the
-# hub, whose home page then warns that the server will stop. Bash runs a trap only between
-# commands, so the server runs in the background and is waited for; TERM (scancel, the time
-# limit) is passed on to it, so that it still shuts down cleanly.
-nbhub_ending() {
-    echo "nbhub: Slurm says the job ends soon; telling the hub"
-    {{ python }} - <<'NBHUB_ENDING' || true
-import os, urllib.parse, urllib.request
-user = urllib.parse.quote(os.environ["JUPYTERHUB_USER"], safe="@~")
-server = os.environ.get("JUPYTERHUB_SERVER_NAME", "")
-path = "/servers/%s/ending" % urllib.parse.quote(server, safe="@~") if server else "/server/ending"
-url = os.environ["JUPYTERHUB_API_URL"].rstrip("/") + "/users/" + user + path
-headers = {"Authorization": "token " + os.environ["JUPYTERHUB_API_TOKEN"]}
-urllib.request.urlopen(urllib.request.Request(url, b"{}", headers, method="POST"), timeout=20).close()
-NBHUB_ENDING
-}
-trap nbhub_ending USR1
+# TERM (scancel, the time limit) is passed on to the server, so that it shuts down cleanly;
+# bash runs a trap only between commands, so the server runs in the background, waited for.
 trap 'if [ -n "${NBHUB_SERVER:-}" ]; then kill -TERM "$NBHUB_SERVER" 2>/dev/null; else exit 143; fi' TERM
 {{ cmd }} &
 NBHUB_SERVER=$!
@@ -599,8 +602,19 @@ mod tests {
             &Session::default(),
         );
         assert!(script.contains("\ntrap nbhub_ending USR1\n"), "{script}");
-        // From the limits on: the port report needs a hub.
-        let tail = &script[script.find("nbhub_number()").unwrap()..];
+        // The trap (set first thing) and the script from the limits on: the port report
+        // between them needs a hub.
+        let trap_at = script.find("nbhub_ending() {").unwrap();
+        let trap_end = script.find("\ntrap nbhub_ending USR1\n").unwrap() + 24;
+        let tail = format!(
+            "{}{}",
+            &script[trap_at..trap_end],
+            &script[script.find("nbhub_number()").unwrap()..]
+        );
+        assert!(
+            trap_at < script.find("NBHUB_REPORT_PORT").unwrap(),
+            "the trap is set before the job reports its port: {script}"
+        );
         let log = dir.path().join("log");
         /// The script and its server in a process group of their own, killed whatever the
         /// test does.
