@@ -49,8 +49,10 @@ async fn slot_for(
 ) -> ApiResult<std::sync::Arc<Slot>> {
     let own = |slot: &Slot| {
         ident.user().is_some_and(|u| u.name == name)
-            && ident.token.as_ref().map(|t| t.id).is_some()
-            && ident.token.as_ref().map(|t| t.id) == slot.token_id()
+            && ident
+                .token
+                .as_ref()
+                .is_some_and(|t| slot.token_id() == Some(t.id))
     };
     let user = db::users::get(&state.db, name).await?;
     let slot = user.and_then(|u| state.supervisor.existing_slot(u.id, server));
@@ -60,7 +62,12 @@ async fn slot_for(
             ident.require(scope, &Resource::Server { user: name, server })?;
             slot.filter(|s| !matches!(s.phase(), Phase::Stopped | Phase::Stopping))
                 .ok_or_else(|| {
-                    ApiError::not_found(format!("{name}'s server '{server}' is not running"))
+                    let which = if server.is_empty() {
+                        format!("{name}'s server")
+                    } else {
+                        format!("{name}'s server '{server}'")
+                    };
+                    ApiError::not_found(format!("{which} is not running"))
                 })
         }
     }
