@@ -124,7 +124,7 @@ async fn environment_interface_and_directory_shape_the_server() {
     let prefix = venv_on_top_of(&p.venv, prefixes.path());
     let mut hub = session_hub(&p, &prefix);
     hub.start().await;
-    let alice = SlurmUser::new(&p, &hub, "se").await;
+    let alice = SlurmUser::new(&p, &hub, "sv").await;
     let user = alice.name.as_str();
     let home = alice.home.display().to_string();
     let work = format!("{home}/work");

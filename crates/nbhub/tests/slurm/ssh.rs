@@ -558,7 +558,7 @@ async fn twenty_ssh_servers_cost_one_squeue_per_poll_and_one_connection() {
         },
     );
     hub.start().await;
-    let dave = SlurmUser::new(&p, &hub, "sq").await;
+    let dave = SlurmUser::new(&p, &hub, "sr").await;
     let user = dave.name.as_str();
     let _cancel = CancelRemote(&c, user.to_owned());
     let starts = (0..20).map(|i| {
