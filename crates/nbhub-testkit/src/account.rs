@@ -13,8 +13,8 @@ pub struct TempAccount {
 
 /// useradd/groupadd lock /etc/passwd and /etc/group and give up when another holds them:
 /// the tests of one binary create their accounts one at a time.
-/// The set holds the names this process made, so that a tag used by two tests fails loudly
-/// instead of as useradd's "already exists".
+/// The list holds the accounts of this process that exist, so that a tag two tests use at
+/// once fails loudly instead of as useradd's "already exists".
 static ACCOUNTS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 impl TempAccount {
@@ -54,7 +54,8 @@ impl TempAccount {
 
 impl Drop for TempAccount {
     fn drop(&mut self) {
-        let _one_at_a_time = ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner());
+        let mut made = ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner());
+        made.retain(|n| *n != self.name);
         // -r also removes the mail spool; its "not found" complaint is noise.
         let quiet = |cmd: &mut Command| cmd.stderr(std::process::Stdio::null()).status();
         let _ = quiet(Command::new("userdel").args(["-r", &self.name]));
