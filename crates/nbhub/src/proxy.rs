@@ -560,7 +560,7 @@ pub fn hub_origin(config: &Config) -> String {
 }
 
 /// `nbhub-proxy` next to the running `nbhub` binary.
-fn default_proxy_binary() -> PathBuf {
+pub(crate) fn default_proxy_binary() -> PathBuf {
     std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(|dir| dir.join("nbhub-proxy")))
