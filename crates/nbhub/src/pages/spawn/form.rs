@@ -156,13 +156,8 @@ pub(super) async fn spawn_page(
         Requested::Relaunch(_) => (None, Value::Object(past.unwrap_or_default())),
         Requested::Get if past.is_some() => {
             let Some(spec) = spec.as_ref().filter(|f| !f.fields.is_empty()) else {
-                // Nothing to edit: the spawner takes no options.
-                return Ok(crate::found(&format!(
-                    "{}spawn/{}{}",
-                    hub(&state),
-                    url_escape(&user.name),
-                    path_part(&server)
-                )));
+                // Nothing to edit (the spawner takes no options): home, where Start is.
+                return Ok(crate::found(&format!("{}home", hub(&state))));
             };
             let form = SpawnForm {
                 for_user: &user,
