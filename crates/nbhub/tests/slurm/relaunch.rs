@@ -215,8 +215,9 @@ const RECORDER: &str = r#"(() => {
   });
 })();"#;
 
-/// Acceptance 8: with notifications allowed in Chromium, the pending page of a job waiting
-/// in the queue says "Queued" in its tab title (and offers no button: permission is given),
+/// Acceptance 8: the pending page of a job waiting in the queue says "Queued" in its tab
+/// title and offers "Notify me when it starts" while the browser has not been asked; with
+/// notifications allowed in Chromium it offers no button,
 /// then, once the job runs, "Starting" and "Ready", and constructs the notification "Your
 /// server is ready" before it goes on to JupyterLab.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,9 +233,10 @@ async fn the_pending_page_notifies_when_the_queued_job_starts() {
     let acct = SlurmUser::new(&p, &hub, "rn").await;
     let user = acct.name.as_str();
     let base = hub.public_url("");
+    // Not asked yet: the page offers the button.
     b.cdp(
-        "Browser.grantPermissions",
-        json!({"permissions": ["notifications"], "origin": base}),
+        "Browser.setPermission",
+        json!({"permission": {"name": "notifications"}, "setting": "prompt", "origin": base}),
     )
     .await;
     b.cdp(
@@ -252,8 +254,23 @@ async fn the_pending_page_notifies_when_the_queued_job_starts() {
     b.fill("#opt-runtime", "00:10").await;
     b.click("#spawn-submit").await;
     b.wait_until(
-        "location.pathname.includes('/spawn-pending/') && document.title === 'Queued · nbhub'",
-        "the tab title saying Queued while the job waits",
+        "location.pathname.includes('/spawn-pending/') && document.title === 'Queued · nbhub' \
+         && !document.querySelector('#notify-btn').classList.contains('d-none')",
+        "the tab title saying Queued while the job waits, and the button to be notified",
+    )
+    .await;
+    b.screenshots("spawn_pending-notify-button").await;
+    // Allowed (what the button asks for; headless Chromium cannot answer a prompt).
+    b.cdp(
+        "Browser.grantPermissions",
+        json!({"permissions": ["notifications"], "origin": base}),
+    )
+    .await;
+    let pending = b.url().await;
+    b.goto(&pending).await;
+    b.wait_until(
+        "document.title === 'Queued · nbhub'",
+        "the tab title saying Queued again",
     )
     .await;
     let permission = b
