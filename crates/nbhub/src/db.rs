@@ -8,6 +8,7 @@
 //! - [`users`]: users, their groups and roles, native passwords.
 //! - [`groups`]: groups and membership.
 //! - [`servers`]: one row per (user, server name): the spawner's record.
+//! - [`server_sessions`]: each server's recent sessions (options, job, start, end, how).
 //! - [`tokens`]: API tokens, stored as salted hashes.
 //! - [`oauth`]: OAuth clients and codes.
 //! - [`services`] and roles loaded from the config.
@@ -15,6 +16,7 @@
 pub mod groups;
 pub mod maintenance;
 pub mod oauth;
+pub mod server_sessions;
 pub mod servers;
 pub mod services;
 pub mod sessions;

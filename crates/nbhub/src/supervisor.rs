@@ -11,11 +11,13 @@
 //! - `spawn.rs`: the steps of a spawn, each with its own timeout, and the cleanup;
 //! - `failure.rs`: [`SpawnFailure`]: which step failed, whether a retry may help, the message;
 //! - `adopt.rs`: what a starting hub does with the servers recorded as started;
+//! - `history.rs`: each server's recent sessions in the database ([`EndReason`], [`SessionView`]);
 //! - `queue.rs`: the fair spawn queue above `concurrent_spawn_limit`;
 //! - `tasks.rs`: the background loops (server poll, route check, activity) and route specs.
 
 mod adopt;
 mod failure;
+mod history;
 mod queue;
 mod slot;
 mod spawn;
@@ -33,6 +35,7 @@ use crate::db::{self, servers, users::User, Db};
 use crate::proxy::Proxy;
 
 pub use failure::{SpawnFailure, SpawnStep};
+pub use history::{EndReason, SessionView, SESSIONS_KEPT};
 pub use slot::{Endpoint, Phase, Slot};
 pub use tasks::{route_key, server_route};
 
@@ -115,6 +118,8 @@ pub struct Supervisor {
     pre_spawn: OnceLock<Arc<dyn PreSpawn>>,
     /// Maintenance notices per system; every start is checked against them (`start`).
     pub maintenance: Arc<crate::maintenance::Maintenance>,
+    /// Each server's last ended session, by server row id (`history.rs`).
+    last_sessions: Mutex<HashMap<i64, SessionView>>,
 }
 
 impl Supervisor {
@@ -147,6 +152,7 @@ impl Supervisor {
             config,
             pre_spawn: OnceLock::new(),
             maintenance: Arc::default(),
+            last_sessions: Mutex::default(),
         })
     }
 
@@ -239,6 +245,19 @@ impl Supervisor {
         server_name: &str,
     ) -> Result<Option<nbhub_spawner::FormSpec>, sqlx::Error> {
         let ctx = self.form_context(user, server_name).await?;
+        Ok(self.spawner.options_form(&ctx).await)
+    }
+
+    /// The options form `user` sees for `server_name`, filled in with `options` (a past
+    /// session's, for Edit on the home page) instead of the last ones.
+    pub async fn options_form_with(
+        &self,
+        user: &User,
+        server_name: &str,
+        options: serde_json::Map<String, Value>,
+    ) -> Result<Option<nbhub_spawner::FormSpec>, sqlx::Error> {
+        let mut ctx = self.form_context(user, server_name).await?;
+        ctx.last_options = Some(ValidatedOptions(options));
         Ok(self.spawner.options_form(&ctx).await)
     }
 
@@ -339,6 +358,7 @@ impl Supervisor {
             started,
         )
         .await?;
+        self.history_begin(row.id, &validated, started).await;
         slot.reset_for_spawn();
         slot.set_phase(Phase::Starting);
         slot.push_event(json!({"progress": 0, "message": "Server requested"}));
@@ -398,6 +418,8 @@ impl Supervisor {
                 .flatten();
             if let Some(row) = row {
                 this.cleanup(s.user_id, &s, row.id).await;
+                this.history_end(row.id, EndReason::Stopped, "stopped through the hub")
+                    .await;
             }
             this.metrics
                 .server_stop

@@ -9,12 +9,13 @@ use std::sync::Arc;
 use nbhub_spawner::{PollStatus, SpawnerState};
 use serde_json::json;
 
-use super::{Endpoint, Phase, Supervisor};
+use super::{EndReason, Endpoint, Phase, Supervisor};
 use crate::db::{self, servers, tokens};
 
 impl Supervisor {
     pub async fn adopt(self: &Arc<Self>) -> Result<(), sqlx::Error> {
         let base = self.config.hub.base_url.as_str();
+        self.load_history().await?;
         for row in servers::list_started(&self.db).await? {
             let Some(user) = db::users::get_by_id(&self.db, row.user_id).await? else {
                 continue;
@@ -29,8 +30,15 @@ impl Supervisor {
                     tracing::info!(user = %slot.user, server = %slot.server_name, %reason, "a server recorded as started is gone; marking it stopped");
                     let state = slot.lock().spawner_state.clone();
                     let log = this.spawner.last_output(&state);
+                    let how = if state.is_empty() {
+                        EndReason::Lost
+                    } else {
+                        EndReason::of_exit(this.spawner.describe(&state).as_ref())
+                    };
                     this.cleanup(slot.user_id, &slot, row.id).await;
                     slot.set_exit(reason, log);
+                    let line = slot.exit_reason().unwrap_or_default();
+                    this.history_end(row.id, how, &line).await;
                     slot.set_phase(Phase::Stopped);
                 }
             };
@@ -74,11 +82,14 @@ impl Supervisor {
                         slot.report_port(port as u16);
                     }
                     slot.set_phase(Phase::Starting);
-                    let message = match status {
-                        PollStatus::Pending { message } => message,
-                        _ => "The hub restarted; waiting for the server".to_string(),
+                    let (message, phase) = match status {
+                        PollStatus::Pending { message } => (message, "queued"),
+                        _ => (
+                            "The hub restarted; waiting for the server".to_string(),
+                            "starting",
+                        ),
                     };
-                    slot.push_event(json!({"progress": 10, "message": message}));
+                    slot.push_event(json!({"progress": 10, "message": message, "state": phase}));
                     tracing::info!(user = %user.name, server = %row.name, "taking up a start that was under way");
                     self.clone().restore_for_start(state.clone());
                     let this = self.clone();

@@ -98,6 +98,12 @@ impl Supervisor {
         } else {
             format!("Spawn failed: {failure}")
         };
+        let reason = if cancelled {
+            super::EndReason::SpawnCancelled
+        } else {
+            super::EndReason::SpawnFailed
+        };
+        self.history_end(row_id, reason, failure.message()).await;
         slot.lock().failure = Some(failure);
         slot.push_event(json!({"progress": 100, "failed": true, "message": message}));
         slot.set_phase(Phase::Stopped);
@@ -252,9 +258,12 @@ impl Supervisor {
         armed: &mut Option<Instant>,
     ) {
         match update {
-            SpawnUpdate::Progress(ev) => slot.push_event(
-                serde_json::to_value(&ev).unwrap_or_else(|_| json!({"message": ev.message})),
-            ),
+            SpawnUpdate::Progress(ev) => {
+                let mut event =
+                    serde_json::to_value(&ev).unwrap_or_else(|_| json!({"message": ev.message}));
+                event["state"] = json!(self.start_state(slot));
+                slot.push_event(event);
+            }
             SpawnUpdate::State(state) => {
                 // Persisted at once: a hub killed now still knows the job and stops or
                 // adopts it; a timeout or cancel now stops it.
@@ -262,10 +271,27 @@ impl Supervisor {
                 if let Err(e) = servers::set_state(&self.db, row_id, &state.0).await {
                     tracing::error!(error = %e, "could not persist the spawner state");
                 }
+                self.history_job(row_id, &state).await;
             }
             SpawnUpdate::Running => {
                 armed.get_or_insert_with(Instant::now);
             }
+        }
+    }
+
+    /// The start's state for the pending page (its tab title): `queued` while the spawner
+    /// says the server waits in a batch queue (the facts' `pending`, as the home page reads
+    /// them), `starting` otherwise.
+    fn start_state(&self, slot: &Slot) -> &'static str {
+        let state = slot.lock().spawner_state.clone();
+        let pending = self
+            .spawner
+            .describe(&state)
+            .is_some_and(|f| f.get("pending").is_some_and(|p| !p.is_null()));
+        if pending {
+            "queued"
+        } else {
+            "starting"
         }
     }
 

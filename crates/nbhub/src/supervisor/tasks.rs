@@ -52,11 +52,16 @@ impl Supervisor {
                 tracing::warn!(user = %slot.user, server = %slot.server_name, %reason, "server died");
                 let state = slot.lock().spawner_state.clone();
                 let log = self.spawner.last_output(&state);
-                if let Ok(Some(row)) = servers::get(&self.db, slot.user_id, &slot.server_name).await
-                {
+                let how = super::EndReason::of_exit(self.spawner.describe(&state).as_ref());
+                let row = servers::get(&self.db, slot.user_id, &slot.server_name).await;
+                if let Ok(Some(row)) = &row {
                     self.cleanup(slot.user_id, slot, row.id).await;
                 }
                 slot.set_exit(reason, log);
+                if let Ok(Some(row)) = &row {
+                    let line = slot.exit_reason().unwrap_or_default();
+                    self.history_end(row.id, how, &line).await;
+                }
                 slot.set_phase(Phase::Stopped);
             }
         }
