@@ -323,6 +323,11 @@ impl Proxy {
                     .to_string(),
                 "--routes-file".into(),
                 config.hub.data_dir.join(ROUTES_FILE).display().to_string(),
+                // A hub restart is bridged: requests for /hub/ wait for it, bounded.
+                "--hub-wait".into(),
+                config.proxy.hub_wait.to_string(),
+                "--hub-wait-max".into(),
+                config.proxy.hub_wait_max.to_string(),
             ];
             Managed {
                 api: config.proxy.api_url.origin(),
