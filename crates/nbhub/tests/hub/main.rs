@@ -25,3 +25,4 @@ mod servers;
 mod sharing;
 mod slots;
 mod spawn_queue;
+mod two_proxies;
