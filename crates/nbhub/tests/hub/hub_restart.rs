@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::browser::Browser;
 use crate::common::hubproc::{admin, launch, HubProc, Options};
 use crate::common::pagekit::{browser_following, login};
 use crate::common::{get_as, user_token, Hub};
@@ -158,12 +159,39 @@ async fn a_hub_restart_under_load_fails_no_request() {
     // kill cuts on a connection's first exchange is not sent again (docs/proxy.md).
     answers_grow(&tally, 400).await;
 
-    // Killed, then started by the test.
+    // Killed, then started by the test; a real Chromium, signed in, loads the home page
+    // while the hub is down.
+    let chromium = Browser::start().await.map(Arc::new);
+    if let Some(b) = &chromium {
+        b.sign_in(&hub.base_url(), "r0", &hub.password()).await;
+    }
     let down = Instant::now();
     hub.kill9_hub();
+    let page_load = chromium.clone().map(|b| {
+        let home = hub.public_url("/hub/home");
+        tokio::spawn(async move {
+            b.goto(&home).await;
+            let text = b
+                .eval("return document.body.innerText", serde_json::json!([]))
+                .await;
+            (b.url().await, text.as_str().unwrap_or_default().to_string())
+        })
+    });
     tokio::time::sleep(OUTAGE).await;
     hub.start().await;
     let kill_outage = down.elapsed();
+    if let Some(load) = page_load {
+        let (url, text) = load.await.expect("page load");
+        assert!(
+            url.ends_with("/hub/home") && !text.contains("Service Unavailable"),
+            "Chromium's page load during the outage: {url}\n{text}"
+        );
+    }
+    if let Some(b) = chromium {
+        if let Ok(b) = Arc::try_unwrap(b) {
+            b.quit().await;
+        }
+    }
     answers_grow(&tally, 100).await;
 
     stop.store(true, Ordering::Relaxed);
