@@ -580,6 +580,17 @@ mod tests {
     }
 
     #[test]
+    fn hub_wait_is_off_unless_given() {
+        let c = parse(&[]).expect("parse");
+        assert_eq!(c.hub_wait, None);
+        assert_eq!(c.hub_wait_max, crate::hubwait::DEFAULT_HUB_WAIT_MAX);
+        let c = parse(&["--hub-wait", "30", "--hub-wait-max", "10"]).expect("parse");
+        assert_eq!(c.hub_wait, Some(Duration::from_secs(30)));
+        assert_eq!(c.hub_wait_max, 10);
+        assert_eq!(parse(&["--hub-wait", "0"]).expect("parse").hub_wait, None);
+    }
+
+    #[test]
     fn request_deadlines() {
         let c = parse(&[]).expect("parse");
         assert_eq!(c.headers_timeout, Some(DEFAULT_HEADERS_TIMEOUT));
