@@ -153,7 +153,13 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         .await
         .context("cannot start the proxy on the ports the system picks")?;
     let public = config.hub.bind_url.to_string();
-    let proxy_api = config.proxy.api_url.to_string();
+    // With several proxies, the first (as the hub's `client`).
+    let proxy_api = config
+        .proxy
+        .api_urls
+        .first()
+        .unwrap_or(&config.proxy.api_url)
+        .to_string();
     let state = nbhub::init(config).await?;
     tracing::info!(
         "nbhub {} listening on http://{local} (public URL {public}, proxy API {proxy_api})",

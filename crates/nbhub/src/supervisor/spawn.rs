@@ -520,7 +520,7 @@ impl Supervisor {
         target: &str,
     ) -> Result<(), crate::proxy::ProxyError> {
         let (spec, data) = server_route(self.config.hub.base_url.as_str(), user, server);
-        self.proxy.client.add_route(&spec, target, &data).await
+        self.proxy.add_route(&spec, target, &data).await
     }
 
     /// Removes what a server leaves behind: route, process or job, token, OAuth client, and
@@ -528,7 +528,7 @@ impl Supervisor {
     pub(super) async fn cleanup(&self, user_id: i64, slot: &Slot, row_id: i64) {
         let base = self.config.hub.base_url.as_str();
         let (spec, _) = server_route(base, &slot.user, &slot.server_name);
-        if let Err(e) = self.proxy.client.delete_route(&spec).await {
+        if let Err(e) = self.proxy.delete_route(&spec).await {
             tracing::warn!(error = %e, route = %spec, "could not delete the proxy route (the route check will retry)");
         }
         let state = slot.lock().spawner_state.clone();
