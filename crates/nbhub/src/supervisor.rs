@@ -96,6 +96,10 @@ impl SpawnRefused {
 
 impl From<sqlx::Error> for SpawnRefused {
     fn from(e: sqlx::Error) -> Self {
+        if crate::db::is_unavailable(&e) {
+            tracing::warn!(error = %e, "spawn refused: the database is not reachable");
+            return SpawnRefused::Unavailable(crate::db::UNAVAILABLE_MESSAGE.into());
+        }
         SpawnRefused::Internal(format!("database: {e}"))
     }
 }
