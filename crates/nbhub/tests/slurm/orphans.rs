@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::common::eventually;
 use super::common::hubproc::{server_model, HubProc, ADMIN};
-use super::{parts, slurm, slurm_hub, Parts, SlurmUser, CLUSTER};
+use super::{parts, slurm, slurm_hub, CancelJobs, Parts, SlurmUser, CLUSTER};
 
 const USERS: usize = 20;
 
@@ -25,6 +25,27 @@ fn queued_jobs(p: &Parts, users: &BTreeSet<String>) -> BTreeMap<String, String> 
         .filter(|(_, user)| users.contains(*user))
         .map(|(id, user)| (id.to_string(), user.to_string()))
         .collect()
+}
+
+/// Takes every node of `batch` (all four) with a job of root; returns its id.
+fn block_batch_nodes(conf: &str) -> String {
+    let args = [
+        "--parsable",
+        "-p",
+        "batch",
+        "-N",
+        "4",
+        "--exclusive",
+        "-t",
+        "10",
+    ];
+    let (ok, id) = slurm(
+        conf,
+        "sbatch",
+        &[&args[..], &["-o", "/dev/null", "--wrap", "sleep 600"]].concat(),
+    );
+    assert!(ok, "blocker job: {id}");
+    id.trim().to_string()
 }
 
 /// The failure a stopped server's progress stream ends with, if any.
@@ -78,6 +99,16 @@ async fn a_hub_killed_during_twenty_submissions_leaves_no_orphan_job() {
         accounts.push(SlurmUser::new(&p, &hub, &format!("o{i}")).await);
     }
     let users: BTreeSet<String> = accounts.iter().map(|a| a.name.clone()).collect();
+    // Every node taken: the servers' jobs wait in the queue. A job left behind then stays
+    // there until someone cancels it (one that runs would die by itself, its token revoked),
+    // and no JupyterLab loads the machine meanwhile.
+    let blocker = block_batch_nodes(&p.slurm_conf);
+    let _unblock = CancelJobs::job(&p.slurm_conf, &blocker);
+    eventually(60, "the blocker running", || async {
+        let (_, state) = slurm(&p.slurm_conf, "squeue", &["-h", "-j", &blocker, "-o", "%T"]);
+        (state.trim() == "RUNNING").then_some(())
+    })
+    .await;
 
     // Twenty starts at once; their answers do not matter (the hub dies under them).
     let options = json!({"partition": "batch", "nodes": 1, "runtime": "00:10"});
