@@ -24,7 +24,11 @@ impl Supervisor {
             .map(|row| SpawnerState(row.state.clone()))
             .filter(|state| !state.is_empty())
             .collect();
-        self.clone().cancel_left_behind(tracked);
+        // A job is submitted only for a row recorded as started: with none, none was left.
+        if !rows.is_empty() {
+            let cut = rows.len() > tracked.len();
+            self.clone().cancel_left_behind(tracked, cut);
+        }
         for row in rows {
             let Some(user) = db::users::get_by_id(&self.db, row.user_id).await? else {
                 continue;
@@ -117,12 +121,13 @@ impl Supervisor {
     /// lists the queue's jobs tagged by this hub that no recorded state names, and those of
     /// earlier runs are stopped. A batch system that does not answer is asked again, every
     /// few seconds, for up to ten minutes.
-    fn cancel_left_behind(self: Arc<Self>, tracked: Vec<SpawnerState>) {
+    fn cancel_left_behind(self: Arc<Self>, tracked: Vec<SpawnerState>, cut: bool) {
         tokio::spawn(async move {
-            if !self.cancel_left_behind_once(&tracked).await {
+            if !self.cancel_left_behind_once(&tracked).await || !cut {
                 return;
             }
-            // An `sbatch` the killed hub had started may finish after the first look.
+            // A start was cut before its job was recorded (`cut`): the `sbatch` the killed
+            // hub had started may finish after the first look.
             tokio::time::sleep(std::time::Duration::from_secs(30)).await;
             self.cancel_left_behind_once(&tracked).await;
         });
