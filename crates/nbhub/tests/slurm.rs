@@ -8,6 +8,8 @@
 mod common;
 #[path = "slurm/maintenance.rs"]
 mod maintenance;
+#[path = "slurm/orphans.rs"]
+mod orphans;
 #[path = "slurm/relaunch.rs"]
 mod relaunch;
 #[path = "slurm/session.rs"]

@@ -12,11 +12,25 @@ use serde_json::json;
 use super::{EndReason, Endpoint, Phase, Supervisor};
 use crate::db::{self, servers, tokens};
 
+/// Why a server whose start was cut by a hub restart before its job was recorded is stopped.
+pub const SUBMISSION_CUT: &str = "the hub restarted during the submission; start again";
+
 impl Supervisor {
     pub async fn adopt(self: &Arc<Self>) -> Result<(), sqlx::Error> {
         let base = self.config.hub.base_url.as_str();
         self.load_history().await?;
-        for row in servers::list_started(&self.db).await? {
+        let rows = servers::list_started(&self.db).await?;
+        let tracked: Vec<SpawnerState> = rows
+            .iter()
+            .map(|row| SpawnerState(row.state.clone()))
+            .filter(|state| !state.is_empty())
+            .collect();
+        // A job is submitted only for a row recorded as started: with none, none was left.
+        if !rows.is_empty() {
+            let cut = rows.len() > tracked.len();
+            self.clone().cancel_left_behind(tracked, cut);
+        }
+        for row in rows {
             let Some(user) = db::users::get_by_id(&self.db, row.user_id).await? else {
                 continue;
             };
@@ -43,7 +57,15 @@ impl Supervisor {
                 }
             };
             if state.is_empty() {
-                gone("the hub stopped before the server was started".into()).await;
+                // Killed during the submission: a job it may have left is cancelled by
+                // `cancel_left_behind`; the user is told to start again.
+                let reason = SUBMISSION_CUT.to_string();
+                slot.lock().failure = Some(super::SpawnFailure::exited(
+                    super::SpawnStep::Start,
+                    reason.clone(),
+                ));
+                slot.push_event(json!({"progress": 100, "failed": true, "message": reason}));
+                gone(reason).await;
                 continue;
             }
             let ready = row.ip.is_some() && row.port.is_some();
@@ -103,6 +125,57 @@ impl Supervisor {
             }
         }
         Ok(())
+    }
+
+    /// Cancels, in the background, the jobs a killed run of this hub submitted but never
+    /// recorded (the hub died between the submission and saving its job id): one query
+    /// lists the queue's jobs tagged by this hub that no recorded state names, and those of
+    /// earlier runs are stopped. A batch system that does not answer is asked again, every
+    /// few seconds, for up to ten minutes.
+    fn cancel_left_behind(self: Arc<Self>, tracked: Vec<SpawnerState>, cut: bool) {
+        tokio::spawn(async move {
+            if !self.cancel_left_behind_once(&tracked).await || !cut {
+                return;
+            }
+            // A start was cut before its job was recorded (`cut`): the `sbatch` the killed
+            // hub had started may finish after the first look.
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            self.cancel_left_behind_once(&tracked).await;
+        });
+    }
+
+    /// One look of [`Supervisor::cancel_left_behind`]; `false` when the batch system did not
+    /// answer for ten minutes.
+    async fn cancel_left_behind_once(&self, tracked: &[SpawnerState]) -> bool {
+        let prefix = self.job_tag.hub_prefix();
+        let mut delay = std::time::Duration::from_secs(2);
+        let give_up = tokio::time::Instant::now() + std::time::Duration::from_secs(600);
+        let jobs = loop {
+            match self.spawner.untracked_jobs(&prefix, tracked).await {
+                Ok(jobs) => break jobs,
+                Err(e) if tokio::time::Instant::now() < give_up => {
+                    tracing::warn!(error = %e, "cannot list the jobs a killed hub may have left; trying again");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(30));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "gave up looking for jobs a killed hub left");
+                    return false;
+                }
+            }
+        };
+        let stops = jobs
+            .iter()
+            .filter(|job| !self.job_tag.is_this_run(&job.tag))
+            .map(|job| async move {
+                let timeout = std::time::Duration::from_secs(10);
+                match self.spawner.stop(&job.state, timeout).await {
+                    Ok(()) => tracing::info!(job = %job.id, tag = %job.tag, "cancelled a job the hub submitted before it was killed and never recorded"),
+                    Err(e) => tracing::warn!(job = %job.id, tag = %job.tag, error = %e, "could not cancel a job a killed hub left"),
+                }
+            });
+        futures_util::future::join_all(stops).await;
+        true
     }
 
     /// Opens again what the spawner needs to reach a running server (`Spawner::restore`:

@@ -182,6 +182,7 @@ impl Supervisor {
             env,
             user_options: options,
             updates: Updates::new(tx),
+            tag: self.job_tag.for_row(row_id),
         };
         let (started, armed) = self
             .drive_start(slot, row_id, self.spawner.start(&request), rx)

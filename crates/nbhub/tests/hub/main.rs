@@ -12,6 +12,7 @@ mod common;
 mod api;
 mod cli;
 mod db;
+mod db_outage;
 mod hub_restart;
 mod identity_cache;
 mod listener;
