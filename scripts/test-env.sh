@@ -313,6 +313,8 @@ elif [[ $(id -u) -eq 0 ]]; then
     [[ $WITH_ACCOUNTING -eq 1 ]] && apt_install slurmdbd mariadb-server
     # Lmod, for the jobs of an environment made of modules (docs/sessions.md).
     apt_install lmod
+    # Charliecloud's ch-run, for the jobs of a container environment (docs/sessions.md).
+    apt_install charliecloud-runtime
     # The second cluster, reached only over SSH (idempotent: a running one is kept).
     SSH_CLUSTER_LINES=$("$REPO/scripts/slurm-ssh-cluster" start) || die "scripts/slurm-ssh-cluster start failed"
     log "Slurm cluster behind a login node: $(grep -o 'NBHUB_SSH_CLUSTER_PORT=[0-9]*' <<<"$SSH_CLUSTER_LINES") (stop it with scripts/slurm-ssh-cluster stop)"

@@ -208,6 +208,13 @@ pub struct Args {
     /// answering in-flight requests before it exits
     #[arg(long, default_value_t = 600)]
     pub upgrade_grace: u64,
+    /// Seconds a request for the hub's route waits while the hub does not listen (a restart)
+    /// before it gets a 503 (0: none waits)
+    #[arg(long, default_value_t = 0)]
+    pub hub_wait: u64,
+    /// Requests that may wait for the hub at a time (--hub-wait); those past it get a 503
+    #[arg(long, default_value_t = crate::hubwait::DEFAULT_HUB_WAIT_MAX)]
+    pub hub_wait_max: usize,
     /// Shared secret of the REST API (environment only, as CHP)
     #[arg(skip)]
     pub auth_token: Option<String>,
@@ -275,6 +282,10 @@ pub struct ProxyConfig {
     pub take_over: Option<PathBuf>,
     /// How long a process that handed its sockets over drains (`--upgrade-grace`).
     pub upgrade_grace: Duration,
+    /// How long a request for the hub waits for it to listen (`--hub-wait`; `None`: not at all).
+    pub hub_wait: Option<Duration>,
+    /// How many requests may wait for the hub at a time (`--hub-wait-max`).
+    pub hub_wait_max: usize,
 }
 
 impl ProxyConfig {
@@ -328,6 +339,8 @@ impl Default for ProxyConfig {
             handover_socket: None,
             take_over: None,
             upgrade_grace: DEFAULT_UPGRADE_GRACE,
+            hub_wait: None,
+            hub_wait_max: crate::hubwait::DEFAULT_HUB_WAIT_MAX,
         }
     }
 }
@@ -466,6 +479,8 @@ impl Args {
             handover_socket,
             take_over: self.take_over,
             upgrade_grace: Duration::from_secs(self.upgrade_grace),
+            hub_wait: (self.hub_wait > 0).then(|| Duration::from_secs(self.hub_wait)),
+            hub_wait_max: self.hub_wait_max,
             ip: self.ip,
             port: self.port,
             api_ip: self.api_ip,
@@ -562,6 +577,17 @@ mod tests {
         let c = parse(&["--custom-header", "X-A: b", "--no-x-forward"]).expect("parse");
         assert_eq!(c.custom_headers[0].0, "x-a");
         assert!(!c.x_forward);
+    }
+
+    #[test]
+    fn hub_wait_is_off_unless_given() {
+        let c = parse(&[]).expect("parse");
+        assert_eq!(c.hub_wait, None);
+        assert_eq!(c.hub_wait_max, crate::hubwait::DEFAULT_HUB_WAIT_MAX);
+        let c = parse(&["--hub-wait", "30", "--hub-wait-max", "10"]).expect("parse");
+        assert_eq!(c.hub_wait, Some(Duration::from_secs(30)));
+        assert_eq!(c.hub_wait_max, 10);
+        assert_eq!(parse(&["--hub-wait", "0"]).expect("parse").hub_wait, None);
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Upgraded connections (websockets) being relayed: a draining process waits for them.
     pub tunnels: Tunnels,
+    /// Requests for the hub waiting while it restarts (`--hub-wait`).
+    pub hub_wait: crate::hubwait::HubWait,
     /// This process handed its sockets over and is draining: every answer closes its
     /// connection (`Connection: close`).
     draining: AtomicBool,
@@ -54,12 +56,14 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(config: ProxyConfig, connector: UpstreamConnector) -> Self {
+        let hub_wait = crate::hubwait::HubWait::new(config.hub_wait, config.hub_wait_max);
         Shared {
             config,
             routes: RouteTable::default(),
             changes: Changes::default(),
             metrics: Metrics::default(),
             tunnels: Tunnels::default(),
+            hub_wait,
             draining: AtomicBool::new(false),
             connector,
         }
@@ -69,6 +73,13 @@ impl Shared {
     #[inline]
     pub fn draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// What a connect for a request on `route` needs to wait for a restarting hub: some only
+    /// for the hub's route, with `--hub-wait` on.
+    #[inline]
+    pub fn hub_holder(&self, route: &Route) -> Option<crate::hubwait::Holder<'_>> {
+        self.hub_wait.for_route(&self.metrics, route)
     }
 
     pub(crate) fn start_draining(&self) {
@@ -597,7 +608,7 @@ async fn forward(
             route: Some(route.clone()),
         },
     );
-    let sent = shared.pool.request(up_req);
+    let sent = shared.pool.request(up_req, shared.hub_holder(&route));
     let res = match cfg.proxy_timeout {
         Some(t) => match tokio::time::timeout(t, sent).await {
             Ok(r) => r,
@@ -618,7 +629,7 @@ async fn forward(
                 return request_timeout(&shared, version);
             }
             status => {
-                tracing::warn!(target = %route.target.authority, url = %orig_uri, side = ?e.side(), "{} {}: {e}", status.as_u16(), route.key);
+                tracing::warn!(target = %route.target.authority, url = %orig_uri, side = ?e.side(), reused = e.reused(), "{} {}: {e}", status.as_u16(), route.key);
                 return error_for(&shared, status, &orig_uri).await;
             }
         },

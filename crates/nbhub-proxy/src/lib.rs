@@ -23,6 +23,7 @@
 //! - [`rlimit`]: the open files limit raised to the hard limit at start.
 //! - [`changes`]: route writes beyond the table: the routes file, a handover's peer.
 //! - [`handover`]: upgrade in place (sockets and routes to a new process), systemd sockets.
+//! - [`hubwait`]: requests for the hub wait while it restarts (`--hub-wait`), bounded.
 //!
 //! Start it in-process with [`Listeners::bind`] (or listeners of your own on port 0) and
 //! [`run`]; `run` returns once the shutdown future resolves and in-flight requests finish,
@@ -35,6 +36,7 @@ pub mod deadline;
 pub mod forward;
 pub mod h1;
 pub mod handover;
+pub mod hubwait;
 pub mod linger;
 pub mod mem;
 pub mod metrics;
@@ -272,7 +274,9 @@ pub async fn run_with(
             "target".into(),
             format!("{}://{}{}", t.scheme, t.authority, t.path).into(),
         );
-        shared.routes.insert(Route::new("/", data, t));
+        let mut route = Route::new("/", data, t);
+        route.hub = true;
+        shared.routes.insert(route);
     }
     // The running table (a handover's, the file's) wins over --default-target's "/".
     shared.changes.loaded(&shared.routes, start.routes);

@@ -27,6 +27,10 @@ pub struct Metrics {
     pub websockets_total: AtomicU64,
     pub websockets_active: AtomicI64,
     pub api_requests: AtomicU64,
+    /// Requests for the hub that waited for it to listen again (`--hub-wait`).
+    pub hub_held: AtomicU64,
+    /// Requests for the hub that got a 503 after all: past `--hub-wait` or `--hub-wait-max`.
+    pub hub_gave_up: AtomicU64,
     /// Open client connections per worker thread of the public port (set once they start).
     pub worker_connections: OnceLock<Arc<[AtomicUsize]>>,
 }
@@ -85,6 +89,16 @@ impl Metrics {
                     "REST API requests.",
                     l(&self.api_requests),
                 ),
+                (
+                    "nbhub_proxy_hub_held",
+                    "Requests for the hub that waited for it to listen again (--hub-wait).",
+                    l(&self.hub_held),
+                ),
+                (
+                    "nbhub_proxy_hub_gave_up",
+                    "Requests for the hub answered 503 past --hub-wait or --hub-wait-max.",
+                    l(&self.hub_gave_up),
+                ),
             ],
             errors: [
                 (404, l(&self.errors_404)),
@@ -127,7 +141,7 @@ impl Metrics {
 /// sample (`nbhub_proxy_requests_total 5`), as OpenMetrics has it.
 #[derive(Debug)]
 struct Snapshot {
-    counters: [(&'static str, &'static str, u64); 4],
+    counters: [(&'static str, &'static str, u64); 6],
     /// `nbhub_proxy_errors_total{code}`.
     errors: [(u16, u64); 4],
     gauges: [(&'static str, &'static str, i64); 3],
@@ -194,6 +208,8 @@ mod tests {
             "nbhub_proxy_connections_total 0",
             "nbhub_proxy_websockets_total 0",
             "nbhub_proxy_api_requests_total 0",
+            "nbhub_proxy_hub_held_total 0",
+            "nbhub_proxy_hub_gave_up_total 0",
             "# TYPE nbhub_proxy_errors counter",
             "nbhub_proxy_errors_total{code=\"404\"} 1",
             "nbhub_proxy_errors_total{code=\"408\"} 0",

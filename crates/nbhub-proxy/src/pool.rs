@@ -31,6 +31,7 @@ use tower_service::Service;
 
 use crate::forward::ReqBody;
 use crate::h1::TargetConn;
+use crate::hubwait::Holder;
 use crate::tls::{UpstreamConnector, UpstreamIo};
 use crate::upstream::{Side, UpstreamError};
 
@@ -139,12 +140,14 @@ impl Pool {
     }
 
     /// A plain connection to `to` for the lean path: an idle one that still looks open, else a
-    /// new one (within `limit`, if given).
+    /// new one (within `limit`, if given; waiting for a restarting hub with `hub`).
     pub async fn checkout_plain(
         &self,
         to: &Authority,
         limit: Option<Duration>,
+        hub: Option<Holder<'_>>,
     ) -> Result<TargetConn, UpstreamError> {
+        let mut closed = false;
         while let Some(mut c) = self.plain.pop(to) {
             // A close by the target that arrived since is seen here (a `recv(MSG_PEEK)` only
             // if the runtime saw the socket become readable).
@@ -152,8 +155,13 @@ impl Pool {
                 c.reused = true;
                 return Ok(c);
             }
+            closed = true;
         }
-        connect_plain(to, limit).await
+        if closed {
+            // The target closed its idle connections: a hub that is going away, maybe.
+            crate::hubwait::pause_before_retry(hub).await;
+        }
+        crate::hubwait::connect(hub, || connect_plain(to, limit)).await
     }
 
     /// A plain connection back from the lean path, ready for another request.
@@ -161,10 +169,12 @@ impl Pool {
         self.plain.push(to, c);
     }
 
-    /// Send `req` (absolute URI) over a pooled or new connection.
+    /// Send `req` (absolute URI) over a pooled or new connection (a new one waits for a
+    /// restarting hub with `hub`).
     pub async fn request(
         self: &Arc<Self>,
         mut req: Request<ReqBody>,
+        hub: Option<Holder<'_>>,
     ) -> Result<(Response<Incoming>, Checkin), UpstreamError> {
         let uri = req.uri().clone();
         let authority = uri.authority().cloned().ok_or(UpstreamError::new(
@@ -186,7 +196,10 @@ impl Pool {
             };
             let (mut send, reused) = match pooled {
                 Some(s) => (s, true),
-                None => (self.connect(&uri).await?, false),
+                None => (
+                    crate::hubwait::connect(hub, || self.connect(&uri)).await?,
+                    false,
+                ),
             };
             // A request without a body can go once more if a pooled connection fails before
             // anything of an answer came (the target closed it as we sent): keep its head.
@@ -211,6 +224,7 @@ impl Pool {
                         // fresh connection if the request went out on it.
                         Some(r) if failed.retry(true) => {
                             tracing::debug!("pooled connection failed ({failed}), retrying");
+                            crate::hubwait::pause_before_retry(hub).await;
                             req = r;
                         }
                         _ => return Err(failed),

@@ -69,6 +69,9 @@ pub struct Route {
     /// The route data as a compact JSON object, without `last_activity`.
     data: Box<str>,
     pub target: Target,
+    /// The hub's route (data `"hub": true`, or `--default-target`'s): requests on it may wait
+    /// for a hub that restarts ([`crate::hubwait`]).
+    pub hub: bool,
     last_activity: AtomicI64,
 }
 
@@ -76,11 +79,13 @@ impl Route {
     /// A route from its data; a `last_activity` in `data` is dropped (the proxy keeps its own).
     pub fn new(key: &str, mut data: Map<String, Value>, target: Target) -> Self {
         data.remove("last_activity");
+        let hub = data.get("hub") == Some(&Value::Bool(true));
         let data = serde_json::to_string(&Value::Object(data)).unwrap_or_else(|_| "{}".into());
         Route {
             key: key.into(),
             data: data.into(),
             target,
+            hub,
             last_activity: AtomicI64::new(now_ms()),
         }
     }

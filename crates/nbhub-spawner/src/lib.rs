@@ -126,6 +126,19 @@ pub trait Spawner: Send + Sync {
         })
     }
 
+    /// The jobs in the queue whose tag starts with `prefix` and that none of `tracked` (the
+    /// states the hub recorded) describes, found in one query: what a hub killed while it
+    /// submitted (the job there, its id not recorded yet) left behind. The default, for a
+    /// spawner whose servers die with the hub or that tags nothing: none.
+    fn untracked_jobs<'a>(
+        &'a self,
+        prefix: &'a str,
+        tracked: &'a [SpawnerState],
+    ) -> BoxFuture<'a, Result<Vec<TaggedJob>, SpawnError>> {
+        let _ = (prefix, tracked);
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
     /// Stops the server: gracefully first, forcibly once `timeout` has passed. Stopping a
     /// server that already exited (or a job still queued) is not an error.
     fn stop<'a>(
@@ -427,6 +440,22 @@ pub struct SpawnRequest {
     pub user_options: ValidatedOptions,
     /// Where progress, states to persist and "running now" go (see [`SpawnUpdate`]).
     pub updates: Updates,
+    /// A tag unique to this hub and spawn, which the spawner puts on what it starts (Slurm:
+    /// the job's `--comment`), so that a hub killed before it recorded the job finds it in
+    /// the queue ([`Spawner::untracked_jobs`]). `""`: none.
+    pub tag: String,
+}
+
+/// A job in the queue that carries a spawn's tag ([`SpawnRequest::tag`]) but is not one of
+/// the states the hub recorded.
+#[derive(Clone, Debug)]
+pub struct TaggedJob {
+    /// The tag it carries.
+    pub tag: String,
+    /// The job's id, for logs.
+    pub id: String,
+    /// Enough to stop it with [`Spawner::stop`].
+    pub state: SpawnerState,
 }
 
 impl SpawnRequest {

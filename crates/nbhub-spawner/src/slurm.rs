@@ -50,7 +50,7 @@ use crate::config::SpawnerConfig;
 use crate::lock;
 use crate::{
     BoxFuture, Estimate, FieldError, FormContext, FormSpec, PollStatus, SpawnError, SpawnRequest,
-    Spawner, SpawnerState, Started, Timeouts, Updates, ValidatedOptions,
+    Spawner, SpawnerState, Started, TaggedJob, Timeouts, Updates, ValidatedOptions,
 };
 use commands::Commands;
 use form::Cluster;
@@ -656,6 +656,10 @@ impl SlurmSpawner {
             format!("--chdir={chdir}"),
             export,
         ];
+        // The hub's tag: a hub killed before it recorded the job id finds the job by it.
+        if !req.tag.is_empty() {
+            args.push(format!("--comment={}", req.tag));
+        }
         args.extend(options);
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = self
@@ -766,6 +770,52 @@ impl SlurmSpawner {
             };
             let _ = tokio::time::timeout(wait, rounds.changed()).await;
         }
+    }
+
+    /// The jobs in the queue whose comment starts with `prefix` and that no state in
+    /// `tracked` names: one `squeue` of every user's jobs.
+    async fn untracked(
+        &self,
+        prefix: &str,
+        tracked: &[SpawnerState],
+    ) -> Result<Vec<TaggedJob>, SpawnError> {
+        let out = self
+            .commands
+            .query("squeue", &["-h", "-o", "%i|%u|%P|%k"])
+            .await?;
+        if !out.ok {
+            return Err(SpawnError::Failed(format!(
+                "{}squeue failed: {}",
+                self.on_system(),
+                slurm_error(&out.stderr)
+            )));
+        }
+        let known: std::collections::HashSet<String> = tracked
+            .iter()
+            .filter_map(SlurmState::from_state)
+            .filter(|st| st.system == self.system)
+            .map(|st| st.job_id)
+            .collect();
+        Ok(parse::jobs_commented(&out.stdout, prefix)
+            .into_iter()
+            .filter(|job| !known.contains(&job.id))
+            .map(|job| TaggedJob {
+                state: SlurmState {
+                    system: self.system.clone(),
+                    job_id: job.id.clone(),
+                    user: job.user,
+                    partition: job.partition,
+                    nodes: 1,
+                    output: PathBuf::new(),
+                    host: None,
+                    tunnel: None,
+                    hub_tunnel: None,
+                }
+                .to_state(),
+                tag: job.comment,
+                id: job.id,
+            })
+            .collect())
     }
 
     async fn cancel(&self, state: &SlurmState) -> Result<(), SpawnError> {
@@ -990,6 +1040,14 @@ impl Spawner for SlurmSpawner {
             }
             out
         })
+    }
+
+    fn untracked_jobs<'a>(
+        &'a self,
+        prefix: &'a str,
+        tracked: &'a [SpawnerState],
+    ) -> BoxFuture<'a, Result<Vec<TaggedJob>, SpawnError>> {
+        Box::pin(self.untracked(prefix, tracked))
     }
 
     fn stop<'a>(

@@ -32,7 +32,7 @@ use crate::config::SpawnerConfig;
 use crate::{
     BackendMetric, BoxFuture, Estimate, FieldError, FieldKind, FormContext, FormSpec, PollStatus,
     Reached, SlurmConfig, SlurmSpawner, SlurmState, SpawnError, SpawnRequest, Spawner,
-    SpawnerState, Started, SystemInfo, Timeouts, Updates, ValidatedOptions,
+    SpawnerState, Started, SystemInfo, TaggedJob, Timeouts, Updates, ValidatedOptions,
 };
 
 /// One system: its names and its spawner.
@@ -449,6 +449,28 @@ impl Spawner for SystemsSpawner {
                     })
                 })
                 .collect()
+        })
+    }
+
+    fn untracked_jobs<'a>(
+        &'a self,
+        prefix: &'a str,
+        tracked: &'a [SpawnerState],
+    ) -> BoxFuture<'a, Result<Vec<TaggedJob>, SpawnError>> {
+        Box::pin(async move {
+            // Every system at once; one that does not answer fails the whole answer, so that
+            // the hub asks again rather than act on half of the queue.
+            let answers = join_all(
+                self.systems
+                    .iter()
+                    .map(|s| s.spawner.untracked_jobs(prefix, tracked)),
+            )
+            .await;
+            let mut jobs = Vec::new();
+            for answer in answers {
+                jobs.extend(answer?);
+            }
+            Ok(jobs)
         })
     }
 

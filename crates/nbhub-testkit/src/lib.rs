@@ -19,6 +19,8 @@
 //! - `hub_api.rs`: [`HubApi`], the hub's API as a batch job sees it, for the spawner's tests;
 //! - `net.rs`: [`free_port`], [`port_in_line`], [`wait_for_tcp`], [`wait_for_http`],
 //!   [`http_get`], [`slow_request`];
+//! - `postgres.rs`: [`PgCluster`], a PostgreSQL cluster of a test's own, stopped and started
+//!   by the test;
 //! - `real.rs`: [`workspace_root`], [`require_venv`], [`require_postgres`], [`require!`];
 //! - `ssh_cluster.rs`: [`SshCluster`], the Slurm cluster behind a login node
 //!   (scripts/slurm-ssh-cluster): close and open its login nodes, count connections there;
@@ -28,6 +30,7 @@ mod account;
 mod child;
 mod hub_api;
 mod net;
+mod postgres;
 mod real;
 mod ssh_cluster;
 
@@ -37,6 +40,7 @@ pub use hub_api::HubApi;
 pub use net::{
     free_port, http_get, port_in_line, slow_request, wait_for_http, wait_for_tcp, HttpResponse,
 };
+pub use postgres::PgCluster;
 pub use real::{missing_part, require_postgres, require_venv, which, workspace_root};
 pub use ssh_cluster::{ClosedDoor, SshCluster};
 pub use tempfile::TempDir;

@@ -297,10 +297,19 @@ async fn resolve_token(authz: &Authz, raw: &str) -> ApiResult<Option<Identity>> 
             return Ok(None);
         }
         if now - hit.touched > ACTIVITY_RESOLUTION_MICROS {
-            if let Some(token) = token {
-                record_use(authz, token, &hit.identity.principal, now).await?;
+            let recorded = match token {
+                Some(token) => record_use(authz, token, &hit.identity.principal, now).await,
+                None => Ok(()),
+            };
+            match recorded {
+                Ok(()) => authz.identities.touched(&key, now),
+                // The identity is known without the database: it serves while the database
+                // restarts, and the use is written by a later request.
+                Err(e) if db::is_unavailable(&e) => {
+                    tracing::debug!(error = %e, "token use not recorded: the database is not reachable");
+                }
+                Err(e) => return Err(e.into()),
             }
-            authz.identities.touched(&key, now);
         }
         return Ok(Some(hit.identity));
     }

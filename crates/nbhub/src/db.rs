@@ -8,6 +8,7 @@
 //! - [`users`]: users, their groups and roles, native passwords.
 //! - [`groups`]: groups and membership.
 //! - [`servers`]: one row per (user, server name): the spawner's record.
+//! - [`server_sessions`]: each server's recent sessions (options, job, start, end, how).
 //! - [`tokens`]: API tokens, stored as salted hashes.
 //! - [`oauth`]: OAuth clients and codes.
 //! - [`services`] and roles loaded from the config.
@@ -15,6 +16,7 @@
 pub mod groups;
 pub mod maintenance;
 pub mod oauth;
+pub mod server_sessions;
 pub mod servers;
 pub mod services;
 pub mod sessions;
@@ -90,7 +92,7 @@ impl Db {
         } else {
             Backend::Postgres
         };
-        let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        let mut options = AnyPoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
         options = match backend {
             // One connection: SQLite has one writer anyway, and with several a writer that
             // finds the database locked sleeps in SQLite's busy handler (1, 2, 5, 10 … ms).
@@ -115,7 +117,13 @@ impl Db {
                         Ok(())
                     })
                 }),
-            Backend::Postgres => options.max_connections(16),
+            // A connection that died with a restart of the server is found by the ping before
+            // it is handed out (`test_before_acquire`) and replaced; one idle for a minute is
+            // closed, so that few dead ones wait in the pool after an outage.
+            Backend::Postgres => options
+                .max_connections(16)
+                .test_before_acquire(true)
+                .idle_timeout(Duration::from_secs(60)),
         };
         let pool = options.connect(url).await?;
         let migrator = match backend {
@@ -197,6 +205,43 @@ pub(crate) fn placeholders(first: usize, count: usize) -> String {
         .join(", ")
 }
 
+/// How long a query waits for a connection. While the database is down, the pool keeps
+/// trying to connect until then: this bounds how long a request waits before its 503.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// When a client told that the database is unavailable should try again (`Retry-After`).
+pub const RETRY_AFTER_SECS: u64 = 5;
+
+/// What the client of a request that needed an unreachable database is told.
+pub const UNAVAILABLE_MESSAGE: &str = "The hub's database is not reachable; retry in a few seconds";
+
+/// The database could not be reached (restart, failover, network): a state that passes,
+/// unlike a query that is wrong. Nothing was written by the statement that failed this way
+/// unless its commit had been acknowledged, which the caller then did not see: callers
+/// answer "try again", never "done".
+#[derive(Debug, thiserror::Error)]
+#[error("the database is not reachable: {0}")]
+pub struct Unavailable(pub sqlx::Error);
+
+/// True when `err` says the database is not reachable now rather than that the statement
+/// failed: no connection within [`ACQUIRE_TIMEOUT`], a broken or refused connection, or the
+/// server going away (PostgreSQL's `57P01` admin_shutdown, `57P02` crash_shutdown, `57P03`
+/// cannot_connect_now, the `08` connection-exception class).
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            matches!(code.as_ref(), "57P01" | "57P02" | "57P03") || code.starts_with("08")
+        }),
+        // A connection that ended in the middle of a message.
+        sqlx::Error::Protocol(msg) => {
+            let msg = msg.to_ascii_lowercase();
+            msg.contains("connection") && (msg.contains("closed") || msg.contains("reset"))
+        }
+        _ => false,
+    }
+}
+
 /// True for a unique-constraint violation on either backend.
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     match err {
@@ -222,6 +267,15 @@ mod tests {
             parse_timestamp("2026-11-26T11:26:43.500Z")
         );
         assert!(parse_timestamp("yesterday").is_none());
+    }
+
+    #[test]
+    fn an_unreachable_database_is_told_from_a_failed_query() {
+        assert!(is_unavailable(&sqlx::Error::PoolTimedOut));
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(is_unavailable(&sqlx::Error::Io(refused)));
+        assert!(!is_unavailable(&sqlx::Error::RowNotFound));
+        assert!(!is_unavailable(&sqlx::Error::ColumnNotFound("id".into())));
     }
 
     #[test]

@@ -47,7 +47,24 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        if crate::db::is_unavailable(&e) {
+            return crate::db::Unavailable(e).into();
+        }
         ApiError::internal(format!("database: {e}"))
+    }
+}
+
+/// A database restart or failover: 503 with `Retry-After`, so that clients come back rather
+/// than give up; the request changed nothing the client was told about.
+impl From<crate::db::Unavailable> for ApiError {
+    fn from(e: crate::db::Unavailable) -> Self {
+        tracing::warn!(error = %e, "answered 503: the database is not reachable");
+        let mut err = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            crate::db::UNAVAILABLE_MESSAGE,
+        );
+        err.retry_after = Some(crate::db::RETRY_AFTER_SECS);
+        err
     }
 }
 

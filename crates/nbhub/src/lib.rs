@@ -32,6 +32,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod check;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -148,45 +149,69 @@ pub async fn init_with_crypt_key(config: Config, key: Option<&str>) -> anyhow::R
     Ok(state)
 }
 
-/// The spawner `[spawner] kind` names, with its own section (`[slurm]`, or `[[systems]]`).
+/// The spawner `[spawner] kind` names, built from its own section (`[slurm]`, or
+/// `[[systems]]`); what would make every job fail (a private venv, no sbatch) is said at
+/// start-up.
 fn make_spawner(config: &Config) -> anyhow::Result<std::sync::Arc<dyn nbhub_spawner::Spawner>> {
+    let built = build_spawner(config)?;
+    for (section, slurm) in &built.slurm {
+        for problem in slurm.check_setup() {
+            tracing::warn!("{section}: {problem}");
+        }
+        warn_if_jobs_cannot_reach_the_hub(config, slurm.clone());
+    }
+    Ok(built.spawner)
+}
+
+/// A spawner built from the config, and its Slurm spawners with the section each comes from
+/// (`[slurm]`, `[[systems]] NAME`), for the checks of the machine.
+pub(crate) struct BuiltSpawner {
+    pub spawner: std::sync::Arc<dyn nbhub_spawner::Spawner>,
+    pub slurm: Vec<(String, std::sync::Arc<nbhub_spawner::SlurmSpawner>)>,
+}
+
+/// The spawner of [`make_spawner`], without a word said or a task started (`nbhub --check`).
+pub(crate) fn build_spawner(config: &Config) -> anyhow::Result<BuiltSpawner> {
     use nbhub_spawner::SpawnerKind;
     let data_dir = &config.hub.data_dir;
     Ok(match config.spawner.kind {
-        SpawnerKind::Local => std::sync::Arc::new(
-            nbhub_spawner::LocalSpawner::new(
-                config.spawner.clone(),
-                config.local.clone(),
-                data_dir,
-            )
-            .map_err(|e| anyhow::anyhow!("[local]: {e}"))?,
-        ),
+        SpawnerKind::Local => BuiltSpawner {
+            spawner: std::sync::Arc::new(
+                nbhub_spawner::LocalSpawner::new(
+                    config.spawner.clone(),
+                    config.local.clone(),
+                    data_dir,
+                )
+                .map_err(|e| anyhow::anyhow!("[local]: {e}"))?,
+            ),
+            slurm: Vec::new(),
+        },
         SpawnerKind::Slurm if !config.systems.is_empty() => {
             let systems =
                 nbhub_spawner::SystemsSpawner::new(&config.spawner, &config.systems, data_dir)
                     .map_err(|e| anyhow::anyhow!("[[systems]]: {e}"))?;
-            for (name, slurm) in systems.slurm_spawners() {
-                for problem in slurm.check_setup() {
-                    tracing::warn!("[[systems]] {name}: {problem}");
-                }
-                warn_if_jobs_cannot_reach_the_hub(config, slurm.clone());
+            let slurm = systems
+                .slurm_spawners()
+                .map(|(name, slurm)| (format!("[[systems]] {name}"), slurm.clone()))
+                .collect();
+            BuiltSpawner {
+                spawner: std::sync::Arc::new(systems),
+                slurm,
             }
-            std::sync::Arc::new(systems)
         }
         SpawnerKind::Slurm => {
-            let slurm = nbhub_spawner::SlurmSpawner::new(
-                config.spawner.clone(),
-                config.slurm.clone(),
-                data_dir,
-            )
-            .map_err(|e| anyhow::anyhow!("[slurm]: {e}"))?;
-            // What would make every job fail (a private venv, no sbatch) is said at start-up.
-            for problem in slurm.check_setup() {
-                tracing::warn!("[slurm]: {problem}");
+            let slurm = std::sync::Arc::new(
+                nbhub_spawner::SlurmSpawner::new(
+                    config.spawner.clone(),
+                    config.slurm.clone(),
+                    data_dir,
+                )
+                .map_err(|e| anyhow::anyhow!("[slurm]: {e}"))?,
+            );
+            BuiltSpawner {
+                spawner: slurm.clone(),
+                slurm: vec![("[slurm]".to_owned(), slurm)],
             }
-            let slurm = std::sync::Arc::new(slurm);
-            warn_if_jobs_cannot_reach_the_hub(config, slurm.clone());
-            slurm
         }
     })
 }

@@ -19,6 +19,17 @@ struct Cli {
     /// Read page templates from disk on every request (for editing them; debug builds always do).
     #[arg(long, global = true)]
     template_reload: bool,
+    /// Load and validate the configuration, say what is wrong (with its key and line) and
+    /// exit; `--check=setup` also checks this machine (commands, paths, Slurm, the database).
+    #[arg(
+        long,
+        value_enum,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "config",
+        value_name = "WHAT"
+    )]
+    check: Option<nbhub::check::Level>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -78,6 +89,27 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(level) = cli.check {
+        let shown = path
+            .as_deref()
+            .map_or("the defaults".to_owned(), |p| p.display().to_string());
+        let problems = runtime.block_on(nbhub::check::problems(&config, level));
+        if problems.is_empty() {
+            let what = match level {
+                nbhub::check::Level::Config => "the configuration is valid",
+                nbhub::check::Level::Setup => {
+                    "the configuration is valid and this machine has what it needs"
+                }
+            };
+            println!("nbhub: {shown}: {what}");
+            return ExitCode::SUCCESS;
+        }
+        for p in &problems {
+            eprintln!("nbhub: {p}");
+        }
+        eprintln!("nbhub: {shown}: {} problem(s)", problems.len());
+        return ExitCode::from(2);
+    }
     let result = runtime.block_on(async {
         match cli.command {
             Some(Command::Token {
@@ -121,7 +153,13 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         .await
         .context("cannot start the proxy on the ports the system picks")?;
     let public = config.hub.bind_url.to_string();
-    let proxy_api = config.proxy.api_url.to_string();
+    // With several proxies, the first (as the hub's `client`).
+    let proxy_api = config
+        .proxy
+        .api_urls
+        .first()
+        .unwrap_or(&config.proxy.api_url)
+        .to_string();
     let state = nbhub::init(config).await?;
     tracing::info!(
         "nbhub {} listening on http://{local} (public URL {public}, proxy API {proxy_api})",

@@ -43,6 +43,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/authorize.html"),
     ),
     ("home.html", include_str!("../templates/home.html")),
+    (
+        "server_history.html",
+        include_str!("../templates/server_history.html"),
+    ),
     ("error.html", include_str!("../templates/error.html")),
     ("oauth.html", include_str!("../templates/oauth.html")),
     (

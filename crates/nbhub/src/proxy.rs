@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -251,9 +251,53 @@ pub fn proxy_token(config: &Config) -> std::io::Result<String> {
     Ok(hex::encode(secret))
 }
 
+/// One proxy the hub keeps its routes in: the one proxy, or each of `[proxy] api_urls`.
+pub struct Peer {
+    pub client: ProxyClient,
+    /// It had every route at its last check, and no route call failed since.
+    in_sync: AtomicBool,
+    /// Route calls (and checks) that failed, for the metrics.
+    failed_calls: AtomicU64,
+}
+
+impl Peer {
+    fn new(client: ProxyClient) -> Self {
+        Peer {
+            client,
+            in_sync: AtomicBool::new(true),
+            failed_calls: AtomicU64::new(0),
+        }
+    }
+
+    pub fn in_sync(&self) -> bool {
+        self.in_sync.load(Ordering::Relaxed)
+    }
+
+    /// A route call or a check failed: out of sync until a check has brought every route
+    /// back. Said in the log once, when it goes out of sync.
+    pub fn failed(&self, e: &ProxyError) {
+        self.failed_calls.fetch_add(1, Ordering::Relaxed);
+        if self.in_sync.swap(false, Ordering::Relaxed) {
+            tracing::warn!(proxy = %self.client.api(), error = %e, "a proxy is out of sync; the route check restores its routes once it answers");
+        }
+    }
+
+    /// A check found every route there (or put it there).
+    pub fn synced(&self) {
+        if !self.in_sync.swap(true, Ordering::Relaxed) {
+            tracing::info!(proxy = %self.client.api(), "the proxy is in sync again: it has every route");
+        }
+    }
+}
+
 /// The proxy the hub talks to, and for a managed one, the means to (re)start it.
 pub struct Proxy {
+    /// The proxy (the first of several): the one a managed proxy is, the one `GET
+    /// /hub/api/proxy` reads and `PATCH /hub/api/proxy` points elsewhere.
     pub client: ProxyClient,
+    /// Every proxy routes go to: `client` alone, or each of `[proxy] api_urls` (the first
+    /// shares `client`'s endpoint).
+    peers: Vec<Peer>,
     managed: Option<Managed>,
     /// Signalled when a managed proxy this hub started exits, so routes are restored at once
     /// rather than at the next periodic check.
@@ -281,7 +325,14 @@ struct Managed {
 impl Proxy {
     pub fn new(config: &Config) -> std::io::Result<Arc<Proxy>> {
         let token = proxy_token(config)?;
-        let client = ProxyClient::new(&config.proxy.api_url.origin(), &token);
+        let client = match config.proxy.api_urls.first() {
+            Some(first) => ProxyClient::new(&first.origin(), &token),
+            None => ProxyClient::new(&config.proxy.api_url.origin(), &token),
+        };
+        let mut peers = vec![Peer::new(client.clone())];
+        for u in config.proxy.api_urls.iter().skip(1) {
+            peers.push(Peer::new(ProxyClient::new(&u.origin(), &token)));
+        }
         let managed = (config.proxy.kind == ProxyKind::Managed).then(|| {
             let command = if config.proxy.command.is_empty() {
                 vec![default_proxy_binary().display().to_string()]
@@ -323,6 +374,11 @@ impl Proxy {
                     .to_string(),
                 "--routes-file".into(),
                 config.hub.data_dir.join(ROUTES_FILE).display().to_string(),
+                // A hub restart is bridged: requests for /hub/ wait for it, bounded.
+                "--hub-wait".into(),
+                config.proxy.hub_wait.to_string(),
+                "--hub-wait-max".into(),
+                config.proxy.hub_wait_max.to_string(),
             ];
             Managed {
                 api: config.proxy.api_url.origin(),
@@ -336,6 +392,7 @@ impl Proxy {
         });
         Ok(Arc::new(Proxy {
             client,
+            peers,
             managed,
             exited: Arc::new(tokio::sync::Notify::new()),
             stopping: Arc::new(AtomicBool::new(false)),
@@ -417,6 +474,77 @@ impl Proxy {
         if let Err(e) = self.upgrade_managed().await {
             tracing::warn!("upgrading the proxy in place failed: {e}");
         }
+    }
+
+    /// Every proxy the routes go to (one, or each of `[proxy] api_urls`).
+    pub fn peers(&self) -> &[Peer] {
+        &self.peers
+    }
+
+    /// Adds a route to every proxy at once; one that fails is marked out of sync (the route
+    /// check adds it later) and does not hold up the others. An error only when every proxy
+    /// failed.
+    pub async fn add_route(
+        &self,
+        routespec: &str,
+        target: &str,
+        data: &Map<String, Value>,
+    ) -> Result<(), ProxyError> {
+        self.each(|c| c.add_route(routespec, target, data)).await
+    }
+
+    /// Deletes a route from every proxy, as [`Proxy::add_route`] adds one.
+    pub async fn delete_route(&self, routespec: &str) -> Result<(), ProxyError> {
+        self.each(|c| c.delete_route(routespec)).await
+    }
+
+    async fn each<'a, F, Fut>(&'a self, call: F) -> Result<(), ProxyError>
+    where
+        F: Fn(&'a ProxyClient) -> Fut,
+        Fut: std::future::Future<Output = Result<(), ProxyError>>,
+    {
+        let results =
+            futures_util::future::join_all(self.peers.iter().map(|p| call(&p.client))).await;
+        let mut first_error = None;
+        let mut any_ok = false;
+        for (peer, r) in self.peers.iter().zip(results) {
+            match r {
+                Ok(()) => any_ok = true,
+                Err(e) => {
+                    peer.failed(&e);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) if !any_ok => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// The proxies' state for `/hub/metrics`: in sync or not, and failed route calls, per
+    /// proxy (label `proxy`, its API URL).
+    pub fn metrics(&self) -> Vec<nbhub_spawner::BackendMetric> {
+        let series = |f: &dyn Fn(&Peer) -> f64| {
+            self.peers
+                .iter()
+                .map(|p| (vec![("proxy", p.client.api())], f(p)))
+                .collect()
+        };
+        vec![
+            nbhub_spawner::BackendMetric {
+                name: "nbhub_proxy_in_sync",
+                help: "1 while the proxy had every route at its last check and no route call to it failed since",
+                kind: nbhub_spawner::MetricKind::Gauge,
+                samples: series(&|p| f64::from(u8::from(p.in_sync()))),
+            },
+            nbhub_spawner::BackendMetric {
+                name: "nbhub_proxy_route_failures_total",
+                help: "Route calls and checks to the proxy that failed",
+                kind: nbhub_spawner::MetricKind::Counter,
+                samples: series(&|p| p.failed_calls.load(Ordering::Relaxed) as f64),
+            },
+        ]
     }
 
     pub fn is_managed(&self) -> bool {
@@ -560,7 +688,7 @@ pub fn hub_origin(config: &Config) -> String {
 }
 
 /// `nbhub-proxy` next to the running `nbhub` binary.
-fn default_proxy_binary() -> PathBuf {
+pub(crate) fn default_proxy_binary() -> PathBuf {
     std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(|dir| dir.join("nbhub-proxy")))

@@ -11,11 +11,13 @@
 //! - `spawn.rs`: the steps of a spawn, each with its own timeout, and the cleanup;
 //! - `failure.rs`: [`SpawnFailure`]: which step failed, whether a retry may help, the message;
 //! - `adopt.rs`: what a starting hub does with the servers recorded as started;
+//! - `history.rs`: each server's recent sessions in the database ([`EndReason`], [`SessionView`]);
 //! - `queue.rs`: the fair spawn queue above `concurrent_spawn_limit`;
 //! - `tasks.rs`: the background loops (server poll, route check, activity) and route specs.
 
 mod adopt;
 mod failure;
+mod history;
 mod queue;
 mod slot;
 mod spawn;
@@ -33,6 +35,7 @@ use crate::db::{self, servers, users::User, Db};
 use crate::proxy::Proxy;
 
 pub use failure::{SpawnFailure, SpawnStep};
+pub use history::{EndReason, SessionView, SESSIONS_KEPT};
 pub use slot::{Endpoint, Phase, Slot};
 pub use tasks::{route_key, server_route};
 
@@ -96,6 +99,10 @@ impl SpawnRefused {
 
 impl From<sqlx::Error> for SpawnRefused {
     fn from(e: sqlx::Error) -> Self {
+        if crate::db::is_unavailable(&e) {
+            tracing::warn!(error = %e, "spawn refused: the database is not reachable");
+            return SpawnRefused::Unavailable(crate::db::UNAVAILABLE_MESSAGE.into());
+        }
         SpawnRefused::Internal(format!("database: {e}"))
     }
 }
@@ -115,6 +122,57 @@ pub struct Supervisor {
     pre_spawn: OnceLock<Arc<dyn PreSpawn>>,
     /// Maintenance notices per system; every start is checked against them (`start`).
     pub maintenance: Arc<crate::maintenance::Maintenance>,
+    /// Each server's last ended session, by server row id (`history.rs`).
+    last_sessions: Mutex<HashMap<i64, SessionView>>,
+    /// What the jobs this hub submits are tagged with (`SpawnRequest::tag`).
+    job_tag: JobTag,
+}
+
+/// The tag on a spawn's job, `nbhub:<hub>:<run>:<server row>`: `hub` names this hub (kept in
+/// `data_dir/nbhub_hub_id`, so that hubs sharing a batch system leave each other's jobs
+/// alone), `run` this run of the hub process (a job of the running process is never taken
+/// for one left behind by a killed one), the row the server it is for.
+struct JobTag {
+    hub: String,
+    run: String,
+}
+
+impl JobTag {
+    fn new(data_dir: &std::path::Path) -> JobTag {
+        use rand::RngCore;
+        let hub = match crate::secrets::load_or_create_secret(data_dir, "nbhub_hub_id") {
+            Ok(id) => hex::encode(&id[..id.len().min(6)]),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot keep the hub's id in data_dir; jobs left by a killed hub will not be found");
+                let mut id = [0u8; 6];
+                rand::rngs::OsRng.fill_bytes(&mut id);
+                hex::encode(id)
+            }
+        };
+        let mut run = [0u8; 4];
+        rand::rngs::OsRng.fill_bytes(&mut run);
+        JobTag {
+            hub,
+            run: hex::encode(run),
+        }
+    }
+
+    /// The start of every tag of this hub.
+    fn hub_prefix(&self) -> String {
+        format!("nbhub:{}:", self.hub)
+    }
+
+    /// The tag of a spawn for the server in row `row_id`.
+    fn for_row(&self, row_id: i64) -> String {
+        format!("nbhub:{}:{}:{row_id}", self.hub, self.run)
+    }
+
+    /// Whether `tag` was made by this run of the hub.
+    fn is_this_run(&self, tag: &str) -> bool {
+        tag.strip_prefix(&self.hub_prefix())
+            .and_then(|rest| rest.split(':').next())
+            .is_some_and(|run| run == self.run)
+    }
 }
 
 impl Supervisor {
@@ -144,9 +202,11 @@ impl Supervisor {
                 config.hub.concurrent_spawn_limit,
                 config.hub.spawn_queue_limit,
             ),
+            job_tag: JobTag::new(&config.hub.data_dir),
             config,
             pre_spawn: OnceLock::new(),
             maintenance: Arc::default(),
+            last_sessions: Mutex::default(),
         })
     }
 
@@ -239,6 +299,19 @@ impl Supervisor {
         server_name: &str,
     ) -> Result<Option<nbhub_spawner::FormSpec>, sqlx::Error> {
         let ctx = self.form_context(user, server_name).await?;
+        Ok(self.spawner.options_form(&ctx).await)
+    }
+
+    /// The options form `user` sees for `server_name`, filled in with `options` (a past
+    /// session's, for Edit on the home page) instead of the last ones.
+    pub async fn options_form_with(
+        &self,
+        user: &User,
+        server_name: &str,
+        options: serde_json::Map<String, Value>,
+    ) -> Result<Option<nbhub_spawner::FormSpec>, sqlx::Error> {
+        let mut ctx = self.form_context(user, server_name).await?;
+        ctx.last_options = Some(ValidatedOptions(options));
         Ok(self.spawner.options_form(&ctx).await)
     }
 
@@ -339,6 +412,7 @@ impl Supervisor {
             started,
         )
         .await?;
+        self.history_begin(row.id, &validated, started).await;
         slot.reset_for_spawn();
         slot.set_phase(Phase::Starting);
         slot.push_event(json!({"progress": 0, "message": "Server requested"}));
@@ -398,6 +472,8 @@ impl Supervisor {
                 .flatten();
             if let Some(row) = row {
                 this.cleanup(s.user_id, &s, row.id).await;
+                this.history_end(row.id, EndReason::Stopped, "stopped through the hub")
+                    .await;
             }
             this.metrics
                 .server_stop
@@ -415,5 +491,30 @@ impl Supervisor {
                 self.stop(&slot).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JobTag;
+
+    #[test]
+    fn a_job_tag_names_the_hub_the_run_and_the_server() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tag = JobTag::new(dir.path());
+        let again = JobTag::new(dir.path());
+        assert_eq!(tag.hub, again.hub, "the hub's id is kept in data_dir");
+        assert_ne!(tag.run, again.run, "each run of the hub has its own");
+        let t = tag.for_row(42);
+        assert!(
+            t.starts_with(&tag.hub_prefix()) && t.ends_with(":42"),
+            "{t}"
+        );
+        assert!(tag.is_this_run(&t));
+        assert!(
+            !again.is_this_run(&t),
+            "a later run sees a job of an earlier one"
+        );
+        assert!(!tag.is_this_run("nbhub:other:run:1"));
     }
 }

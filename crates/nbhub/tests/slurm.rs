@@ -10,6 +10,10 @@ mod common;
 mod jupyterlab;
 #[path = "slurm/maintenance.rs"]
 mod maintenance;
+#[path = "slurm/orphans.rs"]
+mod orphans;
+#[path = "slurm/relaunch.rs"]
+mod relaunch;
 #[path = "slurm/session.rs"]
 mod session;
 #[path = "slurm/ssh.rs"]

@@ -77,7 +77,7 @@ impl Exchange<'_> {
                 body_pending,
             }) => {
                 let status = error.status();
-                tracing::warn!(target = %self.route.target.authority, url = %orig, side = ?error.side(), "{} {}: {error}", status.as_u16(), self.route.key);
+                tracing::warn!(target = %self.route.target.authority, url = %orig, side = ?error.side(), reused = error.reused(), "{} {}: {error}", status.as_u16(), self.route.key);
                 let res = forward::error_for(self.fw, status, &uri_of(orig)).await;
                 let close = self.close || body_pending || self.fw.draining();
                 answer(client, res, close, self.head_request).await.is_ok() && !close
@@ -116,9 +116,10 @@ impl Exchange<'_> {
         // connection). A target that answered before the write failed is heard out instead.
         let sent = async {
             let timeout = fw.config.proxy_timeout;
+            let hub = fw.hub_holder(&self.route);
             let mut up = fw
                 .pool
-                .checkout_plain(authority, timeout)
+                .checkout_plain(authority, timeout, hub)
                 .await
                 .map_err(|e| Failed::target(e, !whole_request_here))?;
             loop {
@@ -140,9 +141,11 @@ impl Exchange<'_> {
                     return Err(Failed::target(failed, !whole_request_here));
                 }
                 tracing::debug!("pooled connection to {authority} closed ({failed}), retrying");
-                up = crate::pool::connect_plain(authority, timeout)
-                    .await
-                    .map_err(|e| Failed::target(e, !whole_request_here))?;
+                crate::hubwait::pause_before_retry(hub).await;
+                up =
+                    crate::hubwait::connect(hub, || crate::pool::connect_plain(authority, timeout))
+                        .await
+                        .map_err(|e| Failed::target(e, !whole_request_here))?;
             }
         }
         .await;

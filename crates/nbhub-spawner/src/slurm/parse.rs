@@ -630,9 +630,55 @@ pub(crate) fn has_come(slurm_time: &str) -> bool {
     SlurmTime::parse(slurm_time).is_some_and(|t| t.has_come(time::OffsetDateTime::now_utc()))
 }
 
+/// One line of `squeue -o %i|%u|%P|%k` (id, user, partition, comment) for a job whose
+/// comment starts with `prefix`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CommentedJob {
+    pub id: String,
+    pub user: String,
+    pub partition: String,
+    pub comment: String,
+}
+
+/// The jobs of a `squeue -h -o %i|%u|%P|%k` listing whose comment starts with `prefix`.
+pub(crate) fn jobs_commented(text: &str, prefix: &str) -> Vec<CommentedJob> {
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.trim().splitn(4, '|');
+            let (id, user, partition, comment) = (f.next()?, f.next()?, f.next()?, f.next()?);
+            (!id.is_empty() && !prefix.is_empty() && comment.starts_with(prefix)).then(|| {
+                CommentedJob {
+                    id: id.to_owned(),
+                    user: user.to_owned(),
+                    partition: partition.to_owned(),
+                    comment: comment.to_owned(),
+                }
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commented_jobs_are_picked_by_their_prefix() {
+        let out = "12|alice|batch|nbhub:ab12:77:3\n\
+                   13|bob|gpu|(null)\n\
+                   14|carol|batch|nbhub:ffff:1:1\n\
+                   broken line\n";
+        assert_eq!(
+            jobs_commented(out, "nbhub:ab12:"),
+            vec![CommentedJob {
+                id: "12".into(),
+                user: "alice".into(),
+                partition: "batch".into(),
+                comment: "nbhub:ab12:77:3".into(),
+            }]
+        );
+        assert!(jobs_commented(out, "").is_empty());
+    }
 
     #[test]
     fn squeue_lines() {

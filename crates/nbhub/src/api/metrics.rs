@@ -91,6 +91,9 @@ pub async fn get_metrics(State(state): State<AppState>, request: Request) -> Api
         "1 while a maintenance notice (admin page, API or maintenance_file) is in force",
         &series(&|s| s.maintenance.is_some()),
     );
+    for metric in state.supervisor.proxy.metrics() {
+        metrics::backend_metric(&mut out, &metric);
+    }
     for metric in state.supervisor.spawner.metrics() {
         metrics::backend_metric(&mut out, &metric);
     }

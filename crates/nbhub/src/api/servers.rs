@@ -164,7 +164,11 @@ fn refused(e: SpawnRefused) -> ApiError {
             err
         }
         SpawnRefused::SignInAgain(msg) => ApiError::new(StatusCode::FORBIDDEN, msg),
-        SpawnRefused::Unavailable(msg) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg),
+        SpawnRefused::Unavailable(msg) => {
+            let mut err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg);
+            err.retry_after = Some(crate::db::RETRY_AFTER_SECS);
+            err
+        }
         SpawnRefused::Internal(msg) => ApiError::internal(msg),
     }
 }

@@ -99,10 +99,29 @@ pub fn server_model(state: &AppState, user: &str, row: &ServerRow, with_state: b
             }
         }
     }
+    // Why the server's last session ended (kept across hub restarts): an extra key, as
+    // JupyterHub's server model allows.
+    m["last_session"] = state
+        .supervisor
+        .last_session(row.id)
+        .map_or(Value::Null, |s| last_session_model(&s));
     if with_state {
         m["state"] = row.state.clone();
     }
     m
+}
+
+/// `last_session` of the server model: when it started and ended, how (`reason`, a word of
+/// `supervisor::EndReason`) and what the user was told (`message`), its job and system.
+fn last_session_model(s: &crate::supervisor::SessionView) -> Value {
+    json!({
+        "started": s.started,
+        "ended": s.ended,
+        "reason": s.reason,
+        "message": s.message,
+        "job_id": s.job_id,
+        "system": s.system,
+    })
 }
 
 /// The user model, with only the fields the caller's scopes allow.

@@ -47,6 +47,9 @@ impl From<Stale> for SpawnRefused {
 
 impl From<sqlx::Error> for Stale {
     fn from(e: sqlx::Error) -> Self {
+        if crate::db::is_unavailable(&e) {
+            return Stale::Unavailable(crate::db::UNAVAILABLE_MESSAGE.into());
+        }
         Stale::Internal(format!("database: {e}"))
     }
 }

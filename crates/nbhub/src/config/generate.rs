@@ -178,6 +178,15 @@ command = []
 check_running_interval = {px_check}
 # Stop the managed proxy when the hub stops.
 cleanup = {px_cleanup}
+# managed: seconds a request for /hub/ waits at the proxy while the hub restarts (it does
+# not listen), then the 503 it would get at once; 0 = no wait.
+hub_wait = {px_hub_wait}
+# managed: requests that may wait for the hub at a time; more get the 503 at once.
+hub_wait_max = {px_hub_wait_max}
+# external: several proxies (behind a load balancer or a floating address), each kept with
+# every route, instead of api_url: api_urls = ["http://10.0.0.1:8001", "http://10.0.0.2:8001"]
+# (one auth_token for all of them).
+api_urls = []
 
 # External services with a fixed API token, e.g. an idle culler:
 # [[services]]
@@ -249,5 +258,7 @@ cleanup = {px_cleanup}
         px_api_url = px.api_url,
         px_check = px.check_running_interval,
         px_cleanup = px.cleanup,
+        px_hub_wait = px.hub_wait,
+        px_hub_wait_max = px.hub_wait_max,
     )
 }

@@ -34,7 +34,9 @@ impl Config {
         if !overrides.is_empty() {
             config = config.with_env_overrides(&overrides)?;
         }
-        config.validate()?;
+        config
+            .validate()
+            .map_err(|e| ConfigError(with_line(e.0, &text, &origin)))?;
         Ok(config)
     }
 
@@ -141,4 +143,41 @@ impl Config {
             .map_err(|e| ConfigError(format!("internal: cannot re-serialise config: {e}")))?;
         Config::from_toml_str(&text, "environment (NBHUB_* variables)")
     }
+}
+
+/// A validation error (`key `a.b[0].c`: …`) with the file and the line of that key in front,
+/// when the key is in the file (it may come from a default or an environment variable).
+fn with_line(message: String, text: &str, origin: &str) -> String {
+    let line = message
+        .strip_prefix("key `")
+        .and_then(|m| m.split_once('`'))
+        .and_then(|(key, _)| line_of(text, key));
+    match line {
+        Some(line) => format!("{origin}, line {line}: {message}"),
+        None => message,
+    }
+}
+
+/// The line of `key` (`slurm.interfaces[0].environments`) in a TOML document.
+pub(crate) fn line_of(text: &str, key: &str) -> Option<usize> {
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let mut item = doc.as_item();
+    for segment in key.split('.') {
+        let (name, indexes) = match segment.split_once('[') {
+            Some((name, rest)) => (name, Some(rest)),
+            None => (segment, None),
+        };
+        item = item.get(name)?;
+        for index in indexes.into_iter().flat_map(|r| r.split('[')) {
+            let i: usize = index.trim_end_matches(']').parse().ok()?;
+            item = item.get(i)?;
+        }
+    }
+    let span = match item {
+        toml_edit::Item::Table(t) => t.span(),
+        toml_edit::Item::Value(v) => v.span(),
+        toml_edit::Item::ArrayOfTables(a) => a.get(0).and_then(toml_edit::Table::span),
+        toml_edit::Item::None => None,
+    }?;
+    Some(text[..span.start.min(text.len())].matches('\n').count() + 1)
 }

@@ -299,6 +299,14 @@ pub struct ProxyConfig {
     pub check_running_interval: u64,
     /// Stop a managed proxy when the hub stops (else it keeps serving across hub restarts).
     pub cleanup: bool,
+    /// Seconds a request for `/hub/` waits at the managed proxy while the hub does not listen
+    /// (a restart), before the 503 it would get at once (0: none waits).
+    pub hub_wait: u64,
+    /// Requests that may wait for the hub at a time (`hub_wait`); more get the 503 at once.
+    pub hub_wait_max: usize,
+    /// external: several proxies (their REST APIs), each kept with every route; instead of
+    /// `api_url`, which is the one-proxy case.
+    pub api_urls: Vec<HttpUrl>,
 }
 
 impl Default for ProxyConfig {
@@ -310,6 +318,9 @@ impl Default for ProxyConfig {
             command: Vec::new(),
             check_running_interval: 5,
             cleanup: false,
+            hub_wait: 30,
+            hub_wait_max: 2000,
+            api_urls: Vec::new(),
         }
     }
 }

@@ -274,3 +274,33 @@ fn generated_config_shows_both_shapes() {
         assert!(text.contains(example), "{example} missing");
     }
 }
+
+#[test]
+fn several_proxies_are_external_and_exclude_api_url() {
+    let external = "[proxy]\nkind = \"external\"\nauth_token = \"t\"\n";
+    let c = load(&format!(
+        "{external}api_urls = [\"http://10.0.0.1:8001\", \"http://10.0.0.2:8001\"]\n"
+    ))
+    .expect("two proxies");
+    assert_eq!(c.proxy.api_urls.len(), 2);
+    assert_eq!(c.proxy.hub_wait, 30, "the default wait for the hub");
+    let both = load(&format!(
+        "{external}api_url = \"http://10.0.0.1:8001\"\napi_urls = [\"http://10.0.0.2:8001\"]\n"
+    ))
+    .unwrap_err()
+    .0;
+    assert!(
+        both.contains("proxy.api_url") && both.contains("proxy.api_urls"),
+        "{both}"
+    );
+    let managed = load("[proxy]\napi_urls = [\"http://10.0.0.2:8001\"]\n")
+        .unwrap_err()
+        .0;
+    assert!(managed.contains("external"), "{managed}");
+    let twice = load(&format!(
+        "{external}api_urls = [\"http://10.0.0.2:8001\", \"http://10.0.0.2:8001/\"]\n"
+    ))
+    .unwrap_err()
+    .0;
+    assert!(twice.contains("twice"), "{twice}");
+}

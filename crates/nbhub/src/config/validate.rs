@@ -43,6 +43,31 @@ impl Config {
                     .into(),
             ));
         }
+        if !self.proxy.api_urls.is_empty() {
+            if self.proxy.api_url != ProxyConfig::default().api_url {
+                return Err(ConfigError(
+                    "keys `proxy.api_url` and `proxy.api_urls`: give one of them (api_urls lists \
+                     every proxy; api_url is the one-proxy case)"
+                        .into(),
+                ));
+            }
+            if self.proxy.kind != ProxyKind::External {
+                return Err(ConfigError(
+                    "key `proxy.api_urls`: several proxies are external proxies; set [proxy] \
+                     kind = \"external\""
+                        .into(),
+                ));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for u in &self.proxy.api_urls {
+                if !seen.insert(u.origin()) {
+                    return Err(ConfigError(format!(
+                        "key `proxy.api_urls`: {} is listed twice",
+                        u.origin()
+                    )));
+                }
+            }
+        }
         if h.maintenance_file.is_dir() {
             return Err(ConfigError(format!(
                 "key `hub.maintenance_file`: {} is a directory; name a TOML file (it need not \

@@ -13,7 +13,7 @@ use crate::db::{self, servers::ServerRow, users::User};
 use crate::error::ApiResult;
 use crate::names::url_escape;
 use crate::state::AppState;
-use crate::supervisor::{server_prefix, Phase};
+use crate::supervisor::{server_prefix, EndReason, Phase, SessionView};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/home", get(home))
@@ -110,7 +110,7 @@ async fn home(
     let closed = super::system_status(&state);
     let mut default_server = server_view(&state, &user, default_row, "");
     note_closed_system(&state, &closed, &mut default_server);
-    let named: Vec<Value> = rows
+    let mut named: Vec<Value> = rows
         .iter()
         .filter(|r| !r.name.is_empty())
         .map(|r| {
@@ -119,6 +119,14 @@ async fn home(
             view
         })
         .collect();
+    let mut views: Vec<(Option<i64>, &mut Value)> =
+        vec![(default_row.map(|r| r.id), &mut default_server)];
+    let named_ids = rows
+        .iter()
+        .filter(|r| !r.name.is_empty())
+        .map(|r| Some(r.id));
+    views.extend(named_ids.zip(named.iter_mut()));
+    add_history(&state, &user, &rows, &mut views).await?;
     let hub = &state.config.hub;
     Ok(render(
         &state,
@@ -153,4 +161,84 @@ fn note_closed_system(state: &AppState, closed: &Value, view: &mut Value) {
     if let (Some(note), Value::Object(m)) = (note, view) {
         m.insert("system_note".into(), note);
     }
+}
+
+/// Each server's recent sessions (`history`, newest first: when, how it ended, its job and
+/// options) with Relaunch (a POST to `relaunch/…` with the session's id) and Edit (the form,
+/// filled in with its options), and `last_session`: the last one, when the server is stopped
+/// now and that session ended (the page says how, and offers Relaunch beside it).
+async fn add_history(
+    state: &AppState,
+    user: &User,
+    rows: &[ServerRow],
+    views: &mut [(Option<i64>, &mut Value)],
+) -> ApiResult<()> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let sessions = db::server_sessions::list_for_servers(&state.db, &ids).await?;
+    let hub = state.hub_prefix();
+    for (id, view) in views.iter_mut() {
+        let Some(id) = *id else { continue };
+        let name = view["name"].as_str().unwrap_or_default().to_owned();
+        let segment = if name.is_empty() {
+            String::new()
+        } else {
+            format!("/{}", url_escape(&name))
+        };
+        let user_part = url_escape(&user.name);
+        let relaunch_url = format!("{hub}relaunch/{user_part}{segment}");
+        let spawn_url = format!("{hub}spawn/{user_part}{segment}");
+        let history: Vec<Value> = sessions
+            .iter()
+            .filter(|s| s.server_id == id)
+            .map(|row| {
+                let s = SessionView::of(row);
+                let said = s.end_reason().map(EndReason::describe);
+                json!({
+                    "id": s.id,
+                    "started": s.started,
+                    "ended": s.ended,
+                    "reason": s.reason,
+                    "said": said,
+                    "message": s.message,
+                    "job_id": s.job_id,
+                    "system": s.system,
+                    "options": options_summary(&s.user_options),
+                    "edit_url": format!("{spawn_url}?session={}", s.id),
+                })
+            })
+            .collect();
+        let stopped = view["status"] == "stopped";
+        let last = history
+            .first()
+            .filter(|s| stopped && !s["ended"].is_null())
+            .cloned();
+        if let Value::Object(m) = &mut **view {
+            m.insert("relaunch_url".into(), json!(relaunch_url));
+            m.insert("last_session".into(), last.unwrap_or(Value::Null));
+            m.insert("history".into(), json!(history));
+        }
+    }
+    Ok(())
+}
+
+/// A session's options in one line: `partition devel · runtime 00:01 · …`.
+fn options_summary(options: &Value) -> String {
+    let Some(map) = options.as_object() else {
+        return String::new();
+    };
+    map.iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::String(s) => s.clone(),
+                Value::Array(a) => a
+                    .iter()
+                    .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                other => other.to_string(),
+            };
+            format!("{k} {v}")
+        })
+        .collect::<Vec<_>>()
+        .join(" · ")
 }

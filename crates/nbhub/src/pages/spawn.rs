@@ -1,6 +1,7 @@
 //! The URL dance of docs/wire.md#user-urls, one file per page under `spawn/`:
 //! `user_redirect.rs` (`/hub/user/<name>/…`: redirect to a running server, 424 for a stopped
-//! one; `/hub/user-redirect/…`), `form.rs` (`/hub/spawn…`), `pending.rs`
+//! one; `/hub/user-redirect/…`), `form.rs` (`/hub/spawn…`, and `/hub/relaunch…`: a past
+//! session's options again), `pending.rs`
 //! (`/hub/spawn-pending/…`) and `error_target.rs` (the proxy's error target `/hub/error/<code>`).
 //! This file holds their routes and what they share: who may see which server, and URL parts.
 
@@ -46,6 +47,14 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/spawn/{name}/{server}",
             get(form::spawn_named).post(form::spawn_named_post),
+        )
+        .route(
+            "/relaunch/{name}",
+            axum::routing::post(form::relaunch_default),
+        )
+        .route(
+            "/relaunch/{name}/{server}",
+            axum::routing::post(form::relaunch_named),
         )
         .route("/spawn-pending/{name}", get(pending::pending_default))
         .route(

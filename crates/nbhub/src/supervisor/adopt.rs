@@ -9,13 +9,28 @@ use std::sync::Arc;
 use nbhub_spawner::{PollStatus, SpawnerState};
 use serde_json::json;
 
-use super::{Endpoint, Phase, Supervisor};
+use super::{EndReason, Endpoint, Phase, Supervisor};
 use crate::db::{self, servers, tokens};
+
+/// Why a server whose start was cut by a hub restart before its job was recorded is stopped.
+pub const SUBMISSION_CUT: &str = "the hub restarted during the submission; start again";
 
 impl Supervisor {
     pub async fn adopt(self: &Arc<Self>) -> Result<(), sqlx::Error> {
         let base = self.config.hub.base_url.as_str();
-        for row in servers::list_started(&self.db).await? {
+        self.load_history().await?;
+        let rows = servers::list_started(&self.db).await?;
+        let tracked: Vec<SpawnerState> = rows
+            .iter()
+            .map(|row| SpawnerState(row.state.clone()))
+            .filter(|state| !state.is_empty())
+            .collect();
+        // A job is submitted only for a row recorded as started: with none, none was left.
+        if !rows.is_empty() {
+            let cut = rows.len() > tracked.len();
+            self.clone().cancel_left_behind(tracked, cut);
+        }
+        for row in rows {
             let Some(user) = db::users::get_by_id(&self.db, row.user_id).await? else {
                 continue;
             };
@@ -29,13 +44,28 @@ impl Supervisor {
                     tracing::info!(user = %slot.user, server = %slot.server_name, %reason, "a server recorded as started is gone; marking it stopped");
                     let state = slot.lock().spawner_state.clone();
                     let log = this.spawner.last_output(&state);
+                    let how = if state.is_empty() {
+                        EndReason::Lost
+                    } else {
+                        EndReason::of_exit(this.spawner.describe(&state).as_ref())
+                    };
                     this.cleanup(slot.user_id, &slot, row.id).await;
                     slot.set_exit(reason, log);
+                    let line = slot.exit_reason().unwrap_or_default();
+                    this.history_end(row.id, how, &line).await;
                     slot.set_phase(Phase::Stopped);
                 }
             };
             if state.is_empty() {
-                gone("the hub stopped before the server was started".into()).await;
+                // Killed during the submission: a job it may have left is cancelled by
+                // `cancel_left_behind`; the user is told to start again.
+                let reason = SUBMISSION_CUT.to_string();
+                slot.lock().failure = Some(super::SpawnFailure::exited(
+                    super::SpawnStep::Start,
+                    reason.clone(),
+                ));
+                slot.push_event(json!({"progress": 100, "failed": true, "message": reason}));
+                gone(reason).await;
                 continue;
             }
             let ready = row.ip.is_some() && row.port.is_some();
@@ -74,11 +104,14 @@ impl Supervisor {
                         slot.report_port(port as u16);
                     }
                     slot.set_phase(Phase::Starting);
-                    let message = match status {
-                        PollStatus::Pending { message } => message,
-                        _ => "The hub restarted; waiting for the server".to_string(),
+                    let (message, phase) = match status {
+                        PollStatus::Pending { message } => (message, "queued"),
+                        _ => (
+                            "The hub restarted; waiting for the server".to_string(),
+                            "starting",
+                        ),
                     };
-                    slot.push_event(json!({"progress": 10, "message": message}));
+                    slot.push_event(json!({"progress": 10, "message": message, "state": phase}));
                     tracing::info!(user = %user.name, server = %row.name, "taking up a start that was under way");
                     self.clone().restore_for_start(state.clone());
                     let this = self.clone();
@@ -92,6 +125,57 @@ impl Supervisor {
             }
         }
         Ok(())
+    }
+
+    /// Cancels, in the background, the jobs a killed run of this hub submitted but never
+    /// recorded (the hub died between the submission and saving its job id): one query
+    /// lists the queue's jobs tagged by this hub that no recorded state names, and those of
+    /// earlier runs are stopped. A batch system that does not answer is asked again, every
+    /// few seconds, for up to ten minutes.
+    fn cancel_left_behind(self: Arc<Self>, tracked: Vec<SpawnerState>, cut: bool) {
+        tokio::spawn(async move {
+            if !self.cancel_left_behind_once(&tracked).await || !cut {
+                return;
+            }
+            // A start was cut before its job was recorded (`cut`): the `sbatch` the killed
+            // hub had started may finish after the first look.
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            self.cancel_left_behind_once(&tracked).await;
+        });
+    }
+
+    /// One look of [`Supervisor::cancel_left_behind`]; `false` when the batch system did not
+    /// answer for ten minutes.
+    async fn cancel_left_behind_once(&self, tracked: &[SpawnerState]) -> bool {
+        let prefix = self.job_tag.hub_prefix();
+        let mut delay = std::time::Duration::from_secs(2);
+        let give_up = tokio::time::Instant::now() + std::time::Duration::from_secs(600);
+        let jobs = loop {
+            match self.spawner.untracked_jobs(&prefix, tracked).await {
+                Ok(jobs) => break jobs,
+                Err(e) if tokio::time::Instant::now() < give_up => {
+                    tracing::warn!(error = %e, "cannot list the jobs a killed hub may have left; trying again");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(30));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "gave up looking for jobs a killed hub left");
+                    return false;
+                }
+            }
+        };
+        let stops = jobs
+            .iter()
+            .filter(|job| !self.job_tag.is_this_run(&job.tag))
+            .map(|job| async move {
+                let timeout = std::time::Duration::from_secs(10);
+                match self.spawner.stop(&job.state, timeout).await {
+                    Ok(()) => tracing::info!(job = %job.id, tag = %job.tag, "cancelled a job the hub submitted before it was killed and never recorded"),
+                    Err(e) => tracing::warn!(job = %job.id, tag = %job.tag, error = %e, "could not cancel a job a killed hub left"),
+                }
+            });
+        futures_util::future::join_all(stops).await;
+        true
     }
 
     /// Opens again what the spawner needs to reach a running server (`Spawner::restore`:

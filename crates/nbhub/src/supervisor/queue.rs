@@ -194,7 +194,7 @@ fn waiting_event(ahead: usize) -> serde_json::Value {
         1 => "Waiting to start: 1 ahead of you".to_string(),
         n => format!("Waiting to start: {n} ahead of you"),
     };
-    json!({"progress": 0, "message": message, "queue_ahead": ahead})
+    json!({"progress": 0, "message": message, "queue_ahead": ahead, "state": "queued"})
 }
 
 /// Those from place `from` on moved up by one: tell them where they are now.

@@ -98,6 +98,12 @@ impl Supervisor {
         } else {
             format!("Spawn failed: {failure}")
         };
+        let reason = if cancelled {
+            super::EndReason::SpawnCancelled
+        } else {
+            super::EndReason::SpawnFailed
+        };
+        self.history_end(row_id, reason, failure.message()).await;
         slot.lock().failure = Some(failure);
         slot.push_event(json!({"progress": 100, "failed": true, "message": message}));
         slot.set_phase(Phase::Stopped);
@@ -176,6 +182,7 @@ impl Supervisor {
             env,
             user_options: options,
             updates: Updates::new(tx),
+            tag: self.job_tag.for_row(row_id),
         };
         let (started, armed) = self
             .drive_start(slot, row_id, self.spawner.start(&request), rx)
@@ -252,9 +259,12 @@ impl Supervisor {
         armed: &mut Option<Instant>,
     ) {
         match update {
-            SpawnUpdate::Progress(ev) => slot.push_event(
-                serde_json::to_value(&ev).unwrap_or_else(|_| json!({"message": ev.message})),
-            ),
+            SpawnUpdate::Progress(ev) => {
+                let mut event =
+                    serde_json::to_value(&ev).unwrap_or_else(|_| json!({"message": ev.message}));
+                event["state"] = json!(self.start_state(slot));
+                slot.push_event(event);
+            }
             SpawnUpdate::State(state) => {
                 // Persisted at once: a hub killed now still knows the job and stops or
                 // adopts it; a timeout or cancel now stops it.
@@ -262,10 +272,27 @@ impl Supervisor {
                 if let Err(e) = servers::set_state(&self.db, row_id, &state.0).await {
                     tracing::error!(error = %e, "could not persist the spawner state");
                 }
+                self.history_job(row_id, &state).await;
             }
             SpawnUpdate::Running => {
                 armed.get_or_insert_with(Instant::now);
             }
+        }
+    }
+
+    /// The start's state for the pending page (its tab title): `queued` while the spawner
+    /// says the server waits in a batch queue (the facts' `pending`, as the home page reads
+    /// them), `starting` otherwise.
+    fn start_state(&self, slot: &Slot) -> &'static str {
+        let state = slot.lock().spawner_state.clone();
+        let pending = self
+            .spawner
+            .describe(&state)
+            .is_some_and(|f| f.get("pending").is_some_and(|p| !p.is_null()));
+        if pending {
+            "queued"
+        } else {
+            "starting"
         }
     }
 
@@ -494,7 +521,7 @@ impl Supervisor {
         target: &str,
     ) -> Result<(), crate::proxy::ProxyError> {
         let (spec, data) = server_route(self.config.hub.base_url.as_str(), user, server);
-        self.proxy.client.add_route(&spec, target, &data).await
+        self.proxy.add_route(&spec, target, &data).await
     }
 
     /// Removes what a server leaves behind: route, process or job, token, OAuth client, and
@@ -502,7 +529,7 @@ impl Supervisor {
     pub(super) async fn cleanup(&self, user_id: i64, slot: &Slot, row_id: i64) {
         let base = self.config.hub.base_url.as_str();
         let (spec, _) = server_route(base, &slot.user, &slot.server_name);
-        if let Err(e) = self.proxy.client.delete_route(&spec).await {
+        if let Err(e) = self.proxy.delete_route(&spec).await {
             tracing::warn!(error = %e, route = %spec, "could not delete the proxy route (the route check will retry)");
         }
         let state = slot.lock().spawner_state.clone();

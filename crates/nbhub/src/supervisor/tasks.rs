@@ -52,11 +52,16 @@ impl Supervisor {
                 tracing::warn!(user = %slot.user, server = %slot.server_name, %reason, "server died");
                 let state = slot.lock().spawner_state.clone();
                 let log = self.spawner.last_output(&state);
-                if let Ok(Some(row)) = servers::get(&self.db, slot.user_id, &slot.server_name).await
-                {
+                let how = super::EndReason::of_exit(self.spawner.describe(&state).as_ref());
+                let row = servers::get(&self.db, slot.user_id, &slot.server_name).await;
+                if let Ok(Some(row)) = &row {
                     self.cleanup(slot.user_id, slot, row.id).await;
                 }
                 slot.set_exit(reason, log);
+                if let Ok(Some(row)) = &row {
+                    let line = slot.exit_reason().unwrap_or_default();
+                    self.history_end(row.id, how, &line).await;
+                }
                 slot.set_phase(Phase::Stopped);
             }
         }
@@ -109,21 +114,57 @@ impl Supervisor {
     }
 
     async fn sync_routes_once(&self) -> Result<(), crate::proxy::ProxyError> {
-        let restarted = self.proxy.ensure_running().await?;
-        if restarted {
-            tracing::info!("proxy (re)started; restoring all routes");
+        let peers = self.proxy.peers();
+        // One proxy: it must answer (a managed one is started again). Several: each is
+        // checked on its own, and one that does not answer leaves the others be.
+        if peers.len() == 1 {
+            let restarted = self.proxy.ensure_running().await?;
+            if restarted {
+                tracing::info!("proxy (re)started; restoring all routes");
+            }
         }
-        let polled = std::time::Instant::now();
-        let have = self.proxy.client.get_routes().await?;
-        self.metrics.proxy_poll.observe(&[], polled.elapsed());
         let want = self.desired_routes();
-        for (key, (target, data)) in &want {
+        let mut seen: BTreeMap<String, crate::proxy::Route> = BTreeMap::new();
+        let mut first_error = None;
+        for peer in peers {
+            match self.sync_peer(&peer.client, &want).await {
+                Ok(have) => {
+                    peer.synced();
+                    // The latest activity any proxy saw.
+                    for (key, route) in have {
+                        let kept = seen.entry(key).or_insert_with(|| route.clone());
+                        kept.last_activity = kept.last_activity.max(route.last_activity);
+                    }
+                }
+                Err(e) => {
+                    peer.failed(&e);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        self.harvest_activity(&seen).await;
+        match first_error {
+            Some(e) if seen.is_empty() || peers.len() == 1 => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Brings one proxy's table in line with `want`; its routes as they were before.
+    async fn sync_peer(
+        &self,
+        client: &crate::proxy::ProxyClient,
+        want: &BTreeMap<String, (String, Map<String, Value>)>,
+    ) -> Result<BTreeMap<String, crate::proxy::Route>, crate::proxy::ProxyError> {
+        let polled = std::time::Instant::now();
+        let have = client.get_routes().await?;
+        self.metrics.proxy_poll.observe(&[], polled.elapsed());
+        for (key, (target, data)) in want {
             let ok = have.get(key).is_some_and(|r| {
                 &r.target == target && data.iter().all(|(k, v)| r.data.get(k) == Some(v))
             });
             if !ok {
-                tracing::info!(route = %key, %target, "adding proxy route");
-                self.proxy.client.add_route(key, target, data).await?;
+                tracing::info!(route = %key, %target, proxy = %client.api(), "adding proxy route");
+                client.add_route(key, target, data).await?;
             }
         }
         for (key, route) in &have {
@@ -132,12 +173,11 @@ impl Supervisor {
                 .get("jupyterhub")
                 .is_some_and(|v| v == &json!(true));
             if ours && !want.contains_key(key) {
-                tracing::info!(route = %key, "removing stale proxy route");
-                self.proxy.client.delete_route(key).await?;
+                tracing::info!(route = %key, proxy = %client.api(), "removing stale proxy route");
+                client.delete_route(key).await?;
             }
         }
-        self.harvest_activity(&have).await;
-        Ok(())
+        Ok(have)
     }
 
     async fn harvest_activity(&self, routes: &BTreeMap<String, crate::proxy::Route>) {

@@ -1,5 +1,7 @@
 // The spawn-pending page: follow the progress stream, go to the server when it is ready,
-// show a failure in red with a way back, and cancel the start.
+// show a failure in red with a way back, and cancel the start. The tab's title says the
+// state (Queued, Starting, Ready, Failed), and the browser notifies when the server is ready
+// (or failed), if the user allowed it: a long queue need not be watched.
 const page = document.getElementById("spawn-pending");
 const bar = document.getElementById("progress-bar");
 const progress = document.getElementById("progress");
@@ -7,6 +9,51 @@ const message = document.getElementById("progress-message");
 const log = document.getElementById("progress-log");
 const failedBox = document.getElementById("pending-failed");
 const cancel = document.getElementById("cancel-spawn");
+
+const notifyBtn = document.getElementById("notify-btn");
+const notifyStatus = document.getElementById("notify-status");
+
+const TITLES = { queued: "Queued", starting: "Starting", ready: "Ready", failed: "Failed" };
+
+/** The state in the tab's title, e.g. "Queued · nbhub". */
+function setState(state) {
+  if (!TITLES[state]) return;
+  page.dataset.state = state;
+  document.title = `${TITLES[state]} · nbhub`;
+}
+
+const canNotify = () => "Notification" in window;
+
+function sayNotify(text) {
+  notifyStatus.textContent = text;
+  notifyStatus.classList.remove("d-none");
+}
+
+// Asking needs a click (browsers ignore a request without one); once allowed, no button.
+if (canNotify() && Notification.permission === "default") {
+  notifyBtn.classList.remove("d-none");
+  notifyBtn.addEventListener("click", async () => {
+    const answer = await Notification.requestPermission();
+    notifyBtn.classList.add("d-none");
+    sayNotify(
+      answer === "granted"
+        ? "You will be notified when your server is ready."
+        : "Notifications are blocked in this browser; keep this tab open to see when your server is ready.",
+    );
+  });
+}
+
+/** A browser notification, if allowed; a failure to show one changes nothing else. */
+function notify(title, body) {
+  if (!canNotify() || Notification.permission !== "granted") return;
+  try {
+    new Notification(title, { body, tag: "nbhub-spawn" });
+  } catch (e) {
+    // Some browsers allow notifications only from a service worker: the title still says it.
+  }
+}
+
+setState("starting");
 
 function setProgress(p) {
   bar.style.width = `${p}%`;
@@ -29,6 +76,8 @@ function fail(reason) {
   cancel.classList.add("d-none");
   document.getElementById("pending-title").textContent = "Your server failed to start.";
   document.getElementById("pending-hint").textContent = "";
+  setState("failed");
+  notify("Your server failed to start", reason);
 }
 
 // The stream is an API call authenticated by the login cookie, so it carries the XSRF token.
@@ -41,10 +90,14 @@ source.onmessage = (e) => {
     message.textContent = evt.message;
     addLine(evt.message);
   }
+  // The hub marks each event with the start's state: queued (a batch queue) or starting.
+  if (evt.state) setState(evt.state);
   if (evt.ready) {
     source.close();
     bar.classList.remove("progress-bar-animated");
     bar.classList.add("bg-success");
+    setState("ready");
+    notify("Your server is ready", `${page.dataset.serverDisplay} is running.`);
     window.location.href = page.dataset.next || evt.url;
   } else if (evt.failed) {
     source.close();

@@ -242,6 +242,16 @@ impl Browser {
         .await;
     }
 
+    /// A Chrome DevTools Protocol command (chromedriver's `goog/cdp/execute`), e.g.
+    /// `Browser.grantPermissions` or `Page.addScriptToEvaluateOnNewDocument`; its result.
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        let v = self
+            .post("/goog/cdp/execute", json!({"cmd": cmd, "params": params}))
+            .await;
+        assert!(v.get("error").is_none(), "CDP {cmd}: {v}");
+        v
+    }
+
     pub async fn quit(self) {
         let _ = self.cmd(reqwest::Method::DELETE, "", None).await;
     }

@@ -79,6 +79,8 @@ pub struct Options {
     pub ports_known_in_advance: bool,
     /// More variables of `[spawner] environment` (beside `PATH`), e.g. `MODULEPATH`.
     pub spawner_env: Vec<(String, String)>,
+    /// More `[proxy]` keys (e.g. `hub_wait = 2`).
+    pub proxy_toml: String,
 }
 
 impl Options {
@@ -176,6 +178,7 @@ environment = {{ PATH = "{path_env}"{more_env} }}
 [proxy]
 api_url = "http://127.0.0.1:{api_port}"
 {proxy_section}
+{proxy_toml}
 
 [[services]]
 name = "e2e-admin"
@@ -191,6 +194,7 @@ services = ["e2e-admin"]
             extra = opts.extra_toml,
             authenticator = opts.authenticator,
             services = opts.services,
+            proxy_toml = opts.proxy_toml,
         );
         let config_path = dir.path().join("nbhub.toml");
         std::fs::write(&config_path, config).expect("write config");
@@ -321,6 +325,18 @@ services = ["e2e-admin"]
                 nix::sys::signal::Signal::SIGKILL,
             );
             h.kill();
+        }
+    }
+
+    /// Stops the hub as a service manager does: SIGTERM, and waits for it to exit (the
+    /// managed proxy keeps running).
+    pub async fn sigterm_hub(&mut self) {
+        if let Some(mut h) = self.hub.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(h.pid() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            h.wait_exit(Duration::from_secs(30)).await;
         }
     }
 

@@ -186,6 +186,79 @@ fn config_errors_exit_2_and_name_the_key() {
     );
 }
 
+/// `nbhub --check[=setup] -f FILE`: the exit status and what it printed (stdout, stderr).
+fn check(text: &str, what: &str) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("site.toml");
+    std::fs::write(
+        &path,
+        text.replace("{dir}", &dir.path().display().to_string()),
+    )
+    .expect("write");
+    let out = Command::new(NBHUB)
+        .args(["-f", path.to_str().expect("utf-8"), what])
+        .current_dir(dir.path())
+        .output()
+        .expect("run");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `--check` loads and validates without starting anything or writing a file: a valid config
+/// exits 0 and says so; a bad key, and a reference to an entry that is not there, exit 2
+/// naming the key and its line; `--check=setup` also finds what this machine lacks (a
+/// proxy program, a template folder, a database that does not answer) and names the key.
+#[test]
+fn check_validates_without_starting_and_setup_checks_the_machine() {
+    let (code, out, err) = check("[hub]\ndata_dir = \"{dir}/data\"\n", "--check");
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("the configuration is valid"), "{out}");
+
+    let (code, _, err) = check("[hub]\nbind_ulr = \"http://127.0.0.1:8000\"\n", "--check");
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("site.toml, line 2") && err.contains("bind_ulr"),
+        "{err}"
+    );
+
+    let (code, _, err) = check(
+        "[spawner]\nkind = \"slurm\"\n[[slurm.interfaces]]\nname = \"x\"\nurl = \"/x\"\nenvironments = [\"nosuch\"]\n",
+        "--check",
+    );
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("site.toml, line 6: key `slurm.interfaces[0].environments`")
+            && err.contains("'nosuch'"),
+        "a reference between sections, with its line: {err}"
+    );
+
+    let setup = "[hub]\ndata_dir = \"{dir}/data\"\ntemplate_paths = [\"{dir}/no-templates\"]\n\
+                 db_url = \"postgresql://nobody:secret@127.0.0.1:1/nbhub\"\n\
+                 [proxy]\ncommand = [\"no-such-proxy-program\"]\n";
+    let (code, out, err) = check(setup, "--check");
+    assert_eq!(code, Some(0), "the config alone is valid: {out}{err}");
+    let (code, _, err) = check(setup, "--check=setup");
+    assert_eq!(code, Some(2), "{err}");
+    for (key, words) in [
+        ("hub.template_paths[0]", "is not a folder"),
+        ("hub.db_url", "cannot use the database"),
+        (
+            "proxy.command",
+            "no-such-proxy-program is not a program here",
+        ),
+    ] {
+        assert!(
+            err.contains(&format!("key `{key}`")) && err.contains(words),
+            "--check=setup names {key}: {err}"
+        );
+    }
+    assert!(!err.contains("secret"), "the password is not shown: {err}");
+    assert!(err.contains("3 problem(s)"), "{err}");
+}
+
 #[test]
 fn version_flag() {
     let out = Command::new(NBHUB).arg("--version").output().expect("run");

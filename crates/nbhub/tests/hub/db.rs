@@ -604,3 +604,95 @@ async fn maintenance_notices_outlive_the_hub() {
     })
     .await;
 }
+
+/// Each server's recent sessions: one open at a time (a new one closes a forgotten one as
+/// `lost`), the job and the end recorded on the open one, only the newest kept, every
+/// server's last ended one in one query, and a deleted server takes its history along.
+#[tokio::test]
+async fn server_sessions_keep_the_last_few_and_how_each_ended() {
+    use db::server_sessions as sessions;
+    each_backend(|db| async move {
+        let alice = users::create_many(&db, &["alice".into()], false)
+            .await
+            .expect("user")
+            .remove(0);
+        let default = servers::ensure(&db, alice.id, "").await.expect("server");
+        let named = servers::ensure(&db, alice.id, "gpu").await.expect("server");
+        let options = json!({"partition": "devel", "runtime": "00:01:00", "modules": ["a", "b"]});
+        sessions::begin(&db, default.id, &options, "", 10, 3)
+            .await
+            .expect("begin");
+        sessions::set_job(&db, default.id, "41", "alpha")
+            .await
+            .expect("job");
+        let ended = sessions::end(
+            &db,
+            default.id,
+            20,
+            "time_limit",
+            "The job reached its time limit",
+        )
+        .await
+        .expect("end")
+        .expect("an open session");
+        assert_eq!(
+            (
+                ended.job_id.as_deref(),
+                ended.system.as_str(),
+                ended.ended,
+                ended.reason.as_deref()
+            ),
+            (Some("41"), "alpha", Some(20), Some("time_limit"))
+        );
+        assert_eq!(ended.user_options, options, "the options as they were");
+        assert!(
+            sessions::end(&db, default.id, 21, "stopped", "")
+                .await
+                .expect("end")
+                .is_none(),
+            "nothing open: nothing ended"
+        );
+        // A start whose end was never recorded is closed as lost by the next one.
+        sessions::begin(&db, default.id, &options, "", 30, 3)
+            .await
+            .expect("begin");
+        sessions::begin(&db, default.id, &options, "", 40, 3)
+            .await
+            .expect("begin");
+        sessions::begin(&db, default.id, &options, "", 50, 3)
+            .await
+            .expect("begin");
+        let listed = sessions::list_for_servers(&db, &[default.id, named.id])
+            .await
+            .expect("list");
+        let what: Vec<(i64, Option<&str>)> = listed
+            .iter()
+            .map(|s| (s.started, s.reason.as_deref()))
+            .collect();
+        assert_eq!(
+            what,
+            [(50, None), (40, Some("lost")), (30, Some("lost"))],
+            "the newest three, newest first"
+        );
+        sessions::begin(&db, named.id, &json!({}), "", 60, 3)
+            .await
+            .expect("begin");
+        sessions::end(&db, named.id, 70, "stopped", "stopped through the hub")
+            .await
+            .expect("end");
+        let mut last: Vec<(i64, i64)> = sessions::last_ended_all(&db)
+            .await
+            .expect("last")
+            .iter()
+            .map(|s| (s.server_id, s.started))
+            .collect();
+        last.sort();
+        assert_eq!(last, [(default.id, 40), (named.id, 60)]);
+        servers::delete(&db, named.id).await.expect("delete");
+        assert!(sessions::list_for_servers(&db, &[named.id])
+            .await
+            .expect("list")
+            .is_empty());
+    })
+    .await;
+}

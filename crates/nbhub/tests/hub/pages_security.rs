@@ -307,3 +307,51 @@ async fn the_maintenance_forms_need_the_xsrf_token_and_an_admin() {
     assert_eq!(resp.status().as_u16(), 303);
     assert_eq!(notice(), None);
 }
+
+/// Relaunch takes only a session of the server it names: another user's session (or another
+/// server's, or none) is a 404 that starts nothing, and a session that is not a number a 400.
+#[tokio::test]
+async fn a_relaunch_takes_only_a_session_of_its_own_server() {
+    use nbhub::db::{server_sessions, servers, users};
+    let hub = sqlite_hub(|c| c.authenticator.allow_all = true).await;
+    let alice = browser();
+    login(&hub, &alice, "alice").await;
+    let bob = browser();
+    login(&hub, &bob, "bob").await;
+    let db = &hub.state.db;
+    let bob_user = users::get(db, "bob").await.expect("db").expect("bob");
+    let bobs = servers::ensure(db, bob_user.id, "").await.expect("row");
+    let session = server_sessions::begin(db, bobs.id, &serde_json::json!({}), "", 1, 10)
+        .await
+        .expect("session");
+    let alice_user = users::get(db, "alice").await.expect("db").expect("alice");
+    // A past session of her own, so that her home page has a Relaunch form (and its token).
+    let hers = servers::ensure(db, alice_user.id, "").await.expect("row");
+    server_sessions::begin(db, hers.id, &serde_json::json!({}), "", 1, 10)
+        .await
+        .expect("session");
+    server_sessions::end(db, hers.id, 2, "stopped", "")
+        .await
+        .expect("end");
+    let home = fetch(&alice, hub.hub("/home"))
+        .await
+        .text()
+        .await
+        .expect("home");
+    let xsrf = xsrf_of(&home);
+    for (session, status) in [
+        (session.to_string(), 404),
+        ("999999".to_string(), 404),
+        ("x".to_string(), 400),
+    ] {
+        let r = post_form(
+            &alice,
+            hub.hub("/relaunch/alice"),
+            &[("_xsrf", xsrf.as_str()), ("session", session.as_str())],
+        )
+        .await;
+        assert_eq!(r.status().as_u16(), status, "session {session}");
+    }
+    let slot = hub.state.supervisor.existing_slot(alice_user.id, "");
+    assert!(slot.is_none(), "nothing started");
+}

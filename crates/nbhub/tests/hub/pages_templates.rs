@@ -124,6 +124,8 @@ async fn every_form_post_needs_xsrf() {
         "/spawn",
         "/spawn/root",
         "/spawn/root/named",
+        "/relaunch/root",
+        "/relaunch/root/named",
         "/authorize/root",
         "/signup",
     ] {

@@ -1,16 +1,18 @@
 //! The session around the server (issue 23, points 1 to 3): a software environment, an
 //! interface and a directory chosen on the form. Environments here are `prefix` ones (a venv
-//! the test makes on top of the test venv, and the test venv) and Lmod `modules` (Debian's Lmod, module files the test writes); no container
-//! runtime is on the test machine, so containers are covered by the job script's unit tests
-//! (`nbhub-spawner`'s `slurm::session` and `slurm::script`).
+//! the test makes on top of the test venv, and the test venv), Lmod `modules` (Debian's Lmod,
+//! module files the test writes) and a Charliecloud `container` (Debian's runtime, an image
+//! the test assembles); the other runtimes are covered by the job script's unit tests
+//! (`nbhub-spawner`'s `slurm::session`). Interfaces: JupyterLab, Notebook 7 and an app of
+//! jupyter-server-proxy the test defines.
 
 use super::*;
 
 use common::get_as;
 
 /// A hub with two prefix environments (`venv`: `prefix`; `other`: the test venv), the
-/// interfaces `lab` and `tree` (this one only with `venv`), and the directories `work` and
-/// `locked` in the user's home.
+/// interfaces `lab`, `tree` and `hello` (these two only with `venv`), and the directories
+/// `work` and `locked` in the user's home.
 fn session_hub(p: &Parts, prefix: &Path) -> HubProc {
     let (venv, prefix) = (p.venv.display(), prefix.display());
     slurm_hub(
@@ -20,6 +22,7 @@ fn session_hub(p: &Parts, prefix: &Path) -> HubProc {
              [[slurm.environments]]\nname = \"other\"\nprefix = \"{venv}\"\n\
              [[slurm.interfaces]]\nname = \"lab\"\nurl = \"/lab\"\n\
              [[slurm.interfaces]]\nname = \"tree\"\nurl = \"/tree\"\nenvironments = [\"venv\"]\n\
+             [[slurm.interfaces]]\nname = \"hello\"\nurl = \"/hello/\"\nenvironments = [\"venv\"]\n\
              [[slurm.directories]]\nname = \"work\"\npath = \"{{home}}/work\"\n\
              [[slurm.directories]]\nname = \"locked\"\npath = \"{{home}}/locked\"\n"
         ),
@@ -54,6 +57,35 @@ fn venv_on_top_of(venv: &Path, dir: &Path) -> PathBuf {
         ),
     )
     .expect("pth");
+    // The server extensions the test venv enables (JupyterLab, Notebook 7,
+    // jupyter-server-proxy) are enabled in the prefix too, and its data files are the venv's:
+    // a site's prefix has them installed.
+    let etc = prefix.join("etc");
+    std::fs::create_dir_all(&etc).expect("etc");
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(venv.join("etc/jupyter"))
+        .arg(etc.join("jupyter"))
+        .status()
+        .expect("cp");
+    assert!(copied.success());
+    std::fs::create_dir_all(prefix.join("share")).expect("share");
+    std::os::unix::fs::symlink(venv.join("share/jupyter"), prefix.join("share/jupyter"))
+        .expect("share/jupyter");
+    // The app the `hello` interface opens: Python's file server, started by
+    // jupyter-server-proxy on a port of its choosing, behind the server's sign-in.
+    let hello = json!({"ServerProxy": {"servers": {"hello": {
+        "command": [prefix.join("bin/python").display().to_string(),
+                    "-m", "http.server", "--bind", "127.0.0.1", "{port}"],
+        "timeout": 30,
+    }}}});
+    // Jupyter Server reads the `.d` folders for which extensions are enabled only: settings go
+    // in the prefix's own config file.
+    std::fs::write(
+        etc.join("jupyter/jupyter_server_config.json"),
+        hello.to_string(),
+    )
+    .expect("hello");
     let server = prefix.join("bin/jupyterhub-singleuser");
     std::fs::write(
         &server,
@@ -110,7 +142,7 @@ async fn failed_start(hub: &HubProc, user: &str, options: Value) -> String {
     events
 }
 
-/// Acceptance 2, 4 (Notebook 7's `/tree` as the default URL), 5 and 9 for these fields: bad
+/// Acceptance 2, 4 (Notebook 7 at `/tree`; an app of jupyter-server-proxy), 5 and 9 for these fields: bad
 /// values and an interface another environment does not offer are a 400 naming the field, no
 /// job; a start with the `venv` prefix, the `tree` interface and the `work` directory runs
 /// the prefix's server (the kernel's `sys.prefix`) in that directory (the contents API lists
@@ -124,7 +156,7 @@ async fn environment_interface_and_directory_shape_the_server() {
     let prefix = venv_on_top_of(&p.venv, prefixes.path());
     let mut hub = session_hub(&p, &prefix);
     hub.start().await;
-    let alice = SlurmUser::new(&p, &hub, "se").await;
+    let alice = SlurmUser::new(&p, &hub, "sv").await;
     let user = alice.name.as_str();
     let home = alice.home.display().to_string();
     let work = format!("{home}/work");
@@ -273,6 +305,18 @@ async fn environment_interface_and_directory_shape_the_server() {
         "/user/{user}/ leads to the interface's URL: {} {location}",
         redirect.status()
     );
+    let tree = get_as(
+        &client,
+        hub.public_url(&format!("/user/{user}/tree")),
+        &token,
+    )
+    .await;
+    assert_eq!(tree.status(), 200);
+    let tree = tree.text().await.expect("html");
+    assert!(
+        tree.contains("\"notebookPage\": \"tree\""),
+        "Notebook 7's file browser opens at /tree: {tree}"
+    );
     let printed = run_in_new_kernel(
         &hub,
         user,
@@ -295,6 +339,35 @@ async fn environment_interface_and_directory_shape_the_server() {
         "the start's failure names the directory: {failure}"
     );
     assert!(server_model(&hub, user, "").await.is_none());
+
+    // Acceptance 4: an app of jupyter-server-proxy as the interface opens through the proxy
+    // for the user, signed in through the hub; another user is refused.
+    let chosen = with(json!({"environment": "venv", "interface": "hello", "directory": "work"}));
+    let (s, body) = start(&hub, user, "", chosen).await;
+    assert!(s == 201 || s == 202, "start: {s} {body}");
+    wait_ready(&hub, user, "", 120).await;
+    let b = common::pagekit::browser_following();
+    login(&hub, &b, user).await;
+    let opened = fetch(&b, hub.public_url(&format!("/user/{user}/"))).await;
+    let at = opened.url().path().to_owned();
+    let status = opened.status();
+    let page = opened.text().await.expect("html");
+    assert!(
+        status == 200 && at.ends_with(&format!("/user/{user}/hello/")),
+        "the app opens: {status} at {at}: {page}"
+    );
+    assert!(
+        page.contains("Directory listing") && page.contains("only-in-work.txt"),
+        "the app serves the work directory: {page}"
+    );
+    let other = common::pagekit::browser_following();
+    login(&hub, &other, "svother").await;
+    let refused = fetch(&other, hub.public_url(&format!("/user/{user}/hello/"))).await;
+    let status = refused.status();
+    let page = refused.text().await.expect("html");
+    assert_eq!(status, 403, "another user is refused: {page}");
+    assert!(!page.contains("only-in-work.txt"), "{page}");
+    stop_default_server(&hub, &p.slurm_conf, user).await;
 }
 
 /// Whether Lmod's shell setup is on this machine (Debian's `lmod`; scripts/test-env.sh
@@ -407,4 +480,121 @@ async fn a_modules_environment_is_loaded_before_the_server() {
         "the start's failure names the modules: {failure}"
     );
     assert!(server_model(&hub, user, "").await.is_none());
+}
+
+/// Where Charliecloud's `ch-run` is, if installed (Debian's `charliecloud-runtime`;
+/// scripts/test-env.sh installs it as root).
+fn ch_run() -> Option<PathBuf> {
+    ["/usr/bin/ch-run", "/usr/local/bin/ch-run"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// A Charliecloud image assembled here, without any registry: a root file system made of
+/// hard links to this machine's `/usr` and the test venv (so the image costs no space), a
+/// copy of `/etc` (taken after the user exists, so the user is in its `passwd`), the empty
+/// folders the runtime mounts onto (the user's home among them: Charliecloud binds only onto
+/// folders the image has) and a marker file only the image has.
+fn charliecloud_image(dir: &Path, venv: &Path, home: &Path) -> PathBuf {
+    let image = dir.join("image");
+    let inside = |p: &Path| image.join(p.strip_prefix("/").expect("an absolute path"));
+    std::fs::create_dir_all(inside(venv).parent().expect("the venv's folder")).expect("folder");
+    for (from, to) in [
+        (Path::new("/usr"), inside(Path::new("/usr"))),
+        (venv, inside(venv)),
+    ] {
+        let linked = Command::new("cp")
+            .arg("-al")
+            .arg(from)
+            .arg(&to)
+            .output()
+            .expect("cp");
+        assert!(
+            linked.status.success(),
+            "the image is made of hard links to {} (the temp folder must be on its file system): {}",
+            from.display(),
+            String::from_utf8_lossy(&linked.stderr)
+        );
+    }
+    let etc = Command::new("cp")
+        .arg("-a")
+        .arg("/etc")
+        .arg(image.join("etc"))
+        .status()
+        .expect("cp /etc");
+    assert!(etc.success());
+    for merged in ["bin", "sbin", "lib", "lib64"] {
+        std::os::unix::fs::symlink(format!("usr/{merged}"), image.join(merged)).expect("symlink");
+    }
+    for empty in ["dev", "proc", "sys", "run", "var/tmp"] {
+        std::fs::create_dir_all(image.join(empty)).expect("folder");
+    }
+    std::fs::create_dir_all(inside(home)).expect("the home's mount point");
+    install(&["-d", "-m", "1777", &image.join("tmp").display().to_string()]);
+    std::fs::write(image.join("nbhub-image-marker"), "only in the image\n").expect("marker");
+    let modes = Command::new("chmod")
+        .args(["a+rX"])
+        .arg(dir)
+        .arg(&image)
+        .arg(image.join("nbhub-image-marker"))
+        .status()
+        .expect("chmod");
+    assert!(modes.success());
+    image
+}
+
+/// Acceptance 3: a container environment with Debian's Charliecloud and an image the test
+/// assembles → the server and its kernel run inside the image (they read a marker file only
+/// the image has), with the user's home directory there (a file the user has in it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_environment_runs_the_server_in_the_image() {
+    let Some(p) = parts() else { return };
+    if ch_run().is_none() {
+        nbhub_testkit::missing_part(
+            "Charliecloud's ch-run",
+            "apt-get install charliecloud-runtime (scripts/test-env.sh does, as root)",
+        );
+        return;
+    }
+    let _shared = CLUSTER.read().await;
+    let images = nbhub_testkit::temp_dir_world_readable();
+    let image = images.path().join("image");
+    let envs = format!(
+        "[[slurm.environments]]\nname = \"image\"\ntitle = \"A container\"\n\
+         container = {{ image = \"{}\", runtime = \"charliecloud\" }}\n",
+        image.display()
+    );
+    let mut hub = slurm_hub(&p, &envs);
+    hub.start().await;
+    let alice = SlurmUser::new(&p, &hub, "sk").await;
+    let user = alice.name.as_str();
+    install(&[
+        "-o",
+        user,
+        "-m",
+        "0644",
+        "/dev/null",
+        &format!("{}/in-my-home.txt", alice.home.display()),
+    ]);
+    charliecloud_image(images.path(), &p.venv, &alice.home);
+
+    let options = json!({"partition": "devel", "runtime": "00:10", "environment": "image"});
+    let (s, body) = start(&hub, user, "", options).await;
+    assert!(s == 201 || s == 202, "start: {s} {body}");
+    wait_ready(&hub, user, "", 120).await;
+    let printed = run_in_new_kernel(
+        &hub,
+        user,
+        "import os; print(open('/nbhub-image-marker').read().strip()); \
+         print(os.path.expanduser('~')); print('in-my-home.txt' in os.listdir(os.path.expanduser('~')))",
+    )
+    .await;
+    assert_eq!(
+        printed.trim(),
+        format!("only in the image\n{}\nTrue", alice.home.display()),
+        "{}",
+        hub.log()
+    );
+    stop_default_server(&hub, &p.slurm_conf, user).await;
 }

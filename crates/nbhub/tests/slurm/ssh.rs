@@ -558,7 +558,7 @@ async fn twenty_ssh_servers_cost_one_squeue_per_poll_and_one_connection() {
         },
     );
     hub.start().await;
-    let dave = SlurmUser::new(&p, &hub, "sq").await;
+    let dave = SlurmUser::new(&p, &hub, "sr").await;
     let user = dave.name.as_str();
     let _cancel = CancelRemote(&c, user.to_owned());
     let starts = (0..20).map(|i| {
@@ -617,7 +617,8 @@ async fn the_form_in_a_browser_starts_jupyterlab_on_the_ssh_system() {
     };
     let _shared = CLUSTER.read().await;
     let _doors = c.shared().await;
-    let (_tracker, erin, _cancel, hub) = two_system_hub(&p, &c, &[c.login_host(1)], "sb", "").await;
+    let (_tracker, erin, _cancel, hub) =
+        two_system_hub(&p, &c, &[c.login_host(1)], "sbr", "").await;
     let user = erin.name.as_str();
     let base = hub.public_url("");
     b.sign_in(&base, user, PASSWORD).await;

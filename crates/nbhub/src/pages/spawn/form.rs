@@ -1,6 +1,9 @@
 //! The spawn form, `/hub/spawn[/<name>[/<server>]]`: GET shows the spawner's options form
-//! (or starts at once when it has none), POST starts with the submitted options; both go on
-//! to the pending page.
+//! (or starts at once when it has none; `?session=<id>`: filled in with a past session's
+//! options, the home page's Edit), POST starts with the submitted options; `POST
+//! /hub/relaunch/<name>[/<server>]` starts with a past session's options (the home page's
+//! Relaunch), checked again as any start. All go on to the pending page; a refused start
+//! shows the form again with why.
 
 use std::time::Duration;
 
@@ -35,13 +38,40 @@ fn pending_url(state: &AppState, user: &str, server: &str, next: Option<&str>) -
     url
 }
 
+/// What a request to the spawn page brings.
+pub(super) enum Requested {
+    /// A GET: the form (filled in with a past session's options with `?session=<id>`), or a
+    /// start with `opt-*` query options.
+    Get,
+    /// The form, posted.
+    Form(Map<String, Value>),
+    /// Relaunch: the options of the past session with this id, again.
+    Relaunch(i64),
+}
+
+/// The options of session `id`, if it is one of `user`'s server `server`'s.
+async fn past_options(
+    state: &AppState,
+    user: &User,
+    server: &str,
+    id: i64,
+) -> ApiResult<Option<Map<String, Value>>> {
+    let Some(row) = crate::db::servers::get(&state.db, user.id, server).await? else {
+        return Ok(None);
+    };
+    let session = crate::db::server_sessions::get(&state.db, id).await?;
+    Ok(session
+        .filter(|s| s.server_id == row.id)
+        .map(|s| s.user_options.as_object().cloned().unwrap_or_default()))
+}
+
 pub(super) async fn spawn_page(
     state: AppState,
     headers: HeaderMap,
     uri: OriginalUri,
     name: Option<String>,
     server: String,
-    form: Option<Map<String, Value>>,
+    requested: Requested,
 ) -> ApiResult<Response> {
     let target = spawn_target(
         &state,
@@ -79,12 +109,68 @@ pub(super) async fn spawn_page(
         }
         _ => {}
     }
-    // Options: the form's fields, or `opt-*` query parameters.
-    let spec = options_form(&state, &user, &server).await?;
-    let submitted = form.clone();
-    let options = match form {
-        Some(fields) => Value::Object(fields),
-        None => {
+    // A past session's options: Relaunch, or Edit (`?session=<id>`).
+    let session = match &requested {
+        Requested::Relaunch(id) => Some(*id),
+        Requested::Get => crate::web::query_param(uri.query(), "session")
+            .map(|id| id.parse::<i64>().unwrap_or(-1)),
+        Requested::Form(_) => None,
+    };
+    let past = match session {
+        Some(id) => match past_options(&state, &user, &server, id).await? {
+            Some(options) => Some(options),
+            None => {
+                return Ok(error_page(
+                    &state,
+                    &headers,
+                    StatusCode::NOT_FOUND,
+                    "No such session of this server: it may have been forgotten (the home page lists the recent ones).",
+                    ident.user(),
+                ))
+            }
+        },
+        None => None,
+    };
+    // The form the user sees; with a past session's options filled in (as their last ones).
+    let spec = match &past {
+        Some(options) => {
+            state
+                .supervisor
+                .options_form_with(&user, &server, options.clone())
+                .await?
+        }
+        None => options_form(&state, &user, &server).await?,
+    };
+    // A relaunch refused shows the form at the spawn page's own address.
+    let action = matches!(requested, Requested::Relaunch(_)).then(|| {
+        format!(
+            "{}spawn/{}{}",
+            hub(&state),
+            url_escape(&user.name),
+            path_part(&server)
+        )
+    });
+    // Options: the form's fields, a past session's, or `opt-*` query parameters.
+    let (submitted, options) = match requested {
+        Requested::Form(fields) => (Some(fields.clone()), Value::Object(fields)),
+        Requested::Relaunch(_) => (None, Value::Object(past.unwrap_or_default())),
+        Requested::Get if past.is_some() => {
+            let Some(spec) = spec.as_ref().filter(|f| !f.fields.is_empty()) else {
+                // Nothing to edit (the spawner takes no options): home, where Start is.
+                return Ok(crate::found(&format!("{}home", hub(&state))));
+            };
+            let form = SpawnForm {
+                for_user: &user,
+                server: &server,
+                spec,
+                message: None,
+                submitted: None,
+                errors: &[],
+                action: None,
+            };
+            return Ok(render_form(&state, &headers, &uri, ident.user(), &form));
+        }
+        Requested::Get => {
             let from_query: Map<String, Value> =
                 url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
                     .filter_map(|(k, v)| {
@@ -101,11 +187,12 @@ pub(super) async fn spawn_page(
                         message: None,
                         submitted: None,
                         errors: &[],
+                        action: None,
                     };
                     return Ok(render_form(&state, &headers, &uri, ident.user(), &form));
                 }
             }
-            Value::Object(from_query)
+            (None, Value::Object(from_query))
         }
     };
     let refused = match state.supervisor.start(&user, &server, &options).await {
@@ -171,6 +258,7 @@ pub(super) async fn spawn_page(
                 message: Some(&message),
                 submitted: submitted.as_ref(),
                 errors: &errors,
+                action,
             };
             let mut page = render_form(&state, &headers, &uri, ident.user(), &form);
             if unavailable {
@@ -205,6 +293,8 @@ struct SpawnForm<'a> {
     message: Option<&'a str>,
     submitted: Option<&'a Map<String, Value>>,
     errors: &'a [nbhub_spawner::FieldError],
+    /// Where the form posts, when not to the page's own address (a refused relaunch).
+    action: Option<String>,
 }
 
 fn render_form(
@@ -225,13 +315,14 @@ fn render_form(
                 .into_response()
         }
     };
-    let action = uri.path_and_query().map_or_else(String::new, |p| {
+    let own = uri.path_and_query().map_or_else(String::new, |p| {
         // Keep `next` (already checked when it is used) but not one-off query options.
         let next = crate::web::query_param(p.query(), "next")
             .map(|n| format!("?next={}", form_encode(&n)))
             .unwrap_or_default();
         format!("{}{next}", p.path())
     });
+    let action = form.action.clone().unwrap_or(own);
     let can_estimate = serde_json::to_value(form.spec)
         .ok()
         .and_then(|v| v["can_estimate"].as_bool())
@@ -297,7 +388,69 @@ pub(super) async fn spawn_post(
         .filter(|(k, _)| k != "_xsrf")
         .map(|(k, v)| (k, Value::String(v)))
         .collect();
-    spawn_page(state, headers, uri, name, server, Some(fields)).await
+    spawn_page(state, headers, uri, name, server, Requested::Form(fields)).await
+}
+
+/// `POST /hub/relaunch/<name>[/<server>]` with `_xsrf` and `session` (the home page's
+/// Relaunch): that session's options again, validated again as any start.
+async fn relaunch(
+    state: AppState,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    name: String,
+    server: String,
+    form: Vec<(String, String)>,
+) -> ApiResult<Response> {
+    let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let Some((me, _)) = crate::web::cookie_user(&state, &headers).await? else {
+        return Ok(login_redirect(&state, &uri));
+    };
+    if !xsrf_ok(&state, &headers, Some(&me), field("_xsrf")) {
+        return Ok(error_page(
+            &state,
+            &headers,
+            StatusCode::FORBIDDEN,
+            "'_xsrf' argument missing from POST, or it does not match this browser's session. Reload the page and try again.",
+            Some(&me),
+        ));
+    }
+    let Some(id) = field("session").and_then(|v| v.trim().parse::<i64>().ok()) else {
+        return Ok(error_page(
+            &state,
+            &headers,
+            StatusCode::BAD_REQUEST,
+            "'session' must be the number of a past session of this server.",
+            Some(&me),
+        ));
+    };
+    spawn_page(
+        state,
+        headers,
+        uri,
+        Some(name),
+        server,
+        Requested::Relaunch(id),
+    )
+    .await
+}
+
+pub(super) async fn relaunch_default(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    u: OriginalUri,
+    Path(name): Path<String>,
+    Form(f): Form<Vec<(String, String)>>,
+) -> ApiResult<Response> {
+    relaunch(s, h, u, name, String::new(), f).await
+}
+pub(super) async fn relaunch_named(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    u: OriginalUri,
+    Path((name, server)): Path<(String, String)>,
+    Form(f): Form<Vec<(String, String)>>,
+) -> ApiResult<Response> {
+    relaunch(s, h, u, name, server, f).await
 }
 
 pub(super) async fn spawn_self(
@@ -305,7 +458,7 @@ pub(super) async fn spawn_self(
     h: HeaderMap,
     u: OriginalUri,
 ) -> ApiResult<Response> {
-    spawn_page(s, h, u, None, String::new(), None).await
+    spawn_page(s, h, u, None, String::new(), Requested::Get).await
 }
 pub(super) async fn spawn_user(
     State(s): State<AppState>,
@@ -313,7 +466,7 @@ pub(super) async fn spawn_user(
     u: OriginalUri,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    spawn_page(s, h, u, Some(name), String::new(), None).await
+    spawn_page(s, h, u, Some(name), String::new(), Requested::Get).await
 }
 pub(super) async fn spawn_named(
     State(s): State<AppState>,
@@ -321,7 +474,7 @@ pub(super) async fn spawn_named(
     u: OriginalUri,
     Path((name, server)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    spawn_page(s, h, u, Some(name), server, None).await
+    spawn_page(s, h, u, Some(name), server, Requested::Get).await
 }
 pub(super) async fn spawn_self_post(
     State(s): State<AppState>,
