@@ -8,8 +8,6 @@
 mod common;
 #[path = "slurm/maintenance.rs"]
 mod maintenance;
-#[path = "slurm/orphans.rs"]
-mod orphans;
 #[path = "slurm/relaunch.rs"]
 mod relaunch;
 #[path = "slurm/session.rs"]
