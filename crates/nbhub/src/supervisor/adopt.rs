@@ -138,9 +138,20 @@ impl Supervisor {
                 return;
             }
             // A start was cut before its job was recorded (`cut`): the `sbatch` the killed
-            // hub had started may finish after the first look.
-            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
-            self.cancel_left_behind_once(&tracked).await;
+            // hub had started may finish after the first look, and a start taken up again
+            // may have failed since, its job still queued. The later looks, once adoption is
+            // over, count only the jobs of servers that are not stopped.
+            for after in [10, 20, 30, 60] {
+                tokio::time::sleep(std::time::Duration::from_secs(after)).await;
+                let live: Vec<SpawnerState> = self
+                    .all_slots()
+                    .iter()
+                    .filter(|slot| slot.phase() != Phase::Stopped)
+                    .map(|slot| slot.lock().spawner_state.clone())
+                    .filter(|state| !state.is_empty())
+                    .collect();
+                self.cancel_left_behind_once(&live).await;
+            }
         });
     }
 
