@@ -165,7 +165,9 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         "nbhub {} listening on http://{local} (public URL {public}, proxy API {proxy_api})",
         env!("CARGO_PKG_VERSION")
     );
-    // The hub answers at once; the proxy and the adoption of running servers follow.
+    // The hub answers at once; the proxy and the adoption of running servers follow (a start
+    // asked for meanwhile waits for the adoption).
+    state.supervisor.adoption_pending();
     let background = state.clone();
     tokio::spawn(async move {
         let started = nbhub::start_background(&background).await;

@@ -124,6 +124,10 @@ pub struct Supervisor {
     pub maintenance: Arc<crate::maintenance::Maintenance>,
     /// Each server's last ended session, by server row id (`history.rs`).
     last_sessions: Mutex<HashMap<i64, SessionView>>,
+    /// True from the moment adoption is announced until it is over: a start waits for it,
+    /// so that adoption (which stops a server whose start a killed hub cut) never takes a
+    /// start of this run for one of the killed hub's.
+    adopting: tokio::sync::watch::Sender<bool>,
     /// What the jobs this hub submits are tagged with (`SpawnRequest::tag`).
     job_tag: JobTag,
 }
@@ -207,7 +211,20 @@ impl Supervisor {
             pre_spawn: OnceLock::new(),
             maintenance: Arc::default(),
             last_sessions: Mutex::default(),
+            adopting: tokio::sync::watch::channel(false).0,
         })
+    }
+
+    /// Adoption of the servers recorded as started is about to begin (`adopt`): starts wait
+    /// for it from now on. Said before the hub serves requests.
+    pub fn adoption_pending(&self) {
+        self.adopting.send_replace(true);
+    }
+
+    /// Waits while adoption is under way.
+    async fn adopted(&self) {
+        let mut adopting = self.adopting.subscribe();
+        let _ = adopting.wait_for(|a| !*a).await;
     }
 
     /// The hook every spawn passes before it is admitted; set once.
@@ -323,6 +340,7 @@ impl Supervisor {
         server_name: &str,
         options: &Value,
     ) -> Result<Arc<Slot>, SpawnRefused> {
+        self.adopted().await;
         let hub = &self.config.hub;
         let display = if server_name.is_empty() {
             user.name.clone()

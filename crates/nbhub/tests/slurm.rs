@@ -10,6 +10,8 @@ mod common;
 mod jupyterlab;
 #[path = "slurm/maintenance.rs"]
 mod maintenance;
+#[path = "slurm/orphans.rs"]
+mod orphans;
 #[path = "slurm/relaunch.rs"]
 mod relaunch;
 #[path = "slurm/session.rs"]

@@ -17,6 +17,15 @@ pub const SUBMISSION_CUT: &str = "the hub restarted during the submission; start
 
 impl Supervisor {
     pub async fn adopt(self: &Arc<Self>) -> Result<(), sqlx::Error> {
+        /// Starts go on once adoption is over, however it ends.
+        struct Over<'a>(&'a tokio::sync::watch::Sender<bool>);
+        impl Drop for Over<'_> {
+            fn drop(&mut self) {
+                self.0.send_replace(false);
+            }
+        }
+        self.adopting.send_replace(true);
+        let _over = Over(&self.adopting);
         let base = self.config.hub.base_url.as_str();
         self.load_history().await?;
         let rows = servers::list_started(&self.db).await?;
