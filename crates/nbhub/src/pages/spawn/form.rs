@@ -150,6 +150,20 @@ pub(super) async fn spawn_page(
             path_part(&server)
         )
     });
+    // The form with nothing filled in but the spawner's defaults (or a past session's
+    // options, which the spawner took as the user's last ones).
+    let blank = |spec| {
+        let form = SpawnForm {
+            for_user: &user,
+            server: &server,
+            spec,
+            message: None,
+            submitted: None,
+            errors: &[],
+            action: None,
+        };
+        render_form(&state, &headers, &uri, ident.user(), &form)
+    };
     // Options: the form's fields, a past session's, or `opt-*` query parameters.
     let (submitted, options) = match requested {
         Requested::Form(fields) => (Some(fields.clone()), Value::Object(fields)),
@@ -159,16 +173,7 @@ pub(super) async fn spawn_page(
                 // Nothing to edit (the spawner takes no options): home, where Start is.
                 return Ok(crate::found(&format!("{}home", hub(&state))));
             };
-            let form = SpawnForm {
-                for_user: &user,
-                server: &server,
-                spec,
-                message: None,
-                submitted: None,
-                errors: &[],
-                action: None,
-            };
-            return Ok(render_form(&state, &headers, &uri, ident.user(), &form));
+            return Ok(blank(spec));
         }
         Requested::Get => {
             let from_query: Map<String, Value> =
@@ -180,16 +185,7 @@ pub(super) async fn spawn_page(
                     .collect();
             if let Some(spec) = spec.as_ref().filter(|f| !f.fields.is_empty()) {
                 if from_query.is_empty() {
-                    let form = SpawnForm {
-                        for_user: &user,
-                        server: &server,
-                        spec,
-                        message: None,
-                        submitted: None,
-                        errors: &[],
-                        action: None,
-                    };
-                    return Ok(render_form(&state, &headers, &uri, ident.user(), &form));
+                    return Ok(blank(spec));
                 }
             }
             (None, Value::Object(from_query))
