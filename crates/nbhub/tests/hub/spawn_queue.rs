@@ -16,8 +16,9 @@ use serde_json::{json, Value};
 
 const USERS: usize = 50;
 
-/// The progress events of a user's spawn, to its end.
-async fn progress(hub: &HubProc, user: &str) -> Vec<Value> {
+/// Opens the progress stream of a user's spawn: its events are kept from the spawn's start
+/// on, as long as the spawn has not ended yet (a ready server answers with one ready event).
+async fn open_progress(hub: &HubProc, user: &str) -> reqwest::Response {
     let resp = reqwest::Client::new()
         .get(hub.public_url(&format!("/hub/api/users/{user}/server/progress")))
         .header("Authorization", format!("token {ADMIN}"))
@@ -25,6 +26,11 @@ async fn progress(hub: &HubProc, user: &str) -> Vec<Value> {
         .await
         .expect("progress");
     assert_eq!(resp.status(), 200, "progress of {user}");
+    resp
+}
+
+/// The progress events of an open stream, to its end.
+async fn progress(user: &str, resp: reqwest::Response) -> Vec<Value> {
     let body = tokio::time::timeout(Duration::from_secs(240), resp.text())
         .await
         .unwrap_or_else(|_| panic!("the progress of {user} did not end"))
@@ -67,12 +73,23 @@ async fn fifty_starts_with_a_limit_of_ten_queue_in_order_and_all_become_ready() 
     .await;
     assert_eq!(s, 201, "{body}");
 
-    // All start at once.
+    // All start at once; each listens to its progress as soon as its start is answered (a
+    // stream opened later, once the server is up, would hear only that it is ready).
     let starts = names.iter().map(|name| {
         let hub = &hub;
-        async move { admin(hub, Method::POST, &format!("/users/{name}/server"), None).await }
+        async move {
+            let answer = admin(hub, Method::POST, &format!("/users/{name}/server"), None).await;
+            let stream = match answer.0 {
+                201 | 202 => Some(open_progress(hub, name).await),
+                _ => None,
+            };
+            (answer, stream)
+        }
     });
-    let answers = futures_util::future::join_all(starts).await;
+    let (answers, streams): (Vec<_>, Vec<_>) = futures_util::future::join_all(starts)
+        .await
+        .into_iter()
+        .unzip();
     let mut queued = Vec::new();
     for (name, (status, body)) in names.iter().zip(&answers) {
         assert!(
@@ -116,7 +133,10 @@ async fn fifty_starts_with_a_limit_of_ten_queue_in_order_and_all_become_ready() 
     .await;
     assert!(s == 202 || s == 204, "{s} {body}");
 
-    let streams = names.iter().map(|name| progress(&hub, name));
+    let streams = names
+        .iter()
+        .zip(streams)
+        .map(|(name, resp)| progress(name, resp.expect("a started server's progress")));
     let all = futures_util::future::join_all(streams).await;
     for (name, events) in names.iter().zip(&all) {
         let last = events.last().expect("events");
