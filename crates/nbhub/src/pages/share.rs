@@ -1,6 +1,7 @@
 //! `/hub/accept-share?code=…`: a signed-in user sees what a share code grants and accepts it
 //! (a form POST with the XSRF token), which shares the server with them; then they are sent
-//! to the server's URL.
+//! to `next` (a local path only, as JupyterHub's `next`: a link may open a notebook on the
+//! shared server) or else to the server's URL.
 
 use std::collections::HashMap;
 
@@ -16,7 +17,26 @@ use crate::db::shares;
 use crate::error::ApiResult;
 use crate::state::AppState;
 use crate::supervisor::{server_prefix, Phase};
-use crate::web::{cookie_user, login_redirect, xsrf_ok};
+use crate::web::{cookie_user, login_redirect, request_host, safe_next, xsrf_ok};
+
+/// Where the browser goes once the invitation is accepted: the `next` it came with when that
+/// is a local path (JupyterHub 5.5.1's GHSA-c4gm-pwx9-9w8j was this URL written unescaped into
+/// the page: it is only ever rendered through the template's escaping), else the server.
+fn next_after_accept(
+    state: &AppState,
+    headers: &HeaderMap,
+    next: Option<&String>,
+    server_url: String,
+) -> String {
+    next.and_then(|n| {
+        safe_next(
+            n,
+            request_host(headers).as_deref(),
+            state.config.hub.base_url.as_str(),
+        )
+    })
+    .unwrap_or(server_url)
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/accept-share", get(show_share).post(accept_share))
@@ -51,6 +71,8 @@ async fn show_share(
         ));
     }
     let base = state.config.hub.base_url.as_str();
+    let server_url = server_prefix(base, &found.owner, &found.server_name);
+    let next = next_after_accept(&state, &headers, q.get("next"), server_url.clone());
     Ok(render(
         &state,
         &headers,
@@ -58,7 +80,8 @@ async fn show_share(
         Some(&user),
         json!({
             "owner": found.owner,
-            "server_url": server_prefix(base, &found.owner, &found.server_name),
+            "server_url": server_url,
+            "next_url": next,
             "ready": state.supervisor.phase_of(found.owner_id, &found.server_name) == Phase::Running,
             "scopes": shares::filtered_scopes(&found.scopes, &found.owner, &found.server_name),
             "action": format!("{}accept-share", state.hub_prefix()),
@@ -107,9 +130,11 @@ async fn accept_share(
     }
     let found = crate::auth::share::accept_code(&state.db, &user, code).await?;
     let base = state.config.hub.base_url.as_str();
-    Ok(crate::found(&server_prefix(
-        base,
-        &found.owner,
-        &found.server_name,
+    let server_url = server_prefix(base, &found.owner, &found.server_name);
+    Ok(crate::found(&next_after_accept(
+        &state,
+        &headers,
+        form.get("next"),
+        server_url,
     )))
 }

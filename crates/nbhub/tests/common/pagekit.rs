@@ -53,10 +53,27 @@ pub fn browser_from(ip: &str) -> reqwest::Client {
         .expect("client")
 }
 
+/// The `Location` of a redirect ("" when there is none).
+pub fn location_header(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
 /// The hidden `_xsrf` value of a form page.
 pub fn xsrf_of(html: &str) -> String {
     let marker = "name=\"_xsrf\" value=\"";
     let start = html.find(marker).expect("page has an _xsrf field") + marker.len();
+    html[start..].split('"').next().expect("value").to_string()
+}
+
+/// The XSRF token a page gives its scripts (`window.jhdata.xsrf_token`), as JupyterLab and the
+/// hub's own pages send it in `X-XSRFToken`.
+pub fn page_xsrf(html: &str) -> String {
+    let marker = "\"xsrf_token\":\"";
+    let start = html.find(marker).expect("page has jhdata.xsrf_token") + marker.len();
     html[start..].split('"').next().expect("value").to_string()
 }
 

@@ -9,6 +9,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod advisories;
 mod api;
 mod cli;
 mod db;

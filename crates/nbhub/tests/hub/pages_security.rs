@@ -5,17 +5,9 @@ use crate::common;
 
 use common::{fetch, post_form};
 
-use common::pagekit::{browser, login, xsrf_of};
+use common::pagekit::{browser, location_header, login, xsrf_of};
 
 use common::{sqlite_hub, Hub, TestHub};
-
-fn location_header(resp: &reqwest::Response) -> String {
-    resp.headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string()
-}
 
 /// Would a browser that follows this `Location` (resolved against the hub) leave the hub's host?
 fn leaves_host(hub: &TestHub, loc: &str) -> bool {
