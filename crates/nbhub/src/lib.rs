@@ -296,10 +296,15 @@ pub fn app(state: AppState) -> Router {
         .route(&format!("{hub}/"), axum::routing::get(pages::hub_root))
         .nest(
             &hub,
-            pages::routes().layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                pages::refuse_nul,
-            )),
+            pages::routes()
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    pages::refuse_nul,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    pages::html_errors,
+                )),
         )
         .fallback(catch_all)
         .layer(axum::middleware::from_fn(read_body_first))

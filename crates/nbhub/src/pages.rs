@@ -246,6 +246,50 @@ pub async fn refuse_nul(
     next.run(request).await
 }
 
+/// A page that fails with an [`crate::error::ApiError`] (the database unreachable during a
+/// restart, say) answers a browser with the error page rather than the API's JSON body; the
+/// status and `Retry-After` stay. Scripts that ask for JSON (`Accept: application/json`, as
+/// the pages' own scripts send) keep getting JSON.
+pub async fn html_errors(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let wants_html = request
+        .headers()
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if !wants_html {
+        return next.run(request).await;
+    }
+    let headers = request.headers().clone();
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || !is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return Response::from_parts(parts, axum::body::Body::empty());
+    };
+    let message = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("Error").to_string());
+    let mut page = error_page(&state, &headers, status, &message, None);
+    if let Some(retry) = parts.headers.get(axum::http::header::RETRY_AFTER) {
+        page.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, retry.clone());
+    }
+    page
+}
+
 /// Browsers post Content-Security-Policy violations here; they are logged (bounded).
 async fn csp_report(body: axum::body::Bytes) -> StatusCode {
     let text = String::from_utf8_lossy(&body[..body.len().min(2048)]);

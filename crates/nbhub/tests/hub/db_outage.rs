@@ -156,11 +156,38 @@ async fn a_postgres_restart_under_load_answers_503_and_loses_no_acknowledged_wri
         })
         .collect();
 
+    // A browser signed in before the outage.
+    let browser = common::pagekit::signed_in(&hub, "dbload0").await;
+
     // The pool's connections are in use when the server goes.
     tokio::time::sleep(Duration::from_secs(3)).await;
     phase.store(OUTAGE_PHASE, Ordering::Release);
     let outage_started = Instant::now();
     pg.stop().await;
+    // A page during the outage: the error page (not the API's JSON), with Retry-After.
+    let page = browser
+        .get(hub.public_url("/hub/home"))
+        .header("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .send()
+        .await
+        .expect("home page during the outage");
+    assert_eq!(page.status(), 503, "the home page during the outage");
+    assert!(
+        page.headers().contains_key("retry-after"),
+        "{:?}",
+        page.headers()
+    );
+    let content_type = page.headers()["content-type"]
+        .to_str()
+        .unwrap_or("")
+        .to_string();
+    let html = page.text().await.expect("page");
+    assert!(
+        content_type.starts_with("text/html")
+            && html.contains("<html")
+            && html.contains("not reachable"),
+        "{content_type}: {html}"
+    );
     tokio::time::sleep(OUTAGE.saturating_sub(outage_started.elapsed())).await;
     pg.start_again().await;
     phase.store(RECOVERING, Ordering::Release);
