@@ -436,3 +436,129 @@ async fn works_with_configurable_http_proxy_as_external_proxy() {
     assert_eq!(r.status(), 424);
     drop(chp_guard);
 }
+
+/// `/users/{name}/server/ending` (the job's end signal and time, docs/jupyterlab.md) answers
+/// the server's own token and callers with the scope on that server, and no one else: another
+/// user's server token, a user's own login token for a POST (it needs `admin:servers`), a
+/// server that is not running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ending_of_a_server_is_told_only_by_itself_or_an_admin() {
+    let Some((venv, proxy)) = real_parts() else {
+        return;
+    };
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let script = scratch.path().join("tiny_server.py");
+    std::fs::write(&script, common::TINY_SERVER).expect("script");
+    let hub = HubProc::started(
+        venv.clone(),
+        &proxy,
+        Options {
+            cmd_prefix: vec![
+                venv.join("bin/python").display().to_string(),
+                script.display().to_string(),
+            ],
+            ..Options::default()
+        },
+    )
+    .await;
+    for name in ["alice", "bob"] {
+        admin(&hub, Method::POST, &format!("/users/{name}"), None).await;
+        let (s, body) = admin(&hub, Method::POST, &format!("/users/{name}/server"), None).await;
+        assert!(s == 201 || s == 202, "{body}");
+        common::hubproc::wait_ready(&hub, name, "", 60).await;
+    }
+    // Each server's own token, as its job has it.
+    let server_token = |name: &'static str| {
+        let hub = &hub;
+        async move {
+            let env: Value = fetch(
+                &reqwest::Client::new(),
+                hub.public_url(&format!("/user/{name}/env")),
+            )
+            .await
+            .json()
+            .await
+            .expect("env");
+            env["JUPYTERHUB_API_TOKEN"]
+                .as_str()
+                .expect("token")
+                .to_string()
+        }
+    };
+    let alice_server = server_token("alice").await;
+    let bob_server = server_token("bob").await;
+    let alice_login = user_token(&hub, "alice").await;
+    let ask = |method: Method, path: &'static str, token: String| {
+        let hub = &hub;
+        async move {
+            let r = reqwest::Client::new()
+                .request(method, hub.public_url(&format!("/hub/api{path}")))
+                .header("Authorization", format!("token {token}"))
+                .send()
+                .await
+                .expect("ending request");
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap_or_default())
+        }
+    };
+    let ending = "/users/alice/server/ending";
+    for (method, token, want, who) in [
+        (
+            Method::POST,
+            bob_server.clone(),
+            404,
+            "bob's server token posts alice's ending",
+        ),
+        (
+            Method::GET,
+            bob_server.clone(),
+            404,
+            "bob's server token reads alice's ending",
+        ),
+        (
+            Method::POST,
+            alice_login.clone(),
+            403,
+            "alice's login token posts her ending",
+        ),
+        (
+            Method::GET,
+            alice_login.clone(),
+            200,
+            "alice reads her own server's ending",
+        ),
+        (
+            Method::POST,
+            alice_server.clone(),
+            200,
+            "alice's server says its end is near",
+        ),
+        (
+            Method::POST,
+            ADMIN.to_string(),
+            200,
+            "an admin posts alice's ending",
+        ),
+    ] {
+        let (s, body) = ask(method.clone(), ending, token).await;
+        assert!(
+            s == want || (want == 404 && s == 403),
+            "{who}: {method} answered {s} {body}"
+        );
+    }
+    let (s, body) = ask(Method::GET, ending, alice_server).await;
+    assert_eq!(s, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert!(v["signal_time"].is_string(), "the end signal is known: {v}");
+    // Stopped: nothing to tell.
+    let (s, _) = admin(&hub, Method::DELETE, "/users/alice/server", None).await;
+    assert!(s == 202 || s == 204);
+    eventually(30, "alice's server to stop", || async {
+        let (s, _) = ask(Method::GET, ending, ADMIN.to_string()).await;
+        (s == 404).then_some(())
+    })
+    .await;
+    let (s, body) = ask(Method::POST, ending, ADMIN.to_string()).await;
+    assert_eq!(s, 404, "{body}");
+    assert!(body.contains("is not running"), "{body}");
+}
