@@ -23,7 +23,7 @@
 #   * as root, the cluster behind a login node for the SSH transport's tests
 #     (scripts/slurm-ssh-cluster start; exports NBHUB_SSH_CLUSTER_*).
 #   * as root, for the package test: rpm, a Debian 12 base tarball made with mmdebstrap
-#     (.nbhub-test/debian12-base.tar.zst, made once; exports NBHUB_DEBIAN_BASE), cargo-deb and
+#     (.nbhub-test/debian12-base-*.tar.zst, made once; exports NBHUB_DEBIAN_BASE), cargo-deb and
 #     cargo-generate-rpm (scripts/package.sh --install-tools).
 #
 # --demo installs only what scripts/demo.sh runs: the Debian packages the build needs, a venv
@@ -321,11 +321,14 @@ elif [[ $(id -u) -eq 0 ]]; then
     # The package test (crates/nbhub/tests/hub/package.rs): rpm (the .rpm's file list),
     # mmdebstrap (a clean Debian 12, cached as a tarball: made once, ~1 minute), and the
     # packaging tools scripts/package.sh installs (cargo-deb, cargo-generate-rpm; once per machine).
-    apt_install rpm mmdebstrap
-    DEBIAN_BASE=$STATE/debian12-base.tar.zst
+    apt_install rpm mmdebstrap zstd
+    # minbase with systemd (systemd-analyze) and sudo (visudo for the guide's sudoers rule):
+    # the name says what it holds, so a change makes a new one.
+    DEBIAN_INCLUDE=systemd,sudo
+    DEBIAN_BASE=$STATE/debian12-base-${DEBIAN_INCLUDE//,/-}.tar.zst
     if [[ ! -s $DEBIAN_BASE ]]; then
-        log "mmdebstrap a Debian 12 base (minbase + systemd) into $DEBIAN_BASE"
-        mmdebstrap --quiet --variant=minbase --include=systemd --mode=root bookworm \
+        log "mmdebstrap a Debian 12 base (minbase + $DEBIAN_INCLUDE) into $DEBIAN_BASE"
+        mmdebstrap --quiet --variant=minbase --include="$DEBIAN_INCLUDE" --mode=root bookworm \
             "$DEBIAN_BASE.tmp.tar.zst" http://deb.debian.org/debian >&2 ||
             die "mmdebstrap of Debian 12 failed (is deb.debian.org reachable?)"
         mv "$DEBIAN_BASE.tmp.tar.zst" "$DEBIAN_BASE"

@@ -54,7 +54,7 @@ fn requirements() -> Option<PathBuf> {
     let base = std::env::var_os("NBHUB_DEBIAN_BASE")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(".nbhub-test/debian12-base.tar.zst"));
+        .unwrap_or_else(|| workspace_root().join(".nbhub-test/debian12-base-systemd-sudo.tar.zst"));
     if !base.is_file() {
         missing_part(
             &format!("the Debian 12 base tarball {} (mmdebstrap)", base.display()),
