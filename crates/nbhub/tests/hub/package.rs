@@ -3,7 +3,8 @@
 //! registry), the commands of docs/admin-guide.md run there, the hub and its proxy started with
 //! their units' own `ExecStart` lines (as the units' `User=`, with their environment, the proxy
 //! with its socket unit's sockets through `systemd-socket-activate`) answering `/hub/api/`, and
-//! `dpkg -r` keeping the config; the `.rpm`'s file list.
+//! `dpkg -r` keeping the config (`--purge` removing it, not the data); the `.rpm`'s file list
+//! and config files.
 //!
 //! Needs root (chroot, mounts), `systemd-socket-activate`, `rpm`, and the Debian base tarball
 //! that scripts/test-env.sh makes (`NBHUB_DEBIAN_BASE`); cargo-deb and cargo-generate-rpm are
@@ -570,5 +571,18 @@ fn deb_installs_on_debian12_and_its_units_start_the_hub() {
         &mut chroot.command(&["dpkg-query", "-W", "-f", "${Status}", "nbhub"]),
     );
     assert_eq!(status, "deinstall ok config-files");
+
+    // dpkg --purge: the config and the token go; the hub's data (users, tokens) stays.
+    run(
+        "dpkg --purge nbhub",
+        &mut chroot.command(&["dpkg", "--purge", "nbhub"]),
+    );
+    for gone in ["/etc/nbhub/nbhub.toml", "/etc/nbhub/proxy.env"] {
+        assert!(!chroot.path(gone).exists(), "dpkg --purge left {gone}");
+    }
+    assert!(
+        chroot.path("/var/lib/nbhub/nbhub.sqlite").is_file(),
+        "dpkg --purge removed the hub's database"
+    );
     eprintln!("whole test: {:?}", began.elapsed());
 }
