@@ -22,6 +22,9 @@
 #     (skip: --no-accounting);
 #   * as root, the cluster behind a login node for the SSH transport's tests
 #     (scripts/slurm-ssh-cluster start; exports NBHUB_SSH_CLUSTER_*).
+#   * as root, for the package test: rpm, a Debian 12 base tarball made with mmdebstrap
+#     (.nbhub-test/debian12-base-*.tar.zst, made once; exports NBHUB_DEBIAN_BASE), cargo-deb and
+#     cargo-generate-rpm (scripts/package.sh --install-tools).
 #
 # --demo installs only what scripts/demo.sh runs: the Debian packages the build needs, a venv
 # with jupyterhub and jupyterlab alone (pinned as in scripts/requirements-test.txt; a venv
@@ -315,6 +318,23 @@ elif [[ $(id -u) -eq 0 ]]; then
     apt_install lmod
     # Charliecloud's ch-run, for the jobs of a container environment (docs/sessions.md).
     apt_install charliecloud-runtime
+    # The package test (crates/nbhub/tests/hub/package.rs): rpm (the .rpm's file list),
+    # mmdebstrap (a clean Debian 12, cached as a tarball: made once, ~1 minute), and the
+    # packaging tools scripts/package.sh installs (cargo-deb, cargo-generate-rpm; once per machine).
+    apt_install rpm mmdebstrap zstd
+    # minbase with systemd (systemd-analyze) and sudo (visudo for the guide's sudoers rule):
+    # the name says what it holds, so a change makes a new one.
+    DEBIAN_INCLUDE=systemd,sudo
+    DEBIAN_BASE=$STATE/debian12-base-${DEBIAN_INCLUDE//,/-}.tar.zst
+    if [[ ! -s $DEBIAN_BASE ]]; then
+        log "mmdebstrap a Debian 12 base (minbase + $DEBIAN_INCLUDE) into $DEBIAN_BASE"
+        mmdebstrap --quiet --variant=minbase --include="$DEBIAN_INCLUDE" --mode=root bookworm \
+            "$DEBIAN_BASE.tmp.tar.zst" http://deb.debian.org/debian >&2 ||
+            die "mmdebstrap of Debian 12 failed (is deb.debian.org reachable?)"
+        mv "$DEBIAN_BASE.tmp.tar.zst" "$DEBIAN_BASE"
+    fi
+    log "Debian 12 base for the package test: $DEBIAN_BASE"
+    "$REPO/scripts/package.sh" --install-tools || die "scripts/package.sh --install-tools failed"
     # The second cluster, reached only over SSH (idempotent: a running one is kept).
     SSH_CLUSTER_LINES=$("$REPO/scripts/slurm-ssh-cluster" start) || die "scripts/slurm-ssh-cluster start failed"
     log "Slurm cluster behind a login node: $(grep -o 'NBHUB_SSH_CLUSTER_PORT=[0-9]*' <<<"$SSH_CLUSTER_LINES") (stop it with scripts/slurm-ssh-cluster stop)"
@@ -338,6 +358,9 @@ fi
     fi
     if [[ -n $SSH_CLUSTER_LINES ]]; then
         printf '%s\n' "$SSH_CLUSTER_LINES"
+    fi
+    if [[ -n ${DEBIAN_BASE:-} ]]; then
+        printf 'export NBHUB_DEBIAN_BASE=%q\n' "$DEBIAN_BASE"
     fi
 } >"$STATE/env.tmp"
 # Only a full set-up replaces the file the test runner sources: a partial one (the demo's,

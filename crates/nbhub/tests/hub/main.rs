@@ -20,6 +20,7 @@ mod listener;
 mod login;
 mod metrics;
 mod oidc;
+mod package;
 mod pages_browser;
 mod pages_security;
 mod pages_templates;
