@@ -210,6 +210,55 @@ services = ["e2e-admin"]
         }
     }
 
+    /// A hub run from a configuration written elsewhere (e.g. by `nbhub import-config`),
+    /// unchanged but for what must differ on a test machine, given as `NBHUB_SECTION__KEY`
+    /// overrides: ports picked by the system, a data dir of its own with SQLite, this
+    /// build's proxy, and `overrides`. The fixture's admin service and its role are appended
+    /// to the file, so that the test can use the API. Started.
+    pub async fn from_toml(
+        venv: PathBuf,
+        proxy: &Path,
+        toml: &str,
+        overrides: &[(&str, String)],
+    ) -> HubProc {
+        let dir = nbhub_testkit::temp_dir_world_readable();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).expect("data dir");
+        let config = format!(
+            "{toml}\n# The test's own admin service.\n[[services]]\nname = \"e2e-admin\"\napi_token = \"{ADMIN}\"\n\n\
+             [[roles]]\nname = \"e2e-admin-role\"\nscopes = [\"admin:users\", \"admin:servers\", \"tokens\", \"list:users\", \"read:users\", \"read:services\", \"read:roles\", \"proxy\"]\nservices = [\"e2e-admin\"]\n"
+        );
+        let config_path = dir.path().join("nbhub.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let mut env: Vec<(String, String)> = [
+            ("NBHUB_HUB__BIND_URL", "http://127.0.0.1:0".to_owned()),
+            ("NBHUB_HUB__HUB_BIND_URL", "http://127.0.0.1:0".to_owned()),
+            ("NBHUB_HUB__DATA_DIR", data.display().to_string()),
+            ("NBHUB_HUB__DB_URL", String::new()),
+            ("NBHUB_PROXY__API_URL", "http://127.0.0.1:0".to_owned()),
+            (
+                "NBHUB_PROXY__COMMAND",
+                format!("[{:?}]", proxy.display().to_string()),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        env.extend(overrides.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        let mut hub = HubProc {
+            dir,
+            config_path,
+            public: 0,
+            hub_port: 0,
+            api_port: 0,
+            hub: None,
+            venv,
+            env,
+        };
+        hub.start().await;
+        hub
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
