@@ -23,6 +23,8 @@ pub struct HubProc {
     pub venv: PathBuf,
     /// More environment for the hub process (e.g. `JUPYTERHUB_CRYPT_KEY`), read at each start.
     pub env: Vec<(String, String)>,
+    /// The config's `[hub] base_url` without its last `/` (`""` for `/`), before every path.
+    pub base_path: String,
 }
 
 /// A binary of this workspace next to the test executable's target directory.
@@ -207,6 +209,7 @@ services = ["e2e-admin"]
             hub: None,
             venv,
             env: Vec::new(),
+            base_path: String::new(),
         }
     }
 
@@ -245,6 +248,9 @@ services = ["e2e-admin"]
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         env.extend(overrides.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        let base_path = nbhub::config::Config::from_toml_str(toml, "the config")
+            .map(|c| c.hub.base_url.as_str().trim_end_matches('/').to_owned())
+            .unwrap_or_default();
         let mut hub = HubProc {
             dir,
             config_path,
@@ -254,6 +260,7 @@ services = ["e2e-admin"]
             hub: None,
             venv,
             env,
+            base_path,
         };
         hub.start().await;
         hub
@@ -264,7 +271,7 @@ services = ["e2e-admin"]
     }
 
     pub fn public_url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.public)
+        format!("http://127.0.0.1:{}{}{path}", self.public, self.base_path)
     }
 
     fn hub_command(&self) -> Command {
@@ -399,8 +406,8 @@ services = ["e2e-admin"]
 
     /// Every process started for this hub: found by the hub API URL in its environment.
     fn our_processes(&self) -> Vec<i32> {
-        let marker = format!("127.0.0.1:{}/hub/api", self.hub_port);
-        let proxy_marker = format!("127.0.0.1:{}/hub/error", self.hub_port);
+        let marker = format!("127.0.0.1:{}{}/hub/api", self.hub_port, self.base_path);
+        let proxy_marker = format!("127.0.0.1:{}{}/hub/error", self.hub_port, self.base_path);
         let mut pids = Vec::new();
         if let Ok(entries) = std::fs::read_dir("/proc") {
             for e in entries.flatten() {
