@@ -89,9 +89,6 @@ pub fn import(source: &str, origin: &str) -> Result<Imported, ImportError> {
     let body = minimal_toml(&config, &provenance).map_err(ImportError::Invalid)?;
     let toml = format!("{}{body}", header(origin, &report));
     // What `nbhub --check` does first: the file must load as written.
-    if std::env::var_os("NBHUB_IMPORT_DEBUG").is_some() {
-        eprintln!("{toml}");
-    }
     Config::from_toml_str(&toml, "the translation")
         .and_then(|c| c.validate().map(|()| c))
         .map_err(|e| ImportError::Invalid(e.0))?;

@@ -106,6 +106,13 @@ const MOSS_CLASSES: &[&str] = &[
     "MOSlurmSpawner",
 ];
 const PROFILES: &[&str] = &["WrapSpawner", "ProfilesSpawner"];
+const PROFILES_SLURM: &[&str] = &[
+    "Spawner",
+    "BatchSpawnerBase",
+    "SlurmSpawner",
+    "WrapSpawner",
+    "ProfilesSpawner",
+];
 const HUB: &[&str] = &["JupyterHub"];
 const PROXY: &[&str] = &["Proxy", "ConfigurableHTTPProxy"];
 
@@ -273,15 +280,13 @@ pub(super) fn translate(items: &[Item], report: &mut Report) -> (Config, Provena
     tx.services_and_roles();
     let auth = tx.authenticator_class();
     tx.authenticator(auth);
-    tx.spawner(moss_by_call);
+    let spawner_classes = tx.spawner(moss_by_call);
     for (line, name, class) in tx.t.unused() {
         if KNOWN_CLASSES.contains(&class.as_str()) {
             let in_use = match class.as_str() {
                 "JupyterHub" | "Application" | "Proxy" | "ConfigurableHTTPProxy" => true,
                 c if c.ends_with("Authenticator") => auth.is_some_and(|a| a.classes().contains(&c)),
-                _ => {
-                    tx.c.spawner.kind.as_str() == "slurm" || LOCAL_CLASSES.contains(&class.as_str())
-                }
+                c => spawner_classes.contains(&c),
             };
             if !in_use {
                 tx.r.note(
@@ -406,6 +411,26 @@ impl Tx<'_> {
             }
         }
         // How servers reach the hub.
+        let all_interfaces = matches!(self.c.hub.hub_bind_url.host(), "0.0.0.0" | "[::]" | "::");
+        let connect_given = ["hub_connect_url", "hub_connect_ip", "hub_connect_port"]
+            .iter()
+            .any(|t| self.t.has(HUB, t));
+        if all_interfaces && !connect_given {
+            let (line, name) = self
+                .prov
+                .get("hub.hub_bind_url")
+                .and_then(|v| v.first())
+                .and_then(|s| s.strip_prefix("line "))
+                .and_then(|s| s.split_once(": "))
+                .map_or((0, "c.JupyterHub.hub_ip".to_owned()), |(l, n)| {
+                    (l.parse().unwrap_or(0), n.to_owned())
+                });
+            self.r.note(
+                line,
+                name,
+                "the hub listens on every interface: JupyterHub then tells servers its host name; in nbhub set [hub] hub_connect_url to the address servers reach the hub at".into(),
+            );
+        }
         if let Some(u) = self.read(HUB, "hub_connect_url", string) {
             self.c.hub.hub_connect_url = u.value.clone();
             self.source("hub.hub_connect_url", &u);
@@ -1079,7 +1104,8 @@ impl Tx<'_> {
         );
     }
 
-    fn spawner(&mut self, moss_by_call: Option<usize>) {
+    /// The spawner; returns the classes whose traits applied.
+    fn spawner(&mut self, moss_by_call: Option<usize>) -> &'static [&'static str] {
         let class = self.read(HUB, "spawner_class", |v| Ok(class_name(v)));
         let kind = match (&class, moss_by_call) {
             (Some(r), _) => match Spawn::from_name(&r.value) {
@@ -1121,6 +1147,10 @@ impl Tx<'_> {
         if kind == Some(Spawn::Moss) {
             self.moss();
         }
+        if kind == Some(Spawn::Profiles) {
+            return PROFILES_SLURM;
+        }
+        classes
     }
 
     fn spawner_common(&mut self, classes: &[&str]) {
@@ -1915,6 +1945,128 @@ fn literal_sbatch_lines(script: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The translation of `src`: the config and the report.
+    fn tr(src: &str) -> (Config, Report) {
+        let items = super::super::pyconfig::parse(src).expect("parses");
+        let mut report = Report::default();
+        let (config, _) = translate(&items, &mut report);
+        report.sort();
+        (config, report)
+    }
+
+    fn left_out(r: &Report) -> Vec<String> {
+        r.left_out
+            .iter()
+            .map(|n| format!("{}: {}", n.line, n.what))
+            .collect()
+    }
+
+    #[test]
+    fn jupyterhub_defaults_where_they_differ_from_nbhub() {
+        let (c, r) = tr("c = get_config()\nc.JupyterHub.ip = ''\n");
+        assert_eq!(
+            c.authenticator.kind,
+            AuthenticatorKind::Pam,
+            "no authenticator_class: PAM"
+        );
+        assert_eq!(c.spawner.kind, nbhub_spawner::SpawnerKind::Local);
+        assert_eq!(c.hub.bind_url.to_string(), "http://0.0.0.0:8000");
+        assert!(r.left_out.is_empty(), "{r:?}");
+    }
+
+    #[test]
+    fn shared_password_is_dummy_with_its_password() {
+        let (c, r) = tr("c.JupyterHub.authenticator_class = 'shared-password'\nc.SharedPasswordAuthenticator.user_password = 'a-long-password'\nc.SharedPasswordAuthenticator.admin_password = 'another-long-one'\n");
+        assert_eq!(c.authenticator.kind, AuthenticatorKind::Dummy);
+        assert_eq!(c.authenticator.password, "a-long-password");
+        assert_eq!(
+            left_out(&r),
+            ["3: c.SharedPasswordAuthenticator.admin_password"]
+        );
+        assert!(
+            r.notes.iter().any(|n| n.why.contains("shared-password")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_authenticator_lets_nobody_in() {
+        let (c, r) = tr(
+            "c.JupyterHub.authenticator_class = 'github'\nc.GitHubOAuthenticator.client_id = 'x'\n",
+        );
+        assert_eq!(c.authenticator.kind, AuthenticatorKind::Native);
+        assert!(!c.authenticator.enable_signup);
+        assert_eq!(
+            left_out(&r),
+            [
+                "1: c.JupyterHub.authenticator_class",
+                "2: c.GitHubOAuthenticator.client_id"
+            ]
+        );
+    }
+
+    #[test]
+    fn lists_extend_their_default_and_dicts_merge() {
+        let (c, _) = tr("c.Spawner.env_keep.append('TZ')\nc.Spawner.environment = {'A': 1}\nc.Spawner.environment.update({'B': True})\nc.Spawner.args += ['--x']\n");
+        assert!(c.spawner.env_keep.starts_with(&["PATH".to_owned()]));
+        assert_eq!(c.spawner.env_keep.last().map(String::as_str), Some("TZ"));
+        assert_eq!(
+            c.spawner.environment.get("A").map(String::as_str),
+            Some("1")
+        );
+        assert_eq!(
+            c.spawner.environment.get("B").map(String::as_str),
+            Some("True")
+        );
+        assert_eq!(c.spawner.args, ["--x"]);
+    }
+
+    #[test]
+    fn the_most_specific_class_wins_and_unused_classes_are_notes() {
+        let (c, r) = tr("c.JupyterHub.spawner_class = 'batchspawner.SlurmSpawner'\nc.Spawner.cmd = 'a'\nc.SlurmSpawner.cmd = 'b'\nc.LocalProcessSpawner.term_timeout = 5\nc.PAMAuthenticator.open_sessions = False\nc.JupyterHub.authenticator_class = 'dummy'\n");
+        assert_eq!(c.spawner.cmd, ["b"]);
+        assert!(left_out(&r).is_empty(), "{r:?}");
+        assert_eq!(
+            r.notes
+                .iter()
+                .filter(|n| n.why.contains("not in use"))
+                .count(),
+            2,
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn batchspawner_requests_become_sbatch_options() {
+        let (c, r) = tr("c.JupyterHub.spawner_class = 'batchspawner.SlurmSpawner'\nc.SlurmSpawner.req_nprocs = '4'\nc.SlurmSpawner.req_memory = '8G'\nc.SlurmSpawner.req_options = '-C ib --qos long'\nc.SlurmSpawner.req_partition = 'batch'\nc.SlurmSpawner.req_runtime = '8:00:00'\nc.SlurmSpawner.req_prologue = 'source /etc/site.sh'\n");
+        assert_eq!(
+            c.slurm.extra_sbatch,
+            ["--cpus-per-task=4", "--mem=8G", "-Cib", "--qos=long"]
+        );
+        assert_eq!(c.slurm.partitions[0].name, "batch");
+        assert_eq!(c.slurm.partitions[0].max_time, "8:00:00");
+        assert_eq!(
+            c.slurm.submit_as,
+            ["sudo", "-E", "-u", "{username}"],
+            "batchspawner's default"
+        );
+        assert_eq!(left_out(&r), ["7: c.SlurmSpawner.req_prologue"]);
+    }
+
+    #[test]
+    fn tls_and_a_foreign_database_are_left_out() {
+        let (c, r) = tr("c.JupyterHub.ssl_cert = '/etc/x.pem'\nc.JupyterHub.db_url = 'postgresql://jh@db/jupyterhub'\nc.JupyterHub.hub_ip = '0.0.0.0'\n");
+        assert_eq!(c.hub.db_url, "");
+        assert_eq!(
+            left_out(&r),
+            ["1: c.JupyterHub.ssl_cert", "2: c.JupyterHub.db_url"]
+        );
+        assert!(
+            r.notes.iter().any(|n| n.why.contains("hub_connect_url")),
+            "{r:?}"
+        );
+    }
 
     #[test]
     fn helpers() {
