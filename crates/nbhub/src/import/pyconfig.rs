@@ -142,6 +142,8 @@ pub enum Item {
         value: Result<Value, NotLiteral>,
         /// Set inside a block (`if`, `for`, `def` …) starting on this line.
         in_block: Option<(usize, String)>,
+        /// For a list, tuple, set or dict written out: the line each item (or key) starts on.
+        item_lines: Vec<usize>,
     },
     /// `import x` / `from x import y`: nothing to translate.
     Import { line: usize, text: String },
@@ -573,6 +575,7 @@ pub fn parse(src: &str) -> Result<Vec<Item>, SyntaxError> {
                             l.line
                         ))),
                         in_block: Some((l.line, what.clone())),
+                        item_lines: Vec::new(),
                     });
                 }
             }
@@ -630,6 +633,35 @@ fn setting_shape(tokens: &[Token]) -> Option<(Vec<String>, Op, (usize, usize))> 
         }
         _ => None,
     }
+}
+
+/// The line each item of a display (`[…]`, `(…)`, `{…}`) starts on, or of the one value
+/// inside a call (`.extend([…])` passes its list); empty for anything else.
+fn item_lines(tokens: &[Token]) -> Vec<usize> {
+    let Some(first) = tokens.first() else {
+        return Vec::new();
+    };
+    if !matches!(first.tok, Tok::Op("(" | "[" | "{"))
+        || matching(tokens, 0) != Some(tokens.len() - 1)
+    {
+        return Vec::new();
+    }
+    let mut lines = Vec::new();
+    let mut depth = 0;
+    let mut at_item = true;
+    for t in &tokens[1..tokens.len() - 1] {
+        if at_item && depth == 0 {
+            lines.push(t.line);
+            at_item = false;
+        }
+        match t.tok {
+            Tok::Op("(" | "[" | "{") => depth += 1,
+            Tok::Op(")" | "]" | "}") => depth -= 1,
+            Tok::Op(",") if depth == 0 => at_item = true,
+            _ => {}
+        }
+    }
+    lines
 }
 
 /// The index of the bracket closing the one at `open`.
@@ -695,6 +727,7 @@ fn statement(tokens: &[Token], l: &Logical, scope: &mut Scope) -> Vec<Item> {
             op,
             value,
             in_block: None,
+            item_lines: item_lines(&tokens[start..end]),
         }];
     }
     // `name = value` (also `a = b = value`): a module variable, used by later settings.
@@ -1341,6 +1374,19 @@ mod tests {
                 "14 A.h false",
             ]
         );
+    }
+
+    #[test]
+    fn each_item_of_a_display_has_its_line() {
+        let items = parse("c.JupyterHub.services = [\n    {'name': 'a'},\n\n    {'name': 'b',\n     'x': [1,\n 2]},\n]\nc.A.b.extend(['x',\n 'y'])\nc.A.c = 'no display'\n").unwrap();
+        let lines: Vec<Vec<usize>> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Setting { item_lines, .. } => Some(item_lines.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(lines, vec![vec![2, 4], vec![8, 9], vec![]]);
     }
 
     #[test]

@@ -16,6 +16,15 @@ pub struct Entry {
     /// Built by `append`/`extend`/`+=`/`update` without an assignment first: it adds to the
     /// trait's default (traitlets' lazy values).
     pub extends_default: bool,
+    /// The line of each item of a list (or key of a dict), where the file shows it.
+    pub item_lines: Vec<usize>,
+}
+
+impl Entry {
+    /// The line of item `i`: where it is written, else the setting's.
+    pub fn item_line(&self, i: usize) -> usize {
+        self.item_lines.get(i).copied().unwrap_or(self.line)
+    }
 }
 
 /// Every trait set in the file.
@@ -40,6 +49,7 @@ impl Traits {
                 path,
                 op,
                 value,
+                item_lines,
                 ..
             } = item
             else {
@@ -85,6 +95,7 @@ impl Traits {
                     value,
                     line,
                     extends_default: false,
+                    item_lines: item_lines.clone(),
                 },
                 (Op::Update, Some(mut e)) => match (&mut e.value, value) {
                     (Value::Dict(old), Value::Dict(new)) => {
@@ -93,6 +104,8 @@ impl Traits {
                             old.push((k, v));
                         }
                         e.line = line;
+                        // Keys replaced moved: lines are no longer known per key.
+                        e.item_lines.clear();
                         e
                     }
                     (_, v) => {
@@ -108,8 +121,13 @@ impl Traits {
                     value,
                     line,
                     extends_default: true,
+                    item_lines: item_lines.clone(),
                 },
                 (Op::Append | Op::Extend | Op::AddAssign, old) => {
+                    let added_lines = match op {
+                        Op::Append => vec![line],
+                        _ => item_lines.clone(),
+                    };
                     let items = match (op, value) {
                         (Op::Append, v) => Value::List(vec![v]),
                         (_, v) if v.items().is_some() => {
@@ -134,6 +152,10 @@ impl Traits {
                                 Value::Tuple(v) | Value::Set(v) => Value::List(v.clone()),
                                 other => other.clone(),
                             };
+                            let count = |v: &Value| v.items().map_or(0, <[Value]>::len);
+                            // Lines stay known per item while every item has its line.
+                            let lines_known = e.item_lines.len() == count(&base)
+                                && added_lines.len() == count(&items);
                             match add(base, items) {
                                 Ok(v) => e.value = v,
                                 Err(why) => report.left_out(
@@ -143,12 +165,18 @@ impl Traits {
                                 ),
                             }
                             e.line = line;
+                            if lines_known {
+                                e.item_lines.extend(added_lines);
+                            } else {
+                                e.item_lines.clear();
+                            }
                             e
                         }
                         None => Entry {
                             value: items,
                             line,
                             extends_default: true,
+                            item_lines: added_lines,
                         },
                     }
                 }
@@ -197,6 +225,7 @@ impl Traits {
                 value,
                 line,
                 extends_default: false,
+                item_lines: Vec::new(),
             },
         );
     }

@@ -642,7 +642,7 @@ impl Tx<'_> {
                 Some(list) => {
                     for (i, s) in list.iter().enumerate() {
                         let shown = format!("{name}[{i}]");
-                        if let Some(svc) = self.service(s, entry.line, &shown) {
+                        if let Some(svc) = self.service(s, entry.item_line(i), &shown) {
                             self.c.services.push(svc);
                         }
                     }
@@ -662,7 +662,7 @@ impl Tx<'_> {
                 Some(list) => {
                     for (i, role) in list.iter().enumerate() {
                         let shown = format!("{name}[{i}]");
-                        if let Some(role) = self.role(role, entry.line, &shown) {
+                        if let Some(role) = self.role(role, entry.item_line(i), &shown) {
                             self.c.roles.push(role);
                         }
                     }
@@ -1501,6 +1501,7 @@ impl Tx<'_> {
         let mut slurm_profiles = Vec::new();
         for (i, p) in list.iter().enumerate() {
             let at = format!("{name}[{i}]");
+            let pl = entry.item_line(i);
             let parts = p.items().unwrap_or_default();
             let (Some(display), Some(class), Some(overrides)) = (
                 parts.first().and_then(Value::as_str),
@@ -1508,7 +1509,7 @@ impl Tx<'_> {
                 parts.get(3),
             ) else {
                 self.r.left_out(
-                    entry.line,
+                    pl,
                     at,
                     "a profile is (display, key, class, {overrides})".into(),
                 );
@@ -1516,11 +1517,11 @@ impl Tx<'_> {
             };
             match Spawn::from_name(&class_name(class)) {
                 Some(Spawn::Slurm | Spawn::Moss) => match dict(overrides) {
-                    Ok(o) => slurm_profiles.push((display.to_owned(), at, o)),
-                    Err(why) => self.r.left_out(entry.line, at, why),
+                    Ok(o) => slurm_profiles.push((display.to_owned(), at, o, pl)),
+                    Err(why) => self.r.left_out(pl, at, why),
                 },
                 _ => self.r.left_out(
-                    entry.line,
+                    pl,
                     format!("{at} ({display:?})"),
                     format!("a {} profile: nbhub's form offers Slurm partitions, so only the Slurm profiles are carried over", class_name(class)),
                 ),
@@ -1534,7 +1535,7 @@ impl Tx<'_> {
         // (but partition and run time) cannot differ per partition in nbhub.
         let mut keys: Vec<String> = slurm_profiles
             .iter()
-            .flat_map(|(_, _, o)| o.iter().map(|(k, _)| k.clone()))
+            .flat_map(|(_, _, o, _)| o.iter().map(|(k, _)| k.clone()))
             .collect();
         keys.sort();
         keys.dedup();
@@ -1546,9 +1547,14 @@ impl Tx<'_> {
             }
             let values: Vec<Option<&Value>> = slurm_profiles
                 .iter()
-                .map(|(_, _, o)| o.iter().find(|(k, _)| k == key).map(|(_, v)| v))
+                .map(|(_, _, o, _)| o.iter().find(|(k, _)| k == key).map(|(_, v)| v))
                 .collect();
-            let same = values.iter().all(|v| *v == values[0]) && values[0].is_some();
+            let same = values[0].is_some() && values.iter().all(|v| *v == values[0]);
+            // The first profile that sets it otherwise (or, failing that, leaves it out).
+            let differs = values
+                .iter()
+                .position(|v| v.is_some() && *v != values[0])
+                .or_else(|| values.iter().position(Option::is_none));
             if same {
                 self.t.insert(
                     "SlurmSpawner",
@@ -1557,24 +1563,26 @@ impl Tx<'_> {
                     entry.line,
                 );
             } else {
+                // Reported at the first profile that differs from the others.
+                let at = differs.map_or(entry.line, |j| slurm_profiles[j].3);
                 self.r.left_out(
-                    entry.line,
+                    at,
                     format!("{name}: {key}"),
                     "differs between the profiles: nbhub's partitions carry no settings of their own; add a [[slurm.fields]] entry for it, or set it once".into(),
                 );
             }
         }
-        for (display, at, o) in slurm_profiles {
+        for (display, at, o, pl) in slurm_profiles {
             let get = |k: &str| o.iter().find(|(x, _)| x == k).map(|(_, v)| v.clone());
             let partition = get("req_partition").and_then(|v| v.as_str().map(str::to_owned));
             let Some(partition) = partition else {
                 if !global_partition {
-                    self.r.left_out(entry.line, at, format!("profile {display:?} names no req_partition: Slurm's default partition is offered anyway"));
+                    self.r.left_out(pl, at, format!("profile {display:?} names no req_partition: Slurm's default partition is offered anyway"));
                 }
                 continue;
             };
             if self.c.slurm.partitions.iter().any(|p| p.name == partition) {
-                self.r.left_out(entry.line, at, format!("profile {display:?} is a second one on partition {partition}: nbhub offers each partition once (the first profile's label is used)"));
+                self.r.left_out(pl, at, format!("profile {display:?} is a second one on partition {partition}: nbhub offers each partition once (the first profile's label is used)"));
                 continue;
             }
             let runtime = get("req_runtime")
@@ -1605,13 +1613,15 @@ impl Tx<'_> {
         let Some(r) = self.read(MOSS_CLASSES, "partitions", dict) else {
             return;
         };
+        let entry = self.t.get(MOSS_CLASSES, "partitions").map(|(e, _)| e);
         let mut max_nprocs = 0u64;
-        for (name, spec) in &r.value {
+        for (i, (name, spec)) in r.value.iter().enumerate() {
             let at = format!("{}[{name:?}]", r.name);
+            let pl = entry.as_ref().map_or(r.line, |e| e.item_line(i));
             let fields = match dict(spec) {
                 Ok(f) => f,
                 Err(why) => {
-                    self.r.left_out(r.line, at, why);
+                    self.r.left_out(pl, at, why);
                     continue;
                 }
             };
@@ -1645,20 +1655,19 @@ impl Tx<'_> {
                 match dict(&envs) {
                     Ok(envs) => {
                         for (key, env) in envs {
-                            self.moss_environment(&key, &env, r.line, &at);
+                            self.moss_environment(&key, &env, pl, &at);
                         }
                     }
-                    Err(why) => {
-                        self.r
-                            .left_out(r.line, format!("{at}[\"jupyter_environments\"]"), why)
-                    }
+                    Err(why) => self
+                        .r
+                        .left_out(pl, format!("{at}[\"jupyter_environments\"]"), why),
                 }
             }
             for key in ["gpu", "max_ngpus", "simple"] {
                 if get(key).is_some_and(|v| v != Value::None && v != Value::Int(0))
                     && key != "simple"
                 {
-                    self.r.note(r.line, format!("{at}[{key:?}]"), "nbhub reads a partition's GPUs from Slurm (Gres) and offers a GPUs field where it has some".into());
+                    self.r.note(pl, format!("{at}[{key:?}]"), "nbhub reads a partition's GPUs from Slurm (Gres) and offers a GPUs field where it has some".into());
                 }
             }
         }

@@ -63,8 +63,8 @@ const EXPECTED: &[(&str, i32, &[&str])] = &[
         "profiles_slurm.py",
         2,
         &[
-            "line 12: c.ProfilesSpawner.profiles[3] (\"Local server on the hub\"): a jupyterhub.spawner.LocalProcessSpawner profile",
-            "line 12: c.ProfilesSpawner.profiles: req_options: differs between the profiles",
+            "line 17: c.ProfilesSpawner.profiles: req_options: differs between the profiles",
+            "line 19: c.ProfilesSpawner.profiles[3] (\"Local server on the hub\"): a jupyterhub.spawner.LocalProcessSpawner profile",
         ],
     ),
     ("moss.py", 0, &[]),
