@@ -386,17 +386,62 @@ async fn templates_and_their_variables_and_only_the_allowed_user() {
     assert_eq!(dave.status(), 403, "dave is not in allowed_users");
 }
 
-/// generic_oauth.py: sign-in goes to the provider's authorize URL with the client id, the
-/// scopes, the callback URL and the extra parameter the config gave.
+/// generic_oauth.py against a real OpenID Connect provider (the `oidc-provider` of
+/// tests/hub/oidc.rs, registered with the config's own client id, secret and callback URL):
+/// sign-in goes to the authorize URL with the config's client id, scopes, callback and extra
+/// parameter; a member of the allowed group signs in with the provider's groups as hers, one
+/// of the admin group is an admin, one of neither is refused. Only the provider's endpoints
+/// are the test's (it runs on this machine, not at login.example.org).
 #[tokio::test]
-async fn generic_oauth_sends_users_to_the_provider_as_configured() {
+async fn generic_oauth_signs_in_by_the_groups_the_config_names() {
+    use crate::oidc;
+    let Some((_node, oidc_dir)) = oidc::require_node_and_provider() else {
+        return;
+    };
     let Some((venv, proxy)) = real_parts() else {
         return;
     };
     let toml = imported("generic_oauth.py");
-    // enable_auth_state needs the key, as in JupyterHub.
-    let key = "0".repeat(64);
-    let hub = HubProc::from_toml(venv, &proxy, &toml, &[("JUPYTERHUB_CRYPT_KEY", key)]).await;
+    let port = nbhub_testkit::free_port();
+    let provider_url = format!("http://127.0.0.1:{port}");
+    // The config's callback URL is the public one of the original site; the browser below
+    // brings the provider's answer to this hub instead.
+    let site_callback = "https://jupyter.example.org/hub/oauth_callback";
+    let scripts = tempfile::tempdir().expect("tempdir");
+    let _provider = oidc::start_provider_with(
+        scripts.path(),
+        &oidc_dir,
+        port,
+        site_callback.to_owned(),
+        site_callback.replace("oauth_callback", "login"),
+        &[
+            ("CLIENT_ID", "jupyterhub".to_owned()),
+            ("CLIENT_SECRET", "s3cr3t-from-keycloak".to_owned()),
+        ],
+    )
+    .await;
+    let hub = HubProc::from_toml(
+        venv,
+        &proxy,
+        &toml,
+        &[
+            (
+                "NBHUB_AUTHENTICATOR__AUTHORIZE_URL",
+                format!("{provider_url}/auth"),
+            ),
+            (
+                "NBHUB_AUTHENTICATOR__TOKEN_URL",
+                format!("{provider_url}/token"),
+            ),
+            (
+                "NBHUB_AUTHENTICATOR__USERDATA_URL",
+                format!("{provider_url}/me"),
+            ),
+            // enable_auth_state needs the key, as in JupyterHub.
+            ("JUPYTERHUB_CRYPT_KEY", "0".repeat(64)),
+        ],
+    )
+    .await;
     let b = browser();
     let login = b
         .get(hub.public_url("/hub/login"))
@@ -418,23 +463,54 @@ async fn generic_oauth_sends_users_to_the_provider_as_configured() {
         .expect("location")
         .to_owned();
     let url = url::Url::parse(&location).expect("a URL");
-    assert_eq!(
-        format!(
-            "{}://{}{}",
-            url.scheme(),
-            url.host_str().unwrap_or(""),
-            url.path()
-        ),
-        "https://login.example.org/realms/hpc/protocol/openid-connect/auth"
-    );
+    assert_eq!(url.path(), "/auth", "{location}");
     let q: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
     assert_eq!(q["client_id"], "jupyterhub");
     assert_eq!(q["scope"], "openid profile groups");
-    assert_eq!(
-        q["redirect_uri"],
-        "https://jupyter.example.org/hub/oauth_callback"
-    );
+    assert_eq!(q["redirect_uri"], site_callback);
     assert_eq!(q["kc_idp_hint"], "ldap");
+
+    // Through the provider as each of its users; its answer brought to this hub.
+    let sign_in = |login: &'static str| {
+        let hub = &hub;
+        async move {
+            let b = oidc::timed_browser();
+            let back = oidc::through_provider_from(
+                &b,
+                hub.public_url("/hub/oauth_login"),
+                site_callback,
+                login,
+            )
+            .await;
+            let here = back.replace(
+                "https://jupyter.example.org",
+                &hub.public_url("").trim_end_matches('/').to_owned(),
+            );
+            oidc::callback(&b, &here).await
+        }
+    };
+    let (status, _, html) = sign_in("alice").await;
+    assert_eq!(status, 302, "alice is in hpc: {html}\n{}", hub.log());
+    let (status, _, html) = sign_in("carol").await;
+    assert_eq!(status, 302, "carol is in hpc and admins: {html}");
+    let (status, _, html) = sign_in("dave").await;
+    assert_eq!(status, 403, "dave is in no allowed group: {html}");
+    let model = |name: &'static str| {
+        let hub = &hub;
+        async move {
+            let (s, body) = admin(hub, Method::GET, &format!("/users/{name}"), None).await;
+            assert_eq!(s, 200, "{body}");
+            serde_json::from_str::<Value>(&body).expect("json")
+        }
+    };
+    let alice = model("alice").await;
+    assert_eq!(alice["admin"], false, "{alice}");
+    assert_eq!(
+        oidc::group_names(&alice),
+        ["hpc", "students"],
+        "manage_groups: {alice}"
+    );
+    assert_eq!(model("carol").await["admin"], true, "admin_groups");
 }
 
 /// python_code.py: what could be translated works: NativeAuthenticator's sign-up (on by
