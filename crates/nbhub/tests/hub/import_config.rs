@@ -484,7 +484,7 @@ async fn generic_oauth_signs_in_by_the_groups_the_config_names() {
             .await;
             let here = back.replace(
                 "https://jupyter.example.org",
-                &hub.public_url("").trim_end_matches('/').to_owned(),
+                hub.public_url("").trim_end_matches('/'),
             );
             oidc::callback(&b, &here).await
         }
