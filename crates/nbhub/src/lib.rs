@@ -36,6 +36,7 @@ pub mod check;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod import;
 pub mod layers;
 pub mod maintenance;
 pub mod metrics;

@@ -51,6 +51,17 @@ enum Command {
         #[arg(long, num_args = 1..)]
         scopes: Vec<String>,
     },
+    /// Translate a JupyterHub config (jupyterhub_config.py, read without running it) into
+    /// nbhub's TOML (docs/migrating.md). Every setting not carried over is listed, with its
+    /// line and why, at the top of the output and on stderr. Exit status: 0 all translated,
+    /// 2 something left out, 1 the file could not be read (a syntax error names its line).
+    ImportConfig {
+        /// The JupyterHub config file.
+        file: PathBuf,
+        /// Where to write nbhub's TOML (default: standard output).
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+    },
     /// Hand the running managed proxy over to a new process of the proxy binary (changed or
     /// not): no connection refused, websockets and routes kept (docs/proxy.md).
     UpgradeProxy,
@@ -64,6 +75,9 @@ fn main() -> ExitCode {
     if let Some(Command::GenerateConfig) = cli.command {
         print!("{}", config::generate_config());
         return ExitCode::SUCCESS;
+    }
+    if let Some(Command::ImportConfig { file, output }) = &cli.command {
+        return import_config(file, output.as_deref());
     }
     let path = cli.config.clone().or_else(|| {
         let default = PathBuf::from("nbhub.toml");
@@ -128,6 +142,57 @@ fn main() -> ExitCode {
             eprintln!("nbhub: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `nbhub import-config`: exit 0 when everything was translated, 2 when something was
+/// left out, 1 when the file could not be read or translated.
+fn import_config(file: &std::path::Path, output: Option<&std::path::Path>) -> ExitCode {
+    let shown = file.display().to_string();
+    let source = match std::fs::read_to_string(file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("nbhub import-config: cannot read {shown}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let imported = match nbhub::import::import(&source, &shown) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("nbhub import-config: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let written = match output {
+        Some(path) => std::fs::write(path, &imported.toml)
+            .map_err(|e| format!("cannot write {}: {e}", path.display())),
+        None => {
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(imported.toml.as_bytes())
+                .map_err(|e| format!("cannot write the output: {e}"))
+        }
+    };
+    if let Err(e) = written {
+        eprintln!("nbhub import-config: {e}");
+        return ExitCode::FAILURE;
+    }
+    let report = &imported.report;
+    for n in &report.notes {
+        eprintln!("nbhub import-config: note: {n}");
+    }
+    for n in &report.left_out {
+        eprintln!("nbhub import-config: not translated: {n}");
+    }
+    if report.left_out.is_empty() {
+        eprintln!("nbhub import-config: {shown}: every setting was translated");
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "nbhub import-config: {shown}: {} setting(s) not translated (listed above and at the top of the output)",
+            report.left_out.len()
+        );
+        ExitCode::from(2)
     }
 }
 

@@ -6,6 +6,8 @@
 //! for themselves, those that use the gpu partition take it in turn, the others share it.
 
 mod common;
+#[path = "slurm/import_config.rs"]
+mod import_config;
 #[path = "slurm/jupyterlab.rs"]
 mod jupyterlab;
 #[path = "slurm/maintenance.rs"]

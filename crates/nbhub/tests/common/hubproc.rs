@@ -23,6 +23,8 @@ pub struct HubProc {
     pub venv: PathBuf,
     /// More environment for the hub process (e.g. `JUPYTERHUB_CRYPT_KEY`), read at each start.
     pub env: Vec<(String, String)>,
+    /// The config's `[hub] base_url` without its last `/` (`""` for `/`), before every path.
+    pub base_path: String,
 }
 
 /// A binary of this workspace next to the test executable's target directory.
@@ -207,7 +209,61 @@ services = ["e2e-admin"]
             hub: None,
             venv,
             env: Vec::new(),
+            base_path: String::new(),
         }
+    }
+
+    /// A hub run from a configuration written elsewhere (e.g. by `nbhub import-config`),
+    /// unchanged but for what must differ on a test machine, given as `NBHUB_SECTION__KEY`
+    /// overrides: ports picked by the system, a data dir of its own with SQLite, this
+    /// build's proxy, and `overrides`. The fixture's admin service and its role are appended
+    /// to the file, so that the test can use the API. Started.
+    pub async fn from_toml(
+        venv: PathBuf,
+        proxy: &Path,
+        toml: &str,
+        overrides: &[(&str, String)],
+    ) -> HubProc {
+        let dir = nbhub_testkit::temp_dir_world_readable();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).expect("data dir");
+        let config = format!(
+            "{toml}\n# The test's own admin service.\n[[services]]\nname = \"e2e-admin\"\napi_token = \"{ADMIN}\"\n\n\
+             [[roles]]\nname = \"e2e-admin-role\"\nscopes = [\"admin:users\", \"admin:servers\", \"tokens\", \"list:users\", \"read:users\", \"read:services\", \"read:roles\", \"proxy\"]\nservices = [\"e2e-admin\"]\n"
+        );
+        let config_path = dir.path().join("nbhub.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let mut env: Vec<(String, String)> = [
+            ("NBHUB_HUB__BIND_URL", "http://127.0.0.1:0".to_owned()),
+            ("NBHUB_HUB__HUB_BIND_URL", "http://127.0.0.1:0".to_owned()),
+            ("NBHUB_HUB__DATA_DIR", data.display().to_string()),
+            ("NBHUB_HUB__DB_URL", String::new()),
+            ("NBHUB_PROXY__API_URL", "http://127.0.0.1:0".to_owned()),
+            (
+                "NBHUB_PROXY__COMMAND",
+                format!("[{:?}]", proxy.display().to_string()),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        env.extend(overrides.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        let base_path = nbhub::config::Config::from_toml_str(toml, "the config")
+            .map(|c| c.hub.base_url.as_str().trim_end_matches('/').to_owned())
+            .unwrap_or_default();
+        let mut hub = HubProc {
+            dir,
+            config_path,
+            public: 0,
+            hub_port: 0,
+            api_port: 0,
+            hub: None,
+            venv,
+            env,
+            base_path,
+        };
+        hub.start().await;
+        hub
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -215,7 +271,7 @@ services = ["e2e-admin"]
     }
 
     pub fn public_url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.public)
+        format!("http://127.0.0.1:{}{}{path}", self.public, self.base_path)
     }
 
     fn hub_command(&self) -> Command {
@@ -350,8 +406,8 @@ services = ["e2e-admin"]
 
     /// Every process started for this hub: found by the hub API URL in its environment.
     fn our_processes(&self) -> Vec<i32> {
-        let marker = format!("127.0.0.1:{}/hub/api", self.hub_port);
-        let proxy_marker = format!("127.0.0.1:{}/hub/error", self.hub_port);
+        let marker = format!("127.0.0.1:{}{}/hub/api", self.hub_port, self.base_path);
+        let proxy_marker = format!("127.0.0.1:{}{}/hub/error", self.hub_port, self.base_path);
         let mut pids = Vec::new();
         if let Ok(entries) = std::fs::read_dir("/proc") {
             for e in entries.flatten() {

@@ -16,6 +16,7 @@ mod db;
 mod db_outage;
 mod hub_restart;
 mod identity_cache;
+mod import_config;
 mod listener;
 mod login;
 mod metrics;

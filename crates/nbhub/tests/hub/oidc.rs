@@ -31,7 +31,7 @@ const CLIENT_SECRET: &str = "a-client-secret-for-the-test-0123456789";
 /// one confidential client, its dev login and consent pages, RP-initiated logout, token
 /// revocation. With `REFRESH=1` it issues refresh tokens (a new one at each use) and prints
 /// every grant; with `USERINFO_JWT=1` its userinfo answers are JWTs signed with its key.
-const PROVIDER_JS: &str = r#"
+pub(crate) const PROVIDER_JS: &str = r#"
 import { pathToFileURL } from 'node:url';
 import { join } from 'node:path';
 const { default: Provider } = await import(
@@ -145,7 +145,7 @@ http.createServer(async (req, res) => {
 "#;
 
 /// node and the oidc-provider package, or None (the test fails under CI=true).
-fn require_node_and_provider() -> Option<(PathBuf, PathBuf)> {
+pub(crate) fn require_node_and_provider() -> Option<(PathBuf, PathBuf)> {
     let how = "scripts/test-env.sh (it installs oidc-provider into .nbhub-test/oidc-provider), then eval \"$(cat .nbhub-test/env)\"";
     let node = Command::new("node")
         .arg("--version")
@@ -223,7 +223,7 @@ async fn start_provider(
     start_provider_with(scripts, oidc_dir, port, redirect_uri, post_logout_uri, &[]).await
 }
 
-async fn start_provider_with(
+pub(crate) async fn start_provider_with(
     scripts: &Path,
     oidc_dir: &Path,
     port: u16,
@@ -245,7 +245,7 @@ async fn start_provider_with(
 
 /// A browser that keeps cookies and does not follow redirects, so each step can be checked;
 /// a request to the provider or the hub gives up after a minute.
-fn timed_browser() -> reqwest::Client {
+pub(crate) fn timed_browser() -> reqwest::Client {
     browser_with(Arc::new(reqwest::cookie::Jar::default()), false)
 }
 
@@ -275,7 +275,7 @@ async fn through_provider(b: &reqwest::Client, hub: &TestHub, login: &str) -> St
     through_provider_from(b, start, &callback, login).await
 }
 
-async fn through_provider_from(
+pub(crate) async fn through_provider_from(
     b: &reqwest::Client,
     start: String,
     callback: &str,
@@ -332,7 +332,7 @@ async fn through_provider_from(
 }
 
 /// The hub's answer to the callback: a redirect on success, else the error page's text.
-async fn callback(b: &reqwest::Client, url: &str) -> (u16, Option<String>, String) {
+pub(crate) async fn callback(b: &reqwest::Client, url: &str) -> (u16, Option<String>, String) {
     let resp = b.get(url).send().await.expect("callback");
     let status = resp.status().as_u16();
     let loc = location(&resp);
@@ -355,7 +355,7 @@ async fn user(hub: &TestHub, name: &str) -> Option<serde_json::Value> {
     }
 }
 
-fn group_names(u: &serde_json::Value) -> Vec<String> {
+pub(crate) fn group_names(u: &serde_json::Value) -> Vec<String> {
     let mut g: Vec<String> = u["groups"]
         .as_array()
         .expect("groups")

@@ -1,0 +1,2 @@
+c = get_config()
+c.Spawner.default_url = "/lab
