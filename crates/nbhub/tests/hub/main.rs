@@ -9,6 +9,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod announcements;
 mod api;
 mod cli;
 mod db;
