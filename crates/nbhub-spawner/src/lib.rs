@@ -273,6 +273,37 @@ pub trait Spawner: Send + Sync {
     fn metrics(&self) -> Vec<BackendMetric> {
         Vec::new()
     }
+
+    /// What the batch system's accounting recorded about these jobs of `system` (`""`: a
+    /// spawner without systems), for the usage report: one query for all of them (Slurm:
+    /// `sacct`). Jobs it does not know are left out. `Ok(None)`: this system keeps no
+    /// accounting (the default, for spawners without a batch system).
+    fn job_accounting<'a>(
+        &'a self,
+        system: &'a str,
+        job_ids: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<Vec<JobAccounting>>, SpawnError>> {
+        let _ = (system, job_ids);
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// One job as the batch system's accounting recorded it (see [`Spawner::job_accounting`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobAccounting {
+    pub job_id: String,
+    /// The job's state as the batch system names it (`COMPLETED`, `TIMEOUT`, `RUNNING` …).
+    pub state: String,
+    /// Whether the job is over: only then are the figures final.
+    pub ended: bool,
+    /// The account it was charged to (`""`: none recorded).
+    pub account: String,
+    /// The CPUs it held (all nodes together).
+    pub cpus: u64,
+    /// How long it ran, in seconds.
+    pub elapsed_secs: u64,
+    /// The GPUs it held (all nodes together).
+    pub gpus: u64,
 }
 
 /// One system a spawner runs servers on (see [`Spawner::systems`]).

@@ -21,6 +21,7 @@
 //! - `slurm/setup.rs`: the setup checks the hub reports at start-up ([`SlurmSpawner::check_setup`],
 //!   [`SlurmSpawner::remote_nodes`]).
 
+mod accounting;
 mod commands;
 mod config;
 mod estimate;
@@ -774,6 +775,31 @@ impl SlurmSpawner {
 
     /// The jobs in the queue whose comment starts with `prefix` and that no state in
     /// `tracked` names: one `squeue` of every user's jobs.
+    /// `sacct` for these jobs (see `slurm/accounting.rs`); `Ok(None)` when the cluster keeps
+    /// no accounting.
+    async fn sacct(
+        &self,
+        job_ids: &[String],
+    ) -> Result<Option<Vec<crate::JobAccounting>>, SpawnError> {
+        if job_ids.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let args = accounting::sacct_args(job_ids);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.commands.query("sacct", &args).await?;
+        if !out.ok {
+            if accounting::accounting_disabled(&out.stderr) {
+                return Ok(None);
+            }
+            return Err(SpawnError::Failed(format!(
+                "{}sacct failed: {}",
+                self.on_system(),
+                slurm_error(&out.stderr)
+            )));
+        }
+        Ok(Some(accounting::parse_sacct(&out.stdout, job_ids)))
+    }
+
     async fn untracked(
         &self,
         prefix: &str,
@@ -1117,6 +1143,14 @@ impl Spawner for SlurmSpawner {
 
     fn metrics(&self) -> Vec<crate::BackendMetric> {
         self.tracker.metrics()
+    }
+
+    fn job_accounting<'a>(
+        &'a self,
+        _system: &'a str,
+        job_ids: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<Vec<crate::JobAccounting>>, SpawnError>> {
+        Box::pin(self.sacct(job_ids))
     }
 
     fn ended_signal(&self) -> Option<tokio::sync::watch::Receiver<u64>> {

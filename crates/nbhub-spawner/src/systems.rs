@@ -556,6 +556,20 @@ impl Spawner for SystemsSpawner {
             .collect()
     }
 
+    fn job_accounting<'a>(
+        &'a self,
+        system: &'a str,
+        job_ids: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<Vec<crate::JobAccounting>>, SpawnError>> {
+        Box::pin(async move {
+            match self.by_name(system) {
+                Some(s) => s.spawner.job_accounting(system, job_ids).await,
+                // A system no longer configured: nothing can be asked any more.
+                None => Ok(None),
+            }
+        })
+    }
+
     fn system_of(&self, state: &SpawnerState) -> Option<String> {
         // Every system reads a state the same way, also one naming a system gone from the
         // config.

@@ -17,7 +17,9 @@ use nbhub_spawner::{
     SpawnRequest, SpawnUpdate, Spawner, SpawnerConfig, SpawnerState, Started, SystemConfig,
     SystemsSpawner, Updates, ValidatedOptions,
 };
-use nbhub_testkit::{http_get, is_root, temp_dir, temp_dir_world_readable, TempDir};
+use nbhub_testkit::{
+    http_get, is_root, temp_dir, temp_dir_world_readable, AccountingCluster, TempDir,
+};
 use serde_json::{json, Value};
 use tokio::sync::RwLock;
 
@@ -775,113 +777,13 @@ async fn the_real_singleuser_server_runs_as_a_job() {
     assert_eq!(squeue_of(&conf, &account.name), "");
 }
 
-/// A second dev cluster with accounting (`slurm-dev-cluster start --accounting`: MariaDB and
-/// slurmdbd) on free ports, stopped and removed when dropped.
-struct AccountingCluster {
-    _dir: TempDir,
-    env: Vec<(&'static str, String)>,
-    conf: String,
-}
-
-impl AccountingCluster {
-    fn script() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/slurm-dev-cluster")
-    }
-
-    /// A free port followed by `n - 1` more free ones (slurmd ports are one range).
-    fn free_run(n: u16) -> u16 {
-        loop {
-            let first = nbhub_testkit::free_port();
-            if first < u16::MAX - n
-                && (1..n).all(|k| std::net::TcpListener::bind(("127.0.0.1", first + k)).is_ok())
-            {
-                return first;
-            }
-        }
-    }
-
-    fn start() -> Self {
-        let dir = temp_dir_world_readable();
-        let env = vec![
-            (
-                "NBHUB_SLURM_DIR",
-                dir.path().join("slurm").display().to_string(),
-            ),
-            (
-                "NBHUB_SLURM_CTLD_PORT",
-                nbhub_testkit::free_port().to_string(),
-            ),
-            ("NBHUB_SLURM_SLURMD_PORT", Self::free_run(4).to_string()),
-            (
-                "NBHUB_SLURM_DBD_PORT",
-                nbhub_testkit::free_port().to_string(),
-            ),
-            (
-                "NBHUB_SLURM_DB_PORT",
-                nbhub_testkit::free_port().to_string(),
-            ),
-        ];
-        let cluster = AccountingCluster {
-            conf: dir
-                .path()
-                .join("slurm/etc/slurm.conf")
-                .display()
-                .to_string(),
-            _dir: dir,
-            env,
-        };
-        let out = Command::new(Self::script())
-            .args(["start", "--accounting"])
-            .envs(cluster.env.iter().map(|(k, v)| (*k, v)))
-            .output()
-            .expect("run slurm-dev-cluster");
-        assert!(
-            out.status.success(),
-            "slurm-dev-cluster start --accounting: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        cluster
-    }
-
-    fn sacctmgr(&self, args: &[&str]) {
-        let out = Command::new("sacctmgr")
-            .arg("-i")
-            .args(args)
-            .env("SLURM_CONF", &self.conf)
-            .output()
-            .expect("sacctmgr");
-        assert!(out.status.success(), "sacctmgr {args:?}: {out:?}");
-    }
-}
-
-impl Drop for AccountingCluster {
-    fn drop(&mut self) {
-        let _ = Command::new(Self::script())
-            .arg("stop")
-            .envs(self.env.iter().map(|(k, v)| (*k, v)))
-            .stderr(std::process::Stdio::null())
-            .status();
-        // The TempDir goes after this, with MariaDB's data and the logs.
-    }
-}
-
 /// Where Slurm runs accounting, the account field offers the user's associations, refuses
 /// any other account, and the job is charged to the one picked. With several systems (issue
 /// 22), one with accounting is offered only to the users with an association there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_come_from_the_users_slurm_associations() {
     let dev_conf = nbhub_testkit::require!(require_cluster());
-    let installed = ["slurmdbd", "mariadbd"]
-        .iter()
-        .all(|tool| nbhub_testkit::which(tool).is_some())
-        || ["/usr/sbin/slurmdbd", "/usr/sbin/mariadbd"]
-            .iter()
-            .all(|p| Path::new(p).exists());
-    if !installed {
-        nbhub_testkit::missing_part(
-            "slurmdbd and MariaDB (Debian's slurmdbd and mariadb-server)",
-            "scripts/test-env.sh (it installs them)",
-        );
+    if !AccountingCluster::installed() {
         return;
     }
     let cluster = AccountingCluster::start();

@@ -22,6 +22,8 @@
 //! - `postgres.rs`: [`PgCluster`], a PostgreSQL cluster of a test's own, stopped and started
 //!   by the test;
 //! - `real.rs`: [`workspace_root`], [`require_venv`], [`require_postgres`], [`require!`];
+//! - `slurm_accounting.rs`: [`AccountingCluster`], a second Slurm dev cluster with slurmdbd
+//!   (sacctmgr associations, sacct);
 //! - `ssh_cluster.rs`: [`SshCluster`], the Slurm cluster behind a login node
 //!   (scripts/slurm-ssh-cluster): close and open its login nodes, count connections there;
 //! - this file: re-exports, [`TempDir`] helpers.
@@ -32,6 +34,7 @@ mod hub_api;
 mod net;
 mod postgres;
 mod real;
+mod slurm_accounting;
 mod ssh_cluster;
 
 pub use account::TempAccount;
@@ -42,6 +45,7 @@ pub use net::{
 };
 pub use postgres::PgCluster;
 pub use real::{missing_part, require_postgres, require_venv, which, workspace_root};
+pub use slurm_accounting::AccountingCluster;
 pub use ssh_cluster::{ClosedDoor, SshCluster};
 pub use tempfile::TempDir;
 

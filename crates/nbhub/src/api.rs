@@ -3,6 +3,7 @@
 //! Every handler takes an [`ApiIdentity`] (token or cookie + XSRF) and checks scopes itself
 //! through `Identity::require*`, so the 403/404 distinction is made in one place.
 
+pub mod announcements;
 pub mod authorizations;
 pub mod ending;
 pub mod estimate;
@@ -16,6 +17,7 @@ pub mod shares;
 pub mod shutdown;
 pub mod systems;
 pub mod tokens;
+pub mod usage;
 pub mod users;
 
 use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Request};
@@ -55,6 +57,8 @@ pub fn routes() -> Router<AppState> {
         .merge(shares::routes())
         .merge(shutdown::routes())
         .merge(systems::routes())
+        .merge(usage::routes())
+        .merge(announcements::routes())
         .merge(crate::oauth::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn(refuse_nul_in_url))

@@ -9,10 +9,13 @@
 //! - [`groups`]: groups and membership.
 //! - [`servers`]: one row per (user, server name): the spawner's record.
 //! - [`server_sessions`]: each server's recent sessions (options, job, start, end, how).
+//! - [`usage`]: every session, kept for the usage report (never pruned).
+//! - [`announcements`]: what admins tell every user.
 //! - [`tokens`]: API tokens, stored as salted hashes.
 //! - [`oauth`]: OAuth clients and codes.
 //! - [`services`] and roles loaded from the config.
 
+pub mod announcements;
 pub mod groups;
 pub mod maintenance;
 pub mod oauth;
@@ -22,6 +25,7 @@ pub mod services;
 pub mod sessions;
 pub mod shares;
 pub mod tokens;
+pub mod usage;
 pub mod users;
 
 use std::sync::atomic::{AtomicU64, Ordering};

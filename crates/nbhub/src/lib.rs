@@ -30,6 +30,7 @@
 //! builds the state, [`app`] the router, [`run`] serves the hub on a listener until a shutdown
 //! future resolves; the binary (`main.rs`) and the tests both go through them.
 
+pub mod announcements;
 pub mod api;
 pub mod auth;
 pub mod check;
@@ -48,6 +49,7 @@ pub mod secrets;
 pub mod services;
 pub mod state;
 pub mod supervisor;
+pub mod usage;
 pub mod web;
 
 pub use web::{found, redirect};
@@ -144,6 +146,11 @@ pub async fn init_with_crypt_key(config: Config, key: Option<&str>) -> anyhow::R
         .load(&state.db)
         .await
         .context("cannot read the ended browser sessions")?;
+    state
+        .announcements
+        .load(&state.db)
+        .await
+        .context("cannot read the announcements")?;
     if let Some(oidc) = &state.oidc {
         oidc.startup_check().await.map_err(anyhow::Error::msg)?;
     }
@@ -295,6 +302,14 @@ pub fn app(state: AppState) -> Router {
             axum::routing::get(api::metrics::get_metrics),
         )
         .route(&format!("{hub}/"), axum::routing::get(pages::hub_root))
+        // jupyterhub-announcement's endpoint, for the JupyterLab extensions that read it: the
+        // proxy sends `/services/announcement/…` to the hub (its catch-all route) unless a
+        // service named `announcement` has a URL of its own.
+        .route(
+            &format!("{base}services/announcement/latest"),
+            axum::routing::get(api::announcements::latest)
+                .options(api::announcements::latest_preflight),
+        )
         .nest(
             &hub,
             pages::routes()

@@ -8,6 +8,7 @@
 //! `.html`, so auto-escaping is on everywhere. Every form POST carries the XSRF token.
 
 pub mod admin;
+pub mod announcements;
 pub mod assets;
 pub mod home;
 pub mod login;
@@ -16,6 +17,7 @@ pub mod options_form;
 pub mod share;
 pub mod spawn;
 pub mod token;
+pub mod usage;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,6 +70,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("token.html", include_str!("../templates/token.html")),
     ("admin.html", include_str!("../templates/admin.html")),
+    (
+        "admin_usage.html",
+        include_str!("../templates/admin_usage.html"),
+    ),
     ("macros.html", include_str!("../templates/macros.html")),
     (
         "options_form.html",
@@ -201,6 +207,8 @@ pub fn routes() -> Router<AppState> {
         .merge(home::routes())
         .merge(token::routes())
         .merge(admin::routes())
+        .merge(usage::routes())
+        .merge(announcements::routes())
         .merge(login::routes())
         .merge(oidc_login::routes())
         .merge(spawn::routes())
@@ -337,6 +345,7 @@ pub fn render(
         .cloned()
         .unwrap_or(Value::Null);
     let user_json = user.map(|u| json!({"name": u.name, "admin": u.admin}));
+    let announcements = announcements_view(state);
     let mut full = Value::Object(vars.clone());
     if let Value::Object(m) = &mut full {
         m.extend(
@@ -351,6 +360,7 @@ pub fn render(
                 "xsrf_token": xsrf,
                 "xsrf": xsrf,
                 "announcement": announcement,
+                "announcements": announcements,
                 "page": page,
                 "jhdata": {
                     "base_url": hub,
@@ -373,6 +383,27 @@ pub fn render(
         Err(e) => ApiError::internal(format!("template {name}: {e:#}")).into_response(),
     };
     with_cookies(response, cookies)
+}
+
+/// The announcements in force, newest first, for the layout (`page.html`) and the admin
+/// page: text (escaped by the template like any value), level, system and end.
+fn announcements_view(state: &AppState) -> Vec<Value> {
+    state
+        .announcements
+        .active()
+        .iter()
+        .map(|a| {
+            json!({
+                "id": a.id,
+                "message": a.message,
+                "level": a.level,
+                "system": a.system,
+                "system_title": a.system.as_deref().map(|s| crate::api::announcements::system_title(state, s)),
+                "until": a.until.map(crate::db::format_timestamp),
+                "set_by": a.set_by,
+            })
+        })
+        .collect()
 }
 
 pub fn error_page(

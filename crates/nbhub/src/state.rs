@@ -36,6 +36,8 @@ pub struct Inner {
     /// rather than per response.
     pub csp_html: HeaderValue,
     pub csp_other: HeaderValue,
+    /// What admins tell every user (every page, `/services/announcement/latest`).
+    pub announcements: Arc<crate::announcements::Announcements>,
 }
 
 impl Deref for AppState {
@@ -88,6 +90,7 @@ impl AppState {
             oidc,
             csp_html,
             csp_other,
+            announcements: Arc::default(),
         }))
     }
 

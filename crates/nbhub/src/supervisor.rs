@@ -124,6 +124,9 @@ pub struct Supervisor {
     pub maintenance: Arc<crate::maintenance::Maintenance>,
     /// Each server's last ended session, by server row id (`history.rs`).
     last_sessions: Mutex<HashMap<i64, SessionView>>,
+    /// Told when a session ends: the accounting collector looks for its job's figures
+    /// (`history.rs`).
+    accounting_wake: Arc<tokio::sync::Notify>,
     /// True from the moment adoption is announced until it is over: a start waits for it,
     /// so that adoption (which stops a server whose start a killed hub cut) never takes a
     /// start of this run for one of the killed hub's.
@@ -211,6 +214,7 @@ impl Supervisor {
             pre_spawn: OnceLock::new(),
             maintenance: Arc::default(),
             last_sessions: Mutex::default(),
+            accounting_wake: Arc::default(),
             adopting: tokio::sync::watch::channel(false).0,
         })
     }
@@ -430,7 +434,8 @@ impl Supervisor {
             started,
         )
         .await?;
-        self.history_begin(row.id, &validated, started).await;
+        self.history_begin(&user.name, server_name, row.id, &validated, started)
+            .await;
         slot.reset_for_spawn();
         slot.set_phase(Phase::Starting);
         slot.push_event(json!({"progress": 0, "message": "Server requested"}));

@@ -22,6 +22,8 @@ mod session;
 mod ssh;
 #[path = "slurm/systems.rs"]
 mod systems;
+#[path = "slurm/usage.rs"]
+mod usage;
 
 use common::fetch;
 

@@ -162,6 +162,17 @@ const SCOPE_DEFS: &[ScopeDef] = &[
     ),
     def("shutdown", "Shut down the hub.", &[]),
     def("read:metrics", "Read Prometheus metrics.", &[]),
+    // nbhub's own (docs/usage.md): not JupyterHub's, in the admin role by default.
+    def(
+        "read:usage",
+        "Read the usage report: server hours, CPU and GPU hours per user, group, account and system.",
+        &[],
+    ),
+    def(
+        "admin:announcements",
+        "Set and delete the announcements every page shows.",
+        &[],
+    ),
 ];
 
 /// Scopes that are resolved by [`ScopeSet::expand`] rather than granted as such.
@@ -195,6 +206,8 @@ const ADMIN_ROLE: &[&str] = &[
     "read:roles",
     "read:metrics",
     "shares",
+    "read:usage",
+    "admin:announcements",
 ];
 
 /// Names of JupyterHub's built-in roles.
@@ -1128,6 +1141,7 @@ mod tests {
                 "access:servers",
                 "access:services",
                 "admin-ui",
+                "admin:announcements",
                 "admin:auth_state",
                 "admin:groups",
                 "admin:server_state",
@@ -1157,6 +1171,7 @@ mod tests {
                 "read:services:name",
                 "read:shares",
                 "read:tokens",
+                "read:usage",
                 "read:users",
                 "read:users:activity",
                 "read:users:groups",

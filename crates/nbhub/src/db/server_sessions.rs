@@ -80,17 +80,23 @@ pub async fn begin(
     Ok(id)
 }
 
-/// The open session's job and system, once the spawner names them.
+/// The open session's job and system, once the spawner names them; in its usage record
+/// (`usage_sessions`) too.
 pub async fn set_job(db: &Db, server_id: i64, job_id: &str, system: &str) -> Result<(), SqlError> {
-    sqlx::query(
-        "UPDATE server_sessions SET job_id = $1, system = CASE WHEN $2 = '' THEN system ELSE $2 END \
-         WHERE server_id = $3 AND ended IS NULL",
-    )
-    .bind(job_id)
-    .bind(system)
-    .bind(server_id)
-    .execute(&db.pool)
-    .await?;
+    let mut tx = db.pool.begin().await?;
+    for table in ["server_sessions", "usage_sessions"] {
+        let sql = format!(
+            "UPDATE {table} SET job_id = $1, system = CASE WHEN $2 = '' THEN system ELSE $2 END \
+             WHERE server_id = $3 AND ended IS NULL"
+        );
+        sqlx::query(&sql)
+            .bind(job_id)
+            .bind(system)
+            .bind(server_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 

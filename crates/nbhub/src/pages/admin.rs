@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::home::status_of;
 use super::{error_page, page_user, render};
 use crate::auth::{self, scopes::Resource};
-use crate::db::{self, users};
+use crate::db::{self, users, users::User};
 use crate::error::ApiResult;
 use crate::state::AppState;
 use crate::supervisor::{server_prefix, Phase};
@@ -36,25 +36,48 @@ fn parse_sort(raw: &str) -> (users::SortKey, bool, &'static str) {
     }
 }
 
+/// The signed-in user of an admin page or form, if they hold `admin-ui` and each of `scopes`;
+/// else the page to answer with: the login redirect, a 403 page for a form POST without the
+/// XSRF token (`xsrf`: the form's, `None` for a GET), or a 403 page saying `refusal`.
+pub(super) async fn admin_user(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &OriginalUri,
+    xsrf: Option<Option<&str>>,
+    scopes: &[&str],
+    refusal: &str,
+) -> ApiResult<Result<User, Response>> {
+    let (me, session) = match page_user(state, headers, uri).await? {
+        Ok(u) => u,
+        Err(redirect) => return Ok(Err(redirect)),
+    };
+    let fail =
+        |message: &str| error_page(state, headers, StatusCode::FORBIDDEN, message, Some(&me));
+    if let Some(submitted) = xsrf {
+        if !crate::web::xsrf_ok(state, headers, Some(&me), submitted) {
+            return Ok(Err(fail(
+                "'_xsrf' argument missing from POST, or it does not match this browser's session. Reload the page and try again.",
+            )));
+        }
+    }
+    let ident = auth::identity_for_user(&state.authz, me.clone(), session).await?;
+    let held = |scope: &str| ident.allows(scope, &Resource::Global);
+    if !held("admin-ui") || !scopes.iter().all(|s| held(s)) {
+        return Ok(Err(fail(refusal)));
+    }
+    Ok(Ok(me))
+}
+
 async fn admin_page(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: OriginalUri,
 ) -> ApiResult<Response> {
-    let (me, session) = match page_user(&state, &headers, &uri).await? {
-        Ok(u) => u,
-        Err(redirect) => return Ok(redirect),
+    let refusal = "The admin page is for administrators. Ask one if you need access.";
+    let me = match admin_user(&state, &headers, &uri, None, &[], refusal).await? {
+        Ok(me) => me,
+        Err(page) => return Ok(page),
     };
-    let ident = auth::identity_for_user(&state.authz, me.clone(), session).await?;
-    if !ident.allows("admin-ui", &Resource::Global) {
-        return Ok(error_page(
-            &state,
-            &headers,
-            StatusCode::FORBIDDEN,
-            "The admin page is for administrators. Ask one if you need access.",
-            Some(&me),
-        ));
-    }
     let query = uri.query();
     let name_filter = query_param(query, "name_filter").unwrap_or_default();
     let (sort, descending, sort_name) = parse_sort(&query_param(query, "sort").unwrap_or_default());
@@ -208,30 +231,14 @@ async fn maintenance_post(
     axum::extract::Path(name): axum::extract::Path<String>,
     axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    let (me, session) = match page_user(&state, &headers, &uri).await? {
-        Ok(u) => u,
-        Err(redirect) => return Ok(redirect),
+    let writer = crate::api::systems::WRITE_SCOPE;
+    let xsrf = Some(form.get("_xsrf").map(String::as_str));
+    let refusal = format!("Setting maintenance needs the {writer} scope.");
+    let me = match admin_user(&state, &headers, &uri, xsrf, &[writer], &refusal).await? {
+        Ok(me) => me,
+        Err(page) => return Ok(page),
     };
     let fail = |status, message: &str| error_page(&state, &headers, status, message, Some(&me));
-    if !crate::web::xsrf_ok(
-        &state,
-        &headers,
-        Some(&me),
-        form.get("_xsrf").map(String::as_str),
-    ) {
-        return Ok(fail(
-            StatusCode::FORBIDDEN,
-            "'_xsrf' argument missing from POST, or it does not match this browser's session. Reload the page and try again.",
-        ));
-    }
-    let ident = auth::identity_for_user(&state.authz, me.clone(), session).await?;
-    let writer = crate::api::systems::WRITE_SCOPE;
-    if !ident.allows("admin-ui", &Resource::Global) || !ident.allows(writer, &Resource::Global) {
-        return Ok(fail(
-            StatusCode::FORBIDDEN,
-            &format!("Setting maintenance needs the {writer} scope."),
-        ));
-    }
     if !crate::api::systems::states(&state)
         .iter()
         .any(|s| s.name == name)

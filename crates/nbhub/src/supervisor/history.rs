@@ -4,13 +4,16 @@
 //! The last ended session of every server is also kept in memory, so that the REST server
 //! model can say why it ended without a query per server.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use serde::Serialize;
 use serde_json::Value;
 
 use nbhub_spawner::{SpawnerState, ValidatedOptions};
 
 use super::Supervisor;
-use crate::db::{self, server_sessions, server_sessions::SessionRow};
+use crate::db::{self, server_sessions, server_sessions::SessionRow, usage};
 
 /// How many sessions of each server are kept.
 pub const SESSIONS_KEPT: usize = 10;
@@ -172,15 +175,57 @@ impl Supervisor {
         self.last_sessions().get(&server_id).cloned()
     }
 
-    /// A start was requested: a new session. History is a record, not a condition of the
-    /// start: a failure to write it is logged and the start goes on.
-    pub(super) async fn history_begin(&self, server_id: i64, options: &ValidatedOptions, at: i64) {
+    /// A start was requested: a new session, in the history and in the usage record
+    /// (`db/usage.rs`: the system, account, partition, nodes and GPUs asked for). History is a
+    /// record, not a condition of the start: a failure to write it is logged and the start
+    /// goes on.
+    pub(super) async fn history_begin(
+        &self,
+        user: &str,
+        server: &str,
+        server_id: i64,
+        options: &ValidatedOptions,
+        at: i64,
+    ) {
         let system = options.get_str("system").unwrap_or_default();
-        let options = Value::Object(options.0.clone());
-        if let Err(e) =
-            server_sessions::begin(&self.db, server_id, &options, system, at, SESSIONS_KEPT).await
+        let all = Value::Object(options.0.clone());
+        let session_id = match server_sessions::begin(
+            &self.db,
+            server_id,
+            &all,
+            system,
+            at,
+            SESSIONS_KEPT,
+        )
+        .await
         {
-            tracing::error!(error = %e, server_id, "could not record the server's session");
+            Ok(id) => Some(id),
+            Err(e) => {
+                tracing::error!(error = %e, server_id, "could not record the server's session");
+                None
+            }
+        };
+        let usage = usage::NewSession {
+            server_id,
+            session_id,
+            user,
+            server,
+            system,
+            account: options.get_str("account").unwrap_or_default(),
+            partition: options.get_str("partition").unwrap_or_default(),
+            nodes: options.get_i64("nodes").unwrap_or(1),
+            gpus: options.get_i64("gpus").unwrap_or(0),
+            started: at,
+        };
+        if let Err(e) = usage::begin(&self.db, &usage).await {
+            tracing::error!(error = %e, server_id, "could not record the session's usage");
+        }
+    }
+
+    /// The server became ready: its usage counts from now.
+    pub(super) async fn history_ready(&self, server_id: i64) {
+        if let Err(e) = usage::set_ready(&self.db, server_id, db::now_micros()).await {
+            tracing::error!(error = %e, server_id, "could not record when the server was ready");
         }
     }
 
@@ -203,6 +248,11 @@ impl Supervisor {
     /// The session of `server_id` ended, how and with what message (one line).
     pub(super) async fn history_end(&self, server_id: i64, reason: EndReason, message: &str) {
         let message = message.lines().next().unwrap_or("").trim();
+        match usage::end(&self.db, server_id, db::now_micros()).await {
+            // A job that ended has accounting figures to fetch.
+            Ok(()) => self.accounting_wake.notify_one(),
+            Err(e) => tracing::error!(error = %e, server_id, "could not record the usage's end"),
+        }
         match server_sessions::end(
             &self.db,
             server_id,
@@ -221,6 +271,65 @@ impl Supervisor {
                 tracing::error!(error = %e, server_id, "could not record how the session ended")
             }
         }
+    }
+}
+
+/// The accounting collector's first look after a session ended (Slurm writes the job's end
+/// to its database a moment after the job ends), and its longest pause while jobs wait.
+const ACCOUNTING_FIRST_LOOK: Duration = Duration::from_secs(2);
+const ACCOUNTING_MAX_PAUSE: Duration = Duration::from_secs(600);
+
+impl Supervisor {
+    /// Fetches accounting's figures (`crate::usage::collect_accounting`) for the jobs of ended
+    /// sessions: at start, soon after a session ends, then again at growing pauses while some
+    /// are still waiting (their job not in accounting yet), and every
+    /// [`ACCOUNTING_MAX_PAUSE`] anyway (then also the systems that had no accounting).
+    pub(super) fn spawn_accounting_collector(self: &Arc<Self>) {
+        // Weak: the task ends with the hub that made it (tests run many hubs in a process).
+        let weak = Arc::downgrade(self);
+        let wake = self.accounting_wake.clone();
+        tokio::spawn(async move {
+            let mut no_accounting = std::collections::HashSet::new();
+            let mut pause = ACCOUNTING_FIRST_LOOK;
+            loop {
+                let Some(this) = weak.upgrade() else { return };
+                let waiting = match crate::usage::collect_accounting(
+                    &this.db,
+                    &*this.spawner,
+                    &mut no_accounting,
+                )
+                .await
+                {
+                    Ok(done) => {
+                        if done.stored > 0 {
+                            tracing::info!(sessions = done.stored, "stored the jobs' accounting");
+                        }
+                        done.waiting > 0
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not collect the jobs' accounting");
+                        true
+                    }
+                };
+                pause = if waiting {
+                    (pause * 2).min(ACCOUNTING_MAX_PAUSE)
+                } else {
+                    ACCOUNTING_MAX_PAUSE
+                };
+                drop(this);
+                let woken = tokio::select! {
+                    _ = tokio::time::sleep(pause) => false,
+                    _ = wake.notified() => true,
+                };
+                if woken {
+                    pause = ACCOUNTING_FIRST_LOOK;
+                    tokio::time::sleep(ACCOUNTING_FIRST_LOOK).await;
+                } else {
+                    // A system may have got accounting since: ask it again now and then.
+                    no_accounting.clear();
+                }
+            }
+        });
     }
 }
 

@@ -395,6 +395,7 @@ impl Supervisor {
         servers::mark_ready(&self.db, row_id, &host, port)
             .await
             .map_err(|e| SpawnFailure::internal(SpawnStep::Record, e))?;
+        self.history_ready(row_id).await;
         slot.set_phase(Phase::Running);
         let html_prefix = prefix
             .replace('&', "&amp;")

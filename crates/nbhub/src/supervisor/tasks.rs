@@ -244,6 +244,7 @@ impl Supervisor {
                 this.poll_once().await;
             }
         });
+        self.spawn_accounting_collector();
     }
 }
 /// The proxy key of a routespec: no trailing slash, root is `/`.

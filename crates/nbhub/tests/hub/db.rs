@@ -696,3 +696,145 @@ async fn server_sessions_keep_the_last_few_and_how_each_ended() {
     })
     .await;
 }
+
+/// Usage records (`usage_sessions`, migration 0007) on both backends: one open per server (a
+/// forgotten one closed by the next start), the job with the history's, ready and end; the
+/// range query takes what overlaps it; accounting's figures fill a default account; and
+/// neither the history's pruning nor deleting the server or its user takes them away.
+/// Announcements (0008): stored with their id, expired ones deleted when the next is set.
+#[tokio::test]
+async fn usage_records_outlive_the_history_and_the_user() {
+    use db::usage;
+    each_backend(|db| async move {
+        let bob = users::create_many(&db, &["bob".into()], false)
+            .await
+            .expect("user")
+            .remove(0);
+        let server = servers::ensure(&db, bob.id, "").await.expect("server");
+        let start = |at: i64, account: &'static str| usage::NewSession {
+            server_id: server.id,
+            user: "bob",
+            account,
+            partition: "devel",
+            nodes: 2,
+            gpus: 1,
+            started: at,
+            ..Default::default()
+        };
+        usage::begin(&db, &start(10, "")).await.expect("begin");
+        db::server_sessions::begin(&db, server.id, &json!({}), "", 10, 1)
+            .await
+            .expect("history");
+        db::server_sessions::set_job(&db, server.id, "41", "alpha")
+            .await
+            .expect("job");
+        usage::set_ready(&db, server.id, 12).await.expect("ready");
+        usage::end(&db, server.id, 20).await.expect("end");
+        // A second start that is never ended, then a third: the second is closed at 40.
+        usage::begin(&db, &start(30, "p2")).await.expect("begin");
+        usage::begin(&db, &start(40, "p3")).await.expect("begin");
+        db::server_sessions::begin(&db, server.id, &json!({}), "", 40, 1)
+            .await
+            .expect("history, keeping one");
+        let all = usage::overlapping(&db, 0, 100).await.expect("all");
+        let what: Vec<_> = all
+            .iter()
+            .map(|r| {
+                (
+                    r.started,
+                    r.ready,
+                    r.ended,
+                    r.job_id.as_deref(),
+                    r.system.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            what,
+            [
+                (10, Some(12), Some(20), Some("41"), "alpha"),
+                (30, None, Some(40), None, ""),
+                (40, None, None, None, ""),
+            ]
+        );
+        assert_eq!(
+            (
+                all[0].user.as_str(),
+                all[0].partition.as_str(),
+                all[0].nodes,
+                all[0].gpus
+            ),
+            ("bob", "devel", 2, 1)
+        );
+        let between: Vec<i64> = usage::overlapping(&db, 20, 35)
+            .await
+            .expect("range")
+            .iter()
+            .map(|r| r.started)
+            .collect();
+        assert_eq!(
+            between,
+            [30],
+            "ended at 20 is before [20, 35); 40 starts after it"
+        );
+        let waiting = usage::unaccounted(&db, 0, 10).await.expect("unaccounted");
+        assert_eq!(waiting.len(), 1, "only the ended session with a job");
+        usage::set_accounting(&db, waiting[0].id, 8, 3600, 2, "proj-a", 99)
+            .await
+            .expect("accounting");
+        let first = &usage::overlapping(&db, 0, 100).await.expect("all")[0];
+        assert_eq!(
+            (
+                first.cpus,
+                first.elapsed,
+                first.job_gpus,
+                first.accounted,
+                first.account.as_str()
+            ),
+            (Some(8), Some(3600), Some(2), Some(99), "proj-a"),
+            "the job's account where the start named none"
+        );
+        assert!(usage::unaccounted(&db, 0, 10)
+            .await
+            .expect("none")
+            .is_empty());
+        users::delete(&db, bob.id).await.expect("delete bob");
+        assert_eq!(
+            usage::overlapping(&db, 0, 100).await.expect("kept").len(),
+            3,
+            "a deleted user's usage stays"
+        );
+
+        use db::announcements::{self, AnnouncementRow};
+        let row = |message: &str, ends: Option<i64>| AnnouncementRow {
+            id: 0,
+            message: message.into(),
+            level: "warning".into(),
+            system: String::new(),
+            ends,
+            set_by: "root".into(),
+            created: 5,
+        };
+        let old = announcements::insert(&db, &row("old", Some(50)), 10)
+            .await
+            .expect("insert");
+        let new = announcements::insert(&db, &row("new", None), 60)
+            .await
+            .expect("insert");
+        assert!(new.id > old.id);
+        let left: Vec<String> = announcements::all(&db)
+            .await
+            .expect("all")
+            .into_iter()
+            .map(|a| a.message)
+            .collect();
+        assert_eq!(
+            left,
+            ["new"],
+            "the one that ended at 50 went when the next was set"
+        );
+        assert!(announcements::delete(&db, new.id).await.expect("delete"));
+        assert!(!announcements::delete(&db, new.id).await.expect("again"));
+    })
+    .await;
+}

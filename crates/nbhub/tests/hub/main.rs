@@ -10,6 +10,7 @@
 mod common;
 
 mod advisories;
+mod announcements;
 mod api;
 mod cli;
 mod db;
