@@ -357,6 +357,12 @@ impl Supervisor {
                 crate::names::invalid_name_message("server", server_name),
             ));
         }
+        if self.config.authenticator.blocked_users.contains(&user.name) {
+            return Err(SpawnRefused::SignInAgain(format!(
+                "User {} is blocked (blocked_users): no server may start",
+                user.name
+            )));
+        }
         let slot = self.slot_entry(user, server_name);
         let op_slot = slot.clone();
         let _op = op_slot.op.lock().await;
@@ -500,6 +506,17 @@ impl Supervisor {
             tracing::info!(user = %s.user, server = %s.server_name, "server stopped");
         });
         let _ = task.await;
+    }
+
+    /// Stops every server of these users, running or starting: `blocked_users` lose all access
+    /// at once, their servers included, as in JupyterHub 5.
+    pub async fn stop_servers_of(self: &Arc<Self>, names: &[String]) {
+        for slot in self.all_slots() {
+            if names.contains(&slot.user) && slot.phase() != Phase::Stopped {
+                tracing::warn!(user = %slot.user, server = %slot.server_name, "stopping a server of a blocked user");
+                self.stop(&slot).await;
+            }
+        }
     }
 
     /// Stops every server (for `cleanup_servers`).

@@ -15,6 +15,7 @@ mod db;
 mod db_outage;
 mod hub_restart;
 mod identity_cache;
+mod jupyterhub5;
 mod listener;
 mod login;
 mod metrics;
