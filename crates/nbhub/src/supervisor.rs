@@ -397,11 +397,27 @@ impl Supervisor {
             ));
         }
         let ctx = self.form_context(user, server_name).await?;
-        let validated = self
+        // apply_user_options: the options it names set spawner settings; they are checked
+        // here (400 naming the option) and kept with the rest, but the spawner's own form
+        // does not see them.
+        let apply = &self.config.spawner.apply_user_options;
+        let mut for_spawner = options.clone();
+        let mut mapped = serde_json::Map::new();
+        if let Some(map) = for_spawner.as_object_mut() {
+            for key in apply.keys() {
+                if let Some(v) = map.remove(key) {
+                    mapped.insert(key.clone(), v);
+                }
+            }
+        }
+        let mut validated = self
             .spawner
-            .validate_options(&ctx, options)
+            .validate_options(&ctx, &for_spawner)
             .await
             .map_err(SpawnRefused::from_field_errors)?;
+        nbhub_spawner::overrides_for(&BTreeMap::new(), apply, &[], &mut mapped.clone())
+            .map_err(SpawnRefused::from_field_errors)?;
+        validated.0.extend(mapped);
         // A system in maintenance, unreachable or closed by Slurm: refused before anything
         // is written or submitted.
         crate::maintenance::check_start(&self.maintenance, &*self.spawner, &ctx, &validated)

@@ -401,3 +401,125 @@ async fn a_blocked_user_loses_sessions_tokens_and_servers_at_once() {
         403
     );
 }
+
+/// The environment a running server got (the tiny server answers `/user/NAME/env` with it).
+async fn server_env(hub: &HubProc, user: &str) -> serde_json::Value {
+    let r = fetch(&common::client(), hub.url(&format!("/user/{user}/env"))).await;
+    assert_eq!(r.status(), 200, "{user}'s server");
+    r.json().await.expect("env json")
+}
+
+/// JupyterHub 5.2's `group_overrides` and 5.3's declarative `apply_user_options`, with the real
+/// binary and local servers: a member of the group gets the group's settings (the entries
+/// applied in the order of their names, variables merged), a non-member does not; a user
+/// option named in apply_user_options sets its setting for that start (after the group's), is
+/// kept in the server's user_options, and a value it cannot take is a 400 naming the option.
+#[tokio::test]
+async fn group_overrides_and_apply_user_options_set_the_servers_settings() {
+    let Some((venv, proxy)) = hubproc::real_parts() else {
+        return;
+    };
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let script = scratch.path().join("tiny_server.py");
+    std::fs::write(&script, common::TINY_SERVER).expect("script");
+    let hub = HubProc::started(
+        venv.clone(),
+        &proxy,
+        Options {
+            cmd_prefix: vec![
+                venv.join("bin/python").display().to_string(),
+                script.display().to_string(),
+            ],
+            services: r#"
+[spawner.apply_user_options]
+start_in = "default_url"
+threads = "environment.OMP_NUM_THREADS"
+
+[spawner.group_overrides.02-gpu-later]
+groups = ["gpu-users"]
+spawner_override = { environment = { ORDER = "02" } }
+
+[spawner.group_overrides.01-gpu]
+groups = ["gpu-users", "other-group"]
+spawner_override = { environment = { ORDER = "01", GROUP_SETTING = "gpu" }, default_url = "/lab/gpu" }
+
+[spawner.group_overrides.03-nobody]
+groups = ["nobody-here"]
+spawner_override = { environment = { NOBODY = "x" } }
+
+[[roles]]
+name = "groups-admin"
+scopes = ["admin:groups"]
+services = ["e2e-admin"]
+"#
+            .into(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let admin = |method: Method, path: String, body: Option<serde_json::Value>| {
+        let hub = &hub;
+        async move { call(hub, method, &path, hub.admin_token(), body).await }
+    };
+    let (s, body) = admin(
+        Method::POST,
+        "/users".into(),
+        Some(json!({"usernames": ["go5a", "go5b", "go5c"]})),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    let (s, body) = admin(
+        Method::POST,
+        "/groups/gpu-users".into(),
+        Some(json!({"users": ["go5a"]})),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+
+    let (s, body) = admin(Method::POST, "/users/go5a/server".into(), None).await;
+    assert!(s == 201 || s == 202, "{s} {body}");
+    let (s, body) = admin(
+        Method::POST,
+        "/users/go5b/server".into(),
+        Some(json!({"start_in": "/lab/tree/notes", "threads": 8})),
+    )
+    .await;
+    assert!(s == 201 || s == 202, "{s} {body}");
+    hubproc::wait_ready(&hub, "go5a", "", 60).await;
+    let b_model = hubproc::wait_ready(&hub, "go5b", "", 60).await;
+
+    let member = server_env(&hub, "go5a").await;
+    assert_eq!(member["GROUP_SETTING"], "gpu", "{member}");
+    assert_eq!(member["ORDER"], "02", "the later name applies last");
+    assert_eq!(member["JUPYTERHUB_DEFAULT_URL"], "/lab/gpu");
+    assert!(member.get("NOBODY").is_none() && member.get("OMP_NUM_THREADS").is_none());
+
+    let other = server_env(&hub, "go5b").await;
+    assert!(
+        other.get("GROUP_SETTING").is_none() && other.get("ORDER").is_none(),
+        "{other}"
+    );
+    assert_eq!(
+        other["JUPYTERHUB_DEFAULT_URL"], "/lab/tree/notes",
+        "{other}"
+    );
+    assert_eq!(other["OMP_NUM_THREADS"], "8", "a number, as text");
+    assert_eq!(
+        b_model["user_options"],
+        json!({"start_in": "/lab/tree/notes", "threads": 8}),
+        "the options are kept with the server"
+    );
+
+    let (s, body) = admin(
+        Method::POST,
+        "/users/go5c/server".into(),
+        Some(json!({"start_in": "https://elsewhere.example/"})),
+    )
+    .await;
+    assert_eq!(s, 400, "{body}");
+    assert!(body.to_string().contains("start_in"), "{body}");
+    assert!(
+        hubproc::server_model(&hub, "go5c", "").await.is_none(),
+        "nothing started"
+    );
+}
