@@ -72,6 +72,14 @@ pub struct SpawnerConfig {
     pub http_timeout: u64,
     /// Seconds between checks that running servers are still alive.
     pub poll_interval: u64,
+    /// JupyterHub 5.2's `group_overrides`: `[spawner.group_overrides.NAME]` with `groups` and
+    /// `spawner_override`, applied in the order of the names to members of any of the groups.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_overrides: BTreeMap<String, crate::GroupOverride>,
+    /// JupyterHub 5.3's declarative `apply_user_options`: user option name → the setting it
+    /// sets (`default_url`, `notebook_dir`, `args`, `extra_sbatch`, `environment.NAME`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub apply_user_options: BTreeMap<String, String>,
 }
 
 impl Default for SpawnerConfig {
@@ -89,6 +97,8 @@ impl Default for SpawnerConfig {
             start_timeout: t.start_timeout.as_secs(),
             http_timeout: t.http_timeout.as_secs(),
             poll_interval: t.poll_interval.as_secs(),
+            group_overrides: BTreeMap::new(),
+            apply_user_options: BTreeMap::new(),
         }
     }
 }
@@ -117,6 +127,15 @@ impl SpawnerConfig {
         if self.cmd.first().is_none_or(|c| c.trim().is_empty()) {
             return Err("key `spawner.cmd`: must name the single-user server program, e.g. [\"jupyterhub-singleuser\"]".into());
         }
+        for (name, go) in &self.group_overrides {
+            let key = format!("spawner.group_overrides.{name}");
+            if go.groups.is_empty() {
+                return Err(format!("key `{key}.groups`: name the groups it is for"));
+            }
+            go.spawner_override
+                .validate(&format!("{key}.spawner_override"))?;
+        }
+        crate::validate_apply_user_options(&self.apply_user_options)?;
         if self.start_timeout == 0 || self.http_timeout == 0 {
             return Err(
                 "key `spawner.start_timeout`/`spawner.http_timeout`: must be at least 1 second"
@@ -182,6 +201,15 @@ unix_user = "{unix_user}"
 start_timeout = {start_timeout}
 http_timeout = {http_timeout}
 poll_interval = {poll_interval}
+# Other settings for members of some groups (JupyterHub 5.2's group_overrides), applied in the
+# order of their names; then the user options apply_user_options names set settings of the
+# start (JupyterHub 5.3; a user option may set default_url, notebook_dir, args, extra_sbatch
+# or environment.NAME). Settable per group: environment (merged), default_url, notebook_dir,
+# args, extra_sbatch (Slurm). Who may use which partitions is [[slurm.allow]]'s. E.g.:
+# apply_user_options = {{ start_in = "default_url", threads = "environment.OMP_NUM_THREADS" }}
+# [spawner.group_overrides.01-gpu-users]
+# groups = ["gpu-users"]
+# spawner_override = {{ environment = {{ CUDA_CACHE_MAXSIZE = "1073741824" }}, extra_sbatch = ["--qos=gpu"] }}
 "#,
             kind = self.kind.as_str(),
             cmd = list(&self.cmd),

@@ -42,6 +42,7 @@ mod config;
 mod error;
 mod local;
 mod options;
+mod overrides;
 mod redact;
 mod secs;
 mod slurm;
@@ -64,6 +65,7 @@ pub use options::{
     format_slurm_duration, parse_clock_duration, parse_slurm_duration, Choice, FieldError,
     FieldKind, FieldLimits, FormField, FormSpec, MaxBy, ValidatedOptions, VisibleWhen, CLOCK_FORMS,
 };
+pub use overrides::{overrides_for, validate_apply_user_options, GroupOverride, SpawnerOverride};
 pub use redact::mask_secrets;
 pub use slurm::{
     job_script_error, AllowRule, ContainerConfig, ContainerRuntime, CustomField, CustomType,
@@ -475,6 +477,9 @@ pub struct SpawnRequest {
     /// the job's `--comment`), so that a hub killed before it recorded the job finds it in
     /// the queue ([`Spawner::untracked_jobs`]). `""`: none.
     pub tag: String,
+    /// Settings of this start that differ from the config (`group_overrides`,
+    /// `apply_user_options`), applied after it.
+    pub overrides: SpawnerOverride,
 }
 
 /// A job in the queue that carries a spawn's tag ([`SpawnRequest::tag`]) but is not one of

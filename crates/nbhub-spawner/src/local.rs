@@ -205,6 +205,7 @@ impl LocalSpawner {
         env.insert("JUPYTERHUB_SERVICE_URL".to_owned(), service_url.to_owned());
         env.extend(self.config.url_env(&req.user));
         env.extend(self.config.environment.clone());
+        req.overrides.apply_env(&mut env, &req.user);
         env
     }
 
@@ -273,7 +274,7 @@ impl LocalSpawner {
         let program = &self.config.cmd[0];
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(&self.config.cmd[1..])
-            .args(&self.config.args)
+            .args(req.overrides.args(&self.config.args))
             .env_clear()
             .envs(&env)
             .stdin(Stdio::null())

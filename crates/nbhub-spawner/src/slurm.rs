@@ -310,6 +310,7 @@ impl SlurmSpawner {
         env.insert("SHELL".to_owned(), shell.display().to_string());
         env.extend(self.spawner.url_env(&req.user));
         env.extend(self.spawner.environment.clone());
+        req.overrides.apply_env(&mut env, &req.user);
         // The job sets it with the port it picks; SLURM_* are Slurm's own.
         env.remove("JUPYTERHUB_SERVICE_URL");
         env.retain(|k, _| is_env_name(k) && !k.starts_with("SLURM_"));
@@ -608,7 +609,8 @@ impl SlurmSpawner {
             Some(bind) => Some(self.open_hub_tunnel(&unix_user, bind, &mut env).await?),
             None => None,
         };
-        let options = job.sbatch_options(&self.slurm);
+        let mut options = job.sbatch_options(&self.slurm);
+        options.extend(req.overrides.extra_sbatch.iter().flatten().cloned());
         let token_file = if self.template_reads_token {
             let path = format!(
                 "{}/.nbhub/tokens/{}",
@@ -624,7 +626,7 @@ impl SlurmSpawner {
             .spawner
             .cmd
             .iter()
-            .chain(&self.spawner.args)
+            .chain(req.overrides.args(&self.spawner.args))
             .cloned()
             .collect();
         let env_names: Vec<&str> = env.keys().map(String::as_str).collect();

@@ -101,6 +101,57 @@ async fn api_headers(mut response: Response) -> Response {
     response
 }
 
+/// Is `path` under `/hub/api` (the part CORS applies to)?
+pub fn is_api_path(state: &AppState, path: &str) -> bool {
+    let api = format!("{}api", state.hub_prefix());
+    path.strip_prefix(&api)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// A CORS preflight (`OPTIONS`) to `/hub/api`: answered at once, for any path, as JupyterHub's
+/// API handlers do, with the allowed headers and methods and, when `[hub] allow_origin`
+/// admits the caller's origin, that origin.
+pub fn cors_preflight(state: &AppState, origin: Option<&HeaderValue>) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("accept, content-type, authorization"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    allow_origin(state, origin, &mut response);
+    response
+}
+
+/// `Access-Control-Allow-Origin` for an answer from `/hub/api`, by `[hub] allow_origin`: `*`
+/// for any origin, else only the configured one (with `Vary: Origin`). Credentials (the login
+/// cookie) are never allowed across origins: a page elsewhere calls the API with a token.
+pub fn allow_origin(state: &AppState, origin: Option<&HeaderValue>, response: &mut Response) {
+    let allowed = state.config.hub.allow_origin.as_str();
+    let h = response.headers_mut();
+    if allowed.is_empty() || h.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+        return;
+    }
+    if allowed == "*" {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+        return;
+    }
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
+    if let Some(origin) = origin.filter(|o| o.as_bytes() == allowed.as_bytes()) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    }
+}
+
 /// The caller of an API endpoint. Token in the `Authorization` header, or the hub's login
 /// cookie — which, for anything but a plain GET, also needs the XSRF token.
 pub struct ApiIdentity(pub Identity);

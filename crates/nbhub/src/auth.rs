@@ -39,6 +39,15 @@ pub struct Authz {
     pub identities: Arc<cache::IdentityCache>,
     /// Users' auth_state: sealed, read, refreshed (`auth/auth_state.rs`).
     pub auth_states: Arc<auth_state::AuthStates>,
+    /// `[authenticator] blocked_users`: their tokens and login cookies identify no one.
+    pub blocked_users: Arc<HashSet<String>>,
+}
+
+impl Authz {
+    /// Is this user in `blocked_users`? Their credentials, however old, are worth nothing.
+    pub fn is_blocked(&self, user: &str) -> bool {
+        self.blocked_users.contains(user)
+    }
 }
 
 /// How often token use is written back (JupyterHub's `activity_resolution`).
@@ -280,6 +289,11 @@ async fn load_principal(authz: &Authz, token: &Token) -> Result<Option<Principal
 pub async fn identity_for_token(authz: &Authz, raw: &str) -> ApiResult<Option<Identity>> {
     let identity = resolve_token(authz, raw).await?;
     if let Some(Principal::User(u)) = identity.as_ref().map(|i| &i.principal) {
+        // A blocked user's tokens (their servers' own included) stop working at once: the
+        // server can no longer sign anyone in, nor be reached through the hub.
+        if authz.is_blocked(&u.name) {
+            return Ok(None);
+        }
         if !authz.auth_states.on_request(u).await {
             return Ok(None);
         }

@@ -108,7 +108,21 @@ pub async fn init_with_crypt_key(config: Config, key: Option<&str>) -> anyhow::R
     db::services::sync_roles_from_config(&db, &config.roles)
         .await
         .context("loading [[roles]]")?;
-    for name in &config.authenticator.admin_users {
+    let blocked = &config.authenticator.blocked_users;
+    for name in blocked {
+        // As JupyterHub 5: a blocked user keeps no admin flag (blocked_users wins over
+        // admin_users); their credentials are refused by `auth` (`Authz::is_blocked`).
+        if let Some(u) = db::users::get(&db, name).await?.filter(|u| u.admin) {
+            tracing::warn!(user = %name, "removing admin permissions from a blocked user");
+            db::users::set_admin(&db, u.id, false).await?;
+        }
+    }
+    for name in config
+        .authenticator
+        .admin_users
+        .iter()
+        .filter(|n| !blocked.contains(n))
+    {
         match db::users::get(&db, name).await? {
             Some(u) if !u.admin => db::users::set_admin(&db, u.id, true).await?,
             Some(_) => {}
@@ -126,7 +140,7 @@ pub async fn init_with_crypt_key(config: Config, key: Option<&str>) -> anyhow::R
     let config = std::sync::Arc::new(config);
     let spawner = make_spawner(&config)?;
     let proxy = proxy::Proxy::new(&config).context("cannot read or create the proxy token")?;
-    let metrics = std::sync::Arc::new(metrics::Metrics::new());
+    let metrics = std::sync::Arc::new(metric_buckets(&config)?);
     let supervisor =
         supervisor::Supervisor::new(db.clone(), config.clone(), spawner, proxy, metrics);
     supervisor
@@ -155,6 +169,26 @@ pub async fn init_with_crypt_key(config: Config, key: Option<&str>) -> anyhow::R
         oidc.startup_check().await.map_err(anyhow::Error::msg)?;
     }
     Ok(state)
+}
+
+/// The metrics registry with the buckets the config, or JupyterHub's environment variables
+/// (which win, as in JupyterHub), choose.
+fn metric_buckets(config: &Config) -> anyhow::Result<metrics::Metrics> {
+    let pick = |env: &str, configured: &[f64]| -> anyhow::Result<Vec<f64>> {
+        match metrics::buckets_from_env(env) {
+            Some(parsed) => parsed.map_err(anyhow::Error::msg),
+            None => Ok(configured.to_vec()),
+        }
+    };
+    let spawn = pick(
+        "JUPYTERHUB_SERVER_SPAWN_DURATION_SECONDS_BUCKETS",
+        &config.hub.server_spawn_duration_seconds_buckets,
+    )?;
+    let stop = pick(
+        "JUPYTERHUB_SERVER_STOP_DURATION_SECONDS_BUCKETS",
+        &config.hub.server_stop_duration_seconds_buckets,
+    )?;
+    Ok(metrics::Metrics::with_buckets(&spawn, &stop))
 }
 
 /// The spawner `[spawner] kind` names, built from its own section (`[slurm]`, or
@@ -271,6 +305,8 @@ pub async fn start_background(state: &AppState) -> anyhow::Result<()> {
     use anyhow::Context;
     let sup = &state.supervisor;
     sup.adopt().await.context("re-adopting running servers")?;
+    sup.stop_servers_of(&state.config.authenticator.blocked_users)
+        .await;
     // A proxy that cannot be reached now is retried by the route check, every few seconds.
     if let Err(e) = sup.sync_routes().await {
         tracing::error!("the proxy is not reachable yet (retrying): {e}");
@@ -385,7 +421,18 @@ async fn common_headers(
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .cloned();
-    let mut response = next.run(request).await;
+    // CORS for /hub/api (docs/api.md): preflights are answered here, for every API path.
+    let cors = api::is_api_path(&state, request.uri().path())
+        .then(|| request.headers().get(axum::http::header::ORIGIN).cloned());
+    let mut response = match &cors {
+        Some(origin) if method == axum::http::Method::OPTIONS => {
+            api::cors_preflight(&state, origin.as_ref())
+        }
+        _ => next.run(request).await,
+    };
+    if let Some(origin) = &cors {
+        api::allow_origin(&state, origin.as_ref(), &mut response);
+    }
     state.metrics.request_duration.observe(
         &[
             method.as_str(),

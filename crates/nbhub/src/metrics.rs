@@ -29,7 +29,8 @@ pub struct Histogram {
     name: &'static str,
     help: &'static str,
     label_names: &'static [&'static str],
-    buckets: &'static [f64],
+    /// Upper bounds, ascending; `+Inf` is always added when rendered.
+    buckets: std::borrow::Cow<'static, [f64]>,
     /// Keyed by the label values joined with [`SEP`].
     series: Mutex<BTreeMap<String, Series>>,
 }
@@ -56,7 +57,7 @@ impl Histogram {
             name,
             help,
             label_names,
-            buckets,
+            buckets: std::borrow::Cow::Borrowed(buckets),
             series: Mutex::new(BTreeMap::new()),
         }
     }
@@ -155,6 +156,40 @@ impl Histogram {
     }
 }
 
+/// Bucket bounds a site gives: numbers, ascending, none negative (`+Inf` may end them).
+pub fn check_buckets(buckets: &[f64]) -> Result<(), String> {
+    if buckets.iter().any(|b| b.is_nan() || *b < 0.0) {
+        return Err("bucket bounds are seconds: numbers of 0 or more".into());
+    }
+    if buckets.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(format!("bucket bounds must ascend, each once: {buckets:?}"));
+    }
+    Ok(())
+}
+
+/// JupyterHub's way of setting the buckets: an environment variable of comma-separated
+/// numbers (`inf` allowed). `None` when unset or blank.
+pub fn buckets_from_env(name: &str) -> Option<Result<Vec<f64>, String>> {
+    let raw = std::env::var(name).ok()?;
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return None;
+    }
+    let parsed: Result<Vec<f64>, String> = raw
+        .split(',')
+        .map(|p| {
+            p.trim()
+                .parse::<f64>()
+                .map_err(|_| format!("{name}: {p:?} is not a number"))
+        })
+        .collect();
+    Some(parsed.and_then(|b| {
+        check_buckets(&b)
+            .map(|()| b)
+            .map_err(|e| format!("{name}: {e}"))
+    }))
+}
+
 fn key(labels: &[&str]) -> String {
     labels.join(&SEP.to_string())
 }
@@ -192,7 +227,29 @@ impl Metrics {
     }
 
     pub fn new() -> Self {
-        let m = Metrics {
+        Self::with_buckets(&[], &[])
+    }
+
+    /// The registry with the spawn and stop histograms' buckets a site chose (JupyterHub's
+    /// `JUPYTERHUB_SERVER_SPAWN_DURATION_SECONDS_BUCKETS` and `…_STOP_…`); empty: the defaults.
+    /// The bounds are checked by [`check_buckets`]; `+Inf` among them is dropped (it is always
+    /// there).
+    pub fn with_buckets(spawn: &[f64], stop: &[f64]) -> Self {
+        let mut m = Self::default_buckets();
+        let finite =
+            |b: &[f64]| -> Vec<f64> { b.iter().copied().filter(|x| x.is_finite()).collect() };
+        if !spawn.is_empty() {
+            m.server_spawn_duration.buckets = finite(spawn).into();
+        }
+        if !stop.is_empty() {
+            m.server_stop.buckets = finite(stop).into();
+        }
+        m.touch_known_series();
+        m
+    }
+
+    fn default_buckets() -> Self {
+        Metrics {
             request_duration: Histogram::new(
                 "jupyterhub_request_duration_seconds",
                 "Request duration for all HTTP requests",
@@ -247,7 +304,12 @@ impl Metrics {
                 &["status"],
                 SPAWN_BUCKETS,
             ),
-        };
+        }
+    }
+
+    /// The series JupyterHub shows before their first event.
+    fn touch_known_series(&self) {
+        let m = self;
         for status in ["started", "cancelled"] {
             m.spawn_queue_wait.touch(&[status]);
         }
@@ -264,7 +326,6 @@ impl Metrics {
         for status in ["running", "stopped"] {
             m.server_poll.touch(&[status]);
         }
-        m
     }
 
     /// Writes every histogram in the Prometheus text format.

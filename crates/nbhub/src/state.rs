@@ -72,6 +72,7 @@ impl AppState {
                 .unwrap_or_else(|_| HeaderValue::from_static("frame-ancestors 'none'"))
         };
         let (csp_html, csp_other) = (csp(true), csp(false));
+        let blocked_users = Arc::new(config.authenticator.blocked_users.iter().cloned().collect());
         AppState(Arc::new(Inner {
             config,
             metrics: supervisor.metrics.clone(),
@@ -84,6 +85,7 @@ impl AppState {
                 db: db.clone(),
                 identities: Default::default(),
                 auth_states,
+                blocked_users,
             },
             templates,
             shutdown: Default::default(),

@@ -361,6 +361,12 @@ impl Supervisor {
                 crate::names::invalid_name_message("server", server_name),
             ));
         }
+        if self.config.authenticator.blocked_users.contains(&user.name) {
+            return Err(SpawnRefused::SignInAgain(format!(
+                "User {} is blocked (blocked_users): no server may start",
+                user.name
+            )));
+        }
         let slot = self.slot_entry(user, server_name);
         let op_slot = slot.clone();
         let _op = op_slot.op.lock().await;
@@ -395,11 +401,27 @@ impl Supervisor {
             ));
         }
         let ctx = self.form_context(user, server_name).await?;
-        let validated = self
+        // apply_user_options: the options it names set spawner settings; they are checked
+        // here (400 naming the option) and kept with the rest, but the spawner's own form
+        // does not see them.
+        let apply = &self.config.spawner.apply_user_options;
+        let mut for_spawner = options.clone();
+        let mut mapped = serde_json::Map::new();
+        if let Some(map) = for_spawner.as_object_mut() {
+            for key in apply.keys() {
+                if let Some(v) = map.remove(key) {
+                    mapped.insert(key.clone(), v);
+                }
+            }
+        }
+        let mut validated = self
             .spawner
-            .validate_options(&ctx, options)
+            .validate_options(&ctx, &for_spawner)
             .await
             .map_err(SpawnRefused::from_field_errors)?;
+        nbhub_spawner::overrides_for(&BTreeMap::new(), apply, &[], &mut mapped.clone())
+            .map_err(SpawnRefused::from_field_errors)?;
+        validated.0.extend(mapped);
         // A system in maintenance, unreachable or closed by Slurm: refused before anything
         // is written or submitted.
         crate::maintenance::check_start(&self.maintenance, &*self.spawner, &ctx, &validated)
@@ -505,6 +527,17 @@ impl Supervisor {
             tracing::info!(user = %s.user, server = %s.server_name, "server stopped");
         });
         let _ = task.await;
+    }
+
+    /// Stops every server of these users, running or starting: `blocked_users` lose all access
+    /// at once, their servers included, as in JupyterHub 5.
+    pub async fn stop_servers_of(self: &Arc<Self>, names: &[String]) {
+        for slot in self.all_slots() {
+            if names.contains(&slot.user) && slot.phase() != Phase::Stopped {
+                tracing::warn!(user = %slot.user, server = %slot.server_name, "stopping a server of a blocked user");
+                self.stop(&slot).await;
+            }
+        }
     }
 
     /// Stops every server (for `cleanup_servers`).

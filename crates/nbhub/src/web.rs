@@ -32,7 +32,7 @@ pub async fn cookie_user(
     }
     let user = db::users::get_by_cookie_id(&state.db, cookie_id)
         .await?
-        .filter(|u| u.approved);
+        .filter(|u| u.approved && !state.authz.is_blocked(&u.name));
     // With auth_state: tokens older than auth_refresh_age are refreshed first; a refused
     // refresh ends the sign-in, and this browser is then no longer signed in.
     let user = match user {

@@ -34,6 +34,7 @@ pub async fn info(
         AuthenticatorKind::Native => "nbhub.auth.NativeAuthenticator",
         AuthenticatorKind::Pam => "nbhub.auth.PAMAuthenticator",
         AuthenticatorKind::GenericOauth => "nbhub.auth.GenericOAuthenticator",
+        AuthenticatorKind::SharedPassword => "nbhub.auth.SharedPasswordAuthenticator",
     };
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())

@@ -488,6 +488,9 @@ async fn stop(
             display(&name, &server)
         )));
     }
+    if state.supervisor.phase_of(user.id, &server) != Phase::Stopped {
+        refresh_pre_stop(&state, &ident, &user).await?;
+    }
     let slot = state.supervisor.slot(&user, &server);
     tracing::info!(user = %name, server = %server, by = %ident.name(), "stop requested through the API");
     let sup = state.supervisor.clone();
@@ -508,6 +511,31 @@ async fn stop(
         Ok(_) => Ok(StatusCode::NO_CONTENT.into_response()),
         Err(_) => Ok(StatusCode::ACCEPTED.into_response()),
     }
+}
+
+/// JupyterHub 5.4's `refresh_pre_stop`: the owner's tokens are refreshed before the stop (a
+/// spawner may need them to stop the server). When that fails, the owner stopping their own
+/// server is told to sign in again (403, nothing stopped); anyone else's stop (an admin, a
+/// service, the culler) goes on with a warning, as JupyterHub.
+async fn refresh_pre_stop(state: &AppState, ident: &Identity, owner: &User) -> ApiResult<()> {
+    let a = &state.config.authenticator;
+    if !a.refresh_pre_stop || state.oidc.is_none() {
+        return Ok(());
+    }
+    let Err(stale) = state.authz.auth_states.fresh_forced(owner).await else {
+        return Ok(());
+    };
+    let by_owner = ident.user().is_some_and(|u| u.id == owner.id);
+    if by_owner {
+        use crate::auth::auth_state::Stale;
+        return Err(match stale {
+            Stale::SignInAgain(m) | Stale::Missing(m) => ApiError::forbidden(m),
+            Stale::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
+            Stale::Internal(m) => ApiError::internal(m),
+        });
+    }
+    tracing::warn!(user = %owner.name, by = %ident.name(), "the user may have stale auth info (refresh_pre_stop failed: {stale:?}); stopping anyway");
+    Ok(())
 }
 
 async fn stop_default(

@@ -134,7 +134,7 @@ async fn create_token(
             ))
         }
     };
-    let expires_at = expiry_from(body.get("expires_in"))?;
+    let expires_at = limited_expiry(state.config.hub.token_expires_in_max_seconds, &body)?;
     let mut requested: Vec<String> = Vec::new();
     for key in ["scopes", "roles"] {
         match body.get(key) {
@@ -198,6 +198,28 @@ async fn create_token(
     let mut model = token_model(&state, &name, "user", &row, &owner_scopes).await?;
     model["token"] = json!(secret);
     Ok(super::secret_response(StatusCode::CREATED, model))
+}
+
+/// The expiry of a requested token under JupyterHub 5.1's `token_expires_in_max_seconds`: a
+/// request without `expires_in` gets the longest allowed (the nearest to "never"), one asking
+/// for more is refused with 400, as JupyterHub answers.
+fn limited_expiry(max: u64, body: &serde_json::Map<String, Value>) -> ApiResult<Option<i64>> {
+    let asked = body.get("expires_in").filter(|v| !v.is_null());
+    if max == 0 {
+        return expiry_from(asked);
+    }
+    match asked {
+        None => expiry_from(Some(&json!(max))),
+        Some(v) => {
+            let expires_at = expiry_from(Some(v))?;
+            if v.as_f64().is_some_and(|secs| secs > max as f64) {
+                return Err(ApiError::bad_request(format!(
+                    "token expires_in: {v} must not exceed {max}"
+                )));
+            }
+            Ok(expires_at)
+        }
+    }
 }
 
 async fn role_scopes_for_token(state: &AppState, role: &str) -> ApiResult<Vec<String>> {

@@ -185,6 +185,16 @@ impl AuthStates {
     /// The user's auth_state, refreshed first if its tokens are older than
     /// `auth_refresh_age` or have expired.
     pub async fn fresh(&self, user: &User) -> Result<Value, Stale> {
+        self.refreshed(user, false).await
+    }
+
+    /// The user's auth_state, refreshed at the provider now, whatever its age (JupyterHub's
+    /// `refresh_user(force=True)`, as `refresh_pre_stop` asks).
+    pub async fn fresh_forced(&self, user: &User) -> Result<Value, Stale> {
+        self.refreshed(user, true).await
+    }
+
+    async fn refreshed(&self, user: &User, force: bool) -> Result<Value, Stale> {
         let lock = {
             let mut locks = self
                 .locks
@@ -214,7 +224,8 @@ impl AuthStates {
         let now = jsonwebtoken::get_current_timestamp();
         let issued = state["token_issued_at"].as_u64().unwrap_or(0);
         let expired = state["expires_at"].as_u64().is_some_and(|at| at <= now);
-        if now.saturating_sub(issued) < self.config.authenticator.auth_refresh_age && !expired {
+        let young = now.saturating_sub(issued) < self.config.authenticator.auth_refresh_age;
+        if !force && young && !expired {
             self.mark_checked(user.id);
             return Ok(state);
         }

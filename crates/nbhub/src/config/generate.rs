@@ -75,14 +75,34 @@ request_body_timeout = {request_body_timeout}
 # on a system with a notice is refused with it. "" = none (notices set on the admin page or
 # through the API still apply).
 maintenance_file = "{maintenance_file}"
+# JupyterHub 5.1's token_expires_in_max_seconds: the longest expiry of a token users request
+# (API and token page); a request above it gets 400, one without an expiry gets this one.
+# 0 = no limit. Server and OAuth tokens are not affected.
+token_expires_in_max_seconds = {token_expires_in_max_seconds}
+# CORS for /hub/api: "*" or one origin ("https://lab.example.org") whose pages may call the API
+# with a token (Access-Control-Allow-Origin; preflight OPTIONS answered). "" = none (only
+# /hub/api/ itself, the version, allows any origin).
+allow_origin = "{allow_origin}"
+# Upper bounds (seconds) of the buckets of jupyterhub_server_spawn_duration_seconds and
+# jupyterhub_server_stop_seconds; [] = JupyterHub's defaults. JupyterHub's environment variables
+# JUPYTERHUB_SERVER_SPAWN_DURATION_SECONDS_BUCKETS / ..._STOP_... ("1,10,60") win over these.
+server_spawn_duration_seconds_buckets = []
+server_stop_duration_seconds_buckets = []
 
 [authenticator]
-# dummy (a shared password: demos and tests only) | native (accounts in the hub's database) |
+# dummy (a shared password: demos and tests only) | shared-password (user_password and
+# admin_password below) | native (accounts in the hub's database) |
 # pam (the machine's Unix accounts; the hub must run as root or be able to read /etc/shadow) |
 # generic-oauth (an OpenID Connect identity provider; keys below).
 kind = "{kind}"
 # dummy: the shared password; "" accepts any password.
 password = "{password}"
+# shared-password (JupyterHub's SharedPasswordAuthenticator): the password of every user not
+# in admin_users (8 characters at least) and the one of admin_users only (32 at least, not the
+# same); "" = that kind of user cannot log in. Anyone with user_password can log in as any
+# non-admin user: for workshops and short-lived hubs.
+user_password = ""
+admin_password = ""
 # These users are admins.
 admin_users = {admin_users}
 # Who may log in. Empty, with allow_all = false: only admin_users and users already in the database.
@@ -159,6 +179,10 @@ auth_refresh_age = {auth_refresh_age}
 # Environment variables for a user's server from their auth_state, opt-in, e.g.
 # {{ OIDC_ACCESS_TOKEN = "access_token", OIDC_EMAIL = "oauth_user.email" }}.
 auth_state_env = {{}}
+# Refresh the tokens before a server stops (JupyterHub's refresh_pre_stop, for spawners that
+# need valid tokens to stop); a user whose sign-in cannot be refreshed must sign in again to
+# stop the server themselves (403); an admin's or a service's stop goes on.
+refresh_pre_stop = false
 
 {spawner}
 {local}
@@ -250,6 +274,8 @@ api_urls = []
         request_header_timeout = h.request_header_timeout,
         request_body_timeout = h.request_body_timeout,
         maintenance_file = h.maintenance_file.display(),
+        token_expires_in_max_seconds = h.token_expires_in_max_seconds,
+        allow_origin = h.allow_origin,
         spawner = d.spawner.to_commented_toml(),
         local = d.local.to_commented_toml(),
         slurm = d.slurm.to_commented_toml(),

@@ -70,6 +70,18 @@ pub struct HubConfig {
     /// A TOML file of maintenance notices, one table per system (`[juwels] message = "…"`,
     /// optional `until` as RFC 3339), re-read when it changes; empty: none.
     pub maintenance_file: PathBuf,
+    /// JupyterHub 5.1's `token_expires_in_max_seconds`: the longest expiry of a token a user
+    /// requests (API, token page); a request without one gets this one. 0: no limit.
+    pub token_expires_in_max_seconds: u64,
+    /// CORS for `/hub/api`: the origin (or `*`) sent as `Access-Control-Allow-Origin`, and
+    /// preflight `OPTIONS` answered for it; empty: only `/hub/api/` itself allows any origin.
+    pub allow_origin: String,
+    /// JupyterHub's `JUPYTERHUB_SERVER_SPAWN_DURATION_SECONDS_BUCKETS`: the upper bounds of
+    /// `jupyterhub_server_spawn_duration_seconds`' buckets; empty: JupyterHub's defaults.
+    pub server_spawn_duration_seconds_buckets: Vec<f64>,
+    /// `JUPYTERHUB_SERVER_STOP_DURATION_SECONDS_BUCKETS`: the same for
+    /// `jupyterhub_server_stop_seconds`; empty: Prometheus' defaults.
+    pub server_stop_duration_seconds_buckets: Vec<f64>,
 }
 
 impl Default for HubConfig {
@@ -101,6 +113,10 @@ impl Default for HubConfig {
             request_header_timeout: 60,
             request_body_timeout: 60,
             maintenance_file: PathBuf::new(),
+            token_expires_in_max_seconds: 0,
+            allow_origin: String::new(),
+            server_spawn_duration_seconds_buckets: Vec::new(),
+            server_stop_duration_seconds_buckets: Vec::new(),
         }
     }
 }
@@ -178,6 +194,15 @@ pub struct AuthenticatorConfig {
     /// Environment variables for a user's server, from their auth_state: NAME = "dotted.path"
     /// (e.g. `OIDC_ACCESS_TOKEN = "access_token"`). Nothing is passed unless named here.
     pub auth_state_env: BTreeMap<String, String>,
+    /// Refresh the tokens before a server stops (JupyterHub 5.4's `refresh_pre_stop`): a user
+    /// whose sign-in cannot be refreshed must sign in again to stop it; an admin's stop goes on.
+    pub refresh_pre_stop: bool,
+    /// shared-password: the password of every user not in admin_users (8 characters at least;
+    /// empty: no such user can log in).
+    pub user_password: String,
+    /// shared-password: the password of admin_users, and only theirs (32 characters at least,
+    /// not user_password; empty: admins cannot log in).
+    pub admin_password: String,
 }
 
 impl AuthenticatorConfig {
@@ -233,6 +258,9 @@ impl Default for AuthenticatorConfig {
             refresh_pre_spawn: false,
             auth_refresh_age: 300,
             auth_state_env: BTreeMap::new(),
+            refresh_pre_stop: false,
+            user_password: String::new(),
+            admin_password: String::new(),
         }
     }
 }
@@ -246,6 +274,10 @@ pub enum AuthenticatorKind {
     /// OpenID Connect / OAuth 2 sign-in through an identity provider (`auth/oidc.rs`).
     #[serde(rename = "generic-oauth", alias = "oidc")]
     GenericOauth,
+    /// JupyterHub 5.1's SharedPasswordAuthenticator: `user_password` for users,
+    /// `admin_password` for admin_users.
+    #[serde(rename = "shared-password")]
+    SharedPassword,
 }
 
 impl AuthenticatorKind {
@@ -255,6 +287,7 @@ impl AuthenticatorKind {
             AuthenticatorKind::Native => "native",
             AuthenticatorKind::Pam => "pam",
             AuthenticatorKind::GenericOauth => "generic-oauth",
+            AuthenticatorKind::SharedPassword => "shared-password",
         }
     }
 }

@@ -304,3 +304,52 @@ fn several_proxies_are_external_and_exclude_api_url() {
     .0;
     assert!(twice.contains("twice"), "{twice}");
 }
+
+#[test]
+fn shared_password_rules_are_jupyterhubs() {
+    let with = |user: &str, admin: &str| {
+        load(&format!(
+            "[authenticator]\nkind = \"shared-password\"\nuser_password = \"{user}\"\nadmin_password = \"{admin}\"\n"
+        ))
+    };
+    let long = "x".repeat(32);
+    assert!(with("eight-ch", &long).is_ok());
+    assert!(
+        with("", "").is_ok(),
+        "nobody can log in: allowed, as JupyterHub (it logs it)"
+    );
+    let err = with("short", "").unwrap_err().0;
+    assert!(
+        err.contains("authenticator.user_password") && err.contains("at least 8"),
+        "{err}"
+    );
+    let err = with("eight-ch", &"y".repeat(31)).unwrap_err().0;
+    assert!(
+        err.contains("authenticator.admin_password")
+            && err.contains("at least 32 characters, not 31"),
+        "{err}"
+    );
+    let err = with(&long, &long).unwrap_err().0;
+    assert!(err.contains("cannot be the same"), "{err}");
+    let err = load("[authenticator]\nuser_password = \"eight-ch\"\n")
+        .unwrap_err()
+        .0;
+    assert!(err.contains("shared-password"), "{err}");
+}
+
+#[test]
+fn allow_origin_and_buckets_are_checked() {
+    assert!(load("[hub]\nallow_origin = \"https://lab.example.org:8443\"\n").is_ok());
+    assert!(load("[hub]\nallow_origin = \"*\"\n").is_ok());
+    let err = load("[hub]\nallow_origin = \"https://lab.example.org/path\"\n")
+        .unwrap_err()
+        .0;
+    assert!(err.contains("hub.allow_origin"), "{err}");
+    let err = load("[hub]\nserver_spawn_duration_seconds_buckets = [10.0, 5.0]\n")
+        .unwrap_err()
+        .0;
+    assert!(
+        err.contains("server_spawn_duration_seconds_buckets") && err.contains("ascend"),
+        "{err}"
+    );
+}

@@ -37,6 +37,8 @@ impl Config {
             self.validate_generic_oauth()?;
         }
         self.validate_auth_state()?;
+        self.validate_shared_password()?;
+        self.validate_jupyterhub5_hub_keys()?;
         if self.proxy.kind == ProxyKind::External && self.proxy.auth_token.is_empty() {
             return Err(ConfigError(
                 "key `proxy.auth_token`: an external proxy needs its CONFIGPROXY_AUTH_TOKEN here"
@@ -286,6 +288,92 @@ impl Config {
                     format!("{from:?} maps to {to:?}, which is not a valid user name"),
                 );
             }
+        }
+        Ok(())
+    }
+
+    /// SharedPasswordAuthenticator's rules (JupyterHub 5.1): a user password of 8 characters
+    /// at least, an admin password of 32 at least, and never the same one.
+    fn validate_shared_password(&self) -> Result<(), ConfigError> {
+        let a = &self.authenticator;
+        let err =
+            |key: &str, msg: String| Err(ConfigError(format!("key `authenticator.{key}`: {msg}")));
+        let (user, admin) = (
+            a.user_password.chars().count(),
+            a.admin_password.chars().count(),
+        );
+        if user > 0 && user < 8 {
+            return err(
+                "user_password",
+                format!("must be at least 8 characters long, got {user} characters"),
+            );
+        }
+        if admin > 0 && admin < 32 {
+            return err(
+                "admin_password",
+                format!("must be at least 32 characters, not {admin}"),
+            );
+        }
+        if admin > 0 && a.user_password == a.admin_password {
+            return err(
+                "admin_password",
+                "user_password and admin_password cannot be the same".into(),
+            );
+        }
+        if a.kind != AuthenticatorKind::SharedPassword && (user > 0 || admin > 0) {
+            return err(
+                if user > 0 {
+                    "user_password"
+                } else {
+                    "admin_password"
+                },
+                "is a key of kind = \"shared-password\" (dummy's shared password is `password`)"
+                    .into(),
+            );
+        }
+        if a.refresh_pre_stop && !a.enable_auth_state {
+            return err(
+                "refresh_pre_stop",
+                "needs enable_auth_state = true (the tokens to refresh are kept in auth_state)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The `[hub]` keys of JupyterHub 5.x: CORS and the metrics' buckets.
+    fn validate_jupyterhub5_hub_keys(&self) -> Result<(), ConfigError> {
+        let h = &self.hub;
+        let origin = h.allow_origin.as_str();
+        if !origin.is_empty() && origin != "*" {
+            let parsed = url::Url::parse(origin).ok();
+            let bare = parsed.as_ref().is_some_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some()
+                    && u.path() == "/"
+                    && !origin.ends_with('/')
+                    && u.query().is_none()
+                    && u.username().is_empty()
+            });
+            if !bare {
+                return Err(ConfigError(format!(
+                    "key `hub.allow_origin`: {origin:?} is not an origin; give \"*\" or \
+                     scheme://host[:port] without a path, e.g. \"https://lab.example.org\""
+                )));
+            }
+        }
+        for (key, buckets) in [
+            (
+                "server_spawn_duration_seconds_buckets",
+                &h.server_spawn_duration_seconds_buckets,
+            ),
+            (
+                "server_stop_duration_seconds_buckets",
+                &h.server_stop_duration_seconds_buckets,
+            ),
+        ] {
+            crate::metrics::check_buckets(buckets)
+                .map_err(|e| ConfigError(format!("key `hub.{key}`: {e}")))?;
         }
         Ok(())
     }

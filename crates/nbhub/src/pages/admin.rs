@@ -188,9 +188,19 @@ async fn running_servers(state: &AppState) -> ApiResult<Vec<Value>> {
             "last_activity": crate::api::timestamp(row.last_activity),
             "url": server_prefix(base, &owner.name, &row.name),
             "facts": facts,
+            "options": options_used(&row.user_options),
         }));
     }
     Ok(out)
+}
+
+/// The options a server was started with, as `name: value` pairs for the admin page (JupyterHub
+/// 5.3's "profile used" column).
+fn options_used(options: &Value) -> Vec<Value> {
+    super::home::option_values(options)
+        .filter(|(_, v)| !v.is_empty() && v != "null")
+        .map(|(k, v)| json!({"name": k, "value": v}))
+        .collect()
 }
 
 /// The systems tab: each system's health and notice, for the forms that set and clear it.

@@ -223,22 +223,25 @@ async fn add_history(
 
 /// A session's options in one line: `partition devel · runtime 00:01 · …`.
 fn options_summary(options: &Value) -> String {
-    let Some(map) = options.as_object() else {
-        return String::new();
-    };
-    map.iter()
-        .map(|(k, v)| {
-            let v = match v {
-                Value::String(s) => s.clone(),
-                Value::Array(a) => a
-                    .iter()
-                    .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                other => other.to_string(),
-            };
-            format!("{k} {v}")
-        })
+    option_values(options)
+        .map(|(k, v)| format!("{k} {v}"))
         .collect::<Vec<_>>()
         .join(" · ")
+}
+
+/// Each option a server was started with and its value as text (lists joined, other values
+/// as JSON), for the home and admin pages.
+pub(super) fn option_values(options: &Value) -> impl Iterator<Item = (&String, String)> {
+    options.as_object().into_iter().flatten().map(|(k, v)| {
+        let v = match v {
+            Value::String(s) => s.clone(),
+            Value::Array(a) => a
+                .iter()
+                .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join(", "),
+            other => other.to_string(),
+        };
+        (k, v)
+    })
 }

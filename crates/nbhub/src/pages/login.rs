@@ -134,6 +134,21 @@ async fn authenticate(
                 return Ok(Err(Denied::BadCredentials));
             }
         }
+        AuthenticatorKind::SharedPassword => {
+            // As JupyterHub's SharedPasswordAuthenticator: admin_users sign in with
+            // admin_password only, everyone else with user_password; an unset one signs no
+            // one in.
+            let expected = if auth.admin_users.iter().any(|a| a == name) {
+                &auth.admin_password
+            } else {
+                &auth.user_password
+            };
+            if expected.is_empty()
+                || !crate::secrets::constant_time_eq(expected.as_bytes(), password.as_bytes())
+            {
+                return Ok(Err(Denied::BadCredentials));
+            }
+        }
         AuthenticatorKind::Native => {
             let Some(user) = db::users::get(&state.db, name).await? else {
                 return Ok(Err(Denied::BadCredentials));

@@ -55,6 +55,43 @@ async fn token_page(
         &headers,
         "token.html",
         Some(&user),
-        json!({"api_tokens": api_tokens, "oauth_clients": oauth_clients}),
+        json!({
+            "api_tokens": api_tokens,
+            "oauth_clients": oauth_clients,
+            "token_expires_in_max_seconds": state.config.hub.token_expires_in_max_seconds,
+            "expires_in_options": expires_in_options(state.config.hub.token_expires_in_max_seconds),
+        }),
     ))
+}
+
+/// The choices of the "Expires in" list: with `token_expires_in_max_seconds`, those within the
+/// limit and the limit itself last ("Max"), as JupyterHub 5.1's page; else "Never" last. The
+/// last one is selected.
+fn expires_in_options(max: u64) -> Vec<Value> {
+    let mut options: Vec<(String, String)> = [
+        (3600, "1 hour"),
+        (86400, "1 day"),
+        (7 * 86400, "1 week"),
+        (30 * 86400, "30 days"),
+        (365 * 86400, "1 year"),
+    ]
+    .into_iter()
+    .filter(|(secs, _)| max == 0 || *secs <= max)
+    .map(|(secs, label)| (secs.to_string(), label.to_string()))
+    .collect();
+    if max == 0 {
+        options.push((String::new(), "Never".into()));
+    } else if !options.iter().any(|(secs, _)| *secs == max.to_string()) {
+        let hours = max as f64 / 3600.0;
+        let label = if hours / 24.0 < 3.0 {
+            format!("Max ({hours:.0} hours)")
+        } else {
+            format!("Max ({:.0} days)", hours / 24.0)
+        };
+        options.push((max.to_string(), label));
+    }
+    options
+        .into_iter()
+        .map(|(value, label)| json!({"value": value, "label": label}))
+        .collect()
 }

@@ -173,6 +173,23 @@ impl Supervisor {
         for (k, v) in extra_env {
             env.entry(k).or_insert(v);
         }
+        // group_overrides and apply_user_options (checked in `Supervisor::start`): the
+        // settings of this start that differ from the config; mapped options are not the
+        // spawner's.
+        let mut options = options;
+        let groups = db::users::group_names(&self.db, user.id)
+            .await
+            .map_err(credentials)?;
+        let sp = &self.config.spawner;
+        let overrides = nbhub_spawner::overrides_for(
+            &sp.group_overrides,
+            &sp.apply_user_options,
+            &groups,
+            &mut options.0,
+        )
+        .map_err(|e| {
+            SpawnFailure::internal(SpawnStep::Start, nbhub_spawner::FieldError::join(&e))
+        })?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let request = SpawnRequest {
             user: user.name.clone(),
@@ -183,6 +200,7 @@ impl Supervisor {
             user_options: options,
             updates: Updates::new(tx),
             tag: self.job_tag.for_row(row_id),
+            overrides,
         };
         let (started, armed) = self
             .drive_start(slot, row_id, self.spawner.start(&request), rx)

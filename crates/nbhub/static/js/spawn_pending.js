@@ -112,7 +112,7 @@ source.onerror = () => {
 cancel.addEventListener("click", async () => {
   cancel.disabled = true;
   source.close();
-  message.textContent = "Cancelling…";
+  message.textContent = "Stopping…";
   try {
     await fetch(page.dataset.stopUrl, {
       method: "DELETE",

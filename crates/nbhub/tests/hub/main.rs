@@ -18,6 +18,7 @@ mod db_outage;
 mod hub_restart;
 mod identity_cache;
 mod import_config;
+mod jupyterhub5;
 mod listener;
 mod login;
 mod metrics;

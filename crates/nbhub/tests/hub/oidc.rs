@@ -1095,3 +1095,113 @@ auth_state_env = {{ OIDC_ACCESS_TOKEN = "access_token", OIDC_GROUPS = "oauth_use
     );
     provider.kill();
 }
+
+/// JupyterHub 5.4's `refresh_pre_stop`, against the real provider: alice's tokens are refreshed
+/// at the provider before her server stops (even with `auth_refresh_age = 0`, which turns the
+/// refresh at requests off); once the provider refuses the refresh, her own stop is refused
+/// with "sign in again" and the server keeps running, while an admin's stop goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_pre_stop_refreshes_before_a_stop() {
+    let Some((oidc_dir, venv, proxy)) = require_provider_venv_and_proxy() else {
+        return;
+    };
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let script = scratch.path().join("tiny_server.py");
+    std::fs::write(&script, common::TINY_SERVER).expect("script");
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let mut hub = HubProc::new(
+        venv.clone(),
+        &proxy,
+        Options {
+            cmd_prefix: vec![
+                venv.join("bin/python").display().to_string(),
+                script.display().to_string(),
+            ],
+            services: "[[roles]]\nname = \"auth-state-reader\"\nscopes = [\"admin:auth_state\"]\nservices = [\"e2e-admin\"]\n".into(),
+            authenticator: format!(
+                "kind = \"generic-oauth\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\n\
+                 issuer = \"{issuer}\"\nenable_auth_state = true\nrefresh_pre_stop = true\nauth_refresh_age = 0\n"
+            ),
+            ports_known_in_advance: true,
+            ..Options::default()
+        },
+    );
+    let provider = start_provider_with(
+        scratch.path(),
+        &oidc_dir,
+        port,
+        hub.public_url("/hub/oauth_callback"),
+        hub.public_url("/hub/login"),
+        &[("REFRESH", "1".into())],
+    )
+    .await;
+    hub.env = vec![("JUPYTERHUB_CRYPT_KEY".into(), KEY_A.into())];
+    hub.start().await;
+    sign_in_through_the_proxy(&hub, "alice").await;
+    let alice_token = common::user_token(&hub, "alice").await;
+    let stop_as_alice = || {
+        common::request(
+            &hub,
+            Method::DELETE,
+            "/users/alice/server",
+            &alice_token,
+            None,
+        )
+    };
+
+    // A stop by alice herself: one refresh grant at the provider first, then the stop.
+    let (status, body) = start_alice(&hub).await;
+    assert!(status == 201 || status == 202, "{status} {body}");
+    hubproc::wait_ready(&hub, "alice", "", 60).await;
+    let grants = refresh_grants(&provider);
+    let before = auth_state_of(&hub, "alice").await;
+    let (status, body) = stop_as_alice().await;
+    assert!(
+        status == 204 || status == 202,
+        "{status} {body}\n{}",
+        hub.log()
+    );
+    assert_refresh_grants(&provider, grants + 1).await;
+    let after = auth_state_of(&hub, "alice").await;
+    assert_ne!(
+        after["access_token"], before["access_token"],
+        "refreshed before the stop"
+    );
+    common::eventually(60, "alice's server to stop", || async {
+        hubproc::server_model(&hub, "alice", "")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+
+    // The provider revokes the refresh token: alice's own stop is refused, nothing stops.
+    let (status, body) = start_alice(&hub).await;
+    assert!(status == 201 || status == 202, "{status} {body}");
+    hubproc::wait_ready(&hub, "alice", "", 60).await;
+    let resp = common::client()
+        .post(format!("{issuer}/token/revocation"))
+        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+        .form(&[
+            (
+                "token",
+                after["refresh_token"].as_str().expect("refresh token"),
+            ),
+            ("token_type_hint", "refresh_token"),
+        ])
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(resp.status(), 200);
+    let (status, body) = stop_as_alice().await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("Sign in again"), "{body}");
+    assert!(
+        hubproc::server_model(&hub, "alice", "").await.is_some(),
+        "the refused stop left the server running"
+    );
+    // An admin's stop goes on regardless (JupyterHub: "Stopping anyway").
+    stop_alice(&hub).await;
+    assert!(hub.log().contains("stopping anyway"), "{}", hub.log());
+}

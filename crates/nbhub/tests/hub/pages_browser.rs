@@ -243,13 +243,15 @@ impl nbhub_spawner::Spawner for LocalWithForm {
     }
 }
 
-#[tokio::test]
-async fn a_bad_value_on_the_spawn_form_is_shown_next_to_its_field() {
-    let Some(b) = Browser::start().await else {
-        return;
-    };
-    let hub = common::sqlite_hub(|c| c.authenticator.allow_all = true).await;
-    // The same hub state, with the form spawner.
+/// `hub`'s state served again on a free port with the [`LocalWithForm`] spawner: the base URL,
+/// the new state, and the sender that stops it (dropped: stopped).
+async fn serve_with_form_spawner(
+    hub: &common::TestHub,
+) -> (
+    String,
+    nbhub::state::AppState,
+    tokio::sync::oneshot::Sender<()>,
+) {
     let s = &hub.state;
     let spawner = nbhub_spawner::LocalSpawner::new(
         s.config.spawner.clone(),
@@ -283,6 +285,17 @@ async fn a_bad_value_on_the_spawn_form_is_shown_next_to_its_field() {
         })
         .await;
     });
+
+    (base, state, tx)
+}
+
+#[tokio::test]
+async fn a_bad_value_on_the_spawn_form_is_shown_next_to_its_field() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let hub = common::sqlite_hub(|c| c.authenticator.allow_all = true).await;
+    let (base, state, tx) = serve_with_form_spawner(&hub).await;
 
     b.sign_in(&base, "gina", "x").await;
     b.goto(&format!("{base}/hub/spawn")).await;
@@ -654,4 +667,151 @@ async fn hub_and_browser(opts: Options) -> Option<(HubProc, Browser)> {
     let b = Browser::start().await?;
     let hub = HubProc::started(venv, &proxy, opts).await;
     Some((hub, b))
+}
+
+/// JupyterHub 5's page features, in Chromium: the dark-mode switch (on every page, kept in
+/// localStorage as `jupyterhub-bs-theme` and applied as `data-bs-theme`), the confirmation
+/// before a named server is deleted (refused: nothing deleted; accepted: deleted), the admin
+/// page's start time and options of a server, and Stop on the spawn-pending page.
+#[tokio::test]
+async fn dark_mode_delete_confirmation_admin_options_and_stop_while_pending() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let hub = common::sqlite_hub(|c| {
+        c.authenticator.allow_all = true;
+        c.authenticator.admin_users = vec!["pf5".into()];
+        c.hub.allow_named_servers = true;
+        c.hub.slow_spawn_timeout = 1;
+        // A server that never answers: it stays starting until stopped.
+        c.spawner.cmd = vec!["/bin/sh".into(), "-c".into(), "sleep 300".into()];
+        c.spawner.start_timeout = 300;
+        c.local.switch_user = false;
+    })
+    .await;
+    let (base, state, tx) = serve_with_form_spawner(&hub).await;
+    let theme = "return document.documentElement.getAttribute('data-bs-theme')";
+
+    // Dark mode, switched on the login page, stays on for the next pages.
+    b.goto(&format!("{base}/hub/login")).await;
+    assert_eq!(b.eval(theme, json!([])).await, json!("light"));
+    b.click("#dark-theme-toggle").await;
+    assert_eq!(b.eval(theme, json!([])).await, json!("dark"));
+    assert_eq!(
+        b.eval(
+            "return localStorage.getItem('jupyterhub-bs-theme')",
+            json!([])
+        )
+        .await,
+        json!("dark")
+    );
+    b.sign_in(&base, "pf5", "x").await;
+    for page in ["/hub/home", "/hub/token", "/hub/admin"] {
+        b.goto(&format!("{base}{page}")).await;
+        b.find("#dark-theme-toggle").await;
+        assert_eq!(b.eval(theme, json!([])).await, json!("dark"), "{page}");
+    }
+    b.goto(&format!("{base}/hub/home")).await;
+    b.screenshots("home-dark").await;
+
+    // A named server's Delete asks first; "no" keeps it, "yes" deletes it.
+    let (s, body) = common::call(
+        &hub,
+        Method::PUT,
+        "/users/pf5/servers/scratch",
+        common::ADMIN_TOKEN,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    let owner = nbhub::db::users::get(&state.db, "pf5")
+        .await
+        .expect("db")
+        .expect("pf5");
+    let named = || async {
+        nbhub::db::servers::get(&state.db, owner.id, "scratch")
+            .await
+            .expect("db")
+            .is_some()
+    };
+    assert!(named().await, "created");
+    b.goto(&format!("{base}/hub/home")).await;
+    let answer = |yes: bool| {
+        format!("window.confirm = (m) => {{ window.asked = m; return {yes}; }}; return true")
+    };
+    b.eval(&answer(false), json!([])).await;
+    b.click(".delete-server[data-server='scratch']").await;
+    let asked = b.eval("return window.asked || ''", json!([])).await;
+    assert!(
+        asked
+            .as_str()
+            .unwrap_or("")
+            .contains("Delete the server scratch"),
+        "the page asks first: {asked}"
+    );
+    assert!(named().await, "refused: the server is kept");
+    b.find(".delete-server[data-server='scratch']").await;
+    b.eval(&answer(true), json!([])).await;
+    b.click(".delete-server[data-server='scratch']").await;
+    b.wait_until(
+        "!document.querySelector(\".delete-server[data-server='scratch']\")",
+        "the deleted server's row gone",
+    )
+    .await;
+    common::eventually(10, "the named server deleted", || async {
+        (!named().await).then_some(())
+    })
+    .await;
+
+    // A start from the form waits on the pending page; the admin page shows when it started and
+    // with which options.
+    b.goto(&format!("{base}/hub/spawn")).await;
+    b.find("#opt-cores").await;
+    b.fill("#opt-cores", "4").await;
+    b.click("#spawn-submit").await;
+    b.wait_until(
+        "location.pathname.includes('/hub/spawn-pending/pf5')",
+        "the pending page",
+    )
+    .await;
+    b.goto(&format!("{base}/hub/admin")).await;
+    b.click("#tab-running").await;
+    b.wait_until(
+        "document.querySelector('#pane-running').classList.contains('show')",
+        "the running tab",
+    )
+    .await;
+    let row = ".running-row[data-user='pf5']";
+    let options = b.text(&format!("{row} .server-options")).await;
+    assert!(
+        options.contains("cores: 4") && options.contains("partition: cpu"),
+        "{options}"
+    );
+    let started = b
+        .eval(
+            &format!("return document.querySelector(\"{row} .server-started time\").getAttribute('datetime')"),
+            json!([]),
+        )
+        .await;
+    assert!(
+        started.as_str().is_some_and(|t| t.starts_with("20")),
+        "{started}"
+    );
+    b.screenshots("admin-running-options").await;
+
+    // Stop on the pending page stops the start and leads home.
+    b.goto(&format!("{base}/hub/spawn-pending/pf5")).await;
+    b.click("#cancel-spawn").await;
+    b.wait_until("location.pathname === '/hub/home'", "home after Stop")
+        .await;
+    common::eventually(30, "the start stopped", || async {
+        (state.supervisor.phase_of(owner.id, "") == nbhub::supervisor::Phase::Stopped).then_some(())
+    })
+    .await;
+    // Back to light for the next pages, as chosen.
+    b.click("#dark-theme-toggle").await;
+    b.goto(&format!("{base}/hub/token")).await;
+    assert_eq!(b.eval(theme, json!([])).await, json!("light"));
+    let _ = tx.send(());
+    b.quit().await;
 }
