@@ -865,17 +865,12 @@ impl Tx<'_> {
             Some(a) => {
                 self.c.authenticator.kind = match a {
                     Auth::Pam => AuthenticatorKind::Pam,
-                    Auth::Dummy | Auth::SharedPassword => AuthenticatorKind::Dummy,
+                    Auth::Dummy => AuthenticatorKind::Dummy,
+                    Auth::SharedPassword => AuthenticatorKind::SharedPassword,
                     Auth::Native => AuthenticatorKind::Native,
                     Auth::Generic | Auth::Auth0 => AuthenticatorKind::GenericOauth,
                 };
                 self.source("authenticator.kind", &r);
-                if a == Auth::SharedPassword {
-                    self.note(
-                        &r,
-                        "nbhub's dummy authenticator with a password is the shared-password one (user_password → password)",
-                    );
-                }
                 Some(a)
             }
             None => {
@@ -963,12 +958,32 @@ impl Tx<'_> {
             }
             Some(Auth::Dummy) => copy!("password", string, password),
             Some(Auth::SharedPassword) => {
-                copy!("user_password", string, password);
-                self.not_carried(
-                    classes,
-                    &["admin_password"],
-                    "nbhub's shared password has no second password for admins: list them in admin_users",
-                );
+                // JupyterHub refuses to start with shorter ones; so would nbhub.
+                let at_least = |min: usize| {
+                    move |v: &Value| {
+                        let p = string(v)?;
+                        if p.chars().count() < min {
+                            return Err(format!(
+                                "JupyterHub and nbhub need at least {min} characters, not {}",
+                                p.chars().count()
+                            ));
+                        }
+                        Ok(p)
+                    }
+                };
+                copy!("user_password", at_least(8), user_password);
+                copy!("admin_password", at_least(32), admin_password);
+                if !self.c.authenticator.admin_password.is_empty()
+                    && self.c.authenticator.admin_password == self.c.authenticator.user_password
+                {
+                    self.c.authenticator.admin_password.clear();
+                    if let Some(r) = self.read(classes, "admin_password", string) {
+                        self.left_out(
+                            &r,
+                            "the same as user_password, which JupyterHub and nbhub refuse",
+                        );
+                    }
+                }
             }
             Some(Auth::Native) => {
                 // NativeAuthenticator offers sign-up unless told not to.
@@ -1140,6 +1155,7 @@ impl Tx<'_> {
             }
         }
         self.spawner_common(classes);
+        self.overrides(classes);
         match kind {
             Some(Spawn::Slurm | Spawn::Moss | Spawn::Profiles) => self.slurm(classes),
             _ => self.local(classes),
@@ -1291,11 +1307,50 @@ impl Tx<'_> {
                 "oauth_client_allowed_scopes",
                 "oauth_roles",
                 "ssl_alt_names",
-                "group_overrides",
                 "hub_connect_url",
             ],
             "nbhub has no equivalent of this spawner setting",
         );
+    }
+
+    /// JupyterHub 5.2's `group_overrides` and 5.3's declarative `apply_user_options`, when they
+    /// are dicts (a callable is code, reported by `read`); each entry nbhub cannot take is
+    /// reported with the setting's line, the others kept.
+    fn overrides(&mut self, classes: &[&str]) {
+        if let Some(r) = self.read(classes, "apply_user_options", dict) {
+            for (option, target) in &r.value {
+                let one = string(target).and_then(|t| {
+                    let map = std::collections::BTreeMap::from([(option.clone(), t)]);
+                    nbhub_spawner::validate_apply_user_options(&map).map(|()| map)
+                });
+                match one {
+                    Ok(map) => self.c.spawner.apply_user_options.extend(map),
+                    Err(why) => self
+                        .r
+                        .left_out(r.line, format!("{}[{option:?}]", r.name), why),
+                }
+            }
+            self.source("spawner.apply_user_options", &r);
+        }
+        if let Some(r) = self.read(classes, "group_overrides", dict) {
+            for (name, entry) in &r.value {
+                let item = format!("{}[{name:?}]", r.name);
+                match group_override(entry, &format!("spawner.group_overrides.{name}")) {
+                    Ok((go, skipped)) => {
+                        for (key, why) in skipped {
+                            self.r.left_out(
+                                r.line,
+                                format!("{item}[\"spawner_override\"][{key:?}]"),
+                                why,
+                            );
+                        }
+                        self.c.spawner.group_overrides.insert(name.clone(), go);
+                    }
+                    Err(why) => self.r.left_out(r.line, item, why),
+                }
+            }
+            self.source("spawner.group_overrides", &r);
+        }
     }
 
     fn local(&mut self, classes: &[&str]) {
@@ -1798,6 +1853,53 @@ fn log_level(v: &Value) -> Result<LogLevel, String> {
 }
 
 /// A server's environment variable's value: text, or a number or boolean as Python's str().
+/// One entry of `group_overrides`: `{"groups": [...], "spawner_override": {...}}`. The settings
+/// nbhub's overrides cannot set come back as (name, why) to be reported.
+#[allow(clippy::type_complexity)]
+fn group_override(
+    entry: &Value,
+    key: &str,
+) -> Result<(nbhub_spawner::GroupOverride, Vec<(String, String)>), String> {
+    let mut go = nbhub_spawner::GroupOverride::default();
+    let mut skipped = Vec::new();
+    let mut seen_override = false;
+    for (k, v) in dict(entry)? {
+        match k.as_str() {
+            "groups" => go.groups = strings(&v)?,
+            "spawner_override" => {
+                seen_override = true;
+                let o = &mut go.spawner_override;
+                for (setting, value) in dict(&v)? {
+                    match setting.as_str() {
+                        "environment" => {
+                            for (name, val) in dict(&value)? {
+                                o.environment.insert(name, env_value(&val)?);
+                            }
+                        }
+                        "default_url" => o.default_url = Some(string(&value)?),
+                        "notebook_dir" => o.notebook_dir = Some(string(&value)?),
+                        "args" => o.args = Some(strings(&value)?),
+                        _ => skipped.push((
+                            setting,
+                            "nbhub's group_overrides set environment, default_url, notebook_dir, args and extra_sbatch (Slurm); which partitions and limits a group has is [[slurm.allow]]'s".to_owned(),
+                        )),
+                    }
+                }
+            }
+            other => {
+                return Err(format!(
+                    "an entry has groups and spawner_override, not {other:?}"
+                ))
+            }
+        }
+    }
+    if go.groups.is_empty() || !seen_override {
+        return Err("an entry needs both groups and spawner_override".to_owned());
+    }
+    go.spawner_override.validate(key)?;
+    Ok((go, skipped))
+}
+
 fn env_value(v: &Value) -> Result<String, String> {
     match v {
         Value::Str(s) => Ok(s.clone()),
@@ -1985,18 +2087,58 @@ mod tests {
     }
 
     #[test]
-    fn shared_password_is_dummy_with_its_password() {
-        let (c, r) = tr("c.JupyterHub.authenticator_class = 'shared-password'\nc.SharedPasswordAuthenticator.user_password = 'a-long-password'\nc.SharedPasswordAuthenticator.admin_password = 'another-long-one'\n");
-        assert_eq!(c.authenticator.kind, AuthenticatorKind::Dummy);
-        assert_eq!(c.authenticator.password, "a-long-password");
+    fn group_overrides_and_apply_user_options_are_carried_over() {
+        let src = "c.Spawner.apply_user_options = {'start_in': 'default_url', 'image': 'image'}\n\
+c.Spawner.group_overrides = {\n\
+    '01-gpu': {'groups': ['gpu'], 'spawner_override': {'environment': {'GPU': '1'}, 'default_url': '/lab/gpu', 'mem_limit': '8G'}},\n\
+    'bad': {'groups': ['x']},\n\
+}\n";
+        let (c, r) = tr(src);
+        let s = &c.spawner;
+        assert_eq!(s.apply_user_options.len(), 1, "{s:?}");
+        assert_eq!(s.apply_user_options["start_in"], "default_url");
+        let go = &s.group_overrides["01-gpu"];
+        assert_eq!(go.groups, ["gpu"]);
+        assert_eq!(go.spawner_override.environment["GPU"], "1");
+        assert_eq!(go.spawner_override.default_url.as_deref(), Some("/lab/gpu"));
+        assert!(!s.group_overrides.contains_key("bad"));
+        assert_eq!(
+            left_out(&r),
+            [
+                "1: c.Spawner.apply_user_options[\"image\"]",
+                "2: c.Spawner.group_overrides[\"01-gpu\"][\"spawner_override\"][\"mem_limit\"]",
+                "2: c.Spawner.group_overrides[\"bad\"]",
+            ]
+        );
+        assert!(s.validate().is_ok(), "{:?}", s.validate());
+    }
+
+    #[test]
+    fn shared_password_keeps_both_passwords() {
+        let (c, r) = tr("c.JupyterHub.authenticator_class = 'shared-password'\nc.SharedPasswordAuthenticator.user_password = 'a-long-password'\nc.SharedPasswordAuthenticator.admin_password = 'an-admin-password-of-32-chars-xx'\n");
+        assert_eq!(c.authenticator.kind, AuthenticatorKind::SharedPassword);
+        assert_eq!(c.authenticator.user_password, "a-long-password");
+        assert_eq!(
+            c.authenticator.admin_password,
+            "an-admin-password-of-32-chars-xx"
+        );
+        assert!(r.left_out.is_empty(), "{r:?}");
+        // JupyterHub's length rules: a shorter admin password (or one equal to the users')
+        // is reported, not written into a config that would not load.
+        let (c, r) = tr("c.JupyterHub.authenticator_class = 'shared-password'\nc.SharedPasswordAuthenticator.user_password = 'a-long-password'\nc.SharedPasswordAuthenticator.admin_password = 'too-short'\n");
+        assert_eq!(c.authenticator.admin_password, "");
         assert_eq!(
             left_out(&r),
             ["3: c.SharedPasswordAuthenticator.admin_password"]
         );
-        assert!(
-            r.notes.iter().any(|n| n.why.contains("shared-password")),
-            "{r:?}"
+        let same = "an-admin-password-of-32-chars-xx";
+        let (c, r) = tr(&format!("c.JupyterHub.authenticator_class = 'shared-password'\nc.SharedPasswordAuthenticator.user_password = '{same}'\nc.SharedPasswordAuthenticator.admin_password = '{same}'\n"));
+        assert_eq!(c.authenticator.admin_password, "");
+        assert_eq!(
+            left_out(&r),
+            ["3: c.SharedPasswordAuthenticator.admin_password"]
         );
+        assert!(c.validate().is_ok());
     }
 
     #[test]
