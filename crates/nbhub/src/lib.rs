@@ -378,12 +378,17 @@ const MAX_BODY: usize = 2 << 20;
 /// body gets a 413 and the connection is closed (so does a body that breaks off: its client
 /// is gone); one that does not arrive within `request_body_timeout` ([`run`]), a 408.
 async fn read_body_first(request: Request, next: Next) -> Response {
+    match buffer_body(request).await {
+        Ok(request) => next.run(request).await,
+        Err(response) => response,
+    }
+}
+
+/// The request with its body read whole, or the answer when it cannot be ([`read_body_first`]).
+async fn buffer_body(request: Request) -> Result<Request, Response> {
     let (parts, body) = request.into_parts();
     match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(bytes) => {
-            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
-                .await
-        }
+        Ok(bytes) => Ok(Request::from_parts(parts, axum::body::Body::from(bytes))),
         Err(e) => {
             let mut response = if nbhub_proxy::deadline::is_body_timeout(&e) {
                 error::ApiError::new(
@@ -401,7 +406,7 @@ async fn read_body_first(request: Request, next: Next) -> Response {
                 axum::http::header::CONNECTION,
                 HeaderValue::from_static("close"),
             );
-            response
+            Err(response)
         }
     }
 }
@@ -425,9 +430,12 @@ async fn common_headers(
     let cors = api::is_api_path(&state, request.uri().path())
         .then(|| request.headers().get(axum::http::header::ORIGIN).cloned());
     let mut response = match &cors {
-        Some(origin) if method == axum::http::Method::OPTIONS => {
-            api::cors_preflight(&state, origin.as_ref())
-        }
+        // Its body is read first, as every request's (read_body_first): an answer that left
+        // it unread would end a keep-alive connection.
+        Some(origin) if method == axum::http::Method::OPTIONS => match buffer_body(request).await {
+            Ok(_) => api::cors_preflight(&state, origin.as_ref()),
+            Err(response) => response,
+        },
         _ => next.run(request).await,
     };
     if let Some(origin) = &cors {
